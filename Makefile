@@ -1,0 +1,34 @@
+# One-command set-up: every target creates .venv (idempotently) before it runs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: venv demo test lint bench docs clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e ".[dev,visdom]" 2>&1 | grep -v '^WARNING: Location' || true
+	$(BIN)/python -c "import torch, torchvision, timm, safetensors, huggingface_hub, zoo"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv  ## the main job
+	$(BIN)/zoo list
+	$(BIN)/zoo info resnet20
+
+test: venv  ## lint, then the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/python benchmarks/import_time.py
+
+docs: venv
+	$(BIN)/python docs/gen_tables.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

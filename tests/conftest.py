@@ -1,0 +1,29 @@
+"""Shared fixtures: the real datasets beside the checkout and models that are costly to build."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# CI and developers have the read-only real data at ../shared/data; a user's fresh clone does not.
+SHARED_DATA = Path(os.environ.get("ZOO_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real MNIST/Fashion-MNIST folder, or skip the test when this machine has none."""
+    if not (SHARED_DATA / "MNIST" / "raw").is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (set ZOO_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep every test's weight and hub caches out of the user's home."""
+    cache = tmp_path_factory.getbasetemp() / "caches"
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(cache / "zoo"))
+    monkeypatch.setenv("HF_HOME", str(cache / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(cache / "torch"))

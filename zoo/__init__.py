@@ -1,0 +1,38 @@
+"""zoo: a PyTorch model zoo of VGG, ResNet and the seed course's MNIST CNNs, with verified weights.
+
+``import zoo`` stays light: torchvision, timm and huggingface_hub are imported only where used.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from zoo import models  # noqa: F401  (registers every architecture)
+from zoo.factory import create_model
+from zoo.registry import is_model, list_models, model_entrypoint, register_model, split_model_name_tag
+
+__version__ = "0.1.0"
+
+# Heavier entry points, imported on first use so that `import zoo` costs little over `import torch`.
+_LAZY = {
+    "create_transform": "zoo.transforms",
+    "load_weights": "zoo.weights",
+    "model_info": "zoo.info",
+}
+
+__all__ = [
+    "create_model",
+    "is_model",
+    "list_models",
+    "model_entrypoint",
+    "register_model",
+    "split_model_name_tag",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")

@@ -1,0 +1,135 @@
+"""``zoo info``: what a model is made of, layer by layer, for a given input size.
+
+Each convolution and pooling row shows how its output size follows from the input size:
+``(N - F + 2P) / S + 1`` with N the input size, F the kernel, P the padding and S the stride.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+
+@dataclass
+class LayerRow:
+    """One leaf module of a forward pass."""
+
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]
+    params: int
+    formula: str = ""
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _size_formula(module: nn.Module, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> str:
+    if not isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        return ""
+    k = _pair(module.kernel_size)
+    s = _pair(module.stride)
+    p = _pair(module.padding)
+    ceil = getattr(module, "ceil_mode", False)
+    parts = []
+    # Both spatial axes are the same for every model here; show one when they agree.
+    axes = [0] if (k[0], s[0], p[0], in_hw[0]) == (k[1], s[1], p[1], in_hw[1]) else [0, 1]
+    for a in axes:
+        rnd = "ceil" if ceil else "floor"
+        parts.append(f"{rnd}(({in_hw[a]} - {k[a]} + 2*{p[a]}) / {s[a]}) + 1 = {out_hw[a]}")
+    return "; ".join(parts)
+
+
+def layer_table(model: nn.Module, input_size: tuple[int, ...]) -> list[LayerRow]:
+    """Run one forward pass of a zero batch of ``input_size`` (C, H, W) and record every leaf module."""
+    rows: list[LayerRow] = []
+    hooks = []
+
+    def hook(name: str):
+        def fn(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            out_shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else ()
+            formula = ""
+            if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() == 4 and len(out_shape) == 3:
+                formula = _size_formula(module, tuple(inputs[0].shape[2:]), out_shape[1:])
+            own = sum(p.numel() for p in module.parameters(recurse=False))
+            rows.append(LayerRow(name, type(module).__name__, out_shape, own, formula))
+
+        return fn
+
+    for name, module in model.named_modules():
+        if name and not any(True for _ in module.children()):
+            hooks.append(module.register_forward_hook(hook(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return rows
+
+
+def count_params(model: nn.Module) -> int:
+    """Total number of parameters."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_info(model_name: str, input_size: tuple[int, ...] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """A dict describing ``model_name`` (built with ``kwargs``): parameters, config and layer table."""
+    from zoo.factory import create_model
+
+    model = create_model(model_name, **kwargs)
+    cfg = dict(model.pretrained_cfg)
+    size = tuple(input_size) if input_size else tuple(cfg["input_size"])
+    if len(size) != 3 or any(not isinstance(v, int) or v < 1 for v in size):
+        raise ValueError(f"input_size={size!r} is invalid: give three positive ints, channels height width")
+    if size[0] != model.in_chans:
+        raise ValueError(f"input_size has {size[0]} channels but {model_name} takes in_chans={model.in_chans}")
+    try:
+        rows = layer_table(model, size)
+    except RuntimeError as e:
+        raise ValueError(f"{model_name} cannot take a {size[1]}x{size[2]} input: {e}") from None
+    return {
+        "name": model_name,
+        "class": type(model).__name__,
+        "params": count_params(model),
+        "num_classes": model.num_classes,
+        "num_features": model.num_features,
+        "in_chans": model.in_chans,
+        "input_size": size,
+        "pretrained_cfg": cfg,
+        "layers": rows,
+    }
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """Render ``model_info`` output as text for the terminal."""
+    lines = [
+        f"{info['name']}  ({info['class']})",
+        f"  parameters   {info['params']:,} ({info['params'] / 1e6:.2f} M)",
+        f"  num_classes  {info['num_classes']}",
+        f"  num_features {info['num_features']}",
+        f"  input size   {' x '.join(map(str, info['input_size']))} (C x H x W)",
+        "  default config:",
+    ]
+    for key, value in info["pretrained_cfg"].items():
+        if value is not None and key not in ("label_names",):
+            lines.append(f"    {key:<14} {value}")
+    rows: list[LayerRow] = info["layers"]
+    name_w = max([len(r.name) for r in rows] + [5])
+    kind_w = max([len(r.kind) for r in rows] + [4])
+    shape_w = max([len(" x ".join(map(str, r.output_shape))) for r in rows] + [6])
+    lines += ["", f"  {'layer':<{name_w}}  {'type':<{kind_w}}  {'output':<{shape_w}}  {'params':>10}  size"]
+    for r in rows:
+        shape = " x ".join(map(str, r.output_shape))
+        row = f"  {r.name:<{name_w}}  {r.kind:<{kind_w}}  {shape:<{shape_w}}  {r.params:>10,}  {r.formula}"
+        lines.append(row.rstrip())
+    total = sum(r.params for r in rows)
+    lines.append(f"  {'total':<{name_w}}  {'':<{kind_w}}  {'':<{shape_w}}  {total:>10,}")
+    return "\n".join(lines)

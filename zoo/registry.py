@@ -1,0 +1,118 @@
+"""The model registry: architecture names, their builders and their default preprocessing.
+
+A model name is ``arch`` or ``arch.tag`` (timm's convention): ``arch`` picks the builder, ``tag``
+picks one set of pretrained weights for it from the manifest in ``weights/``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch.nn as nn
+
+_entrypoints: dict[str, Callable[..., nn.Module]] = {}
+_arch_modules: dict[str, str] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register a model builder under its function name (``@register_model``).
+
+    Registering the same name twice is an error: the second builder would silently shadow the first.
+    """
+    name = fn.__name__
+    if "." in name:
+        raise ValueError(f"model name {name!r} must not contain '.': the part after a dot is a weights tag")
+    if name in _entrypoints:
+        raise ValueError(
+            f"model {name!r} is already registered (by {_arch_modules[name]}); pick another function name"
+        )
+    _entrypoints[name] = fn
+    _arch_modules[name] = fn.__module__
+    return fn
+
+
+def split_model_name_tag(name: str) -> tuple[str, str]:
+    """Split ``"resnet50.tv2_in1k"`` into ``("resnet50", "tv2_in1k")``; a bare arch gives an empty tag."""
+    arch, _, tag = name.partition(".")
+    return arch, tag
+
+
+def _natural_key(name: str) -> list[int | str]:
+    # resnet18 < resnet34 < resnet101, as timm sorts.
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower())]
+
+
+def _as_patterns(value: str | Iterable[str]) -> list[str]:
+    if isinstance(value, str):
+        return [value] if value else []
+    return [v for v in value if v]
+
+
+def list_models(
+    filter: str | Iterable[str] = "",  # noqa: A002 - the name users know from timm
+    exclude_filters: str | Iterable[str] = (),
+    pretrained: bool = False,
+) -> list[str]:
+    """Registered names, in natural order, matching any ``fnmatch`` pattern in ``filter`` and none in ``exclude_filters``.
+
+    With ``pretrained=True`` the names are ``arch.tag`` for every set of weights in the manifest
+    whose architecture is registered.
+    """
+    if pretrained:
+        from zoo import manifest
+
+        names = sorted(
+            (n for n in manifest.weight_names() if split_model_name_tag(n)[0] in _entrypoints), key=_natural_key
+        )
+    else:
+        names = sorted(_entrypoints, key=_natural_key)
+    include = _as_patterns(filter)
+    exclude = _as_patterns(exclude_filters)
+    if include:
+        names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in include)]
+    if exclude:
+        names = [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in exclude)]
+    return names
+
+
+def is_model(name: str) -> bool:
+    """True if the architecture part of ``name`` is registered."""
+    return split_model_name_tag(name)[0] in _entrypoints
+
+
+def _unknown_model_error(arch: str) -> ValueError:
+    close = difflib.get_close_matches(arch, list(_entrypoints), n=5, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return ValueError(
+        f"unknown model {arch!r}.{hint} `zoo.list_models()` lists the {len(_entrypoints)} registered models."
+    )
+
+
+def model_entrypoint(name: str) -> Callable[..., nn.Module]:
+    """The builder function registered for the architecture part of ``name``."""
+    arch = split_model_name_tag(name)[0]
+    try:
+        return _entrypoints[arch]
+    except KeyError:
+        raise _unknown_model_error(arch) from None
+
+
+def model_summary_line(name: str) -> str:
+    """The first line of a builder's docstring, for listings."""
+    doc = model_entrypoint(name).__doc__ or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def get_arch_module(name: str) -> str:
+    """The module that registered ``name`` (its model family)."""
+    model_entrypoint(name)
+    return _arch_modules[split_model_name_tag(name)[0]]
+
+
+def registered() -> dict[str, Any]:
+    """A read-only view of name -> builder, for tools that walk the registry."""
+    return dict(_entrypoints)

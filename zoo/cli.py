@@ -87,7 +87,8 @@ def _top_parser() -> argparse.ArgumentParser:
         prog="zoo",
         description="zoo: PyTorch image-classification models, verified weights, training and publishing.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="commands:\n" + "\n".join(f"  {n:<10} {h}" for n, (_, h) in COMMANDS.items())
+        epilog="commands:\n"
+        + "\n".join(f"  {n:<10} {h}" for n, (_, h) in COMMANDS.items())
         + "\n\n'zoo COMMAND --help' shows a command's options.",
     )
     parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help="one of the commands below")

@@ -27,9 +27,7 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     if "." in name:
         raise ValueError(f"model name {name!r} must not contain '.': the part after a dot is a weights tag")
     if name in _entrypoints:
-        raise ValueError(
-            f"model {name!r} is already registered (by {_arch_modules[name]}); pick another function name"
-        )
+        raise ValueError(f"model {name!r} is already registered (by {_arch_modules[name]}); pick another function name")
     _entrypoints[name] = fn
     _arch_modules[name] = fn.__module__
     return fn
@@ -57,7 +55,9 @@ def list_models(
     exclude_filters: str | Iterable[str] = (),
     pretrained: bool = False,
 ) -> list[str]:
-    """Registered names, in natural order, matching any ``fnmatch`` pattern in ``filter`` and none in ``exclude_filters``.
+    """Registered names in natural order that match a ``filter`` pattern and no ``exclude_filters`` one.
+
+    Patterns are ``fnmatch`` style (``"resnet*"``); a list matches when any of its patterns does.
 
     With ``pretrained=True`` the names are ``arch.tag`` for every set of weights in the manifest
     whose architecture is registered.

@@ -93,8 +93,7 @@ class CifarResNet(nn.Module):
         check_choice("stem", stem, ("cifar",))
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
             raise ValueError(
-                f"depth={depth!r} is invalid for a CIFAR ResNet: use 6n+2 with n >= 1 "
-                "(20, 32, 44, 56, 110, 1202, ...)"
+                f"depth={depth!r} is invalid for a CIFAR ResNet: use 6n+2 with n >= 1 (20, 32, 44, 56, 110, 1202, ...)"
             )
         n = (depth - 2) // 6
         self.depth = depth

@@ -8,7 +8,7 @@ its keys are the same, only ``conv1.weight`` changes shape.
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -91,7 +91,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-Block = Union[type[BasicBlock], type[Bottleneck]]
+Block = type[BasicBlock] | type[Bottleneck]
 
 RESNET_DEPTHS: dict[int, tuple[Block, list[int]]] = {
     18: (BasicBlock, [2, 2, 2, 2]),

@@ -9,7 +9,7 @@ With the ImageNet stem the module tree is torchvision's (``features``, ``avgpool
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -31,17 +31,56 @@ __all__ = ["VGG", "VGG_CONFIGS", "make_features", "make_vgg"]
 
 # A config entry is one of: an int (3x3 conv with that many filters), "M" (2x2 max-pool),
 # "LRN" (local response normalisation) or a (filters, kernel) pair for other kernel sizes.
-LayerSpec = Union[int, str, tuple[int, int]]
+LayerSpec = int | str | tuple[int, int]
 
 VGG_CONFIGS: dict[str, list[LayerSpec]] = {
     "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "A-LRN": [64, "LRN", "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "B": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "C": [64, 64, "M", 128, 128, "M", 256, 256, (256, 1), "M", 512, 512, (512, 1), "M",
-          512, 512, (512, 1), "M"],  # fmt: skip
+    "C": [
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        (256, 1),
+        "M",
+        512,
+        512,
+        (512, 1),
+        "M",
+        512,
+        512,
+        (512, 1),
+        "M",
+    ],  # fmt: skip
     "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-          512, 512, 512, 512, "M"],  # fmt: skip
+    "E": [
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+    ],  # fmt: skip
 }
 
 
@@ -144,11 +183,7 @@ class VGG(nn.Module):
             nn.Linear(flat, hidden),
             nn.ReLU(True),
             nn.Dropout(p=drop_rate),
-            *(
-                [nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(p=drop_rate)]
-                if stem == "imagenet"
-                else []
-            ),
+            *([nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(p=drop_rate)] if stem == "imagenet" else []),
             nn.Linear(hidden, num_classes) if num_classes > 0 else nn.Identity(),
         )
         classifier_key = f"classifier.{len(self.classifier) - 1}"

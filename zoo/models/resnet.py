@@ -206,8 +206,13 @@ class ResNet(nn.Module):
 
 def make_resnet(depth: int = 50, **kwargs: Any) -> ResNet:
     """Build an ImageNet-family ResNet of any of the paper's depths (18, 34, 50, 101, 152)."""
+    return _resnet(depth, kwargs)
+
+
+def _resnet(depth: int, kwargs: dict[str, Any]) -> ResNet:
     if depth not in RESNET_DEPTHS:
-        raise ValueError(f"depth={depth!r} is not a ResNet depth; choose one of {', '.join(map(str, RESNET_DEPTHS))}")
+        allowed = ", ".join(map(str, RESNET_DEPTHS))
+        raise ValueError(f"depth={depth!r} is not a ResNet depth; choose one of {allowed}")
     block, layers = RESNET_DEPTHS[depth]
     return build_model(ResNet, f"resnet{depth}", kwargs, block=block, layers=layers)  # type: ignore[return-value]
 
@@ -215,28 +220,28 @@ def make_resnet(depth: int = 50, **kwargs: Any) -> ResNet:
 @register_model
 def resnet18(**kwargs: Any) -> ResNet:
     """ResNet-18: BasicBlock, stages [2, 2, 2, 2]."""
-    return make_resnet(18, **kwargs)
+    return _resnet(18, kwargs)
 
 
 @register_model
 def resnet34(**kwargs: Any) -> ResNet:
     """ResNet-34: BasicBlock, stages [3, 4, 6, 3]."""
-    return make_resnet(34, **kwargs)
+    return _resnet(34, kwargs)
 
 
 @register_model
 def resnet50(**kwargs: Any) -> ResNet:
     """ResNet-50: Bottleneck, stages [3, 4, 6, 3]."""
-    return make_resnet(50, **kwargs)
+    return _resnet(50, kwargs)
 
 
 @register_model
 def resnet101(**kwargs: Any) -> ResNet:
     """ResNet-101: Bottleneck, stages [3, 4, 23, 3]."""
-    return make_resnet(101, **kwargs)
+    return _resnet(101, kwargs)
 
 
 @register_model
 def resnet152(**kwargs: Any) -> ResNet:
     """ResNet-152: Bottleneck, stages [3, 8, 36, 3]."""
-    return make_resnet(152, **kwargs)
+    return _resnet(152, kwargs)

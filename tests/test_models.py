@@ -1,0 +1,288 @@
+"""Model families: torchvision-identical layouts, parameter counts, shapes and the shared interface."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+import zoo
+from zoo.models import VGG_CONFIGS, make_cifar_resnet, make_resnet, make_vgg
+
+TORCHVISION_ARCHS = [
+    "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+]  # fmt: skip
+
+
+def _shapes(model: nn.Module) -> dict[str, torch.Size]:
+    return {k: v.shape for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def torchvision_models():
+    torchvision = pytest.importorskip("torchvision")
+    cache: dict[str, nn.Module] = {}
+
+    def get(name: str) -> nn.Module:
+        if name not in cache:
+            torch.manual_seed(0)
+            cache[name] = torchvision.models.get_model(name).eval()
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", TORCHVISION_ARCHS)
+def test_layout_and_outputs_equal_torchvision(name, torchvision_models):
+    reference = torchvision_models(name)
+    with torch.device("meta"):
+        # Keys and shapes do not need initialised tensors; this keeps the test cheap.
+        ours = zoo.create_model(name)
+    assert list(_shapes(ours)) == list(_shapes(reference)), "state_dict keys (and their order) differ"
+    assert _shapes(ours) == _shapes(reference)
+
+    ours.load_state_dict(reference.state_dict(), assign=True)
+    ours.eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=0)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in reference.parameters())
+
+
+# Parameter counts of the paper's CIFAR networks as He et al. (2015) report them in Table 6, in millions.
+PAPER_CIFAR_PARAMS = {"resnet20": 0.27, "resnet32": 0.46, "resnet44": 0.66, "resnet56": 0.85, "resnet110": 1.7,
+                      "resnet1202": 19.4}  # fmt: skip
+# Simonyan & Zisserman (2014), Table 2, in millions.
+PAPER_VGG_PARAMS = {"vgg11": 133, "vgg11_lrn": 133, "vgg13": 133, "vgg16c": 134, "vgg16": 138, "vgg19": 144}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_CIFAR_PARAMS))
+def test_cifar_resnet_parameter_counts_match_paper(name):
+    with torch.device("meta"):
+        model = zoo.create_model(name)
+    millions = sum(p.numel() for p in model.parameters()) / 1e6
+    digits = 1 if PAPER_CIFAR_PARAMS[name] >= 1 else 2
+    assert round(millions, digits) == PAPER_CIFAR_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_VGG_PARAMS))
+def test_vgg_parameter_counts_match_paper(name):
+    with torch.device("meta"):
+        model = zoo.create_model(name)
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6) == PAPER_VGG_PARAMS[name]
+
+
+def test_mnist_cnn_parameter_counts_follow_the_course_layers():
+    conv = lambda cin, cout: cin * cout * 9 + cout  # noqa: E731
+    assert sum(p.numel() for p in zoo.create_model("mnist_cnn").parameters()) == (
+        conv(1, 32) + conv(32, 64) + 3136 * 10 + 10
+    )
+    deep = zoo.create_model("mnist_cnn_deep")
+    assert sum(p.numel() for p in deep.parameters()) == (
+        conv(1, 32) + conv(32, 64) + conv(64, 128) + 2048 * 625 + 625 + 625 * 10 + 10
+    )
+
+
+def test_vgg_config_c_has_1x1_convs_ending_stages_3_to_5():
+    model = make_vgg("C", stem="cifar", num_classes=10)
+    stages: list[list[int]] = [[]]
+    for layer in model.features:
+        if isinstance(layer, nn.Conv2d):
+            stages[-1].append(layer.kernel_size[0])
+        elif isinstance(layer, nn.MaxPool2d):
+            stages.append([])
+    assert stages[:5] == [[3, 3], [3, 3], [3, 3, 1], [3, 3, 1], [3, 3, 1]]
+
+
+def test_vgg_a_lrn_has_one_lrn_after_the_first_conv():
+    model = zoo.create_model("vgg11_lrn", stem="cifar")
+    kinds = [type(m).__name__ for m in model.features]
+    assert kinds[:4] == ["Conv2d", "ReLU", "LocalResponseNorm", "MaxPool2d"]
+    assert kinds.count("LocalResponseNorm") == 1
+    assert kinds.count("Conv2d") == 8
+
+
+def test_every_paper_config_builds_with_its_conv_count():
+    expected = {"A": 8, "A-LRN": 8, "B": 10, "C": 13, "D": 13, "E": 16}  # weight layers minus the 3 FC
+    assert set(expected) == set(VGG_CONFIGS)
+    for letter, n in expected.items():
+        model = make_vgg(letter, stem="cifar", num_classes=10)
+        assert sum(isinstance(m, nn.Conv2d) for m in model.features) == n
+
+
+def test_vgg_from_the_seed_course_custom_list():
+    cfg = [32, 32, "M", 64, 64, 128, 128, 128, "M", 256, 256, 256, 512, 512, 512, "M"]
+    model = make_vgg(cfg, batch_norm=True, stem="cifar", num_classes=10)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert model.num_features == 512
+
+
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("resnet18", {"stem": "cifar", "num_classes": 10}),
+        ("resnet50", {"stem": "cifar", "num_classes": 100}),
+        ("vgg16_bn", {"stem": "cifar", "num_classes": 10, "in_chans": 1}),
+        ("vgg11", {"stem": "cifar", "num_classes": 10}),
+        ("resnet20", {}),
+        ("resnet56", {"shortcut": "B", "num_classes": 100}),
+    ],
+)
+def test_cifar_inputs_32x32(name, kwargs):
+    model = zoo.create_model(name, **kwargs).eval()
+    x = torch.randn(2, kwargs.get("in_chans", 3), 32, 32)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, kwargs.get("num_classes", 10))
+    assert model.pretrained_cfg["input_size"] == (kwargs.get("in_chans", 3), 32, 32)
+
+
+def test_cifar_stem_vgg_takes_28x28_mnist_inputs():
+    model = zoo.create_model("vgg11_bn", stem="cifar", num_classes=10, in_chans=1).eval()
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "vgg11_bn"])
+def test_imagenet_inputs_224x224(name):
+    model = zoo.create_model(name).eval()
+    with torch.no_grad():
+        feats = model.forward_features(torch.randn(1, 3, 224, 224))
+        assert feats.shape[-2:] == (7, 7)
+        out = model.forward_head(feats)
+    assert out.shape == (1, 1000)
+
+
+def test_cifar_stem_keeps_resolution_until_layer2():
+    model = zoo.create_model("resnet18", stem="cifar", num_classes=10).eval()
+    assert model.forward_features(torch.randn(1, 3, 32, 32)).shape == (1, 512, 4, 4)
+    assert isinstance(model.maxpool, nn.Identity) and model.conv1.kernel_size == (3, 3)
+    assert model.conv1.stride == (1, 1)
+
+
+def test_bottleneck_strides_on_the_3x3():
+    block = zoo.create_model("resnet50").layer2[0]
+    assert block.conv1.stride == (1, 1) and block.conv2.stride == (2, 2)
+
+
+def test_cifar_resnet_shortcuts():
+    a = make_cifar_resnet(20)
+    b = make_cifar_resnet(20, shortcut="B")
+    assert sum(p.numel() for p in b.parameters()) > sum(p.numel() for p in a.parameters())
+    # Option A is parameter-free: the only difference from B is the two projection shortcuts.
+    projections = sum(p.numel() for n, p in b.named_parameters() if "downsample" in n)
+    assert projections == (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
+    assert sum(p.numel() for p in a.parameters()) + projections == sum(p.numel() for p in b.parameters())
+    assert len(list(a.modules())) > 0 and a.layer3[0].downsample(torch.randn(1, 32, 16, 16)).shape == (1, 64, 8, 8)
+    assert sum(isinstance(m, nn.Conv2d) for m in make_cifar_resnet(56).modules()) == 1 + 6 * 9
+
+
+def test_zero_init_residual_makes_blocks_identity():
+    model = zoo.create_model("resnet18", zero_init_residual=True)
+    assert all(not b.bn2.weight.any() for layer in (model.layer1, model.layer4) for b in layer)
+    cifar = zoo.create_model("resnet20", zero_init_residual=True)
+    assert not cifar.layer1[0].bn2.weight.any()
+
+
+def test_drop_rate_is_active_only_in_training():
+    model = zoo.create_model("resnet20", drop_rate=0.5)
+    feats = torch.randn(4, 64, 8, 8)
+    model.eval()
+    torch.testing.assert_close(model.forward_head(feats), model.forward_head(feats))
+    model.train()
+    torch.manual_seed(0)
+    assert not torch.equal(model.forward_head(feats), model.forward_head(feats))
+
+
+INTERFACE_MODELS = ["mnist_cnn", "mnist_cnn_deep", "resnet20", "resnet18", "vgg11_bn"]
+
+
+@pytest.mark.parametrize("name", INTERFACE_MODELS)
+def test_uniform_interface(name):
+    kwargs = {"stem": "cifar"} if name in ("resnet18", "vgg11_bn") else {}
+    model = zoo.create_model(name, num_classes=7, **kwargs).eval()
+    c, h, w = model.pretrained_cfg["input_size"]
+    assert c == model.in_chans
+    x = torch.randn(2, c, h, w)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        pooled = model.forward_head(feats, pre_logits=True)
+        logits = model.forward_head(feats)
+    assert pooled.shape == (2, model.num_features)
+    assert logits.shape == (2, 7) and model.num_classes == 7
+    torch.testing.assert_close(logits, model(x))
+
+    model.reset_classifier(3)
+    assert model(x).shape == (2, 3) and model.num_classes == 3 and model.pretrained_cfg["num_classes"] == 3
+    model.reset_classifier(0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), pooled)
+
+    headless = zoo.create_model(name, num_classes=0, **kwargs).eval()
+    assert headless(x).shape == (2, headless.num_features)
+    cfg = headless.pretrained_cfg
+    assert cfg["architecture"] == name and len(cfg["mean"]) == len(cfg["std"]) == c
+    assert {"input_size", "interpolation", "crop_pct", "num_classes", "first_conv", "classifier"} <= set(cfg)
+    assert isinstance(headless.get_submodule(cfg["first_conv"]), nn.Conv2d)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet20", "vgg11", "mnist_cnn"])
+def test_in_chans_changes_first_conv_and_normalisation(name):
+    kwargs = {"stem": "cifar"} if name in ("resnet18", "vgg11") else {}
+    model = zoo.create_model(name, in_chans=5, **kwargs)
+    first = model.get_submodule(model.pretrained_cfg["first_conv"])
+    assert first.in_channels == 5
+    assert len(model.pretrained_cfg["mean"]) == 5 and model.pretrained_cfg["input_size"][0] == 5
+
+
+# ---- bad input ---------------------------------------------------------------------------------------------
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(ValueError, match=r"unknown model 'resnet5'.*resnet50"):
+        zoo.create_model("resnet5")
+
+
+def test_unknown_vgg_config_letter():
+    with pytest.raises(ValueError, match=r"cfg='F'.*A, A-LRN, B, C, D, E"):
+        make_vgg("F")
+
+
+@pytest.mark.parametrize("bad", [[64, "X"], [0, "M"], [(64, 2)], []])
+def test_bad_vgg_config_list(bad):
+    with pytest.raises(ValueError, match="cfg"):
+        make_vgg(bad)
+
+
+def test_invalid_depths():
+    with pytest.raises(ValueError, match=r"depth=42.*18, 34, 50, 101, 152"):
+        make_resnet(42)
+    with pytest.raises(ValueError, match=r"depth=21.*6n\+2"):
+        make_cifar_resnet(21)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet20", "vgg11", "mnist_cnn"])
+def test_bad_num_classes_and_in_chans(name):
+    with pytest.raises(ValueError, match=r"num_classes=-1.*positive int, or 0"):
+        zoo.create_model(name, num_classes=-1)
+    with pytest.raises(ValueError, match=r"in_chans=0.*>= 1"):
+        zoo.create_model(name, in_chans=0)
+
+
+def test_bad_stem():
+    with pytest.raises(ValueError, match=r"stem='mnist'.*'imagenet', 'cifar'"):
+        zoo.create_model("resnet18", stem="mnist")
+    with pytest.raises(ValueError, match=r"stem='imagenet'.*'cifar'"):
+        zoo.create_model("resnet20", stem="imagenet")
+
+
+def test_unexpected_kwarg_lists_accepted_ones():
+    with pytest.raises(TypeError, match=r"resnet18\(\) got unexpected keyword argument\(s\) 'depth'.*stem"):
+        zoo.create_model("resnet18", depth=50)
+    with pytest.raises(TypeError, match=r"mnist_cnn\(\).*'stem'.*num_classes, in_chans"):
+        zoo.create_model("mnist_cnn", stem="cifar")
+
+
+def test_bad_shortcut_option():
+    with pytest.raises(ValueError, match=r"shortcut='C'.*'A', 'B'"):
+        zoo.create_model("resnet20", shortcut="C")

@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+# No test may send traffic beyond 127.0.0.1: huggingface_hub would otherwise report telemetry to the
+# endpoint it saw at import. Set here, before any test imports it, and inherited by subprocesses.
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["DO_NOT_TRACK"] = "1"
+
 ROOT = Path(__file__).resolve().parent.parent
 # CI and developers have the read-only real data at ../shared/data; a user's fresh clone does not.
 SHARED_DATA = Path(os.environ.get("ZOO_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -1,0 +1,175 @@
+"""zoo convert: torchvision / timm / pickle checkpoints -> verified safetensors files and manifest entries.
+
+Nothing can be downloaded here, so the upstream files are torchvision's and timm's own randomly
+initialised models, saved the way they publish them.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+
+import pytest
+import timm
+import torch
+import torchvision
+from weights_fixtures import ROOT, server_fixture, weights_env_fixture  # noqa: F401
+
+import zoo
+from zoo import convert, fetch, manifest
+from zoo.cli import main as cli
+
+X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture
+def repo_manifest_env(weights_env):
+    """The repository's manifest, copied into the test's private weights folder, resnet18.tv_in1k unpublished."""
+    shutil.copyfile(ROOT / "weights" / "manifest.json", weights_env.dir / "manifest.json")
+    manifest.update_entry("resnet18.tv_in1k", {"status": "unpublished", "sha256": None, "size": None}, merge=True)
+    return weights_env
+
+
+@pytest.fixture(scope="module")
+def tv_resnet18_pth(tmp_path_factory):
+    """torchvision's resnet18 as a .pth file named as torchvision names its download."""
+    torch.manual_seed(1)
+    model = torchvision.models.resnet18().eval()
+    path = tmp_path_factory.mktemp("tv") / "resnet18-f37072fd.pth"
+    torch.save(model.state_dict(), path)
+    return path, model
+
+
+def test_torchvision_file_with_another_hash_is_refused(repo_manifest_env, tv_resnet18_pth, capsys):
+    path, _ = tv_resnet18_pth
+    code = cli(["convert", "torchvision", "resnet18", "--weights", "IMAGENET1K_V1", "--file", str(path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "is not torchvision's resnet18-f37072fd.pth" in err and "--no-check-hash" in err
+    assert not fetch.converted_path("resnet18.tv_in1k").exists()
+
+
+def test_torchvision_conversion_writes_a_verified_file_and_the_manifest_entry(repo_manifest_env, tv_resnet18_pth):
+    path, model = tv_resnet18_pth
+    before = repo_manifest_env.manifest()["weights"]["resnet18.tv_in1k"]
+    with pytest.warns(UserWarning, match="is not torchvision's"):
+        code = cli(["convert", "torchvision", "resnet18", "--weights", "IMAGENET1K_V1", "--file", str(path),
+                    "--no-check-hash"])  # fmt: skip
+    assert code == 0
+    out = fetch.converted_path("resnet18.tv_in1k")
+    after = repo_manifest_env.manifest()["weights"]["resnet18.tv_in1k"]
+    assert after["sha256"] == fetch.sha256_file(out) and after["size"] == out.stat().st_size
+    assert after["status"] == "unpublished"  # converted here, not published
+    assert {k: v for k, v in after.items() if k not in ("sha256", "size")} == {
+        k: v for k, v in before.items() if k not in ("sha256", "size")
+    }
+    # The unpublished entry now loads from the converted file, and equals torchvision's model.
+    loaded = zoo.create_model("resnet18.tv_in1k", pretrained=True).eval()
+    assert loaded.pretrained_cfg["file"] == str(out)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(X), model(X), rtol=0, atol=0)
+    # Conversion is deterministic: the same input gives the same bytes (so the hash can be published).
+    again = convert.convert_state_dict("resnet18", model.state_dict(), out.with_name("again.safetensors"),
+                                       metadata={"zoo.source": "torchvision.models.ResNet18_Weights.IMAGENET1K_V1"},
+                                       entry=convert.torchvision_entry("resnet18", "IMAGENET1K_V1")[1])  # fmt: skip
+    assert again.sha256 == after["sha256"]
+
+
+def test_torchvision_entries_match_torchvisions_metadata():
+    for name, entry in manifest.load_manifest()["weights"].items():
+        arch, tag = name.split(".")
+        if not tag.startswith("tv"):
+            continue
+        member = {v: k for k, v in convert.TORCHVISION_TAGS.items()}[tag]
+        w = torchvision.models.get_model_weights(arch)[member]
+        assert entry["metrics"]["top1"] == w.meta["_metrics"]["ImageNet-1K"]["acc@1"]
+        assert entry["metrics"]["top5"] == w.meta["_metrics"]["ImageNet-1K"]["acc@5"]
+        assert entry["origin"]["url"] == w.url
+        assert manifest.label_names(entry) == tuple(w.meta["categories"])
+
+
+def test_published_hash_mismatch_leaves_the_manifest_unchanged(weights_env, tv_resnet18_pth):
+    tag, entry = convert.torchvision_entry("resnet18", "IMAGENET1K_V1")
+    weights_env.add(f"resnet18.{tag}", {**entry, "status": "published", "sha256": "0" * 64, "size": 123})
+    before = (weights_env.dir / "manifest.json").read_text()
+    with pytest.warns(UserWarning, match="is not torchvision's"):
+        code = cli(["convert", "torchvision", "resnet18", "--file", str(tv_resnet18_pth[0]), "--no-check-hash"])
+    assert code == 2
+    assert (weights_env.dir / "manifest.json").read_text() == before
+
+
+def test_timm_resnet_conversion_creates_an_entry_from_timms_config(weights_env, tmp_path):
+    torch.manual_seed(2)
+    model = timm.create_model("resnet18").eval()
+    path = tmp_path / "timm-resnet18.pth"
+    torch.save(model.state_dict(), path)
+    assert cli(["convert", "timm", "resnet18.a1_in1k", "--file", str(path)]) == 0
+    entry = weights_env.manifest()["weights"]["resnet18.a1_in1k"]
+    cfg = timm.models.get_pretrained_cfg("resnet18.a1_in1k")
+    assert entry["interpolation"] == cfg.interpolation == "bicubic" and entry["crop_pct"] == cfg.crop_pct
+    assert entry["status"] == "unpublished" and entry["default"] is True  # the arch's only weights here
+    assert entry["source"]["repo_id"] == "{org}/resnet18.a1_in1k"
+    loaded = zoo.create_model("resnet18", pretrained=True).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(X), model(X), rtol=0, atol=0)
+
+
+def test_timm_vgg_pre_logits_map_back_to_linear_layers():
+    torch.manual_seed(3)
+    theirs = timm.create_model("vgg11").eval()
+    with zoo.weights.empty_init():  # every tensor comes from timm's model
+        ours = zoo.create_model("vgg11").eval()
+    ours.load_state_dict(convert.timm_to_zoo("vgg11", theirs.state_dict()), strict=True, assign=True)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_conversion_reads_training_checkpoints(tmp_path, capsys):
+    torch.manual_seed(4)
+    model = zoo.create_model("mnist_cnn", num_classes=5).eval()
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}  # saved from DataParallel
+    path = tmp_path / "run.pth"
+    torch.save({"state_dict": state, "epoch": 7, "optimizer": {"lr": 0.1}}, path)
+    assert cli(["convert", "checkpoint", str(path), "--model", "mnist_cnn", "--num-classes", "5"]) == 0
+    out = path.with_suffix(".safetensors")
+    assert str(out) in capsys.readouterr().out
+    loaded = zoo.create_model("mnist_cnn", checkpoint_path=out).eval()  # num_classes comes from the file
+    assert json.loads(zoo.weights.read_metadata(out)["zoo.model_args"]) == {"num_classes": 5}
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+class _Boom:
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_conversion_never_runs_code_from_the_pickle(tmp_path, capsys):
+    evidence = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps({"layer1.0.weight": _Boom(str(evidence))}, protocol=2))
+    assert cli(["convert", "checkpoint", str(path), "--model", "mnist_cnn"]) == 2
+    assert "weights_only" in capsys.readouterr().err
+    assert not evidence.exists()
+
+
+def test_wrong_architecture_is_reported(tmp_path, capsys):
+    path = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    assert cli(["convert", "checkpoint", str(path), "--model", "resnet34"]) == 2
+    err = capsys.readouterr().err
+    assert "missing from the weights" in err and "layer1.2.conv1.weight" in err
+    assert not path.with_suffix(".safetensors").exists()
+
+
+def test_unknown_names_list_what_is_valid():
+    with pytest.raises(ValueError, match="IMAGENET1K_V1, IMAGENET1K_V2"):
+        convert.torchvision_weights("resnet50", "IMAGENET1K_V9")
+    with pytest.raises(ValueError, match="zoo converts resnet18"):
+        convert.torchvision_weights("mnist_cnn", "IMAGENET1K_V1")

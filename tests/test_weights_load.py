@@ -1,0 +1,238 @@
+"""Loading weights into models: fast path, strictness, adaptation, pickle refusal, torchvision parity."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+import torchvision
+from safetensors.torch import load_file as st_load
+from weights_fixtures import (  # noqa: F401
+    IMAGENET_FIELDS,
+    mnist_file_fixture,
+    resnet18_file_fixture,
+    server_fixture,
+    subprocess_env,
+    weights_env_fixture,
+)
+
+import zoo
+from zoo import weights
+from zoo.weights import WeightsError
+
+X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture
+def resnet18_env(weights_env, resnet18_file):
+    weights_env.add_bundled("resnet18.test", resnet18_file, **IMAGENET_FIELDS)
+    return weights_env
+
+
+def _no_meta(model: torch.nn.Module) -> bool:
+    return not any(t.is_meta for t in (*model.parameters(), *model.buffers()))
+
+
+def test_pretrained_equals_the_source_model(resnet18_env, resnet18_file):
+    model = zoo.create_model("resnet18.test", pretrained=True).eval()
+    assert _no_meta(model)
+    with torch.no_grad():
+        torch.testing.assert_close(model(X), resnet18_file.model(X), rtol=0, atol=0)
+    ref = resnet18_file.model.state_dict()
+    for key, value in model.state_dict().items():  # buffers too: BN statistics are real, not defaults
+        assert torch.equal(value, ref[key]), key
+    cfg = model.pretrained_cfg
+    assert cfg["tag"] == "test" and cfg["num_classes"] == 1000 and len(cfg["label_names"]) == 1000
+    assert cfg["label_names"][0] == "tench"
+
+
+def test_loaded_tensors_are_writable_and_do_not_touch_the_file(resnet18_env, resnet18_file):
+    model = zoo.create_model("resnet18.test", pretrained=True)
+    path = resnet18_env.dir / "resnet18.test.safetensors"
+    with torch.no_grad():
+        model.conv1.weight.add_(1.0)  # what an optimiser step does
+    loss = model(X).sum()
+    loss.backward()
+    assert model.conv1.weight.grad is not None and model.conv1.weight.requires_grad
+    assert path.read_bytes() == resnet18_file.data
+
+
+def test_torchvision_loads_zoos_file_unchanged(resnet18_env, resnet18_file):
+    zoo_model = zoo.create_model("resnet18.test", pretrained=True).eval()
+    tv = torchvision.models.resnet18()
+    tv.load_state_dict(st_load(resnet18_env.dir / "resnet18.test.safetensors"), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(tv.eval()(X), zoo_model(X), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("arch", ["vgg11", "vgg16_bn", "vgg19", "resnet50", "resnet152"])
+def test_state_dict_layout_equals_torchvisions(arch):
+    with weights.empty_init():
+        ours = zoo.create_model(arch).state_dict()
+        theirs = torchvision.models.get_model(arch).state_dict()
+    assert [(k, v.shape) for k, v in ours.items()] == [(k, v.shape) for k, v in theirs.items()]
+
+
+def test_new_head_keeps_the_backbone_and_warns_naming_the_keys(resnet18_env, resnet18_file):
+    with pytest.warns(UserWarning, match=r"dropped the classifier keys fc\.weight, fc\.bias.*1000 classes.*10"):
+        model = zoo.create_model("resnet18.test", pretrained=True, num_classes=10).eval()
+    assert _no_meta(model) and model.fc.weight.shape == (10, 512)
+    assert model.fc.weight.std() > 0  # initialised, not left empty
+    assert model.pretrained_cfg["num_classes"] == 10 and model.pretrained_cfg["label_names"] is None
+    tv = resnet18_file.model
+    tv_features = torch.nn.Sequential(*list(tv.children())[:-1])  # everything but fc
+    with torch.no_grad():
+        pooled = model.forward_head(model.forward_features(X), pre_logits=True)
+        torch.testing.assert_close(pooled, tv_features(X).flatten(1), rtol=0, atol=0)
+        assert model(X).shape == (2, 10)
+
+
+def test_num_classes_zero_gives_pooled_features(resnet18_env, resnet18_file):
+    with pytest.warns(UserWarning, match="dropped the classifier"):
+        model = zoo.create_model("resnet18.test", pretrained=True, num_classes=0).eval()
+    tv = resnet18_file.model
+    tv_features = torch.nn.Sequential(*list(tv.children())[:-1])
+    with torch.no_grad():
+        torch.testing.assert_close(model(X), tv_features(X).flatten(1), rtol=0, atol=0)
+
+
+def test_one_input_channel_sums_over_rgb(resnet18_env, resnet18_file):
+    with pytest.warns(UserWarning, match="conv1.weight adapted from 3 to 1 input channels"):
+        model = zoo.create_model("resnet18.test", pretrained=True, in_chans=1).eval()
+    grey = X[:, :1]
+    with torch.no_grad():
+        torch.testing.assert_close(model(grey), resnet18_file.model(grey.repeat(1, 3, 1, 1)), rtol=1e-4, atol=1e-5)
+    assert model.pretrained_cfg["input_size"] == (1, 224, 224) and len(model.pretrained_cfg["mean"]) == 1
+
+
+@pytest.mark.parametrize("in_chans", [4, 6])
+def test_n_input_channels_repeat_and_rescale(resnet18_env, resnet18_file, in_chans):
+    with pytest.warns(UserWarning, match=f"from 3 to {in_chans} input channels"):
+        model = zoo.create_model("resnet18.test", pretrained=True, in_chans=in_chans).eval()
+    original = resnet18_file.model.conv1.weight
+    w = model.conv1.weight.detach()
+    expected = original.repeat(1, 2, 1, 1)[:, :in_chans] * (3 / in_chans)
+    torch.testing.assert_close(w, expected)
+    if in_chans == 6:  # two copies of an RGB image give the original response
+        with torch.no_grad():
+            torch.testing.assert_close(model(X.repeat(1, 2, 1, 1)), resnet18_file.model(X), rtol=1e-4, atol=1e-5)
+
+
+def test_mismatch_is_an_error_listing_what_differs(resnet18_env):
+    with pytest.raises(WeightsError) as err:
+        zoo.create_model("resnet18.test", pretrained=True, stem="cifar")
+    message = str(err.value)
+    assert "shape mismatch (1)" in message and "conv1.weight: weights (64, 3, 7, 7), model (64, 3, 3, 3)" in message
+
+
+def test_missing_and_unexpected_keys_are_listed(resnet18_file, tmp_path):
+    state = dict(st_load(resnet18_file.path))
+    state["extra.weight"] = torch.zeros(3)
+    del state["layer1.0.bn1.running_var"]
+    path = tmp_path / "odd.safetensors"
+    weights.save_weights(state, path)
+    model = zoo.create_model("resnet18")
+    before = model.conv1.weight.clone()
+    with pytest.raises(WeightsError) as err:
+        zoo.load_weights(model, path)
+    message = str(err.value)
+    assert "missing from the weights (1):\n    layer1.0.bn1.running_var" in message
+    assert "unexpected in the weights (1):\n    extra.weight" in message
+    assert torch.equal(model.conv1.weight, before)  # nothing was loaded
+
+
+def test_a_different_head_without_num_classes_is_an_error_with_a_hint(resnet18_file, tmp_path):
+    model = zoo.create_model("resnet18", num_classes=10)
+    with pytest.raises(WeightsError, match="pass num_classes=10"):
+        zoo.load_weights(model, resnet18_file.path)
+    with pytest.warns(UserWarning, match="dropped the classifier"):
+        zoo.load_weights(model, resnet18_file.path, adapt=True)
+    assert torch.equal(model.layer4[1].conv2.weight, resnet18_file.model.layer4[1].conv2.weight)
+
+
+def test_tag_without_pretrained_gets_the_config_but_random_weights(monkeypatch):
+    monkeypatch.delenv("ZOO_WEIGHTS_DIR", raising=False)  # the repository's manifest
+    model = zoo.create_model("resnet50.tv2_in1k")
+    cfg = model.pretrained_cfg
+    assert cfg["tag"] == "tv2_in1k" and cfg["crop_pct"] == pytest.approx(224 / 232)
+    assert cfg["label_names"][:2] == ("tench", "goldfish") and cfg["hf_hub_id"] == "zoo-models/resnet50.tv2_in1k"
+    assert _no_meta(model) and model.fc.weight.std() > 0
+
+
+def test_checkpoint_path_brings_its_own_config(tmp_path):
+    torch.manual_seed(3)
+    trained = zoo.create_model("mnist_cnn", num_classes=5)
+    path = tmp_path / "run.safetensors"
+    weights.save_weights(trained, path, metadata={"epochs": 3})
+    assert weights.read_metadata(path)["epochs"] == "3"
+    model = zoo.create_model("mnist_cnn", checkpoint_path=path)
+    assert model.num_classes == 5 and model.pretrained_cfg["file"] == str(path)
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), trained.eval()(x))
+
+
+class _Boom:
+    """Unpickling this runs code: it would create a file."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".pt", ".bin", ".safetensors"])
+def test_pickle_files_are_refused_and_never_unpickled(tmp_path, suffix):
+    evidence = tmp_path / "pwned"
+    path = tmp_path / f"evil{suffix}"
+    path.write_bytes(pickle.dumps({"conv1.weight": _Boom(str(evidence))}))
+    with pytest.raises(ValueError, match="pickle checkpoint.*zoo convert checkpoint"):
+        zoo.create_model("mnist_cnn", checkpoint_path=path)
+    with pytest.raises(ValueError, match="pickle"):
+        zoo.load_weights(zoo.create_model("mnist_cnn"), path)
+    assert not evidence.exists()
+
+
+def test_torch_save_zip_files_are_refused(tmp_path):
+    path = tmp_path / "model.safetensors"  # the name does not matter, the content does
+    torch.save(zoo.create_model("mnist_cnn").state_dict(), path)
+    with pytest.raises(ValueError, match="pickle checkpoint"):
+        zoo.load_weights(zoo.create_model("mnist_cnn"), path)
+
+
+def test_save_weights_is_atomic_and_reports_the_hash(tmp_path, mnist_file):
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(b"old contents")
+    with pytest.raises(TypeError, match="not a tensor"):
+        weights.save_weights({"a": torch.zeros(2), "b": "nope"}, path)
+    assert path.read_bytes() == b"old contents"
+    saved = weights.save_weights(mnist_file.model, path)
+    assert saved.path == path and saved.size == path.stat().st_size
+    assert saved.sha256 == weights.sha256_file(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temporary file left
+    assert json.loads(weights.read_metadata(path)["zoo.pretrained_cfg"])["num_classes"] == 10
+
+
+LIGHT = """
+import json, sys
+import zoo
+m = zoo.create_model(sys.argv[1], pretrained=True)
+heavy = [name for name in ("torchvision", "timm", "huggingface_hub") if name in sys.modules]
+print(json.dumps({"heavy": heavy, "meta": any(t.is_meta for t in m.parameters())}))
+"""
+
+
+def test_pretrained_loading_imports_neither_torchvision_nor_timm(resnet18_env, mnist_file, server):
+    resnet18_env.add_hub("mnist_cnn.hub", mnist_file)
+    zoo.weights.fetch("mnist_cnn.hub")  # warm the Hub cache
+    requests = len(server.requests)
+    for name in ("resnet18.test", "mnist_cnn.hub"):
+        out = subprocess.run([sys.executable, "-c", LIGHT, name], env=subprocess_env(), capture_output=True,
+                             text=True, timeout=120, check=True)  # fmt: skip
+        assert json.loads(out.stdout) == {"heavy": [], "meta": False}, name
+    assert len(server.requests) == requests  # a warm Hub cache needs no request (and no huggingface_hub)

@@ -1,0 +1,119 @@
+"""The manifest: schema checks, default tags, atomic updates, and the generated files being current."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from weights_fixtures import ROOT, entry_for, mnist_file_fixture, server_fixture, weights_env_fixture  # noqa: F401
+
+import zoo
+from zoo import manifest
+
+
+@pytest.fixture
+def repo_manifest(monkeypatch):
+    monkeypatch.delenv("ZOO_WEIGHTS_DIR", raising=False)
+    monkeypatch.delenv("ZOO_HUB_ORG", raising=False)
+
+
+def test_repository_manifest_is_valid(repo_manifest):
+    data = manifest.load_manifest()
+    manifest.validate_manifest(data)
+    assert manifest.weights_dir() == ROOT / "weights"
+    # Stored in the stable format update_entry writes, so that edits make small diffs.
+    assert (ROOT / "weights" / "manifest.json").read_text() == manifest.dumps(data)
+
+
+def test_torchvision_imagenet_weights_are_listed(repo_manifest):
+    names = set(zoo.list_models(pretrained=True))
+    for arch in ("vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+                 "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"):  # fmt: skip
+        assert f"{arch}.tv_in1k" in names
+    assert {f"resnet{d}.tv2_in1k" for d in (50, 101, 152)} <= names
+    assert manifest.default_tag("resnet50") == "tv2_in1k" and manifest.default_tag("vgg16") == "tv_in1k"
+
+
+@pytest.mark.parametrize("script", ["tools/gen_manifest.py", "docs/gen_tables.py"])
+def test_generated_files_are_current(repo_manifest, script):
+    out = subprocess.run([sys.executable, str(ROOT / script), "--check"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+
+
+def test_hub_org_comes_from_the_environment(repo_manifest, monkeypatch):
+    entry = manifest.get_entry("resnet50", "tv2_in1k")
+    assert manifest.resolve_source(entry)["repo_id"] == "zoo-models/resnet50.tv2_in1k"
+    monkeypatch.setenv("ZOO_HUB_ORG", "my-mirror")
+    assert manifest.resolve_source(entry)["repo_id"] == "my-mirror/resnet50.tv2_in1k"
+
+
+def test_unknown_names_list_the_existing_tags(repo_manifest):
+    with pytest.raises(ValueError, match="resnet50.tv2_in1k, resnet50.tv_in1k|resnet50.tv_in1k, resnet50.tv2_in1k"):
+        manifest.get_entry("resnet50", "nope")
+
+
+GOOD = entry_for(None, {"type": "bundled", "path": "x.safetensors"}, status="unpublished")
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"status": "done"}, "status='done' must be one of published, unpublished"),
+        ({"status": "published"}, "needs its file's sha256 and size"),
+        ({"sha256": "abc"}, "full 64-digit"),
+        ({"source": {"type": "ftp"}}, "type is one of hub, url, bundled"),
+        ({"source": {"type": "url", "url": "https://h/x.pth"}}, "pickle files are not loaded"),
+        ({"source": {"type": "bundled", "path": "../x.safetensors"}}, "relative to weights/"),
+        ({"source": {"type": "hub", "repo_id": "noorg", "filename": "m.safetensors"}}, "org/name"),
+        ({"mean": [0.5, 0.5]}, "mean=.* list of 1 numbers"),
+        ({"std": [0.0]}, "positive numbers"),
+        ({"crop_pct": 1.5}, r"crop_pct=1.5 must be in \(0, 1\]"),
+        ({"interpolation": "cubic"}, "bilinear, bicubic"),
+        ({"label_names": ["a", "b"]}, "2 names but num_classes is 10"),
+        ({"metrics": {"top1": 99.0}}, "need the 'command'"),
+        ({"colour": "red"}, "unknown field"),
+    ],
+)
+def test_bad_entries_are_rejected_without_touching_the_file(weights_env, change, match):
+    before = (weights_env.dir / "manifest.json").read_bytes()
+    with pytest.raises(ValueError, match=match):
+        manifest.update_entry("mnist_cnn.bad", {**GOOD, **change})
+    assert (weights_env.dir / "manifest.json").read_bytes() == before
+
+
+def test_update_entry_writes_a_stable_sorted_file(weights_env, mnist_file):
+    weights_env.add_bundled("mnist_cnn_deep.b", mnist_file)
+    weights_env.add_bundled("mnist_cnn.b", mnist_file)
+    text = (weights_env.dir / "manifest.json").read_text()
+    data = json.loads(text)
+    assert list(data["weights"]) == ["mnist_cnn.b", "mnist_cnn_deep.b"]
+    assert list(data["weights"]["mnist_cnn.b"])[:3] == ["status", "source", "sha256"]
+    assert '"input_size": [1, 28, 28]' in text  # short lists on one line
+    assert manifest.dumps(data) == text
+    leftovers = [p.name for p in weights_env.dir.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
+    # merge=True updates fields and keeps the rest.
+    manifest.update_entry("mnist_cnn.b", {"notes": "trained for 3 epochs"}, merge=True)
+    entry = weights_env.manifest()["weights"]["mnist_cnn.b"]
+    assert entry["notes"] == "trained for 3 epochs" and entry["sha256"] == mnist_file.sha256
+
+
+def test_one_default_per_arch(weights_env, mnist_file):
+    weights_env.add_bundled("mnist_cnn.a", mnist_file, default=True)
+    weights_env.add_bundled("mnist_cnn.b", mnist_file)
+    assert manifest.default_tag("mnist_cnn") == "a"
+    manifest.update_entry("mnist_cnn.b", {"default": True}, merge=True)
+    data = weights_env.manifest()["weights"]
+    assert manifest.default_tag("mnist_cnn") == "b" and "default" not in data["mnist_cnn.a"]
+    manifest.update_entry("mnist_cnn.b", {"default": False}, merge=True)
+    with pytest.raises(ValueError, match="none is marked default"):
+        zoo.create_model("mnist_cnn", pretrained=True)
+
+
+def test_bundled_entry_must_match_its_file(weights_env, mnist_file):
+    (weights_env.dir / "w.safetensors").write_bytes(mnist_file.data[:-1])
+    entry = entry_for(mnist_file, {"type": "bundled", "path": "w.safetensors"})
+    with pytest.raises(ValueError, match=f"has {mnist_file.size - 1} bytes, the entry says {mnist_file.size}"):
+        manifest.update_entry("mnist_cnn.w", entry)

@@ -1,0 +1,363 @@
+"""``zoo convert``: torchvision, timm or pickle checkpoints -> a verified safetensors file (+ manifest entry).
+
+    zoo convert torchvision resnet50 --weights IMAGENET1K_V2 [--file resnet50-11ad3fa6.pth]
+    zoo convert timm resnet50.a1_in1k [--file model.safetensors]
+    zoo convert checkpoint my_run.pth --model mnist_cnn [--out my_run.safetensors]
+
+This is the only place where a pickle file is read, with ``torch.load(weights_only=True)`` (tensors and
+plain containers only, never code). The result is checked key by key against zoo's model, written
+atomically, read back and compared tensor by tensor, and its SHA-256 and size go into the manifest.
+The file goes where ``create_model(..., pretrained=True)`` looks for locally converted weights
+(``ZOO_CACHE_DIR/converted/arch.tag.safetensors``) unless ``--out`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo import manifest
+from zoo.fetch import WeightsError, converted_path, is_offline, sha256_file
+from zoo.weights import SavedWeights, _fit_state_dict, empty_init, load_file, save_weights
+
+TORCHVISION_TAGS = {"IMAGENET1K_V1": "tv_in1k", "IMAGENET1K_V2": "tv2_in1k"}
+# Architectures whose ImageNet layout is torchvision's, key for key (and timm's, for ResNet).
+CONVERTIBLE = (
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+)  # fmt: skip
+IMAGENET_LABELS = "imagenet_classes.json"
+_PICKLE_WRAPPERS = ("state_dict", "model_state_dict", "model", "module")
+
+
+def hub_source(arch: str, tag: str) -> dict[str, str]:
+    """Where zoo publishes ``arch.tag``: repo ``{org}/arch.tag`` on the Hub, file ``model.safetensors``."""
+    return {"type": "hub", "repo_id": f"{{org}}/{arch}.{tag}", "filename": "model.safetensors", "revision": "main"}
+
+
+def _check_arch(arch: str) -> None:
+    if arch not in CONVERTIBLE:
+        raise ValueError(f"cannot convert weights for {arch!r}: zoo converts {', '.join(CONVERTIBLE)}")
+
+
+# ------------------------------------------------------------------------------------ torchvision
+
+
+def torchvision_weights(arch: str, weights: str) -> Any:
+    """torchvision's ``Weights`` enum member ``weights`` (e.g. ``IMAGENET1K_V2``) of ``arch``."""
+    import torchvision.models as tvm
+
+    _check_arch(arch)
+    enum = tvm.get_model_weights(arch)
+    key = weights.split(".")[-1]
+    if key not in enum.__members__:
+        raise ValueError(f"torchvision has no {arch} weights {weights!r}; it has {', '.join(enum.__members__)}")
+    return enum[key]
+
+
+def _hash_prefix(url: str) -> str | None:
+    # torchvision's file names end in the first hex digits of the file's SHA-256: resnet50-11ad3fa6.pth
+    match = re.search(r"-([0-9a-f]{8,})\.[a-z]+$", url.rsplit("/", 1)[-1])
+    return match.group(1) if match else None
+
+
+def torchvision_entry(arch: str, weights: str) -> tuple[str, dict[str, Any]]:
+    """(tag, manifest entry) for torchvision's ``arch`` weights ``weights``, from torchvision's own metadata."""
+    w = torchvision_weights(arch, weights)
+    if w.name not in TORCHVISION_TAGS:
+        known = ", ".join(TORCHVISION_TAGS)
+        raise ValueError(f"{arch} {w.name} is not an ImageNet classifier zoo lists; convertible: {known}")
+    tag = TORCHVISION_TAGS[w.name]
+    tf = w.transforms()
+    crop, resize = int(tf.crop_size[0]), int(tf.resize_size[0])
+    metrics = w.meta["_metrics"]["ImageNet-1K"]
+    enum_name = type(w).__name__
+    entry = {
+        "status": "unpublished",
+        "source": hub_source(arch, tag),
+        "sha256": None,
+        "size": None,
+        "num_classes": len(w.meta["categories"]),
+        "label_names": IMAGENET_LABELS,
+        "input_size": [3, crop, crop],
+        "interpolation": tf.interpolation.value,
+        "crop_pct": crop / resize,
+        "mean": list(tf.mean),
+        "std": list(tf.std),
+        "dataset": "imagenet-1k",
+        "metrics": {
+            "top1": metrics["acc@1"],
+            "top5": metrics["acc@5"],
+            "measured_by": "torchvision",
+            "command": f"torchrun --nproc_per_node=8 references/classification/train.py --model {arch} "
+            f"--test-only --weights {enum_name}.{w.name} --data-path /path/to/imagenet",
+        },
+        "license": "bsd-3-clause",
+        "origin": {
+            "command": f"zoo convert torchvision {arch} --weights {w.name}",
+            "upstream": f"torchvision.models.{enum_name}.{w.name}",
+            "url": w.url,
+            "recipe": w.meta.get("recipe"),
+        },
+    }
+    return tag, entry
+
+
+def _torchvision_state_dict(arch: str, weights: str, file: str | None, check_hash: bool) -> dict[str, torch.Tensor]:
+    w = torchvision_weights(arch, weights)
+    if file is None:
+        from torch.hub import get_dir
+
+        cached = Path(get_dir()) / "checkpoints" / w.url.rsplit("/", 1)[-1]
+        if is_offline() and not cached.is_file():
+            raise WeightsError(
+                f"offline mode is on and torchvision's {arch} {w.name} file is not in {cached.parent}; download "
+                f"{w.url} elsewhere and pass it with --file"
+            )
+        file = str(cached) if cached.is_file() else None
+    if file is None:
+        return torch.hub.load_state_dict_from_url(w.url, map_location="cpu", check_hash=True, weights_only=True)
+    expected = _hash_prefix(w.url)
+    if expected:
+        actual = sha256_file(file)
+        if not actual.startswith(expected):
+            message = (
+                f"{file} is not torchvision's {w.url.rsplit('/', 1)[-1]}: its SHA-256 starts with "
+                f"{actual[: len(expected)]}, torchvision's with {expected}"
+            )
+            if check_hash:
+                raise WeightsError(message + "; pass --no-check-hash to convert it anyway")
+            warnings.warn(message, stacklevel=2)
+    return read_pickle_checkpoint(file)
+
+
+# ------------------------------------------------------------------------------------------- timm
+
+
+def timm_to_zoo(arch: str, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm's layout -> zoo's: ResNet keys are equal; VGG's conv "pre_logits" becomes classifier.0/3 Linears."""
+    _check_arch(arch)
+    out: dict[str, torch.Tensor] = {}
+    renames = {"pre_logits.fc1.": "classifier.0.", "pre_logits.fc2.": "classifier.3.", "head.fc.": "classifier.6."}
+    for key, value in state_dict.items():
+        if arch.startswith("vgg"):
+            for old, new in renames.items():
+                if key.startswith(old):
+                    key = new + key[len(old) :]
+                    if key.endswith("weight") and value.dim() == 4:
+                        # A 7x7 conv over the 512x7x7 map is the Linear over its (C, H, W) flattening.
+                        value = value.reshape(value.shape[0], -1)
+        out[key] = value
+    return out
+
+
+def _timm_dataset(tag: str) -> str:
+    return "imagenet-1k" if tag.endswith("in1k") else "imagenet-21k" if "in21k" in tag else "unknown"
+
+
+def timm_entry(name: str) -> tuple[str, str, dict[str, Any]]:
+    """(arch, tag, manifest entry) for timm's pretrained ``arch.tag``, from timm's pretrained_cfg."""
+    import timm
+
+    arch, _, tag = name.partition(".")
+    _check_arch(arch)
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None or not tag:
+        known = ", ".join(timm.list_pretrained(f"{arch}.*")) or "none"
+        raise ValueError(f"timm has no pretrained weights {name!r}; those of {arch}: {known}")
+    entry = {
+        "status": "unpublished",
+        "source": hub_source(arch, tag),
+        "sha256": None,
+        "size": None,
+        "num_classes": cfg.num_classes,
+        "input_size": list(cfg.input_size),
+        "interpolation": cfg.interpolation,
+        "crop_pct": cfg.crop_pct,
+        "mean": list(cfg.mean),
+        "std": list(cfg.std),
+        "dataset": _timm_dataset(tag),
+        "license": cfg.license or "unknown",
+        "origin": {"command": f"zoo convert timm {name}", "upstream": f"timm {name} (hf-hub:{cfg.hf_hub_id})"},
+    }
+    if cfg.num_classes == 1000 and entry["dataset"] == "imagenet-1k":
+        entry["label_names"] = IMAGENET_LABELS
+    return arch, tag, entry
+
+
+def _timm_state_dict(name: str, file: str | None) -> dict[str, torch.Tensor]:
+    if file is None:
+        import timm
+
+        if is_offline():
+            raise WeightsError(f"offline mode is on: pass timm's {name} file with --file")
+        return timm.create_model(name, pretrained=True).state_dict()
+    if Path(file).suffix == ".safetensors":
+        return load_file(file)
+    return read_pickle_checkpoint(file)
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+
+
+def read_pickle_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The tensors of a ``torch.save`` file, read with ``weights_only=True`` (no code is run).
+
+    A training checkpoint's model is found under ``state_dict``/``model``/...; a ``module.`` prefix
+    (DataParallel) is removed.
+    """
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint {path} does not exist") from None
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, ... for anything not plain tensors
+        raise ValueError(f"{path} could not be read with torch.load(weights_only=True): {e}") from None
+    for key in _PICKLE_WRAPPERS:
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    prefix = "module."
+    if obj and all(k.startswith(prefix) for k in obj):
+        obj = {k[len(prefix) :]: v for k, v in obj.items()}
+    return dict(obj)
+
+
+_CFG_KEYS = ("num_classes", "input_size", "interpolation", "crop_pct", "mean", "std", "dataset", "license")
+
+
+def convert_state_dict(
+    arch: str,
+    state_dict: Mapping[str, torch.Tensor],
+    out: str | os.PathLike[str],
+    metadata: Mapping[str, Any] | None = None,
+    entry: Mapping[str, Any] | None = None,
+    **model_kwargs: Any,
+) -> SavedWeights:
+    """Check ``state_dict`` against zoo's ``arch`` (built with ``model_kwargs``), save it and verify the file.
+
+    The preprocessing of ``entry`` (or the model's defaults) is stored in the file's metadata, so that
+    ``create_model(arch, checkpoint_path=file)`` gets it back. The file is read back and every tensor
+    compared with the input: a file that passes is exactly the upstream weights in zoo's layout.
+    """
+    from zoo.registry import model_entrypoint
+
+    builder = model_entrypoint(arch)
+    with empty_init():
+        model = builder(**model_kwargs)
+    sd, _ = _fit_state_dict(model, state_dict, f"the {arch} weights", False, False, stacklevel=2)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
+    cfg = {k: entry[k] for k in _CFG_KEYS if k in entry} if entry else dict(model.pretrained_cfg)
+    meta = {"zoo.arch": arch, "zoo.pretrained_cfg": cfg, **(metadata or {})}
+    if model_kwargs:
+        meta["zoo.model_args"] = model_kwargs
+    saved = save_weights(tensors, out, metadata=meta)
+    written = load_file(saved.path)
+    differ = [k for k in tensors if k not in written or not torch.equal(written[k], tensors[k])]
+    if differ or set(written) != set(tensors):
+        Path(saved.path).unlink(missing_ok=True)
+        raise WeightsError(f"{saved.path} did not read back equal to the source ({', '.join(differ[:5])}); removed it")
+    return saved
+
+
+def _record(name: str, entry: dict[str, Any], saved: SavedWeights, command: str) -> dict[str, Any]:
+    """Put the converted file's SHA-256 and size into the manifest entry ``name`` (created if missing)."""
+    arch, _, tag = name.partition(".")
+    existing = manifest.load_manifest()["weights"].get(name)
+    if existing is None:
+        new = {**entry, "sha256": saved.sha256, "size": saved.size}
+        new["origin"] = {**entry.get("origin", {}), "command": command}
+        if not manifest.entries_for_arch(arch):
+            new["default"] = True
+        return manifest.update_entry(name, new)
+    if existing.get("sha256") and existing["sha256"] != saved.sha256:
+        if existing["status"] == "published":
+            raise WeightsError(
+                f"the converted file {saved.path} has SHA-256 {saved.sha256}, but the published {name} has "
+                f"{existing['sha256']}: the upstream file or the conversion differs. The manifest was not changed."
+            )
+        warnings.warn(f"{name}: replacing the recorded SHA-256 {existing['sha256']} (not published)", stacklevel=2)
+    origin = {**existing.get("origin", {}), "command": command}
+    return manifest.update_entry(name, {"sha256": saved.sha256, "size": saved.size, "origin": origin}, merge=True)
+
+
+# -------------------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``zoo convert``."""
+    sub = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    tv = sub.add_parser("torchvision", help="torchvision's weights of a ResNet or VGG")
+    tv.add_argument("model", help=f"zoo arch: {', '.join(CONVERTIBLE)}")
+    tv.add_argument("--weights", default="IMAGENET1K_V1", help="torchvision weights name (default IMAGENET1K_V1)")
+    tv.add_argument("--file", help="torchvision's .pth file, already downloaded (default: torch.hub downloads it)")
+    tv.add_argument("--no-check-hash", action="store_true", help="convert a --file whose hash is not torchvision's")
+    tm = sub.add_parser("timm", help="timm's weights of a ResNet or VGG, e.g. resnet50.a1_in1k")
+    tm.add_argument("model", help="timm's arch.tag")
+    tm.add_argument("--file", help="timm's weights file (.safetensors, or .pth) instead of downloading")
+    ck = sub.add_parser("checkpoint", help="a torch.save checkpoint of a zoo model (e.g. from training)")
+    ck.add_argument("file", help="the .pth/.pt/.bin file")
+    ck.add_argument("--model", required=True, help="zoo arch the checkpoint belongs to")
+    ck.add_argument("--num-classes", type=int, help="the checkpoint's number of classes")
+    ck.add_argument("--in-chans", type=int, help="the checkpoint's input channels")
+    ck.add_argument("--stem", choices=("imagenet", "cifar"), help="the checkpoint's stem")
+    for p in (tv, tm, ck):
+        p.add_argument("--out", help="where to write the .safetensors file")
+    for p in (tv, tm):
+        p.add_argument("--no-manifest", action="store_true", help="do not record the file in the manifest")
+
+
+def _cli_command(args: argparse.Namespace) -> str:
+    if args.source == "torchvision":
+        return f"zoo convert torchvision {args.model} --weights {args.weights.split('.')[-1]}"
+    return f"zoo convert timm {args.model}"
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``zoo convert``."""
+    if args.source == "checkpoint":
+        kwargs = {k: v for k, v in (("num_classes", args.num_classes), ("in_chans", args.in_chans),
+                                    ("stem", args.stem)) if v is not None}  # fmt: skip
+        out = Path(args.out) if args.out else Path(args.file).with_suffix(".safetensors")
+        if out.resolve() == Path(args.file).resolve():
+            raise ValueError(f"--out {out} would overwrite the checkpoint; choose another path")
+        saved = convert_state_dict(args.model, read_pickle_checkpoint(args.file), out, **kwargs)
+        print(f"wrote {saved.path} ({saved.size:,} bytes, sha256 {saved.sha256})")
+        print(f"load it with zoo.create_model({args.model!r}, checkpoint_path={str(saved.path)!r})")
+        return 0
+    if args.source == "torchvision":
+        tag, entry = torchvision_entry(args.model, args.weights)
+        arch = args.model
+        state = _torchvision_state_dict(arch, args.weights, args.file, check_hash=not args.no_check_hash)
+        meta = {"zoo.source": entry["origin"]["upstream"]}
+    else:
+        arch, tag, entry = timm_entry(args.model)
+        state = timm_to_zoo(arch, _timm_state_dict(args.model, args.file))
+        meta = {"zoo.source": entry["origin"]["upstream"]}
+    name = f"{arch}.{tag}"
+    out = Path(args.out) if args.out else converted_path(name)
+    saved = convert_state_dict(arch, state, out, metadata=meta, entry=entry)
+    print(f"wrote {saved.path} ({saved.size:,} bytes, sha256 {saved.sha256})")
+    if not args.no_manifest:
+        _record(name, entry, saved, _cli_command(args))
+        print(f"recorded {name} in {manifest.manifest_path()}")
+        if out != converted_path(name):
+            print(f"to use it locally, place it at {converted_path(name)}, or load it with checkpoint_path=")
+        else:
+            print(f"zoo.create_model({name!r}, pretrained=True) now loads it")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - `zoo convert` is the entry point
+    from zoo.cli import main as cli_main
+
+    sys.exit(cli_main(["convert", *sys.argv[1:]]))

@@ -1,0 +1,105 @@
+"""Preprocessing that travels with the weights: ``create_transform(model.pretrained_cfg)``.
+
+The eval transform is timm's and torchvision's: resize the shorter side to ``floor(size / crop_pct)``,
+take the centre ``size`` crop, scale to [0, 1] and normalise with the weights' mean and std. For weights
+converted from torchvision it gives exactly what ``Weights.transforms()`` gives.
+
+torchvision is imported when a transform is created, not when zoo is imported.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+__all__ = ["create_transform", "resize_size"]
+
+
+class ConvertMode:
+    """Convert a PIL image to ``mode`` ("RGB" or "L") so the channel count matches the model; tensors pass."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    def __call__(self, img: Any) -> Any:
+        convert = getattr(img, "convert", None)
+        return convert(self.mode) if convert is not None and getattr(img, "mode", self.mode) != self.mode else img
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(mode={self.mode!r})"
+
+
+class ToFloatTensor:
+    """PIL image or uint8 tensor -> float tensor in [0, 1], as torchvision's ``ImageClassification`` does."""
+
+    def __call__(self, img: Any) -> torch.Tensor:
+        from torchvision.transforms import functional as F
+
+        if not isinstance(img, torch.Tensor):
+            img = F.pil_to_tensor(img)
+        return F.convert_image_dtype(img, torch.float)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def resize_size(img_size: int, crop_pct: float) -> int:
+    """The resize before the centre crop: ``floor(img_size / crop_pct)``.
+
+    The small tolerance keeps a crop_pct stored as a float (224/232 = 0.96551...) from landing one
+    pixel short of the size it was computed from.
+    """
+    return int(math.floor(img_size / crop_pct + 1e-6))
+
+
+def create_transform(
+    pretrained_cfg: Mapping[str, Any] | torch.nn.Module,
+    training: bool = False,
+    *,
+    hflip: float = 0.5,
+    scale: tuple[float, float] = (0.08, 1.0),
+):
+    """The preprocessing of a model's weights (pass ``model.pretrained_cfg`` or the model).
+
+    Eval (``training=False``): Resize(floor(size / crop_pct)) -> CenterCrop(size) -> float tensor ->
+    Normalize(mean, std). Training: RandomResizedCrop(size, ``scale``) -> RandomHorizontalFlip(``hflip``)
+    -> float tensor -> Normalize. Images are converted to RGB (or to grey for one-channel models).
+    """
+    from torchvision import transforms as T
+
+    cfg = getattr(pretrained_cfg, "pretrained_cfg", pretrained_cfg)
+    try:
+        channels, height, width = (int(v) for v in cfg["input_size"])
+        mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(
+            "create_transform needs a pretrained_cfg with input_size (C, H, W), mean and std, "
+            f"such as model.pretrained_cfg; got {pretrained_cfg!r}"
+        ) from None
+    crop_pct = float(cfg.get("crop_pct") or 1.0)
+    if not 0 < crop_pct <= 1:
+        raise ValueError(f"crop_pct={crop_pct!r} must be in (0, 1]")
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(f"mean {mean} and std {std} need one value per input channel ({channels})")
+    name = str(cfg.get("interpolation") or "bilinear").upper()
+    try:
+        interpolation = T.InterpolationMode[name]
+    except KeyError:
+        raise ValueError(f"interpolation={cfg.get('interpolation')!r}; use bilinear, bicubic or nearest") from None
+
+    steps: list[Any] = [ConvertMode("L" if channels == 1 else "RGB")]
+    if training:
+        steps += [T.RandomResizedCrop((height, width), scale=scale, interpolation=interpolation, antialias=True)]
+        if hflip > 0:
+            steps.append(T.RandomHorizontalFlip(hflip))
+    else:
+        if height == width:
+            size: int | tuple[int, int] = resize_size(height, crop_pct)  # shorter side, keeps aspect
+        else:
+            size = (resize_size(height, crop_pct), resize_size(width, crop_pct))
+        steps += [T.Resize(size, interpolation=interpolation, antialias=True), T.CenterCrop((height, width))]
+    steps += [ToFloatTensor(), T.Normalize(mean=mean, std=std)]
+    return T.Compose(steps)

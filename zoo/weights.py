@@ -1,0 +1,601 @@
+"""Pretrained weights: build a model around them fast, load and adapt them, save them, describe them.
+
+``create_model(name, pretrained=True)`` ends up in :func:`build_with_weights`: the model is built on the
+meta device without initialising anything, the verified safetensors file is memory-mapped and its
+tensors become the parameters (``load_state_dict(assign=True)``). Only a new classifier, if one is
+asked for, is initialised for real.
+
+Only safetensors files are loaded. Pickle checkpoints (``.pth``/``.pt``/``.bin``) can run code when
+read, so they are refused here and read only by ``zoo convert`` (with ``torch.load(weights_only=True)``).
+
+This module also provides the ``zoo download`` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import math
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn as nn
+from torch.overrides import TorchFunctionMode
+
+from zoo import manifest
+from zoo.fetch import (
+    IntegrityError,
+    NotPublishedError,
+    OfflineError,
+    WeightsError,
+    cache_dir,
+    cached_state,
+    fetch,
+    is_offline,
+    mark_verified,
+    sha256_file,
+)
+
+__all__ = [
+    "IntegrityError",
+    "NotPublishedError",
+    "OfflineError",
+    "SavedWeights",
+    "WeightsError",
+    "adapt_input_conv",
+    "build_with_weights",
+    "cache_dir",
+    "describe_weights",
+    "empty_init",
+    "fetch",
+    "is_offline",
+    "load_file",
+    "load_weights",
+    "resolve_name",
+    "save_weights",
+]
+
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".pkl", ".ckpt", ".tar")
+_INIT_OPS = frozenset(
+    {"normal_", "uniform_", "fill_", "zero_", "random_", "bernoulli_", "exponential_", "trunc_normal_",
+     "kaiming_normal_", "kaiming_uniform_", "xavier_normal_", "xavier_uniform_", "constant_", "zeros_", "ones_",
+     "orthogonal_", "eye_", "dirac_", "sparse_"}
+)  # fmt: skip
+_MAX_LISTED = 12
+
+
+class _SkipInitOnMeta(TorchFunctionMode):
+    """Make in-place initialisation of meta tensors a no-op.
+
+    A meta tensor has no values to initialise, yet some init ops (``normal_``) go through
+    ``torch._refs`` on the meta device, whose first use imports ``torch._dynamo``: over a second of
+    start-up for nothing.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", None) in _INIT_OPS:
+            target = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def empty_init() -> Iterator[None]:
+    """Build modules on the meta device, skipping their initialisation (the weights will replace it)."""
+    with torch.device("meta"), _SkipInitOnMeta():
+        yield
+
+
+# --------------------------------------------------------------------------------------------- files
+
+
+def _check_safetensors(path: Path) -> None:
+    """Refuse pickle checkpoints and anything else that is not a safetensors file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise FileNotFoundError(f"weights file {path} does not exist") from None
+    header_len = int.from_bytes(head[:8], "little") if len(head) == 9 else -1
+    if 0 < header_len <= size - 8 and head[8:9] == b"{":
+        return
+    is_pickle = path.suffix.lower() in PICKLE_SUFFIXES or head[:4] == b"PK\x03\x04" or head[:1] == b"\x80"
+    if is_pickle:
+        raise ValueError(
+            f"{path} is a pickle checkpoint (torch.save format). zoo loads only safetensors files, because "
+            f"unpickling a file can run arbitrary code. Convert it once with `zoo convert checkpoint {path} "
+            "--model ARCH` (it reads tensors only, with torch.load(weights_only=True)) and load the .safetensors "
+            "file it writes; torchvision and timm weights have `zoo convert torchvision` and `zoo convert timm`."
+        )
+    raise ValueError(f"{path} is not a safetensors file (its header is not a safetensors header)")
+
+
+def load_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, memory-mapped (pickle files are refused)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file as _load
+
+    path = Path(path)
+    _check_safetensors(path)
+    try:
+        return _load(path)
+    except SafetensorError as e:
+        raise ValueError(f"{path} is not a valid safetensors file: {e}") from None
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The string metadata stored in a safetensors file's header."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    _check_safetensors(path)
+    with safe_open(path, framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def _sort_header_metadata(f: Any) -> None:
+    """Rewrite a safetensors header with its metadata in sorted order, in place.
+
+    safetensors writes the metadata map in hash order, which changes from run to run; sorted, the same
+    tensors and metadata always give the same bytes, so a conversion's SHA-256 can be reproduced.
+    """
+    f.seek(0)
+    length = int.from_bytes(f.read(8), "little")
+    header = json.loads(f.read(length))
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) <= length:  # same entries, so same length; the header is padded with spaces
+        f.seek(8)
+        f.write(text + b" " * (length - len(text)))
+        f.flush()
+
+
+class SavedWeights(NamedTuple):
+    """What :func:`save_weights` wrote: the manifest's ``sha256`` and ``size`` come from here."""
+
+    path: Path
+    sha256: str
+    size: int
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def save_weights(
+    obj: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None
+) -> SavedWeights:
+    """Write a model's (or a state dict's) tensors to a safetensors file, atomically.
+
+    The file is written next to ``path`` under a temporary name, synced and renamed into place, so a
+    crash never leaves a partial file at ``path``. A model's ``pretrained_cfg`` is stored in the metadata
+    (``zoo.pretrained_cfg``) so that ``create_model(arch, checkpoint_path=path)`` gets its preprocessing
+    and class count back; ``metadata`` values that are not strings are stored as JSON (a
+    ``zoo.model_args`` dict, e.g. ``{"stem": "cifar"}``, is used as builder defaults when loading).
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if isinstance(obj, nn.Module):
+        state = obj.state_dict()
+        cfg = getattr(obj, "pretrained_cfg", None)
+    else:
+        state, cfg = dict(obj), None
+    meta = {"format": "pt"}
+    if cfg:
+        meta["zoo.pretrained_cfg"] = json.dumps(_jsonable(cfg), sort_keys=True)
+    for key, value in (metadata or {}).items():
+        meta[str(key)] = value if isinstance(value, str) else json.dumps(_jsonable(value), sort_keys=True)
+    tensors: dict[str, torch.Tensor] = {}
+    storages: set[int] = set()
+    for key, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"state dict entry {key!r} is a {type(tensor).__name__}, not a tensor")
+        if tensor.is_meta:
+            raise ValueError(f"{key} is on the meta device and has no values to save")
+        t = tensor.detach().to("cpu").contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        # safetensors refuses tensors that share memory (tied or aliased weights): save copies.
+        if ptr in storages:
+            t = t.clone()
+        storages.add(t.untyped_storage().data_ptr())
+        tensors[key] = t
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        with open(tmp, "rb+") as f:
+            _sort_header_metadata(f)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    sha = sha256_file(path)
+    mark_verified(path, sha)
+    return SavedWeights(path, sha, path.stat().st_size)
+
+
+# ---------------------------------------------------------------------------------------- adaptation
+
+
+def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """Adapt a first-convolution weight ``(out, C, kh, kw)`` to ``in_chans`` input channels.
+
+    One channel: the sum over the C channels, so a grey image gives the response the original gave to
+    that image repeated in every channel. N channels: the C channels repeated and scaled by C/N, which
+    keeps the response to N copies of one image the same for N a multiple of C.
+    """
+    channels = weight.shape[1]
+    if in_chans == channels:
+        return weight
+    w = weight.float()
+    if in_chans == 1:
+        out = w.sum(dim=1, keepdim=True)
+    else:
+        out = w.repeat(1, math.ceil(in_chans / channels), 1, 1)[:, :in_chans] * (channels / in_chans)
+    return out.to(weight.dtype)
+
+
+def _listing(title: str, items: list[str]) -> list[str]:
+    if not items:
+        return []
+    shown = [f"    {item}" for item in items[:_MAX_LISTED]]
+    if len(items) > _MAX_LISTED:
+        shown.append(f"    ... and {len(items) - _MAX_LISTED} more")
+    return [f"  {title} ({len(items)}):", *shown]
+
+
+def _fit_state_dict(
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    what: str,
+    adapt_head: bool,
+    adapt_in_chans: bool,
+    stacklevel: int,
+) -> tuple[dict[str, torch.Tensor], bool]:
+    """Check ``state_dict`` against ``model`` key by key and shape by shape, adapting head/first conv if allowed.
+
+    Returns the state dict to load and whether the classifier was dropped (the model keeps a new one).
+    Anything else that does not fit raises one error listing every missing, unexpected and mismatched key.
+    """
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    sd = dict(state_dict)
+
+    conv_key = f"{cfg.get('first_conv')}.weight"
+    if adapt_in_chans and conv_key in sd and conv_key in expected:
+        have, want = sd[conv_key].shape[1], expected[conv_key][0][1]
+        if have != want and sd[conv_key].dim() == 4:
+            sd[conv_key] = adapt_input_conv(sd[conv_key], want)
+            how = "summed over" if want == 1 else f"repeated and scaled by {have}/{want} from"
+            warnings.warn(
+                f"{what}: {conv_key} adapted from {have} to {want} input channels ({how} the original channels)",
+                stacklevel=stacklevel,
+            )
+
+    head = cfg.get("classifier")
+    head_keys = sorted((k for k in sd if head and k.rsplit(".", 1)[0] == head), key=lambda k: (k.endswith("bias"), k))
+    head_dropped = False
+    if adapt_head and head_keys and any(expected.get(k, (None,))[0] != tuple(sd[k].shape) for k in head_keys):
+        old = sd[head_keys[0]].shape[0]
+        for k in head_keys:
+            del sd[k]
+        head_dropped = True
+        new = getattr(model, "num_classes", "?")
+        fate = "the model has no classifier" if new == 0 else f"the model's {head} is freshly initialised"
+        warnings.warn(
+            f"{what}: dropped the classifier keys {', '.join(head_keys)} (the weights have {old} classes, the "
+            f"model {new}); {fate}",
+            stacklevel=stacklevel,
+        )
+
+    fresh = {k for k in expected if head_dropped and k.rsplit(".", 1)[0] == head}
+    missing = [k for k in expected if k not in sd and k not in fresh]
+    unexpected = [k for k in sd if k not in expected]
+    mismatched = [
+        f"{k}: weights {tuple(sd[k].shape)}, model {expected[k][0]}"
+        for k in sd
+        if k in expected and tuple(sd[k].shape) != expected[k][0]
+    ]
+    if missing or unexpected or mismatched:
+        hints = []
+        if head_keys and any(k in sd and expected.get(k, (None,))[0] != tuple(sd[k].shape) for k in head_keys):
+            hints.append(
+                f"the classifier differs: pass num_classes={getattr(model, 'num_classes', 'N')} explicitly to "
+                "create_model to replace it (or load_weights(..., adapt=True))"
+            )
+        if conv_key in sd and conv_key in expected and sd[conv_key].shape[1] != expected[conv_key][0][1]:
+            hints.append("the input channels differ: pass in_chans explicitly to adapt the first convolution")
+        if not hints:
+            hints.append("the file was saved from another architecture or configuration (e.g. stem, depth)")
+        lines = [f"{what} does not fit {type(model).__name__}:"]
+        lines += _listing("shape mismatch", mismatched)
+        lines += _listing("missing from the weights", missing)
+        lines += _listing("unexpected in the weights", unexpected)
+        lines += [f"  hint: {h}" for h in hints]
+        raise WeightsError("\n".join(lines))
+    # assign=True keeps the file's dtype; keep the model's instead (e.g. a float16 file, a float32 model).
+    for k, t in sd.items():
+        dtype = expected[k][1]
+        if t.dtype != dtype and t.is_floating_point() and dtype.is_floating_point:
+            sd[k] = t.to(dtype)
+    return sd, head_dropped
+
+
+def _load_into(
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    what: str,
+    adapt_head: bool,
+    adapt_in_chans: bool,
+    stacklevel: int = 4,
+) -> nn.Module:
+    # stacklevel: warnings point at the user's call (load_weights, or create_model via build_with_weights).
+    sd, head_dropped = _fit_state_dict(model, state_dict, what, adapt_head, adapt_in_chans, stacklevel)
+    on_meta = any(t.is_meta for t in model.parameters()) or any(t.is_meta for t in model.buffers())
+    if on_meta and head_dropped:
+        # The new head must be initialised for real: build it now, outside the meta device.
+        model.reset_classifier(model.num_classes)
+    model.load_state_dict(sd, strict=False, assign=on_meta)
+    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if left:
+        raise WeightsError(f"{what}: these tensors were neither in the weights nor initialised: {', '.join(left)}")
+    return model
+
+
+def _as_weights_path(source: str | os.PathLike[str]) -> tuple[Path, str]:
+    path = Path(source)
+    if path.exists():
+        return path, str(path)
+    name = str(source)
+    if "." in name and name in manifest.load_manifest()["weights"] and os.sep not in name:
+        return fetch(name), name
+    raise FileNotFoundError(
+        f"{source} is neither a file nor a weights name in the manifest (`zoo list --pretrained` lists them)"
+    )
+
+
+def load_weights(model: nn.Module, source: str | os.PathLike[str], *, adapt: bool = False) -> nn.Module:
+    """Load a safetensors file (or the weights ``arch.tag`` from the manifest) into ``model``; returns it.
+
+    Loading is strict: a file that does not fit raises an error listing missing, unexpected and
+    shape-mismatched keys. With ``adapt=True`` a classifier of another size is skipped (the model keeps
+    its own) and a first convolution with other input channels is adapted, each with a warning. A
+    model on the meta device takes the file's tensors as they are (``assign``), memory-mapped.
+    """
+    path, what = _as_weights_path(source)
+    return _load_into(model, load_file(path), what, adapt_head=adapt, adapt_in_chans=adapt)
+
+
+# ------------------------------------------------------------------------------------ create_model
+
+
+def resolve_name(name: str) -> tuple[str, str]:
+    """``arch.tag`` -> (arch, tag); a bare arch gives its default tag (ValueError if it has no weights)."""
+    arch, _, tag = name.partition(".")
+    if tag:
+        manifest.get_entry(arch, tag)
+        return arch, tag
+    tag = manifest.default_tag(arch)
+    if tag is None:
+        raise ValueError(
+            f"{arch} has no pretrained weights in the manifest; `zoo list --pretrained` lists those that "
+            "do, or load your own file with checkpoint_path="
+        )
+    return arch, tag
+
+
+def _fit_channels(values: Any, in_chans: int) -> tuple[float, ...]:
+    from zoo.models._common import _fit_channels as fit
+
+    return fit(tuple(values), in_chans)
+
+
+def _cfg_with(model: nn.Module, arch: str, tag: str | None, info: Mapping[str, Any], extra: dict[str, Any]) -> dict:
+    """The model's pretrained_cfg updated with the preprocessing and labels of its weights."""
+    cfg = dict(model.pretrained_cfg)
+    in_chans = model.in_chans
+    same_head = model.num_classes == info.get("num_classes")
+    labels = info.get("label_names")
+    if isinstance(labels, str):  # a label file in weights/, named by a manifest entry
+        labels = manifest.label_names(info)
+    cfg.update({k: info[k] for k in ("interpolation", "crop_pct", "crop_mode", "dataset", "license") if info.get(k)})
+    if info.get("input_size"):
+        cfg["input_size"] = (in_chans, *tuple(info["input_size"])[1:])
+    for key in ("mean", "std"):
+        if info.get(key):
+            cfg[key] = _fit_channels(info[key], in_chans)
+    cfg.update(
+        architecture=arch,
+        tag=tag or None,
+        num_classes=model.num_classes,
+        label_names=tuple(labels) if same_head and labels else None,
+        **extra,
+    )
+    return cfg
+
+
+def build_with_weights(
+    arch: str,
+    tag: str,
+    builder: Callable[..., nn.Module],
+    kwargs: Mapping[str, Any],
+    pretrained: bool = False,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+) -> nn.Module:
+    """Build ``arch`` with weights: the manifest's ``arch.tag`` (or the default tag) or a local file.
+
+    * a tag without ``pretrained``: the tag's pretrained_cfg (preprocessing, classes) and random weights;
+    * ``pretrained``: the verified file of ``arch.tag`` (downloaded once, then from the cache);
+    * ``checkpoint_path``: a local safetensors file (its ``zoo.pretrained_cfg`` metadata, if any, supplies
+      defaults); it takes precedence over ``pretrained``.
+
+    The entry's ``num_classes``, input channels and ``model_args`` are builder defaults; a ``num_classes``
+    or ``in_chans`` passed in ``kwargs`` that differs from the weights adapts them (new classifier with a
+    warning, first convolution summed or repeated). Anything else that does not fit is an error.
+    """
+    entry: dict[str, Any] | None = None
+    if tag:
+        entry = manifest.get_entry(arch, tag)
+    elif pretrained and checkpoint_path is None:
+        tag = resolve_name(arch)[1]
+        entry = manifest.get_entry(arch, tag)
+    name = f"{arch}.{tag}" if tag else arch
+
+    path: Path | None = None
+    info: dict[str, Any] = dict(entry) if entry else {}
+    defaults: dict[str, Any] = dict(info.get("model_args", {}))
+    extra: dict[str, Any] = {}
+    if checkpoint_path is not None:
+        path = Path(checkpoint_path)
+        meta = read_metadata(path)
+        if not entry:
+            try:
+                info = json.loads(meta["zoo.pretrained_cfg"]) if "zoo.pretrained_cfg" in meta else {}
+                defaults = json.loads(meta["zoo.model_args"]) if "zoo.model_args" in meta else {}
+            except ValueError:
+                raise ValueError(f"{path}: the zoo metadata in its header is not valid JSON") from None
+        extra["file"] = str(path)
+    elif pretrained:
+        path = fetch(name)
+    if entry:
+        source = manifest.resolve_source(entry)
+        extra["sha256"] = entry.get("sha256")
+        if source["type"] == "hub":
+            extra.update(hf_hub_id=source["repo_id"], hf_hub_filename=source["filename"])
+        elif source["type"] == "url":
+            extra["url"] = source["url"]
+        if path is not None and "file" not in extra:
+            extra["file"] = str(path)
+    if info.get("num_classes") is not None:
+        defaults["num_classes"] = info["num_classes"]
+    if info.get("input_size"):
+        defaults["in_chans"] = info["input_size"][0]
+    model_kwargs = {**defaults, **kwargs}
+
+    if path is None:
+        model = builder(**model_kwargs)
+    else:
+        with empty_init():
+            model = builder(**model_kwargs)
+        what = f"weights {name} ({path})" if checkpoint_path is None else f"checkpoint {path}"
+        adapt = {"adapt_head": "num_classes" in kwargs, "adapt_in_chans": "in_chans" in kwargs}
+        _load_into(model, load_file(path), what, **adapt, stacklevel=5)
+    model.pretrained_cfg = _cfg_with(model, arch, tag, info, extra)
+    return model
+
+
+# ---------------------------------------------------------------------------------------- describe
+
+
+def _human_size(size: int | None) -> str:
+    if size is None:
+        return "unknown"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{size} B"
+        value /= 1024
+    return f"{size} B"
+
+
+def describe_weights(name: str) -> str:
+    """Text describing the weights of ``name`` (an arch: all its tags; ``arch.tag``: that one); "" if none."""
+    arch, _, tag = name.partition(".")
+    entries = manifest.entries_for_arch(arch)
+    if tag:
+        entries = {tag: entries[tag]} if tag in entries else {}
+    if not entries:
+        return ""
+    try:
+        default = manifest.default_tag(arch)
+    except ValueError:
+        default = None
+    lines = ["pretrained weights:"]
+    for t, e in entries.items():
+        full = f"{arch}.{t}"
+        metrics = e.get("metrics") or {}
+        origin = e.get("origin") or {}
+        size = e["input_size"]
+        lines += [
+            f"  {full}{'  (default)' if t == default else ''}",
+            f"    status       {e['status']}",
+            f"    source       {manifest.describe_source(e)}",
+            f"    sha256       {e.get('sha256') or 'not recorded yet'}",
+            f"    size         {_human_size(e.get('size'))}" + (f" ({e['size']:,} bytes)" if e.get("size") else ""),
+            f"    on this host {cached_state(full)}",
+            f"    dataset      {e.get('dataset', 'unknown')}, {e['num_classes']} classes",
+            f"    input        {size[0]} x {size[1]} x {size[2]}, {e['interpolation']}, crop_pct {e['crop_pct']:.4g}",
+            f"    mean / std   {tuple(e['mean'])} / {tuple(e['std'])}",
+        ]
+        if metrics:
+            top = ", ".join(f"{k} {metrics[k]:.3f}%" for k in ("top1", "top5") if metrics.get(k) is not None)
+            by = f" (measured by {metrics['measured_by']})" if metrics.get("measured_by") else ""
+            lines.append(f"    metrics      {top or 'none'}{by}")
+            if metrics.get("command"):
+                lines.append(f"    measured by  {metrics['command']}")
+        lines.append(f"    license      {e.get('license', 'unknown')}")
+        if origin.get("command"):
+            lines.append(f"    produced by  {origin['command']}")
+        for key in ("upstream", "url", "recipe"):
+            if origin.get(key):
+                lines.append(f"    {key:<12} {origin[key]}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ zoo download
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``zoo download``."""
+    parser.add_argument(
+        "names", nargs="+", metavar="NAME",
+        help="arch (its default weights), arch.tag, or a pattern over arch.tag names such as 'resnet*'",
+    )  # fmt: skip
+    parser.add_argument("--force", action="store_true", help="download again even if a verified copy is cached")
+
+
+def _expand(names: list[str]) -> list[str]:
+    known = manifest.weight_names()
+    out: list[str] = []
+    for name in names:
+        if any(c in name for c in "*?["):
+            matches = [n for n in known if fnmatch.fnmatchcase(n, name)]
+            if not matches:
+                raise ValueError(f"no weights match {name!r}; `zoo list --pretrained` lists them")
+            out += matches
+        else:
+            arch, tag = resolve_name(name)
+            out.append(f"{arch}.{tag}")
+    return list(dict.fromkeys(out))
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``zoo download``: fetch and verify each name, print where it is; 1 if any failed."""
+    failed = 0
+    for name in _expand(args.names):
+        try:
+            path = fetch(name, force=args.force)
+        except (WeightsError, ValueError, OSError) as e:
+            print(f"{name}: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        arch, _, tag = name.partition(".")
+        entry = manifest.get_entry(arch, tag)
+        print(f"{name}  {path}  ({_human_size(entry['size'])}, sha256 {entry['sha256'][:16]}... verified)")
+    return 1 if failed else 0

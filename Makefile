@@ -22,6 +22,7 @@ demo: venv  ## the main job
 
 test: venv  ## lint, then the whole test suite
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 bench: venv

@@ -1,0 +1,104 @@
+"""Time-to-accuracy of ``zoo train mnist_cnn`` on the real MNIST: wall time from process start to >= 99.2 %.
+
+    python benchmarks/train_mnist.py                    # the fast recipe, once
+    python benchmarks/train_mnist.py --runs 3           # median of three runs
+    python benchmarks/train_mnist.py --seed-recipe      # also the seed course's recipe (15 epochs)
+
+Each run is a fresh ``zoo train`` process on the raw IDX files in ``../shared/data`` (or ``--data-dir``). The
+clock starts just before the process is started; an epoch's time is when its row reached metrics.csv,
+i.e. after its test-set evaluation. Other processes on the machine slow it down: the load average is
+printed before and after each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from zoo.loggers import read_metrics  # noqa: E402
+
+
+def run_once(recipe: str, data_dir: Path, target: float, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
+        out = Path(tmp) / "run"
+        cmd = [sys.executable, "-m", "zoo.cli", "train", "mnist_cnn", "--dataset", "mnist", "--data-dir",
+               str(data_dir), "--recipe", recipe, "--output", str(out), *extra]  # fmt: skip
+        load_before = os.getloadavg()[0]
+        start = time.time()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        wall = time.time() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"training failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        rows = read_metrics(out / "metrics.csv")
+    curve = [(r["epoch"], r["time"] - start, r["val_acc1"], r["epoch_time"]) for r in rows]
+    hit = next(((e, t, a) for e, t, a, _ in curve if a >= target), None)
+    return {
+        "recipe": recipe,
+        "command": " ".join(["zoo", *cmd[3:]]),
+        "wall_s": wall,
+        "time_to_target_s": hit[1] if hit else None,
+        "epoch_at_target": hit[0] if hit else None,
+        "final_acc": curve[-1][2],
+        "best_acc": max(a for _, _, a, _ in curve),
+        "curve": curve,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+    }
+
+
+def report(results: list[dict], target: float) -> None:
+    for i, r in enumerate(results, 1):
+        print(f"run {i}: {r['command']}")
+        print(f"  load average before/after: {r['load_before']:.2f} / {r['load_after']:.2f}")
+        for epoch, t, acc, epoch_time in r["curve"]:
+            print(f"  epoch {epoch:>2}  at {t:6.1f} s  (epoch {epoch_time:5.1f} s)  test top-1 {acc:.2f} %")
+        ttt = (
+            f"{r['time_to_target_s']:.1f} s (epoch {r['epoch_at_target']})" if r["time_to_target_s"] else "not reached"
+        )
+        print(f"  time to {target} %: {ttt}; final {r['final_acc']:.2f} %, best {r['best_acc']:.2f} %, "
+              f"wall {r['wall_s']:.1f} s")  # fmt: skip
+    times = [r["time_to_target_s"] for r in results]
+    reached = [t for t in times if t is not None]
+    med = (
+        f"{statistics.median(reached):.1f} s"
+        if len(reached) == len(times)
+        else f"reached in {len(reached)}/{len(times)}"
+    )
+    print(
+        f"{results[0]['recipe']}: median time to {target} %: {med}; median final accuracy "
+        f"{statistics.median(r['final_acc'] for r in results):.2f} %; median wall "
+        f"{statistics.median(r['wall_s'] for r in results):.1f} s over {len(results)} run(s)"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--recipe", default="fast")
+    parser.add_argument("--seed-recipe", action="store_true", help="also run --recipe seed-mnist")
+    parser.add_argument("--runs", type=int, default=1, help="runs per recipe (the median is reported)")
+    parser.add_argument("--target", type=float, default=99.2, help="test top-1 accuracy to reach, in %%")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args, extra = parser.parse_known_args()
+    all_results = {}
+    for recipe in [args.recipe] + (["seed-mnist"] if args.seed_recipe else []):
+        results = [run_once(recipe, args.data_dir, args.target, extra) for _ in range(args.runs)]
+        report(results, args.target)
+        all_results[recipe] = results
+    if args.json:
+        args.json.write_text(json.dumps(all_results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

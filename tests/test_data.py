@@ -1,0 +1,316 @@
+"""Datasets in their real on-disk formats: IDX (gz or raw, four layouts), CIFAR pickles, image folders."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from synth_data import IDX_NAMES, make_cifar, make_idx_dataset, make_image_folder, write_idx
+
+from zoo.data import (
+    FASHION_MNIST_CLASSES,
+    TensorImageDataset,
+    TensorLoader,
+    create_datasets,
+    find_idx_files,
+    load_cifar,
+    load_idx_dataset,
+    read_idx,
+)
+
+# ----------------------------------------------------------------------------------------------------- IDX
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_read_idx_round_trip(tmp_path, gz):
+    arr = np.random.default_rng(0).integers(0, 256, size=(7, 5, 3), dtype=np.uint8)
+    path = write_idx(tmp_path / "x-idx3-ubyte", arr, gz=gz)
+    out = read_idx(path)
+    assert out.dtype == torch.uint8 and tuple(out.shape) == (7, 5, 3)
+    assert np.array_equal(out.numpy(), arr)
+
+
+def test_read_idx_rejects_bad_magic_and_truncation(tmp_path):
+    bad = tmp_path / "bad-idx3-ubyte"
+    bad.write_bytes(b"\x12\x34\x08\x01" + b"\x00" * 8)
+    with pytest.raises(ValueError, match="not an IDX file") as e:
+        read_idx(bad)
+    assert str(bad) in str(e.value)
+    good = write_idx(tmp_path / "t-idx1-ubyte", np.arange(10, dtype=np.uint8), gz=False)
+    short = tmp_path / "short-idx1-ubyte.gz"
+    short.write_bytes(gzip.compress(good.read_bytes()[:-3]))
+    with pytest.raises(ValueError, match=r"promises shape \(10,\)"):
+        read_idx(short)
+
+
+@pytest.mark.parametrize("layout", ["raw_itself", "dataset_folder", "root", "debian"])
+def test_idx_layouts(tmp_path, layout):
+    name = "fashion_mnist" if layout == "debian" else "mnist"
+    files_dir = {
+        "raw_itself": tmp_path / "MNIST" / "raw",
+        "dataset_folder": tmp_path / "MNIST" / "raw",
+        "root": tmp_path / "MNIST" / "raw",
+        "debian": tmp_path / "fashion-mnist",
+    }[layout]
+    data_dir = {
+        "raw_itself": files_dir,
+        "dataset_folder": tmp_path / "MNIST",
+        "root": tmp_path,
+        "debian": files_dir,
+    }[layout]
+    make_idx_dataset(files_dir, n_train=30, n_test=20, gz=layout != "debian")
+    found = find_idx_files(name, data_dir)
+    assert found["train"][0].parent == files_dir
+    train = load_idx_dataset(name, data_dir, "train")
+    test = load_idx_dataset(name, data_dir, "test")
+    assert tuple(train.images.shape) == (30, 1, 28, 28) and tuple(test.images.shape) == (20, 1, 28, 28)
+    assert train.images.dtype == torch.uint8
+    expected = list(FASHION_MNIST_CLASSES) if name == "fashion_mnist" else [str(i) for i in range(10)]
+    assert train.classes == expected
+    # Labels are read from the file as written.
+    labels = read_idx(files_dir / (IDX_NAMES["train"][1] + ("" if layout == "debian" else ".gz")))
+    assert torch.equal(train.targets, labels.long())
+
+
+def test_missing_idx_names_files_and_folders(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        load_idx_dataset("mnist", tmp_path, "train")
+    msg = str(e.value)
+    for stem in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
+        assert stem in msg
+    assert str(tmp_path / "MNIST" / "raw") in msg
+
+
+def test_partial_idx_dataset_names_missing_file(tmp_path):
+    make_idx_dataset(tmp_path, n_train=10, n_test=10)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="missing t10k-labels-idx1-ubyte"):
+        load_idx_dataset("mnist", tmp_path, "test")
+
+
+def test_mismatched_label_count(tmp_path):
+    make_idx_dataset(tmp_path, n_train=10, n_test=10)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(9, dtype=np.uint8))
+    with pytest.raises(ValueError, match="expected 10 labels"):
+        load_idx_dataset("mnist", tmp_path, "train")
+
+
+# ------------------------------------------------------------------------------------------ TensorLoader
+
+
+def _tiny(n=23, c=1, size=6):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(1, 256, (n, c, size, size), dtype=torch.uint8, generator=g)
+    return TensorImageDataset(images, torch.arange(n) % 3, ["a", "b", "c"], (0.5,) * c, (0.25,) * c)
+
+
+def test_tensor_loader_order_is_a_seeded_permutation_per_epoch():
+    ds = _tiny()
+    loader = TensorLoader(ds, 5, shuffle=True, seed=3)
+
+    def epoch_targets(e):
+        loader.set_epoch(e)
+        xs = torch.cat([x for x, _ in loader])
+        return xs
+
+    e0, e0_again, e1 = epoch_targets(0), epoch_targets(0), epoch_targets(1)
+    assert torch.equal(e0, e0_again) and not torch.equal(e0, e1)
+    # Every image exactly once, normalised with the dataset's statistics.
+    ref = (ds.images.float() / 255 - 0.5) / 0.25
+    assert sorted(e0.flatten(1).sum(1).tolist()) == pytest.approx(sorted(ref.flatten(1).sum(1).tolist()))
+    assert len(loader) == 5
+
+
+def test_tensor_loader_skip_resumes_the_same_batches():
+    ds = _tiny()
+    loader = TensorLoader(ds, 4, shuffle=True, shift=1, hflip=0.5, seed=1)
+    loader.set_epoch(2)
+    full = list(loader)
+    loader.set_epoch(2, start_batch=3)
+    rest = list(loader)
+    assert len(rest) == len(full) - 3
+    for (a, ya), (b, yb) in zip(full[3:], rest, strict=True):
+        assert torch.equal(a, b) and torch.equal(ya, yb)
+
+
+def test_random_shift_is_a_translation_of_each_image():
+    ds = _tiny(n=16, c=2, size=8)
+    loader = TensorLoader(ds, 16, shift=2, seed=0)
+    ((x, _),) = list(loader)
+    raw = ds.images.float()
+    shifted = x * 0.25 + 0.5  # back to [0, 1]
+    seen = set()
+    for i in range(16):
+        matches = []
+        for dy, dx in itertools.product(range(-2, 3), repeat=2):
+            padded = F.pad(raw[i], (2, 2, 2, 2))
+            window = padded[:, 2 + dy : 2 + dy + 8, 2 + dx : 2 + dx + 8] / 255
+            if torch.allclose(window, shifted[i], atol=1e-6):
+                matches.append((dy, dx))
+        assert matches, f"image {i} is not a translation of its source"
+        seen.add(matches[0])
+    assert len(seen) > 3  # offsets differ between images
+
+
+def test_hflip_and_rank_sharding():
+    ds = _tiny(n=11)
+    x_flip = torch.cat([b for b, _ in TensorLoader(ds, 11, hflip=1.0)])
+    x = torch.cat([b for b, _ in TensorLoader(ds, 11)])
+    assert torch.equal(x_flip, x.flip(3))
+    shards = [TensorLoader(ds, 4, shuffle=True, seed=5, rank=r, world_size=2) for r in range(2)]
+    got = [torch.cat([y for _, y in s]) for s in shards]
+    assert len(got[0]) == len(got[1]) == 6  # 11 padded to 12, split in two
+    eval_shards = [TensorLoader(ds, 4, rank=r, world_size=2, pad=False) for r in range(2)]
+    seen = torch.cat([torch.cat([x for x, _ in s]) for s in eval_shards])
+    assert len(seen) == 11
+
+
+# -------------------------------------------------------------------------------------------------- CIFAR
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_pickle_batches(tmp_path, name):
+    folder = make_cifar(tmp_path, name, per_batch=6, n_test=8)
+    train = load_cifar(name, tmp_path, "train")
+    test = load_cifar(name, folder, "test")  # the batches folder itself works too
+    assert len(train) == (30 if name == "cifar10" else 6) and len(test) == 8
+    assert train.data.shape[1:] == (32, 32, 3)
+    assert len(train.classes) == (10 if name == "cifar10" else 100)
+    # The red plane of the first row is the image's channel 0.
+    import pickle
+
+    with open(folder / ("test_batch" if name == "cifar10" else "test"), "rb") as f:
+        entry = pickle.load(f)
+    assert np.array_equal(test.data[0][..., 0], entry["data"][0][:1024].reshape(32, 32))
+    img, label = test[0]
+    assert img.size == (32, 32) and label == entry["labels" if name == "cifar10" else "fine_labels"][0]
+
+
+def test_cifar_missing_lists_files(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        load_cifar("cifar10", tmp_path, "train")
+    msg = str(e.value)
+    assert "data_batch_1" in msg and "test_batch" in msg and "batches.meta" in msg
+    assert str(tmp_path / "cifar-10-batches-py") in msg and "--download" in msg
+
+
+def test_cifar_malformed_batch(tmp_path):
+    folder = make_cifar(tmp_path, "cifar10", per_batch=4, n_test=4)
+    (folder / "data_batch_3").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="could not read the batches"):
+        load_cifar("cifar10", tmp_path, "train")
+
+
+def test_cifar_create_datasets_transforms(tmp_path):
+    from zoo.data import Augment
+
+    make_cifar(tmp_path, "cifar10", per_batch=4, n_test=4)
+    train, val, info = create_datasets("cifar10", str(tmp_path), augment=Augment(crop_pad=4, hflip=0.5))
+    x, y = train[0]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+    assert info.num_classes == 10 and info.in_chans == 3 and info.classes == [f"class{i}" for i in range(10)]
+    xv, _ = val[0]
+    raw = torch.from_numpy(val.data[0]).permute(2, 0, 1).float() / 255
+    mean, std = torch.tensor(info.mean).view(3, 1, 1), torch.tensor(info.std).view(3, 1, 1)
+    assert torch.allclose(xv, (raw - mean) / std, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------- image folders
+
+
+def _corrupt_files(folder):
+    bad_jpg = folder / "cat" / "broken.jpg"
+    bad_jpg.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    png = next((folder / "dog").glob("*.png"))
+    truncated = folder / "dog" / "truncated.png"
+    truncated.write_bytes(png.read_bytes()[:60])
+    return bad_jpg, truncated
+
+
+def test_image_folder_reports_and_skips_corrupt_files(tmp_path, capsys):
+    good = make_image_folder(tmp_path / "photos", per_class=6)
+    bad = _corrupt_files(tmp_path / "photos")
+    cfg = {"input_size": (3, 16, 16), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "crop_pct": 1.0}
+    train, val, info = create_datasets("imagefolder:" + str(tmp_path / "photos"), model_cfg=cfg, val_split=0.34, seed=1)
+    err = capsys.readouterr().err
+    for p in bad:
+        assert str(p) in err
+    assert info.classes == ["cat", "dog", "fish"] and info.num_classes == 3
+    paths = {p for p, _ in train.samples} | {p for p, _ in val.samples}
+    assert paths == {str(p) for p in good}
+    assert not {p for p, _ in train.samples} & {p for p, _ in val.samples}
+    assert sorted(t for _, t in val.samples) == [0, 0, 1, 1, 2, 2]  # 6 * 0.34 -> 2 per class
+    x, y = val[0]
+    assert x.shape == (3, 16, 16)
+    # Same seed, same split; another seed, another split.
+    _, val_again, _ = create_datasets("imagefolder:" + str(tmp_path / "photos"), model_cfg=cfg, val_split=0.34, seed=1)
+    _, val_other, _ = create_datasets("imagefolder:" + str(tmp_path / "photos"), model_cfg=cfg, val_split=0.34, seed=2)
+    assert val_again.samples == val.samples and val_other.samples != val.samples
+    assert set(info.extra["skipped_images"]) == {str(p) for p in bad}
+
+
+def test_image_folder_strict_fails_naming_the_file(tmp_path):
+    make_image_folder(tmp_path / "photos", per_class=3)
+    bad, _ = _corrupt_files(tmp_path / "photos")
+    with pytest.raises(ValueError, match="unreadable image") as e:
+        create_datasets("imagefolder", str(tmp_path / "photos"), strict_images=True)
+    assert str(bad) in str(e.value)
+
+
+def test_image_folder_train_val_trees_and_worker_safety(tmp_path):
+    make_image_folder(tmp_path / "ds" / "train", per_class=4)
+    make_image_folder(tmp_path / "ds" / "val", classes=("cat", "fish"), per_class=2)
+    cfg = {"input_size": (3, 12, 12), "mean": (0.5,) * 3, "std": (0.5,) * 3}
+    train, val, info = create_datasets("imagefolder", str(tmp_path / "ds"), model_cfg=cfg)
+    assert len(train) == 12 and len(val) == 4
+    assert sorted({t for _, t in val.samples}) == [0, 2]  # val's classes map onto train's indices
+    assert "train" in info.extra["layout"]
+    # A file that breaks after the check is skipped inside the workers, not a crash.
+    broken = train.samples[1][0]
+    with open(broken, "wb") as f:
+        f.write(b"garbage")
+    loader = torch.utils.data.DataLoader(train, batch_size=4, num_workers=2)
+    batches = list(loader)
+    assert sum(len(y) for _, y in batches) == 12
+    with pytest.warns(UserWarning, match="skipping unreadable image"):
+        x, y = train[1]  # in this process the replacement is the next sample, and it is reported
+    assert y == train.samples[2][1]
+
+
+def test_image_folder_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no class sub-folders"):
+        create_datasets("imagefolder:" + str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        create_datasets("imagefolder:" + str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="unknown dataset"):
+        create_datasets("svhn", str(tmp_path))
+    with pytest.raises(ValueError, match="needs --data-dir"):
+        create_datasets("mnist", None)
+
+
+# ---------------------------------------------------------------------------------------------- real data
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_real_idx_files(shared_data, name, folder):
+    train, val, info = create_datasets(name, str(shared_data))
+    assert tuple(train.images.shape) == (60000, 1, 28, 28) and tuple(val.images.shape) == (10000, 1, 28, 28)
+    assert info.root.endswith(f"{folder}/raw")
+    # MNIST has 5923 zeros in train, 980 in test; Fashion-MNIST is exactly balanced.
+    counts_train = torch.bincount(train.targets, minlength=10).tolist()
+    counts_test = torch.bincount(val.targets, minlength=10).tolist()
+    if name == "mnist":
+        assert counts_train[0] == 5923 and counts_test[0] == 980
+    else:
+        assert counts_train == [6000] * 10 and counts_test == [1000] * 10

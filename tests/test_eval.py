@@ -1,0 +1,124 @@
+"""Evaluation: metrics against hand-computed values, and ``zoo eval`` on a trained run folder."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+from safetensors.torch import load_file
+from synth_data import make_idx_dataset, run_zoo
+
+import zoo
+from zoo.cli import main as cli_main
+from zoo.data import load_idx_dataset
+from zoo.evaluate import evaluate, plot_confusion
+
+
+class FixedLogits(nn.Module):
+    """Ignores its input: always ranks the classes 2 > 0 > 1 > 3 > ... (logits 5, 4, 3, 2, ...)."""
+
+    num_classes = 7
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.logits = torch.tensor([4.0, 3.0, 5.0, 2.0, 1.0, 0.0, -1.0])
+
+    def forward(self, x):
+        return self.logits.expand(len(x), -1) + 0 * self.dummy
+
+
+def test_metrics_match_hand_computation():
+    targets = [2, 2, 0, 1, 3, 4, 6, 5, 2, 6]
+    data = [(torch.zeros(1, 2, 2), t) for t in targets]
+    res = evaluate(FixedLogits(), data_as_dataset(data), batch_size=3)
+    # top-1 predicts class 2 always; top-5 covers classes {2, 0, 1, 3, 4}.
+    assert res["acc1"] == pytest.approx(100 * 3 / 10)
+    assert res["acc5"] == pytest.approx(100 * 7 / 10)
+    logits = torch.tensor([4.0, 3.0, 5.0, 2.0, 1.0, 0.0, -1.0])
+    log_z = math.log(sum(math.exp(v) for v in logits.tolist()))
+    expected_loss = sum(log_z - logits[t].item() for t in targets) / len(targets)
+    assert res["loss"] == pytest.approx(expected_loss, rel=1e-6)  # float32 logits
+    assert res["per_class_acc"] == [0.0, 0.0, 100.0, 0.0, 0.0, 0.0, 0.0]
+    assert res["confusion"][6] == [0, 0, 2, 0, 0, 0, 0] and sum(map(sum, res["confusion"])) == 10
+
+
+def data_as_dataset(items):
+    class _DS(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(items)
+
+        def __getitem__(self, i):
+            return items[i]
+
+    return _DS()
+
+
+def test_classes_absent_from_the_set_have_no_accuracy(tmp_path):
+    data = data_as_dataset([(torch.zeros(1, 2, 2), 2)] * 4)
+    res = evaluate(FixedLogits(), data, label_names=list("abcdefg"))
+    assert res["per_class_acc"][2] == 100.0 and res["per_class_acc"][0] is None
+    png = plot_confusion(res["confusion"], res["label_names"], tmp_path / "cm.png")
+    with Image.open(png) as im:
+        assert im.format == "PNG"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaldata")
+    data = make_idx_dataset(root / "MNIST" / "raw", n_train=200, n_test=60)
+    out = root / "run"
+    res = run_zoo("zoo.train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(root), "--epochs", "2",
+                  "--batch-size", "40", "--output", str(out))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return data, out
+
+
+def test_zoo_eval_checkpoint(trained, tmp_path):
+    data, run = trained
+    out_json = tmp_path / "results.json"
+    res = run_zoo("zoo.cli", "eval", "mnist_cnn", "--checkpoint", str(run / "best.safetensors"), "--dataset", "mnist",
+                  "--data-dir", str(data), "--json", str(out_json))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "top-1" in res.stdout and "top-5" in res.stdout and "loss" in res.stdout
+    results = json.loads(out_json.read_text())
+    # Per-class lines name every digit with its accuracy.
+    for name, acc in zip(results["label_names"], results["per_class_acc"], strict=True):
+        assert any(line.split()[:2] == [name, f"{acc:.2f}"] for line in res.stdout.splitlines())
+    png = run / "confusion_mnist_val.png"
+    assert f"confusion matrix: {png}" in res.stdout
+    with Image.open(png) as im:
+        assert im.format == "PNG" and min(im.size) > 300
+    # Independent check: a plain loop over the IDX test images with the saved weights.
+    model = zoo.create_model("mnist_cnn")
+    model.load_state_dict(load_file(run / "best.safetensors"))
+    model.eval()
+    test = load_idx_dataset("mnist", data, "test")
+    x = (test.images.float() / 255 - 0.1307) / 0.3081
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    assert results["acc1"] == pytest.approx(100 * (pred == test.targets).sum().item() / len(pred), abs=1e-9)
+    assert results["count"] == 60
+    # The run's own record of its best epoch agrees.
+    best = json.loads((run / "run.json").read_text())["best_metric"]
+    assert results["acc1"] == pytest.approx(best)
+
+
+def test_zoo_eval_run_folder_and_errors(trained, tmp_path, capsys):
+    data, run = trained
+    common = ["--dataset", "mnist", "--data-dir", str(data)]
+    assert (
+        cli_main(["eval", "mnist_cnn", "--checkpoint", str(run), *common, "--confusion", str(tmp_path / "c.png")]) == 0
+    )
+    assert (tmp_path / "c.png").is_file() and "top-1" in capsys.readouterr().out
+    assert cli_main(["eval", "resnet20", "--checkpoint", str(run), *common]) == 2
+    assert "was trained as 'mnist_cnn', not 'resnet20'" in capsys.readouterr().err
+    assert cli_main(["eval", "mnist_cnn", "--checkpoint", str(tmp_path / "nope.safetensors"), *common]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    no_data = ["--dataset", "mnist", "--data-dir", str(tmp_path)]
+    assert cli_main(["eval", "mnist_cnn", "--checkpoint", str(run), *no_data]) == 2
+    assert "t10k-images-idx3-ubyte[.gz]" in capsys.readouterr().err

@@ -1,0 +1,57 @@
+"""metrics.csv, curves.png and TensorBoard event files."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+from synth_data import make_idx_dataset, run_zoo
+
+from zoo.loggers import CSVLogger, plot_curves, read_metrics
+
+
+def _row(epoch, **kw):
+    return {"epoch": epoch, "lr": 0.1 / epoch, "train_loss": 1.0 / epoch, "train_acc1": 50.0 + epoch,
+            "val_loss": 1.5 / epoch, "val_acc1": 40.0 + epoch, "val_acc5": 90.0, "epoch_time": 1.0, **kw}  # fmt: skip
+
+
+def test_csv_appends_and_a_resume_drops_rows_past_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.csv"
+    log = CSVLogger(path)
+    for e in (1, 2, 3):
+        log.log_epoch(e, _row(e), [])
+    rows = read_metrics(path)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[2]["train_loss"] == 1.0 / 3  # full precision survives the round trip
+    CSVLogger(path, resume_epoch=2)  # epoch 3 was logged, but the checkpoint is from epoch 2
+    assert [r["epoch"] for r in read_metrics(path)] == [1, 2]
+    CSVLogger(path)  # a new run starts a new file
+    assert read_metrics(path) == []
+
+
+def test_curves_png(tmp_path):
+    history = [_row(1), _row(2, val_loss=None, val_acc1=None)]
+    plot_curves(history, tmp_path / "curves.png", title="t")
+    with Image.open(tmp_path / "curves.png") as im:
+        assert im.format == "PNG" and im.size == (1000, 400)
+    assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]  # no temporary file left behind
+
+
+def test_tensorboard_event_files(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    make_idx_dataset(tmp_path / "data", n_train=96, n_test=32)
+    out = tmp_path / "run"
+    res = run_zoo("zoo.train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--epochs",
+                  "2", "--batch-size", "32", "--logger", "tensorboard", "--output", str(out))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0})
+    acc.Reload()
+    rows = read_metrics(out / "metrics.csv")
+    val = acc.Scalars("accuracy/val_acc1")
+    assert [e.step for e in val] == [1, 2]
+    assert [e.value for e in val] == pytest.approx([r["val_acc1"] for r in rows], rel=1e-6)
+    assert [e.value for e in acc.Scalars("loss/train")] == pytest.approx([r["train_loss"] for r in rows], rel=1e-6)
+    assert "samples" in acc.Tags()["images"]

@@ -1,0 +1,325 @@
+"""Training: recipes, the Python API, the CLI's run folder, resume after SIGKILL and Ctrl-C, NaN handling."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from synth_data import ROOT, make_cifar, make_idx_dataset, make_image_folder, run_zoo
+from torch.utils.data import Dataset
+
+import zoo
+from zoo.cli import main as cli_main
+from zoo.evaluate import evaluate
+from zoo.loggers import read_metrics
+from zoo.recipes import get_recipe
+from zoo.train import TrainingDiverged, fit
+
+COMPARED = ("epoch", "lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5")
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory) -> Path:
+    return make_idx_dataset(tmp_path_factory.mktemp("mnist") / "MNIST" / "raw", n_train=320, n_test=80)
+
+
+def train_args(data: Path, out: Path, *extra: str, epochs: int = 3) -> list[str]:
+    return [
+        "zoo.train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(data), "--recipe", "fast",
+        "--epochs", str(epochs), "--batch-size", "32", "--output", str(out), *extra,
+    ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------- recipes
+
+
+def test_print_recipe_shows_resolved_values(capsys):
+    assert cli_main(["train", "--recipe", "seed-mnist", "--print-recipe"]) == 0
+    out = capsys.readouterr().out
+    values = dict(line.split(None, 1) for line in out.splitlines() if line and not line.startswith("#"))
+    # The issue's Lab10-2 recipe: Adam 1e-3, batch 100, 15 epochs.
+    assert (values["opt"], float(values["lr"]), values["batch_size"], values["epochs"]) == ("adam", 1e-3, "100", "15")
+    assert values["sched"] == "none" and values["ema"] == "False"
+
+
+def test_cli_options_override_the_recipe(capsys):
+    argv = ["train", "--recipe", "seed-vgg-cifar", "--dataset", "cifar10", "--lr", "0.02", "--set", "ema=true",
+            "--set", "min_lr=0", "--no-channels-last", "--print-recipe"]  # fmt: skip
+    assert cli_main(argv) == 0
+    values = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines() if not line.startswith("#"))
+    assert float(values["lr"]) == 0.02 and values["ema"] == "True" and values["channels_last"] == "False"
+    # Values the options did not touch stay the recipe's (Lab10-5: StepLR(5, 0.9), batch 512, 50 epochs).
+    assert (values["sched"], float(values["decay_epochs"]), float(values["decay_rate"])) == ("step", 5.0, 0.9)
+    assert (values["batch_size"], values["epochs"], values["opt"], float(values["momentum"])) == (
+        "512", "50", "momentum", 0.9,
+    )  # fmt: skip
+
+
+def test_recipes_fit_the_dataset():
+    r = get_recipe("seed-resnet-cifar")
+    assert (r.lr, r.momentum, r.weight_decay, r.decay_epochs, r.decay_rate, r.batch_size) == (
+        0.1, 0.9, 5e-4, 10, 0.5, 256,
+    )  # fmt: skip
+    mnist, cifar, folder = (get_recipe("fast", d) for d in ("mnist", "cifar10", "imagefolder"))
+    assert mnist.hflip == 0 and cifar.hflip > 0  # digits must not be mirrored
+    assert not mnist.rand_augment and cifar.rand_augment.startswith("rand-")
+    assert folder.mixup > 0 and mnist.mixup == 0
+    assert all(r.ema and r.label_smoothing > 0 for r in (mnist, cifar, folder))
+
+
+def test_bad_recipe_input_is_a_clear_error(capsys):
+    assert cli_main(["train", "--recipe", "slow", "--print-recipe"]) == 2
+    assert "unknown recipe 'slow'; choose one of seed-mnist" in capsys.readouterr().err
+    assert cli_main(["train", "--set", "lrr=1", "--print-recipe"]) == 2
+    assert "unknown recipe field(s) lrr" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ Python API
+
+
+class BrightDark(Dataset):
+    """A plain Dataset (not zoo's): 8x8 RGB images, class 1 bright, class 0 dark."""
+
+    classes = ["dark", "bright"]
+
+    def __init__(self, n: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        self.labels = torch.arange(n) % 2
+        self.images = torch.rand(n, 3, 8, 8, generator=g) * 0.5 + self.labels.view(-1, 1, 1, 1) * 0.5
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], int(self.labels[i])
+
+
+def test_fit_accepts_any_dataset(tmp_path):
+    torch.manual_seed(0)
+    model = zoo.create_model("resnet20", num_classes=2)
+    recipe = get_recipe("fast", "cifar10").replace(
+        epochs=3, batch_size=16, workers=0, rand_augment="", crop_pad=0, lr=0.05, warmup_epochs=0, ema=False
+    )
+    val = BrightDark(32, seed=1)
+    result = fit(model, BrightDark(64, seed=0), val, recipe, tmp_path / "run", progress=False)
+    assert result.status == "finished" and result.epochs_done == 3
+    assert result.last["val_acc1"] == 100.0
+    for name in ("last.pt", "best.safetensors", "config.json", "run.json", "metrics.csv", "curves.png"):
+        assert (tmp_path / "run" / name).is_file(), name
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["architecture"] == "resnet20" and config["label_names"] == ["dark", "bright"]
+    # best.safetensors holds the weights that scored the best epoch's val accuracy.
+    fresh = zoo.create_model("resnet20", num_classes=2)
+    fresh.load_state_dict(load_file(tmp_path / "run" / "best.safetensors"))
+    again = evaluate(fresh, val, batch_size=8)
+    best_row = result.history[result.best_epoch - 1]
+    assert again["acc1"] == best_row["val_acc1"] and again["loss"] == pytest.approx(best_row["val_loss"], rel=1e-5)
+
+
+class InfAfter(Dataset):
+    """Finite images for the first ``good`` reads, then infinities (a data bug appearing mid-run)."""
+
+    def __init__(self, base: Dataset, good: int):
+        self.base, self.good, self.reads = base, good, 0
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        x, y = self.base[i]
+        return (x if self.reads <= self.good else torch.full_like(x, math.inf)), y
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = zoo.create_model("resnet20", num_classes=2)
+    recipe = get_recipe("seed-mnist").replace(epochs=3, batch_size=16, workers=0)
+    train = InfAfter(BrightDark(32, seed=0), good=32 + 8)  # epoch 1 clean, epoch 2 breaks in its first batch
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 2, batch 1") as e:
+        fit(model, train, BrightDark(16, seed=1), recipe, tmp_path / "run", progress=False)
+    assert str(tmp_path / "run" / "last.pt") in str(e.value)
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["batch"] == 0
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert len(read_metrics(tmp_path / "run" / "metrics.csv")) == 1
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "diverged"
+
+
+def test_nan_from_the_cli_is_a_clear_error(mnist_dir, tmp_path, capsys):
+    argv = train_args(mnist_dir, tmp_path / "run", "--recipe", "seed-mnist", "--lr", "1e30")
+    assert cli_main(["train", *argv[1:]]) == 2
+    err = capsys.readouterr().err
+    assert "zoo train: error: the training loss became" in err and "no checkpoint was written" in err
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "diverged"
+
+
+# ---------------------------------------------------------------------------------------------------- the CLI
+
+
+@pytest.fixture(scope="module")
+def reference_run(mnist_dir, tmp_path_factory) -> Path:
+    """An uninterrupted 3-epoch run, the yardstick for the resumed ones."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    res = run_zoo(*train_args(mnist_dir, out))
+    assert res.returncode == 0, res.stderr
+    (out.parent / "stdout.txt").write_text(res.stdout)
+    (out.parent / "stderr.txt").write_text(res.stderr)
+    return out
+
+
+def test_cli_run_folder(reference_run, mnist_dir):
+    rows = read_metrics(reference_run / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["val_acc1"] > 50  # learnable synthetic digits, far above 10 % chance
+    run = json.loads((reference_run / "run.json").read_text())
+    assert run["status"] == "finished" and run["dataset"] == "mnist" and run["train_images"] == 320
+    assert "--recipe fast" in run["command"] and run["recipe"]["name"] == "fast"
+    config = json.loads((reference_run / "config.json").read_text())
+    assert config["architecture"] == "mnist_cnn" and config["model_args"] == {"num_classes": 10, "in_chans": 1}
+    assert config["label_names"] == [str(i) for i in range(10)]
+    assert config["pretrained_cfg"]["mean"] == [0.1307] and config["pretrained_cfg"]["input_size"] == [1, 28, 28]
+    with Image.open(reference_run / "curves.png") as im:
+        assert im.format == "PNG" and im.size[0] > 400
+    # best.safetensors rebuilds into the architecture config.json names.
+    model = zoo.create_model(config["architecture"], **config["model_args"])
+    model.load_state_dict(load_file(reference_run / "best.safetensors"))
+
+
+def test_progress_bars_are_quiet_without_a_terminal(reference_run):
+    stdout = (reference_run.parent / "stdout.txt").read_text()
+    stderr = (reference_run.parent / "stderr.txt").read_text()
+    assert "\r" not in stderr and "batch/s" not in stderr and "it/s" not in stderr
+    assert "epoch 3/3" in stdout and "top-1" in stdout
+
+
+def test_refuses_to_overwrite_a_run(reference_run, mnist_dir, capsys):
+    assert cli_main(["train", *train_args(mnist_dir, reference_run)[1:]]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume" in err
+
+
+def _wait_for_epoch(out: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until epoch 1 is fully written (curves.png is the last file of an epoch), then into epoch 2."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if (out / "curves.png").is_file() and len(read_metrics(out / "metrics.csv")) >= 1:
+            time.sleep(0.3)  # epoch 2 has 10 batches of >= 100 ms
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended early: {proc.communicate()}")
+        time.sleep(0.02)
+    raise AssertionError("no epoch finished in time")
+
+
+def _slow_env() -> dict:
+    return {**os.environ, "ZOO_TRAIN_BATCH_SLEEP": "0.1"}
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    rows_a, rows_b = read_metrics(a / "metrics.csv"), read_metrics(b / "metrics.csv")
+    assert [[r[k] for k in COMPARED] for r in rows_a] == [[r[k] for k in COMPARED] for r in rows_b]
+    ca, cb = (torch.load(p / "last.pt", weights_only=True) for p in (a, b))
+    for key in ("model", "ema"):
+        assert ca[key].keys() == cb[key].keys()
+        for name in ca[key]:
+            assert torch.equal(ca[key][name], cb[key][name]), f"{key}.{name} differs"
+    assert ca["best_metric"] == cb["best_metric"] and ca["global_step"] == cb["global_step"]
+    best_a, best_b = load_file(a / "best.safetensors"), load_file(b / "best.safetensors")
+    assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_an_uninterrupted_run(reference_run, mnist_dir, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", *train_args(mnist_dir, out)], cwd=ROOT, env=_slow_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        _wait_for_epoch(out, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert len(read_metrics(out / "metrics.csv")) == 1
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["batch"]) == (1, 0)  # the last completed epoch boundary
+    res = run_zoo(*train_args(mnist_dir, out, "--resume"))
+    assert res.returncode == 0, res.stderr
+    assert "resumed at epoch 2 batch 0" in res.stdout
+    _assert_same_run(reference_run, out)
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_exits_cleanly_and_resumes_exactly(reference_run, mnist_dir, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", *train_args(mnist_dir, out)], cwd=ROOT, env=_slow_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        _wait_for_epoch(out, proc)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupt: stopping after this batch" in stderr
+    assert f"interrupted: saved {out / 'last.pt'}" in stdout
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and 0 < ckpt["batch"] < 10  # saved in the middle of epoch 2
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    res = run_zoo(*train_args(mnist_dir, out, "--resume"))
+    assert res.returncode == 0, res.stderr
+    _assert_same_run(reference_run, out)
+
+
+# ------------------------------------------------------------------------------------------ other datasets
+
+
+def test_image_folder_training_skips_the_corrupt_file(tmp_path):
+    make_image_folder(tmp_path / "photos", per_class=6, size=20)
+    bad = tmp_path / "photos" / "dog" / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff not an image")
+    spec = f"imagefolder:{tmp_path / 'photos'}"
+    res = run_zoo("zoo.train", "resnet20", "--dataset", spec, "--val-split", "0.34", "--epochs", "1",
+                  "--batch-size", "4", "--workers", "1", "--output", str(tmp_path / "run"))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert str(bad) in res.stderr and "skipping 1 unreadable image" in res.stderr
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["train_images"] == 12 and run["val_images"] == 6 and run["data"]["skipped_images"] == [str(bad)]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["label_names"] == ["cat", "dog", "fish"] and config["pretrained_cfg"]["input_size"] == [3, 32, 32]
+
+
+def test_cifar_training_and_a_model_that_does_not_fit(tmp_path, capsys):
+    make_cifar(tmp_path, "cifar10", per_batch=8, n_test=16)
+    res = run_zoo("zoo.train", "resnet20", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--epochs", "1",
+                  "--batch-size", "8", "--workers", "2", "--output", str(tmp_path / "run"))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert len(read_metrics(tmp_path / "run" / "metrics.csv")) == 1
+    argv = ["train", "mnist_cnn", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--output", str(tmp_path / "x")]
+    assert cli_main(argv) == 2
+    assert "mnist_cnn cannot take this dataset's images of size (3, 32, 32)" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- real data
+
+
+@pytest.mark.realdata
+def test_short_training_on_real_mnist(shared_data, tmp_path):
+    out = tmp_path / "run"
+    res = run_zoo("zoo.train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(shared_data), "--epochs", "1",
+                  "--train-subset", "4000", "--output", str(out))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    run = json.loads((out / "run.json").read_text())
+    assert run["train_images"] == 4000 and run["val_images"] == 10000
+    assert read_metrics(out / "metrics.csv")[0]["val_acc1"] > 85  # 31 steps on real digits; chance is 10 %

@@ -1,0 +1,368 @@
+"""Evaluation: top-1, top-5, loss, per-class accuracy and a confusion matrix; the ``zoo eval`` command.
+
+:func:`evaluate` takes any model and dataset (or an iterable of batches) and is what training, ``zoo eval``
+and the publish step use. Under ``torch.distributed`` each rank evaluates its share and the sums are
+all-reduced, so every rank returns the metrics of the whole set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["add_arguments", "evaluate", "format_results", "load_run_model", "main", "plot_confusion"]
+
+
+def _dist_info() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def eval_batches(
+    dataset: Dataset | Iterable,
+    batch_size: int = 500,
+    workers: int = 0,
+    device: torch.device | str = "cpu",
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterable:
+    """Batches of ``dataset`` in order; with ``world_size > 1`` only this rank's share (no padding)."""
+    from zoo.data import TensorImageDataset, TensorLoader
+
+    if isinstance(dataset, TensorImageDataset):
+        return TensorLoader(dataset, batch_size, rank=rank, world_size=world_size, pad=False, device=device)
+    if not isinstance(dataset, Dataset):
+        return dataset  # already batches
+    indices = list(range(rank, len(dataset), world_size))  # type: ignore[arg-type]
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
+        pin_memory=torch.device(device).type == "cuda", generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset | Iterable,
+    *,
+    batch_size: int = 500,
+    workers: int = 0,
+    device: torch.device | str | None = None,
+    num_classes: int | None = None,
+    label_names: Sequence[str] | None = None,
+    amp: bool = False,
+    channels_last: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Top-1/top-5 accuracy (%), mean cross-entropy loss, per-class accuracy and the confusion matrix.
+
+    ``dataset`` yields ``(image, label)`` samples (or is an iterable of batches). Returns a dict with
+    ``acc1``, ``acc5``, ``loss``, ``count``, ``per_class_acc`` (list, None for classes absent from the set),
+    ``confusion`` (``confusion[true][pred]`` counts, a list of lists) and ``label_names``.
+    """
+    import torch.distributed as dist
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    rank, world = _dist_info()
+    num_classes = num_classes or getattr(model, "num_classes", None)
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1, top-5, count
+    confusion = None
+    batches = eval_batches(dataset, batch_size, workers, device, rank, world)
+    if progress:
+        from zoo.loggers import progress as bar
+
+        batches = bar(batches, desc="eval", unit="batch", total=len(batches) if hasattr(batches, "__len__") else None)
+    autocast = torch.autocast(device.type, dtype=torch.float16) if amp and device.type == "cuda" else nullcontext()
+    try:
+        for images, targets in batches:
+            images = images.to(device, non_blocking=True)
+            targets = torch.as_tensor(targets).to(device, non_blocking=True)
+            if channels_last and images.dim() == 4:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                logits = model(images)
+            logits = logits.float()
+            if confusion is None:
+                num_classes = num_classes or logits.shape[1]
+                confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+            k = min(5, logits.shape[1])
+            top = logits.topk(k, dim=1).indices
+            hit = top == targets.view(-1, 1)
+            sums[0] += F.cross_entropy(logits, targets, reduction="sum").double()
+            sums[1] += hit[:, 0].sum()
+            sums[2] += hit.any(dim=1).sum()
+            sums[3] += len(targets)
+            confusion += torch.bincount(targets * num_classes + top[:, 0], minlength=num_classes**2).view_as(confusion)
+    finally:
+        model.train(was_training)
+    if confusion is None:
+        confusion = torch.zeros(num_classes or 0, num_classes or 0, dtype=torch.long, device=device)
+    if world > 1:
+        dist.all_reduce(sums)
+        dist.all_reduce(confusion)
+    count = int(sums[3].item())
+    if count == 0:
+        raise ValueError("evaluate: the dataset is empty")
+    cm = confusion.cpu()
+    per_class_total = cm.sum(1)
+    per_class = [None if t == 0 else 100.0 * float(cm[i, i]) / float(t) for i, t in enumerate(per_class_total.tolist())]
+    names = list(label_names) if label_names else list(getattr(dataset, "classes", None) or [])
+    if len(names) != cm.shape[0]:
+        names = [str(i) for i in range(cm.shape[0])]
+    return {
+        "loss": float(sums[0].item()) / count,
+        "acc1": 100.0 * float(sums[1].item()) / count,
+        "acc5": 100.0 * float(sums[2].item()) / count,
+        "count": count,
+        "per_class_acc": per_class,
+        "confusion": cm.tolist(),
+        "label_names": names,
+    }
+
+
+def format_results(results: dict[str, Any], title: str = "") -> str:
+    """A readable report: the headline numbers and a per-class table."""
+    lines = [title] if title else []
+    lines.append(
+        f"top-1 {results['acc1']:.2f} %   top-5 {results['acc5']:.2f} %   loss {results['loss']:.4f}   "
+        f"({results['count']} images)"
+    )
+    names = results["label_names"]
+    width = max([len("class"), *map(len, names)])
+    lines.append(f"{'class':<{width}}  {'accuracy':>8}  {'images':>6}")
+    for i, (name, acc) in enumerate(zip(names, results["per_class_acc"], strict=True)):
+        total = sum(results["confusion"][i])
+        lines.append(f"{name:<{width}}  {'-' if acc is None else f'{acc:.2f} %':>8}  {total:>6}")
+    return "\n".join(lines)
+
+
+def plot_confusion(
+    confusion: Sequence[Sequence[int]], label_names: Sequence[str], path: str | os.PathLike, title: str = ""
+) -> Path:
+    """Draw the confusion matrix (rows: true class, normalised per row; counts written in small matrices)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cm = torch.tensor(confusion, dtype=torch.float64)
+    n = cm.shape[0]
+    rates = cm / cm.sum(1, keepdim=True).clamp(min=1)
+    size = min(4 + 0.5 * n, 30)
+    fig = Figure(figsize=(size, size * 0.9), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    im = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    if n <= 30:
+        ax.set_xticks(range(n), labels=list(label_names), rotation=45, ha="right")
+        ax.set_yticks(range(n), labels=list(label_names))
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
+                            color="white" if rates[i, j] > 0.5 else "black")  # fmt: skip
+    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading a model from a run folder or a checkpoint file
+
+
+def read_run_config(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``config.json`` written beside a training run's checkpoints, if there is one."""
+    path = Path(checkpoint)
+    folder = path if path.is_dir() else path.parent
+    cfg = folder / "config.json"
+    if cfg.is_file():
+        with open(cfg, encoding="utf-8") as f:
+            return json.load(f)
+    return None
+
+
+def load_state_dict_file(path: str | os.PathLike, prefer_ema: bool = True) -> dict[str, torch.Tensor]:
+    """Weights from a ``.safetensors`` file or a training checkpoint (``last.pt``: its EMA or model weights)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(ckpt, dict) and "model" in ckpt:
+            use_ema = prefer_ema and ckpt.get("ema") is not None and ckpt.get("eval_weights") == "ema"
+            state = ckpt["ema"] if use_ema else ckpt["model"]
+        elif isinstance(ckpt, dict) and "state_dict" in ckpt:
+            state = ckpt["state_dict"]
+        else:
+            state = ckpt
+    # Checkpoints saved from DistributedDataParallel or torch.compile carry a wrapper prefix.
+    for prefix in ("module.", "_orig_mod."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def load_run_model(
+    name: str, checkpoint: str | os.PathLike, *, default_kwargs: dict[str, Any] | None = None
+) -> tuple[nn.Module, dict[str, Any] | None]:
+    """Build ``name`` with the arguments its run recorded (``config.json``) and load the checkpoint's weights.
+
+    Without a ``config.json`` the model is built with ``default_kwargs`` (the dataset's classes and channels).
+    """
+    from zoo.factory import create_model
+    from zoo.registry import split_model_name_tag
+
+    cfg = read_run_config(checkpoint)
+    kwargs = dict(default_kwargs or {})
+    if cfg:
+        arch = cfg.get("architecture")
+        if arch and arch != split_model_name_tag(name)[0]:
+            raise ValueError(f"{checkpoint} was trained as {arch!r}, not {name!r}")
+        kwargs = {**kwargs, **cfg.get("model_args", {})}
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / "best.safetensors"
+    model = create_model(split_model_name_tag(name)[0], **kwargs)
+    state = load_state_dict_file(checkpoint)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{checkpoint} does not fit {name} built with {kwargs}: {str(e).splitlines()[0]}") from None
+    if cfg and cfg.get("pretrained_cfg"):
+        model.pretrained_cfg = {**model.pretrained_cfg, **cfg["pretrained_cfg"]}
+    return model, cfg
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="model name: arch, or arch.tag for published weights")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="a run folder, best.safetensors, or last.pt of `zoo train`")
+    src.add_argument("--pretrained", action="store_true", help="the model's published weights and their transform")
+    parser.add_argument("--dataset", required=True, help="mnist, fashion_mnist, cifar10, cifar100, imagefolder:PATH")
+    parser.add_argument("--data-dir", help="folder holding the dataset (see docs/training.md for layouts)")
+    parser.add_argument("--split", default="val", choices=("val", "train"), help="which split (val = official test)")
+    parser.add_argument("--val-split", type=float, help="image folders without val/: the held-out fraction")
+    parser.add_argument("--seed", type=int, default=42, help="seed of --val-split (use the training run's)")
+    parser.add_argument("--stem", choices=("imagenet", "cifar"), help="build the model with this stem")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for CIFAR and image folders")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--download", action="store_true", help="let torchvision download CIFAR (needs internet)")
+    parser.add_argument("--strict-images", action="store_true", help="fail on an unreadable image instead of skipping")
+    parser.add_argument("--confusion", help="confusion-matrix PNG path (default: beside the checkpoint, or ./)")
+    parser.add_argument("--json", dest="json_out", help="also write the results as JSON here")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def main(args: argparse.Namespace) -> int:
+    from zoo.data import create_datasets, parse_dataset
+
+    if not args.checkpoint and not args.pretrained:
+        raise ValueError("give --checkpoint PATH (a `zoo train` run) or --pretrained")
+    kind, _ = parse_dataset(args.dataset, args.data_dir)
+    split = args.split
+    model_kwargs = {"stem": args.stem} if args.stem else {}
+    eval_transform = None
+    normalization = None
+    if args.pretrained:
+        from zoo.factory import create_model
+
+        model = create_model(args.model, pretrained=True, **model_kwargs)
+        cfg = model.pretrained_cfg
+        try:
+            from zoo.transforms import create_transform
+        except ImportError:
+            create_transform = None
+        if create_transform is not None and kind in ("cifar10", "cifar100", "imagefolder"):
+            eval_transform = create_transform(cfg, training=False)
+        normalization = (cfg["mean"], cfg["std"])
+        run_cfg = None
+    else:
+        run_cfg = read_run_config(args.checkpoint)
+        cfg = (run_cfg or {}).get("pretrained_cfg")
+        if cfg:
+            normalization = (cfg["mean"], cfg["std"])
+    if cfg is None:
+        from zoo.factory import create_model
+
+        cfg = create_model(args.model, **model_kwargs).pretrained_cfg
+    seed = (run_cfg or {}).get("seed", args.seed)
+    val_split = args.val_split if args.val_split is not None else (run_cfg or {}).get("val_split")
+    train_set, val_set, info = create_datasets(
+        args.dataset, args.data_dir, model_cfg=cfg, val_split=val_split if kind == "imagefolder" else None,
+        seed=seed, strict_images=args.strict_images, download=args.download, eval_transform=eval_transform,
+        normalization=normalization if normalization and len(normalization[0]) in (1, 3) else None,
+        splits=(split,),
+    )  # fmt: skip
+    dataset = val_set if split == "val" else train_set
+    if dataset is None:
+        raise ValueError(f"{args.dataset} has no {split} images")
+    if split == "train" and kind == "imagefolder" and eval_transform is None:
+        # Measure the training images as the model sees them at test time, without augmentation.
+        from zoo.data import Augment, folder_transforms
+
+        dataset.transform = folder_transforms(cfg, Augment())[1]
+    if not args.pretrained:
+        model, run_cfg = load_run_model(
+            args.model, args.checkpoint, default_kwargs={"num_classes": info.num_classes, "in_chans": info.in_chans,
+                                                          **model_kwargs},
+        )  # fmt: skip
+    if model.num_classes != info.num_classes:
+        raise ValueError(f"{args.model} predicts {model.num_classes} classes but {info.name} has {info.num_classes}")
+    label_names = (run_cfg or {}).get("label_names") or model.pretrained_cfg.get("label_names") or info.classes
+    device = _device(args.device)
+    model.to(device)
+    results = evaluate(
+        model, dataset, batch_size=args.batch_size, workers=args.workers, device=device,
+        label_names=label_names, amp=device.type == "cuda", progress=True,
+    )  # fmt: skip
+    source = args.checkpoint or f"{args.model} (pretrained)"
+    title = f"{args.model} on {info.name} ({split}): {source}"
+    print(format_results(results, title))
+    if args.confusion:
+        png = Path(args.confusion)
+    elif args.checkpoint:
+        ck = Path(args.checkpoint)
+        png = (ck if ck.is_dir() else ck.parent) / f"confusion_{info.name}_{split}.png"
+    else:
+        png = Path(f"confusion_{args.model}_{info.name}_{split}.png")
+    plot_confusion(results["confusion"], results["label_names"], png, title)
+    print(f"confusion matrix: {png}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"model": args.model, "source": str(source), **results}, indent=1))
+    sys.stdout.flush()
+    return 0

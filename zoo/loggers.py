@@ -1,0 +1,336 @@
+"""Seeing a run: metrics.csv, curves.png, progress bars, TensorBoard and Visdom.
+
+Every logger has the same small interface (``log_step``, ``log_epoch``, ``log_samples``, ``close``), and
+:class:`RunLoggers` fans one call out to all of them. matplotlib, TensorBoard and Visdom are imported only
+when used.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "CSVLogger",
+    "CurvesPlot",
+    "RunLoggers",
+    "TensorBoardLogger",
+    "VisdomLogger",
+    "create_loggers",
+    "progress",
+    "read_metrics",
+]
+
+METRIC_FIELDS = [
+    "epoch", "lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "epoch_time", "img_per_s", "time",
+]  # fmt: skip
+
+
+def progress(iterable: Iterable | None = None, **kwargs: Any):
+    """A tqdm bar that stays silent when stderr is not a terminal (logs, CI, subprocesses)."""
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("disable", not sys.stderr.isatty())
+    kwargs.setdefault("dynamic_ncols", True)
+    kwargs.setdefault("leave", False)
+    return tqdm(iterable, **kwargs)
+
+
+class _Logger:
+    def log_step(self, step: int, values: dict[str, float]) -> None:
+        """Called every few training batches with ``loss`` and ``lr``."""
+
+    def log_epoch(self, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        """Called once per finished epoch with its row of metrics and every row so far."""
+
+    def log_samples(self, epoch: int, images: torch.Tensor, titles: list[str]) -> None:
+        """Called once per epoch with de-normalised images in [0, 1] and their 'pred / true' titles."""
+
+    def close(self) -> None:
+        pass
+
+
+def _atomic_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a metrics.csv, with numbers parsed (empty cells become None)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for row in rows:
+        parsed: dict[str, Any] = {}
+        for k, v in row.items():
+            if v in ("", None):
+                parsed[k] = None
+            else:
+                try:
+                    parsed[k] = int(v) if k == "epoch" else float(v)
+                except ValueError:
+                    parsed[k] = v
+        out.append(parsed)
+    return out
+
+
+class CSVLogger(_Logger):
+    """Appends one row per epoch to ``metrics.csv``; a resumed run first drops rows past its checkpoint."""
+
+    def __init__(self, path: str | os.PathLike, resume_epoch: int | None = None) -> None:
+        self.path = Path(path)
+        if resume_epoch is not None and self.path.is_file():
+            keep = [r for r in read_metrics(self.path) if r["epoch"] is not None and r["epoch"] <= resume_epoch]
+            self._rewrite(keep)
+        elif self.path.exists() and resume_epoch is None:
+            self.path.unlink()
+
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        tmp = _atomic_path(self.path)
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, METRIC_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+        os.replace(tmp, self.path)
+
+    def log_epoch(self, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        new = not self.path.is_file()
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, METRIC_FIELDS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: _fmt(metrics.get(k)) for k in METRIC_FIELDS})
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _fmt(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)  # full precision, so resumed and uninterrupted runs compare exactly
+    return v
+
+
+class CurvesPlot(_Logger):
+    """Rewrites ``curves.png`` (loss and accuracy, train and val, per epoch) after every epoch."""
+
+    def __init__(self, path: str | os.PathLike, title: str = "") -> None:
+        self.path = Path(path)
+        self.title = title
+
+    def log_epoch(self, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        plot_curves(history, self.path, self.title)
+
+
+def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = "") -> None:
+    """Draw loss and top-1 accuracy per epoch into a PNG (written atomically)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    fig = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    epochs = [r["epoch"] for r in history]
+
+    def series(key: str) -> list[float]:
+        return [math.nan if r.get(key) is None else float(r[key]) for r in history]
+
+    for key, label in (("train_loss", "train"), ("val_loss", "val")):
+        ax_loss.plot(epochs, series(key), marker="o", label=label)
+    for key, label in (("train_acc1", "train"), ("val_acc1", "val top-1")):
+        ax_acc.plot(epochs, series(key), marker="o", label=label)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    tmp = _atomic_path(path)
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
+
+
+class TensorBoardLogger(_Logger):
+    """Scalars (loss, lr, accuracy) and a sample grid with ``torch.utils.tensorboard``."""
+
+    def __init__(self, log_dir: str | os.PathLike) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:
+            raise RuntimeError(
+                f"--logger tensorboard needs the tensorboard package (pip install tensorboard): {e}"
+            ) from None
+        self.writer = SummaryWriter(str(log_dir))
+
+    def log_step(self, step: int, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.writer.add_scalar(f"step/{k}", v, step)
+
+    def log_epoch(self, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        for k in ("train_loss", "val_loss"):
+            if metrics.get(k) is not None:
+                self.writer.add_scalar(f"loss/{k[:-5]}", metrics[k], epoch)
+        for k in ("train_acc1", "val_acc1", "val_acc5"):
+            if metrics.get(k) is not None:
+                self.writer.add_scalar(f"accuracy/{k}", metrics[k], epoch)
+        if metrics.get("lr") is not None:
+            self.writer.add_scalar("lr", metrics["lr"], epoch)
+        self.writer.flush()
+
+    def log_samples(self, epoch: int, images: torch.Tensor, titles: list[str]) -> None:
+        from torchvision.utils import make_grid
+
+        self.writer.add_image("samples", make_grid(images, nrow=8), epoch)
+        self.writer.add_text("samples/predictions", " | ".join(titles), epoch)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class VisdomLogger(_Logger):
+    """The seed's Lab10-3 live plots: loss per step, loss and accuracy per epoch, sample predictions.
+
+    Needs a running server (``python -m visdom.server``). If it cannot be reached, training goes on and a
+    warning says so.
+    """
+
+    def __init__(self, server: str = "http://localhost", port: int = 8097, env: str = "main", title: str = "") -> None:
+        try:
+            import visdom
+        except ImportError as e:
+            raise RuntimeError(f"--logger visdom needs the visdom package (pip install 'zoo[visdom]'): {e}") from None
+        self.env = env
+        self.title = title
+        try:
+            self.vis = visdom.Visdom(
+                server=server, port=port, env=env, use_incoming_socket=False, raise_exceptions=True
+            )
+            self.ok = bool(self.vis.check_connection(timeout_seconds=5))
+        except Exception:  # visdom raises several kinds when no server answers
+            self.ok = False
+        if not self.ok:
+            warnings.warn(
+                f"no Visdom server at {server}:{port}; start one with `python -m visdom.server`", stacklevel=2
+            )
+        self.windows = {"step_loss": f"{env}_step_loss", "loss": f"{env}_loss", "acc": f"{env}_acc",
+                        "samples": f"{env}_samples", "predictions": f"{env}_predictions"}  # fmt: skip
+        self._started: set[str] = set()
+
+    def _line(self, key: str, x: float, ys: dict[str, float], title: str, ylabel: str, xlabel: str) -> None:
+        names = [n for n, v in ys.items() if v is not None and math.isfinite(v)]
+        if not self.ok or not names:
+            return
+        win = self.windows[key]
+        for name in names:
+            # The first trace creates the window; later ones (and new trace names) are appended to it.
+            update = "append" if key in self._started else None
+            opts = dict(title=f"{self.title} {title}".strip(), xlabel=xlabel, ylabel=ylabel, showlegend=True)
+            try:
+                self.vis.line(X=torch.tensor([float(x)]), Y=torch.tensor([float(ys[name])]), win=win, name=name,
+                              update=update, opts=opts)  # fmt: skip
+            except Exception as e:  # a server that went away must not stop training
+                self._fail(e)
+                return
+            self._started.add(key)
+
+    def _fail(self, e: Exception) -> None:
+        self.ok = False
+        warnings.warn(f"Visdom logging stopped: {e}", stacklevel=3)
+
+    def log_step(self, step: int, values: dict[str, float]) -> None:
+        self._line("step_loss", step, {"train loss": values.get("loss")}, "loss per step", "loss", "step")
+
+    def log_epoch(self, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        self._line("loss", epoch, {"train": metrics.get("train_loss"), "val": metrics.get("val_loss")},
+                   "loss", "loss", "epoch")  # fmt: skip
+        self._line("acc", epoch, {"train": metrics.get("train_acc1"), "val": metrics.get("val_acc1")},
+                   "accuracy", "accuracy (%)", "epoch")  # fmt: skip
+
+    def log_samples(self, epoch: int, images: torch.Tensor, titles: list[str]) -> None:
+        if not self.ok:
+            return
+        try:
+            self.vis.images(
+                images,
+                nrow=8,
+                win=self.windows["samples"],
+                opts=dict(title=f"{self.title} samples, epoch {epoch}".strip(), caption=" | ".join(titles)),
+            )
+            rows = "".join(f"<li>{i}: {t}</li>" for i, t in enumerate(titles))
+            self.vis.text(f"<b>epoch {epoch}: prediction / truth</b><ol start=0>{rows}</ol>",
+                          win=self.windows["predictions"])  # fmt: skip
+        except Exception as e:
+            self._fail(e)
+
+
+class RunLoggers(_Logger):
+    """Several loggers behind one interface."""
+
+    def __init__(self, loggers: Sequence[_Logger]) -> None:
+        self.loggers = list(loggers)
+
+    def log_step(self, step: int, values: dict[str, float]) -> None:
+        for lg in self.loggers:
+            lg.log_step(step, values)
+
+    def log_epoch(self, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        for lg in self.loggers:
+            lg.log_epoch(epoch, metrics, history)
+
+    def log_samples(self, epoch: int, images: torch.Tensor, titles: list[str]) -> None:
+        for lg in self.loggers:
+            lg.log_samples(epoch, images, titles)
+
+    @property
+    def wants_samples(self) -> bool:
+        return any(isinstance(lg, (TensorBoardLogger, VisdomLogger)) for lg in self.loggers)
+
+    def close(self) -> None:
+        for lg in self.loggers:
+            lg.close()
+
+
+LOGGERS = ("csv", "tensorboard", "visdom")
+
+
+def create_loggers(
+    out_dir: str | os.PathLike,
+    names: Sequence[str] = (),
+    *,
+    resume_epoch: int | None = None,
+    title: str = "",
+    visdom_server: str = "http://localhost",
+    visdom_port: int = 8097,
+    visdom_env: str | None = None,
+) -> RunLoggers:
+    """metrics.csv and curves.png always, plus the named extra loggers (``tensorboard``, ``visdom``)."""
+    out_dir = Path(out_dir)
+    loggers: list[_Logger] = [
+        CSVLogger(out_dir / "metrics.csv", resume_epoch),
+        CurvesPlot(out_dir / "curves.png", title),
+    ]
+    for name in names:
+        if name == "csv":
+            continue
+        if name == "tensorboard":
+            loggers.append(TensorBoardLogger(out_dir / "tensorboard"))
+        elif name == "visdom":
+            env = visdom_env or "".join(c if c.isalnum() or c in "-_" else "_" for c in out_dir.name)
+            loggers.append(VisdomLogger(visdom_server, visdom_port, env, title))
+        else:
+            raise ValueError(f"unknown logger {name!r}; choose from {', '.join(LOGGERS)}")
+    return RunLoggers(loggers)

@@ -118,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _top_parser().parse_args(argv[:1])  # exits with argparse's "invalid choice" message
     parser, run = build_parser(argv[0])
     args = parser.parse_args(argv[1:])
+    args.argv = argv[1:]  # the command's own words, for records such as a training run's command line
     try:
         return int(run(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:

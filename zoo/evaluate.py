@@ -208,9 +208,9 @@ def load_state_dict_file(path: str | os.PathLike, prefer_ema: bool = True) -> di
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from zoo.weights import load_file
 
-        state = load_file(str(path))
+        state = load_file(path)
     else:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(ckpt, dict) and "model" in ckpt:

@@ -101,19 +101,6 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def save_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    """Write weights as safetensors atomically (contiguous CPU copies; shared tensors are cloned)."""
-    # The weights hub will provide the shared writer (zoo.weights.save_weights); this one is the stand-in.
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=metadata)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_json(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n", encoding="utf-8")
@@ -788,9 +775,16 @@ class _Trainer:
         if self.is_main:
             if self.out_dir is not None:
                 if is_best:
-                    meta = {"architecture": _model_name(self.model_without_ddp), "epoch": str(epoch + 1),
-                            "metric": repr(metric)}  # fmt: skip
-                    save_safetensors(self._eval_module().state_dict(), self.out_dir / "best.safetensors", meta)
+                    from zoo.weights import save_weights
+
+                    # With the config in its metadata, create_model(arch, checkpoint_path=...) rebuilds the
+                    # model as trained: classes, channels, stem, label names and normalisation.
+                    config = self._model_config()
+                    meta = {
+                        "architecture": config["architecture"], "epoch": str(epoch + 1), "metric": repr(metric),
+                        "zoo.model_args": self.model_args, "zoo.pretrained_cfg": config["pretrained_cfg"],
+                    }  # fmt: skip
+                    save_weights(self._eval_module().state_dict(), self.out_dir / "best.safetensors", meta)
                 self._save_checkpoint(epoch + 1)
                 self._write_run_json("running")
             if self.loggers is not None:
@@ -1028,7 +1022,7 @@ def main(args: argparse.Namespace) -> int:
             "val_split": args.val_split,
             "seed": recipe.seed,
             "pretrained": args.pretrained,
-            "command": shlex.join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
+            "command": _process_command(args),
             "zoo_command": "zoo train " + shlex.join(_argv_for(args)),
         }
         result = fit(
@@ -1049,8 +1043,20 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _argv_for(args: argparse.Namespace) -> list[str]:
+    # zoo.cli.main records the words after `train`; a caller that built the Namespace itself has sys.argv.
+    if getattr(args, "argv", None) is not None:
+        return list(args.argv)
     argv = sys.argv[1:]
     return argv[1:] if argv and argv[0] == "train" else argv
+
+
+def _process_command(args: argparse.Namespace) -> str:
+    """The command line as typed (torchrun, python -m zoo.train ...) when this process is that command."""
+    argv = _argv_for(args)
+    process = [os.path.basename(sys.argv[0]), *sys.argv[1:]]
+    if not argv or process[-len(argv) :] == argv:
+        return shlex.join(process)
+    return "zoo train " + shlex.join(argv)
 
 
 def _output_dir(args: argparse.Namespace, dataset_kind: str | None) -> Path:

@@ -1,0 +1,231 @@
+"""`zoo publish`: a tiny real training run published end to end, each check failing for real, and the push."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from synth_data import make_idx_dataset, make_image_folder
+from weights_fixtures import server_fixture, weights_env_fixture  # noqa: F401
+
+import zoo
+from zoo import data, evaluate, fetch, weights
+from zoo.cli import main as cli
+from zoo.publish import PublishError, publish
+
+
+def _train(args: list[str]) -> None:
+    assert cli(["train", *args]) == 0
+
+
+@pytest.fixture(scope="module")
+def mnist_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A one-epoch mnist_cnn run on synthetic IDX files: (run folder, data folder)."""
+    root = tmp_path_factory.mktemp("publish-mnist")
+    data = make_idx_dataset(root / "data", n_train=400, n_test=100)
+    run = root / "run"
+    _train(["mnist_cnn", "--dataset", "mnist", "--data-dir", str(data), "--epochs", "2", "--output", str(run)])
+    return run, data
+
+
+@pytest.fixture(scope="module")
+def resnet18_run(tmp_path_factory) -> tuple[Path, Path]:
+    """resnet18 with torchvision's own layout (ImageNet stem), one epoch on a small image folder."""
+    root = tmp_path_factory.mktemp("publish-resnet18")
+    folder = root / "photos"
+    make_image_folder(folder, per_class=8, size=40)
+    run = root / "run"
+    _train(["resnet18", "--dataset", f"imagefolder:{folder}", "--val-split", "0.25", "--epochs", "1",
+            "--output", str(run), "--set", "batch_size=8", "--set", "workers=0"])  # fmt: skip
+    return run, folder
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_publish_writes_a_checked_hub_folder(mnist_run, weights_env, tmp_path):
+    run, data_dir = mnist_run
+    out = tmp_path / "hub" / "mnist_cnn.synth"
+    assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(out), "--bundle"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md", "config.json", "confusion.png", "curves.png", "eval.json", "model.safetensors",
+    ]  # fmt: skip
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "staging folder left behind"
+
+    # The file holds exactly the run's best weights, and says what it is.
+    best = weights.load_file(run / "best.safetensors")
+    published = weights.load_file(out / "model.safetensors")
+    assert best.keys() == published.keys() and all(torch.equal(best[k], published[k]) for k in best)
+    meta = weights.read_metadata(out / "model.safetensors")
+    assert meta["zoo.architecture"] == "mnist_cnn" and meta["zoo.tag"] == "synth" and meta["zoo.num_classes"] == "10"
+
+    # An independent evaluation of the published weights equals the card, config and manifest numbers.
+    model = zoo.create_model("mnist_cnn.synth", pretrained=True)
+    _, test_set, _ = data.create_datasets("mnist", str(data_dir), splits=("val",))
+    fresh = evaluate.evaluate(model, test_set)
+    card = (out / "README.md").read_text()
+    front = card.split("---")[1]
+    assert f"value: {fresh['acc1']:.2f}" in front and f"value: {fresh['acc5']:.2f}" in front
+    assert "license: bsd-3-clause" in front and "library_name: zoo" in front and "- ylecun/mnist" in front
+    assert f"| top-1 | {fresh['acc1']:.2f} % |" in card
+    assert "zoo train mnist_cnn --dataset mnist" in card and "![training curves](curves.png)" in card
+    assert json.loads((out / "eval.json").read_text())["acc1"] == pytest.approx(fresh["acc1"])
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["architecture"] == "mnist_cnn" and config["num_classes"] == 10 and config["num_features"] == 3136
+    assert config["label_names"] == [str(i) for i in range(10)]
+    assert config["pretrained_cfg"]["input_size"] == [1, 28, 28]
+    assert config["pretrained_cfg"]["mean"] == list(model.pretrained_cfg["mean"])
+
+    entry = weights_env.manifest()["weights"]["mnist_cnn.synth"]
+    assert entry["status"] == "published" and entry["source"] == {
+        "type": "bundled",
+        "path": "mnist_cnn.synth.safetensors",
+    }
+    assert entry["sha256"] == fetch.sha256_file(out / "model.safetensors")
+    assert entry["metrics"]["top1"] == round(fresh["acc1"], 2)
+    assert entry["metrics"]["command"].startswith("zoo eval mnist_cnn.synth --pretrained --dataset mnist")
+    assert entry["origin"]["command"].startswith("zoo train mnist_cnn")
+    assert model.pretrained_cfg["label_names"] == tuple(str(i) for i in range(10))
+
+
+def test_publishing_over_an_existing_folder_needs_force(mnist_run, weights_env, tmp_path, capsys):
+    run, _ = mnist_run
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(out)]) == 1
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert _snapshot(out) == {"keep.txt": b"mine"}
+    assert "mnist_cnn.synth" not in weights_env.manifest()["weights"]
+
+    assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(out), "--force"]) == 0
+    assert (out / "model.safetensors").is_file() and not (out / "keep.txt").exists()
+    assert weights_env.manifest()["weights"]["mnist_cnn.synth"]["status"] == "unpublished"  # not pushed, not bundled
+
+
+def test_failed_evaluation_check_writes_nothing(mnist_run, weights_env, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    run, _ = mnist_run
+    # Weights whose accuracy is not the one recorded in their metadata: the fresh evaluation must catch it.
+    state = weights.load_file(run / "best.safetensors")
+    state["fc.weight"] = torch.zeros_like(state["fc.weight"])
+    bad = tmp_path / "bad.safetensors"
+    save_file(state, bad, metadata={"metric": "99.5"})
+    manifest_before = (weights_env.dir / "manifest.json").read_bytes()
+    out = tmp_path / "hub" / "x"
+    code = cli(
+        ["publish", str(run), "--name", "mnist_cnn.bad", "--out", str(out), "--checkpoint", str(bad), "--bundle"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "fresh evaluation failed" in err and "recorded 99.50 %" in err and "allowed 0.10" in err
+    assert not out.exists() and not list((tmp_path / "hub").iterdir())
+    assert (weights_env.dir / "manifest.json").read_bytes() == manifest_before
+    assert not (weights_env.dir / "mnist_cnn.bad.safetensors").exists()
+
+
+def test_bad_inputs_are_clear_and_write_nothing(mnist_run, weights_env, tmp_path, capsys):
+    run, _ = mnist_run
+    empty = tmp_path / "empty-run"
+    shutil.copytree(run, empty, ignore=shutil.ignore_patterns("*.safetensors"))
+    cases = [
+        ([str(tmp_path / "nope"), "--name", "mnist_cnn.x"], "does not exist"),
+        ([str(empty), "--name", "mnist_cnn.x"], "no checkpoint to publish"),
+        ([str(run), "--name", "mnist_cnn"], "needs a weights tag"),
+        ([str(run), "--name", "resnet20.x"], "trained 'mnist_cnn', not 'resnet20'"),
+        ([str(run), "--name", "nosuch.x"], "not a registered model"),
+    ]
+    for args, message in cases:
+        assert cli(["publish", *args, "--out", str(tmp_path / "out")]) == 1
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert weights_env.manifest()["weights"] == {}
+
+
+class RecordingHfApi:
+    """Stands in for huggingface_hub.HfApi at the network boundary; records what would be sent."""
+
+    def __init__(self, existing: set[str] | None = None):
+        self.existing = existing or set()
+        self.calls: list[tuple[str, dict]] = []
+        self.uploaded: dict[str, bytes] = {}
+
+    def create_repo(self, **kw):
+        self.calls.append(("create_repo", kw))
+
+    def file_exists(self, repo_id, filename, **kw):
+        self.calls.append(("file_exists", {"repo_id": repo_id, "filename": filename}))
+        return filename in self.existing
+
+    def upload_folder(self, **kw):
+        self.calls.append(("upload_folder", kw))
+        self.uploaded = _snapshot(Path(kw["folder_path"]))
+
+        class Commit:
+            commit_url = f"https://huggingface.co/{kw['repo_id']}/commit/abc123"
+
+        return Commit()
+
+
+def test_push_uploads_the_checked_folder(mnist_run, weights_env, tmp_path):
+    run, _ = mnist_run
+    api = RecordingHfApi()
+    out = tmp_path / "pushed"
+    result = publish(run, "mnist_cnn.synth", out, repo_id="me/mnist_cnn.synth", push=True, api=api)
+    assert [c[0] for c in api.calls] == ["create_repo", "file_exists", "upload_folder"]
+    assert api.calls[2][1]["repo_id"] == "me/mnist_cnn.synth"
+    assert api.uploaded == _snapshot(out)
+    assert result.commit_url == "https://huggingface.co/me/mnist_cnn.synth/commit/abc123"
+    entry = weights_env.manifest()["weights"]["mnist_cnn.synth"]
+    assert entry["status"] == "published"
+    assert entry["source"] == {"type": "hub", "repo_id": "me/mnist_cnn.synth", "filename": "model.safetensors",
+                               "revision": "main"}  # fmt: skip
+
+
+def test_push_over_an_existing_revision_needs_force(mnist_run, weights_env, tmp_path):
+    run, _ = mnist_run
+    api = RecordingHfApi(existing={"model.safetensors"})
+    with pytest.raises(PublishError, match="already has a model.safetensors; pass --force"):
+        publish(run, "mnist_cnn.synth", tmp_path / "o", repo_id="me/m", push=True, api=api)
+    assert "upload_folder" not in [c[0] for c in api.calls]
+    assert not (tmp_path / "o").exists() and weights_env.manifest()["weights"] == {}
+    publish(run, "mnist_cnn.synth", tmp_path / "o", repo_id="me/m", push=True, api=api, force=True)
+    assert api.calls[-1][0] == "upload_folder"
+
+
+def test_dry_run_writes_nothing(mnist_run, weights_env, tmp_path, capsys):
+    run, _ = mnist_run
+    assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(tmp_path / "o"), "--dry-run",
+                "--push", "--repo-id", "me/m"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "dry run: would write README.md, config.json" in out and "upload them to me/m" in out
+    assert not (tmp_path / "o").exists() and weights_env.manifest()["weights"] == {}
+
+
+def test_torchvision_and_timm_load_a_published_resnet18(resnet18_run, weights_env, tmp_path):
+    timm = pytest.importorskip("timm")
+    torchvision = pytest.importorskip("torchvision")
+    from safetensors.torch import load_file
+
+    run, _ = resnet18_run
+    out = tmp_path / "resnet18.photos"
+    result = publish(run, "resnet18.photos", out, tolerance=0.1)
+    tv_check = next(c for c in result.checks if c.name == "torchvision layout")
+    assert tv_check.passed is True
+
+    ours = zoo.create_model("resnet18", checkpoint_path=out / "model.safetensors").eval()
+    x = torch.randn(2, 3, 32, 32)
+    reference = torchvision.models.resnet18(num_classes=3)
+    reference.load_state_dict(load_file(out / "model.safetensors"))
+    from_timm = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reference.eval()(x), ours(x))
+        torch.testing.assert_close(from_timm(x), ours(x))
+    assert from_timm.pretrained_cfg["label_names"] == ["cat", "dog", "fish"]
+    assert "timm.create_model" in (out / "README.md").read_text()

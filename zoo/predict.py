@@ -1,0 +1,142 @@
+"""``zoo predict``: classify image files with a model's weights and the preprocessing that came with them.
+
+    zoo predict mnist_cnn.mnist digit.png another.png     # top-5 labels with probabilities
+    zoo predict                                           # the sample images bundled with zoo
+
+Images of any size or mode are converted and resized by the weights' own transform
+(``zoo.create_transform(model.pretrained_cfg)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+SAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "samples"
+# The weights that classify each bundled sample set when `zoo predict` runs without arguments.
+SAMPLE_MODELS = {"mnist": "mnist_cnn.mnist", "fashion_mnist": "resnet20.fashion_mnist"}
+
+
+@dataclass
+class Prediction:
+    """The top-k classes of one image, most likely first."""
+
+    labels: list[str]
+    probs: list[float]
+
+
+def load_image(path: str | os.PathLike[str]) -> Any:
+    """Open an image file fully, with an error that names the file when it is missing or not an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a file (give image files such as PNG or JPEG)")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(f"{path}: not a readable image ({e}); give PNG, JPEG, BMP, GIF, TIFF or WebP files") from None
+
+
+def _label_names(model: nn.Module) -> list[str]:
+    names = model.pretrained_cfg.get("label_names")
+    return list(names) if names else [str(i) for i in range(model.num_classes)]
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, images: Sequence[Any], topk: int = 5) -> list[Prediction]:
+    """Top-``topk`` labels and probabilities of each PIL image, preprocessed as the weights expect."""
+    from zoo.transforms import create_transform
+
+    if topk < 1:
+        raise ValueError(f"topk={topk} is invalid: use 1 or more")
+    transform = create_transform(model.pretrained_cfg)
+    batch = torch.stack([transform(img) for img in images])
+    names = _label_names(model)
+    model.eval()
+    probs = model(batch).softmax(dim=1)
+    top = probs.topk(min(topk, probs.shape[1]), dim=1)
+    return [
+        Prediction([names[i] for i in idx.tolist()], val.tolist())
+        for val, idx in zip(top.values, top.indices, strict=True)
+    ]
+
+
+def _print_predictions(model_name: str, paths: Sequence[str], predictions: list[Prediction]) -> None:
+    print(f"{model_name}:")
+    for path, pred in zip(paths, predictions, strict=True):
+        ranked = ", ".join(f"{label} {p:.1%}" for label, p in zip(pred.labels, pred.probs, strict=True))
+        print(f"  {path}: {ranked}")
+
+
+def _create(model_name: str, checkpoint: str | None) -> nn.Module:
+    from zoo.factory import create_model
+
+    if checkpoint:
+        return create_model(model_name, checkpoint_path=checkpoint)
+    return create_model(model_name, pretrained=True)
+
+
+def run_samples(topk: int = 1) -> int:
+    """Classify the bundled sample images and report how many predictions are right."""
+    records = json.loads((SAMPLES_DIR / "samples.json").read_text())
+    total = correct = 0
+    for dataset, model_name in SAMPLE_MODELS.items():
+        samples = [r for r in records if r["dataset"] == dataset]
+        model = _create(model_name, None)
+        predictions = predict(model, [load_image(SAMPLES_DIR / r["file"]) for r in samples], topk=max(topk, 1))
+        print(f"{model_name} on {len(samples)} {dataset} test images bundled with zoo:")
+        for record, pred in zip(samples, predictions, strict=True):
+            ok = pred.labels[0] == record["label"]
+            total, correct = total + 1, correct + ok
+            mark = "right" if ok else "WRONG"
+            print(f"  {record['file']:<40} true {record['label']:<12} predicted {pred.labels[0]:<12} "
+                  f"{pred.probs[0]:6.1%}  {mark}")  # fmt: skip
+    print(f"{correct}/{total} predictions right")
+    return 0 if correct == total else 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", help="weights to use, arch.tag (e.g. mnist_cnn.mnist)")
+    parser.add_argument("images", nargs="*", help="image files (any size or mode)")
+    parser.add_argument("--topk", type=int, default=5, help="how many classes to show per image (default 5)")
+    parser.add_argument("--checkpoint", help="use this local safetensors file instead of the model's weights")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``zoo predict``."""
+    from zoo.registry import is_model
+
+    if args.model is None:
+        return run_samples()
+    if not is_model(args.model):
+        hint = " (it is a file: give the model first, e.g. `zoo predict mnist_cnn.mnist FILE`)"
+        raise ValueError(
+            f"{args.model!r} is not a model name{hint if Path(args.model).exists() else ''}; "
+            "`zoo list --pretrained` lists the weights"
+        )
+    if not args.images:
+        raise ValueError("no image files given: `zoo predict MODEL IMAGE [IMAGE ...]`")
+    images = [load_image(path) for path in args.images]  # a bad file fails before any weights load
+    model = _create(args.model, args.checkpoint)
+    _print_predictions(args.model, args.images, predict(model, images, topk=args.topk))
+    return 0
+
+
+if __name__ == "__main__":
+    from zoo.cli import main as cli_main
+
+    sys.exit(cli_main(["predict", *sys.argv[1:]]))

@@ -16,9 +16,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
-demo: venv  ## the main job
-	$(BIN)/zoo list
-	$(BIN)/zoo info resnet20
+demo: venv  ## the main job: classify the bundled sample images with the bundled weights
+	$(BIN)/zoo predict
 
 test: venv  ## lint, then the whole test suite
 	$(BIN)/ruff check .

@@ -32,7 +32,14 @@ __all__ = [
 ]
 
 
+# Submodules reachable as attributes (``zoo.train.fit(...)``) without importing them up front.
+_SUBMODULES = ("cli", "convert", "data", "evaluate", "fetch", "info", "loggers", "manifest", "predict", "publish",
+               "recipes", "train", "transforms", "weights")  # fmt: skip
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return import_module(f"zoo.{name}")
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")

@@ -383,6 +383,10 @@ def write_manifest(data: Mapping[str, Any], path: str | os.PathLike[str] | None 
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates the file private (0600); the manifest is as readable as any file the user writes.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

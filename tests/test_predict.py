@@ -1,0 +1,81 @@
+"""`zoo predict`: the README's main job on the bundled images, any image size or mode, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from zoo.cli import main as cli
+from zoo.predict import SAMPLES_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_main_job_runs_offline_on_the_bundled_images():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ZOO_OFFLINE": "1"}
+    exe = Path(sys.executable).with_name("zoo")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "zoo.cli"]
+    out = subprocess.run([*cmd, "predict"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    records = json.loads((SAMPLES_DIR / "samples.json").read_text())
+    assert f"{len(records)}/{len(records)} predictions right" in out.stdout
+    for record in records:
+        line = next(line for line in out.stdout.splitlines() if record["file"] in line)
+        assert f"true {record['label']}" in line and line.rstrip().endswith("right")
+
+
+def test_any_size_and_mode_is_converted_by_the_weights_transform(tmp_path, capsys):
+    record = next(r for r in json.loads((SAMPLES_DIR / "samples.json").read_text()) if r["dataset"] == "mnist")
+    big = tmp_path / "digit.jpg"
+    Image.open(SAMPLES_DIR / record["file"]).convert("RGB").resize((112, 112), Image.BICUBIC).save(big, quality=95)
+    rgba = tmp_path / "digit.png"
+    Image.open(SAMPLES_DIR / record["file"]).convert("RGBA").resize((56, 56)).save(rgba)
+    assert cli(["predict", "mnist_cnn.mnist", str(big), str(rgba), "--topk", "3"]) == 0
+    out = capsys.readouterr().out
+    for path in (big, rgba):
+        line = next(line for line in out.splitlines() if str(path) in line)
+        ranked = line.split(": ", 1)[1].split(", ")
+        assert len(ranked) == 3 and ranked[0].split()[0] == record["label"]
+
+
+def test_bad_input_is_a_clear_error(tmp_path, capsys):
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("this is text, not a PNG")
+    cases = [
+        (["mnist_cnn.mnist", str(tmp_path / "missing.png")], "no such file"),
+        (["mnist_cnn.mnist", str(not_image)], "not a readable image"),
+        (["mnist_cnn.mnist", str(tmp_path)], "not a file"),
+        (["mnist_cnn.mnist"], "no image files given"),
+        ([str(not_image)], "is not a model name (it is a file"),
+    ]
+    for args, message in cases:
+        assert cli(["predict", *args]) == 2, args
+        assert message in capsys.readouterr().err, args
+
+
+def test_weights_that_are_not_available_say_how_to_get_them(capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    img = SAMPLES_DIR / json.loads((SAMPLES_DIR / "samples.json").read_text())[0]["file"]
+    assert cli(["predict", "resnet50", str(img)]) == 2
+    err = capsys.readouterr().err
+    assert "resnet50.tv2_in1k" in err and "zoo convert torchvision resnet50" in err
+
+
+def test_topk_must_be_positive(capsys):
+    img = SAMPLES_DIR / json.loads((SAMPLES_DIR / "samples.json").read_text())[0]["file"]
+    assert cli(["predict", "mnist_cnn.mnist", str(img), "--topk", "0"]) == 2
+    assert "topk=0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["mnist_cnn.mnist", "resnet20.fashion_mnist"])
+def test_bundled_weights_carry_their_labels(name):
+    import zoo
+
+    model = zoo.create_model(name, pretrained=True)
+    assert len(model.pretrained_cfg["label_names"]) == model.num_classes == 10

@@ -26,7 +26,9 @@ X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 @pytest.fixture
 def repo_manifest_env(weights_env):
     """The repository's manifest, copied into the test's private weights folder, resnet18.tv_in1k unpublished."""
-    shutil.copyfile(ROOT / "weights" / "manifest.json", weights_env.dir / "manifest.json")
+    for f in (ROOT / "weights").iterdir():  # the manifest and the files it names (bundled weights)
+        if f.suffix in (".json", ".safetensors"):
+            shutil.copyfile(f, weights_env.dir / f.name)
     manifest.update_entry("resnet18.tv_in1k", {"status": "unpublished", "sha256": None, "size": None}, merge=True)
     return weights_env
 

@@ -103,6 +103,18 @@ def _load_run(run_dir: Path, checkpoint: Path | None) -> tuple[dict[str, Any], d
     return config, run, ckpt
 
 
+def _train_seconds(run_dir: Path) -> float | None:
+    """The run's training time: the sum of its epochs' times in metrics.csv (None if it has none)."""
+    import csv
+
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        per_epoch = {row["epoch"]: float(row["epoch_time"]) for row in csv.DictReader(f) if row.get("epoch_time")}
+    return round(sum(per_epoch.values()), 1) if per_epoch else None
+
+
 def _recorded_top1(ckpt: Path, run: dict[str, Any]) -> float:
     from zoo.weights import read_metadata
 
@@ -360,8 +372,9 @@ def _model_card(
         "",
         f"Command: `{run.get('zoo_command') or run.get('command', 'unknown')}`",
         "",
-        f"Best epoch {run.get('best_epoch')} of {run.get('epochs_done')}; device {run.get('device', 'cpu')}, "
-        f"torch {run.get('torch', torch.__version__)}.",
+        f"Best epoch {run.get('best_epoch')} of {run.get('epochs_done')}; "
+        + (f"{run['train_seconds']:.0f} s of training " if run.get("train_seconds") else "")
+        + f"on {run.get('device', 'cpu')}, torch {run.get('torch', torch.__version__)}.",
         "",
         *(["![training curves](curves.png)", ""] if "curves.png" in extra_files else []),
         f"Recipe `{recipe.get('name', 'custom')}`: {recipe.get('description', '')}",
@@ -465,6 +478,7 @@ def publish(
 
         repo_id = f"{hub_org()}/{name}"
     config, run, ckpt = _load_run(Path(run_dir), Path(checkpoint) if checkpoint else None)
+    run = {**run, "train_seconds": _train_seconds(Path(run_dir))}
     if config.get("architecture") and config["architecture"] != arch:
         raise PublishError(f"{run_dir} trained {config['architecture']!r}, not {arch!r} (from --name {name!r})")
     recorded = _recorded_top1(ckpt, run)
@@ -565,6 +579,7 @@ def _manifest_entry(
             "best_epoch": run.get("best_epoch"),
             "epochs": run.get("epochs_done"),
             "train_seconds": run.get("train_seconds"),
+            "device": run.get("device"),
             "published_by": f"zoo publish {name}",
         },
     }

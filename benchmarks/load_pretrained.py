@@ -110,8 +110,9 @@ def prepare(work: Path, archs: list[str]) -> tuple[dict[str, str], dict[str, tup
     }  # fmt: skip
     os.environ.update(env)
     (work / "weights").mkdir(parents=True, exist_ok=True)
-    for name in ("manifest.json", "imagenet_classes.json"):
-        shutil.copyfile(ROOT / "weights" / name, work / "weights" / name)
+    for f in (ROOT / "weights").iterdir():  # the manifest and every file it names
+        if f.suffix in (".json", ".safetensors"):
+            shutil.copyfile(f, work / "weights" / f.name)
     checkpoints = work / "torch" / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     files: dict[str, tuple[str, str]] = {}

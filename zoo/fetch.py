@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import manifest
+from zoo.files import write_text_atomic
 
 _TRUE = ("1", "true", "yes", "on")
 CHUNK = 1 << 20
@@ -96,13 +97,6 @@ def _stamp(st: os.stat_result, sha256: str) -> dict[str, Any]:
             "ino": st.st_ino}  # fmt: skip
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def has_valid_marker(path: Path, sha256: str) -> bool:
     """True when ``path`` was verified against ``sha256`` and has not changed since."""
     try:
@@ -116,7 +110,7 @@ def has_valid_marker(path: Path, sha256: str) -> bool:
 def mark_verified(path: Path, sha256: str) -> None:
     """Record that ``path`` (as it is now) has SHA-256 ``sha256``; best effort on a read-only cache."""
     with contextlib.suppress(OSError):
-        _write_json_atomic(_marker_path(path), _stamp(path.stat(), sha256))
+        write_text_atomic(_marker_path(path), json.dumps(_stamp(path.stat(), sha256)))
 
 
 def check_file(path: Path, sha256: str, size: int | None) -> str | None:

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from zoo.files import atomic_path
+
 __all__ = [
     "CSVLogger",
     "CurvesPlot",
@@ -58,10 +60,6 @@ class _Logger:
         pass
 
 
-def _atomic_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
-
-
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The rows of a metrics.csv, with numbers parsed (empty cells become None)."""
     path = Path(path)
@@ -96,12 +94,10 @@ class CSVLogger(_Logger):
             self.path.unlink()
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
-        tmp = _atomic_path(self.path)
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, METRIC_FIELDS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
-        os.replace(tmp, self.path)
 
     def log_epoch(self, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
         new = not self.path.is_file()
@@ -159,9 +155,8 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike, titl
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = _atomic_path(path)
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
 
 
 class TensorBoardLogger(_Logger):

@@ -28,11 +28,13 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from zoo.files import write_text_atomic
+from zoo.registry import natural_key
 
 SCHEMA = 1
 DEFAULT_HUB_ORG = "zoo-models"
@@ -327,10 +329,6 @@ def validate_manifest(
             raise ValueError(f"{arch} has more than one default set of weights: {', '.join(names)}")
 
 
-def _natural_key(name: str) -> list[int | str]:
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name.lower())]
-
-
 _SOURCE_ORDER = ("type", "repo_id", "filename", "revision", "url", "path")
 
 
@@ -367,7 +365,7 @@ def dumps(data: Mapping[str, Any]) -> str:
     weights = data.get("weights", {})
     top = {k: v for k, v in data.items() if k != "weights"}
     ordered = {"schema": top.pop("schema", SCHEMA), **dict(sorted(top.items()))}
-    ordered["weights"] = {n: _ordered_entry(weights[n]) for n in sorted(weights, key=_natural_key)}
+    ordered["weights"] = {n: _ordered_entry(weights[n]) for n in sorted(weights, key=natural_key)}
     return _render(ordered) + "\n"
 
 
@@ -376,22 +374,7 @@ def write_manifest(data: Mapping[str, Any], path: str | os.PathLike[str] | None 
     target = Path(path) if path is not None else manifest_path()
     validate_manifest(data, base_dir=target.parent)
     text = dumps(data)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file private (0600); the manifest is as readable as any file the user writes.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomic(target, text)
 
 
 def update_entry(

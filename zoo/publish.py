@@ -31,6 +31,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from zoo.files import atomic_path
 from zoo.registry import is_model, split_model_name_tag
 
 __all__ = ["PublishError", "PublishResult", "publish"]
@@ -426,12 +427,8 @@ def _bundle(staged_weights: Path, name: str) -> str:
     from zoo.manifest import weights_dir
 
     target = weights_dir() / f"{name}.safetensors"
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(target) as tmp:
         shutil.copyfile(staged_weights, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target.name
 
 

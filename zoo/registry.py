@@ -39,8 +39,8 @@ def split_model_name_tag(name: str) -> tuple[str, str]:
     return arch, tag
 
 
-def _natural_key(name: str) -> list[int | str]:
-    # resnet18 < resnet34 < resnet101, as timm sorts.
+def natural_key(name: str) -> list[int | str]:
+    """Sort key that orders numbers by value: resnet18 < resnet34 < resnet101, as timm sorts."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower())]
 
 
@@ -66,10 +66,10 @@ def list_models(
         from zoo import manifest
 
         names = sorted(
-            (n for n in manifest.weight_names() if split_model_name_tag(n)[0] in _entrypoints), key=_natural_key
+            (n for n in manifest.weight_names() if split_model_name_tag(n)[0] in _entrypoints), key=natural_key
         )
     else:
-        names = sorted(_entrypoints, key=_natural_key)
+        names = sorted(_entrypoints, key=natural_key)
     include = _as_patterns(filter)
     exclude = _as_patterns(exclude_filters)
     if include:

@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from zoo.files import atomic_path, write_text_atomic
 from zoo.recipes import Recipe, format_recipe, get_recipe, list_recipes
 
 __all__ = ["FitResult", "TrainingDiverged", "add_arguments", "fit", "main", "seed_everything"]
@@ -93,18 +94,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file in the same folder, fsync, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def write_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(o: Any) -> Any:

@@ -42,6 +42,7 @@ from zoo.fetch import (
     mark_verified,
     sha256_file,
 )
+from zoo.files import atomic_path
 
 __all__ = [
     "IntegrityError",
@@ -215,16 +216,10 @@ def save_weights(
             t = t.clone()
         storages.add(t.untyped_storage().data_ptr())
         tensors[key] = t
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=meta)
         with open(tmp, "rb+") as f:
             _sort_header_metadata(f)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     sha = sha256_file(path)
     mark_verified(path, sha)
     return SavedWeights(path, sha, path.stat().st_size)

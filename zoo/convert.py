@@ -4,8 +4,9 @@
     zoo convert timm resnet50.a1_in1k [--file model.safetensors]
     zoo convert checkpoint my_run.pth --model mnist_cnn [--out my_run.safetensors]
 
-This is the only place where a pickle file is read, with ``torch.load(weights_only=True)`` (tensors and
-plain containers only, never code). The result is checked key by key against zoo's model, written
+This module holds the reader of pickle weight files, with ``torch.load(weights_only=True)`` (tensors and
+plain containers only, never code); ``zoo eval`` uses it for training checkpoints, and ``zoo train --resume``
+reads its own ``last.pt`` the same way. The result is checked key by key against zoo's model, written
 atomically, read back and compared tensor by tensor, and its SHA-256 and size go into the manifest.
 The file goes where ``create_model(..., pretrained=True)`` looks for locally converted weights
 (``ZOO_CACHE_DIR/converted/arch.tag.safetensors``) unless ``--out`` says otherwise.
@@ -208,11 +209,20 @@ def _timm_state_dict(name: str, file: str | None) -> dict[str, torch.Tensor]:
 # ------------------------------------------------------------------------------------ checkpoints
 
 
-def read_pickle_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+def strip_wrapper_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the key prefix that DataParallel/DDP (``module.``) or torch.compile (``_orig_mod.``) adds."""
+    state = dict(state)
+    for prefix in ("module.", "_orig_mod."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def read_pickle_checkpoint(path: str | os.PathLike[str], prefer_ema: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of a ``torch.save`` file, read with ``weights_only=True`` (no code is run).
 
-    A training checkpoint's model is found under ``state_dict``/``model``/...; a ``module.`` prefix
-    (DataParallel) is removed.
+    A training checkpoint's model is found under ``state_dict``/``model``/...; with ``prefer_ema``, a
+    ``zoo train`` checkpoint that evaluated its EMA weights gives those. Wrapper prefixes are removed.
     """
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -220,16 +230,15 @@ def read_pickle_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tens
         raise FileNotFoundError(f"checkpoint {path} does not exist") from None
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, ... for anything not plain tensors
         raise ValueError(f"{path} could not be read with torch.load(weights_only=True): {e}") from None
+    if prefer_ema and isinstance(obj, Mapping) and obj.get("eval_weights") == "ema" and obj.get("ema") is not None:
+        obj = obj["ema"]
     for key in _PICKLE_WRAPPERS:
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
             break
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
-    prefix = "module."
-    if obj and all(k.startswith(prefix) for k in obj):
-        obj = {k[len(prefix) :]: v for k, v in obj.items()}
-    return dict(obj)
+    return strip_wrapper_prefix(obj)
 
 
 _CFG_KEYS = ("num_classes", "input_size", "interpolation", "crop_pct", "mean", "std", "dataset", "license")

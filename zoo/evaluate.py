@@ -208,24 +208,13 @@ def load_state_dict_file(path: str | os.PathLike, prefer_ema: bool = True) -> di
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    from zoo.convert import read_pickle_checkpoint, strip_wrapper_prefix
+
     if path.suffix == ".safetensors":
         from zoo.weights import load_file
 
-        state = load_file(path)
-    else:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(ckpt, dict) and "model" in ckpt:
-            use_ema = prefer_ema and ckpt.get("ema") is not None and ckpt.get("eval_weights") == "ema"
-            state = ckpt["ema"] if use_ema else ckpt["model"]
-        elif isinstance(ckpt, dict) and "state_dict" in ckpt:
-            state = ckpt["state_dict"]
-        else:
-            state = ckpt
-    # Checkpoints saved from DistributedDataParallel or torch.compile carry a wrapper prefix.
-    for prefix in ("module.", "_orig_mod."):
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items()}
-    return state
+        return strip_wrapper_prefix(load_file(path))
+    return read_pickle_checkpoint(path, prefer_ema=prefer_ema)
 
 
 def load_run_model(

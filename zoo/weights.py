@@ -43,6 +43,7 @@ from zoo.fetch import (
     sha256_file,
 )
 from zoo.files import atomic_path
+from zoo.models._common import fit_channels
 
 __all__ = [
     "IntegrityError",
@@ -395,12 +396,6 @@ def resolve_name(name: str) -> tuple[str, str]:
     return arch, tag
 
 
-def _fit_channels(values: Any, in_chans: int) -> tuple[float, ...]:
-    from zoo.models._common import _fit_channels as fit
-
-    return fit(tuple(values), in_chans)
-
-
 def _cfg_with(model: nn.Module, arch: str, tag: str | None, info: Mapping[str, Any], extra: dict[str, Any]) -> dict:
     """The model's pretrained_cfg updated with the preprocessing and labels of its weights."""
     cfg = dict(model.pretrained_cfg)
@@ -414,7 +409,7 @@ def _cfg_with(model: nn.Module, arch: str, tag: str | None, info: Mapping[str, A
         cfg["input_size"] = (in_chans, *tuple(info["input_size"])[1:])
     for key in ("mean", "std"):
         if info.get(key):
-            cfg[key] = _fit_channels(info[key], in_chans)
+            cfg[key] = fit_channels(tuple(info[key]), in_chans)
     cfg.update(
         architecture=arch,
         tag=tag or None,

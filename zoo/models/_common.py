@@ -38,7 +38,8 @@ def check_common(num_classes: int, in_chans: int, drop_rate: float = 0.0) -> Non
         raise ValueError(f"drop_rate={drop_rate!r} is invalid: use a probability in [0, 1)")
 
 
-def _fit_channels(values: tuple[float, ...], in_chans: int) -> tuple[float, ...]:
+def fit_channels(values: tuple[float, ...], in_chans: int) -> tuple[float, ...]:
+    """Normalisation constants with one value per input channel."""
     # Normalisation constants must have one value per input channel; for a channel count the
     # statistics were not measured for, the mean over channels is the least surprising choice.
     if len(values) == in_chans:
@@ -67,8 +68,8 @@ def make_pretrained_cfg(
         "interpolation": interpolation,
         "crop_pct": crop_pct,
         "crop_mode": "center",
-        "mean": _fit_channels(mean, in_chans),
-        "std": _fit_channels(std, in_chans),
+        "mean": fit_channels(mean, in_chans),
+        "std": fit_channels(std, in_chans),
         "num_classes": num_classes,
         "label_names": None,
         "first_conv": first_conv,

@@ -19,9 +19,10 @@ venv: $(STAMP)
 demo: venv  ## the main job: classify the bundled sample images with the bundled weights
 	$(BIN)/zoo predict
 
-test: venv  ## lint, then the whole test suite
+test: venv  ## lint, import contracts, then the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: venv

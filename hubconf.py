@@ -8,7 +8,8 @@ Every entry passes ``pretrained=`` and any other keyword argument (``num_classes
 ``stem``, ...) on to ``zoo.create_model``.
 """
 
-dependencies = ["torch", "safetensors"]
+# What `pretrained=True` needs too: huggingface_hub fetches Hub weights, filelock serialises downloads.
+dependencies = ["torch", "safetensors", "huggingface_hub", "filelock"]
 
 import zoo as _zoo  # noqa: E402  (torch.hub reads `dependencies` first by convention)
 

@@ -99,8 +99,8 @@ def prepare(work: Path, archs: list[str]) -> tuple[dict[str, str], dict[str, tup
     import torchvision
     from weights_server import WeightsServer
 
-    from zoo import manifest
-    from zoo.convert import TORCHVISION_TAGS
+    from zoo.hub import manifest
+    from zoo.hub.convert import TORCHVISION_TAGS
 
     env = {
         **os.environ,
@@ -125,14 +125,14 @@ def prepare(work: Path, archs: list[str]) -> tuple[dict[str, str], dict[str, tup
             state = torchvision.models.get_model(arch).state_dict()
             torch.save(state, checkpoints / weights.url.rsplit("/", 1)[-1])
             local = work / f"{arch}.{tag}.safetensors"
-            from zoo.weights import save_weights
+            from zoo.hub.save import save_weights
 
             saved = save_weights(state, local)
             server.add_hub(f"bench/{arch}.{tag}", "model.safetensors", local.read_bytes())
             manifest.update_entry(
                 f"{arch}.{tag}", {"status": "published", "sha256": saved.sha256, "size": saved.size}, merge=True
             )
-            from zoo.weights import fetch
+            from zoo.hub.fetch import fetch
 
             cached = fetch(f"{arch}.{tag}")  # warm zoo's (Hugging Face) cache through the loopback Hub
             local.unlink()

@@ -25,13 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from zoo.loggers import read_metrics  # noqa: E402
+from zoo.training.loggers import read_metrics  # noqa: E402
 
 
 def run_once(recipe: str, data_dir: Path, target: float, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         out = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "zoo.cli", "train", "mnist_cnn", "--dataset", "mnist", "--data-dir",
+        cmd = [sys.executable, "-m", "zoo", "train", "mnist_cnn", "--dataset", "mnist", "--data-dir",
                str(data_dir), "--recipe", recipe, "--output", str(out), *extra]  # fmt: skip
         load_before = os.getloadavg()[0]
         start = time.time()

@@ -102,7 +102,7 @@ def make_image_folder(root: Path, classes=("cat", "dog", "fish"), per_class: int
 
 
 def run_zoo(*args: str, env: dict | None = None, timeout: float = 300, cwd: Path | None = None):
-    """``python -m zoo.train``-style subprocess (``args[0]`` is the module), output captured."""
+    """``python -m zoo train``-style subprocess (``args[0]`` is the module), output captured."""
     return subprocess.run(
         [sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd or ROOT
     )

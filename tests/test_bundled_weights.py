@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 import zoo
-from zoo import manifest
 from zoo.data import create_datasets
-from zoo.evaluate import evaluate
-from zoo.fetch import sha256_file
+from zoo.evaluation import evaluate
+from zoo.hub import manifest
+from zoo.hub.fetch import sha256_file
 
 # The accuracy each bundled set of weights was required to reach (issue: "real weights").
 BARS = {"mnist_cnn.mnist": 99.2, "resnet20.fashion_mnist": 93.0}

@@ -17,8 +17,8 @@ import torchvision
 from weights_fixtures import ROOT, server_fixture, weights_env_fixture  # noqa: F401
 
 import zoo
-from zoo import convert, fetch, manifest
 from zoo.cli import main as cli
+from zoo.hub import convert, fetch, manifest
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
@@ -120,7 +120,7 @@ def test_timm_resnet_conversion_creates_an_entry_from_timms_config(weights_env, 
 def test_timm_vgg_pre_logits_map_back_to_linear_layers():
     torch.manual_seed(3)
     theirs = timm.create_model("vgg11").eval()
-    with zoo.weights.empty_init():  # every tensor comes from timm's model
+    with zoo.hub.load.empty_init():  # every tensor comes from timm's model
         ours = zoo.create_model("vgg11").eval()
     ours.load_state_dict(convert.timm_to_zoo("vgg11", theirs.state_dict()), strict=True, assign=True)
     x = torch.randn(1, 3, 224, 224)
@@ -138,7 +138,7 @@ def test_checkpoint_conversion_reads_training_checkpoints(tmp_path, capsys):
     out = path.with_suffix(".safetensors")
     assert str(out) in capsys.readouterr().out
     loaded = zoo.create_model("mnist_cnn", checkpoint_path=out).eval()  # num_classes comes from the file
-    assert json.loads(zoo.weights.read_metadata(out)["zoo.model_args"]) == {"num_classes": 5}
+    assert json.loads(zoo.hub.load.read_metadata(out)["zoo.model_args"]) == {"num_classes": 5}
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))

@@ -11,16 +11,9 @@ import torch
 import torch.nn.functional as F
 from synth_data import IDX_NAMES, make_cifar, make_idx_dataset, make_image_folder, write_idx
 
-from zoo.data import (
-    FASHION_MNIST_CLASSES,
-    TensorImageDataset,
-    TensorLoader,
-    create_datasets,
-    find_idx_files,
-    load_cifar,
-    load_idx_dataset,
-    read_idx,
-)
+from zoo.data import TensorImageDataset, TensorLoader, create_datasets, find_idx_files, load_idx_dataset, read_idx
+from zoo.data.cifar import load_cifar
+from zoo.data.idx import FASHION_MNIST_CLASSES
 
 # ----------------------------------------------------------------------------------------------------- IDX
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from synth_data import ROOT, make_idx_dataset
 
-from zoo.loggers import read_metrics
+from zoo.training.loggers import read_metrics
 
 SCRIPT = """
 import sys
@@ -19,8 +19,9 @@ import torch
 import torch.distributed as dist
 import zoo
 from zoo.data import create_datasets
-from zoo.recipes import get_recipe
-from zoo.train import fit, seed_everything
+from zoo.training.recipes import get_recipe
+from zoo.training import fit
+from zoo.training.checkpoint import seed_everything
 
 dist.init_process_group("gloo")
 rank = dist.get_rank()
@@ -73,7 +74,7 @@ def test_two_gloo_ranks_end_with_identical_parameters(fashion_dir, tmp_path):
 @pytest.mark.slow
 def test_torchrun_zoo_train_module(fashion_dir, tmp_path):
     out = tmp_path / "run"
-    res = _torchrun("-m", "zoo.train", "mnist_cnn", "--dataset", "fashion_mnist", "--data-dir", str(fashion_dir),
+    res = _torchrun("-m", "zoo", "train", "mnist_cnn", "--dataset", "fashion_mnist", "--data-dir", str(fashion_dir),
                     "--epochs", "1", "--batch-size", "32", "--output", str(out))  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     assert "cpu x2" in res.stdout and res.stdout.count("epoch 1/1") == 1

@@ -15,7 +15,7 @@ from synth_data import make_idx_dataset, run_zoo
 import zoo
 from zoo.cli import main as cli_main
 from zoo.data import load_idx_dataset
-from zoo.evaluate import evaluate, plot_confusion
+from zoo.evaluation import evaluate, plot_confusion
 
 
 class FixedLogits(nn.Module):
@@ -72,7 +72,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaldata")
     data = make_idx_dataset(root / "MNIST" / "raw", n_train=200, n_test=60)
     out = root / "run"
-    res = run_zoo("zoo.train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(root), "--epochs", "2",
+    res = run_zoo("zoo", "train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(root), "--epochs", "2",
                   "--batch-size", "40", "--output", str(out))  # fmt: skip
     assert res.returncode == 0, res.stderr
     return data, out
@@ -81,7 +81,7 @@ def trained(tmp_path_factory):
 def test_zoo_eval_checkpoint(trained, tmp_path):
     data, run = trained
     out_json = tmp_path / "results.json"
-    res = run_zoo("zoo.cli", "eval", "mnist_cnn", "--checkpoint", str(run / "best.safetensors"), "--dataset", "mnist",
+    res = run_zoo("zoo", "eval", "mnist_cnn", "--checkpoint", str(run / "best.safetensors"), "--dataset", "mnist",
                   "--data-dir", str(data), "--json", str(out_json))  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "top-1" in res.stdout and "top-5" in res.stdout and "loss" in res.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zoo.files import atomic_path, write_text_atomic
+from zoo.utils.files import atomic_path, write_text_atomic
 
 
 def test_atomic_write_replaces_or_leaves_the_file_untouched(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 from synth_data import make_idx_dataset, run_zoo
 
-from zoo.loggers import CSVLogger, plot_curves, read_metrics
+from zoo.training.loggers import CSVLogger, plot_curves, read_metrics
 
 
 def _row(epoch, **kw):
@@ -42,7 +42,7 @@ def test_tensorboard_event_files(tmp_path):
 
     make_idx_dataset(tmp_path / "data", n_train=96, n_test=32)
     out = tmp_path / "run"
-    res = run_zoo("zoo.train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--epochs",
+    res = run_zoo("zoo", "train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--epochs",
                   "2", "--batch-size", "32", "--logger", "tensorboard", "--output", str(out))  # fmt: skip
     assert res.returncode == 0, res.stderr
     events = list((out / "tensorboard").glob("events.out.tfevents.*"))

@@ -25,7 +25,7 @@ def test_main_job_runs_offline_on_the_bundled_images():
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ZOO_OFFLINE": "1"}
     exe = Path(sys.executable).with_name("zoo")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "zoo.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "zoo"]
     out = subprocess.run([*cmd, "predict"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
     records = json.loads((SAMPLES_DIR / "samples.json").read_text())

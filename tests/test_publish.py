@@ -12,8 +12,9 @@ from synth_data import make_idx_dataset, make_image_folder
 from weights_fixtures import server_fixture, weights_env_fixture  # noqa: F401
 
 import zoo
-from zoo import data, evaluate, fetch, weights
+from zoo import data, evaluation
 from zoo.cli import main as cli
+from zoo.hub import fetch, load
 from zoo.publish import PublishError, publish
 
 
@@ -57,16 +58,16 @@ def test_publish_writes_a_checked_hub_folder(mnist_run, weights_env, tmp_path):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "staging folder left behind"
 
     # The file holds exactly the run's best weights, and says what it is.
-    best = weights.load_file(run / "best.safetensors")
-    published = weights.load_file(out / "model.safetensors")
+    best = load.load_file(run / "best.safetensors")
+    published = load.load_file(out / "model.safetensors")
     assert best.keys() == published.keys() and all(torch.equal(best[k], published[k]) for k in best)
-    meta = weights.read_metadata(out / "model.safetensors")
+    meta = load.read_metadata(out / "model.safetensors")
     assert meta["zoo.architecture"] == "mnist_cnn" and meta["zoo.tag"] == "synth" and meta["zoo.num_classes"] == "10"
 
     # An independent evaluation of the published weights equals the card, config and manifest numbers.
     model = zoo.create_model("mnist_cnn.synth", pretrained=True)
     _, test_set, _ = data.create_datasets("mnist", str(data_dir), splits=("val",))
-    fresh = evaluate.evaluate(model, test_set)
+    fresh = evaluation.evaluate(model, test_set)
     card = (out / "README.md").read_text()
     front = card.split("---")[1]
     assert f"value: {fresh['acc1']:.2f}" in front and f"value: {fresh['acc5']:.2f}" in front
@@ -113,7 +114,7 @@ def test_failed_evaluation_check_writes_nothing(mnist_run, weights_env, tmp_path
 
     run, _ = mnist_run
     # Weights whose accuracy is not the one recorded in their metadata: the fresh evaluation must catch it.
-    state = weights.load_file(run / "best.safetensors")
+    state = load.load_file(run / "best.safetensors")
     state["fc.weight"] = torch.zeros_like(state["fc.weight"])
     bad = tmp_path / "bad.safetensors"
     save_file(state, bad, metadata={"metric": "99.5"})

@@ -181,14 +181,16 @@ def test_cli_bad_input_exits_with_clear_errors(capsys):
 
 def test_console_script_runs():
     exe = Path(sys.executable).with_name("zoo")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "zoo.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "zoo"]
     out = subprocess.run([*cmd, "list", "resnet1*"], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["resnet18", "resnet101", "resnet110", "resnet152", "resnet1202"]
 
 
 def test_submodules_are_reachable_as_attributes():
-    # `zoo.train.fit(...)` as the docs show, without an explicit `import zoo.train`.
-    code = "import zoo; print(zoo.train.fit.__name__, zoo.evaluate.evaluate.__name__, zoo.create_transform.__name__)"
+    # `zoo.training.fit(...)` as the docs show, without an explicit `import zoo.train`.
+    code = (
+        "import zoo; print(zoo.training.fit.__name__, zoo.evaluation.evaluate.__name__, zoo.create_transform.__name__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["fit", "evaluate", "create_transform"]
     with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):

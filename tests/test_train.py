@@ -20,10 +20,10 @@ from torch.utils.data import Dataset
 
 import zoo
 from zoo.cli import main as cli_main
-from zoo.evaluate import evaluate
-from zoo.loggers import read_metrics
-from zoo.recipes import get_recipe
-from zoo.train import TrainingDiverged, fit
+from zoo.evaluation import evaluate
+from zoo.training import TrainingDiverged, fit
+from zoo.training.loggers import read_metrics
+from zoo.training.recipes import get_recipe
 
 COMPARED = ("epoch", "lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5")
 
@@ -35,7 +35,7 @@ def mnist_dir(tmp_path_factory) -> Path:
 
 def train_args(data: Path, out: Path, *extra: str, epochs: int = 3) -> list[str]:
     return [
-        "zoo.train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(data), "--recipe", "fast",
+        "zoo", "train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(data), "--recipe", "fast",
         "--epochs", str(epochs), "--batch-size", "32", "--output", str(out), *extra,
     ]  # fmt: skip
 
@@ -158,7 +158,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_nan_from_the_cli_is_a_clear_error(mnist_dir, tmp_path, capsys):
     argv = train_args(mnist_dir, tmp_path / "run", "--recipe", "seed-mnist", "--lr", "1e30")
-    assert cli_main(["train", *argv[1:]]) == 2
+    assert cli_main(argv[1:]) == 2
     err = capsys.readouterr().err
     assert "zoo train: error: the training loss became" in err and "no checkpoint was written" in err
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "diverged"
@@ -204,7 +204,7 @@ def test_progress_bars_are_quiet_without_a_terminal(reference_run):
 
 
 def test_refuses_to_overwrite_a_run(reference_run, mnist_dir, capsys):
-    assert cli_main(["train", *train_args(mnist_dir, reference_run)[1:]]) == 2
+    assert cli_main(train_args(mnist_dir, reference_run)[1:]) == 2
     err = capsys.readouterr().err
     assert "already holds a run" in err and "--resume" in err
 
@@ -290,7 +290,7 @@ def test_image_folder_training_skips_the_corrupt_file(tmp_path):
     bad = tmp_path / "photos" / "dog" / "bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff not an image")
     spec = f"imagefolder:{tmp_path / 'photos'}"
-    res = run_zoo("zoo.train", "resnet20", "--dataset", spec, "--val-split", "0.34", "--epochs", "1",
+    res = run_zoo("zoo", "train", "resnet20", "--dataset", spec, "--val-split", "0.34", "--epochs", "1",
                   "--batch-size", "4", "--workers", "1", "--output", str(tmp_path / "run"))  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert str(bad) in res.stderr and "skipping 1 unreadable image" in res.stderr
@@ -302,7 +302,7 @@ def test_image_folder_training_skips_the_corrupt_file(tmp_path):
 
 def test_cifar_training_and_a_model_that_does_not_fit(tmp_path, capsys):
     make_cifar(tmp_path, "cifar10", per_batch=8, n_test=16)
-    res = run_zoo("zoo.train", "resnet20", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--epochs", "1",
+    res = run_zoo("zoo", "train", "resnet20", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--epochs", "1",
                   "--batch-size", "8", "--workers", "2", "--output", str(tmp_path / "run"))  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert len(read_metrics(tmp_path / "run" / "metrics.csv")) == 1
@@ -317,7 +317,7 @@ def test_cifar_training_and_a_model_that_does_not_fit(tmp_path, capsys):
 @pytest.mark.realdata
 def test_short_training_on_real_mnist(shared_data, tmp_path):
     out = tmp_path / "run"
-    res = run_zoo("zoo.train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(shared_data), "--epochs", "1",
+    res = run_zoo("zoo", "train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(shared_data), "--epochs", "1",
                   "--train-subset", "4000", "--output", str(out))  # fmt: skip
     assert res.returncode == 0, res.stderr
     run = json.loads((out / "run.json").read_text())

@@ -16,7 +16,7 @@ import warnings
 import pytest
 from synth_data import make_idx_dataset, run_zoo
 
-from zoo.loggers import VisdomLogger, read_metrics
+from zoo.training.loggers import VisdomLogger, read_metrics
 
 visdom = pytest.importorskip("visdom")
 
@@ -66,7 +66,7 @@ def _traces(vis, win: str, env: str) -> dict[str, tuple[list[float], list[float]
 def test_training_plots_live_to_visdom(visdom_server, tmp_path):
     make_idx_dataset(tmp_path / "data", n_train=96, n_test=32)
     out = tmp_path / "run"
-    res = run_zoo("zoo.train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--epochs",
+    res = run_zoo("zoo", "train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--epochs",
                   "2", "--batch-size", "16", "--logger", "visdom", "--visdom-server", "http://127.0.0.1",
                   "--visdom-port", str(visdom_server), "--visdom-env", "lab10_3", "--output", str(out))  # fmt: skip
     assert res.returncode == 0, res.stderr

@@ -12,9 +12,9 @@ import torch
 from weights_fixtures import mnist_file_fixture, server_fixture, subprocess_env, weights_env_fixture  # noqa: F401
 
 import zoo
-import zoo.manifest
-from zoo import fetch
-from zoo.fetch import IntegrityError, NotPublishedError, OfflineError
+import zoo.hub.manifest
+from zoo.errors import IntegrityError, NotPublishedError, OfflineError, WeightsError
+from zoo.hub import fetch
 
 
 def _same_outputs(a: torch.nn.Module, b: torch.nn.Module, shape=(2, 1, 28, 28)) -> bool:
@@ -131,7 +131,7 @@ def test_verified_marker_avoids_rehashing_until_the_file_changes(weights_env, mn
 
 
 CHILD = """
-import sys, zoo.fetch as f
+import sys, zoo.hub.fetch as f
 print(f.fetch(sys.argv[1]))
 """
 
@@ -219,7 +219,7 @@ def test_bundled_weights_work_offline_and_are_verified(weights_env, mnist_file, 
 
 def test_unpublished_entry_says_how_to_convert_it(weights_env, monkeypatch):
     monkeypatch.delenv("ZOO_WEIGHTS_DIR")  # the repository's manifest
-    unpublished = [n for n, e in zoo.manifest.load_manifest()["weights"].items() if e["status"] == "unpublished"]
+    unpublished = [n for n, e in zoo.hub.manifest.load_manifest()["weights"].items() if e["status"] == "unpublished"]
     if not unpublished:
         pytest.skip("every entry of the repository's manifest is published")
     name = unpublished[0]
@@ -227,7 +227,7 @@ def test_unpublished_entry_says_how_to_convert_it(weights_env, monkeypatch):
         zoo.create_model(name, pretrained=True)
     message = str(err.value)
     assert name in message and "not been published" in message
-    assert zoo.manifest.load_manifest()["weights"][name]["origin"]["command"] in message  # zoo convert ...
+    assert zoo.hub.manifest.load_manifest()["weights"][name]["origin"]["command"] in message  # zoo convert ...
     assert f"{weights_env.org}/{name}" in message  # ZOO_HUB_ORG fills in {org}
 
 
@@ -235,5 +235,5 @@ def test_server_errors_are_reported_with_the_source(weights_env, mnist_file):
     entry = _entry(mnist_file)
     entry["source"] = {"type": "url", "url": weights_env.server.endpoint + "/missing/x.safetensors"}
     weights_env.add("mnist_cnn.gone", entry)
-    with pytest.raises(fetch.WeightsError, match="HTTP 404"):
+    with pytest.raises(WeightsError, match="HTTP 404"):
         fetch.fetch("mnist_cnn.gone")

@@ -21,8 +21,9 @@ from weights_fixtures import (  # noqa: F401
 )
 
 import zoo
-from zoo import weights
-from zoo.weights import WeightsError
+from zoo.errors import WeightsError
+from zoo.hub import load, save
+from zoo.hub.fetch import sha256_file
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
@@ -71,7 +72,7 @@ def test_torchvision_loads_zoos_file_unchanged(resnet18_env, resnet18_file):
 
 @pytest.mark.parametrize("arch", ["vgg11", "vgg16_bn", "vgg19", "resnet50", "resnet152"])
 def test_state_dict_layout_equals_torchvisions(arch):
-    with weights.empty_init():
+    with load.empty_init():
         ours = zoo.create_model(arch).state_dict()
         theirs = torchvision.models.get_model(arch).state_dict()
     assert [(k, v.shape) for k, v in ours.items()] == [(k, v.shape) for k, v in theirs.items()]
@@ -134,7 +135,7 @@ def test_missing_and_unexpected_keys_are_listed(resnet18_file, tmp_path):
     state["extra.weight"] = torch.zeros(3)
     del state["layer1.0.bn1.running_var"]
     path = tmp_path / "odd.safetensors"
-    weights.save_weights(state, path)
+    save.save_weights(state, path)
     model = zoo.create_model("resnet18")
     before = model.conv1.weight.clone()
     with pytest.raises(WeightsError) as err:
@@ -167,8 +168,8 @@ def test_checkpoint_path_brings_its_own_config(tmp_path):
     torch.manual_seed(3)
     trained = zoo.create_model("mnist_cnn", num_classes=5)
     path = tmp_path / "run.safetensors"
-    weights.save_weights(trained, path, metadata={"epochs": 3})
-    assert weights.read_metadata(path)["epochs"] == "3"
+    save.save_weights(trained, path, metadata={"epochs": 3})
+    assert load.read_metadata(path)["epochs"] == "3"
     model = zoo.create_model("mnist_cnn", checkpoint_path=path)
     assert model.num_classes == 5 and model.pretrained_cfg["file"] == str(path)
     x = torch.randn(2, 1, 28, 28)
@@ -209,13 +210,13 @@ def test_save_weights_is_atomic_and_reports_the_hash(tmp_path, mnist_file):
     path = tmp_path / "w.safetensors"
     path.write_bytes(b"old contents")
     with pytest.raises(TypeError, match="not a tensor"):
-        weights.save_weights({"a": torch.zeros(2), "b": "nope"}, path)
+        save.save_weights({"a": torch.zeros(2), "b": "nope"}, path)
     assert path.read_bytes() == b"old contents"
-    saved = weights.save_weights(mnist_file.model, path)
+    saved = save.save_weights(mnist_file.model, path)
     assert saved.path == path and saved.size == path.stat().st_size
-    assert saved.sha256 == weights.sha256_file(path)
+    assert saved.sha256 == sha256_file(path)
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temporary file left
-    assert json.loads(weights.read_metadata(path)["zoo.pretrained_cfg"])["num_classes"] == 10
+    assert json.loads(load.read_metadata(path)["zoo.pretrained_cfg"])["num_classes"] == 10
 
 
 LIGHT = """
@@ -229,7 +230,7 @@ print(json.dumps({"heavy": heavy, "meta": any(t.is_meta for t in m.parameters())
 
 def test_pretrained_loading_imports_neither_torchvision_nor_timm(resnet18_env, mnist_file, server):
     resnet18_env.add_hub("mnist_cnn.hub", mnist_file)
-    zoo.weights.fetch("mnist_cnn.hub")  # warm the Hub cache
+    zoo.hub.fetch.fetch("mnist_cnn.hub")  # warm the Hub cache
     requests = len(server.requests)
     for name in ("resnet18.test", "mnist_cnn.hub"):
         out = subprocess.run([sys.executable, "-c", LIGHT, name], env=subprocess_env(), capture_output=True,

@@ -10,7 +10,7 @@ import pytest
 from weights_fixtures import ROOT, entry_for, mnist_file_fixture, server_fixture, weights_env_fixture  # noqa: F401
 
 import zoo
-from zoo import manifest
+from zoo.hub import manifest
 
 
 @pytest.fixture

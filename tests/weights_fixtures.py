@@ -40,7 +40,7 @@ class WeightsFile:
 
 
 def _saved(model: torch.nn.Module, path: Path) -> WeightsFile:
-    from zoo.weights import save_weights
+    from zoo.hub.save import save_weights
 
     saved = save_weights(model.state_dict(), path)
     data = saved.path.read_bytes()
@@ -122,7 +122,7 @@ class WeightsEnv:
         return json.loads((self.dir / "manifest.json").read_text())
 
     def add(self, name: str, entry: dict[str, Any]) -> dict[str, Any]:
-        from zoo import manifest
+        from zoo.hub import manifest
 
         return manifest.update_entry(name, entry)
 

@@ -1,7 +1,7 @@
 """Write the torchvision ImageNet entries of weights/manifest.json and weights/imagenet_classes.json.
 
 Everything comes from torchvision's own ``Weights`` metadata in the installed package (accuracies,
-preprocessing, class names, URLs), through ``zoo.convert.torchvision_entry``, the same code that
+preprocessing, class names, URLs), through ``zoo.hub.convert.torchvision_entry``, the same code that
 ``zoo convert torchvision`` uses; nothing is typed in by hand.
 
     python tools/gen_manifest.py           # rewrite the entries
@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from zoo import manifest  # noqa: E402
-from zoo.convert import CONVERTIBLE, IMAGENET_LABELS, TORCHVISION_TAGS, torchvision_entry  # noqa: E402
+from zoo.hub import manifest  # noqa: E402
+from zoo.hub.convert import CONVERTIBLE, IMAGENET_LABELS, TORCHVISION_TAGS, torchvision_entry  # noqa: E402
 
 KEEP = ("status", "sha256", "size")
 

@@ -9,16 +9,19 @@ from importlib import import_module
 from typing import Any
 
 from zoo import models  # noqa: F401  (registers every architecture)
-from zoo.factory import create_model
-from zoo.registry import is_model, list_models, model_entrypoint, register_model, split_model_name_tag
+from zoo.factory import create_model, list_models
+from zoo.registry import is_model, model_entrypoint, register_model, split_model_name_tag
 
 __version__ = "0.1.0"
 
 # Heavier entry points, imported on first use so that `import zoo` costs little over `import torch`.
 _LAZY = {
-    "create_transform": "zoo.transforms",
-    "load_weights": "zoo.weights",
+    "create_transform": "zoo.data.transforms",
+    "load_weights": "zoo.hub.load",
+    "save_weights": "zoo.hub.save",
     "model_info": "zoo.info",
+    "fit": "zoo.training",
+    "evaluate": "zoo.evaluation",
 }
 
 __all__ = [
@@ -32,9 +35,9 @@ __all__ = [
 ]
 
 
-# Submodules reachable as attributes (``zoo.train.fit(...)``) without importing them up front.
-_SUBMODULES = ("cli", "convert", "data", "evaluate", "fetch", "info", "loggers", "manifest", "predict", "publish",
-               "recipes", "train", "transforms", "weights")  # fmt: skip
+# Submodules reachable as attributes (``zoo.training.fit(...)``) without importing them up front.
+_SUBMODULES = ("cli", "data", "errors", "evaluation", "factory", "hub", "info", "models", "predict", "publish",
+               "registry", "training", "utils")  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

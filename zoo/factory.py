@@ -1,12 +1,36 @@
-"""``create_model``: one call from a name (``arch`` or ``arch.tag``) to a ready model."""
+"""``create_model`` and ``list_models``: from a name (``arch`` or ``arch.tag``) to a ready model."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch.nn as nn
 
-from zoo.registry import model_entrypoint, split_model_name_tag
+from zoo.registry import filter_names, list_archs, model_entrypoint, registered, split_model_name_tag
+
+__all__ = ["create_model", "list_models"]
+
+
+def list_models(
+    filter: str | Iterable[str] = "",  # noqa: A002 - the name users know from timm
+    exclude_filters: str | Iterable[str] = (),
+    pretrained: bool = False,
+) -> list[str]:
+    """Registered names in natural order that match a ``filter`` pattern and no ``exclude_filters`` one.
+
+    Patterns are ``fnmatch`` style (``"resnet*"``); a list matches when any of its patterns does.
+
+    With ``pretrained=True`` the names are ``arch.tag`` for every set of weights in the manifest
+    whose architecture is registered.
+    """
+    if not pretrained:
+        return list_archs(filter, exclude_filters)
+    from zoo.hub import manifest
+
+    archs = registered()
+    names = (n for n in manifest.weight_names() if split_model_name_tag(n)[0] in archs)
+    return filter_names(names, filter, exclude_filters)
 
 
 def create_model(
@@ -32,9 +56,9 @@ def create_model(
     arch, tag = split_model_name_tag(model_name)
     builder = model_entrypoint(arch)
     if pretrained or checkpoint_path or tag:
-        from zoo import weights
+        from zoo.hub import load
 
-        model = weights.build_with_weights(
+        model = load.build_with_weights(
             arch, tag, builder, kwargs, pretrained=pretrained, checkpoint_path=checkpoint_path
         )
     else:

@@ -1,4 +1,4 @@
-"""``zoo predict``: classify image files with a model's weights and the preprocessing that came with them.
+"""Prediction: classify image files with a model's weights and the preprocessing that came with them.
 
     zoo predict mnist_cnn.mnist digit.png another.png     # top-5 labels with probabilities
     zoo predict                                           # the sample images bundled with zoo
@@ -9,10 +9,8 @@ Images of any size or mode are converted and resized by the weights' own transfo
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +57,7 @@ def _label_names(model: nn.Module) -> list[str]:
 @torch.inference_mode()
 def predict(model: nn.Module, images: Sequence[Any], topk: int = 5) -> list[Prediction]:
     """Top-``topk`` labels and probabilities of each PIL image, preprocessed as the weights expect."""
-    from zoo.transforms import create_transform
+    from zoo.data.transforms import create_transform
 
     if topk < 1:
         raise ValueError(f"topk={topk} is invalid: use 1 or more")
@@ -75,14 +73,8 @@ def predict(model: nn.Module, images: Sequence[Any], topk: int = 5) -> list[Pred
     ]
 
 
-def _print_predictions(model_name: str, paths: Sequence[str], predictions: list[Prediction]) -> None:
-    print(f"{model_name}:")
-    for path, pred in zip(paths, predictions, strict=True):
-        ranked = ", ".join(f"{label} {p:.1%}" for label, p in zip(pred.labels, pred.probs, strict=True))
-        print(f"  {path}: {ranked}")
-
-
-def _create(model_name: str, checkpoint: str | None) -> nn.Module:
+def create_for_prediction(model_name: str, checkpoint: str | None) -> nn.Module:
+    """The weights ``model_name`` (``arch.tag``) or a local checkpoint, ready to predict."""
     from zoo.factory import create_model
 
     if checkpoint:
@@ -96,13 +88,13 @@ def run_samples() -> int:
     The samples are the first test image of each class, chosen without looking at any model, so a hard
     one can be misread; the full test-set accuracy of each set of weights is printed beside the count.
     """
-    from zoo.manifest import get_entry
+    from zoo.hub.manifest import get_entry
 
     records = json.loads((SAMPLES_DIR / "samples.json").read_text())
     total = correct = 0
     for dataset, model_name in SAMPLE_MODELS.items():
         samples = [r for r in records if r["dataset"] == dataset]
-        model = _create(model_name, None)
+        model = create_for_prediction(model_name, None)
         predictions = predict(model, [load_image(SAMPLES_DIR / r["file"]) for r in samples], topk=1)
         hits = 0
         print(f"{model_name} on {len(samples)} {dataset} test images bundled with zoo:")
@@ -117,36 +109,3 @@ def run_samples() -> int:
         total, correct = total + len(samples), correct + hits
     print(f"{correct}/{total} predictions right")
     return 0
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", nargs="?", help="weights to use, arch.tag (e.g. mnist_cnn.mnist)")
-    parser.add_argument("images", nargs="*", help="image files (any size or mode)")
-    parser.add_argument("--topk", type=int, default=5, help="how many classes to show per image (default 5)")
-    parser.add_argument("--checkpoint", help="use this local safetensors file instead of the model's weights")
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run ``zoo predict``."""
-    from zoo.registry import is_model
-
-    if args.model is None:
-        return run_samples()
-    if not is_model(args.model):
-        hint = " (it is a file: give the model first, e.g. `zoo predict mnist_cnn.mnist FILE`)"
-        raise ValueError(
-            f"{args.model!r} is not a model name{hint if Path(args.model).exists() else ''}; "
-            "`zoo list --pretrained` lists the weights"
-        )
-    if not args.images:
-        raise ValueError("no image files given: `zoo predict MODEL IMAGE [IMAGE ...]`")
-    images = [load_image(path) for path in args.images]  # a bad file fails before any weights load
-    model = _create(args.model, args.checkpoint)
-    _print_predictions(args.model, args.images, predict(model, images, topk=args.topk))
-    return 0
-
-
-if __name__ == "__main__":
-    from zoo.cli import main as cli_main
-
-    sys.exit(cli_main(["predict", *sys.argv[1:]]))

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch.nn as nn
+
+from zoo.utils import natural_key
 
 _entrypoints: dict[str, Callable[..., nn.Module]] = {}
 _arch_modules: dict[str, str] = {}
@@ -39,37 +40,22 @@ def split_model_name_tag(name: str) -> tuple[str, str]:
     return arch, tag
 
 
-def natural_key(name: str) -> list[int | str]:
-    """Sort key that orders numbers by value: resnet18 < resnet34 < resnet101, as timm sorts."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower())]
-
-
 def _as_patterns(value: str | Iterable[str]) -> list[str]:
     if isinstance(value, str):
         return [value] if value else []
     return [v for v in value if v]
 
 
-def list_models(
-    filter: str | Iterable[str] = "",  # noqa: A002 - the name users know from timm
-    exclude_filters: str | Iterable[str] = (),
-    pretrained: bool = False,
+def filter_names(
+    names: Iterable[str],
+    filter: str | Iterable[str] = "",
+    exclude_filters: str | Iterable[str] = (),  # noqa: A002
 ) -> list[str]:
-    """Registered names in natural order that match a ``filter`` pattern and no ``exclude_filters`` one.
+    """``names`` in natural order that match a ``filter`` pattern and no ``exclude_filters`` one.
 
     Patterns are ``fnmatch`` style (``"resnet*"``); a list matches when any of its patterns does.
-
-    With ``pretrained=True`` the names are ``arch.tag`` for every set of weights in the manifest
-    whose architecture is registered.
     """
-    if pretrained:
-        from zoo import manifest
-
-        names = sorted(
-            (n for n in manifest.weight_names() if split_model_name_tag(n)[0] in _entrypoints), key=natural_key
-        )
-    else:
-        names = sorted(_entrypoints, key=natural_key)
+    names = sorted(names, key=natural_key)
     include = _as_patterns(filter)
     exclude = _as_patterns(exclude_filters)
     if include:
@@ -77,6 +63,11 @@ def list_models(
     if exclude:
         names = [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in exclude)]
     return names
+
+
+def list_archs(filter: str | Iterable[str] = "", exclude_filters: str | Iterable[str] = ()) -> list[str]:  # noqa: A002
+    """Registered architecture names in natural order, filtered as :func:`filter_names` does."""
+    return filter_names(_entrypoints, filter, exclude_filters)
 
 
 def is_model(name: str) -> bool:

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zoo.models._common import (
+from zoo.models.base import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     build_model,

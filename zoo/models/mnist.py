@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from zoo.models._common import MNIST_MEAN, MNIST_STD, build_model, check_common, make_pretrained_cfg
+from zoo.models.base import MNIST_MEAN, MNIST_STD, build_model, check_common, make_pretrained_cfg
 from zoo.registry import register_model
 
 __all__ = ["MnistCNN", "MnistDeepCNN"]

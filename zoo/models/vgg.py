@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from zoo.models._common import (
+from zoo.models.base import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     IMAGENET_MEAN,

@@ -1,4 +1,4 @@
-"""Evaluation: top-1, top-5, loss, per-class accuracy and a confusion matrix; the ``zoo eval`` command.
+"""Evaluation: top-1, top-5, loss, per-class accuracy and a confusion matrix.
 
 :func:`evaluate` takes any model and dataset (or an iterable of batches) and is what training, ``zoo eval``
 and the publish step use. Under ``torch.distributed`` each rank evaluates its share and the sums are
@@ -7,10 +7,8 @@ all-reduced, so every rank returns the metrics of the whole set.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -21,9 +19,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.files import atomic_path
+from zoo.utils.files import atomic_path
 
-__all__ = ["add_arguments", "evaluate", "format_results", "load_run_model", "main", "plot_confusion"]
+__all__ = ["eval_batches", "evaluate", "format_results", "load_run_model", "plot_confusion", "read_run_config"]
 
 
 def _dist_info() -> tuple[int, int]:
@@ -87,7 +85,7 @@ def evaluate(
     confusion = None
     batches = eval_batches(dataset, batch_size, workers, device, rank, world)
     if progress:
-        from zoo.loggers import progress as bar
+        from zoo.utils import progress as bar
 
         batches = bar(batches, desc="eval", unit="batch", total=len(batches) if hasattr(batches, "__len__") else None)
     autocast = torch.autocast(device.type, dtype=torch.float16) if amp and device.type == "cuda" else nullcontext()
@@ -208,10 +206,10 @@ def load_state_dict_file(path: str | os.PathLike, prefer_ema: bool = True) -> di
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    from zoo.convert import read_pickle_checkpoint, strip_wrapper_prefix
+    from zoo.hub.convert import read_pickle_checkpoint, strip_wrapper_prefix
 
     if path.suffix == ".safetensors":
-        from zoo.weights import load_file
+        from zoo.hub.load import load_file
 
         return strip_wrapper_prefix(load_file(path))
     return read_pickle_checkpoint(path, prefer_ema=prefer_ema)
@@ -246,113 +244,3 @@ def load_run_model(
     if cfg and cfg.get("pretrained_cfg"):
         model.pretrained_cfg = {**model.pretrained_cfg, **cfg["pretrained_cfg"]}
     return model, cfg
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The command line
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="model name: arch, or arch.tag for published weights")
-    src = parser.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", help="a run folder, best.safetensors, or last.pt of `zoo train`")
-    src.add_argument("--pretrained", action="store_true", help="the model's published weights and their transform")
-    parser.add_argument("--dataset", required=True, help="mnist, fashion_mnist, cifar10, cifar100, imagefolder:PATH")
-    parser.add_argument("--data-dir", help="folder holding the dataset (see docs/training.md for layouts)")
-    parser.add_argument("--split", default="val", choices=("val", "train"), help="which split (val = official test)")
-    parser.add_argument("--val-split", type=float, help="image folders without val/: the held-out fraction")
-    parser.add_argument("--seed", type=int, default=42, help="seed of --val-split (use the training run's)")
-    parser.add_argument("--stem", choices=("imagenet", "cifar"), help="build the model with this stem")
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for CIFAR and image folders")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    parser.add_argument("--download", action="store_true", help="let torchvision download CIFAR (needs internet)")
-    parser.add_argument("--strict-images", action="store_true", help="fail on an unreadable image instead of skipping")
-    parser.add_argument("--confusion", help="confusion-matrix PNG path (default: beside the checkpoint, or ./)")
-    parser.add_argument("--json", dest="json_out", help="also write the results as JSON here")
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def main(args: argparse.Namespace) -> int:
-    from zoo.data import create_datasets, parse_dataset
-
-    if not args.checkpoint and not args.pretrained:
-        raise ValueError("give --checkpoint PATH (a `zoo train` run) or --pretrained")
-    kind, _ = parse_dataset(args.dataset, args.data_dir)
-    split = args.split
-    model_kwargs = {"stem": args.stem} if args.stem else {}
-    eval_transform = None
-    normalization = None
-    if args.pretrained:
-        from zoo.factory import create_model
-
-        model = create_model(args.model, pretrained=True, **model_kwargs)
-        cfg = model.pretrained_cfg
-        try:
-            from zoo.transforms import create_transform
-        except ImportError:
-            create_transform = None
-        if create_transform is not None and kind in ("cifar10", "cifar100", "imagefolder"):
-            eval_transform = create_transform(cfg, training=False)
-        normalization = (cfg["mean"], cfg["std"])
-        run_cfg = None
-    else:
-        run_cfg = read_run_config(args.checkpoint)
-        cfg = (run_cfg or {}).get("pretrained_cfg")
-        if cfg:
-            normalization = (cfg["mean"], cfg["std"])
-    if cfg is None:
-        from zoo.factory import create_model
-
-        cfg = create_model(args.model, **model_kwargs).pretrained_cfg
-    seed = (run_cfg or {}).get("seed", args.seed)
-    val_split = args.val_split if args.val_split is not None else (run_cfg or {}).get("val_split")
-    train_set, val_set, info = create_datasets(
-        args.dataset, args.data_dir, model_cfg=cfg, val_split=val_split if kind == "imagefolder" else None,
-        seed=seed, strict_images=args.strict_images, download=args.download, eval_transform=eval_transform,
-        normalization=normalization if normalization and len(normalization[0]) in (1, 3) else None,
-        splits=(split,),
-    )  # fmt: skip
-    dataset = val_set if split == "val" else train_set
-    if dataset is None:
-        raise ValueError(f"{args.dataset} has no {split} images")
-    if split == "train" and kind == "imagefolder" and eval_transform is None:
-        # Measure the training images as the model sees them at test time, without augmentation.
-        from zoo.data import Augment, folder_transforms
-
-        dataset.transform = folder_transforms(cfg, Augment())[1]
-    if not args.pretrained:
-        model, run_cfg = load_run_model(
-            args.model, args.checkpoint, default_kwargs={"num_classes": info.num_classes, "in_chans": info.in_chans,
-                                                          **model_kwargs},
-        )  # fmt: skip
-    if model.num_classes != info.num_classes:
-        raise ValueError(f"{args.model} predicts {model.num_classes} classes but {info.name} has {info.num_classes}")
-    label_names = (run_cfg or {}).get("label_names") or model.pretrained_cfg.get("label_names") or info.classes
-    device = _device(args.device)
-    model.to(device)
-    results = evaluate(
-        model, dataset, batch_size=args.batch_size, workers=args.workers, device=device,
-        label_names=label_names, amp=device.type == "cuda", progress=True,
-    )  # fmt: skip
-    source = args.checkpoint or f"{args.model} (pretrained)"
-    title = f"{args.model} on {info.name} ({split}): {source}"
-    print(format_results(results, title))
-    if args.confusion:
-        png = Path(args.confusion)
-    elif args.checkpoint:
-        ck = Path(args.checkpoint)
-        png = (ck if ck.is_dir() else ck.parent) / f"confusion_{info.name}_{split}.png"
-    else:
-        png = Path(f"confusion_{args.model}_{info.name}_{split}.png")
-    plot_confusion(results["confusion"], results["label_names"], png, title)
-    print(f"confusion matrix: {png}")
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"model": args.model, "source": str(source), **results}, indent=1))
-    sys.stdout.flush()
-    return 0

@@ -1,4 +1,4 @@
-"""Pretrained weights: build a model around them fast, load and adapt them, save them, describe them.
+"""Loading pretrained weights: build a model around them fast, load and adapt them.
 
 ``create_model(name, pretrained=True)`` ends up in :func:`build_with_weights`: the model is built on the
 meta device without initialising anything, the verified safetensors file is memory-mapped and its
@@ -7,61 +7,37 @@ asked for, is initialised for real.
 
 Only safetensors files are loaded. Pickle checkpoints (``.pth``/``.pt``/``.bin``) can run code when
 read, so they are refused here and read only by ``zoo convert`` (with ``torch.load(weights_only=True)``).
-
-This module also provides the ``zoo download`` command.
 """
 
 from __future__ import annotations
 
-import argparse
-import fnmatch
 import json
 import math
 import os
-import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
-from zoo import manifest
-from zoo.fetch import (
-    IntegrityError,
-    NotPublishedError,
-    OfflineError,
-    WeightsError,
-    cache_dir,
-    cached_state,
-    fetch,
-    is_offline,
-    mark_verified,
-    sha256_file,
-)
-from zoo.files import atomic_path
-from zoo.models._common import fit_channels
+from zoo.errors import WeightsError
+from zoo.hub import manifest
+from zoo.hub.fetch import fetch
+from zoo.models.base import fit_channels
 
 __all__ = [
-    "IntegrityError",
-    "NotPublishedError",
-    "OfflineError",
-    "SavedWeights",
-    "WeightsError",
     "adapt_input_conv",
     "build_with_weights",
-    "cache_dir",
-    "describe_weights",
     "empty_init",
-    "fetch",
-    "is_offline",
+    "fit_state_dict",
     "load_file",
     "load_weights",
+    "read_metadata",
     "resolve_name",
-    "save_weights",
 ]
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".pkl", ".ckpt", ".tar")
@@ -145,87 +121,6 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
-def _sort_header_metadata(f: Any) -> None:
-    """Rewrite a safetensors header with its metadata in sorted order, in place.
-
-    safetensors writes the metadata map in hash order, which changes from run to run; sorted, the same
-    tensors and metadata always give the same bytes, so a conversion's SHA-256 can be reproduced.
-    """
-    f.seek(0)
-    length = int.from_bytes(f.read(8), "little")
-    header = json.loads(f.read(length))
-    if "__metadata__" in header:
-        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
-    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
-    if len(text) <= length:  # same entries, so same length; the header is padded with spaces
-        f.seek(8)
-        f.write(text + b" " * (length - len(text)))
-        f.flush()
-
-
-class SavedWeights(NamedTuple):
-    """What :func:`save_weights` wrote: the manifest's ``sha256`` and ``size`` come from here."""
-
-    path: Path
-    sha256: str
-    size: int
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
-
-
-def save_weights(
-    obj: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None
-) -> SavedWeights:
-    """Write a model's (or a state dict's) tensors to a safetensors file, atomically.
-
-    The file is written next to ``path`` under a temporary name, synced and renamed into place, so a
-    crash never leaves a partial file at ``path``. A model's ``pretrained_cfg`` is stored in the metadata
-    (``zoo.pretrained_cfg``) so that ``create_model(arch, checkpoint_path=path)`` gets its preprocessing
-    and class count back; ``metadata`` values that are not strings are stored as JSON (a
-    ``zoo.model_args`` dict, e.g. ``{"stem": "cifar"}``, is used as builder defaults when loading).
-    """
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    if isinstance(obj, nn.Module):
-        state = obj.state_dict()
-        cfg = getattr(obj, "pretrained_cfg", None)
-    else:
-        state, cfg = dict(obj), None
-    meta = {"format": "pt"}
-    if cfg:
-        meta["zoo.pretrained_cfg"] = json.dumps(_jsonable(cfg), sort_keys=True)
-    for key, value in (metadata or {}).items():
-        meta[str(key)] = value if isinstance(value, str) else json.dumps(_jsonable(value), sort_keys=True)
-    tensors: dict[str, torch.Tensor] = {}
-    storages: set[int] = set()
-    for key, tensor in state.items():
-        if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"state dict entry {key!r} is a {type(tensor).__name__}, not a tensor")
-        if tensor.is_meta:
-            raise ValueError(f"{key} is on the meta device and has no values to save")
-        t = tensor.detach().to("cpu").contiguous()
-        ptr = t.untyped_storage().data_ptr()
-        # safetensors refuses tensors that share memory (tied or aliased weights): save copies.
-        if ptr in storages:
-            t = t.clone()
-        storages.add(t.untyped_storage().data_ptr())
-        tensors[key] = t
-    with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata=meta)
-        with open(tmp, "rb+") as f:
-            _sort_header_metadata(f)
-    sha = sha256_file(path)
-    mark_verified(path, sha)
-    return SavedWeights(path, sha, path.stat().st_size)
-
-
 # ---------------------------------------------------------------------------------------- adaptation
 
 
@@ -256,7 +151,7 @@ def _listing(title: str, items: list[str]) -> list[str]:
     return [f"  {title} ({len(items)}):", *shown]
 
 
-def _fit_state_dict(
+def fit_state_dict(
     model: nn.Module,
     state_dict: Mapping[str, torch.Tensor],
     what: str,
@@ -342,7 +237,7 @@ def _load_into(
     stacklevel: int = 4,
 ) -> nn.Module:
     # stacklevel: warnings point at the user's call (load_weights, or create_model via build_with_weights).
-    sd, head_dropped = _fit_state_dict(model, state_dict, what, adapt_head, adapt_in_chans, stacklevel)
+    sd, head_dropped = fit_state_dict(model, state_dict, what, adapt_head, adapt_in_chans, stacklevel)
     on_meta = any(t.is_meta for t in model.parameters()) or any(t.is_meta for t in model.buffers())
     if on_meta and head_dropped:
         # The new head must be initialised for real: build it now, outside the meta device.
@@ -488,104 +383,3 @@ def build_with_weights(
         _load_into(model, load_file(path), what, **adapt, stacklevel=5)
     model.pretrained_cfg = _cfg_with(model, arch, tag, info, extra)
     return model
-
-
-# ---------------------------------------------------------------------------------------- describe
-
-
-def _human_size(size: int | None) -> str:
-    if size is None:
-        return "unknown"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{size} B"
-        value /= 1024
-    return f"{size} B"
-
-
-def describe_weights(name: str) -> str:
-    """Text describing the weights of ``name`` (an arch: all its tags; ``arch.tag``: that one); "" if none."""
-    arch, _, tag = name.partition(".")
-    entries = manifest.entries_for_arch(arch)
-    if tag:
-        entries = {tag: entries[tag]} if tag in entries else {}
-    if not entries:
-        return ""
-    try:
-        default = manifest.default_tag(arch)
-    except ValueError:
-        default = None
-    lines = ["pretrained weights:"]
-    for t, e in entries.items():
-        full = f"{arch}.{t}"
-        metrics = e.get("metrics") or {}
-        origin = e.get("origin") or {}
-        size = e["input_size"]
-        lines += [
-            f"  {full}{'  (default)' if t == default else ''}",
-            f"    status       {e['status']}",
-            f"    source       {manifest.describe_source(e)}",
-            f"    sha256       {e.get('sha256') or 'not recorded yet'}",
-            f"    size         {_human_size(e.get('size'))}" + (f" ({e['size']:,} bytes)" if e.get("size") else ""),
-            f"    on this host {cached_state(full)}",
-            f"    dataset      {e.get('dataset', 'unknown')}, {e['num_classes']} classes",
-            f"    input        {size[0]} x {size[1]} x {size[2]}, {e['interpolation']}, crop_pct {e['crop_pct']:.4g}",
-            f"    mean / std   {tuple(e['mean'])} / {tuple(e['std'])}",
-        ]
-        if metrics:
-            top = ", ".join(f"{k} {metrics[k]:.3f}%" for k in ("top1", "top5") if metrics.get(k) is not None)
-            by = f" (measured by {metrics['measured_by']})" if metrics.get("measured_by") else ""
-            lines.append(f"    metrics      {top or 'none'}{by}")
-            if metrics.get("command"):
-                lines.append(f"    measured by  {metrics['command']}")
-        lines.append(f"    license      {e.get('license', 'unknown')}")
-        if origin.get("command"):
-            lines.append(f"    produced by  {origin['command']}")
-        for key in ("upstream", "url", "recipe"):
-            if origin.get(key):
-                lines.append(f"    {key:<12} {origin[key]}")
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------ zoo download
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``zoo download``."""
-    parser.add_argument(
-        "names", nargs="+", metavar="NAME",
-        help="arch (its default weights), arch.tag, or a pattern over arch.tag names such as 'resnet*'",
-    )  # fmt: skip
-    parser.add_argument("--force", action="store_true", help="download again even if a verified copy is cached")
-
-
-def _expand(names: list[str]) -> list[str]:
-    known = manifest.weight_names()
-    out: list[str] = []
-    for name in names:
-        if any(c in name for c in "*?["):
-            matches = [n for n in known if fnmatch.fnmatchcase(n, name)]
-            if not matches:
-                raise ValueError(f"no weights match {name!r}; `zoo list --pretrained` lists them")
-            out += matches
-        else:
-            arch, tag = resolve_name(name)
-            out.append(f"{arch}.{tag}")
-    return list(dict.fromkeys(out))
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run ``zoo download``: fetch and verify each name, print where it is; 1 if any failed."""
-    failed = 0
-    for name in _expand(args.names):
-        try:
-            path = fetch(name, force=args.force)
-        except (WeightsError, ValueError, OSError) as e:
-            print(f"{name}: error: {e}", file=sys.stderr)
-            failed += 1
-            continue
-        arch, _, tag = name.partition(".")
-        entry = manifest.get_entry(arch, tag)
-        print(f"{name}  {path}  ({_human_size(entry['size'])}, sha256 {entry['sha256'][:16]}... verified)")
-    return 1 if failed else 0

@@ -24,27 +24,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from zoo import manifest
-from zoo.files import write_text_atomic
+from zoo.errors import IntegrityError, NotPublishedError, OfflineError, WeightsError
+from zoo.hub import manifest
+from zoo.utils.files import write_text_atomic
 
 _TRUE = ("1", "true", "yes", "on")
 CHUNK = 1 << 20
-
-
-class WeightsError(RuntimeError):
-    """Weights could not be obtained or do not fit the model."""
-
-
-class IntegrityError(WeightsError):
-    """A file's size or SHA-256 differs from the manifest's."""
-
-
-class OfflineError(WeightsError):
-    """Offline mode is on and the weights are not cached."""
-
-
-class NotPublishedError(WeightsError):
-    """The manifest lists the weights, but their file has not been published yet."""
 
 
 def cache_dir() -> Path:

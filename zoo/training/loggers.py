@@ -10,15 +10,15 @@ from __future__ import annotations
 import csv
 import math
 import os
-import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from zoo.files import atomic_path
+from zoo.utils import progress  # noqa: F401  (kept importable from here)
+from zoo.utils.files import atomic_path
 
 __all__ = [
     "CSVLogger",
@@ -34,16 +34,6 @@ __all__ = [
 METRIC_FIELDS = [
     "epoch", "lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "epoch_time", "img_per_s", "time",
 ]  # fmt: skip
-
-
-def progress(iterable: Iterable | None = None, **kwargs: Any):
-    """A tqdm bar that stays silent when stderr is not a terminal (logs, CI, subprocesses)."""
-    from tqdm.auto import tqdm
-
-    kwargs.setdefault("disable", not sys.stderr.isatty())
-    kwargs.setdefault("dynamic_ncols", True)
-    kwargs.setdefault("leave", False)
-    return tqdm(iterable, **kwargs)
 
 
 class _Logger:

@@ -33,8 +33,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from zoo.files import write_text_atomic
-from zoo.registry import natural_key
+from zoo.utils import natural_key
+from zoo.utils.files import write_text_atomic
 
 SCHEMA = 1
 DEFAULT_HUB_ORG = "zoo-models"
@@ -62,11 +62,11 @@ def weights_dir() -> Path:
     env = os.environ.get("ZOO_WEIGHTS_DIR")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "weights", here / "_weights"):
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package.parent / "weights", package / "_weights"):
         if (candidate / "manifest.json").is_file():
             return candidate
-    return here.parent / "weights"
+    return package.parent / "weights"
 
 
 def manifest_path() -> Path:

@@ -1,4 +1,4 @@
-"""``zoo convert``: torchvision, timm or pickle checkpoints -> a verified safetensors file (+ manifest entry).
+"""Conversion (``zoo convert``): torchvision, timm or pickle checkpoints -> a verified safetensors file.
 
     zoo convert torchvision resnet50 --weights IMAGENET1K_V2 [--file resnet50-11ad3fa6.pth]
     zoo convert timm resnet50.a1_in1k [--file model.safetensors]
@@ -14,10 +14,8 @@ The file goes where ``create_model(..., pretrained=True)`` looks for locally con
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
-import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,9 +23,11 @@ from typing import Any
 
 import torch
 
-from zoo import manifest
-from zoo.fetch import WeightsError, converted_path, is_offline, sha256_file
-from zoo.weights import SavedWeights, _fit_state_dict, empty_init, load_file, save_weights
+from zoo.errors import WeightsError
+from zoo.hub import manifest
+from zoo.hub.fetch import converted_path, is_offline, sha256_file
+from zoo.hub.load import empty_init, fit_state_dict, load_file
+from zoo.hub.save import SavedWeights, save_weights
 
 TORCHVISION_TAGS = {"IMAGENET1K_V1": "tv_in1k", "IMAGENET1K_V2": "tv2_in1k"}
 # Architectures whose ImageNet layout is torchvision's, key for key (and timm's, for ResNet).
@@ -263,7 +263,7 @@ def convert_state_dict(
     builder = model_entrypoint(arch)
     with empty_init():
         model = builder(**model_kwargs)
-    sd, _ = _fit_state_dict(model, state_dict, f"the {arch} weights", False, False, stacklevel=2)
+    sd, _ = fit_state_dict(model, state_dict, f"the {arch} weights", False, False, stacklevel=2)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
     cfg = {k: entry[k] for k in _CFG_KEYS if k in entry} if entry else dict(model.pretrained_cfg)
     meta = {"zoo.arch": arch, "zoo.pretrained_cfg": cfg, **(metadata or {})}
@@ -278,7 +278,7 @@ def convert_state_dict(
     return saved
 
 
-def _record(name: str, entry: dict[str, Any], saved: SavedWeights, command: str) -> dict[str, Any]:
+def record_conversion(name: str, entry: dict[str, Any], saved: SavedWeights, command: str) -> dict[str, Any]:
     """Put the converted file's SHA-256 and size into the manifest entry ``name`` (created if missing)."""
     arch, _, tag = name.partition(".")
     existing = manifest.load_manifest()["weights"].get(name)
@@ -299,74 +299,44 @@ def _record(name: str, entry: dict[str, Any], saved: SavedWeights, command: str)
     return manifest.update_entry(name, {"sha256": saved.sha256, "size": saved.size, "origin": origin}, merge=True)
 
 
-# -------------------------------------------------------------------------------------------- CLI
+def convert_checkpoint(
+    file: str | os.PathLike[str], arch: str, out: str | os.PathLike[str] | None = None, **model_kwargs: Any
+) -> SavedWeights:
+    """A ``torch.save`` checkpoint of a zoo model -> a verified safetensors file (default: beside it)."""
+    target = Path(out) if out else Path(file).with_suffix(".safetensors")
+    if target.resolve() == Path(file).resolve():
+        raise ValueError(f"--out {target} would overwrite the checkpoint; choose another path")
+    return convert_state_dict(arch, read_pickle_checkpoint(file), target, **model_kwargs)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``zoo convert``."""
-    sub = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
-    tv = sub.add_parser("torchvision", help="torchvision's weights of a ResNet or VGG")
-    tv.add_argument("model", help=f"zoo arch: {', '.join(CONVERTIBLE)}")
-    tv.add_argument("--weights", default="IMAGENET1K_V1", help="torchvision weights name (default IMAGENET1K_V1)")
-    tv.add_argument("--file", help="torchvision's .pth file, already downloaded (default: torch.hub downloads it)")
-    tv.add_argument("--no-check-hash", action="store_true", help="convert a --file whose hash is not torchvision's")
-    tm = sub.add_parser("timm", help="timm's weights of a ResNet or VGG, e.g. resnet50.a1_in1k")
-    tm.add_argument("model", help="timm's arch.tag")
-    tm.add_argument("--file", help="timm's weights file (.safetensors, or .pth) instead of downloading")
-    ck = sub.add_parser("checkpoint", help="a torch.save checkpoint of a zoo model (e.g. from training)")
-    ck.add_argument("file", help="the .pth/.pt/.bin file")
-    ck.add_argument("--model", required=True, help="zoo arch the checkpoint belongs to")
-    ck.add_argument("--num-classes", type=int, help="the checkpoint's number of classes")
-    ck.add_argument("--in-chans", type=int, help="the checkpoint's input channels")
-    ck.add_argument("--stem", choices=("imagenet", "cifar"), help="the checkpoint's stem")
-    for p in (tv, tm, ck):
-        p.add_argument("--out", help="where to write the .safetensors file")
-    for p in (tv, tm):
-        p.add_argument("--no-manifest", action="store_true", help="do not record the file in the manifest")
+def convert_upstream(
+    library: str,
+    model: str,
+    *,
+    weights: str = "IMAGENET1K_V1",
+    file: str | None = None,
+    check_hash: bool = True,
+    out: str | os.PathLike[str] | None = None,
+    record_as: str | None = None,
+) -> tuple[str, SavedWeights]:
+    """torchvision's (``library="torchvision"``, ``model`` an arch) or timm's (``model`` an ``arch.tag``)
+    weights -> a verified safetensors file in zoo's layout; returns ``(arch.tag, saved file)``.
 
-
-def _cli_command(args: argparse.Namespace) -> str:
-    if args.source == "torchvision":
-        return f"zoo convert torchvision {args.model} --weights {args.weights.split('.')[-1]}"
-    return f"zoo convert timm {args.model}"
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run ``zoo convert``."""
-    if args.source == "checkpoint":
-        kwargs = {k: v for k, v in (("num_classes", args.num_classes), ("in_chans", args.in_chans),
-                                    ("stem", args.stem)) if v is not None}  # fmt: skip
-        out = Path(args.out) if args.out else Path(args.file).with_suffix(".safetensors")
-        if out.resolve() == Path(args.file).resolve():
-            raise ValueError(f"--out {out} would overwrite the checkpoint; choose another path")
-        saved = convert_state_dict(args.model, read_pickle_checkpoint(args.file), out, **kwargs)
-        print(f"wrote {saved.path} ({saved.size:,} bytes, sha256 {saved.sha256})")
-        print(f"load it with zoo.create_model({args.model!r}, checkpoint_path={str(saved.path)!r})")
-        return 0
-    if args.source == "torchvision":
-        tag, entry = torchvision_entry(args.model, args.weights)
-        arch = args.model
-        state = _torchvision_state_dict(arch, args.weights, args.file, check_hash=not args.no_check_hash)
-        meta = {"zoo.source": entry["origin"]["upstream"]}
+    ``out`` defaults to where ``pretrained=True`` looks for converted files. With ``record_as`` (the
+    command line that did it) the file's SHA-256 and size go into the manifest entry.
+    """
+    if library == "torchvision":
+        tag, entry = torchvision_entry(model, weights)
+        arch = model
+        state = _torchvision_state_dict(arch, weights, file, check_hash=check_hash)
+    elif library == "timm":
+        arch, tag, entry = timm_entry(model)
+        state = timm_to_zoo(arch, _timm_state_dict(model, file))
     else:
-        arch, tag, entry = timm_entry(args.model)
-        state = timm_to_zoo(arch, _timm_state_dict(args.model, args.file))
-        meta = {"zoo.source": entry["origin"]["upstream"]}
+        raise ValueError(f"library={library!r}: convert from 'torchvision' or 'timm'")
     name = f"{arch}.{tag}"
-    out = Path(args.out) if args.out else converted_path(name)
-    saved = convert_state_dict(arch, state, out, metadata=meta, entry=entry)
-    print(f"wrote {saved.path} ({saved.size:,} bytes, sha256 {saved.sha256})")
-    if not args.no_manifest:
-        _record(name, entry, saved, _cli_command(args))
-        print(f"recorded {name} in {manifest.manifest_path()}")
-        if out != converted_path(name):
-            print(f"to use it locally, place it at {converted_path(name)}, or load it with checkpoint_path=")
-        else:
-            print(f"zoo.create_model({name!r}, pretrained=True) now loads it")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover - `zoo convert` is the entry point
-    from zoo.cli import main as cli_main
-
-    sys.exit(cli_main(["convert", *sys.argv[1:]]))
+    target = Path(out) if out else converted_path(name)
+    saved = convert_state_dict(arch, state, target, metadata={"zoo.source": entry["origin"]["upstream"]}, entry=entry)
+    if record_as:
+        record_conversion(name, entry, saved, record_as)
+    return name, saved

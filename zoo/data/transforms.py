@@ -10,12 +10,13 @@ torchvision is imported when a transform is created, not when zoo is imported.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-__all__ = ["create_transform", "resize_size"]
+__all__ = ["Augment", "cifar_transform", "create_transform", "folder_transforms", "resize_size"]
 
 
 class ConvertMode:
@@ -103,3 +104,49 @@ def create_transform(
         steps += [T.Resize(size, interpolation=interpolation, antialias=True), T.CenterCrop((height, width))]
     steps += [ToFloatTensor(), T.Normalize(mean=mean, std=std)]
     return T.Compose(steps)
+
+
+@dataclass
+class Augment:
+    """Training augmentation, from the recipe: translation/crop padding, flip, RandAugment."""
+
+    crop_pad: int = 0
+    hflip: float = 0.0
+    rand_augment: str = ""
+
+
+def cifar_transform(train: bool, aug: Augment, mean: Sequence[float], std: Sequence[float]) -> Callable:
+    from torchvision import transforms as T
+
+    ops: list[Callable] = []
+    if train:
+        if aug.crop_pad:
+            ops.append(T.RandomCrop(32, padding=aug.crop_pad))
+        if aug.hflip:
+            ops.append(T.RandomHorizontalFlip(aug.hflip))
+        if aug.rand_augment:
+            from timm.data.auto_augment import rand_augment_transform
+
+            ops.append(rand_augment_transform(aug.rand_augment, {"img_mean": tuple(round(255 * m) for m in mean)}))
+    ops += [T.ToTensor(), T.Normalize(mean, std)]
+    return T.Compose(ops)
+
+
+def folder_transforms(
+    cfg: dict[str, Any], aug: Augment, eval_transform: Callable | None = None
+) -> tuple[Callable, Callable]:
+    """timm's train and eval transforms at the model's input size and normalisation."""
+    from timm.data import create_transform
+
+    size = tuple(cfg["input_size"])
+    common = {
+        "interpolation": cfg.get("interpolation", "bilinear"),
+        "mean": tuple(cfg["mean"]),
+        "std": tuple(cfg["std"]),
+    }
+    train_tf = create_transform(
+        size, is_training=True, hflip=aug.hflip, auto_augment=aug.rand_augment or None, color_jitter=0.0, **common
+    )
+    if eval_transform is None:
+        eval_transform = create_transform(size, is_training=False, crop_pct=cfg.get("crop_pct", 0.875), **common)
+    return train_tf, eval_transform

@@ -1,0 +1,65 @@
+"""The package layout the issue tracker promised: small modules, one-way imports, no private names across modules."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "zoo"
+MAX_LINES = 420  # "no module over ~400 lines"
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_module_is_long():
+    long = {str(p.relative_to(ROOT)): n for p in _modules() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_no_private_name_is_imported_from_another_module():
+    offences = []
+    for path in _modules():
+        here = _module_name(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("zoo") and node.level == 0:
+                if node.module == here:
+                    continue
+                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                hidden_module = any(part.startswith("_") for part in node.module.split("."))
+                if private or hidden_module:
+                    offences.append(f"{path.relative_to(ROOT)}:{node.lineno} from {node.module} import {private}")
+    assert not offences, "\n".join(offences)
+
+
+def test_every_subpackage_is_importable_alone_and_zoo_stays_light():
+    code = (
+        "import sys, zoo\n"
+        "heavy = [m for m in ('torchvision', 'timm', 'huggingface_hub') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "import zoo.cli, zoo.data, zoo.evaluation, zoo.hub.convert, zoo.hub.describe, zoo.predict, zoo.publish\n"
+        "import zoo.training\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+
+
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+@pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed (pip install -e '.[dev]')")
+def test_import_contracts_hold():
+    res = subprocess.run([str(LINT_IMPORTS)], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "broken" in res.stdout and "0 broken" in res.stdout

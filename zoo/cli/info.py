@@ -1,0 +1,40 @@
+"""``zoo info``: parameters, default config, weights and a layer table with output sizes."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``zoo info``."""
+    parser.add_argument("model", help="model name, arch or arch.tag")
+    parser.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"), help="input size")
+    parser.add_argument("--img-size", type=int, help="square input size (keeps the channels)")
+    parser.add_argument("--stem", choices=("imagenet", "cifar"), help="build with this stem")
+    parser.add_argument("--num-classes", type=int, help="build with this many classes")
+    parser.add_argument("--in-chans", type=int, help="build with this many input channels")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``zoo info``."""
+    from zoo.info import format_info, model_info
+
+    kwargs = {k: v for k, v in (("stem", args.stem), ("num_classes", args.num_classes),
+                                ("in_chans", args.in_chans)) if v is not None}  # fmt: skip
+    size = tuple(args.input_size) if args.input_size else None
+    if args.img_size is not None:
+        channels = size[0] if size else kwargs.get("in_chans")
+        if channels is None:
+            from zoo.factory import create_model
+
+            channels = create_model(args.model, **kwargs).in_chans
+        size = (channels, args.img_size, args.img_size)
+    info = model_info(args.model, input_size=size, **kwargs)
+    print(format_info(info))
+    from zoo.hub.describe import describe_weights
+
+    text = describe_weights(args.model)
+    if text:
+        print()
+        print(text)
+    return 0

@@ -1,0 +1,58 @@
+"""``zoo publish``: turn a finished run into a verified, Hub-ready model folder.
+
+zoo publish runs/mnist_cnn-fast --name mnist_cnn.mnist --out hub/mnist_cnn.mnist --bundle
+zoo publish runs/resnet20-fmnist --name resnet20.fashion_mnist --repo-id ORG/resnet20.fashion_mnist --push
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``zoo publish``."""
+    parser.add_argument("run", help="the run folder of `zoo train` (its --output)")
+    parser.add_argument("--name", required=True, help="the weights' name, arch.tag (e.g. mnist_cnn.mnist)")
+    parser.add_argument("--out", help="folder to write (model.safetensors, config.json, README.md, ...)")
+    parser.add_argument("--checkpoint", help="publish this safetensors file instead of the run's best.safetensors")
+    parser.add_argument("--data-dir", help="where the evaluation data is (default: the run's)")
+    parser.add_argument("--repo-id", help="Hugging Face repo id (default: $ZOO_HUB_ORG/NAME)")
+    parser.add_argument("--push", action="store_true", help="upload the folder to the Hub after writing it")
+    parser.add_argument("--dry-run", action="store_true", help="run the checks and show what would be written")
+    parser.add_argument("--force", action="store_true", help="replace an existing folder or Hub revision")
+    parser.add_argument("--bundle", action="store_true", help="also copy the weights into weights/ (small files)")
+    parser.add_argument("--no-manifest", action="store_true", help="leave weights/manifest.json as it is")
+    parser.add_argument("--not-default", action="store_true", help="do not make these the arch's default weights")
+    parser.add_argument("--license", default="bsd-3-clause", help="licence of the weights (default bsd-3-clause)")
+    parser.add_argument("--tolerance", type=float, default=0.1, help="allowed top-1 drift in points (default 0.1)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``zoo publish``."""
+    from zoo.publish import PublishError, publish
+
+    try:
+        result = publish(
+            args.run, args.name, args.out, checkpoint=args.checkpoint, data_dir=args.data_dir, repo_id=args.repo_id,
+            push=args.push, dry_run=args.dry_run, force=args.force, bundle=args.bundle,
+            update_manifest=not args.no_manifest, default=not args.not_default, license_id=args.license,
+            tolerance=args.tolerance,
+        )  # fmt: skip
+    except PublishError as e:
+        print(f"zoo publish: {e}", file=sys.stderr)
+        return 1
+    print("checks:")
+    print("\n".join(c.line() for c in result.checks))
+    print(f"model.safetensors  sha256 {result.sha256}  {result.size:,} bytes")
+    print(f"top-1 {result.metrics['top1']:.2f} %  top-5 {result.metrics['top5']:.2f} %")
+    if result.out_dir is None:
+        upload = f" and upload them to {args.repo_id or 'the Hub'}" if args.push else ""
+        print(f"dry run: would write {', '.join(result.files)}{upload}")
+        return 0
+    print(f"wrote {result.out_dir}: {', '.join(result.files)}")
+    if result.manifest_entry is not None:
+        print(f"manifest entry {args.name}: {result.manifest_entry['status']}")
+    if result.commit_url:
+        print(f"pushed: {result.commit_url}")
+    return 0

@@ -1,0 +1,140 @@
+"""Image folders: one sub-folder per class, scanned, verified once, split and read with PIL."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["IMG_EXTENSIONS", "ImageFolderDataset", "scan_image_folder", "split_samples", "verify_images"]
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def scan_image_folder(
+    root: str | os.PathLike, classes: Sequence[str] | None = None
+) -> tuple[list[str], list[tuple[str, int]]]:
+    """Classes (sorted sub-folder names) and ``(path, label)`` samples of a one-folder-per-class tree."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not found:
+        raise FileNotFoundError(f"image folder {root} has no class sub-folders; expected {root}/<class>/<image>.png")
+    if classes is None:
+        classes = found
+    else:
+        unknown = sorted(set(found) - set(classes))
+        if unknown:
+            raise ValueError(f"{root} has class folders {unknown} that the training set does not have")
+    index = {c: i for i, c in enumerate(classes)}
+    samples = []
+    for name in found:
+        for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
+            dirnames.sort()
+            for fn in sorted(filenames):
+                if fn.lower().endswith(IMG_EXTENSIONS):
+                    samples.append((os.path.join(dirpath, fn), index[name]))
+    if not samples:
+        raise FileNotFoundError(f"image folder {root} has no images ({', '.join(IMG_EXTENSIONS)}) in its class folders")
+    return list(classes), samples
+
+
+def _check_image(path: str) -> str | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.verify()  # structure and checksums, without decoding
+        with Image.open(path) as im:
+            im.draft(im.mode, (64, 64))  # JPEG decodes at reduced scale: fast, still reads the whole stream
+            im.load()
+    except Exception as e:  # PIL raises many types for bad files
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def verify_images(
+    samples: Sequence[tuple[str, int]], strict: bool = False, workers: int = 4
+) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
+    """Open and decode every image once; return the readable samples and ``(path, reason)`` of the others.
+
+    With ``strict`` any unreadable image is a ValueError listing them; otherwise they are reported on
+    stderr and left out, so a corrupt file is never found deep inside a loader worker.
+    """
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        reasons = list(pool.map(_check_image, [p for p, _ in samples]))
+    bad = [(p, r) for (p, _), r in zip(samples, reasons, strict=True) if r is not None]
+    good = [s for s, r in zip(samples, reasons, strict=True) if r is None]
+    if bad:
+        listing = "\n".join(f"  {p}: {r}" for p, r in bad)
+        if strict:
+            raise ValueError(f"{len(bad)} unreadable image(s):\n{listing}")
+        print(f"warning: skipping {len(bad)} unreadable image(s):\n{listing}", file=sys.stderr)
+    return good, bad
+
+
+class ImageFolderDataset(Dataset):
+    """``(path, label)`` samples read with PIL as RGB and passed through ``transform``.
+
+    An image that fails to load (one that broke after :func:`verify_images`) is reported once and replaced
+    by the next readable sample, so a worker never dies on it.
+    """
+
+    def __init__(self, samples: Sequence[tuple[str, int]], classes: Sequence[str], transform: Callable | None = None):
+        if not samples:
+            raise ValueError("an image folder dataset needs at least one image")
+        self.samples = list(samples)
+        self.targets = [t for _, t in self.samples]
+        self.classes = list(classes)
+        self.transform = transform
+        self._reported: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        from PIL import Image
+
+        for attempt in range(min(len(self.samples), 16)):
+            path, target = self.samples[(index + attempt) % len(self.samples)]
+            try:
+                with Image.open(path) as im:
+                    img = im.convert("RGB")
+            except Exception as e:
+                if path not in self._reported:
+                    self._reported.add(path)
+                    warnings.warn(f"skipping unreadable image {path}: {e}", stacklevel=2)
+                continue
+            return (self.transform(img) if self.transform else img), target
+        raise RuntimeError(f"no readable image near index {index} of {len(self.samples)}")
+
+
+def split_samples(
+    samples: Sequence[tuple[str, int]], fraction: float, seed: int
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """A seeded per-class split: about ``fraction`` of each class goes to validation (at least one image
+    from every class with two or more)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"--val-split must be a fraction in (0, 1), got {fraction}")
+    by_class: dict[int, list[int]] = {}
+    for i, (_, label) in enumerate(samples):
+        by_class.setdefault(label, []).append(i)
+    g = torch.Generator().manual_seed(seed)
+    val_idx: set[int] = set()
+    for label in sorted(by_class):
+        idx = by_class[label]
+        k = round(len(idx) * fraction)
+        k = min(max(k, 1 if len(idx) > 1 else 0), len(idx) - 1)
+        perm = torch.randperm(len(idx), generator=g)[:k].tolist()
+        val_idx.update(idx[p] for p in perm)
+    train = [s for i, s in enumerate(samples) if i not in val_idx]
+    val = [s for i, s in enumerate(samples) if i in val_idx]
+    return train, val

@@ -1,0 +1,98 @@
+"""Saving weights: a model's or a state dict's tensors as a reproducible, verified safetensors file."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn as nn
+
+from zoo.hub.fetch import mark_verified, sha256_file
+from zoo.utils.files import atomic_path
+
+__all__ = ["SavedWeights", "save_weights"]
+
+
+def _sort_header_metadata(f: Any) -> None:
+    """Rewrite a safetensors header with its metadata in sorted order, in place.
+
+    safetensors writes the metadata map in hash order, which changes from run to run; sorted, the same
+    tensors and metadata always give the same bytes, so a conversion's SHA-256 can be reproduced.
+    """
+    f.seek(0)
+    length = int.from_bytes(f.read(8), "little")
+    header = json.loads(f.read(length))
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) <= length:  # same entries, so same length; the header is padded with spaces
+        f.seek(8)
+        f.write(text + b" " * (length - len(text)))
+        f.flush()
+
+
+class SavedWeights(NamedTuple):
+    """What :func:`save_weights` wrote: the manifest's ``sha256`` and ``size`` come from here."""
+
+    path: Path
+    sha256: str
+    size: int
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def save_weights(
+    obj: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None
+) -> SavedWeights:
+    """Write a model's (or a state dict's) tensors to a safetensors file, atomically.
+
+    The file is written next to ``path`` under a temporary name, synced and renamed into place, so a
+    crash never leaves a partial file at ``path``. A model's ``pretrained_cfg`` is stored in the metadata
+    (``zoo.pretrained_cfg``) so that ``create_model(arch, checkpoint_path=path)`` gets its preprocessing
+    and class count back; ``metadata`` values that are not strings are stored as JSON (a
+    ``zoo.model_args`` dict, e.g. ``{"stem": "cifar"}``, is used as builder defaults when loading).
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if isinstance(obj, nn.Module):
+        state = obj.state_dict()
+        cfg = getattr(obj, "pretrained_cfg", None)
+    else:
+        state, cfg = dict(obj), None
+    meta = {"format": "pt"}
+    if cfg:
+        meta["zoo.pretrained_cfg"] = json.dumps(_jsonable(cfg), sort_keys=True)
+    for key, value in (metadata or {}).items():
+        meta[str(key)] = value if isinstance(value, str) else json.dumps(_jsonable(value), sort_keys=True)
+    tensors: dict[str, torch.Tensor] = {}
+    storages: set[int] = set()
+    for key, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"state dict entry {key!r} is a {type(tensor).__name__}, not a tensor")
+        if tensor.is_meta:
+            raise ValueError(f"{key} is on the meta device and has no values to save")
+        t = tensor.detach().to("cpu").contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        # safetensors refuses tensors that share memory (tied or aliased weights): save copies.
+        if ptr in storages:
+            t = t.clone()
+        storages.add(t.untyped_storage().data_ptr())
+        tensors[key] = t
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata=meta)
+        with open(tmp, "rb+") as f:
+            _sort_header_metadata(f)
+    sha = sha256_file(path)
+    mark_verified(path, sha)
+    return SavedWeights(path, sha, path.stat().st_size)

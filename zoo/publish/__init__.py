@@ -1,0 +1,314 @@
+"""Publishing: turn a finished training run into a verified model folder ready for the Hugging Face Hub.
+
+    zoo publish runs/mnist_cnn-fast --name mnist_cnn.mnist --out hub/mnist_cnn.mnist --bundle
+    zoo publish runs/resnet20-fmnist --name resnet20.fashion_mnist --repo-id ORG/resnet20.fashion_mnist --push
+
+The folder holds ``model.safetensors`` (with the architecture, tag, classes and preprocessing in its
+metadata), ``config.json`` in timm's layout, a ``README.md`` model card, the training curves and the
+confusion matrix of a fresh evaluation. Before anything is written, three checks must pass:
+
+1. the safetensors round trip gives back every tensor of the checkpoint, bit for bit;
+2. where torchvision builds the same architecture, its model loads the file and gives the same outputs;
+3. a fresh evaluation of the exported file reproduces the run's recorded top-1 within ``tolerance`` points.
+
+A failed check writes nothing and says which check failed and by how much. The manifest entry
+(SHA-256, size, metrics and the commands behind them) is written last, after the folder is in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from zoo.publish.card import WEIGHTS_FILE, model_card, timm_config
+from zoo.publish.checks import Check, PublishError, check_eval, check_round_trip, check_torchvision
+from zoo.registry import is_model, split_model_name_tag
+from zoo.utils.files import atomic_path
+
+__all__ = ["WEIGHTS_FILE", "PublishError", "PublishResult", "publish"]
+
+
+@dataclass
+class PublishResult:
+    """What ``publish`` produced."""
+
+    name: str
+    out_dir: Path | None
+    sha256: str
+    size: int
+    metrics: dict[str, Any]
+    checks: list[Check] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    manifest_entry: dict[str, Any] | None = None
+    commit_url: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise PublishError(f"{path.parent} has no {path.name}: {what}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise PublishError(f"{path} is not valid JSON ({e})") from None
+
+
+def _load_run(run_dir: Path, checkpoint: Path | None) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    if not run_dir.is_dir():
+        raise PublishError(f"run folder {run_dir} does not exist (give the --output folder of `zoo train`)")
+    config = _read_json(run_dir / "config.json", "it is not a finished `zoo train` run folder")
+    run = _read_json(run_dir / "run.json", "it is not a `zoo train` run folder")
+    ckpt = checkpoint or run_dir / config.get("weights", "best.safetensors")
+    if not ckpt.is_file():
+        raise PublishError(
+            f"no checkpoint to publish: {ckpt} does not exist (`zoo train` writes best.safetensors after its "
+            "first finished epoch; pass --checkpoint FILE to publish another safetensors file)"
+        )
+    return config, run, ckpt
+
+
+def _train_seconds(run_dir: Path) -> float | None:
+    """The run's training time: the sum of its epochs' times in metrics.csv (None if it has none)."""
+    import csv
+
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        per_epoch = {row["epoch"]: float(row["epoch_time"]) for row in csv.DictReader(f) if row.get("epoch_time")}
+    return round(sum(per_epoch.values()), 1) if per_epoch else None
+
+
+def _recorded_top1(ckpt: Path, run: dict[str, Any]) -> float:
+    from zoo.hub.load import read_metadata
+
+    meta = read_metadata(ckpt)
+    try:
+        return float(meta["metric"])
+    except (KeyError, ValueError):
+        pass
+    if run.get("best_metric") is None:
+        raise PublishError(f"the run records no validation accuracy to check {ckpt} against (run.json best_metric)")
+    return float(run["best_metric"])
+
+
+def _build(arch: str, config: dict[str, Any], ckpt: Path, tag: str) -> nn.Module:
+    from zoo.errors import WeightsError
+    from zoo.factory import create_model
+    from zoo.hub.load import load_weights
+
+    model = create_model(arch, **config.get("model_args", {}))
+    try:
+        load_weights(model, ckpt)
+    except WeightsError as e:
+        raise PublishError(str(e)) from None
+    cfg = {**model.pretrained_cfg, **config.get("pretrained_cfg", {})}
+    cfg.update(architecture=arch, tag=tag, num_classes=model.num_classes)
+    if config.get("label_names"):
+        cfg["label_names"] = list(config["label_names"])
+    cfg["input_size"] = tuple(cfg["input_size"])
+    model.pretrained_cfg = cfg
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def _install(staging: Path, out_dir: Path, force: bool) -> None:
+    """Move the staged folder to ``out_dir``; an existing folder (``force``) is swapped out, then removed."""
+    old = None
+    if out_dir.exists():
+        if not force:
+            raise PublishError(f"{out_dir} exists; pass --force to replace it")
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+    os.replace(staging, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _bundle(staged_weights: Path, name: str) -> str:
+    from zoo.hub.manifest import weights_dir
+
+    target = weights_dir() / f"{name}.safetensors"
+    with atomic_path(target) as tmp:
+        shutil.copyfile(staged_weights, tmp)
+    return target.name
+
+
+# ---------------------------------------------------------------------------------------------- publish
+
+
+def publish(
+    run_dir: str | os.PathLike[str],
+    name: str,
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    checkpoint: str | os.PathLike[str] | None = None,
+    data_dir: str | None = None,
+    repo_id: str | None = None,
+    push: bool = False,
+    dry_run: bool = False,
+    force: bool = False,
+    bundle: bool = False,
+    update_manifest: bool = True,
+    default: bool = True,
+    license_id: str = "bsd-3-clause",
+    tolerance: float = 0.1,
+    batch_size: int = 1000,
+    api: Any = None,
+) -> PublishResult:
+    """Check a training run's weights and write them as a Hub-ready folder (see the module docstring).
+
+    ``bundle`` also copies the weights into ``weights/`` as a bundled file; ``push`` uploads the folder
+    to ``repo_id`` through ``huggingface_hub`` (``api`` replaces its ``HfApi``); ``dry_run`` runs every
+    check and shows what would be written and uploaded, writing nothing.
+    """
+    arch, tag = split_model_name_tag(name)
+    if not tag:
+        raise PublishError(f"--name {name!r} needs a weights tag: 'arch.tag', e.g. '{arch}.mnist'")
+    if not is_model(arch):
+        raise PublishError(f"--name {name!r}: {arch!r} is not a registered model (`zoo list`)")
+    if out_dir is None and not dry_run:
+        raise PublishError("give --out FOLDER for the published files")
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and out.exists() and not force and not dry_run:
+        raise PublishError(f"{out} exists; pass --force to replace it")
+    if push and not repo_id:
+        from zoo.hub.manifest import hub_org
+
+        repo_id = f"{hub_org()}/{name}"
+    config, run, ckpt = _load_run(Path(run_dir), Path(checkpoint) if checkpoint else None)
+    run = {**run, "train_seconds": _train_seconds(Path(run_dir))}
+    if config.get("architecture") and config["architecture"] != arch:
+        raise PublishError(f"{run_dir} trained {config['architecture']!r}, not {arch!r} (from --name {name!r})")
+    recorded = _recorded_top1(ckpt, run)
+    model = _build(arch, config, ckpt, tag)
+    original = model.state_dict()
+
+    from zoo.evaluation import plot_confusion
+    from zoo.hub.save import save_weights
+
+    parent = (out.parent if out is not None else Path(tempfile.gettempdir())).resolve()
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.staging-", dir=parent))
+    try:
+        meta = {"zoo.architecture": arch, "zoo.tag": tag, "zoo.num_classes": str(model.num_classes),
+                "zoo.model_args": config.get("model_args", {})}  # fmt: skip
+        saved = save_weights(model, staging / WEIGHTS_FILE, meta)
+        checks = [check_round_trip(original, saved.path), check_torchvision(arch, model, saved.path)]
+        data_hint = data_dir or run.get("data_dir") or "DATA"
+        eval_command = (
+            f"zoo eval {name} --pretrained --dataset {run['dataset']} --data-dir {shlex.quote(str(data_hint))}"
+        )
+        if checks[0].passed:
+            check, results, info = check_eval(saved.path, arch, run, recorded, data_dir, tolerance, batch_size)
+            checks.append(check)
+        failed = [c for c in checks if c.passed is False]
+        if failed:
+            report = "\n".join(c.line() for c in checks)
+            raise PublishError(f"{name} was not published: {', '.join(c.name for c in failed)} failed\n{report}")
+
+        extra_files = []
+        if (Path(run_dir) / "curves.png").is_file():
+            shutil.copyfile(Path(run_dir) / "curves.png", staging / "curves.png")
+            extra_files.append("curves.png")
+        title = f"{name} ({info.name} test)"
+        plot_confusion(results["confusion"], results["label_names"], staging / "confusion.png", title)
+        extra_files.append("confusion.png")
+        _write_text(staging / "config.json", json.dumps(timm_config(model, arch, config), indent=2) + "\n")
+        card = model_card(name, model, config, run, results, info, checks, license_id, repo_id, eval_command,
+                           extra_files)  # fmt: skip
+        _write_text(staging / "README.md", card)
+        keep = ("acc1", "acc5", "loss", "count", "per_class_acc", "label_names", "confusion")
+        _write_text(staging / "eval.json", json.dumps({k: results[k] for k in keep}, indent=1) + "\n")
+        files = sorted(p.name for p in staging.iterdir())
+        metrics = {"top1": round(results["acc1"], 2), "top5": round(results["acc5"], 2), "command": eval_command}
+        result = PublishResult(name, out, saved.sha256, saved.size, metrics, checks, files)
+        if dry_run:
+            result.out_dir = None
+            return result
+        entry = _manifest_entry(name, model, run, info, saved, metrics, license_id, repo_id, bundle, push, default)
+        if update_manifest:
+            from zoo.hub.manifest import validate_entry
+
+            validate_entry(name, entry, check_files=False)  # a bad entry fails before any file is moved
+        if push:
+            result.commit_url = _push(staging, repo_id, name, force, api)  # type: ignore[arg-type]
+        assert out is not None
+        _install(staging, out, force)
+        if update_manifest:
+            from zoo.hub.manifest import update_entry
+
+            if bundle:
+                _bundle(out / WEIGHTS_FILE, name)
+            result.manifest_entry = update_entry(name, entry)
+        return result
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _manifest_entry(
+    name: str, model: nn.Module, run: dict[str, Any], info: Any, saved: Any, metrics: dict[str, Any],
+    license_id: str, repo_id: str | None, bundle: bool, push: bool, default: bool,
+) -> dict[str, Any]:  # fmt: skip
+    cfg = model.pretrained_cfg
+    if bundle:
+        source: dict[str, Any] = {"type": "bundled", "path": f"{name}.safetensors"}
+    else:
+        source = {"type": "hub", "repo_id": repo_id or f"{{org}}/{name}", "filename": WEIGHTS_FILE, "revision": "main"}
+    return {
+        "status": "published" if bundle or push else "unpublished",
+        "default": default,
+        "source": source,
+        "sha256": saved.sha256,
+        "size": saved.size,
+        "num_classes": model.num_classes,
+        "label_names": list(cfg.get("label_names") or []) or None,
+        "input_size": list(cfg["input_size"]),
+        "interpolation": cfg.get("interpolation", "bilinear"),
+        "crop_pct": cfg.get("crop_pct", 1.0),
+        "mean": list(cfg["mean"]),
+        "std": list(cfg["std"]),
+        "model_args": {k: v for k, v in run.get("model_args", {}).items() if k not in ("num_classes", "in_chans")},
+        "dataset": info.name,
+        "metrics": {**metrics, "measured_by": "zoo publish (fresh evaluation of the exported file)"},
+        "license": license_id,
+        "origin": {
+            "command": run.get("zoo_command") or run.get("command", ""),
+            "recipe": (run.get("recipe") or {}).get("name", ""),
+            "best_epoch": run.get("best_epoch"),
+            "epochs": run.get("epochs_done"),
+            "train_seconds": run.get("train_seconds"),
+            "device": run.get("device"),
+            "published_by": f"zoo publish {name}",
+        },
+    }
+
+
+def _push(folder: Path, repo_id: str, name: str, force: bool, api: Any) -> str:
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+    api.create_repo(repo_id=repo_id, repo_type="model", exist_ok=True)
+    if api.file_exists(repo_id=repo_id, filename=WEIGHTS_FILE) and not force:
+        raise PublishError(f"{repo_id} already has a {WEIGHTS_FILE}; pass --force to publish a new revision over it")
+    commit = api.upload_folder(
+        repo_id=repo_id, repo_type="model", folder_path=str(folder), commit_message=f"zoo publish {name}"
+    )
+    return str(getattr(commit, "commit_url", commit))

@@ -1,0 +1,183 @@
+"""Checkpoints and run records: everything a run needs to resume exactly, written atomically.
+
+A run folder holds ``last.pt`` (model, optimiser, scheduler, AMP scaler, EMA, RNG states, epoch, best metric),
+``config.json`` (how to rebuild the model) and ``run.json`` (dataset, recipe, command line, status).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from zoo.utils.files import atomic_path, write_json
+
+__all__ = ["CHECKPOINT_VERSION", "CheckpointMixin", "atomic_torch_save", "find_resume", "model_arch", "rng_state",
+           "seed_everything", "set_rng_state"]  # fmt: skip
+
+CHECKPOINT_VERSION = 1
+
+
+def model_arch(model: nn.Module) -> str:
+    """The registered architecture of a zoo model (its class name for any other model)."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return cfg.get("architecture") or type(model).__name__
+
+
+def find_resume(resume: str | os.PathLike) -> Path:
+    """The ``last.pt`` to resume from, given a run folder or the file itself."""
+    path = Path(resume)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"nothing to resume: {path} does not exist")
+    return path
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global RNG state, as tensors and plain values (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+class CheckpointMixin:
+    """The trainer's state as a checkpoint and as the run's ``config.json`` and ``run.json``."""
+
+    def _eval_module(self) -> nn.Module:
+        if self.ema is not None and self.recipe.eval_model == "ema":
+            return self.ema.module
+        return self.model_without_ddp
+
+    def _state(self, epoch: int, batch: int, partial: dict[str, float] | None) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "arch": model_arch(self.model_without_ddp),
+            "epoch": epoch,  # the epoch to run next (or the one in progress when batch > 0)
+            "batch": batch,  # batches of that epoch already trained
+            "global_step": self.global_step,
+            "model": self.model_without_ddp.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "eval_weights": "ema" if self.ema is not None and self.recipe.eval_model == "ema" else "model",
+            "rng": rng_state(),
+            "loader_generator": self.loader_generator.get_state() if not self.tensor_data else None,
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "partial": partial,
+            "history": self.history,
+            "recipe": self.recipe.to_dict(),
+        }
+
+    def _load_state(self, ckpt: dict[str, Any]) -> None:
+        if ckpt.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"{self.resume_path}: unsupported checkpoint version {ckpt.get('version')}")
+        arch = model_arch(self.model_without_ddp)
+        if ckpt.get("arch") != arch:
+            raise ValueError(f"{self.resume_path} is a checkpoint of {ckpt.get('arch')}, not {arch}")
+        self.model_without_ddp.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scheduler is not None and ckpt.get("scheduler") is not None:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.scaler is not None and ckpt.get("scaler") is not None:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None and ckpt.get("ema") is not None:
+            self.ema.module.load_state_dict(ckpt["ema"])
+        self.global_step = ckpt["global_step"]
+        self.best_metric, self.best_epoch = ckpt["best_metric"], ckpt["best_epoch"]
+        self.history = list(ckpt.get("history") or [])
+        self.start_epoch, self.start_batch = ckpt["epoch"], ckpt["batch"]
+        self.partial = ckpt.get("partial")
+        set_rng_state(ckpt["rng"])
+        if ckpt.get("loader_generator") is not None and not self.tensor_data:
+            self.loader_generator.set_state(ckpt["loader_generator"])
+
+    def _save_checkpoint(self, epoch: int, batch: int = 0, partial: dict[str, float] | None = None) -> None:
+        if self.out_dir is None or not self.is_main:
+            return
+        atomic_torch_save(self._state(epoch, batch, partial), self.out_dir / "last.pt")
+
+    def _model_config(self) -> dict[str, Any]:
+        m = self.model_without_ddp
+        cfg = dict(getattr(m, "pretrained_cfg", None) or {})
+        cfg["num_classes"] = self._num_classes()
+        if self.label_names:
+            cfg["label_names"] = list(self.label_names)
+        mean, std = getattr(self.train_set, "mean", None), getattr(self.train_set, "std", None)
+        if mean is not None and std is not None:
+            cfg["mean"], cfg["std"] = tuple(mean), tuple(std)
+        input_size = self.run_info.get("input_size")
+        if input_size:
+            cfg["input_size"] = tuple(input_size)
+        return {
+            "architecture": model_arch(m),
+            "model_args": self.model_args,
+            "num_classes": cfg["num_classes"],
+            "num_features": getattr(m, "num_features", None),
+            "label_names": cfg.get("label_names"),
+            "pretrained_cfg": cfg,
+            "weights": "best.safetensors",
+        }
+
+    def _write_run_json(self, status: str, error: str | None = None) -> None:
+        if self.out_dir is None or not self.is_main:
+            return
+        write_json(
+            {
+                **self.run_info,
+                "status": status,
+                "error": error,
+                "architecture": model_arch(self.model_without_ddp),
+                "model_args": self.model_args,
+                "label_names": self.label_names,
+                "recipe": self.recipe.to_dict(),
+                "device": str(self.device),
+                "world_size": self.world,
+                "deterministic": self.deterministic,
+                "epochs_done": len(self.history),
+                "best_metric": self.best_metric,
+                "best_epoch": self.best_epoch,
+                "last": self.history[-1] if self.history else None,
+                "torch": torch.__version__,
+                "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            },
+            self.out_dir / "run.json",
+        )

@@ -1,0 +1,68 @@
+"""Distributed training set-up and teardown (``torchrun``): one process group per run, ended on every rank."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import torch
+
+__all__ = ["current_group", "distributed_session", "init_distributed", "rank_world"]
+
+
+def current_group() -> Any:
+    """``torch.distributed`` when a process group is initialised, else None."""
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def rank_world() -> tuple[int, int]:
+    """This process's rank and the world size (0, 1 without a process group)."""
+    d = current_group()
+    return (d.get_rank(), d.get_world_size()) if d else (0, 1)
+
+
+def init_distributed(device_arg: str) -> tuple[int, int, torch.device]:
+    """Join the process group ``torchrun`` describes (gloo on CPU, nccl on CUDA); returns (rank, world, device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device_arg == "auto" else device_arg.startswith("cuda")
+    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu") if device_arg in ("auto", "cuda") else None
+    if device is None:
+        device = torch.device(device_arg)
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            if use_cuda:
+                torch.cuda.set_device(device)
+            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        return dist.get_rank(), dist.get_world_size(), device
+    return 0, 1, device
+
+
+@contextmanager
+def distributed_session(device_arg: str) -> Iterator[tuple[int, int, torch.device]]:
+    """``init_distributed`` for the length of a block, then a barrier and ``destroy_process_group`` on every rank.
+
+    The barrier keeps a rank from tearing its group down while another still uses it (rank 0 writing the
+    run's last files): a one-sided teardown aborts the other ranks' communication threads. On an error the
+    barrier is skipped, since the other ranks may never reach it, and the group is still destroyed.
+    """
+    rank, world, device = init_distributed(device_arg)
+    failed = False
+    try:
+        yield rank, world, device
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        d = current_group()
+        if d is not None:
+            if not failed:
+                d.barrier()
+            with suppress(Exception):
+                d.destroy_process_group()

@@ -1,0 +1,110 @@
+"""What a run reports after each epoch: validation, the best weights, logs, sample predictions, the epoch line."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+__all__ = ["ReportingMixin", "denormalize"]
+
+
+def denormalize(images: torch.Tensor, mean: Any, std: Any) -> torch.Tensor:
+    """Undo normalisation for display (min-max scaling when the statistics are unknown)."""
+    if mean is None or std is None:
+        lo = images.amin(dim=(1, 2, 3), keepdim=True)
+        hi = images.amax(dim=(1, 2, 3), keepdim=True)
+        return (images - lo) / (hi - lo).clamp(min=1e-6)
+    m = torch.tensor(mean).view(1, -1, 1, 1)
+    s = torch.tensor(std).view(1, -1, 1, 1)
+    return (images * s + m).clamp(0, 1)
+
+
+class ReportingMixin:
+    """End-of-epoch work of the trainer: evaluate, keep the best weights, checkpoint, log and print."""
+
+    def _divergence_message(self, epoch: int, batch: int, value: float) -> str:
+        lr = self.optimizer.param_groups[0]["lr"]
+        kept = (
+            f"the last good checkpoint, {self.out_dir / 'last.pt'} (after epoch {len(self.history)}), is kept"
+            if self.out_dir is not None and (self.out_dir / "last.pt").exists()
+            else "no checkpoint was written yet"
+        )
+        return (
+            f"the training loss became {value} at epoch {epoch + 1}, batch {batch + 1} (lr {lr:.3g}); stopping. "
+            f"{kept}. Lower the learning rate (--lr) or check the data for NaN/inf values."
+        )
+
+    def _end_epoch(self, epoch: int, train_metrics: dict[str, float]) -> None:
+        from zoo.evaluation import evaluate
+
+        r = self.recipe
+        if self.scheduler is not None and not r.sched_on_updates:
+            self.scheduler.step(epoch + 1)
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **train_metrics}
+        if self.val_set is not None:
+            results = evaluate(
+                self._eval_module(), self.val_set, batch_size=r.eval_batch_size, workers=r.workers,
+                device=self.device, num_classes=self._num_classes(), label_names=self.label_names or None,
+                amp=self.amp, channels_last=self.channels_last,
+            )  # fmt: skip
+            row.update(val_loss=results["loss"], val_acc1=results["acc1"], val_acc5=results["acc5"])
+            metric = results["acc1"]
+        else:
+            metric = -train_metrics["train_loss"]
+        row["time"] = time.time()
+        self.history.append(row)
+        is_best = self.best_metric is None or metric > self.best_metric
+        if is_best:
+            self.best_metric, self.best_epoch = metric, epoch + 1
+        if self.is_main:
+            if self.out_dir is not None:
+                if is_best:
+                    from zoo.hub.save import save_weights
+
+                    # With the config in its metadata, create_model(arch, checkpoint_path=...) rebuilds the
+                    # model as trained: classes, channels, stem, label names and normalisation.
+                    config = self._model_config()
+                    meta = {
+                        "architecture": config["architecture"], "epoch": str(epoch + 1), "metric": repr(metric),
+                        "zoo.model_args": self.model_args, "zoo.pretrained_cfg": config["pretrained_cfg"],
+                    }  # fmt: skip
+                    save_weights(self._eval_module().state_dict(), self.out_dir / "best.safetensors", meta)
+                self._save_checkpoint(epoch + 1)
+                self._write_run_json("running")
+            if self.loggers is not None:
+                self.loggers.log_epoch(epoch + 1, row, self.history)
+                if self.loggers.wants_samples:
+                    self._log_samples(epoch + 1)
+            print(self._epoch_line(row, is_best), flush=True)
+
+    def _log_samples(self, epoch: int, n: int = 16) -> None:
+        dataset = self.val_set if self.val_set is not None else self.train_set
+        step = max(1, len(dataset) // n)  # type: ignore[arg-type]
+        items = [dataset[i] for i in range(0, min(len(dataset), step * n), step)][:n]  # type: ignore[arg-type]
+        images = torch.stack([x for x, _ in items])
+        labels = [int(y) for _, y in items]
+        module = self._eval_module()
+        was_training = module.training
+        module.eval()
+        with torch.no_grad():
+            x = images.to(self.device)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            preds = module(x).argmax(1).tolist()
+        module.train(was_training)
+        names = self.label_names or [str(i) for i in range(self._num_classes())]
+        titles = [f"{names[p]} / {names[t]}" for p, t in zip(preds, labels, strict=True)]
+        shown = denormalize(images, getattr(dataset, "mean", None), getattr(dataset, "std", None))
+        self.loggers.log_samples(epoch, shown, titles)
+
+    def _epoch_line(self, row: dict[str, Any], is_best: bool) -> str:
+        parts = [f"epoch {row['epoch']}/{self.recipe.epochs}", f"train loss {row['train_loss']:.4f}"]
+        if row.get("train_acc1") is not None:
+            parts.append(f"acc {row['train_acc1']:.2f}")
+        if row.get("val_acc1") is not None:
+            parts.append(f"val loss {row['val_loss']:.4f} top-1 {row['val_acc1']:.2f} top-5 {row['val_acc5']:.2f}")
+        parts.append(f"lr {row['lr']:.2e}")
+        parts.append(f"{row['epoch_time']:.1f}s ({row['img_per_s'] * self.world:.0f} img/s)")
+        return "  ".join(parts) + ("  *" if is_best else "")

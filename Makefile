@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test lint bench docs clean
+.PHONY: venv demo test lint bench bench-quick docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,15 @@ test: venv  ## lint, import contracts, then the whole test suite
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
-bench: venv
+bench: venv  ## the CPU benchmark suite against torchvision and timm; results in benchmarks/results/
 	$(BIN)/python benchmarks/import_time.py
+	$(BIN)/python benchmarks/inference.py
+	$(BIN)/python benchmarks/train_overhead.py
+
+bench-quick: venv  ## every benchmark script once on tiny settings (CI): checks that they run, keeps no results
+	$(BIN)/python benchmarks/import_time.py --quick --out $$(mktemp -d)
+	$(BIN)/python benchmarks/inference.py --quick --out $$(mktemp -d)
+	$(BIN)/python benchmarks/train_overhead.py --quick --out $$(mktemp -d)
 
 docs: venv
 	$(BIN)/python docs/gen_tables.py

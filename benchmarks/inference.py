@@ -1,0 +1,80 @@
+"""CPU inference throughput of zoo's models against torchvision's identical ones, in one process.
+
+    python benchmarks/inference.py            # resnet18, resnet50, vgg16 at batch 1 and 32
+    python benchmarks/inference.py --quick    # resnet18 only, few steps: checks that the script runs
+
+Both models hold the same weights (torchvision's state_dict is loaded into zoo's model, which has the same
+keys), run in eval mode under torch.inference_mode with channels_last, and are timed in alternating rounds
+so that drift of the shared machine hits both alike. The ratio zoo / torchvision of the median img/s should
+be 1.0: zoo's forward is torchvision's; a ratio below 0.98 is a bug to find.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_info, print_machine, write_results  # noqa: E402
+
+
+def _time(model: torch.nn.Module, x: torch.Tensor, steps: int) -> list[float]:
+    times = []
+    with torch.inference_mode():
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    import torchvision
+
+    import zoo
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "vgg16"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per round (default 5)")
+    parser.add_argument("--quick", action="store_true", help="resnet18 at batch 1 and 4, 2 rounds of 2 steps")
+    parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
+    args = parser.parse_args()
+    if args.quick:
+        args.models, args.batch_sizes, args.rounds, args.steps = ["resnet18"], [1, 4], 2, 2
+    info = machine_info()
+    print_machine(info)
+    rows = []
+    for name in args.models:
+        reference = torchvision.models.get_model(name).eval()
+        model = zoo.create_model(name).eval()
+        model.load_state_dict(reference.state_dict())
+        for m in (reference, model):
+            m.to(memory_format=torch.channels_last)
+        for batch in args.batch_sizes:
+            x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                assert torch.equal(model(x), reference(x)), f"{name}: zoo and torchvision outputs differ"
+            times: dict[str, list[float]] = {"zoo": [], "torchvision": []}
+            for _ in range(args.rounds):
+                times["zoo"] += _time(model, x, args.steps)
+                times["torchvision"] += _time(reference, x, args.steps)
+            zoo_ips = batch / statistics.median(times["zoo"])
+            tv_ips = batch / statistics.median(times["torchvision"])
+            row = {"model": name, "batch": batch, "zoo_img_s": round(zoo_ips, 2), "torchvision_img_s": round(tv_ips, 2),
+                   "ratio": round(zoo_ips / tv_ips, 3), "steps": args.rounds * args.steps}  # fmt: skip
+            rows.append(row)
+            print(f"{name:<10} batch {batch:>3}: zoo {zoo_ips:8.1f} img/s  torchvision {tv_ips:8.1f} img/s  "
+                  f"zoo/torchvision {row['ratio']:.3f}", flush=True)  # fmt: skip
+    path = write_results("inference" + ("-quick" if args.quick else ""), rows, info, args.out)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""What machine a benchmark ran on, and one place that writes its results (CSV and JSON with that header).
+
+Imported by the scripts in this folder: ``from machine import machine_info, write_results``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, Python and library versions (and the GPU, when there is one)."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    for lib in ("torchvision", "timm"):
+        try:
+            info[lib] = __import__(lib).__version__
+        except ImportError:
+            info[lib] = None
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def print_machine(info: dict[str, Any]) -> None:
+    """One line a reader can compare against their own machine."""
+    gpu = f", GPU {info['gpu']} (CUDA {info['cuda']})" if info.get("gpu") else ""
+    print(f"machine: {info['cpu']}, {info['cores']} cores ({info['torch_threads']} torch threads){gpu}; "
+          f"torch {info['torch']}, torchvision {info['torchvision']}, timm {info['timm']}; {info['date']}")  # fmt: skip
+
+
+def write_results(name: str, rows: list[dict[str, Any]], info: dict[str, Any], out_dir: Path | None = None) -> Path:
+    """Write ``rows`` as ``<name>.csv`` and ``<name>.json`` (with the machine) into ``out_dir`` (default results/)."""
+    folder = Path(out_dir) if out_dir else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1) + "\n")
+    with open(folder / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder / f"{name}.csv"

@@ -1,0 +1,106 @@
+"""The trainer's own cost: ``zoo.training.fit`` against a plain PyTorch loop on the same work, in one process.
+
+    python benchmarks/train_overhead.py            # resnet20 on 32x32 and mnist_cnn on 28x28, 3 rounds each
+    python benchmarks/train_overhead.py --quick    # mnist_cnn, small: checks that the script runs
+
+Same model (same initial weights), same images already in memory (a uint8 tensor, as zoo keeps MNIST and
+small folders), same optimiser (SGD with momentum, timm's create_optimizer_v2), batch size, channels_last
+and no augmentation, no EMA and no validation, so that the only difference is the trainer: its loader,
+bookkeeping, progress and checks. Rounds alternate between the two; the medians of img/s are compared, and
+the trainer's overhead (1 - zoo / plain) should stay under 5 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_info, print_machine, write_results  # noqa: E402
+
+
+def _plain_loop(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int, stats: tuple, lr: float
+) -> float:
+    """One epoch of the textbook loop; returns img/s."""
+    from timm.optim import create_optimizer_v2
+
+    optimizer = create_optimizer_v2(model, opt="momentum", lr=lr, weight_decay=0.0, momentum=0.9)
+    criterion = nn.CrossEntropyLoss()
+    m = torch.tensor(stats[0]).view(1, -1, 1, 1)
+    s = torch.tensor(stats[1]).view(1, -1, 1, 1)
+    model.train()
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    t0 = time.perf_counter()
+    seen = 0
+    for i in range(0, len(order) - batch + 1, batch):
+        idx = order[i : i + batch]
+        x = ((images[idx].float() / 255 - m) / s).contiguous(memory_format=torch.channels_last)
+        loss = criterion(model(x), labels[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += len(idx)
+    return seen / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    import zoo
+    from zoo.data import TensorImageDataset
+    from zoo.training import Recipe, fit
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["mnist_cnn", "resnet20"])
+    parser.add_argument("--images", type=int, default=4096, help="images per epoch (default 4096)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="mnist_cnn, 512 images, 2 rounds")
+    parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
+    args = parser.parse_args()
+    if args.quick:
+        args.models, args.images, args.rounds = ["mnist_cnn"], 512, 2
+    info = machine_info()
+    print_machine(info)
+    rows = []
+    g = torch.Generator().manual_seed(0)
+    for name in args.models:
+        base = zoo.create_model(name)
+        c, h, w = base.pretrained_cfg["input_size"]
+        images = torch.randint(0, 256, (args.images, c, h, w), dtype=torch.uint8, generator=g)
+        labels = torch.randint(0, base.num_classes, (args.images,), generator=g)
+        mean, std = base.pretrained_cfg["mean"], base.pretrained_cfg["std"]
+        dataset = TensorImageDataset(images, labels, [str(i) for i in range(base.num_classes)], mean, std)
+        recipe = Recipe(name="overhead", epochs=1, batch_size=args.batch_size, opt="momentum", lr=0.01, sched="none",
+                        ema=False, amp=False, channels_last=True, crop_pad=0, hflip=0.0, workers=0)  # fmt: skip
+        speeds: dict[str, list[float]] = {"zoo": [], "plain": []}
+        for _ in range(args.rounds):
+            model = zoo.create_model(name)
+            model.load_state_dict(base.state_dict())
+            result = fit(model.to(memory_format=torch.channels_last), dataset, None, recipe, None, progress=False)
+            speeds["zoo"].append(result.history[-1]["img_per_s"])
+            model = zoo.create_model(name)
+            model.load_state_dict(base.state_dict())
+            speeds["plain"].append(
+                _plain_loop(
+                    model.to(memory_format=torch.channels_last), images, labels, args.batch_size, mean, std, 0.01
+                )
+            )
+        zoo_ips, plain_ips = statistics.median(speeds["zoo"]), statistics.median(speeds["plain"])
+        row = {"model": name, "images": args.images, "batch": args.batch_size, "zoo_img_s": round(zoo_ips, 1),
+               "plain_img_s": round(plain_ips, 1), "overhead_pct": round(100 * (1 - zoo_ips / plain_ips), 2),
+               "rounds": args.rounds}  # fmt: skip
+        rows.append(row)
+        print(f"{name:<10} fit {zoo_ips:8.1f} img/s  plain loop {plain_ips:8.1f} img/s  "
+              f"trainer overhead {row['overhead_pct']:+.2f} %", flush=True)  # fmt: skip
+    path = write_results("train_overhead" + ("-quick" if args.quick else ""), rows, info, args.out)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Model benchmarks (``zoo bench``): inference and training-step throughput, MACs, parameters and peak memory.
+
+Like timm's ``benchmark.py``: build the model, run a few warm-up steps, then time each step separately and
+report the median, so that one slow step (a page fault, another process) does not move the result. MACs come
+from PyTorch's own ``torch.utils.flop_counter`` (one multiply-add counts as two FLOPs there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+__all__ = ["DTYPES", "BenchResult", "benchmark_model", "count_macs", "peak_memory_mb"]
+
+DTYPES = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class BenchResult:
+    """One benchmark: what was measured, on what, and the medians."""
+
+    model: str
+    device: str
+    batch_size: int
+    input_size: tuple[int, int, int]
+    dtype: str
+    channels_last: bool
+    compiled: bool
+    params: int
+    gmacs: float  # per sample, at input_size
+    infer_samples_per_s: float | None = None
+    infer_step_ms: float | None = None
+    train_samples_per_s: float | None = None
+    train_step_ms: float | None = None
+    peak_memory_mb: float | None = None
+    steps: int = 0
+    torch_version: str = field(default_factory=lambda: torch.__version__)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result as plain values (for CSV and JSON)."""
+        out = asdict(self)
+        out["input_size"] = "x".join(map(str, self.input_size))
+        return out
+
+
+def count_macs(model: nn.Module, example: torch.Tensor) -> float:
+    """Multiply-accumulate operations of one forward pass of ``example`` (all samples together)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), counter:
+            model(example)
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() / 2
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory: the CUDA allocator's high-water mark, or on CPU the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource
+    except ImportError:  # Windows
+        return float("nan")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+
+
+def _autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed_steps(step: Callable[[], None], warmup: int, steps: int, device: torch.device) -> list[float]:
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+@contextlib.contextmanager
+def _train_mode(model: nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.train()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def benchmark_model(
+    model_name: str,
+    *,
+    batch_size: int = 32,
+    input_size: tuple[int, int, int] | None = None,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    channels_last: bool = True,
+    compile_mode: str | None = None,
+    warmup: int = 3,
+    steps: int = 10,
+    inference: bool = True,
+    train: bool = True,
+    model_kwargs: dict[str, Any] | None = None,
+) -> BenchResult:
+    """Benchmark ``model_name`` (built with ``model_kwargs``, random weights) on random data.
+
+    ``compile_mode`` runs ``torch.compile(model, mode=compile_mode)`` ("default" for its default mode).
+    Training steps use SGD with momentum and cross-entropy on random labels, like timm's benchmark.
+    """
+    from zoo.factory import create_model
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
+    dev = torch.device(device)
+    if dtype == "fp16" and dev.type != "cuda":
+        raise ValueError("dtype fp16 needs a CUDA device; use bf16 on the CPU")
+    if batch_size < 1 or warmup < 0 or steps < 1:
+        raise ValueError(f"batch_size ({batch_size}) and steps ({steps}) must be >= 1, warmup ({warmup}) >= 0")
+    if not (inference or train):
+        raise ValueError("nothing to measure: enable inference, training or both")
+    model = create_model(model_name, **(model_kwargs or {}))
+    size = tuple(input_size) if input_size else tuple(model.pretrained_cfg["input_size"])
+    if len(size) != 3 or any(not isinstance(v, int) or v < 1 for v in size):
+        raise ValueError(f"input_size={size!r} is invalid: give three positive ints, channels height width")
+    params = sum(p.numel() for p in model.parameters())
+    macs = count_macs(model, torch.zeros(1, *size))
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(dev, memory_format=memory)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    runner: nn.Module = torch.compile(model, mode=None if compile_mode == "default" else compile_mode) if (
+        compile_mode
+    ) else model  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch_size, *size, generator=g).to(dev).contiguous(memory_format=memory)
+    result = BenchResult(
+        model_name, str(dev), batch_size, size, dtype, channels_last, compile_mode is not None, params, macs / 1e9,
+        steps=steps,
+    )  # fmt: skip
+    if inference:
+        model.eval()
+
+        def infer() -> None:
+            with torch.inference_mode(), _autocast(dev, dtype):
+                runner(x)
+
+        times = _timed_steps(infer, warmup, steps, dev)
+        median = statistics.median(times)
+        result.infer_step_ms, result.infer_samples_per_s = median * 1e3, batch_size / median
+    if train:
+        num_classes = getattr(model, "num_classes", 0)
+        y = torch.randint(0, max(num_classes, 1), (batch_size,), generator=g).to(dev)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        criterion = nn.CrossEntropyLoss()
+        scaler = torch.amp.GradScaler("cuda", enabled=dtype == "fp16")
+
+        def train_step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(dev, dtype):
+                out = runner(x)
+                # A model without classifier (num_classes=0) returns features: any scalar of them trains it.
+                loss = criterion(out, y) if num_classes else out.float().mean()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+        with _train_mode(model):
+            times = _timed_steps(train_step, warmup, steps, dev)
+        median = statistics.median(times)
+        result.train_step_ms, result.train_samples_per_s = median * 1e3, batch_size / median
+    peak = peak_memory_mb(dev)
+    result.peak_memory_mb = None if math.isnan(peak) else peak
+    return result

@@ -1,0 +1,124 @@
+"""``zoo bench``: inference and training throughput, MACs, parameters and peak memory of models.
+
+zoo bench resnet50                              # fp32, batch 32, channels_last, CPU or CUDA
+zoo bench 'resnet*' --batch-size 1 --mode inference --format csv --output bench.csv
+zoo bench resnet20 --dtype bf16 --compile       # bf16 autocast, torch.compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+# column -> (header, format)
+_COLUMNS = {
+    "model": ("model", "{}"),
+    "batch_size": ("batch", "{}"),
+    "input_size": ("input", "{}"),
+    "dtype": ("dtype", "{}"),
+    "infer_samples_per_s": ("infer img/s", "{:.1f}"),
+    "infer_step_ms": ("infer ms/step", "{:.2f}"),
+    "train_samples_per_s": ("train img/s", "{:.1f}"),
+    "train_step_ms": ("train ms/step", "{:.2f}"),
+    "params": ("params (M)", "{:.2f}"),
+    "gmacs": ("GMACs", "{:.3f}"),
+    "peak_memory_mb": ("peak mem (MiB)", "{:.0f}"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``zoo bench``."""
+    parser.add_argument("models", nargs="+", metavar="MODEL", help="model names or fnmatch patterns ('resnet*')")
+    parser.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"), help="input size (default: model's)")
+    size.add_argument("--img-size", type=int, help="square input size, keeping the model's channels")
+    parser.add_argument("--mode", choices=("both", "inference", "train"), default="both", help="what to time")
+    parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast dtype (fp16: GPU)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                        help="NHWC memory format (default on)")  # fmt: skip
+    parser.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                        help="torch.compile the model (optionally with a mode, e.g. max-autotune)")  # fmt: skip
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps; the median is reported (default 10)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--stem", choices=("imagenet", "cifar"), help="build ResNet/VGG with this stem")
+    parser.add_argument("--num-classes", type=int, help="build with this many classes")
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+    parser.add_argument("--output", help="write the results to this file instead of standard output")
+
+
+def _format(rows: list[dict], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(rows, indent=1) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
+    table = [[h for h, _ in _COLUMNS.values()]]
+    for row in rows:
+        cells = []
+        for key, (_, spec) in _COLUMNS.items():
+            value = row[key]
+            if key == "params":
+                value = value / 1e6
+            cells.append("-" if value is None else spec.format(value))
+        table.append(cells)
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in table]  # fmt: skip
+    first = rows[0]
+    lines.append(
+        f"device {first['device']}, channels_last {first['channels_last']}, compiled {first['compiled']}, "
+        f"median of {first['steps']} timed steps, torch {first['torch_version']}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``zoo bench``."""
+    import torch
+
+    from zoo.benchmark import benchmark_model
+    from zoo.factory import list_models
+
+    names: list[str] = []
+    for pattern in args.models:
+        matched = list_models(pattern) if any(c in pattern for c in "*?[") else [pattern]
+        if not matched:
+            raise ValueError(f"no model matches {pattern!r}; `zoo list` lists them")
+        names += matched
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    kwargs = {k: v for k, v in (("stem", args.stem), ("num_classes", args.num_classes)) if v is not None}
+    rows = []
+    for name in dict.fromkeys(names):
+        size = tuple(args.input_size) if args.input_size else None
+        if args.img_size is not None:
+            from zoo.factory import create_model
+
+            channels = create_model(name, **kwargs).in_chans
+            size = (channels, args.img_size, args.img_size)
+        result = benchmark_model(
+            name, batch_size=args.batch_size, input_size=size, device=device, dtype=args.dtype,
+            channels_last=args.channels_last, compile_mode=args.compile, warmup=args.warmup, steps=args.steps,
+            inference=args.mode in ("both", "inference"), train=args.mode in ("both", "train"), model_kwargs=kwargs,
+        )  # fmt: skip
+        rows.append(result.as_dict())
+        if args.format == "table" and args.output is None and len(names) > 1:
+            print(f"{name}: done", file=sys.stderr, flush=True)
+    text = _format(rows, args.format)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0

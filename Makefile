@@ -6,11 +6,11 @@ STAMP  := $(VENV)/.installed-stamp
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test lint bench bench-quick docs clean
+.PHONY: venv demo test lint bench bench-quick docs site serve-docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e ".[dev,visdom]"
+	$(BIN)/python -m pip install -q -e ".[dev,visdom,docs]"
 	$(BIN)/python -c "import torch, torchvision, timm, safetensors, huggingface_hub, zoo"
 	touch $(STAMP)
 
@@ -35,8 +35,14 @@ bench-quick: venv  ## every benchmark script once on tiny settings (CI): checks 
 	$(BIN)/python benchmarks/inference.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/train_overhead.py --quick --out $$(mktemp -d)
 
-docs: venv
+docs: venv  ## rewrite the committed tables in docs/ from the registry and the manifest
 	$(BIN)/python docs/gen_tables.py
 
+site: venv  ## build the documentation site strictly into site/ (offline)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+serve-docs: venv  ## serve the documentation site on http://127.0.0.1:8000 while editing
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8000
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site

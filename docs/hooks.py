@@ -1,0 +1,24 @@
+"""MkDocs hook: the generated pages are rendered from the registry and the manifest at build time.
+
+``models_table.md`` and ``weights_table.md`` are also committed (readable on GitHub), but the site never
+shows the committed text: each build renders them again with ``docs/gen_tables.py``, so every number on the
+site traces to the code or ``weights/manifest.json``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+DOCS = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS))
+sys.path.insert(0, str(DOCS.parent))
+
+import gen_tables  # noqa: E402
+
+
+def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
+    """Replace a generated page's committed text with a fresh rendering."""
+    render = gen_tables.TABLES.get(page.file.src_uri)
+    return render() if render is not None else markdown

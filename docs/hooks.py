@@ -2,7 +2,8 @@
 
 ``models_table.md`` and ``weights_table.md`` are also committed (readable on GitHub), but the site never
 shows the committed text: each build renders them again with ``docs/gen_tables.py``, so every number on the
-site traces to the code or ``weights/manifest.json``.
+site traces to the code or ``weights/manifest.json``. The papers' architecture tables in ``models.md`` are
+placeholders filled from zoo's config tables (``docs/paper_tables.py``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,15 @@ sys.path.insert(0, str(DOCS))
 sys.path.insert(0, str(DOCS.parent))
 
 import gen_tables  # noqa: E402
+import paper_tables  # noqa: E402
 
 
 def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
     """Replace a generated page's committed text with a fresh rendering."""
     render = gen_tables.TABLES.get(page.file.src_uri)
-    return render() if render is not None else markdown
+    if render is not None:
+        return render()
+    for placeholder, table in paper_tables.PLACEHOLDERS.items():
+        if placeholder in markdown:
+            markdown = markdown.replace(placeholder, table())
+    return markdown

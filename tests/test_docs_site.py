@@ -118,3 +118,17 @@ def test_the_model_zoo_page_lists_every_architecture_in_a_browser(server, tmp_pa
     # The API reference rendered too, with create_model's docstring.
     api = _dump_dom(urljoin(server, "api/zoo/"), tmp_path / "profile")
     assert "create_model" in api and "Build a registered model" in api
+
+
+def test_the_papers_tables_are_rendered_from_the_config_tables(site):
+    from zoo.models.resnet import RESNET_DEPTHS
+    from zoo.models.vgg import VGG_CONFIGS
+
+    html = (site / "models" / "index.html").read_text(encoding="utf-8")
+    assert "<!-- zoo:" not in html  # every placeholder was filled
+    for name, cfg in VGG_CONFIGS.items():
+        assert f'<th style="text-align: center;">{name}</th>' in html
+        convs = sum(1 for s in cfg if s not in ("M", "LRN"))
+        assert f"<strong>{convs + 3} weight layers</strong>" in html
+    for depth, (_, layers) in RESNET_DEPTHS.items():
+        assert f"{depth}-layer" in html and f"× {layers[2]}</td>" in html

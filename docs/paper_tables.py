@@ -1,0 +1,105 @@
+"""The papers' architecture tables, rendered from zoo's own config tables (used by docs/hooks.py).
+
+* VGG's Table 1 (configurations A–E) from ``zoo.models.vgg.VGG_CONFIGS``;
+* ResNet's Table 1 (stage layout per depth) from ``zoo.models.resnet.RESNET_DEPTHS``;
+* the CIFAR ResNets of section 4.2 from the registered ``resnet20 ... resnet1202`` models.
+
+``models.md`` holds placeholders (``<!-- zoo:vgg-table -->`` ...) that the hook replaces at build time, so
+a change to a config table shows on the site without anyone copying it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+def _layer(spec: object) -> str:
+    if spec == "LRN":
+        return "LRN"
+    if isinstance(spec, (tuple, list)):
+        return f"conv{spec[1]}-{spec[0]}"
+    return f"conv3-{spec}"
+
+
+def vgg_table() -> str:
+    """VGG Table 1: one column per configuration, stages separated by max-pool rows."""
+    from zoo.models.vgg import VGG_CONFIGS
+
+    names = list(VGG_CONFIGS)
+    stages = {}
+    for name, cfg in VGG_CONFIGS.items():
+        groups: list[list[str]] = [[]]
+        for spec in cfg:
+            if spec == "M":
+                groups.append([])
+            else:
+                groups[-1].append(_layer(spec))
+        stages[name] = [g for g in groups if g]
+    depth = {n: sum(1 for s in VGG_CONFIGS[n] if s not in ("M", "LRN")) + 3 for n in names}
+    lines = [
+        "| " + " | ".join(names) + " |",
+        "|" + "|".join(":-:" for _ in names) + "|",
+        "| " + " | ".join(f"**{depth[n]} weight layers**" for n in names) + " |",
+        "| " + " | ".join("input (224 × 224 RGB image)" for _ in names) + " |",
+    ]
+    for i in range(max(len(s) for s in stages.values())):
+        rows = max(len(stages[n][i]) for n in names)
+        for j in range(rows):
+            cells = [stages[n][i][j] if j < len(stages[n][i]) else "" for n in names]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join("maxpool" for _ in names) + " |")
+    for head in ("FC-4096", "FC-4096", "FC-1000", "soft-max"):
+        lines.append("| " + " | ".join(head for _ in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def resnet_table() -> str:
+    """ResNet Table 1: the stage layout of each depth, with output sizes for a 224 × 224 input."""
+    from zoo.models.resnet import RESNET_DEPTHS
+
+    depths = list(RESNET_DEPTHS)
+    lines = [
+        "| stage | output | " + " | ".join(f"{d}-layer" for d in depths) + " |",
+        "|---|:-:|" + "|".join(":-:" for _ in depths) + "|",
+        "| conv1 | 112 × 112 | " + " | ".join("7×7, 64, stride 2" for _ in depths) + " |",
+        "| conv2_x | 56 × 56 | " + " | ".join("3×3 max pool, stride 2" for _ in depths) + " |",
+    ]
+    for stage, (size, width) in enumerate(((56, 64), (28, 128), (14, 256), (7, 512))):
+        cells = []
+        for d in depths:
+            block, layers = RESNET_DEPTHS[d]
+            if block.expansion == 1:
+                inner = f"[3×3, {width}; 3×3, {width}]"
+            else:
+                inner = f"[1×1, {width}; 3×3, {width}; 1×1, {width * block.expansion}]"
+            cells.append(f"{inner} × {layers[stage]}")
+        label = f"| conv{stage + 2}_x | {size} × {size} |" if stage else "| | |"  # conv2_x starts with the pool
+        lines.append(label + " " + " | ".join(cells) + " |")
+    lines.append("| | 1 × 1 | " + " | ".join("average pool, 1000-d fc, softmax" for _ in depths) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def cifar_resnet_table() -> str:
+    """Section 4.2's CIFAR networks: n, depth and parameters of every registered one."""
+    import torch
+
+    import zoo
+    from zoo.models import CifarResNet
+
+    lines = ["| model | n | layers | stages (16, 32, 64 filters; 32², 16², 8²) | parameters |", "|---|--:|--:|---|--:|"]
+    for name in zoo.list_models("resnet*"):
+        with torch.device("meta"):  # shapes only
+            model = zoo.create_model(name)
+        if not isinstance(model, CifarResNet):
+            continue
+        n = (model.depth - 2) // 6
+        params = sum(p.numel() for p in model.parameters())
+        lines.append(f"| `{name}` | {n} | {model.depth} | 3 × {n} basic blocks of two 3×3 convolutions | {params:,} |")
+    return "\n".join(lines) + "\n"
+
+
+PLACEHOLDERS: dict[str, Callable[[], str]] = {
+    "<!-- zoo:vgg-table -->": vgg_table,
+    "<!-- zoo:resnet-table -->": resnet_table,
+    "<!-- zoo:cifar-resnet-table -->": cifar_resnet_table,
+}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn as nn
@@ -12,6 +14,7 @@ from zoo.models import VGG_CONFIGS, make_cifar_resnet, make_resnet, make_vgg
 TORCHVISION_ARCHS = [
     "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
 ]  # fmt: skip
 
 
@@ -19,35 +22,126 @@ def _shapes(model: nn.Module) -> dict[str, torch.Size]:
     return {k: v.shape for k, v in model.state_dict().items()}
 
 
+def _modules(model: nn.Module) -> list[tuple[str, str]]:
+    """Every submodule's name and class name (the root and block classes are each library's own)."""
+    return [(name, type(m).__name__) for name, m in model.named_modules() if name]
+
+
+def _fill_(model: nn.Module) -> nn.Module:
+    """Give every tensor distinct, varied values fast (an RNG takes seconds for VGG's 100M-weight head)."""
+    with torch.no_grad():
+        for i, (name, t) in enumerate(model.state_dict().items()):
+            if t.is_floating_point():
+                v = torch.arange(t.numel(), dtype=torch.float32).mul_(0.6180339887).add_(0.37 * i).frac_().sub_(0.5)
+                v = v.abs_().add_(0.5) if name.endswith("running_var") else v.mul_(3.0 / max(t[0].numel(), 1) ** 0.5)
+                t.copy_(v.view_as(t))
+    return model
+
+
 @pytest.fixture(scope="module")
-def torchvision_models():
-    torchvision = pytest.importorskip("torchvision")
-    cache: dict[str, nn.Module] = {}
-
-    def get(name: str) -> nn.Module:
-        if name not in cache:
-            torch.manual_seed(0)
-            cache[name] = torchvision.models.get_model(name).eval()
-        return cache[name]
-
-    return get
+def torchvision():
+    return pytest.importorskip("torchvision")
 
 
 @pytest.mark.parametrize("name", TORCHVISION_ARCHS)
-def test_layout_and_outputs_equal_torchvision(name, torchvision_models):
-    reference = torchvision_models(name)
+def test_layout_equals_torchvision(name, torchvision):
+    # Keys, shapes and module trees need no initialised tensors: both models stay on the meta device.
     with torch.device("meta"):
-        # Keys and shapes do not need initialised tensors; this keeps the test cheap.
+        reference = torchvision.models.get_model(name)
         ours = zoo.create_model(name)
     assert list(_shapes(ours)) == list(_shapes(reference)), "state_dict keys (and their order) differ"
     assert _shapes(ours) == _shapes(reference)
+    assert _modules(ours) == _modules(reference), "module names or types differ"
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in reference.parameters())
 
+
+@pytest.mark.parametrize("name", [n for n in TORCHVISION_ARCHS if "res" in n])
+def test_resnet_cifar_stem_changes_only_conv1(name):
+    with torch.device("meta"):
+        imagenet = _shapes(zoo.create_model(name))
+        cifar = _shapes(zoo.create_model(name, stem="cifar"))
+    assert list(cifar) == list(imagenet)
+    assert {k for k in cifar if cifar[k] != imagenet[k]} == {"conv1.weight"}
+    assert cifar["conv1.weight"][-2:] == (3, 3)
+
+
+# One model per block type and head; the options tests below cover grouped, wide and dilated bottlenecks.
+@pytest.mark.parametrize("name", ["resnet18", "vgg11_bn"])
+def test_outputs_equal_torchvision(name, torchvision):
+    with torch.device("meta"):
+        reference = torchvision.models.get_model(name)
+        ours = zoo.create_model(name)
+    reference = _fill_(reference.to_empty(device="cpu")).eval()
     ours.load_state_dict(reference.state_dict(), assign=True)
     ours.eval()
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=0)
-    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in reference.parameters())
+        expected = reference(x)
+        torch.testing.assert_close(ours(x), expected, rtol=0, atol=0)
+    assert expected.std() > 0
+
+
+@pytest.mark.parametrize(
+    "block,layers,options",
+    [
+        ("Bottleneck", [1, 1, 1, 1], {"groups": 8, "width_per_group": 4}),  # ResNeXt
+        ("Bottleneck", [1, 1, 1, 1], {"width_per_group": 128}),  # wide
+        ("Bottleneck", [1, 1, 2, 1], {"replace_stride_with_dilation": [False, True, True], "frozen_bn": True}),
+        ("Bottleneck", [1, 2, 1, 1], {"replace_stride_with_dilation": [True, False, True], "groups": 2}),
+        ("BasicBlock", [1, 1, 1, 1], {"frozen_bn": True}),
+    ],
+)
+def test_resnet_options_match_torchvision(block, layers, options, torchvision):
+    options = dict(options)
+    if options.pop("frozen_bn", False):
+        options["norm_layer"] = torchvision.ops.FrozenBatchNorm2d
+    tv_resnet = torchvision.models.resnet
+    with torch.device("meta"):
+        reference = tv_resnet.ResNet(getattr(tv_resnet, block), layers, num_classes=10, **options)
+        ours = zoo.models.ResNet(getattr(zoo.models.resnet, block), layers, num_classes=10, **options)
+    assert list(_shapes(ours)) == list(_shapes(reference)) and _shapes(ours) == _shapes(reference)
+    assert _modules(ours) == _modules(reference)
+    reference = _fill_(reference.to_empty(device="cpu")).eval()
+    ours.load_state_dict(reference.state_dict(), assign=True)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = reference(x)
+        torch.testing.assert_close(ours.eval()(x), expected, rtol=0, atol=0)
+    assert expected.std() > 0
+
+
+def test_dilation_keeps_the_resolution_and_says_so():
+    with torch.device("meta"):
+        model = zoo.create_model("resnet50", replace_stride_with_dilation=[False, True, True])
+        feats = model.forward_features(torch.empty(1, 3, 224, 224))
+    assert feats.shape == (1, 2048, 28, 28)
+    assert [f["reduction"] for f in model.feature_info] == [2, 4, 8, 8, 8]
+    assert model.pretrained_cfg["pool_size"] == (28, 28)
+
+
+def test_frozen_batchnorm_backbone_for_detection(torchvision):
+    frozen = torchvision.ops.FrozenBatchNorm2d
+    with torch.device("meta"):
+        ours = zoo.create_model("resnet50", norm_layer=frozen, stem="cifar")
+    assert sum(isinstance(m, frozen) for m in ours.modules()) == 53  # 1 stem + 3 per block x 16 + 4 downsample
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in ours.modules())
+    assert not any("num_batches_tracked" in k for k in ours.state_dict())
+
+
+def test_bad_resnet_options():
+    with pytest.raises(ValueError, match=r"BasicBlock.*groups=1, width_per_group=64.*Bottleneck"):
+        zoo.models.ResNet(zoo.models.resnet.BasicBlock, [2, 2, 2, 2], groups=32)
+    with pytest.raises(ValueError, match=r"BasicBlock.*replace_stride_with_dilation"):
+        zoo.create_model("resnet18", replace_stride_with_dilation=[False, False, True])
+    with pytest.raises(ValueError, match=r"replace_stride_with_dilation=\[True\] is invalid: give three bools"):
+        zoo.create_model("resnet50", replace_stride_with_dilation=[True])
+    with pytest.raises(ValueError, match=r"layers=\[3, 4, 6\] is invalid: give four"):
+        zoo.models.ResNet(zoo.models.resnet.Bottleneck, [3, 4, 6])
+    with pytest.raises(ValueError, match=r"groups=0 is invalid"):
+        zoo.models.ResNet(zoo.models.resnet.Bottleneck, [1, 1, 1, 1], groups=0)
+    # The registered name fixes the structure: resnet50 with 32 groups would be resnext50_32x4d.
+    with pytest.raises(TypeError, match=r"resnet50\(\) got unexpected keyword argument\(s\) 'groups'"):
+        zoo.create_model("resnet50", groups=32)
 
 
 # Parameter counts of the paper's CIFAR networks as He et al. (2015) report them in Table 6, in millions.
@@ -115,7 +209,9 @@ def test_vgg_from_the_seed_course_custom_list():
     cfg = [32, 32, "M", 64, 64, 128, 128, 128, "M", 256, 256, 256, 512, 512, 512, "M"]
     model = make_vgg(cfg, batch_norm=True, stem="cifar", num_classes=10)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
-    assert model.num_features == 512
+    assert model.num_features == 512 and model.head_hidden_size == 512
+    assert model.pretrained_cfg["architecture"] is None  # no registered name describes this list
+    assert make_vgg(list(VGG_CONFIGS["D"]), batch_norm=True, stem="cifar").pretrained_cfg["architecture"] == "vgg16_bn"
 
 
 @pytest.mark.parametrize(
@@ -145,9 +241,9 @@ def test_cifar_stem_vgg_takes_28x28_mnist_inputs():
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "vgg11_bn"])
 def test_imagenet_inputs_224x224(name):
-    model = zoo.create_model(name).eval()
-    with torch.no_grad():
-        feats = model.forward_features(torch.randn(1, 3, 224, 224))
+    with torch.device("meta"):  # shapes only
+        model = zoo.create_model(name).eval()
+        feats = model.forward_features(torch.empty(1, 3, 224, 224))
         assert feats.shape[-2:] == (7, 7)
         out = model.forward_head(feats)
     assert out.shape == (1, 1000)
@@ -173,8 +269,42 @@ def test_cifar_resnet_shortcuts():
     projections = sum(p.numel() for n, p in b.named_parameters() if "downsample" in n)
     assert projections == (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
     assert sum(p.numel() for p in a.parameters()) + projections == sum(p.numel() for p in b.parameters())
-    assert len(list(a.modules())) > 0 and a.layer3[0].downsample(torch.randn(1, 32, 16, 16)).shape == (1, 64, 8, 8)
+    # Option A subsamples and pads the 32 new channels with zeros, 16 on each side.
+    x = torch.randn(1, 32, 16, 16)
+    padded = a.layer3[0].downsample(x)
+    assert padded.shape == (1, 64, 8, 8) and not list(a.layer3[0].downsample.parameters())
+    torch.testing.assert_close(padded[:, 16:48], x[:, :, ::2, ::2], rtol=0, atol=0)
+    assert not padded[:, :16].any() and not padded[:, 48:].any()
     assert sum(isinstance(m, nn.Conv2d) for m in make_cifar_resnet(56).modules()) == 1 + 6 * 9
+
+
+def test_unregistered_cifar_depth_is_named_apart_and_evaluates(tmp_path):
+    # Bug: make_cifar_resnet(50) called itself "resnet50", so evaluating its run built ImageNet's ResNet-50.
+    from zoo.data import TensorImageDataset
+    from zoo.evaluation import load_run_model
+    from zoo.training import fit, get_recipe
+
+    torch.manual_seed(0)
+    model = make_cifar_resnet(50, num_classes=3)
+    assert model.pretrained_cfg["architecture"] == "cifar_resnet50"
+    assert make_cifar_resnet(56).pretrained_cfg["architecture"] == "resnet56"  # registered depths keep their name
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (12, 3, 8, 8), dtype=torch.uint8, generator=gen)
+    data = TensorImageDataset(images, torch.arange(12) % 3, ["a", "b", "c"], (0.5,) * 3, (0.25,) * 3)
+    recipe = get_recipe("fast").replace(epochs=1, batch_size=6)
+    fit(model, data, data, recipe, tmp_path, device="cpu", progress=False, model_args={"num_classes": 3})
+    assert json.loads((tmp_path / "config.json").read_text())["architecture"] == "cifar_resnet50"
+
+    rebuilt, _ = load_run_model("cifar_resnet50", tmp_path)
+    assert isinstance(rebuilt, zoo.models.CifarResNet) and rebuilt.depth == 50
+    with pytest.raises(ValueError, match="was trained as 'cifar_resnet50', not 'resnet50'"):
+        load_run_model("resnet50", tmp_path)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(x), model.eval()(x))
+    assert zoo.create_model("cifar_resnet26", shortcut="B").depth == 26
+    with pytest.raises(ValueError, match=r"depth=27.*6n\+2"):
+        zoo.create_model("cifar_resnet27")
 
 
 def test_zero_init_residual_makes_blocks_identity():
@@ -203,12 +333,13 @@ def test_uniform_interface(name):
     model = zoo.create_model(name, num_classes=7, **kwargs).eval()
     c, h, w = model.pretrained_cfg["input_size"]
     assert c == model.in_chans
-    x = torch.randn(2, c, h, w)
+    size = h if model.pretrained_cfg["fixed_input_size"] else 16  # small inputs where the model takes them
+    x = torch.randn(2, c, size, size)
     with torch.no_grad():
         feats = model.forward_features(x)
         pooled = model.forward_head(feats, pre_logits=True)
         logits = model.forward_head(feats)
-    assert pooled.shape == (2, model.num_features)
+    assert feats.shape[1] == model.num_features and pooled.shape == (2, model.head_hidden_size)
     assert logits.shape == (2, 7) and model.num_classes == 7
     torch.testing.assert_close(logits, model(x))
 
@@ -219,7 +350,7 @@ def test_uniform_interface(name):
         torch.testing.assert_close(model(x), pooled)
 
     headless = zoo.create_model(name, num_classes=0, **kwargs).eval()
-    assert headless(x).shape == (2, headless.num_features)
+    assert headless(x).shape == (2, headless.head_hidden_size)
     cfg = headless.pretrained_cfg
     assert cfg["architecture"] == name and len(cfg["mean"]) == len(cfg["std"]) == c
     assert {"input_size", "interpolation", "crop_pct", "num_classes", "first_conv", "classifier"} <= set(cfg)

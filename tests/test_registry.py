@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_ARCHS = {
     "mnist_cnn", "mnist_cnn_deep",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
     "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202",
     "vgg11", "vgg11_lrn", "vgg13", "vgg16c", "vgg16", "vgg19",
     "vgg11_bn", "vgg13_bn", "vgg16c_bn", "vgg16_bn", "vgg19_bn",

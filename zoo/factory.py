@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch.nn as nn
 
-from zoo.registry import filter_names, list_archs, model_entrypoint, registered, split_model_name_tag
+from zoo.models import FeatureGetterNet, parametric_entrypoint
+from zoo.registry import filter_names, is_model, list_archs, model_entrypoint, registered, split_model_name_tag
 
 __all__ = ["create_model", "list_models"]
 
@@ -38,6 +39,8 @@ def create_model(
     pretrained: bool = False,
     checkpoint_path: str | None = None,
     pretrained_cfg_overlay: dict[str, Any] | None = None,
+    features_only: bool = False,
+    out_indices: int | Sequence[int] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered model, optionally with weights.
@@ -49,12 +52,18 @@ def create_model(
         pretrained: load the manifest's weights (downloaded and verified, or bundled).
         checkpoint_path: load this local safetensors file instead.
         pretrained_cfg_overlay: entries that replace those of the model's ``pretrained_cfg``.
-        **kwargs: passed to the builder (``num_classes``, ``in_chans``, ``stem``, ...). A
+        features_only: return a model whose forward gives the list of stage feature maps (for detection and
+            segmentation), described by its ``feature_info`` (``channels()``, ``reduction()``); the layers
+            those stages do not need, the classifier included, are removed after the weights are loaded.
+        out_indices: the stages ``features_only`` returns (indices into ``model.feature_info``, negative
+            from the end, or an int n for the last n); default all.
+        **kwargs: passed to the builder (``num_classes``, ``in_chans``, ``stem``, ``global_pool``, ...). A
             ``num_classes`` or ``in_chans`` that differs from the weights adapts them (new head, or
             first conv summed/repeated).
     """
     arch, tag = split_model_name_tag(model_name)
-    builder = model_entrypoint(arch)
+    # Names such as ``cifar_resnet50`` describe their parameters and are built without being registered.
+    builder = (None if is_model(arch) else parametric_entrypoint(arch)) or model_entrypoint(arch)
     if pretrained or checkpoint_path or tag:
         from zoo.hub import load
 
@@ -65,4 +74,10 @@ def create_model(
         model = builder(**kwargs)
     if pretrained_cfg_overlay:
         model.pretrained_cfg = {**model.pretrained_cfg, **pretrained_cfg_overlay}
+    if features_only:
+        if not hasattr(model, "forward_intermediates"):
+            raise ValueError(f"{arch} has no forward_intermediates(), so features_only=True cannot be used")
+        model = FeatureGetterNet(model, out_indices)
+    elif out_indices is not None:
+        raise ValueError("out_indices only applies with features_only=True")
     return model

@@ -100,7 +100,10 @@ def model_info(model_name: str, input_size: tuple[int, ...] | None = None, **kwa
         "class": type(model).__name__,
         "params": count_params(model),
         "num_classes": model.num_classes,
+        # timm >= 1.0's meanings: channels of forward_features' map, and the width of the pre-logits vector.
         "num_features": model.num_features,
+        "head_hidden_size": getattr(model, "head_hidden_size", model.num_features),
+        "global_pool": getattr(model, "global_pool", None),
         "in_chans": model.in_chans,
         "input_size": size,
         "pretrained_cfg": cfg,
@@ -110,17 +113,22 @@ def model_info(model_name: str, input_size: tuple[int, ...] | None = None, **kwa
 
 def format_info(info: dict[str, Any]) -> str:
     """Render ``model_info`` output as text for the terminal."""
+    facts = [
+        ("parameters", f"{info['params']:,} ({info['params'] / 1e6:.2f} M)"),
+        ("num_classes", info["num_classes"]),
+        ("num_features", f"{info['num_features']} (channels of the last feature map)"),
+        ("head_hidden_size", f"{info['head_hidden_size']} (pre-logits width)"),
+        ("global_pool", repr(info["global_pool"])),
+        ("input size", f"{' x '.join(map(str, info['input_size']))} (C x H x W)"),
+    ]
     lines = [
         f"{info['name']}  ({info['class']})",
-        f"  parameters   {info['params']:,} ({info['params'] / 1e6:.2f} M)",
-        f"  num_classes  {info['num_classes']}",
-        f"  num_features {info['num_features']}",
-        f"  input size   {' x '.join(map(str, info['input_size']))} (C x H x W)",
+        *(f"  {k:<16} {v}" for k, v in facts),
         "  default config:",
     ]
     for key, value in info["pretrained_cfg"].items():
         if value is not None and key not in ("label_names",):
-            lines.append(f"    {key:<14} {value}")
+            lines.append(f"    {key:<16} {value}")
     rows: list[LayerRow] = info["layers"]
     name_w = max([len(r.name) for r in rows] + [5])
     kind_w = max([len(r.kind) for r in rows] + [4])

@@ -1,12 +1,30 @@
-"""What every zoo model shares: argument checks, default preprocessing configs and the builder helper."""
+"""What every zoo model shares: argument checks, the typed default config, the head API and timm's interface.
+
+Each family keeps a ``default_cfgs`` table (architecture -> stem -> :class:`PretrainedCfg`) outside its
+model class, as timm does, and names its architecture from its structure, so that a model built directly
+(``ResNet(Bottleneck, [3, 4, 6, 3])``) knows it is ``resnet50``. ``model.pretrained_cfg`` stays a plain
+dict, the form timm and the rest of zoo read.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-from collections.abc import Iterable
-from typing import Any
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+import torch
 import torch.nn as nn
+
+from zoo.models.features import checkpoint_units, feature_take_indices
+from zoo.models.head import check_pool, make_classifier, make_pool
+
+__all__ = [
+    "CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD", "MNIST_MEAN", "MNIST_STD", "STEMS",
+    "PretrainedCfg", "ZooModel", "build_model", "check_choice", "check_common", "family_cfgs", "fit_channels",
+]  # fmt: skip
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -48,33 +66,56 @@ def fit_channels(values: tuple[float, ...], in_chans: int) -> tuple[float, ...]:
     return (avg,) * in_chans
 
 
-def make_pretrained_cfg(
-    *,
-    input_size: tuple[int, int, int],
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    num_classes: int,
-    first_conv: str,
-    classifier: str,
-    interpolation: str = "bilinear",
-    crop_pct: float = 0.875,
-) -> dict[str, Any]:
-    """A pretrained_cfg in timm's layout, holding the defaults until weights replace them."""
-    in_chans = input_size[0]
-    return {
-        "architecture": None,
-        "tag": None,
-        "input_size": tuple(input_size),
-        "interpolation": interpolation,
-        "crop_pct": crop_pct,
-        "crop_mode": "center",
-        "mean": fit_channels(mean, in_chans),
-        "std": fit_channels(std, in_chans),
-        "num_classes": num_classes,
-        "label_names": None,
-        "first_conv": first_conv,
-        "classifier": classifier,
-    }
+@dataclass(frozen=True)
+class PretrainedCfg:
+    """A model's default preprocessing and head description, field for field timm's ``pretrained_cfg``.
+
+    ``pool_size`` is the spatial size of ``forward_features``' output at ``input_size``;
+    ``fixed_input_size`` says the model takes no other size. Weights may replace the preprocessing
+    (``zoo.hub``); the model keeps the result as the plain dict :meth:`to_dict` gives.
+    """
+
+    architecture: str | None = None
+    tag: str | None = None
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    interpolation: str = "bilinear"
+    crop_pct: float = 0.875
+    crop_mode: str = "center"
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    num_classes: int = 1000
+    label_names: tuple[str, ...] | None = None
+    first_conv: str = "conv1"
+    classifier: str = "fc"
+    pool_size: tuple[int, int] | None = None
+    fixed_input_size: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The dict form models carry as ``pretrained_cfg``."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> PretrainedCfg:
+        """The fields of ``cfg`` this class knows (JSON lists become tuples); other keys are left out."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k in names}
+        return cls(**values)
+
+    def for_model(self, in_chans: int, num_classes: int, pool_size: tuple[int, int] | None) -> PretrainedCfg:
+        """This config adapted to a model's input channels, class count and feature-map size."""
+        return dataclasses.replace(
+            self,
+            input_size=(in_chans, *self.input_size[1:]),
+            mean=fit_channels(self.mean, in_chans),
+            std=fit_channels(self.std, in_chans),
+            num_classes=num_classes,
+            pool_size=pool_size,
+        )
+
+
+def family_cfgs(archs: Iterable[str], **per_stem: PretrainedCfg) -> dict[str, dict[str, PretrainedCfg]]:
+    """A family's ``default_cfgs`` table: for each architecture, the stem templates named after it."""
+    return {a: {stem: dataclasses.replace(c, architecture=a) for stem, c in per_stem.items()} for a in archs}
 
 
 def build_model(model_cls: type[nn.Module], arch: str, kwargs: dict[str, Any], **fixed: Any) -> nn.Module:
@@ -96,11 +137,208 @@ def build_model(model_cls: type[nn.Module], arch: str, kwargs: dict[str, Any], *
             f"{arch}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
             f"it accepts: {', '.join(accepted)}"
         )
-    model = model_cls(**fixed, **kwargs)
-    model.pretrained_cfg["architecture"] = arch
-    return model
+    return model_cls(**fixed, **kwargs)
 
 
-def make_classifier(num_features: int, num_classes: int) -> nn.Module:
-    """A Linear head, or Identity when ``num_classes == 0`` (the model then returns pooled features)."""
-    return nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
+Stages = list[list[Callable[[torch.Tensor], torch.Tensor]]]
+
+
+class ZooModel(nn.Module):
+    """The interface of every zoo model, timm >= 1.0's: head API, feature taps and compile-friendly forward.
+
+    A family sets the class attributes and, in ``__init__``, calls :meth:`_setup` first and
+    :meth:`_set_default_cfg` last; it implements ``forward_features``, ``forward_head``, :meth:`_stages`
+    and :meth:`_prune_stages`. ``num_features`` is the channel count of ``forward_features``' output,
+    ``head_hidden_size`` the width ``forward_head(x, pre_logits=True)`` returns.
+
+    ``global_pool`` is ``"avg"``, ``"max"``, ``"avgmax"`` (their mean) or ``""`` for no pooling. A
+    global head (ResNets) pools to 1x1; without pooling it returns the feature map, so it needs
+    ``num_classes=0``. A grid head (VGG, the MNIST CNNs) pools to the fixed grid its hidden layers were
+    sized for (7x7 for ImageNet VGG); without pooling it flattens the map as it is, so the input must
+    give exactly that grid.
+    """
+
+    # TorchScript compiles properties; this one returns a dict of mixed types it cannot type.
+    __jit_unused_properties__: ClassVar[list[str]] = ["default_cfg"]
+
+    default_cfgs: ClassVar[dict[str, dict[str, PretrainedCfg]]] = {}
+    stem_cfgs: ClassVar[dict[str, PretrainedCfg]] = {}  # for structures no registered name describes
+    grid_head: ClassVar[bool] = False
+    pool_attr: ClassVar[str] = "avgpool"
+    classifier_attr: ClassVar[str] = "fc"
+    classifier_init: ClassVar[str] = "default"
+
+    def _setup(self, num_classes: int, in_chans: int, drop_rate: float, global_pool: str, head_grid: int) -> None:
+        """Check and store what every model takes; call before building layers."""
+        check_common(num_classes, in_chans, drop_rate)
+        check_pool(global_pool, num_classes, self.grid_head)
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.drop_rate = drop_rate
+        self.global_pool = global_pool
+        self.head_grid = head_grid
+        self.head_flatten = self.grid_head or bool(global_pool)
+        self.grad_checkpointing = False
+
+    def _set_default_cfg(self, arch: str | None, stem: str) -> None:
+        """Set ``pretrained_cfg`` from the family's table; call once ``feature_info`` is known."""
+        # A name outside the table (``cifar_resnet50``) takes its stem's defaults under its own name.
+        template = self.default_cfgs.get(arch or "", {}).get(stem) or self.stem_cfgs[stem]
+        template = dataclasses.replace(template, architecture=arch)
+        reduction = self.feature_info[-1]["reduction"]
+        pool_size = tuple(math.ceil(s / reduction) for s in template.input_size[1:])
+        cfg = template.for_model(self.in_chans, self.num_classes, pool_size)  # type: ignore[arg-type]
+        self.pretrained_cfg = cfg.to_dict()
+
+    @property
+    def default_cfg(self) -> dict[str, Any]:
+        """timm's older name for ``pretrained_cfg``."""
+        return self.pretrained_cfg
+
+    @default_cfg.setter
+    def default_cfg(self, value: dict[str, Any]) -> None:
+        self.pretrained_cfg = value
+
+    def _init_weights(self, zero_init_last: type[nn.Module] | tuple[type[nn.Module], ...] = ()) -> None:
+        """torchvision's initialisation, so that training from scratch behaves as it does there.
+
+        He-normal (fan-out) convolutions with zero bias, unit batch and group norms and, for models whose
+        ``classifier_init`` is ``"normal"`` (VGG), N(0, 0.01) Linear layers. Blocks of the ``zero_init_last``
+        types start with their last norm at zero, so each starts as the identity (Goyal et al., 2017).
+        """
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.constant_(m.bias, 0)
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.Linear) and self.classifier_init == "normal":
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.constant_(m.bias, 0)
+        # A second pass: the first visits each block before the norms inside it.
+        for m in self.modules():
+            if zero_init_last and isinstance(m, zero_init_last):
+                m.zero_init_last()
+
+    # ---- head -----------------------------------------------------------------------------------------
+
+    def _new_classifier(self, num_classes: int) -> nn.Module:
+        return make_classifier(self.head_hidden_size, num_classes, self.classifier_init)
+
+    def get_classifier(self) -> nn.Module:
+        """The final layer (Linear, or Identity when ``num_classes == 0``)."""
+        return getattr(self, self.classifier_attr)
+
+    def _replace_classifier(self, module: nn.Module) -> None:
+        setattr(self, self.classifier_attr, module)
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh final layer for ``num_classes`` (0 removes it), and another pooling if ``global_pool`` is given.
+
+        The new layer is built on the default device, so this also initialises the head of a model
+        built on the meta device.
+        """
+        pool = self.global_pool if global_pool is None else global_pool
+        check_common(num_classes, self.in_chans)
+        check_pool(pool, num_classes, self.grid_head)
+        if pool != self.global_pool:
+            setattr(self, self.pool_attr, make_pool(pool, self.head_grid))
+            self.global_pool = pool
+            self.head_flatten = self.grid_head or bool(pool)
+        self.num_classes = num_classes
+        self._replace_classifier(self._new_classifier(num_classes))
+        self.pretrained_cfg = {**self.pretrained_cfg, "num_classes": num_classes, "label_names": None}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    # ---- timm's training hooks --------------------------------------------------------------------------
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each stage's activations in backward instead of storing them (in training mode only).
+
+        Batch norm layers then see every batch twice, so their running statistics move twice as fast.
+        """
+        self.grad_checkpointing = bool(enable)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names to keep out of weight decay (none beyond timm's own 1-d rule)."""
+        return set()
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Regexes grouping parameter names into stem and blocks, for layer-wise learning-rate decay."""
+        raise NotImplementedError
+
+    # ---- feature maps -----------------------------------------------------------------------------------
+
+    def _stages(self) -> Stages:
+        """One list of callables per ``feature_info`` entry; running them in order is ``forward_features``."""
+        raise NotImplementedError
+
+    def _prune_stages(self, last: int) -> None:
+        """Drop every layer after stage ``last``."""
+        raise NotImplementedError
+
+    def _remove_head(self) -> None:
+        """No pooling, no hidden layers, no classifier: ``forward_head`` returns the feature map."""
+        setattr(self, self.pool_attr, nn.Identity())
+        self.global_pool = ""
+        self.head_flatten = False
+        self.num_classes = 0
+        self.head_hidden_size = self.num_features
+        self._replace_classifier(nn.Identity())
+
+    def _forward_checkpointed(self, x: torch.Tensor) -> torch.Tensor:
+        for units in self._stages():
+            x = checkpoint_units(units, x)
+        return x
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """``forward_features`` that also returns the stage outputs ``feature_info`` describes.
+
+        Args:
+            indices: the last n stages if an int, all if None, else these (negative from the end).
+            norm: accepted for timm's signature; no zoo model has a final norm.
+            stop_early: stop after the last stage asked for (the final output is then that stage's).
+            output_fmt: only ``"NCHW"``.
+            intermediates_only: return only the list of stage outputs.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt={output_fmt!r} is not supported; zoo models give 'NCHW' feature maps")
+        stages = self._stages()
+        take, max_index = feature_take_indices(len(stages), indices)
+        checkpointed = self.grad_checkpointing and self.training
+        intermediates = []
+        for i, units in enumerate(stages[: max_index + 1] if stop_early else stages):
+            if checkpointed:
+                x = checkpoint_units(units, x)
+            else:
+                for unit in units:
+                    x = unit(x)
+            if i in take:
+                intermediates.append(x)
+        return intermediates if intermediates_only else (x, intermediates)
+
+    def prune_intermediate_layers(
+        self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Remove the layers the stages ``indices`` do not need (and the head); returns the kept indices."""
+        take, max_index = feature_take_indices(len(self.feature_info), indices)
+        prune_end = max_index < len(self.feature_info) - 1
+        self._prune_stages(max_index)
+        if prune_end:
+            # The head was sized for the last stage, so it goes with it.
+            self.num_features = self.feature_info[max_index]["num_chs"]
+        if prune_head or prune_end:
+            self._remove_head()
+        return take

@@ -8,6 +8,8 @@ Module names follow torchvision's ResNet (``conv1``, ``bn1``, ``layer1..3``, ``f
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -17,15 +19,19 @@ import torch.nn.functional as F
 from zoo.models.base import (
     CIFAR10_MEAN,
     CIFAR10_STD,
+    PretrainedCfg,
+    Stages,
+    ZooModel,
     build_model,
     check_choice,
-    check_common,
-    make_classifier,
-    make_pretrained_cfg,
+    family_cfgs,
 )
+from zoo.models.head import make_pool
 from zoo.registry import register_model
 
-__all__ = ["CifarResNet", "make_cifar_resnet"]
+__all__ = [
+    "CIFAR_DEPTHS", "CifarResNet", "cifar_resnet_arch", "cifar_resnet_entrypoint", "default_cfgs", "make_cifar_resnet",
+]  # fmt: skip
 
 
 class PadShortcut(nn.Module):
@@ -65,6 +71,9 @@ class CifarBasicBlock(nn.Module):
                     nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
                 )
 
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.bn2.weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
@@ -72,8 +81,37 @@ class CifarBasicBlock(nn.Module):
         return self.relu(out + identity)
 
 
-class CifarResNet(nn.Module):
+# The paper's depths carry the registered names; any other 6n+2 depth is ``cifar_resnet<depth>``, never the
+# ImageNet family's ``resnet50``, and create_model rebuilds it from that name.
+CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
+_CIFAR_ARCH_RE = re.compile(r"cifar_resnet(\d+)")
+
+_STEM_CFGS = {
+    "cifar": PretrainedCfg(
+        input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, crop_pct=1.0, num_classes=10,
+        first_conv="conv1", classifier="fc",
+    ),
+}  # fmt: skip
+default_cfgs = family_cfgs([f"resnet{d}" for d in CIFAR_DEPTHS], **_STEM_CFGS)
+
+
+def cifar_resnet_arch(depth: int) -> str:
+    """The architecture name of the CIFAR ResNet of ``depth`` layers."""
+    return f"resnet{depth}" if depth in CIFAR_DEPTHS else f"cifar_resnet{depth}"
+
+
+def _check_depth(depth: int) -> None:
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(
+            f"depth={depth!r} is invalid for a CIFAR ResNet: use 6n+2 with n >= 1 (20, 32, 44, 56, 110, 1202, ...)"
+        )
+
+
+class CifarResNet(ZooModel):
     """The paper's CIFAR ResNet of ``depth = 6n + 2`` layers."""
+
+    default_cfgs = default_cfgs
+    stem_cfgs = _STEM_CFGS
 
     def __init__(
         self,
@@ -84,24 +122,19 @@ class CifarResNet(nn.Module):
         zero_init_residual: bool = False,
         drop_rate: float = 0.0,
         stem: str = "cifar",
+        global_pool: str = "avg",
     ) -> None:
         super().__init__()
-        check_common(num_classes, in_chans, drop_rate)
+        self._setup(num_classes, in_chans, drop_rate, global_pool, head_grid=1)
         check_choice("shortcut", shortcut, ("A", "B"))
         # Only the CIFAR stem exists for these networks; the argument is accepted so that the
         # same command line (``--stem cifar``) works for every family.
         check_choice("stem", stem, ("cifar",))
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-            raise ValueError(
-                f"depth={depth!r} is invalid for a CIFAR ResNet: use 6n+2 with n >= 1 (20, 32, 44, 56, 110, 1202, ...)"
-            )
+        _check_depth(depth)
         n = (depth - 2) // 6
         self.depth = depth
-        self.num_classes = num_classes
-        self.in_chans = in_chans
         self.shortcut = shortcut
         self.stem = stem
-        self.drop_rate = drop_rate
         self.conv1 = nn.Conv2d(in_chans, 16, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
@@ -109,23 +142,18 @@ class CifarResNet(nn.Module):
         self.layer1 = self._make_layer(16, n, 1)
         self.layer2 = self._make_layer(32, n, 2)
         self.layer3 = self._make_layer(64, n, 2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.num_features = 64
-        self.fc = make_classifier(64, num_classes)
-        self.pretrained_cfg = make_pretrained_cfg(
-            input_size=(in_chans, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, crop_pct=1.0,
-            num_classes=num_classes, first_conv="conv1", classifier="fc",
-        )  # fmt: skip
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-        if zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, CifarBasicBlock):
-                    nn.init.zeros_(m.bn2.weight)
+        self.feature_info = [
+            dict(num_chs=16, reduction=1, module="relu"),
+            *(
+                dict(num_chs=c, reduction=r, module=f"layer{i + 1}")
+                for i, (c, r) in enumerate(((16, 1), (32, 2), (64, 4)))
+            ),
+        ]
+        self.avgpool = make_pool(global_pool, 1)
+        self.num_features = self.head_hidden_size = 64
+        self.fc = self._new_classifier(num_classes)
+        self._init_weights(zero_init_last=CifarBasicBlock if zero_init_residual else ())
+        self._set_default_cfg(cifar_resnet_arch(depth), stem)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         layers = [CifarBasicBlock(self.inplanes, planes, stride, self.shortcut)]
@@ -133,40 +161,61 @@ class CifarResNet(nn.Module):
         layers += [CifarBasicBlock(planes, planes, 1, self.shortcut) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    def get_classifier(self) -> nn.Module:
-        """The final layer (Linear, or Identity when ``num_classes == 0``)."""
-        return self.fc
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Stem, then one group per stage (``coarse``) or per block."""
+        return dict(stem=r"^conv1|^bn1", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace ``fc`` with a fresh layer for ``num_classes`` (0 removes it)."""
-        check_common(num_classes, self.in_chans)
-        self.num_classes = num_classes
-        self.fc = make_classifier(self.num_features, num_classes)
-        self.pretrained_cfg = {**self.pretrained_cfg, "num_classes": num_classes, "label_names": None}
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn1(self.conv1(x)))
+
+    def _stages(self) -> Stages:
+        return [[self._stem], [*self.layer1], [*self.layer2], [*self.layer3]]
+
+    def _prune_stages(self, last: int) -> None:
+        for i in range(last + 1, 4):
+            setattr(self, f"layer{i}", nn.Sequential())
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's 64-channel feature map, before pooling."""
+        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
+            return self._forward_checkpointed(x)
         x = self.relu(self.bn1(self.conv1(x)))
         return self.layer3(self.layer2(self.layer1(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Global average pool, dropout and, unless ``pre_logits``, the classifier."""
-        x = torch.flatten(self.avgpool(x), 1)
-        if self.drop_rate:
+        """Global pool, dropout and, unless ``pre_logits``, the classifier."""
+        x = self.avgpool(x)
+        if self.head_flatten:
+            x = torch.flatten(x, 1)
+        if self.drop_rate > 0.0:
             x = F.dropout(x, p=self.drop_rate, training=self.training)
         return x if pre_logits else self.fc(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 def make_cifar_resnet(depth: int = 20, **kwargs: Any) -> CifarResNet:
-    """Build the paper's CIFAR ResNet of any depth 6n+2."""
-    return build_model(CifarResNet, f"resnet{depth}", {"depth": depth, **kwargs})  # type: ignore[return-value]
+    """Build the paper's CIFAR ResNet of any depth 6n+2 (named ``resnet<depth>`` or ``cifar_resnet<depth>``)."""
+    _check_depth(depth)
+    return _cifar(depth, kwargs)
+
+
+def cifar_resnet_entrypoint(name: str) -> Callable[..., CifarResNet] | None:
+    """The builder for a ``cifar_resnet<depth>`` name (any 6n+2 depth), or None for another name."""
+    match = _CIFAR_ARCH_RE.fullmatch(name)
+    if match is None:
+        return None
+    depth = int(match[1])
+    _check_depth(depth)
+
+    def builder(**kwargs: Any) -> CifarResNet:
+        return _cifar(depth, kwargs)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = f"CIFAR ResNet-{depth} (n={(depth - 2) // 6})."
+    return builder
 
 
 def _cifar(depth: int, kwargs: dict[str, Any]) -> CifarResNet:
-    return build_model(CifarResNet, f"resnet{depth}", kwargs, depth=depth)  # type: ignore[return-value]
+    return build_model(CifarResNet, cifar_resnet_arch(depth), kwargs, depth=depth)  # type: ignore[return-value]
 
 
 @register_model

@@ -3,19 +3,24 @@
 ``mnist_cnn``: two blocks of 3x3 conv (padding 1), ReLU and 2x2 max-pool (1->32->64 channels), then a
 Linear 7*7*64 = 3136 -> 10. ``mnist_cnn_deep`` adds a third block of 128 channels (its pool pads by one,
 7 -> 4) and a 625-wide hidden layer with dropout. Module names are the course's (``layer1``, ``fc`` ...).
+
+The course flattens the last feature map without pooling (``global_pool=""``), so both take 28x28 inputs
+only; a pooling type (``"avg"`` ...) pools to the same 7x7 (4x4) grid first, for other sizes.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from zoo.models.base import MNIST_MEAN, MNIST_STD, build_model, check_common, make_pretrained_cfg
+from zoo.models.base import MNIST_MEAN, MNIST_STD, PretrainedCfg, Stages, ZooModel, build_model, family_cfgs
+from zoo.models.head import make_pool
 from zoo.registry import register_model
 
-__all__ = ["MnistCNN", "MnistDeepCNN"]
+__all__ = ["MnistCNN", "MnistDeepCNN", "default_cfgs"]
 
 
 def _block(in_ch: int, out_ch: int, pool_padding: int = 0) -> nn.Sequential:
@@ -26,93 +31,105 @@ def _block(in_ch: int, out_ch: int, pool_padding: int = 0) -> nn.Sequential:
     )
 
 
-def _mnist_cfg(in_chans: int, num_classes: int, classifier: str) -> dict[str, Any]:
-    return make_pretrained_cfg(
-        input_size=(in_chans, 28, 28), mean=MNIST_MEAN, std=MNIST_STD, crop_pct=1.0,
-        num_classes=num_classes, first_conv="layer1.0", classifier=classifier,
-    )  # fmt: skip
+def _block_info(widths: tuple[int, ...]) -> list[dict[str, Any]]:
+    return [dict(num_chs=w, reduction=2 ** (i + 1), module=f"layer{i + 1}") for i, w in enumerate(widths)]
 
 
-class _MnistBase(nn.Module):
-    """Shared head handling: the classifier is ``self.<classifier_name>``."""
+_MNIST_CFG = PretrainedCfg(
+    input_size=(1, 28, 28), mean=MNIST_MEAN, std=MNIST_STD, crop_pct=1.0, num_classes=10, first_conv="layer1.0",
+    fixed_input_size=True,
+)  # fmt: skip
+default_cfgs = {
+    **family_cfgs(["mnist_cnn"], mnist=replace(_MNIST_CFG, classifier="fc")),
+    **family_cfgs(["mnist_cnn_deep"], mnist=replace(_MNIST_CFG, classifier="fc2")),
+}
 
-    classifier_name = "fc"
 
-    def get_classifier(self) -> nn.Module:
-        """The final layer (Linear, or Identity when ``num_classes == 0``)."""
-        return getattr(self, self.classifier_name)
+class _MnistBase(ZooModel):
+    """What both course CNNs share: conv blocks ``layer1..``, a flattening head with a Xavier-initialised classifier."""
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the final layer with a fresh one for ``num_classes`` (0 removes it)."""
-        check_common(num_classes, self.in_chans)
-        self.num_classes = num_classes
-        setattr(self, self.classifier_name, self._make_fc(num_classes))
-        self.pretrained_cfg = {**self.pretrained_cfg, "num_classes": num_classes, "label_names": None}
+    default_cfgs = default_cfgs
+    grid_head = True
+    pool_attr = "pool"
+    classifier_init = "xavier"
 
-    def _make_fc(self, num_classes: int) -> nn.Module:
-        if num_classes == 0:
-            return nn.Identity()
-        fc = nn.Linear(self.num_features, num_classes)
-        # The course initialises its classifiers with Xavier-uniform.
-        nn.init.xavier_uniform_(fc.weight)
-        return fc
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """The first conv block, then one group per block."""
+        return dict(stem=r"^layer1\.", blocks=r"^layer(\d+)\.")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def _stages(self) -> Stages:
+        return [[getattr(self, f"layer{i + 1}")] for i in range(len(self.feature_info))]
+
+    def _prune_stages(self, last: int) -> None:
+        for i in range(last + 1, len(self.feature_info)):
+            setattr(self, f"layer{i + 1}", nn.Sequential())
 
 
 class MnistCNN(_MnistBase):
     """Lab10-2's CNN: conv 1->32->64 (3x3, pad 1, ReLU, 2x2 max-pool each), Linear 3136 -> 10."""
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 1) -> None:
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, global_pool: str = "") -> None:
         super().__init__()
-        check_common(num_classes, in_chans)
-        self.num_classes = num_classes
-        self.in_chans = in_chans
+        self._setup(num_classes, in_chans, 0.0, global_pool, head_grid=7)
         self.layer1 = _block(in_chans, 32)
         self.layer2 = _block(32, 64)
-        self.num_features = 7 * 7 * 64
-        self.fc = self._make_fc(num_classes)
-        self.pretrained_cfg = _mnist_cfg(in_chans, num_classes, "fc")
+        self.feature_info = _block_info((32, 64))
+        self.pool = make_pool(global_pool, self.head_grid)
+        self.num_features, self.head_hidden_size = 64, 64 * 7 * 7
+        self.fc = self._new_classifier(num_classes)
+        self._set_default_cfg("mnist_cnn", "mnist")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The 64x7x7 feature map."""
+        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
+            return self._forward_checkpointed(x)
         return self.layer2(self.layer1(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Flatten and, unless ``pre_logits``, classify."""
-        x = torch.flatten(x, 1)
+        """Flatten (after pooling, if ``global_pool`` asks for it) and, unless ``pre_logits``, classify."""
+        x = self.pool(x)
+        if self.head_flatten:
+            x = torch.flatten(x, 1)
         return x if pre_logits else self.fc(x)
 
 
 class MnistDeepCNN(_MnistBase):
     """Lab10-3's deeper CNN: a third 128-channel block and a 625-wide hidden layer with dropout."""
 
-    classifier_name = "fc2"
+    classifier_attr = "fc2"
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 1, drop_rate: float = 0.5) -> None:
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, drop_rate: float = 0.5, global_pool: str = "") -> None:
         super().__init__()
-        check_common(num_classes, in_chans, drop_rate)
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.drop_rate = drop_rate
+        self._setup(num_classes, in_chans, drop_rate, global_pool, head_grid=4)
         self.layer1 = _block(in_chans, 32)
         self.layer2 = _block(32, 64)
         self.layer3 = _block(64, 128, pool_padding=1)
+        self.feature_info = _block_info((32, 64, 128))
+        self.pool = make_pool(global_pool, self.head_grid)
         hidden = nn.Linear(4 * 4 * 128, 625)
         nn.init.xavier_uniform_(hidden.weight)
         self.layer4 = nn.Sequential(hidden, nn.ReLU(), nn.Dropout(p=drop_rate))
-        self.num_features = 625
-        self.fc2 = self._make_fc(num_classes)
-        self.pretrained_cfg = _mnist_cfg(in_chans, num_classes, "fc2")
+        self.num_features, self.head_hidden_size = 128, 625
+        self.fc2 = self._new_classifier(num_classes)
+        self._set_default_cfg("mnist_cnn_deep", "mnist")
+
+    def _remove_head(self) -> None:
+        self.layer4 = nn.Sequential()
+        super()._remove_head()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The 128x4x4 feature map."""
+        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
+            return self._forward_checkpointed(x)
         return self.layer3(self.layer2(self.layer1(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Flatten, the 625-wide hidden layer and, unless ``pre_logits``, the classifier."""
-        x = self.layer4(torch.flatten(x, 1))
+        """Flatten (after pooling, if ``global_pool`` asks for it), the 625-wide hidden layer and, unless
+        ``pre_logits``, the classifier."""
+        x = self.pool(x)
+        if self.head_flatten:
+            x = torch.flatten(x, 1)
+        x = self.layer4(x)
         return x if pre_logits else self.fc2(x)
 
 

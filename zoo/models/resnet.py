@@ -1,5 +1,7 @@
-"""ResNet-18/34/50/101/152 (He et al., "Deep Residual Learning for Image Recognition", 2015) as
-torchvision builds them: BasicBlock and Bottleneck with the stride on the 3x3 convolution ("ResNet v1.5").
+"""ResNet-18/34/50/101/152 (He et al., "Deep Residual Learning for Image Recognition", 2015), ResNeXt (Xie et
+al., 2017) and wide ResNets (Zagoruyko & Komodakis, 2016) as torchvision builds them: BasicBlock and
+Bottleneck with the stride on the 3x3 convolution ("ResNet v1.5"), and torchvision's options ``groups``,
+``width_per_group``, ``replace_stride_with_dilation`` and ``norm_layer``.
 
 ``stem="imagenet"`` is the 7x7/2 convolution and 3x3/2 max-pool, and the ``state_dict()`` is
 torchvision's, key for key. ``stem="cifar"`` is a 3x3/1 convolution and no max-pool for 32x32 inputs;
@@ -8,34 +10,43 @@ its keys are the same, only ``conv1.weight`` changes shape.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from zoo.models.base import (
     CIFAR10_MEAN,
     CIFAR10_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     STEMS,
+    PretrainedCfg,
+    Stages,
+    ZooModel,
     build_model,
     check_choice,
-    check_common,
-    make_classifier,
-    make_pretrained_cfg,
+    family_cfgs,
 )
+from zoo.models.head import make_pool
 from zoo.registry import register_model
 
-__all__ = ["BasicBlock", "Bottleneck", "ResNet", "RESNET_DEPTHS", "make_resnet"]
+__all__ = ["BasicBlock", "Bottleneck", "ResNet", "RESNET_ARCHS", "RESNET_DEPTHS", "default_cfgs", "make_resnet"]
+
+NormLayer = Callable[[int], nn.Module]
 
 
-def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, 3, stride, padding=dilation, groups=groups, bias=False, dilation=dilation)
 
 
 def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+def _zero_weight(norm: nn.Module) -> None:
+    if getattr(norm, "weight", None) is not None:
+        nn.init.zeros_(norm.weight)
 
 
 class BasicBlock(nn.Module):
@@ -43,18 +54,24 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, groups: int = 1,
+        base_width: int = 64, dilation: int = 1, norm_layer: NormLayer | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
+        norm_layer = norm_layer or nn.BatchNorm2d
+        if groups != 1 or base_width != 64 or dilation != 1:
+            raise ValueError("BasicBlock takes no groups, width_per_group or dilation: use Bottleneck for those")
         self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm_layer(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm_layer(planes)
         self.downsample = downsample
         self.stride = stride
 
     def zero_init_last(self) -> None:
-        nn.init.zeros_(self.bn2.weight)
+        _zero_weight(self.bn2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -64,24 +81,29 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (carrying the stride), 1x1 expand, with a residual connection."""
+    """1x1 reduce, 3x3 (carrying the stride, groups and dilation), 1x1 expand, with a residual connection."""
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, groups: int = 1,
+        base_width: int = 64, dilation: int = 1, norm_layer: NormLayer | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
-        self.conv1 = conv1x1(inplanes, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = conv1x1(planes, planes * self.expansion)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        norm_layer = norm_layer or nn.BatchNorm2d
+        width = int(planes * (base_width / 64.0)) * groups
+        self.conv1 = conv1x1(inplanes, width)
+        self.bn1 = norm_layer(width)
+        self.conv2 = conv3x3(width, width, stride, groups, dilation)
+        self.bn2 = norm_layer(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = norm_layer(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
 
     def zero_init_last(self) -> None:
-        nn.init.zeros_(self.bn3.weight)
+        _zero_weight(self.bn3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -93,100 +115,155 @@ class Bottleneck(nn.Module):
 
 Block = type[BasicBlock] | type[Bottleneck]
 
+# What each registered name fixes: block, blocks per stage, groups, width per group.
+RESNET_ARCHS: dict[str, tuple[Block, tuple[int, int, int, int], int, int]] = {
+    "resnet18": (BasicBlock, (2, 2, 2, 2), 1, 64),
+    "resnet34": (BasicBlock, (3, 4, 6, 3), 1, 64),
+    "resnet50": (Bottleneck, (3, 4, 6, 3), 1, 64),
+    "resnet101": (Bottleneck, (3, 4, 23, 3), 1, 64),
+    "resnet152": (Bottleneck, (3, 8, 36, 3), 1, 64),
+    "resnext50_32x4d": (Bottleneck, (3, 4, 6, 3), 32, 4),
+    "resnext101_32x8d": (Bottleneck, (3, 4, 23, 3), 32, 8),
+    "resnext101_64x4d": (Bottleneck, (3, 4, 23, 3), 64, 4),
+    "wide_resnet50_2": (Bottleneck, (3, 4, 6, 3), 1, 128),
+    "wide_resnet101_2": (Bottleneck, (3, 4, 23, 3), 1, 128),
+}
 RESNET_DEPTHS: dict[int, tuple[Block, list[int]]] = {
-    18: (BasicBlock, [2, 2, 2, 2]),
-    34: (BasicBlock, [3, 4, 6, 3]),
-    50: (Bottleneck, [3, 4, 6, 3]),
-    101: (Bottleneck, [3, 4, 23, 3]),
-    152: (Bottleneck, [3, 8, 36, 3]),
+    int(name[6:]): (block, list(layers)) for name, (block, layers, _, _) in RESNET_ARCHS.items() if name[6:].isdigit()
 }
 
+_STEM_CFGS = {
+    "imagenet": PretrainedCfg(first_conv="conv1", classifier="fc"),
+    "cifar": PretrainedCfg(
+        input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, crop_pct=1.0, first_conv="conv1", classifier="fc"
+    ),
+}
+default_cfgs = family_cfgs(RESNET_ARCHS, **_STEM_CFGS)
 
-class ResNet(nn.Module):
+
+def resnet_arch(block: Block, layers: Sequence[int], groups: int, width_per_group: int) -> str | None:
+    """The registered name of this structure, or None for one no name describes."""
+    key = (block, tuple(layers), groups, width_per_group)
+    return next((name for name, spec in RESNET_ARCHS.items() if spec == key), None)
+
+
+def _check_options(
+    block: Block, layers: Sequence[int], groups: int, width_per_group: int, dilation: Sequence[bool] | None
+) -> list[bool]:
+    if len(layers) != 4 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in layers):
+        raise ValueError(f"layers={list(layers)!r} is invalid: give four positive block counts, e.g. [3, 4, 6, 3]")
+    for name, value in (("groups", groups), ("width_per_group", width_per_group)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} is invalid: use an int >= 1")
+    dilate = [False, False, False] if dilation is None else list(dilation)
+    if len(dilate) != 3 or not all(isinstance(d, bool) for d in dilate):
+        raise ValueError(
+            f"replace_stride_with_dilation={dilation!r} is invalid: give three bools, one per stage 2-4, e.g. "
+            "[False, True, True] for output stride 8"
+        )
+    if issubclass(block, BasicBlock) and (groups != 1 or width_per_group != 64 or any(dilate)):
+        raise ValueError(
+            "BasicBlock (ResNet-18/34) takes groups=1, width_per_group=64 and no replace_stride_with_dilation; "
+            "use Bottleneck blocks for ResNeXt, wide or dilated networks"
+        )
+    return dilate
+
+
+class ResNet(ZooModel):
     """ResNet with torchvision's module names; the stem picks ImageNet or CIFAR input handling."""
+
+    default_cfgs = default_cfgs
+    stem_cfgs = _STEM_CFGS
 
     def __init__(
         self,
         block: Block,
-        layers: list[int],
+        layers: Sequence[int],
         num_classes: int = 1000,
         in_chans: int = 3,
         stem: str = "imagenet",
         zero_init_residual: bool = False,
         drop_rate: float = 0.0,
+        groups: int = 1,
+        width_per_group: int = 64,
+        replace_stride_with_dilation: Sequence[bool] | None = None,
+        norm_layer: NormLayer | None = None,
+        global_pool: str = "avg",
     ) -> None:
         super().__init__()
-        check_common(num_classes, in_chans, drop_rate)
         check_choice("stem", stem, STEMS)
-        self.num_classes = num_classes
-        self.in_chans = in_chans
+        self._setup(num_classes, in_chans, drop_rate, global_pool, head_grid=1)
+        dilate = _check_options(block, layers, groups, width_per_group, replace_stride_with_dilation)
+        if norm_layer is not None and not callable(norm_layer):
+            raise ValueError(f"norm_layer={norm_layer!r} is invalid: give a class such as torch.nn.BatchNorm2d")
+        norm_layer = norm_layer or nn.BatchNorm2d
         self.stem = stem
-        self.drop_rate = drop_rate
+        self.groups = groups
+        self.base_width = width_per_group
         self.inplanes = 64
-        if stem == "imagenet":
-            self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
-            self.maxpool: nn.Module = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        else:
-            self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
-            self.maxpool = nn.Identity()
-        self.bn1 = nn.BatchNorm2d(64)
+        self.dilation = 1
+        imagenet = stem == "imagenet"
+        # Registered in torchvision's order, so that the module tree prints and iterates as there.
+        kernel, stride, padding = (7, 2, 3) if imagenet else (3, 1, 1)
+        self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=kernel, stride=stride, padding=padding, bias=False)
+        self.bn1 = norm_layer(64)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.num_features = 512 * block.expansion
-        self.fc = make_classifier(self.num_features, num_classes)
-        if stem == "imagenet":
-            self.pretrained_cfg = make_pretrained_cfg(
-                input_size=(in_chans, 224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                num_classes=num_classes, first_conv="conv1", classifier="fc",
-            )  # fmt: skip
-        else:
-            self.pretrained_cfg = make_pretrained_cfg(
-                input_size=(in_chans, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, crop_pct=1.0,
-                num_classes=num_classes, first_conv="conv1", classifier="fc",
-            )  # fmt: skip
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if imagenet else nn.Identity()
+        self.feature_info = [dict(num_chs=64, reduction=stride, module="relu")]
+        stride *= 2 if imagenet else 1  # the max-pool
+        for i, planes in enumerate((64, 128, 256, 512)):
+            dilated = i > 0 and dilate[i - 1]
+            layer_stride = 1 if i == 0 else 2
+            layer = self._make_layer(block, planes, layers[i], layer_stride, dilated, norm_layer)
+            setattr(self, f"layer{i + 1}", layer)
+            stride *= 1 if dilated else layer_stride
+            self.feature_info.append(dict(num_chs=planes * block.expansion, reduction=stride, module=f"layer{i + 1}"))
+        self.avgpool = make_pool(global_pool, 1)
+        self.num_features = self.head_hidden_size = 512 * block.expansion
+        self.fc = self._new_classifier(num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-        if zero_init_residual:
-            # Each residual branch starts as zero, so every block starts as the identity
-            # (Goyal et al., 2017); it helps large-batch training.
-            for m in self.modules():
-                if isinstance(m, (BasicBlock, Bottleneck)):
-                    m.zero_init_last()
+        self._init_weights(zero_init_last=(BasicBlock, Bottleneck) if zero_init_residual else ())
+        self._set_default_cfg(resnet_arch(block, layers, groups, width_per_group), stem)
 
-    def _make_layer(self, block: Block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+    def _make_layer(
+        self, block: Block, planes: int, blocks: int, stride: int, dilate: bool, norm_layer: NormLayer
+    ) -> nn.Sequential:
         downsample = None
+        previous_dilation = self.dilation
+        if dilate:
+            self.dilation *= stride
+            stride = 1
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(
-                conv1x1(self.inplanes, planes * block.expansion, stride),
-                nn.BatchNorm2d(planes * block.expansion),
+                conv1x1(self.inplanes, planes * block.expansion, stride), norm_layer(planes * block.expansion)
             )
-        layers = [block(self.inplanes, planes, stride, downsample)]
+        shared = dict(groups=self.groups, base_width=self.base_width, norm_layer=norm_layer)
+        layers = [block(self.inplanes, planes, stride, downsample, dilation=previous_dilation, **shared)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        layers += [block(self.inplanes, planes, dilation=self.dilation, **shared) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    def get_classifier(self) -> nn.Module:
-        """The final layer (Linear, or Identity when ``num_classes == 0``)."""
-        return self.fc
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Stem, then one group per stage (``coarse``) or per block."""
+        return dict(stem=r"^conv1|^bn1|^maxpool", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace ``fc`` with a fresh layer for ``num_classes`` (0 removes it)."""
-        check_common(num_classes, self.in_chans)
-        self.num_classes = num_classes
-        self.fc = make_classifier(self.num_features, num_classes)
-        self.pretrained_cfg = {**self.pretrained_cfg, "num_classes": num_classes, "label_names": None}
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn1(self.conv1(x)))
+
+    def _stages(self) -> Stages:
+        return [[self._stem], [self.maxpool, *self.layer1], [*self.layer2], [*self.layer3], [*self.layer4]]
+
+    def _prune_stages(self, last: int) -> None:
+        for i in range(last + 1, 5):
+            # Empty, not Identity, so that the stage lists still iterate.
+            setattr(self, f"layer{i}", nn.Sequential())
+        if last == 0:
+            self.maxpool = nn.Identity()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map, before pooling."""
+        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
+            return self._forward_checkpointed(x)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer1(x)
         x = self.layer2(x)
@@ -194,54 +271,84 @@ class ResNet(nn.Module):
         return self.layer4(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Global average pool, dropout and, unless ``pre_logits``, the classifier."""
-        x = torch.flatten(self.avgpool(x), 1)
-        if self.drop_rate:
-            x = nn.functional.dropout(x, p=self.drop_rate, training=self.training)
+        """Global pool, dropout and, unless ``pre_logits``, the classifier."""
+        x = self.avgpool(x)
+        if self.head_flatten:
+            x = torch.flatten(x, 1)
+        if self.drop_rate > 0.0:
+            x = F.dropout(x, p=self.drop_rate, training=self.training)
         return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def make_resnet(depth: int = 50, **kwargs: Any) -> ResNet:
     """Build an ImageNet-family ResNet of any of the paper's depths (18, 34, 50, 101, 152)."""
-    return _resnet(depth, kwargs)
-
-
-def _resnet(depth: int, kwargs: dict[str, Any]) -> ResNet:
     if depth not in RESNET_DEPTHS:
         allowed = ", ".join(map(str, RESNET_DEPTHS))
         raise ValueError(f"depth={depth!r} is not a ResNet depth; choose one of {allowed}")
-    block, layers = RESNET_DEPTHS[depth]
-    return build_model(ResNet, f"resnet{depth}", kwargs, block=block, layers=layers)  # type: ignore[return-value]
+    return _resnet(f"resnet{depth}", kwargs)
+
+
+def _resnet(arch: str, kwargs: dict[str, Any]) -> ResNet:
+    block, layers, groups, width = RESNET_ARCHS[arch]
+    fixed = dict(block=block, layers=list(layers), groups=groups, width_per_group=width)
+    return build_model(ResNet, arch, kwargs, **fixed)  # type: ignore[return-value]
 
 
 @register_model
 def resnet18(**kwargs: Any) -> ResNet:
     """ResNet-18: BasicBlock, stages [2, 2, 2, 2]."""
-    return _resnet(18, kwargs)
+    return _resnet("resnet18", kwargs)
 
 
 @register_model
 def resnet34(**kwargs: Any) -> ResNet:
     """ResNet-34: BasicBlock, stages [3, 4, 6, 3]."""
-    return _resnet(34, kwargs)
+    return _resnet("resnet34", kwargs)
 
 
 @register_model
 def resnet50(**kwargs: Any) -> ResNet:
     """ResNet-50: Bottleneck, stages [3, 4, 6, 3]."""
-    return _resnet(50, kwargs)
+    return _resnet("resnet50", kwargs)
 
 
 @register_model
 def resnet101(**kwargs: Any) -> ResNet:
     """ResNet-101: Bottleneck, stages [3, 4, 23, 3]."""
-    return _resnet(101, kwargs)
+    return _resnet("resnet101", kwargs)
 
 
 @register_model
 def resnet152(**kwargs: Any) -> ResNet:
     """ResNet-152: Bottleneck, stages [3, 8, 36, 3]."""
-    return _resnet(152, kwargs)
+    return _resnet("resnet152", kwargs)
+
+
+@register_model
+def resnext50_32x4d(**kwargs: Any) -> ResNet:
+    """ResNeXt-50 32x4d: ResNet-50 with 32 groups of 4 channels in each 3x3 convolution."""
+    return _resnet("resnext50_32x4d", kwargs)
+
+
+@register_model
+def resnext101_32x8d(**kwargs: Any) -> ResNet:
+    """ResNeXt-101 32x8d: ResNet-101 with 32 groups of 8 channels in each 3x3 convolution."""
+    return _resnet("resnext101_32x8d", kwargs)
+
+
+@register_model
+def resnext101_64x4d(**kwargs: Any) -> ResNet:
+    """ResNeXt-101 64x4d: ResNet-101 with 64 groups of 4 channels in each 3x3 convolution."""
+    return _resnet("resnext101_64x4d", kwargs)
+
+
+@register_model
+def wide_resnet50_2(**kwargs: Any) -> ResNet:
+    """Wide ResNet-50-2: ResNet-50 with bottlenecks twice as wide (128 channels per group)."""
+    return _resnet("wide_resnet50_2", kwargs)
+
+
+@register_model
+def wide_resnet101_2(**kwargs: Any) -> ResNet:
+    """Wide ResNet-101-2: ResNet-101 with bottlenecks twice as wide (128 channels per group)."""
+    return _resnet("wide_resnet101_2", kwargs)

@@ -9,6 +9,7 @@ With the ImageNet stem the module tree is torchvision's (``features``, ``avgpool
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -17,17 +18,18 @@ import torch.nn as nn
 from zoo.models.base import (
     CIFAR10_MEAN,
     CIFAR10_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     STEMS,
+    PretrainedCfg,
+    Stages,
+    ZooModel,
     build_model,
     check_choice,
-    check_common,
-    make_pretrained_cfg,
+    family_cfgs,
 )
+from zoo.models.head import make_pool
 from zoo.registry import register_model
 
-__all__ = ["VGG", "VGG_CONFIGS", "make_features", "make_vgg"]
+__all__ = ["VGG", "VGG_ARCHS", "VGG_CONFIGS", "default_cfgs", "make_features", "make_vgg", "vgg_arch"]
 
 # A config entry is one of: an int (3x3 conv with that many filters), "M" (2x2 max-pool),
 # "LRN" (local response normalisation) or a (filters, kernel) pair for other kernel sizes.
@@ -107,8 +109,56 @@ def _resolve_cfg(cfg: str | Sequence[LayerSpec]) -> list[LayerSpec]:
     return cfg
 
 
-class VGG(nn.Module):
+def _feature_info(features: nn.Sequential) -> tuple[list[dict[str, Any]], list[int]]:
+    """timm's taps: each stage's output just before its max-pool, and the trunk's last layer."""
+    info: list[dict[str, Any]] = []
+    ends: list[int] = []
+    channels, reduction = 0, 1
+    for i, layer in enumerate(features):
+        if isinstance(layer, nn.MaxPool2d):
+            if i > 0 and (not ends or ends[-1] != i - 1):
+                info.append(dict(num_chs=channels, reduction=reduction, module=f"features.{i - 1}"))
+                ends.append(i - 1)
+            reduction *= 2
+        elif isinstance(layer, nn.Conv2d):
+            channels = layer.out_channels
+    if not ends or ends[-1] != len(features) - 1:
+        info.append(dict(num_chs=channels, reduction=reduction, module=f"features.{len(features) - 1}"))
+        ends.append(len(features) - 1)
+    return info, ends
+
+
+# The registered name of each (config, batch norm) pair; other configs have no name.
+VGG_ARCHS: dict[tuple[str, bool], str] = {
+    ("A", False): "vgg11", ("A-LRN", False): "vgg11_lrn", ("B", False): "vgg13", ("C", False): "vgg16c",
+    ("D", False): "vgg16", ("E", False): "vgg19", ("A", True): "vgg11_bn", ("B", True): "vgg13_bn",
+    ("C", True): "vgg16c_bn", ("D", True): "vgg16_bn", ("E", True): "vgg19_bn",
+}  # fmt: skip
+
+_STEM_CFGS = {
+    "imagenet": PretrainedCfg(first_conv="features.0", classifier="classifier.6"),
+    "cifar": PretrainedCfg(
+        input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, crop_pct=1.0, first_conv="features.0",
+        classifier="classifier.3",
+    ),
+}  # fmt: skip
+default_cfgs = family_cfgs(VGG_ARCHS.values(), **_STEM_CFGS)
+
+
+def vgg_arch(cfg: Sequence[LayerSpec], batch_norm: bool) -> str | None:
+    """The registered name of a layer list (one of Table 1's configs), or None."""
+    letter = next((k for k, v in VGG_CONFIGS.items() if list(v) == list(cfg)), None)
+    return VGG_ARCHS.get((letter, bool(batch_norm))) if letter else None
+
+
+class VGG(ZooModel):
     """VGG network for any layer config, with an ImageNet (torchvision) or CIFAR head."""
+
+    default_cfgs = default_cfgs
+    stem_cfgs = _STEM_CFGS
+    grid_head = True
+    classifier_attr = "classifier"
+    classifier_init = "normal"
 
     def __init__(
         self,
@@ -119,89 +169,82 @@ class VGG(nn.Module):
         stem: str = "imagenet",
         drop_rate: float = 0.5,
         init_weights: bool = True,
+        global_pool: str = "avg",
     ) -> None:
         super().__init__()
-        check_common(num_classes, in_chans, drop_rate)
         check_choice("stem", stem, STEMS)
+        # The ImageNet head pools to torchvision's 7x7 grid for its 25088-wide layer; the CIFAR head to 1x1.
+        self._setup(num_classes, in_chans, drop_rate, global_pool, head_grid=7 if stem == "imagenet" else 1)
         layers = _resolve_cfg(cfg)
         self.cfg = layers
         self.stem = stem
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.drop_rate = drop_rate
         width = [s for i, s in enumerate(layers) if _parse_spec(s, i)[0] == "conv"][-1]
         width = width if isinstance(width, int) else width[0]
         # The CIFAR head rounds pooled sizes up so that 28x28 inputs (MNIST) survive five pools.
         self.features = make_features(layers, in_chans, batch_norm, ceil_mode=stem == "cifar")
-        if stem == "imagenet":
-            self.avgpool: nn.Module = nn.AdaptiveAvgPool2d((7, 7))
-            hidden, flat = 4096, width * 7 * 7
-        else:
-            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-            hidden, flat = 512, width
-        self.num_features = hidden
+        self.feature_info, self.feature_ends = _feature_info(self.features)
+        self.avgpool = make_pool(global_pool, self.head_grid)
+        hidden = 4096 if stem == "imagenet" else 512
+        self.num_features, self.head_hidden_size = width, hidden
         self.classifier = nn.Sequential(
-            nn.Linear(flat, hidden),
+            nn.Linear(width * self.head_grid**2, hidden),
             nn.ReLU(True),
             nn.Dropout(p=drop_rate),
             *([nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(p=drop_rate)] if stem == "imagenet" else []),
-            nn.Linear(hidden, num_classes) if num_classes > 0 else nn.Identity(),
+            self._new_classifier(num_classes),
         )
-        classifier_key = f"classifier.{len(self.classifier) - 1}"
-        if stem == "imagenet":
-            self.pretrained_cfg = make_pretrained_cfg(
-                input_size=(in_chans, 224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                num_classes=num_classes, first_conv="features.0", classifier=classifier_key,
-            )  # fmt: skip
-        else:
-            self.pretrained_cfg = make_pretrained_cfg(
-                input_size=(in_chans, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, crop_pct=1.0,
-                num_classes=num_classes, first_conv="features.0", classifier=classifier_key,
-            )  # fmt: skip
+        # forward_head runs the classifier layer by layer, up to this index for pre-logits: slicing the
+        # Sequential there would break TorchScript and torch.fx.
+        self.classifier_index = len(self.classifier) - 1
         if init_weights:
             self._init_weights()
-
-    def _init_weights(self) -> None:
-        # torchvision's initialisation, so that training from scratch behaves as it does there.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.constant_(m.bias, 0)
+        self._set_default_cfg(vgg_arch(layers, batch_norm), stem)
 
     def get_classifier(self) -> nn.Module:
         """The final layer (Linear, or Identity when ``num_classes == 0``)."""
-        return self.classifier[-1]
+        return self.classifier[self.classifier_index]
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the final layer with a fresh one for ``num_classes`` (0 removes it)."""
-        check_common(num_classes, self.in_chans)
-        self.num_classes = num_classes
-        last = len(self.classifier) - 1
-        self.classifier[last] = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            nn.init.normal_(self.classifier[last].weight, 0, 0.01)
-            nn.init.constant_(self.classifier[last].bias, 0)
-        self.pretrained_cfg = {**self.pretrained_cfg, "num_classes": num_classes, "label_names": None}
+    def _replace_classifier(self, module: nn.Module) -> None:
+        self.classifier[self.classifier_index] = module
+
+    def _remove_head(self) -> None:
+        self.classifier = nn.Sequential(nn.Identity())
+        self.classifier_index = 0
+        super()._remove_head()
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """The first convolution, then one group per layer of ``features`` (timm's grouping)."""
+        return dict(stem=r"^features\.0", blocks=r"^features\.(\d+)")
+
+    def _span(self, start: int, end: int, x: torch.Tensor) -> torch.Tensor:
+        for i in range(start, end + 1):
+            x = self.features[i](x)
+        return x
+
+    def _stages(self) -> Stages:
+        starts = [0, *(e + 1 for e in self.feature_ends[:-1])]
+        last = len(self.features) - 1
+        spans = zip(starts, self.feature_ends, strict=True)
+        return [[partial(self._span, s, min(e, last))] if s <= last else [] for s, e in spans]
+
+    def _prune_stages(self, last: int) -> None:
+        self.features = nn.Sequential(*list(self.features)[: self.feature_ends[last] + 1])
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The convolutional feature map, before pooling."""
+        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
+            return self._forward_checkpointed(x)
         return self.features(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, run the hidden layers and, unless ``pre_logits``, the final layer."""
-        x = torch.flatten(self.avgpool(x), 1)
-        x = self.classifier[:-1](x)
-        return x if pre_logits else self.classifier[-1](x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        x = self.avgpool(x)
+        if self.head_flatten:
+            x = torch.flatten(x, 1)
+        for i, layer in enumerate(self.classifier):
+            if i < self.classifier_index or not pre_logits:
+                x = layer(x)
+        return x
 
 
 def make_vgg(cfg: str | Sequence[LayerSpec] = "D", batch_norm: bool = False, **kwargs: Any) -> VGG:

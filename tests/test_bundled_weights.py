@@ -15,8 +15,8 @@ BARS = {"mnist_cnn.mnist": 99.2, "resnet20.fashion_mnist": 93.0}
 MAX_BUNDLED_BYTES = 8 * 2**20  # "a few MB at most" per bundled file
 
 BUNDLED = sorted(
-    name for name, e in manifest.load_manifest()["weights"].items()
-    if e["source"]["type"] == "bundled" and e["status"] == "published"
+    name for name in manifest.weight_names()
+    if (e := manifest.get_entry(*name.split("."))).source.type == "bundled" and e.published
 )  # fmt: skip
 
 
@@ -26,22 +26,22 @@ def test_the_promised_weights_are_bundled():
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_file_matches_its_entry(name):
-    entry = manifest.load_manifest()["weights"][name]
-    path = manifest.weights_dir() / entry["source"]["path"]
-    assert path.stat().st_size == entry["size"] <= MAX_BUNDLED_BYTES
-    assert sha256_file(path) == entry["sha256"]
-    assert entry["metrics"]["command"].startswith(f"zoo eval {name} --pretrained")
-    assert entry["origin"]["command"].startswith("zoo train ")
+    entry = manifest.get_entry(*name.split("."))
+    path = manifest.weights_dir() / entry.source.path
+    assert path.stat().st_size == entry.size <= MAX_BUNDLED_BYTES
+    assert sha256_file(path) == entry.sha256
+    assert entry.metrics["command"].startswith(f"zoo eval {name} --pretrained")
+    assert entry.origin["command"].startswith("zoo train ")
 
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_weights_reach_their_accuracy_on_the_real_test_set(name, shared_data):
-    entry = manifest.load_manifest()["weights"][name]
+    entry = manifest.get_entry(*name.split("."))
     model = zoo.create_model(name, pretrained=True)
     norm = (model.pretrained_cfg["mean"], model.pretrained_cfg["std"])
-    _, test_set, _ = create_datasets(entry["dataset"], str(shared_data), splits=("val",), normalization=norm)
+    _, test_set, _ = create_datasets(entry.dataset, str(shared_data), splits=("val",), normalization=norm)
     assert len(test_set) == 10_000
     results = evaluate(model, test_set, batch_size=1000)
-    assert results["acc1"] == pytest.approx(entry["metrics"]["top1"], abs=0.1)
-    assert results["acc5"] == pytest.approx(entry["metrics"]["top5"], abs=0.1)
+    assert results["acc1"] == pytest.approx(entry.metrics["top1"], abs=0.1)
+    assert results["acc5"] == pytest.approx(entry.metrics["top5"], abs=0.1)
     assert results["acc1"] >= BARS.get(name, 0.0)

@@ -6,6 +6,7 @@ initialised models, saved the way they publish them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import shutil
@@ -19,6 +20,7 @@ from weights_fixtures import ROOT, server_fixture, weights_env_fixture  # noqa: 
 import zoo
 from zoo.cli import main as cli
 from zoo.hub import convert, fetch, manifest
+from zoo.hub.metadata import WeightsMetadata
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
@@ -72,28 +74,34 @@ def test_torchvision_conversion_writes_a_verified_file_and_the_manifest_entry(re
     with torch.no_grad():
         torch.testing.assert_close(loaded(X), model(X), rtol=0, atol=0)
     # Conversion is deterministic: the same input gives the same bytes (so the hash can be published).
-    again = convert.convert_state_dict("resnet18", model.state_dict(), out.with_name("again.safetensors"),
-                                       metadata={"zoo.source": "torchvision.models.ResNet18_Weights.IMAGENET1K_V1"},
-                                       entry=convert.torchvision_entry("resnet18", "IMAGENET1K_V1")[1])  # fmt: skip
+    upstream = WeightsMetadata(source="torchvision.models.ResNet18_Weights.IMAGENET1K_V1")
+    entry = convert.torchvision_entry("resnet18", "IMAGENET1K_V1")[1]
+    again = convert.convert_state_dict(
+        "resnet18", model.state_dict(), out.with_name("again.safetensors"), metadata=upstream, entry=entry
+    )
     assert again.sha256 == after["sha256"]
+    meta = WeightsMetadata.from_header(zoo.hub.load.read_metadata(out))
+    assert meta.architecture == "resnet18" and meta.source == upstream.source
+    assert meta.pretrained_cfg["crop_pct"] == after["crop_pct"] and meta.model_args is None
 
 
 def test_torchvision_entries_match_torchvisions_metadata():
-    for name, entry in manifest.load_manifest()["weights"].items():
+    for name in manifest.weight_names():
         arch, tag = name.split(".")
         if not tag.startswith("tv"):
             continue
+        entry = manifest.get_entry(arch, tag)
         member = {v: k for k, v in convert.TORCHVISION_TAGS.items()}[tag]
         w = torchvision.models.get_model_weights(arch)[member]
-        assert entry["metrics"]["top1"] == w.meta["_metrics"]["ImageNet-1K"]["acc@1"]
-        assert entry["metrics"]["top5"] == w.meta["_metrics"]["ImageNet-1K"]["acc@5"]
-        assert entry["origin"]["url"] == w.url
+        assert entry.metrics["top1"] == w.meta["_metrics"]["ImageNet-1K"]["acc@1"]
+        assert entry.metrics["top5"] == w.meta["_metrics"]["ImageNet-1K"]["acc@5"]
+        assert entry.origin["url"] == w.url
         assert manifest.label_names(entry) == tuple(w.meta["categories"])
 
 
 def test_published_hash_mismatch_leaves_the_manifest_unchanged(weights_env, tv_resnet18_pth):
     tag, entry = convert.torchvision_entry("resnet18", "IMAGENET1K_V1")
-    weights_env.add(f"resnet18.{tag}", {**entry, "status": "published", "sha256": "0" * 64, "size": 123})
+    weights_env.add(f"resnet18.{tag}", dataclasses.replace(entry, status="published", sha256="0" * 64, size=123))
     before = (weights_env.dir / "manifest.json").read_text()
     with pytest.warns(UserWarning, match="is not torchvision's"):
         code = cli(["convert", "torchvision", "resnet18", "--file", str(tv_resnet18_pth[0]), "--no-check-hash"])
@@ -150,6 +158,55 @@ class _Boom:
 
     def __reduce__(self):
         return (open, (self.target, "w"))
+
+
+def test_compiled_ddp_checkpoint_is_read(tmp_path):
+    """torch.compile of a DDP model saves keys as ``_orig_mod.module.*``; the hand-written stripping missed it."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.manual_seed(6)
+    model = zoo.create_model("mnist_cnn").eval()
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        state = torch.compile(DistributedDataParallel(model)).state_dict()  # wrapping only: nothing is compiled
+    finally:
+        dist.destroy_process_group()
+    assert all(k.startswith("_orig_mod.module.") for k in state)
+    path = tmp_path / "compiled.pt"
+    torch.save({"model": state, "epoch": 1}, path)
+    assert list(convert.read_pickle_checkpoint(path)) == list(model.state_dict())
+    assert cli(["convert", "checkpoint", str(path), "--model", "mnist_cnn"]) == 0
+    loaded = zoo.create_model("mnist_cnn", checkpoint_path=path.with_suffix(".safetensors")).eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_timm_training_checkpoint_gives_what_timm_reads(weights_env, tmp_path):
+    """A checkpoint of timm's train.py (with its argparse arguments and EMA): zoo reads what timm reads."""
+    import argparse
+
+    from timm.utils import CheckpointSaver, ModelEmaV3
+
+    torch.manual_seed(7)
+    model = timm.create_model("resnet18").eval()
+    ema = ModelEmaV3(model)
+    with torch.no_grad():
+        model.fc.weight.add_(1.0)  # the EMA and the raw weights differ
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    saver = CheckpointSaver(model, optimizer, args=argparse.Namespace(model="resnet18"), model_ema=ema,
+                            checkpoint_dir=str(tmp_path), max_history=1)  # fmt: skip
+    saver.save_checkpoint(epoch=0, metric=1.0)
+    path = next(tmp_path.glob("checkpoint-*.pth.tar"))
+    for use_ema in (True, False):
+        ours = convert.read_pickle_checkpoint(path, prefer_ema=use_ema)
+        theirs = timm.models.load_state_dict(str(path), use_ema=use_ema)
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert cli(["convert", "timm", "resnet18.a1_in1k", "--file", str(path)]) == 0  # timm's own: its EMA weights
+    loaded = zoo.create_model("resnet18", pretrained=True).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(X), ema.module.eval()(X), rtol=0, atol=0)
 
 
 def test_conversion_never_runs_code_from_the_pickle(tmp_path, capsys):

@@ -63,16 +63,16 @@ def test_info_shows_the_weights_metadata(monkeypatch, capsys):
     out = capsys.readouterr().out
     weights_part = out[out.index("pretrained weights:") :]
     entry = manifest.get_entry("resnet50", "tv2_in1k")
-    metrics = entry["metrics"]
+    metrics = entry.metrics
     for text in (
         "resnet50.tv2_in1k  (default)",
         "resnet50.tv_in1k",
         "Hugging Face Hub zoo-models/resnet50.tv2_in1k (model.safetensors @ main)",
-        f"status       {entry['status']}",
-        f"sha256       {entry['sha256'] or 'not recorded yet'}",
+        f"status       {entry.status}",
+        f"sha256       {entry.sha256 or 'not recorded yet'}",
         f"top1 {metrics['top1']:.3f}%, top5 {metrics['top5']:.3f}% (measured by torchvision)",
         f"measured by  {metrics['command']}",
-        f"produced by  {entry['origin']['command']}",
+        f"produced by  {entry.origin['command']}",
         "license      bsd-3-clause",
         "crop_pct 0.9655",  # 224 / 232
     ):

@@ -6,15 +6,21 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from weights_fixtures import mnist_file_fixture, server_fixture, subprocess_env, weights_env_fixture  # noqa: F401
+from weights_server import COMMIT
 
 import zoo
-import zoo.hub.manifest
 from zoo.errors import IntegrityError, NotPublishedError, OfflineError, WeightsError
-from zoo.hub import fetch
+from zoo.hub import fetch, manifest
+from zoo.hub.entry import Source
+
+
+def _entry(name: str) -> manifest.WeightsEntry:
+    return manifest.get_entry(*name.split(".", 1))
 
 
 def _same_outputs(a: torch.nn.Module, b: torch.nn.Module, shape=(2, 1, 28, 28)) -> bool:
@@ -28,7 +34,7 @@ def test_url_download_verifies_caches_and_loads(weights_env, mnist_file, server)
     model = zoo.create_model("mnist_cnn", pretrained=True)  # the default tag
     assert _same_outputs(model, mnist_file.model)
     assert model.pretrained_cfg["tag"] == "web" and model.pretrained_cfg["url"] == url
-    path = fetch.url_cache_path("mnist_cnn.web", weights_env.manifest()["weights"]["mnist_cnn.web"])
+    path = fetch.url_cache_path("mnist_cnn.web", _entry("mnist_cnn.web"))
     assert path.read_bytes() == mnist_file.data
     # Second use: from the cache, no request.
     gets = server.count("GET", url.split(server.endpoint)[1])
@@ -42,7 +48,7 @@ def test_hub_download_through_hf_endpoint(weights_env, mnist_file, server):
     assert _same_outputs(model, mnist_file.model)
     assert model.pretrained_cfg["hf_hub_id"] == repo_id  # {org} filled in from ZOO_HUB_ORG
     assert server.count("GET", f"/{repo_id}/resolve/main/model.safetensors") == 1
-    cached = fetch.hub_cached_file(fetch.manifest.resolve_source(weights_env.manifest()["weights"]["mnist_cnn.hub"]))
+    cached = fetch.hub_cached_file(manifest.resolve_source(_entry("mnist_cnn.hub")))
     assert cached is not None and str(cached).startswith(str(weights_env.hf_home))
     assert cached.read_bytes() == mnist_file.data
     # Warm cache: found without asking the server.
@@ -57,7 +63,7 @@ def test_sha_mismatch_is_an_error_and_nothing_is_cached(weights_env, mnist_file,
     other[-100] ^= 0xFF  # same size, different content
     if kind == "url":
         url = weights_env.server.add(f"{weights_env.prefix}/bad.safetensors", bytes(other))
-        weights_env.add("mnist_cnn.bad", {**_entry(mnist_file), "source": {"type": "url", "url": url}})
+        weights_env.add("mnist_cnn.bad", {**_url_entry(mnist_file), "source": {"type": "url", "url": url}})
     else:
         weights_env.add_hub("mnist_cnn.bad", mnist_file, data=bytes(other))
     with pytest.raises(IntegrityError, match="SHA-256") as err:
@@ -68,7 +74,7 @@ def test_sha_mismatch_is_an_error_and_nothing_is_cached(weights_env, mnist_file,
     assert weights_env.hub_files() == []
 
 
-def _entry(file):
+def _url_entry(file):
     from weights_fixtures import entry_for
 
     return entry_for(file, {"type": "url", "url": "https://example.invalid/x.safetensors"})
@@ -148,26 +154,27 @@ def test_two_processes_fetching_at_once_download_once_and_agree(weights_env, mni
     assert [p.returncode for p in procs] == [0, 0]
     assert outs[0] == outs[1]
     assert server.count("GET", url.split(server.endpoint)[1]) == 1  # the second waited on the lock
-    final = fetch.url_cache_path("mnist_cnn.race", weights_env.manifest()["weights"]["mnist_cnn.race"])
+    final = fetch.url_cache_path("mnist_cnn.race", _entry("mnist_cnn.race"))
     assert final.read_bytes() == mnist_file.data
     assert sorted(p.name for p in final.parent.iterdir()) == [final.name]
 
 
-def test_interrupted_download_leaves_nothing_that_passes_as_complete(weights_env, mnist_file, server, monkeypatch):
+def test_interrupted_download_leaves_nothing_that_passes_as_complete(weights_env, mnist_file, server):
     url = weights_env.add_url("mnist_cnn.kill", mnist_file)
-    path_part = url.split(server.endpoint)[1]
-    monkeypatch.setattr(server, "delay", 2.0)
+    final = fetch.url_cache_path("mnist_cnn.kill", _entry("mnist_cnn.kill"))
+    server.hold(url.split(server.endpoint)[1])  # the transfer stops after its first chunk
     proc = subprocess.Popen([sys.executable, "-c", CHILD, "mnist_cnn.kill"], env=subprocess_env())
-    deadline = time.monotonic() + 60
-    while server.count("GET", path_part) == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # some bytes are written
-    proc.kill()
-    proc.wait()
-    final = fetch.url_cache_path("mnist_cnn.kill", weights_env.manifest()["weights"]["mnist_cnn.kill"])
+    try:
+        assert server.holding.wait(timeout=120), "the child never started its download"
+        deadline = time.monotonic() + 60  # the child has opened its temporary file
+        while not any(final.parent.glob(".*.part")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.kill()
+        proc.wait()
+    finally:
+        server.release()
     assert not final.exists()
     assert [p.name for p in final.parent.glob(".*.part")]  # the killed download's temporary file
-    monkeypatch.setattr(server, "delay", 0.0)
     assert fetch.fetch("mnist_cnn.kill").read_bytes() == mnist_file.data
     assert list(final.parent.glob(".*.part")) == []  # stale temporary files are cleaned up under the lock
 
@@ -217,23 +224,51 @@ def test_bundled_weights_work_offline_and_are_verified(weights_env, mnist_file, 
         zoo.create_model("mnist_cnn.bundled", pretrained=True)
 
 
-def test_unpublished_entry_says_how_to_convert_it(weights_env, monkeypatch):
-    monkeypatch.delenv("ZOO_WEIGHTS_DIR")  # the repository's manifest
-    unpublished = [n for n, e in zoo.hub.manifest.load_manifest()["weights"].items() if e["status"] == "unpublished"]
-    if not unpublished:
-        pytest.skip("every entry of the repository's manifest is published")
-    name = unpublished[0]
+def test_unpublished_entry_says_how_to_convert_it(weights_env, server):
+    from zoo.hub.convert import torchvision_entry
+
+    tag, entry = torchvision_entry("resnet18", "IMAGENET1K_V1")  # listed as tools/gen_manifest.py lists it
+    name = f"resnet18.{tag}"
+    weights_env.add(name, entry)
+    requests = len(server.requests)
     with pytest.raises(NotPublishedError) as err:
         zoo.create_model(name, pretrained=True)
     message = str(err.value)
     assert name in message and "not been published" in message
-    assert zoo.hub.manifest.load_manifest()["weights"][name]["origin"]["command"] in message  # zoo convert ...
+    assert "zoo convert torchvision resnet18 --weights IMAGENET1K_V1" in message
     assert f"{weights_env.org}/{name}" in message  # ZOO_HUB_ORG fills in {org}
+    assert len(server.requests) == requests  # nothing was asked of the Hub
 
 
 def test_server_errors_are_reported_with_the_source(weights_env, mnist_file):
-    entry = _entry(mnist_file)
+    entry = _url_entry(mnist_file)
     entry["source"] = {"type": "url", "url": weights_env.server.endpoint + "/missing/x.safetensors"}
     weights_env.add("mnist_cnn.gone", entry)
     with pytest.raises(WeightsError, match="HTTP 404"):
         fetch.fetch("mnist_cnn.gone")
+
+
+def test_hub_cache_lookup_agrees_with_huggingface_hub(weights_env, mnist_file, server):
+    """hub_cached_file reads huggingface_hub's cache by hand; it must find what try_to_load_from_cache finds."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    repo, other = f"{weights_env.org}/agree", "fedcba9876543210fedcba9876543210fedcba98"
+    newer = mnist_file.data[:-1] + bytes([mnist_file.data[-1] ^ 1])
+    server.add_hub(repo, "model.safetensors", mnist_file.data)  # branch main -> COMMIT
+    server.add_hub(repo, "model.safetensors", newer, revision="v2", commit=other)  # branch v2 -> other
+    cache = fetch.hf_hub_cache()
+    for revision in ("main", "v2"):  # a real cache, written by huggingface_hub itself
+        hf_hub_download(repo, "model.safetensors", revision=revision, cache_dir=cache, endpoint=server.endpoint)
+    found = {}
+    for revision in ("main", "v2", COMMIT, other, "dev", "0" * 40):
+        for filename in ("model.safetensors", "other.safetensors"):
+            source = Source(type="hub", repo_id=repo, filename=filename, revision=revision)
+            theirs = try_to_load_from_cache(repo, filename, cache_dir=cache, revision=revision)
+            expected = Path(theirs) if isinstance(theirs, str) else None
+            assert fetch.hub_cached_file(source) == expected, (revision, filename)
+            found[revision, filename] = expected
+    assert found["main", "model.safetensors"].read_bytes() == mnist_file.data  # branch -> its commit's snapshot
+    assert found["v2", "model.safetensors"].read_bytes() == newer
+    assert found[COMMIT, "model.safetensors"] == found["main", "model.safetensors"]  # a commit hash directly
+    assert found[other, "model.safetensors"] == found["v2", "model.safetensors"]
+    assert found["dev", "model.safetensors"] is None and found["main", "other.safetensors"] is None

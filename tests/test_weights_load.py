@@ -24,6 +24,7 @@ import zoo
 from zoo.errors import WeightsError
 from zoo.hub import load, save
 from zoo.hub.fetch import sha256_file
+from zoo.hub.metadata import WeightsMetadata
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
@@ -237,3 +238,48 @@ def test_pretrained_loading_imports_neither_torchvision_nor_timm(resnet18_env, m
                              text=True, timeout=120, check=True)  # fmt: skip
         assert json.loads(out.stdout) == {"heavy": [], "meta": False}, name
     assert len(server.requests) == requests  # a warm Hub cache needs no request (and no huggingface_hub)
+
+
+@pytest.mark.parametrize("in_chans", [1, 2, 3, 4, 6, 7])
+def test_adapt_input_conv_equals_timms(in_chans):
+    from timm.models import adapt_input_conv as timm_adapt
+
+    weight = torch.randn(8, 3, 3, 3, generator=torch.Generator().manual_seed(in_chans))
+    torch.testing.assert_close(load.adapt_input_conv(weight, in_chans), timm_adapt(in_chans, weight.clone()))
+
+
+def test_weights_metadata_is_stored_under_zoos_header_keys(tmp_path):
+    model = zoo.create_model("mnist_cnn", num_classes=5)
+    meta = WeightsMetadata(architecture="mnist_cnn", tag="t", num_classes=5, model_args={"num_classes": 5},
+                           source="upstream x", epoch=3, metric=97.5, extra={"note": "mine"})  # fmt: skip
+    path = save.save_weights(model, tmp_path / "m.safetensors", meta).path
+    header = load.read_metadata(path)
+    # The on-disk names are a file format: files written by older zoo versions and other tools rely on them.
+    assert {k: header[k] for k in ("zoo.architecture", "zoo.tag", "zoo.num_classes", "zoo.epoch", "zoo.metric")} == {
+        "zoo.architecture": "mnist_cnn", "zoo.tag": "t", "zoo.num_classes": "5", "zoo.epoch": "3",
+        "zoo.metric": "97.5",
+    }  # fmt: skip
+    assert json.loads(header["zoo.model_args"]) == {"num_classes": 5} and header["zoo.source"] == "upstream x"
+    assert json.loads(header["zoo.pretrained_cfg"])["num_classes"] == 5  # the model's own cfg, added by save_weights
+    assert header["format"] == "pt" and header["note"] == "mine"
+    back = WeightsMetadata.from_header(header)
+    assert back.epoch == 3 and back.metric == 97.5 and back.model_args == {"num_classes": 5}
+    assert back.pretrained_cfg["input_size"] == [1, 28, 28] and back.extra == {"format": "pt", "note": "mine"}
+    assert zoo.create_model("mnist_cnn", checkpoint_path=path).num_classes == 5
+
+
+def test_metadata_written_by_older_versions_is_read():
+    old_train = {"architecture": "resnet20", "epoch": "7", "metric": "91.25", "zoo.model_args": '{"stem": "cifar"}'}
+    meta = WeightsMetadata.from_header(old_train)
+    assert (meta.architecture, meta.epoch, meta.metric, meta.model_args) == ("resnet20", 7, 91.25, {"stem": "cifar"})
+    assert WeightsMetadata.from_header({"zoo.arch": "vgg11", "format": "pt"}).architecture == "vgg11"
+    assert WeightsMetadata.from_header({"zoo.architecture": "a", "zoo.arch": "b"}).architecture == "a"
+
+
+def test_bad_metadata_is_an_error_naming_the_file_and_key(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "bad.safetensors"
+    save_file(zoo.create_model("mnist_cnn").state_dict(), path, metadata={"zoo.model_args": "{not json"})
+    with pytest.raises(ValueError, match=r"bad.safetensors: the zoo metadata zoo.model_args='\{not json'"):
+        zoo.create_model("mnist_cnn", checkpoint_path=path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from weights_fixtures import ROOT, entry_for, mnist_file_fixture, server_fixture
 
 import zoo
 from zoo.hub import manifest
+from zoo.hub.entry import Source, WeightsEntry
 
 
 @pytest.fixture
@@ -44,9 +46,10 @@ def test_generated_files_are_current(repo_manifest, script):
 
 def test_hub_org_comes_from_the_environment(repo_manifest, monkeypatch):
     entry = manifest.get_entry("resnet50", "tv2_in1k")
-    assert manifest.resolve_source(entry)["repo_id"] == "zoo-models/resnet50.tv2_in1k"
+    assert entry.source.repo_id == "{org}/resnet50.tv2_in1k"
+    assert manifest.resolve_source(entry).repo_id == "zoo-models/resnet50.tv2_in1k"
     monkeypatch.setenv("ZOO_HUB_ORG", "my-mirror")
-    assert manifest.resolve_source(entry)["repo_id"] == "my-mirror/resnet50.tv2_in1k"
+    assert manifest.resolve_source(entry).repo_id == "my-mirror/resnet50.tv2_in1k"
 
 
 def test_unknown_names_list_the_existing_tags(repo_manifest):
@@ -74,6 +77,16 @@ GOOD = entry_for(None, {"type": "bundled", "path": "x.safetensors"}, status="unp
         ({"label_names": ["a", "b"]}, "2 names but num_classes is 10"),
         ({"metrics": {"top1": 99.0}}, "need the 'command'"),
         ({"colour": "red"}, "unknown field"),
+        ({"num_classes": "10"}, "num_classes='10' must be a positive int"),
+        ({"num_classes": True}, "num_classes=True must be a positive int"),
+        ({"default": "yes"}, "default='yes' must be true or false"),
+        ({"input_size": [1, 28]}, r"input_size=\[1, 28\] must be \[channels, height, width\]"),
+        ({"mean": "0.5"}, "mean='0.5' must be a list of numbers"),
+        ({"crop_mode": "random"}, "crop_mode='random' must be 'center'"),
+        ({"model_args": ["cifar"]}, "model_args=.* must be an object of builder keyword arguments"),
+        ({"label_names": 3}, "label_names=3 must be a list of names or the name of a JSON file"),
+        ({"metrics": {"top1": "high", "command": "x"}}, "metrics.top1='high' must be a number"),
+        ({"source": {"type": "url", "url": "https://h/x.safetensors", "mirror": "y"}}, "source has unknown field"),
     ],
 )
 def test_bad_entries_are_rejected_without_touching_the_file(weights_env, change, match):
@@ -117,3 +130,42 @@ def test_bundled_entry_must_match_its_file(weights_env, mnist_file):
     entry = entry_for(mnist_file, {"type": "bundled", "path": "w.safetensors"})
     with pytest.raises(ValueError, match=f"has {mnist_file.size - 1} bytes, the entry says {mnist_file.size}"):
         manifest.update_entry("mnist_cnn.w", entry)
+
+
+def test_a_missing_required_field_is_named(weights_env):
+    entry = {k: v for k, v in GOOD.items() if k != "std"}
+    with pytest.raises(ValueError, match="manifest entry 'mnist_cnn.x': missing required field 'std'"):
+        manifest.update_entry("mnist_cnn.x", entry)
+
+
+def test_entries_are_typed_and_round_trip_to_the_same_json(repo_manifest):
+    raw = manifest.load_manifest()["weights"]
+    for name, data in raw.items():
+        entry = manifest.get_entry(*name.split("."))
+        assert isinstance(entry, WeightsEntry) and isinstance(entry.source, Source)
+        assert isinstance(entry.input_size, tuple) and entry.published == (data["status"] == "published")
+        # Same fields, same values, same order; the hash and size are written as null until known.
+        written = entry.to_dict()
+        assert {k: v for k, v in written.items() if k in data or v is not None} == data
+        assert list(data) == [k for k in written if k in data]
+    # The file's field order is WeightsEntry's: one definition, no parallel list.
+    assert list(raw["mnist_cnn.mnist"]) == [f for f in WeightsEntry.field_names() if f in raw["mnist_cnn.mnist"]]
+
+
+def test_entries_are_frozen_copies_of_the_manifest(repo_manifest):
+    entry = manifest.get_entry("resnet50", "tv2_in1k")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.status = "published"  # type: ignore[misc]
+    entry.metrics["top1"] = 0.0  # a caller scribbling on its copy does not change the cached manifest
+    assert manifest.get_entry("resnet50", "tv2_in1k").metrics["top1"] > 80
+    with pytest.raises(ValueError, match="needs its file's sha256 and size"):
+        dataclasses.replace(entry, status="published")  # a WeightsEntry is valid or is not made
+
+
+def test_update_entry_takes_a_typed_entry_and_returns_one(weights_env, mnist_file):
+    entry = WeightsEntry.from_dict(entry_for(mnist_file, {"type": "bundled", "path": "t.safetensors"}), "mnist_cnn.t")
+    (weights_env.dir / "t.safetensors").write_bytes(mnist_file.data)
+    written = manifest.update_entry("mnist_cnn.t", dataclasses.replace(entry, default=True, notes="typed"))
+    assert written == manifest.get_entry("mnist_cnn", "t") and written.notes == "typed" and written.default
+    data = weights_env.manifest()["weights"]["mnist_cnn.t"]
+    assert data["source"] == {"type": "bundled", "path": "t.safetensors"} and data["mean"] == [0.1307]

@@ -121,7 +121,8 @@ class WeightsEnv:
     def manifest(self) -> dict[str, Any]:
         return json.loads((self.dir / "manifest.json").read_text())
 
-    def add(self, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    def add(self, name: str, entry: Any) -> Any:
+        """List ``entry`` (a WeightsEntry or its JSON object) as ``name``; returns the WeightsEntry written."""
         from zoo.hub import manifest
 
         return manifest.update_entry(name, entry)

@@ -1,14 +1,19 @@
 """A loopback HTTP server for weights tests (and the load benchmark): plain URLs and a Hub look-alike.
 
-It listens on 127.0.0.1 only. For a Hub repo file it answers HEAD and GET of
-``/{repo_id}/resolve/{revision}/{filename}`` with the ``ETag`` and ``X-Repo-Commit`` headers that
-huggingface_hub's ``hf_hub_download`` needs, so ``HF_ENDPOINT=server.endpoint`` makes it the Hub.
+It listens on 127.0.0.1 only, on a port the system picks when the server binds (port 0, read back from
+the bound socket), so no other process can take the port between choosing and binding it. For a Hub
+repo file it answers HEAD and GET of ``/{repo_id}/resolve/{revision}/{filename}`` with the ``ETag`` and
+``X-Repo-Commit`` headers that huggingface_hub's ``hf_hub_download`` needs, so
+``HF_ENDPOINT=server.endpoint`` makes it the Hub. A branch resolves to the commit given to ``add_hub``; a
+40-hex revision is its own commit.
 
 Each file can misbehave on purpose:
   "ok"     the file, honestly;
   "cut"    announce the full Content-Length, send half, close the connection (a dropped transfer);
   "short"  send the first half with an honest Content-Length (a truncated file on the server).
 ``delay`` slows every 64 KiB chunk down, to hold a download open while another process starts one.
+``hold(path_part)`` stops a matching GET after its first chunk until ``release()``: a test knows that a
+transfer is under way without guessing how long it takes.
 """
 
 from __future__ import annotations
@@ -23,13 +28,21 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 CHUNK = 64 * 1024
 
 
+def _is_commit(revision: str) -> bool:
+    return len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)
+
+
 class WeightsServer:
     """Serve in-memory files over HTTP on 127.0.0.1; use as a context manager."""
 
     def __init__(self) -> None:
         self.files: dict[str, tuple[bytes, str]] = {}
+        self.commits: dict[str, str] = {}
         self.requests: list[tuple[str, str]] = []
         self.delay = 0.0
+        self.holding = threading.Event()  # set when a held transfer has sent its first chunk
+        self._hold: str | None = None
+        self._release = threading.Event()
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
@@ -47,9 +60,24 @@ class WeightsServer:
         self.files[path] = (data, mode)
         return self.endpoint + path
 
-    def add_hub(self, repo_id: str, filename: str, data: bytes, revision: str = "main", mode: str = "ok") -> str:
-        """Serve ``data`` as ``filename`` of Hub model repo ``repo_id``; returns the resolve URL path."""
-        return self.add(f"/{repo_id}/resolve/{revision}/{filename}", data, mode)
+    def add_hub(
+        self, repo_id: str, filename: str, data: bytes, revision: str = "main", mode: str = "ok", commit: str = COMMIT
+    ) -> str:
+        """Serve ``data`` as ``filename`` of Hub model repo ``repo_id`` at ``revision`` (a branch pointing at
+        ``commit``, or a commit hash); returns the resolve URL."""
+        path = f"/{repo_id}/resolve/{revision}/{filename}"
+        self.commits[path] = revision if _is_commit(revision) else commit
+        return self.add(path, data, mode)
+
+    def hold(self, path_part: str) -> None:
+        """Pause the next GET of a path containing ``path_part`` after its first chunk, until :meth:`release`."""
+        self.holding.clear()
+        self._release.clear()
+        self._hold = path_part
+
+    def release(self) -> None:
+        self._hold = None
+        self._release.set()
 
     def count(self, method: str, path_part: str = "") -> int:
         """How many ``method`` requests were made for paths containing ``path_part``."""
@@ -61,6 +89,7 @@ class WeightsServer:
         return self
 
     def stop(self) -> None:
+        self.release()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
@@ -94,15 +123,19 @@ class WeightsServer:
                 self.send_header("Content-Length", str(len(data) if mode == "cut" else len(body)))
                 self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
                 if "/resolve/" in path:
-                    self.send_header("X-Repo-Commit", COMMIT)
+                    self.send_header("X-Repo-Commit", server.commits.get(path, COMMIT))
                 self.send_header("Connection", "close")
                 self.end_headers()
                 if not with_body:
                     return
+                held = server._hold is not None and server._hold in path and self.command == "GET"
                 try:
                     for start in range(0, len(body), CHUNK):
                         self.wfile.write(body[start : start + CHUNK])
                         self.wfile.flush()
+                        if held and start == 0:
+                            server.holding.set()
+                            server._release.wait(timeout=120)
                         if server.delay:
                             time.sleep(server.delay)
                 except (BrokenPipeError, ConnectionResetError):

@@ -14,6 +14,7 @@ and published) and any entry this script does not generate (e.g. bundled MNIST w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -40,10 +41,8 @@ def generate(current: dict) -> tuple[dict, list[str]]:
             tag, entry = torchvision_entry(arch, w.name)
             name = f"{arch}.{tag}"
             old = weights.get(name, {})
-            entry.update({k: old[k] for k in KEEP if old.get(k) is not None})
-            if w is best:
-                entry["default"] = True
-            weights[name] = entry
+            kept = {k: old[k] for k in KEEP if old.get(k) is not None}
+            weights[name] = dataclasses.replace(entry, **kept, default=w is best).to_dict()
             names = list(w.meta["categories"])
             if categories is not None and names != categories:
                 raise SystemExit(f"{arch} {w.name} has other ImageNet class names than the others")

@@ -103,7 +103,7 @@ def run_samples() -> int:
             hits += ok
             print(f"  {record['file']:<40} true {record['label']:<12} predicted {pred.labels[0]:<12} "
                   f"{pred.probs[0]:6.1%}  {'right' if ok else 'WRONG'}")  # fmt: skip
-        top1 = (get_entry(*model_name.split(".", 1)).get("metrics") or {}).get("top1")
+        top1 = (get_entry(*model_name.split(".", 1)).metrics or {}).get("top1")
         full = f"; on the whole {dataset} test set: {top1:.2f} %" if top1 is not None else ""
         print(f"  {hits}/{len(samples)} right{full}")
         total, correct = total + len(samples), correct + hits

@@ -32,5 +32,5 @@ def main(args: argparse.Namespace) -> int:
             continue
         arch, _, tag = name.partition(".")
         entry = manifest.get_entry(arch, tag)
-        print(f"{name}  {path}  ({human_size(entry['size'])}, sha256 {entry['sha256'][:16]}... verified)")
+        print(f"{name}  {path}  ({human_size(entry.size)}, sha256 {str(entry.sha256)[:16]}... verified)")
     return 1 if failed else 0

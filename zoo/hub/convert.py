@@ -18,6 +18,7 @@ import os
 import re
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,10 @@ import torch
 
 from zoo.errors import WeightsError
 from zoo.hub import manifest
+from zoo.hub.entry import Source, WeightsEntry
 from zoo.hub.fetch import converted_path, is_offline, sha256_file
 from zoo.hub.load import empty_init, fit_state_dict, load_file
+from zoo.hub.metadata import WeightsMetadata
 from zoo.hub.save import SavedWeights, save_weights
 
 TORCHVISION_TAGS = {"IMAGENET1K_V1": "tv_in1k", "IMAGENET1K_V2": "tv2_in1k"}
@@ -36,12 +39,14 @@ CONVERTIBLE = (
     "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
 )  # fmt: skip
 IMAGENET_LABELS = "imagenet_classes.json"
+# Where a checkpoint keeps its model's state dict: timm's (EMA first when asked for), then others'.
+_EMA_KEYS = ("state_dict_ema", "model_ema")
 _PICKLE_WRAPPERS = ("state_dict", "model_state_dict", "model", "module")
 
 
-def hub_source(arch: str, tag: str) -> dict[str, str]:
+def hub_source(arch: str, tag: str) -> Source:
     """Where zoo publishes ``arch.tag``: repo ``{org}/arch.tag`` on the Hub, file ``model.safetensors``."""
-    return {"type": "hub", "repo_id": f"{{org}}/{arch}.{tag}", "filename": "model.safetensors", "revision": "main"}
+    return Source(type="hub", repo_id=f"{{org}}/{arch}.{tag}", filename="model.safetensors", revision="main")
 
 
 def _check_arch(arch: str) -> None:
@@ -70,7 +75,7 @@ def _hash_prefix(url: str) -> str | None:
     return match.group(1) if match else None
 
 
-def torchvision_entry(arch: str, weights: str) -> tuple[str, dict[str, Any]]:
+def torchvision_entry(arch: str, weights: str) -> tuple[str, WeightsEntry]:
     """(tag, manifest entry) for torchvision's ``arch`` weights ``weights``, from torchvision's own metadata."""
     w = torchvision_weights(arch, weights)
     if w.name not in TORCHVISION_TAGS:
@@ -81,34 +86,32 @@ def torchvision_entry(arch: str, weights: str) -> tuple[str, dict[str, Any]]:
     crop, resize = int(tf.crop_size[0]), int(tf.resize_size[0])
     metrics = w.meta["_metrics"]["ImageNet-1K"]
     enum_name = type(w).__name__
-    entry = {
-        "status": "unpublished",
-        "source": hub_source(arch, tag),
-        "sha256": None,
-        "size": None,
-        "num_classes": len(w.meta["categories"]),
-        "label_names": IMAGENET_LABELS,
-        "input_size": [3, crop, crop],
-        "interpolation": tf.interpolation.value,
-        "crop_pct": crop / resize,
-        "mean": list(tf.mean),
-        "std": list(tf.std),
-        "dataset": "imagenet-1k",
-        "metrics": {
+    entry = WeightsEntry(
+        status="unpublished",
+        source=hub_source(arch, tag),
+        num_classes=len(w.meta["categories"]),
+        label_names=IMAGENET_LABELS,
+        input_size=(3, crop, crop),
+        interpolation=tf.interpolation.value,
+        crop_pct=crop / resize,
+        mean=tuple(tf.mean),
+        std=tuple(tf.std),
+        dataset="imagenet-1k",
+        metrics={
             "top1": metrics["acc@1"],
             "top5": metrics["acc@5"],
             "measured_by": "torchvision",
             "command": f"torchrun --nproc_per_node=8 references/classification/train.py --model {arch} "
             f"--test-only --weights {enum_name}.{w.name} --data-path /path/to/imagenet",
         },
-        "license": "bsd-3-clause",
-        "origin": {
+        license="bsd-3-clause",
+        origin={
             "command": f"zoo convert torchvision {arch} --weights {w.name}",
             "upstream": f"torchvision.models.{enum_name}.{w.name}",
             "url": w.url,
             "recipe": w.meta.get("recipe"),
         },
-    }
+    )
     return tag, entry
 
 
@@ -164,7 +167,7 @@ def _timm_dataset(tag: str) -> str:
     return "imagenet-1k" if tag.endswith("in1k") else "imagenet-21k" if "in21k" in tag else "unknown"
 
 
-def timm_entry(name: str) -> tuple[str, str, dict[str, Any]]:
+def timm_entry(name: str) -> tuple[str, str, WeightsEntry]:
     """(arch, tag, manifest entry) for timm's pretrained ``arch.tag``, from timm's pretrained_cfg."""
     import timm
 
@@ -174,23 +177,21 @@ def timm_entry(name: str) -> tuple[str, str, dict[str, Any]]:
     if cfg is None or not tag:
         known = ", ".join(timm.list_pretrained(f"{arch}.*")) or "none"
         raise ValueError(f"timm has no pretrained weights {name!r}; those of {arch}: {known}")
-    entry = {
-        "status": "unpublished",
-        "source": hub_source(arch, tag),
-        "sha256": None,
-        "size": None,
-        "num_classes": cfg.num_classes,
-        "input_size": list(cfg.input_size),
-        "interpolation": cfg.interpolation,
-        "crop_pct": cfg.crop_pct,
-        "mean": list(cfg.mean),
-        "std": list(cfg.std),
-        "dataset": _timm_dataset(tag),
-        "license": cfg.license or "unknown",
-        "origin": {"command": f"zoo convert timm {name}", "upstream": f"timm {name} (hf-hub:{cfg.hf_hub_id})"},
-    }
-    if cfg.num_classes == 1000 and entry["dataset"] == "imagenet-1k":
-        entry["label_names"] = IMAGENET_LABELS
+    dataset = _timm_dataset(tag)
+    entry = WeightsEntry(
+        status="unpublished",
+        source=hub_source(arch, tag),
+        num_classes=cfg.num_classes,
+        label_names=IMAGENET_LABELS if cfg.num_classes == 1000 and dataset == "imagenet-1k" else None,
+        input_size=tuple(cfg.input_size),
+        interpolation=cfg.interpolation,
+        crop_pct=cfg.crop_pct,
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+        dataset=dataset,
+        license=cfg.license or "unknown",
+        origin={"command": f"zoo convert timm {name}", "upstream": f"timm {name} (hf-hub:{cfg.hf_hub_id})"},
+    )
     return arch, tag, entry
 
 
@@ -203,53 +204,66 @@ def _timm_state_dict(name: str, file: str | None) -> dict[str, torch.Tensor]:
         return timm.create_model(name, pretrained=True).state_dict()
     if Path(file).suffix == ".safetensors":
         return load_file(file)
-    return read_pickle_checkpoint(file)
+    return read_pickle_checkpoint(file, prefer_ema=True)  # timm's training checkpoints: their EMA weights
 
 
 # ------------------------------------------------------------------------------------ checkpoints
 
 
 def strip_wrapper_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Drop the key prefix that DataParallel/DDP (``module.``) or torch.compile (``_orig_mod.``) adds."""
-    state = dict(state)
-    for prefix in ("module.", "_orig_mod."):
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items()}
-    return state
+    """Drop the key prefixes that DataParallel/DDP (``module.``) and torch.compile (``_orig_mod.``) add, in
+    either order (timm's ``clean_state_dict``)."""
+    from timm.models import clean_state_dict
+
+    return clean_state_dict(dict(state))
+
+
+def _model_state(obj: Any, prefer_ema: bool) -> Any:
+    """The model's state dict inside a loaded checkpoint object."""
+    if not isinstance(obj, Mapping):
+        return obj
+    if prefer_ema:
+        if obj.get("eval_weights") == "ema" and obj.get("ema") is not None:  # zoo train, evaluating its EMA
+            return obj["ema"]
+        for key in _EMA_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                return obj[key]
+    for key in _PICKLE_WRAPPERS:
+        if isinstance(obj.get(key), Mapping):
+            return obj[key]
+    return obj
 
 
 def read_pickle_checkpoint(path: str | os.PathLike[str], prefer_ema: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of a ``torch.save`` file, read with ``weights_only=True`` (no code is run).
 
-    A training checkpoint's model is found under ``state_dict``/``model``/...; with ``prefer_ema``, a
-    ``zoo train`` checkpoint that evaluated its EMA weights gives those. Wrapper prefixes are removed.
+    A training checkpoint's model is found under ``state_dict``/``model``/...; with ``prefer_ema``, the
+    EMA weights of a ``zoo train`` checkpoint that evaluated them, or of a timm one (``state_dict_ema``).
+    Wrapper prefixes (``module.``, ``_orig_mod.``, in any order) are removed.
     """
+    import argparse
+
+    # One read, as timm's load_state_dict does it (argparse.Namespace allowed: timm's checkpoints hold their
+    # arguments), but zoo's own checkpoint layout decides which weights are meant, which timm cannot know.
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint {path} does not exist") from None
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, ... for anything not plain tensors
         raise ValueError(f"{path} could not be read with torch.load(weights_only=True): {e}") from None
-    if prefer_ema and isinstance(obj, Mapping) and obj.get("eval_weights") == "ema" and obj.get("ema") is not None:
-        obj = obj["ema"]
-    for key in _PICKLE_WRAPPERS:
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    state = _model_state(obj, prefer_ema)
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
-    return strip_wrapper_prefix(obj)
-
-
-_CFG_KEYS = ("num_classes", "input_size", "interpolation", "crop_pct", "mean", "std", "dataset", "license")
+    return strip_wrapper_prefix(state)
 
 
 def convert_state_dict(
     arch: str,
     state_dict: Mapping[str, torch.Tensor],
     out: str | os.PathLike[str],
-    metadata: Mapping[str, Any] | None = None,
-    entry: Mapping[str, Any] | None = None,
+    metadata: WeightsMetadata | None = None,
+    entry: WeightsEntry | None = None,
     **model_kwargs: Any,
 ) -> SavedWeights:
     """Check ``state_dict`` against zoo's ``arch`` (built with ``model_kwargs``), save it and verify the file.
@@ -265,10 +279,10 @@ def convert_state_dict(
         model = builder(**model_kwargs)
     sd, _ = fit_state_dict(model, state_dict, f"the {arch} weights", False, False, stacklevel=2)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
-    cfg = {k: entry[k] for k in _CFG_KEYS if k in entry} if entry else dict(model.pretrained_cfg)
-    meta = {"zoo.arch": arch, "zoo.pretrained_cfg": cfg, **(metadata or {})}
-    if model_kwargs:
-        meta["zoo.model_args"] = model_kwargs
+    cfg = entry.preprocessing() if entry else dict(model.pretrained_cfg)
+    meta = replace(
+        metadata or WeightsMetadata(), architecture=arch, pretrained_cfg=cfg, model_args=model_kwargs or None
+    )
     saved = save_weights(tensors, out, metadata=meta)
     written = load_file(saved.path)
     differ = [k for k in tensors if k not in written or not torch.equal(written[k], tensors[k])]
@@ -278,24 +292,23 @@ def convert_state_dict(
     return saved
 
 
-def record_conversion(name: str, entry: dict[str, Any], saved: SavedWeights, command: str) -> dict[str, Any]:
+def record_conversion(name: str, entry: WeightsEntry, saved: SavedWeights, command: str) -> WeightsEntry:
     """Put the converted file's SHA-256 and size into the manifest entry ``name`` (created if missing)."""
     arch, _, tag = name.partition(".")
-    existing = manifest.load_manifest()["weights"].get(name)
-    if existing is None:
-        new = {**entry, "sha256": saved.sha256, "size": saved.size}
-        new["origin"] = {**entry.get("origin", {}), "command": command}
-        if not manifest.entries_for_arch(arch):
-            new["default"] = True
+    if name not in manifest.load_manifest()["weights"]:
+        origin = {**(entry.origin or {}), "command": command}
+        default = entry.default or not manifest.entries_for_arch(arch)
+        new = replace(entry, sha256=saved.sha256, size=saved.size, origin=origin, default=default)
         return manifest.update_entry(name, new)
-    if existing.get("sha256") and existing["sha256"] != saved.sha256:
-        if existing["status"] == "published":
+    existing = manifest.get_entry(arch, tag)
+    if existing.sha256 and existing.sha256 != saved.sha256:
+        if existing.published:
             raise WeightsError(
                 f"the converted file {saved.path} has SHA-256 {saved.sha256}, but the published {name} has "
-                f"{existing['sha256']}: the upstream file or the conversion differs. The manifest was not changed."
+                f"{existing.sha256}: the upstream file or the conversion differs. The manifest was not changed."
             )
-        warnings.warn(f"{name}: replacing the recorded SHA-256 {existing['sha256']} (not published)", stacklevel=2)
-    origin = {**existing.get("origin", {}), "command": command}
+        warnings.warn(f"{name}: replacing the recorded SHA-256 {existing.sha256} (not published)", stacklevel=2)
+    origin = {**(existing.origin or {}), "command": command}
     return manifest.update_entry(name, {"sha256": saved.sha256, "size": saved.size, "origin": origin}, merge=True)
 
 
@@ -336,7 +349,8 @@ def convert_upstream(
         raise ValueError(f"library={library!r}: convert from 'torchvision' or 'timm'")
     name = f"{arch}.{tag}"
     target = Path(out) if out else converted_path(name)
-    saved = convert_state_dict(arch, state, target, metadata={"zoo.source": entry["origin"]["upstream"]}, entry=entry)
+    upstream = WeightsMetadata(source=(entry.origin or {}).get("upstream"))
+    saved = convert_state_dict(arch, state, target, metadata=upstream, entry=entry)
     if record_as:
         record_conversion(name, entry, saved, record_as)
     return name, saved

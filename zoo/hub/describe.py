@@ -37,19 +37,20 @@ def describe_weights(name: str) -> str:
     lines = ["pretrained weights:"]
     for t, e in entries.items():
         full = f"{arch}.{t}"
-        metrics = e.get("metrics") or {}
-        origin = e.get("origin") or {}
-        size = e["input_size"]
+        metrics = e.metrics or {}
+        origin = e.origin or {}
+        c, h, w = e.input_size
+        size = f"    size         {human_size(e.size)}" + (f" ({e.size:,} bytes)" if e.size else "")
         lines += [
             f"  {full}{'  (default)' if t == default else ''}",
-            f"    status       {e['status']}",
+            f"    status       {e.status}",
             f"    source       {manifest.describe_source(e)}",
-            f"    sha256       {e.get('sha256') or 'not recorded yet'}",
-            f"    size         {human_size(e.get('size'))}" + (f" ({e['size']:,} bytes)" if e.get("size") else ""),
+            f"    sha256       {e.sha256 or 'not recorded yet'}",
+            size,
             f"    on this host {cached_state(full)}",
-            f"    dataset      {e.get('dataset', 'unknown')}, {e['num_classes']} classes",
-            f"    input        {size[0]} x {size[1]} x {size[2]}, {e['interpolation']}, crop_pct {e['crop_pct']:.4g}",
-            f"    mean / std   {tuple(e['mean'])} / {tuple(e['std'])}",
+            f"    dataset      {e.dataset or 'unknown'}, {e.num_classes} classes",
+            f"    input        {c} x {h} x {w}, {e.interpolation}, crop_pct {e.crop_pct:.4g}",
+            f"    mean / std   {tuple(e.mean)} / {tuple(e.std)}",
         ]
         if metrics:
             top = ", ".join(f"{k} {metrics[k]:.3f}%" for k in ("top1", "top5") if metrics.get(k) is not None)
@@ -57,7 +58,7 @@ def describe_weights(name: str) -> str:
             lines.append(f"    metrics      {top or 'none'}{by}")
             if metrics.get("command"):
                 lines.append(f"    measured by  {metrics['command']}")
-        lines.append(f"    license      {e.get('license', 'unknown')}")
+        lines.append(f"    license      {e.license or 'unknown'}")
         if origin.get("command"):
             lines.append(f"    produced by  {origin['command']}")
         for key in ("upstream", "url", "recipe"):

@@ -26,7 +26,8 @@ from typing import Any
 
 from zoo.errors import IntegrityError, NotPublishedError, OfflineError, WeightsError
 from zoo.hub import manifest
-from zoo.utils.files import write_text_atomic
+from zoo.hub.entry import Source, WeightsEntry
+from zoo.utils.files import atomic_path, write_text_atomic
 
 _TRUE = ("1", "true", "yes", "on")
 CHUNK = 1 << 20
@@ -57,9 +58,10 @@ def converted_path(name: str) -> Path:
     return cache_dir() / "converted" / f"{name}.safetensors"
 
 
-def url_cache_path(name: str, entry: dict[str, Any]) -> Path:
+def url_cache_path(name: str, entry: WeightsEntry) -> Path:
+    """Where the file of a URL entry is cached."""
     # The SHA prefix keeps a stale file from an older manifest from being mistaken for the new one.
-    return cache_dir() / "weights" / f"{name}-{entry['sha256'][:12]}.safetensors"
+    return cache_dir() / "weights" / f"{name}-{str(entry.sha256)[:12]}.safetensors"
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -123,7 +125,7 @@ def _how_to_get_it(name: str) -> str:
     )
 
 
-def offline_error(name: str, entry: dict[str, Any]) -> OfflineError:
+def offline_error(name: str, entry: WeightsEntry) -> OfflineError:
     """The one error for offline mode: the weights, where they would come from, and what to do."""
     flag = "HF_HUB_OFFLINE" if os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUE else "ZOO_OFFLINE"
     return OfflineError(
@@ -132,9 +134,9 @@ def offline_error(name: str, entry: dict[str, Any]) -> OfflineError:
     )
 
 
-def not_published_error(name: str, entry: dict[str, Any]) -> NotPublishedError:
+def not_published_error(name: str, entry: WeightsEntry) -> NotPublishedError:
     """Explain that an unpublished entry has no file to fetch and how to make one locally."""
-    command = (entry.get("origin") or {}).get("command")
+    command = (entry.origin or {}).get("command")
     how = (
         f"Convert it locally with `{command}` (it needs network access for the upstream file, or --file "
         f"with a local copy of it); the result is written to {converted_path(name)} and used from then on."
@@ -155,28 +157,34 @@ def _drop_hub_file(path: Path) -> None:
         blob.unlink(missing_ok=True)
 
 
-def hub_cached_file(source: dict[str, Any]) -> Path | None:
-    """The file huggingface_hub cached for a Hub source, found without importing huggingface_hub."""
-    folder = hf_hub_cache() / ("models--" + source["repo_id"].replace("/", "--"))
-    revision = source["revision"]
+def hub_cached_file(source: Source) -> Path | None:
+    """The file huggingface_hub cached for a (resolved) Hub source, found without importing huggingface_hub.
+
+    This reads huggingface_hub's documented cache layout (``models--org--name/refs/<branch>`` holds a
+    commit, ``snapshots/<commit>/<file>`` the file) instead of calling ``try_to_load_from_cache``: importing
+    huggingface_hub costs more than loading a small model, and a warm cache must not pay for it.
+    tests/test_weights_fetch.py checks that both agree.
+    """
+    folder = hf_hub_cache() / ("models--" + str(source.repo_id).replace("/", "--"))
+    revision = source.revision or "main"
     commit = revision
     if not (len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)):
         try:
             commit = (folder / "refs" / revision).read_text().strip()
         except OSError:
             return None
-    path = folder / "snapshots" / commit / source["filename"]
+    path = folder / "snapshots" / commit / str(source.filename)
     return path if path.exists() else None
 
 
-def _hub_download(name: str, entry: dict[str, Any], source: dict[str, Any], force: bool) -> Path:
+def _hub_download(name: str, entry: WeightsEntry, source: Source, force: bool) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
     endpoint = os.environ.get("HF_ENDPOINT") or None  # read now: huggingface_hub reads it once, at import
     try:
         path = hf_hub_download(
-            source["repo_id"], source["filename"], revision=source["revision"], cache_dir=hf_hub_cache(),
+            str(source.repo_id), str(source.filename), revision=source.revision, cache_dir=hf_hub_cache(),
             endpoint=endpoint, force_download=force, library_name="zoo",
         )  # fmt: skip
     except LocalEntryNotFoundError as e:
@@ -214,14 +222,12 @@ def _stream_url(url: str, tmp: Path, name: str) -> tuple[str, int]:
                 digest.update(block)
                 received += len(block)
                 bar.update(len(block))
-        out.flush()
-        os.fsync(out.fileno())
     if total is not None and received != total:
         raise IntegrityError(f"download of {name} from {url} was cut off: {received:,} of {total:,} bytes arrived")
     return digest.hexdigest(), received
 
 
-def _url_download(name: str, entry: dict[str, Any], url: str, dest: Path) -> None:
+def _url_download(name: str, entry: WeightsEntry, url: str, dest: Path) -> None:
     import http.client
     import urllib.error
 
@@ -229,8 +235,8 @@ def _url_download(name: str, entry: dict[str, Any], url: str, dest: Path) -> Non
     # Temporary files of this target left by a killed process are stale: we hold the lock.
     for stale in dest.parent.glob(f".{dest.name}.*.part"):
         stale.unlink(missing_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    try:
+    # atomic_path: the file appears at dest only complete and verified (synced, renamed, folder synced).
+    with atomic_path(dest, suffix=".part") as tmp:
         try:
             sha, size = _stream_url(url, tmp, name)
         except urllib.error.HTTPError as e:
@@ -244,28 +250,25 @@ def _url_download(name: str, entry: dict[str, Any], url: str, dest: Path) -> Non
                 raise
             reason = getattr(e, "reason", e)
             raise WeightsError(f"could not download {name} from {url}: {reason}. {_how_to_get_it(name)}") from None
-        if size != entry["size"] or sha != entry["sha256"]:
+        if size != entry.size or sha != entry.sha256:
             raise IntegrityError(
                 f"the file downloaded for {name} from {url} does not match the manifest: {size:,} bytes with "
-                f"SHA-256 {sha}, expected {entry['size']:,} bytes with SHA-256 {entry['sha256']}. Nothing was "
+                f"SHA-256 {sha}, expected {entry.size:,} bytes with SHA-256 {entry.sha256}. Nothing was "
                 "cached; the server may be serving another file, or the manifest entry is out of date."
             )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    mark_verified(dest, entry["sha256"])
+    mark_verified(dest, str(entry.sha256))
 
 
-def _use_converted(name: str, entry: dict[str, Any]) -> Path | None:
+def _use_converted(name: str, entry: WeightsEntry) -> Path | None:
     path = converted_path(name)
     if not path.is_file():
         return None
-    if entry.get("sha256") is None:
+    if entry.sha256 is None:
         raise IntegrityError(
             f"{path} was converted locally, but the manifest has no SHA-256 for {name} to check it against; "
             f"run `zoo convert` again so that it records one."
         )
-    problem = check_file(path, entry["sha256"], entry.get("size"))
+    problem = check_file(path, entry.sha256, entry.size)
     if problem is None:
         return path
     warnings.warn(f"ignoring the locally converted {path}: it {problem}", stacklevel=3)
@@ -281,9 +284,9 @@ def fetch(name: str, force: bool = False) -> Path:
     arch, _, tag = name.partition(".")
     entry = manifest.get_entry(arch, tag)
     source = manifest.resolve_source(entry)
-    if source["type"] == "bundled":
-        path = manifest.weights_dir() / source["path"]
-        problem = check_file(path, entry["sha256"], entry["size"]) if entry["status"] == "published" else "missing"
+    if source.type == "bundled":
+        path = manifest.weights_dir() / str(source.path)
+        problem = check_file(path, str(entry.sha256), entry.size) if entry.published else "missing"
         if problem:
             raise IntegrityError(
                 f"the bundled file of {name}, {path}, {problem}; restore it from the repository (git checkout) "
@@ -294,12 +297,12 @@ def fetch(name: str, force: bool = False) -> Path:
         local = _use_converted(name, entry)
         if local is not None:
             return local
-    if entry["status"] != "published":
+    if not entry.published:
         raise not_published_error(name, entry)
     if not force:
         # Warm cache: a verified file needs no lock (nothing writes a file that is in place).
-        cached = url_cache_path(name, entry) if source["type"] == "url" else hub_cached_file(source)
-        if cached is not None and cached.exists() and check_file(cached, entry["sha256"], entry["size"]) is None:
+        cached = url_cache_path(name, entry) if source.type == "url" else hub_cached_file(source)
+        if cached is not None and cached.exists() and check_file(cached, str(entry.sha256), entry.size) is None:
             return cached
 
     from filelock import FileLock
@@ -307,14 +310,14 @@ def fetch(name: str, force: bool = False) -> Path:
     lock_path = cache_dir() / "locks" / f"{name}.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock_path)):
-        if source["type"] == "url":
-            return _fetch_url(name, entry, source["url"], force)
+        if source.type == "url":
+            return _fetch_url(name, entry, str(source.url), force)
         return _fetch_hub(name, entry, source, force)
 
 
-def _cached_is_good(path: Path, name: str, entry: dict[str, Any]) -> bool:
+def _cached_is_good(path: Path, name: str, entry: WeightsEntry) -> bool:
     """Verify a cached file; a bad one is reported (and is an error when offline, as it cannot be replaced)."""
-    problem = check_file(path, entry["sha256"], entry["size"])
+    problem = check_file(path, str(entry.sha256), entry.size)
     if problem is None:
         return True
     if is_offline():
@@ -326,7 +329,7 @@ def _cached_is_good(path: Path, name: str, entry: dict[str, Any]) -> bool:
     return False
 
 
-def _fetch_url(name: str, entry: dict[str, Any], url: str, force: bool) -> Path:
+def _fetch_url(name: str, entry: WeightsEntry, url: str, force: bool) -> Path:
     dest = url_cache_path(name, entry)
     if dest.exists() and not force:
         if _cached_is_good(dest, name, entry):
@@ -338,7 +341,7 @@ def _fetch_url(name: str, entry: dict[str, Any], url: str, force: bool) -> Path:
     return dest
 
 
-def _fetch_hub(name: str, entry: dict[str, Any], source: dict[str, Any], force: bool) -> Path:
+def _fetch_hub(name: str, entry: WeightsEntry, source: Source, force: bool) -> Path:
     cached = hub_cached_file(source)
     if cached is not None and not force:
         if _cached_is_good(cached, name, entry):
@@ -347,7 +350,7 @@ def _fetch_hub(name: str, entry: dict[str, Any], source: dict[str, Any], force: 
     if is_offline():
         raise offline_error(name, entry)
     path = _hub_download(name, entry, source, force=force)
-    problem = check_file(path, entry["sha256"], entry["size"])
+    problem = check_file(path, str(entry.sha256), entry.size)
     if problem is not None:
         _drop_hub_file(path)
         raise IntegrityError(
@@ -362,16 +365,16 @@ def cached_state(name: str) -> str:
     arch, _, tag = name.partition(".")
     entry = manifest.get_entry(arch, tag)
     source = manifest.resolve_source(entry)
-    if source["type"] == "bundled":
-        return f"bundled ({manifest.weights_dir() / source['path']})"
+    if source.type == "bundled":
+        return f"bundled ({manifest.weights_dir() / str(source.path)})"
     candidates = [converted_path(name)]
-    if source["type"] == "hub":
+    if source.type == "hub":
         candidates.append(hub_cached_file(source))
-    elif entry.get("sha256"):
+    elif entry.sha256:
         candidates.append(url_cache_path(name, entry))
     for path in candidates:
         if path is not None and path.is_file():
             kind = "converted locally" if path == candidates[0] else "cached"
-            ok = entry.get("sha256") and has_valid_marker(path, entry["sha256"])
+            ok = entry.sha256 and has_valid_marker(path, entry.sha256)
             return f"{kind} at {path} ({'verified' if ok else 'not verified yet'})"
-    return "not cached" if entry["status"] == "published" else "not published yet"
+    return "not cached" if entry.published else "not published yet"

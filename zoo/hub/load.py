@@ -11,7 +11,6 @@ read, so they are refused here and read only by ``zoo convert`` (with ``torch.lo
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -26,7 +25,9 @@ from torch.overrides import TorchFunctionMode
 
 from zoo.errors import WeightsError
 from zoo.hub import manifest
+from zoo.hub.entry import WeightsEntry
 from zoo.hub.fetch import fetch
+from zoo.hub.metadata import WeightsMetadata
 from zoo.models.base import fit_channels
 
 __all__ = [
@@ -131,6 +132,9 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     that image repeated in every channel. N channels: the C channels repeated and scaled by C/N, which
     keeps the response to N copies of one image the same for N a multiple of C.
     """
+    # timm.models.adapt_input_conv does the same, but importing timm takes longer than loading most of
+    # zoo's weights; create_model(..., pretrained=True) never imports it. tests/test_weights_load.py
+    # compares the two.
     channels = weight.shape[1]
     if in_chans == channels:
         return weight
@@ -158,10 +162,13 @@ def fit_state_dict(
     adapt_head: bool,
     adapt_in_chans: bool,
     stacklevel: int,
+    adapt_stem: bool = False,
 ) -> tuple[dict[str, torch.Tensor], bool]:
     """Check ``state_dict`` against ``model`` key by key and shape by shape, adapting head/first conv if allowed.
 
     Returns the state dict to load and whether the classifier was dropped (the model keeps a new one).
+    With ``adapt_stem``, a first convolution whose kernel differs (a 7x7 ImageNet stem into a 3x3 CIFAR
+    stem, or back) is left out with a warning naming it: the model keeps its own, freshly initialised one.
     Anything else that does not fit raises one error listing every missing, unexpected and mismatched key.
     """
     expected = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
@@ -176,6 +183,31 @@ def fit_state_dict(
             how = "summed over" if want == 1 else f"repeated and scaled by {have}/{want} from"
             warnings.warn(
                 f"{what}: {conv_key} adapted from {have} to {want} input channels ({how} the original channels)",
+                stacklevel=stacklevel,
+            )
+    stem_fresh: set[str] = set()
+    if adapt_stem:
+        if conv_key in sd and conv_key in expected and sd[conv_key].shape[2:] != expected[conv_key][0][2:]:
+            kernel = "x".join(map(str, sd[conv_key].shape[2:]))
+            stem_fresh = {conv_key}
+            del sd[conv_key]
+            warnings.warn(
+                f"{what}: {conv_key} is freshly initialised: the weights' first convolution has a {kernel} kernel, "
+                f"the model's stem {'x'.join(map(str, expected[conv_key][0][2:]))}; every other tensor is loaded",
+                stacklevel=stacklevel,
+            )
+
+        # VGG's CIFAR stem also ends in its own head (512 wide, not 25088 -> 4096 -> 4096): keep none of it.
+        head_module = (cfg.get("classifier") or "").rpartition(".")[0]
+        prefix = f"{head_module}."
+        if head_module and any(k.startswith(prefix) and expected.get(k, (None,))[0] != tuple(sd[k].shape) for k in sd):
+            dropped = [k for k in sd if k.startswith(prefix)]
+            for k in dropped:
+                del sd[k]
+            stem_fresh |= {k for k in expected if k.startswith(prefix)}
+            warnings.warn(
+                f"{what}: the model's {head_module} is freshly initialised: its layers differ in shape from the "
+                f"weights' ({', '.join(dropped[:4])}{' ...' if len(dropped) > 4 else ''})",
                 stacklevel=stacklevel,
             )
 
@@ -195,7 +227,7 @@ def fit_state_dict(
             stacklevel=stacklevel,
         )
 
-    fresh = {k for k in expected if head_dropped and k.rsplit(".", 1)[0] == head}
+    fresh = {k for k in expected if head_dropped and k.rsplit(".", 1)[0] == head} | stem_fresh
     missing = [k for k in expected if k not in sd and k not in fresh]
     unexpected = [k for k in sd if k not in expected]
     mismatched = [
@@ -291,14 +323,11 @@ def resolve_name(name: str) -> tuple[str, str]:
     return arch, tag
 
 
-def _cfg_with(model: nn.Module, arch: str, tag: str | None, info: Mapping[str, Any], extra: dict[str, Any]) -> dict:
-    """The model's pretrained_cfg updated with the preprocessing and labels of its weights."""
+def _cfg_with(model: nn.Module, arch: str, tag: str | None, info: Mapping[str, Any], labels: Any, extra: dict) -> dict:
+    """The model's pretrained_cfg updated with the preprocessing (``info``) and class names of its weights."""
     cfg = dict(model.pretrained_cfg)
     in_chans = model.in_chans
     same_head = model.num_classes == info.get("num_classes")
-    labels = info.get("label_names")
-    if isinstance(labels, str):  # a label file in weights/, named by a manifest entry
-        labels = manifest.label_names(info)
     cfg.update({k: info[k] for k in ("interpolation", "crop_pct", "crop_mode", "dataset", "license") if info.get(k)})
     if info.get("input_size"):
         cfg["input_size"] = (in_chans, *tuple(info["input_size"])[1:])
@@ -327,14 +356,14 @@ def build_with_weights(
 
     * a tag without ``pretrained``: the tag's pretrained_cfg (preprocessing, classes) and random weights;
     * ``pretrained``: the verified file of ``arch.tag`` (downloaded once, then from the cache);
-    * ``checkpoint_path``: a local safetensors file (its ``zoo.pretrained_cfg`` metadata, if any, supplies
-      defaults); it takes precedence over ``pretrained``.
+    * ``checkpoint_path``: a local safetensors file (its :class:`WeightsMetadata` pretrained_cfg and
+      model_args, if any, supply defaults); it takes precedence over ``pretrained``.
 
     The entry's ``num_classes``, input channels and ``model_args`` are builder defaults; a ``num_classes``
     or ``in_chans`` passed in ``kwargs`` that differs from the weights adapts them (new classifier with a
     warning, first convolution summed or repeated). Anything else that does not fit is an error.
     """
-    entry: dict[str, Any] | None = None
+    entry: WeightsEntry | None = None
     if tag:
         entry = manifest.get_entry(arch, tag)
     elif pretrained and checkpoint_path is None:
@@ -343,28 +372,31 @@ def build_with_weights(
     name = f"{arch}.{tag}" if tag else arch
 
     path: Path | None = None
-    info: dict[str, Any] = dict(entry) if entry else {}
-    defaults: dict[str, Any] = dict(info.get("model_args", {}))
+    # info: the preprocessing and classes of the weights, in pretrained_cfg's keys.
+    info: dict[str, Any] = entry.preprocessing() if entry else {}
+    defaults: dict[str, Any] = dict(entry.model_args or {}) if entry else {}
+    labels = manifest.label_names(entry) if entry else None
     extra: dict[str, Any] = {}
     if checkpoint_path is not None:
         path = Path(checkpoint_path)
-        meta = read_metadata(path)
+        try:
+            meta = WeightsMetadata.from_header(read_metadata(path))
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
         if not entry:
-            try:
-                info = json.loads(meta["zoo.pretrained_cfg"]) if "zoo.pretrained_cfg" in meta else {}
-                defaults = json.loads(meta["zoo.model_args"]) if "zoo.model_args" in meta else {}
-            except ValueError:
-                raise ValueError(f"{path}: the zoo metadata in its header is not valid JSON") from None
+            info = dict(meta.pretrained_cfg or {})
+            defaults = dict(meta.model_args or {})
+            labels = info.get("label_names")
         extra["file"] = str(path)
     elif pretrained:
         path = fetch(name)
     if entry:
         source = manifest.resolve_source(entry)
-        extra["sha256"] = entry.get("sha256")
-        if source["type"] == "hub":
-            extra.update(hf_hub_id=source["repo_id"], hf_hub_filename=source["filename"])
-        elif source["type"] == "url":
-            extra["url"] = source["url"]
+        extra["sha256"] = entry.sha256
+        if source.type == "hub":
+            extra.update(hf_hub_id=source.repo_id, hf_hub_filename=source.filename)
+        elif source.type == "url":
+            extra["url"] = source.url
         if path is not None and "file" not in extra:
             extra["file"] = str(path)
     if info.get("num_classes") is not None:
@@ -381,5 +413,5 @@ def build_with_weights(
         what = f"weights {name} ({path})" if checkpoint_path is None else f"checkpoint {path}"
         adapt = {"adapt_head": "num_classes" in kwargs, "adapt_in_chans": "in_chans" in kwargs}
         _load_into(model, load_file(path), what, **adapt, stacklevel=5)
-    model.pretrained_cfg = _cfg_with(model, arch, tag, info, extra)
+    model.pretrained_cfg = _cfg_with(model, arch, tag, info, labels, extra)
     return model

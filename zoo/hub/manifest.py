@@ -4,7 +4,7 @@ The manifest is the single description of every set of pretrained weights: where
 SHA-256 and size, and the preprocessing, labels, metrics, licence and provenance that go with it. The
 registry, ``zoo info``, the docs tables and the loader all read it; nothing repeats it by hand.
 
-An entry (see docs/weights.md for the full field list)::
+An entry, as :class:`~zoo.hub.entry.WeightsEntry` defines it (field order, types, valid values)::
 
     "resnet50.tv2_in1k": {
       "status": "published",                 # or "unpublished": listed, but no file to fetch yet
@@ -20,37 +20,35 @@ An entry (see docs/weights.md for the full field list)::
     }
 
 ``{org}`` in a Hub repo id is replaced by ``ZOO_HUB_ORG`` (default: the manifest's ``hub_org``).
+:func:`get_entry` and :func:`entries_for_arch` return ``WeightsEntry`` objects; :func:`load_manifest`
+is the file's JSON as it is, for tools that rewrite it.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from zoo.hub.entry import INTERPOLATIONS, SOURCE_TYPES, STATUSES, Source, WeightsEntry
 from zoo.utils import natural_key
 from zoo.utils.files import write_text_atomic
 
+__all__ = [
+    "DEFAULT_HUB_ORG", "INTERPOLATIONS", "SCHEMA", "SOURCE_TYPES", "STATUSES", "Source", "WeightsEntry",
+    "default_tag", "describe_source", "dumps", "entries_for_arch", "get_entry", "hub_org", "label_names",
+    "load_manifest", "manifest_path", "resolve_source", "update_entry", "validate_entry", "validate_manifest",
+    "weight_names", "weights_dir", "write_manifest",
+]  # fmt: skip
+
 SCHEMA = 1
 DEFAULT_HUB_ORG = "zoo-models"
-STATUSES = ("published", "unpublished")
-SOURCE_TYPES = ("hub", "url", "bundled")
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
-_SHA256_RE = r"[0-9a-f]{64}"
-_NAME_RE = r"[A-Za-z0-9_]+\.[A-Za-z0-9_\-]+"  # compiled on first use: loading never needs them
-
-# The order fields are written in, so that a diff of the manifest reads like the docs.
-_FIELD_ORDER = (
-    "status", "default", "source", "sha256", "size", "num_classes", "label_names", "input_size",
-    "interpolation", "crop_pct", "crop_mode", "mean", "std", "model_args", "dataset", "metrics",
-    "license", "origin", "notes",
-)  # fmt: skip
-_KNOWN_FIELDS = frozenset(_FIELD_ORDER)
+_NAME_RE = r"[A-Za-z0-9_]+\.[A-Za-z0-9_\-]+"  # compiled on first use: loading never needs it
 
 
 def weights_dir() -> Path:
@@ -82,7 +80,10 @@ def _load(path: str, mtime_ns: int, size: int, inode: int) -> dict[str, Any]:
 
 
 def load_manifest() -> dict[str, Any]:
-    """The parsed manifest (re-read when the file changes). Treat it as read-only."""
+    """The manifest file as parsed JSON (re-read when the file changes). Treat it as read-only.
+
+    :func:`get_entry` and :func:`entries_for_arch` give its entries as typed :class:`WeightsEntry` objects.
+    """
     path = manifest_path()
     try:
         st = path.stat()
@@ -101,16 +102,20 @@ def hub_org() -> str:
     return os.environ.get("ZOO_HUB_ORG") or load_manifest().get("hub_org") or DEFAULT_HUB_ORG
 
 
-def entries_for_arch(arch: str) -> dict[str, dict[str, Any]]:
+def entries_for_arch(arch: str) -> dict[str, WeightsEntry]:
     """``tag -> entry`` for every set of weights of ``arch``, in manifest order."""
     prefix = arch + "."
-    return {name[len(prefix) :]: e for name, e in load_manifest()["weights"].items() if name.startswith(prefix)}
+    return {
+        name[len(prefix) :]: WeightsEntry.from_dict(e, name)
+        for name, e in load_manifest()["weights"].items()
+        if name.startswith(prefix)
+    }
 
 
 def default_tag(arch: str) -> str | None:
     """The tag ``pretrained=True`` picks for ``arch``: the entry marked ``"default": true``, or the only one."""
     entries = entries_for_arch(arch)
-    flagged = [tag for tag, e in entries.items() if e.get("default")]
+    flagged = [tag for tag, e in entries.items() if e.default]
     if flagged:
         return flagged[0]
     if len(entries) == 1:
@@ -123,33 +128,34 @@ def default_tag(arch: str) -> str | None:
     return None
 
 
-def get_entry(arch: str, tag: str) -> dict[str, Any]:
+def get_entry(arch: str, tag: str) -> WeightsEntry:
     """The manifest entry for ``arch.tag``; a ValueError lists the tags that exist when it is missing."""
-    entry = load_manifest()["weights"].get(f"{arch}.{tag}")
+    name = f"{arch}.{tag}"
+    entry = load_manifest()["weights"].get(name)
     if entry is None:
         tags = list(entries_for_arch(arch))
         known = f"its weights are: {', '.join(f'{arch}.{t}' for t in tags)}" if tags else "it has no weights"
-        raise ValueError(f"no weights named '{arch}.{tag}' in the manifest ({manifest_path()}); {known}")
-    return entry
+        raise ValueError(f"no weights named '{name}' in the manifest ({manifest_path()}); {known}")
+    return WeightsEntry.from_dict(entry, name)
 
 
-def resolve_source(entry: Mapping[str, Any]) -> dict[str, Any]:
+def resolve_source(entry: WeightsEntry) -> Source:
     """The entry's source with ``{org}`` filled in and defaults (Hub revision) applied."""
-    source = dict(entry["source"])
-    if source["type"] == "hub":
-        source["repo_id"] = source["repo_id"].replace("{org}", hub_org())
-        source.setdefault("revision", "main")
+    source = entry.source
+    if source.type == "hub":
+        assert source.repo_id is not None
+        source = replace(source, repo_id=source.repo_id.replace("{org}", hub_org()), revision=source.revision or "main")
     return source
 
 
-def describe_source(entry: Mapping[str, Any]) -> str:
+def describe_source(entry: WeightsEntry) -> str:
     """One line saying where the entry's file comes from."""
     source = resolve_source(entry)
-    if source["type"] == "hub":
-        return f"Hugging Face Hub {source['repo_id']} ({source['filename']} @ {source['revision']})"
-    if source["type"] == "url":
-        return source["url"]
-    return f"bundled {weights_dir() / source['path']}"
+    if source.type == "hub":
+        return f"Hugging Face Hub {source.repo_id} ({source.filename} @ {source.revision})"
+    if source.type == "url":
+        return str(source.url)
+    return f"bundled {weights_dir() / str(source.path)}"
 
 
 @lru_cache(maxsize=8)
@@ -161,9 +167,9 @@ def _read_label_file(path: str, mtime_ns: int) -> tuple[str, ...]:
     return tuple(names)
 
 
-def label_names(entry: Mapping[str, Any]) -> tuple[str, ...] | None:
+def label_names(entry: WeightsEntry) -> tuple[str, ...] | None:
     """The class names of an entry: inline, or read from the JSON file in ``weights/`` it names."""
-    labels = entry.get("label_names")
+    labels = entry.label_names
     if labels is None:
         return None
     if isinstance(labels, str):
@@ -174,56 +180,13 @@ def label_names(entry: Mapping[str, Any]) -> tuple[str, ...] | None:
     return tuple(labels)
 
 
-def _fail(name: str, message: str) -> None:
-    raise ValueError(f"manifest entry {name!r}: {message}")
-
-
-def _check_number_list(name: str, field: str, value: Any, length: int, positive: bool = False) -> None:
-    ok = isinstance(value, list) and len(value) == length
-    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
-    if ok and positive:
-        ok = all(v > 0 for v in value)
-    if not ok:
-        kind = "positive numbers" if positive else "numbers"
-        _fail(name, f"{field}={value!r} must be a list of {length} {kind}")
-
-
-def _check_source(name: str, source: Any) -> None:
-    if not isinstance(source, dict) or source.get("type") not in SOURCE_TYPES:
-        _fail(name, f"source={source!r} must be an object whose type is one of {', '.join(SOURCE_TYPES)}")
-    kind = source["type"]
-    if kind == "hub":
-        repo_id, filename = source.get("repo_id"), source.get("filename")
-        if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
-            _fail(name, f"hub source needs repo_id 'org/name' (org may be '{{org}}'), got {repo_id!r}")
-        if not isinstance(filename, str) or not filename.endswith(".safetensors"):
-            _fail(name, f"hub source needs a filename ending in .safetensors, got {filename!r}")
-        if not isinstance(source.get("revision", "main"), str):
-            _fail(name, f"hub revision must be a string, got {source['revision']!r}")
-    elif kind == "url":
-        url = source.get("url")
-        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-            _fail(name, f"url source needs an http(s) URL, got {url!r}")
-        if not url.split("?")[0].endswith(".safetensors"):
-            _fail(name, f"url {url!r} must point at a .safetensors file (pickle files are not loaded)")
-    else:
-        path = source.get("path")
-        if (
-            not isinstance(path, str)
-            or not path.endswith(".safetensors")
-            or Path(path).is_absolute()
-            or ".." in Path(path).parts
-        ):
-            _fail(name, f"bundled source needs a .safetensors path relative to weights/, got {path!r}")
-    extra = set(source) - {"type", "repo_id", "filename", "revision", "url", "path"}
-    if extra:
-        _fail(name, f"source has unknown field(s) {', '.join(sorted(extra))}")
-
-
 def validate_entry(
-    name: str, entry: Mapping[str, Any], check_files: bool = True, base_dir: str | os.PathLike[str] | None = None
-) -> None:
-    """Raise a ValueError naming the field and what is valid when ``entry`` breaks the schema.
+    name: str,
+    entry: WeightsEntry | Mapping[str, Any],
+    check_files: bool = True,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> WeightsEntry:
+    """The entry as a :class:`WeightsEntry`; a ValueError names the field and what is valid when it is not one.
 
     ``check_files`` also checks that a label file named by the entry exists in ``base_dir`` (default
     ``weights_dir()``) with ``num_classes`` names, and that a bundled file exists with the recorded size.
@@ -231,83 +194,29 @@ def validate_entry(
     base = Path(base_dir) if base_dir is not None else weights_dir()
     if not isinstance(name, str) or not re.fullmatch(_NAME_RE, name):
         raise ValueError(f"weights name {name!r} must be 'arch.tag' (letters, digits, '_'; '-' allowed in the tag)")
-    if not isinstance(entry, Mapping):
-        _fail(name, "must be a JSON object")
-    unknown = set(entry) - _KNOWN_FIELDS
-    if unknown:
-        _fail(name, f"unknown field(s) {', '.join(sorted(unknown))}; known fields: {', '.join(_FIELD_ORDER)}")
-    for field in ("status", "source", "num_classes", "input_size", "interpolation", "crop_pct", "mean", "std"):
-        if field not in entry:
-            _fail(name, f"missing required field {field!r}")
-    if entry["status"] not in STATUSES:
-        _fail(name, f"status={entry['status']!r} must be one of {', '.join(STATUSES)}")
-    _check_source(name, entry["source"])
-    published = entry["status"] == "published"
-    sha, size = entry.get("sha256"), entry.get("size")
-    if sha is not None and (not isinstance(sha, str) or not re.fullmatch(_SHA256_RE, sha)):
-        _fail(name, f"sha256={sha!r} must be the full 64-digit lower-case hex SHA-256 of the file")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
-        _fail(name, f"size={size!r} must be the file's size in bytes (a positive int)")
-    if published and (sha is None or size is None):
-        _fail(name, "a published entry needs its file's sha256 and size, so that downloads can be verified")
-    if not isinstance(entry.get("default", False), bool):
-        _fail(name, f"default={entry['default']!r} must be true or false")
-    num_classes = entry["num_classes"]
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        _fail(name, f"num_classes={num_classes!r} must be a positive int")
-    size3 = entry["input_size"]
-    if not (isinstance(size3, list) and len(size3) == 3 and all(isinstance(v, int) and v > 0 for v in size3)):
-        _fail(name, f"input_size={size3!r} must be [channels, height, width] of positive ints")
-    _check_number_list(name, "mean", entry["mean"], size3[0])
-    _check_number_list(name, "std", entry["std"], size3[0], positive=True)
-    if entry["interpolation"] not in INTERPOLATIONS:
-        _fail(name, f"interpolation={entry['interpolation']!r} must be one of {', '.join(INTERPOLATIONS)}")
-    crop = entry["crop_pct"]
-    if isinstance(crop, bool) or not isinstance(crop, (int, float)) or not 0 < crop <= 1:
-        _fail(name, f"crop_pct={crop!r} must be in (0, 1]: the centre crop's share of the resized image")
-    if entry.get("crop_mode", "center") != "center":
-        _fail(name, f"crop_mode={entry['crop_mode']!r}: only 'center' is supported")
-    if not isinstance(entry.get("model_args", {}), dict):
-        _fail(name, f"model_args={entry['model_args']!r} must be an object of builder keyword arguments")
-    for field in ("dataset", "license", "notes"):
-        if field in entry and not isinstance(entry[field], str):
-            _fail(name, f"{field}={entry[field]!r} must be a string")
-    metrics = entry.get("metrics")
-    if metrics is not None:
-        if not isinstance(metrics, dict):
-            _fail(name, f"metrics={metrics!r} must be an object such as {{'top1': 76.1, 'top5': 92.9, 'command': ...}}")
-        for key in ("top1", "top5"):
-            value = metrics.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                _fail(name, f"metrics.{key}={value!r} must be a number (percent) or null")
-        if any(metrics.get(k) is not None for k in ("top1", "top5")) and not metrics.get("command"):
-            _fail(name, "metrics need the 'command' that measured them")
-    if "origin" in entry and not isinstance(entry["origin"], dict):
-        _fail(name, f"origin={entry['origin']!r} must be an object with the 'command' that produced the weights")
-    labels = entry.get("label_names")
-    if labels is not None:
-        if isinstance(labels, list):
-            if not all(isinstance(n, str) for n in labels):
-                _fail(name, "label_names must be strings")
-            count = len(labels)
-        elif isinstance(labels, str):
-            count = None
-            if check_files:
-                path = base / labels
-                if not path.is_file():
-                    _fail(name, f"label_names names {labels!r}, which is not a file in {base}")
-                count = len(_read_label_file(str(path), path.stat().st_mtime_ns))
-        else:
-            _fail(name, "label_names must be a list of names or the name of a JSON file in weights/")
-        if count is not None and count != num_classes:
-            _fail(name, f"label_names has {count} names but num_classes is {num_classes}")
-    source = entry["source"]
-    if check_files and source["type"] == "bundled" and published:
-        path = base / source["path"]
+    parsed = entry if isinstance(entry, WeightsEntry) else WeightsEntry.from_dict(entry, name)
+    if not check_files:
+        return parsed
+    labels = parsed.label_names
+    if isinstance(labels, str):
+        path = base / labels
         if not path.is_file():
-            _fail(name, f"bundled file {path} is missing")
-        if path.stat().st_size != size:
-            _fail(name, f"bundled file {path} has {path.stat().st_size} bytes, the entry says {size}")
+            raise ValueError(f"manifest entry {name!r}: label_names names {labels!r}, which is not a file in {base}")
+        count = len(_read_label_file(str(path), path.stat().st_mtime_ns))
+        if count != parsed.num_classes:
+            raise ValueError(
+                f"manifest entry {name!r}: label_names has {count} names but num_classes is {parsed.num_classes}"
+            )
+    if parsed.source.type == "bundled" and parsed.published:
+        path = base / str(parsed.source.path)
+        if not path.is_file():
+            raise ValueError(f"manifest entry {name!r}: bundled file {path} is missing")
+        if path.stat().st_size != parsed.size:
+            raise ValueError(
+                f"manifest entry {name!r}: bundled file {path} has {path.stat().st_size} bytes, the entry says "
+                f"{parsed.size}"
+            )
+    return parsed
 
 
 def validate_manifest(
@@ -321,25 +230,21 @@ def validate_manifest(
         raise ValueError(f"a manifest is an object with schema={SCHEMA} and a 'weights' object")
     defaults: dict[str, list[str]] = {}
     for name, entry in data["weights"].items():
-        validate_entry(name, entry, check_files=check_files, base_dir=base_dir)
-        if entry.get("default"):
+        if validate_entry(name, entry, check_files=check_files, base_dir=base_dir).default:
             defaults.setdefault(name.split(".")[0], []).append(name)
     for arch, names in defaults.items():
         if len(names) > 1:
             raise ValueError(f"{arch} has more than one default set of weights: {', '.join(names)}")
 
 
-_SOURCE_ORDER = ("type", "repo_id", "filename", "revision", "url", "path")
-
-
 def _ordered_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    # Fields in WeightsEntry's order (and the source's in Source's); free-form objects sorted by key.
     def sort_nested(value: Any) -> Any:
         return {k: sort_nested(value[k]) for k in sorted(value)} if isinstance(value, dict) else value
 
-    out = {k: sort_nested(entry[k]) for k in _FIELD_ORDER if k in entry}
+    out = {k: sort_nested(entry[k]) for k in WeightsEntry.field_names() if k in entry}
     if isinstance(out.get("source"), dict):
-        src = out["source"]
-        out["source"] = {k: src[k] for k in sorted(src, key=lambda k: (_SOURCE_ORDER + (k,)).index(k))}
+        out["source"] = {k: entry["source"][k] for k in Source.field_names() if k in entry["source"]}
     return out
 
 
@@ -378,13 +283,17 @@ def write_manifest(data: Mapping[str, Any], path: str | os.PathLike[str] | None 
 
 
 def update_entry(
-    name: str, entry: Mapping[str, Any], path: str | os.PathLike[str] | None = None, merge: bool = False
-) -> dict[str, Any]:
+    name: str,
+    entry: WeightsEntry | Mapping[str, Any],
+    path: str | os.PathLike[str] | None = None,
+    merge: bool = False,
+) -> WeightsEntry:
     """Add or replace the manifest entry ``name`` (``arch.tag``) and write the manifest atomically.
 
-    With ``merge=True`` the given fields update an existing entry instead of replacing it. The result
-    is validated before anything is written; an entry marked ``"default": true`` takes the default
-    flag from the arch's other entries. A file lock serialises concurrent writers. Returns the entry.
+    ``entry`` is a :class:`WeightsEntry` or its JSON object; with ``merge=True`` a mapping of some fields
+    updates the existing entry instead of replacing it. The result is validated before anything is
+    written; an entry marked ``"default": true`` takes the default flag from the arch's other entries.
+    A file lock serialises concurrent writers. Returns the entry as written.
     """
     from filelock import FileLock
 
@@ -397,7 +306,8 @@ def update_entry(
         else:
             data = {"schema": SCHEMA, "hub_org": DEFAULT_HUB_ORG, "weights": {}}
         weights = dict(data.get("weights", {}))
-        new = {**weights.get(name, {}), **entry} if merge else dict(entry)
+        fields = entry.to_dict() if isinstance(entry, WeightsEntry) else dict(entry)
+        new = {**weights.get(name, {}), **fields} if merge else fields
         if new.get("default"):
             arch = name.split(".")[0]
             for other, e in weights.items():
@@ -405,4 +315,4 @@ def update_entry(
                     weights[other] = {k: v for k, v in e.items() if k != "default"}
         weights[name] = new
         write_manifest({**data, "weights": weights}, target)
-    return new
+    return WeightsEntry.from_dict(new, name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -12,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from zoo.hub.fetch import mark_verified, sha256_file
+from zoo.hub.metadata import WeightsMetadata, jsonable
 from zoo.utils.files import atomic_path
 
 __all__ = ["SavedWeights", "save_weights"]
@@ -43,24 +45,31 @@ class SavedWeights(NamedTuple):
     size: int
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+def _header(cfg: Mapping[str, Any] | None, metadata: WeightsMetadata | Mapping[str, Any] | None) -> dict[str, str]:
+    if isinstance(metadata, WeightsMetadata):
+        if cfg and metadata.pretrained_cfg is None:
+            metadata = replace(metadata, pretrained_cfg=dict(cfg))
+        header = metadata.to_header()
+    else:
+        header = WeightsMetadata(pretrained_cfg=dict(cfg) if cfg else None).to_header()
+        for key, value in (metadata or {}).items():
+            header[str(key)] = value if isinstance(value, str) else json.dumps(jsonable(value), sort_keys=True)
+    return {"format": "pt", **header}
 
 
 def save_weights(
-    obj: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None
+    obj: nn.Module | Mapping[str, torch.Tensor],
+    path: str | os.PathLike[str],
+    metadata: WeightsMetadata | Mapping[str, Any] | None = None,
 ) -> SavedWeights:
     """Write a model's (or a state dict's) tensors to a safetensors file, atomically.
 
     The file is written next to ``path`` under a temporary name, synced and renamed into place, so a
     crash never leaves a partial file at ``path``. A model's ``pretrained_cfg`` is stored in the metadata
-    (``zoo.pretrained_cfg``) so that ``create_model(arch, checkpoint_path=path)`` gets its preprocessing
-    and class count back; ``metadata`` values that are not strings are stored as JSON (a
-    ``zoo.model_args`` dict, e.g. ``{"stem": "cifar"}``, is used as builder defaults when loading).
+    (:attr:`WeightsMetadata.pretrained_cfg`) so that ``create_model(arch, checkpoint_path=path)`` gets its
+    preprocessing and class count back, as are the builder defaults in ``WeightsMetadata.model_args``
+    (e.g. ``{"stem": "cifar"}``). ``metadata`` may also be a plain mapping of header keys: values that
+    are not strings are stored as JSON.
     """
     from safetensors.torch import save_file
 
@@ -70,11 +79,7 @@ def save_weights(
         cfg = getattr(obj, "pretrained_cfg", None)
     else:
         state, cfg = dict(obj), None
-    meta = {"format": "pt"}
-    if cfg:
-        meta["zoo.pretrained_cfg"] = json.dumps(_jsonable(cfg), sort_keys=True)
-    for key, value in (metadata or {}).items():
-        meta[str(key)] = value if isinstance(value, str) else json.dumps(_jsonable(value), sort_keys=True)
+    meta = _header(cfg, metadata)
     tensors: dict[str, torch.Tensor] = {}
     storages: set[int] = set()
     for key, tensor in state.items():

@@ -29,7 +29,7 @@ def timm_config(model: nn.Module, arch: str, config: dict[str, Any]) -> dict[str
         "tag": cfg.get("tag"),
         "custom_load": False,
         "input_size": list(cfg["input_size"]),
-        "fixed_input_size": arch.startswith("mnist_cnn"),
+        "fixed_input_size": bool(cfg.get("fixed_input_size", False)),
         "interpolation": cfg.get("interpolation", "bilinear"),
         "crop_pct": cfg.get("crop_pct", 1.0),
         "crop_mode": cfg.get("crop_mode", "center"),
@@ -43,7 +43,8 @@ def timm_config(model: nn.Module, arch: str, config: dict[str, Any]) -> dict[str
         "architecture": arch,
         "num_classes": model.num_classes,
         "num_features": model.num_features,
-        "global_pool": "avg" if hasattr(model, "avgpool") else "",
+        # timm >= 1.0's meanings: num_features counts the channels of forward_features' map.
+        "global_pool": getattr(model, "global_pool", ""),
         "label_names": list(cfg.get("label_names") or []),
         "model_args": dict(config.get("model_args", {})),
         "pretrained_cfg": pretrained_cfg,
@@ -87,37 +88,6 @@ def model_card(
     tv_ok = any(c.name == "torchvision layout" and c.passed for c in checks)
     timm_ok = timm_has(arch) and config.get("model_args", {}).get("stem", "imagenet") == "imagenet"
     params = sum(p.numel() for p in model.parameters())
-    front = [
-        "---",
-        f"license: {license_id}",
-        "library_name: zoo",
-        "pipeline_tag: image-classification",
-        "tags:",
-        "- image-classification",
-        "- pytorch",
-        "- safetensors",
-        *(["- timm"] if timm_ok else []),
-        *([f"datasets:\n- {hub_dataset}"] if hub_dataset else []),
-        "metrics:",
-        "- accuracy",
-        "model-index:",
-        f"- name: {name}",
-        "  results:",
-        "  - task:",
-        "      type: image-classification",
-        "    dataset:",
-        f"      name: {display}",
-        f"      type: {hub_dataset or kind}",
-        "      split: test",
-        "    metrics:",
-        "    - type: accuracy",
-        f"      value: {results['acc1']:.2f}",
-        "      name: top-1 accuracy",
-        "    - type: accuracy",
-        f"      value: {results['acc5']:.2f}",
-        "      name: top-5 accuracy",
-        "---",
-    ]
     recipe = run.get("recipe", {})
     recipe_rows = "\n".join(f"| {k} | {v} |" for k, v in recipe.items() if k not in ("notes", "description"))
     per_class = "\n".join(
@@ -179,7 +149,33 @@ def model_card(
         *[f"- {c.name}: {({True: 'passed', None: 'not applicable'})[c.passed]} ({c.detail})" for c in checks],
         "",
     ]
-    return "\n".join(front + [""] + body)
+    return _card(name, license_id, timm_ok, hub_dataset, kind, display, results, "\n".join(body))
+
+
+def _card(
+    name: str, license_id: str, timm_ok: bool, hub_dataset: str | None, kind: str, display: str,
+    results: dict[str, Any], body: str,
+) -> str:  # fmt: skip
+    """The card: Hub metadata (YAML front matter; the test accuracies as model-index results), then ``body``."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    def accuracy(key: str, label: str) -> EvalResult:
+        return EvalResult(
+            task_type="image-classification", dataset_type=hub_dataset or kind, dataset_name=display,
+            dataset_split="test", metric_type="accuracy", metric_value=round(results[key], 2), metric_name=label,
+        )  # fmt: skip
+
+    data = ModelCardData(
+        license=license_id,
+        library_name="zoo",
+        pipeline_tag="image-classification",
+        tags=["image-classification", "pytorch", "safetensors", *(["timm"] if timm_ok else [])],
+        datasets=[hub_dataset] if hub_dataset else None,
+        metrics=["accuracy"],
+        model_name=name,
+        eval_results=[accuracy("acc1", "top-1 accuracy"), accuracy("acc5", "top-5 accuracy")],
+    )
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
 
 
 def timm_has(arch: str) -> bool:

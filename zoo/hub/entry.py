@@ -1,0 +1,277 @@
+"""The typed manifest entry: :class:`WeightsEntry` and its :class:`Source`.
+
+These two dataclasses are the one definition of an entry of ``weights/manifest.json``: its fields, their
+order in the file, their types and what a valid value is. Validation is derived from them: a field's
+type annotation is checked against the value (``tuple[int, int, int]`` is a JSON list of three ints,
+``Literal[...]`` one of the listed strings, ``X | None`` may be null or absent), and a field's ``must``
+text is the error message. Checks that involve several fields (``mean`` has one value per input
+channel, a published entry has its hash) follow in ``_check``. Constructing an entry validates it, so
+code that holds a ``WeightsEntry`` holds a valid one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
+
+__all__ = ["INTERPOLATIONS", "SOURCE_TYPES", "STATUSES", "Source", "WeightsEntry"]
+
+Status = Literal["published", "unpublished"]
+SourceType = Literal["hub", "url", "bundled"]
+Interpolation = Literal["nearest", "bilinear", "bicubic"]
+STATUSES: tuple[str, ...] = get_args(Status)
+SOURCE_TYPES: tuple[str, ...] = get_args(SourceType)
+INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def _field(must: str | None = None, check: Callable[[Any], bool] | None = None, **kwargs: Any) -> Any:
+    """A field that says what a valid value is (``must``, for the error) and how to check it beyond its type."""
+    return field(metadata={"must": must, "check": check}, **kwargs)
+
+
+def _is_a(value: Any, tp: Any) -> bool:
+    """Whether a JSON value fits a type annotation (lists stand for tuples)."""
+    origin, args = get_origin(tp), get_args(tp)
+    if tp is Any:
+        return True
+    if tp is type(None):
+        return value is None
+    if origin in (Union, types.UnionType):
+        return any(_is_a(value, a) for a in args)
+    if origin is Literal:
+        return isinstance(value, str) and value in args
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if tp is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_is_a(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_is_a(v, a) for v, a in zip(value, args, strict=True))
+    if origin is dict:
+        return isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
+    if isinstance(tp, type) and is_dataclass(tp):
+        return isinstance(value, tp)
+    raise TypeError(f"no check for the annotation {tp!r}")
+
+
+def _describe(tp: Any) -> str:
+    """The default ``must`` text of a field: its Literal's values."""
+    literals = [a for a in (get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,))
+                if get_origin(a) is Literal]  # fmt: skip
+    return "one of " + ", ".join(v for lit in literals for v in get_args(lit)) if literals else f"a {tp!r}"
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+class _Record:
+    """Validation for the dataclasses below, derived from their annotations and field metadata."""
+
+    def __post_init__(self) -> None:
+        hints = _hints(type(self))
+        for f in fields(self):  # type: ignore[arg-type]
+            value, tp = getattr(self, f.name), hints[f.name]
+            check = f.metadata.get("check")
+            if not _is_a(value, tp) or (value is not None and check is not None and not check(value)):
+                raise ValueError(f"{f.name}={value!r} must be {f.metadata.get('must') or _describe(tp)}")
+            if isinstance(value, list):  # frozen: JSON lists become tuples
+                object.__setattr__(self, f.name, tuple(value))
+            elif isinstance(value, Mapping):  # a copy: the caller's (or the cached manifest's) stays as it is
+                object.__setattr__(self, f.name, copy.deepcopy(dict(value)))
+        self._check()
+
+    def _check(self) -> None:
+        """Checks that involve several fields."""
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The fields in the order they are written to the manifest."""
+        return tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+
+    @classmethod
+    def required_fields(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)  # type: ignore[arg-type]
+
+    @classmethod
+    def _kwargs(cls, data: Mapping[str, Any], what: str) -> dict[str, Any]:
+        unknown = sorted(set(data) - set(cls.field_names()))
+        if unknown:
+            known = ", ".join(cls.field_names())
+            raise ValueError(f"{what}unknown field(s) {', '.join(unknown)}; known fields: {known}")
+        for name in cls.required_fields():
+            if name not in data:
+                raise ValueError(f"{what}missing required field {name!r}")
+        return dict(data)
+
+    def _json(self, keep_none: tuple[str, ...] = ()) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.field_names():
+            value = getattr(self, name)
+            if value is None and name not in keep_none:
+                continue
+            if isinstance(value, _Record):
+                value = value._json()
+            elif isinstance(value, dict):
+                value = copy.deepcopy(value)  # the caller may edit what it gets; the entry stays as it is
+            out[name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Source(_Record):
+    """Where an entry's file comes from: a Hub repo file, an http(s) URL or a file bundled in ``weights/``."""
+
+    type: SourceType
+    repo_id: str | None = _field("'org/name' (org may be '{org}')", default=None)  # hub
+    filename: str | None = _field("a file name", default=None)  # hub
+    revision: str | None = _field("a branch, tag or commit", default=None)  # hub; absent means "main"
+    url: str | None = _field("an http(s) URL", default=None)  # url
+    path: str | None = _field("a path relative to weights/", default=None)  # bundled
+
+    def _check(self) -> None:
+        if self.type == "hub":
+            repo = self.repo_id
+            if not isinstance(repo, str) or repo.count("/") != 1 or not all(repo.split("/")):
+                raise ValueError(f"hub source needs repo_id 'org/name' (org may be '{{org}}'), got {repo!r}")
+            if not (self.filename or "").endswith(".safetensors"):
+                raise ValueError(f"hub source needs a filename ending in .safetensors, got {self.filename!r}")
+        elif self.type == "url":
+            url = self.url
+            if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+                raise ValueError(f"url source needs an http(s) URL, got {url!r}")
+            if not url.split("?")[0].endswith(".safetensors"):
+                raise ValueError(f"url {url!r} must point at a .safetensors file (pickle files are not loaded)")
+        else:
+            path = self.path or ""
+            if not path.endswith(".safetensors") or Path(path).is_absolute() or ".." in Path(path).parts:
+                raise ValueError(f"bundled source needs a .safetensors path relative to weights/, got {self.path!r}")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Source:
+        """A source from its manifest object (ValueError naming what is wrong)."""
+        if not isinstance(data, Mapping) or data.get("type") not in SOURCE_TYPES:
+            raise ValueError(f"source={data!r} must be an object whose type is one of {', '.join(SOURCE_TYPES)}")
+        return cls(**cls._kwargs(data, "source has "))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest object: only the fields that are set."""
+        return self._json()
+
+
+def _positive(values: Any) -> bool:
+    return all(v > 0 for v in values)
+
+
+def _check_metrics(metrics: dict[str, Any]) -> None:
+    for key in ("top1", "top5"):
+        value = metrics.get(key)
+        if value is not None and not _is_a(value, float):
+            raise ValueError(f"metrics.{key}={value!r} must be a number (percent) or null")
+    if any(metrics.get(k) is not None for k in ("top1", "top5")) and not metrics.get("command"):
+        raise ValueError("metrics need the 'command' that measured them")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeightsEntry(_Record):
+    """One entry of the manifest: a set of weights, where its file is, and what goes with it.
+
+    Field order is the order in ``weights/manifest.json``; see docs/weights.md for their meaning.
+    ``metrics``, ``origin`` and ``model_args`` stay free-form objects (provenance and builder arguments).
+    """
+
+    status: Status
+    default: bool = _field("true or false", default=False)
+    source: Source
+    sha256: str | None = _field(
+        "the full 64-digit lower-case hex SHA-256 of the file", check=lambda v: bool(_SHA256_RE.fullmatch(v)),
+        default=None,
+    )  # fmt: skip
+    size: int | None = _field("the file's size in bytes (a positive int)", check=lambda v: v > 0, default=None)
+    num_classes: int = _field("a positive int", check=lambda v: v >= 1)
+    label_names: tuple[str, ...] | str | None = _field(
+        "a list of names or the name of a JSON file in weights/", default=None
+    )
+    input_size: tuple[int, int, int] = _field("[channels, height, width] of positive ints", check=_positive)
+    interpolation: Interpolation
+    crop_pct: float = _field("in (0, 1]: the centre crop's share of the resized image", check=lambda v: 0 < v <= 1)
+    crop_mode: Literal["center"] | None = _field("'center' (the only one supported)", default=None)
+    mean: tuple[float, ...] = _field("a list of numbers, one per input channel")
+    std: tuple[float, ...] = _field("a list of positive numbers, one per input channel", check=_positive)
+    model_args: dict[str, Any] | None = _field("an object of builder keyword arguments", default=None)
+    dataset: str | None = _field("a string", default=None)
+    metrics: dict[str, Any] | None = _field(
+        "an object such as {'top1': 76.1, 'top5': 92.9, 'command': ...}", default=None
+    )
+    license: str | None = _field("a string", default=None)
+    origin: dict[str, Any] | None = _field("an object with the 'command' that produced the weights", default=None)
+    notes: str | None = _field("a string", default=None)
+
+    # Always written, as null until known: an unpublished entry shows that its hash is still to come.
+    _ALWAYS_WRITTEN: ClassVar[tuple[str, ...]] = ("sha256", "size")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.source, Mapping):
+            object.__setattr__(self, "source", Source.from_dict(self.source))
+        super().__post_init__()
+
+    def _check(self) -> None:
+        channels = self.input_size[0]
+        if len(self.mean) != channels:
+            raise ValueError(f"mean={list(self.mean)!r} must be a list of {channels} numbers")
+        if len(self.std) != channels:
+            raise ValueError(f"std={list(self.std)!r} must be a list of {channels} positive numbers")
+        if self.published and (self.sha256 is None or self.size is None):
+            raise ValueError("a published entry needs its file's sha256 and size, so that downloads can be verified")
+        if isinstance(self.label_names, tuple) and len(self.label_names) != self.num_classes:
+            raise ValueError(f"label_names has {len(self.label_names)} names but num_classes is {self.num_classes}")
+        if self.metrics is not None:
+            _check_metrics(self.metrics)
+
+    @property
+    def published(self) -> bool:
+        return self.status == "published"
+
+    @classmethod
+    def from_dict(cls, data: Any, name: str | None = None) -> WeightsEntry:
+        """An entry from its manifest object; a ValueError names the entry, the field and what is valid."""
+        what = f"manifest entry {name!r}: " if name else ""
+        try:
+            if not isinstance(data, Mapping):
+                raise ValueError("must be a JSON object")
+            kwargs = cls._kwargs(data, "")
+            kwargs["source"] = Source.from_dict(kwargs["source"])
+            if kwargs.get("default") is None:
+                kwargs.pop("default", None)
+            return cls(**kwargs)
+        except ValueError as e:
+            raise ValueError(f"{what}{e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest object, fields in schema order; unset fields are left out (``default`` when false)."""
+        out = self._json(keep_none=self._ALWAYS_WRITTEN)
+        if not self.default:
+            del out["default"]
+        return out
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The entry's fields that a model's ``pretrained_cfg`` takes over (JSON-ready, unset ones left out)."""
+        keys = ("num_classes", "input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std", "dataset",
+                "license")  # fmt: skip
+        return {k: v for k, v in self.to_dict().items() if k in keys}

@@ -98,7 +98,36 @@ def cifar_resnet_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def benchmark_results() -> str:
+    """Every results file in benchmarks/results/, as a table with the machine it was measured on."""
+    import json
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not files:
+        return "No results are committed yet: run `make bench`.\n"
+    parts = []
+    for path in files:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        m, rows = data["machine"], data["rows"]
+        gpu = f", {m['gpu']} (CUDA {m.get('cuda')})" if m.get("gpu") else ""
+        parts += [
+            f"### {path.stem}",
+            "",
+            f"`benchmarks/{path.stem.split('-')[0]}.py`, {m['date']}: {m['cpu']}, {m['cores']} cores{gpu}; "
+            f"torch {m['torch']}, torchvision {m.get('torchvision')}, timm {m.get('timm')}.",
+            "",
+            "| " + " | ".join(rows[0]) + " |",
+            "|" + "|".join("---" for _ in rows[0]) + "|",
+            *("| " + " | ".join(str(v) for v in row.values()) + " |" for row in rows),
+            "",
+        ]
+    return "\n".join(parts)
+
+
 PLACEHOLDERS: dict[str, Callable[[], str]] = {
+    "<!-- zoo:benchmark-results -->": benchmark_results,
     "<!-- zoo:vgg-table -->": vgg_table,
     "<!-- zoo:resnet-table -->": resnet_table,
     "<!-- zoo:cifar-resnet-table -->": cifar_resnet_table,

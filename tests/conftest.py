@@ -12,6 +12,14 @@ import pytest
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["DO_NOT_TRACK"] = "1"
 
+# Under pytest-xdist (`make test` runs two workers on this project's 2-core machines) each worker and the
+# processes it starts get one torch thread, so the two workers share the cores instead of fighting over them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 ROOT = Path(__file__).resolve().parent.parent
 # CI and developers have the read-only real data at ../shared/data; a user's fresh clone does not.
 SHARED_DATA = Path(os.environ.get("ZOO_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -167,6 +167,30 @@ def test_hflip_and_rank_sharding():
     assert len(seen) == 11
 
 
+def test_ranks_augment_their_shares_differently():
+    # Every image the same: whatever differs between the ranks' batches is their augmentation.
+    images = torch.full((16, 1, 8, 8), 7, dtype=torch.uint8)
+    images[:, :, 2:5, 1:3] = 250
+    ds = TensorImageDataset(images, torch.zeros(16, dtype=torch.long), ["a"], (0.5,), (0.25,))
+    batches = [list(TensorLoader(ds, 8, shuffle=True, shift=2, hflip=0.5, seed=3, rank=r, world_size=2))
+               for r in (0, 1)]  # fmt: skip
+    assert not torch.equal(batches[0][0][0], batches[1][0][0])
+    # Rank 0 keeps the single-process stream; each rank's stream is reproducible.
+    single = list(TensorLoader(ds, 8, shuffle=True, shift=2, hflip=0.5, seed=3))
+    assert torch.equal(single[0][0], batches[0][0][0])
+    again = list(TensorLoader(ds, 8, shuffle=True, shift=2, hflip=0.5, seed=3, rank=1, world_size=2))
+    assert torch.equal(again[0][0], batches[1][0][0])
+
+
+def test_pretrained_normalisation_fits_the_dataset_channels(tmp_path):
+    make_idx_dataset(tmp_path, n_train=10, n_test=10)
+    imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    train, val, _ = create_datasets("mnist", str(tmp_path), normalization=imagenet)
+    # RGB statistics on grey digits: their mean, as the adapted first convolution sums its channels.
+    assert train.mean == val.mean == (round(sum(imagenet[0]) / 3, 4),) and len(train.std) == 1
+    assert train[0][0].shape == (1, 28, 28)
+
+
 # -------------------------------------------------------------------------------------------------- CIFAR
 
 
@@ -277,6 +301,24 @@ def test_image_folder_train_val_trees_and_worker_safety(tmp_path):
     with pytest.warns(UserWarning, match="skipping unreadable image"):
         x, y = train[1]  # in this process the replacement is the next sample, and it is reported
     assert y == train.samples[2][1]
+
+
+def test_image_folder_lists_what_torchvision_lists(tmp_path):
+    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS as TORCHVISION_EXTENSIONS
+
+    from zoo.data.folder import IMG_EXTENSIONS, scan_image_folder
+
+    make_image_folder(tmp_path / "photos", per_class=3)
+    (tmp_path / "photos" / "dog" / "nested").mkdir()
+    make_image_folder(tmp_path / "photos" / "dog" / "nested", classes=("x",), per_class=2)
+    (tmp_path / "photos" / "cat" / "notes.txt").write_text("not an image")
+    classes, samples = scan_image_folder(tmp_path / "photos")
+    reference = ImageFolder(str(tmp_path / "photos"))
+    assert classes == reference.classes and samples == reference.samples
+    assert IMG_EXTENSIONS == TORCHVISION_EXTENSIONS
+    (tmp_path / "photos" / ".ipynb_checkpoints").mkdir()  # a hidden folder is no class
+    assert scan_image_folder(tmp_path / "photos")[0] == ["cat", "dog", "fish"]
 
 
 def test_image_folder_errors(tmp_path):

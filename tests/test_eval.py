@@ -122,3 +122,28 @@ def test_zoo_eval_run_folder_and_errors(trained, tmp_path, capsys):
     no_data = ["--dataset", "mnist", "--data-dir", str(tmp_path)]
     assert cli_main(["eval", "mnist_cnn", "--checkpoint", str(run), *no_data]) == 2
     assert "t10k-images-idx3-ubyte[.gz]" in capsys.readouterr().err
+
+
+def test_zoo_eval_of_an_image_folder_run_uses_its_held_out_images(tmp_path, capsys):
+    from synth_data import make_image_folder
+
+    from zoo.training.loggers import read_metrics
+
+    make_image_folder(tmp_path / "photos", per_class=6, size=20)
+    spec = f"imagefolder:{tmp_path / 'photos'}"
+    run = tmp_path / "run"
+    # A split other than eval's defaults (fraction 0.1, seed 42): eval must take the run's from its run.json.
+    assert cli_main(["train", "resnet20", "--dataset", spec, "--val-split", "0.34", "--seed", "7", "--epochs", "1",
+                     "--batch-size", "4", "--workers", "0", "--mixup", "0", "--cutmix", "0",
+                     "--output", str(run)]) == 0  # fmt: skip
+    recorded = json.loads((run / "run.json").read_text())
+    assert (recorded["seed"], recorded["val_split"], recorded["val_images"]) == (7, 0.34, 6)
+    out_json = tmp_path / "eval.json"
+    assert cli_main(["eval", "resnet20", "--checkpoint", str(run), "--dataset", spec, "--workers", "0",
+                     "--json", str(out_json)]) == 0  # fmt: skip
+    results = json.loads(out_json.read_text())
+    # The same 6 images the run validated on: their count, and the loss the run measured on them.
+    val_row = read_metrics(run / "metrics.csv")[0]
+    assert results["count"] == 6 and [sum(row) for row in results["confusion"]] == [2, 2, 2]
+    assert results["loss"] == pytest.approx(val_row["val_loss"], rel=1e-5)
+    assert results["acc1"] == pytest.approx(val_row["val_acc1"])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
+import torch
 from PIL import Image
 from synth_data import make_idx_dataset, run_zoo
 
@@ -55,3 +58,65 @@ def test_tensorboard_event_files(tmp_path):
     assert [e.value for e in val] == pytest.approx([r["val_acc1"] for r in rows], rel=1e-6)
     assert [e.value for e in acc.Scalars("loss/train")] == pytest.approx([r["train_loss"] for r in rows], rel=1e-6)
     assert "samples" in acc.Tags()["images"]
+
+
+class _Crash(Exception):
+    pass
+
+
+class _Bright(torch.utils.data.Dataset):
+    """8x8 RGB images, class 1 bright, with a random brightness jitter from the global RNG (as transforms draw)."""
+
+    classes = ["dark", "bright"]
+
+    def __init__(self):
+        self.labels = torch.arange(32) % 2
+        self.images = torch.rand(32, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.5
+        self.images += self.labels.view(-1, 1, 1, 1) * 0.5
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i] + 0.1 * torch.rand(()), int(self.labels[i])
+
+
+def test_tensorboard_after_a_crash_and_resume_has_each_step_once(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from zoo.training import fit
+    from zoo.training.recipes import get_recipe
+
+    recipe = get_recipe("seed-mnist").replace(epochs=3, batch_size=8, workers=0)  # 4 steps per epoch, all logged
+    out = tmp_path / "run"
+
+    def model():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(144, 2))
+
+    def crash(signum, frame):
+        raise _Crash
+
+    # A crash right after step 6, in epoch 2 (zoo.training.signals' hook): steps 5 and 6 are logged after
+    # the epoch-1 checkpoint, then trained and logged again by the resumed run.
+    previous = signal.signal(signal.SIGUSR1, crash)
+    try:
+        monkeypatch.setenv("ZOO_TRAIN_SIGNAL", "SIGUSR1@6")
+        with pytest.raises(_Crash):
+            fit(model(), _Bright(), None, recipe, out, loggers=["tensorboard"], progress=False)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    monkeypatch.delenv("ZOO_TRAIN_SIGNAL")
+    fit(model(), _Bright(), None, recipe, out, resume=out, loggers=["tensorboard"], progress=False)
+    # The resumed run is the uninterrupted one, although TensorBoard's sample images drew from the dataset.
+    reference = fit(model(), _Bright(), None, recipe, tmp_path / "ref", loggers=["tensorboard"], progress=False)
+    rows = read_metrics(out / "metrics.csv")
+    assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in reference.history]
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 2
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("step/loss")] == list(range(1, 13))
+    train_loss = acc.Scalars("loss/train")
+    assert [e.step for e in train_loss] == [1, 2, 3]
+    assert [e.value for e in train_loss] == pytest.approx([r["train_loss"] for r in rows], rel=1e-6)

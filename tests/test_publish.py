@@ -15,6 +15,7 @@ import zoo
 from zoo import data, evaluation
 from zoo.cli import main as cli
 from zoo.hub import fetch, load
+from zoo.hub.metadata import WeightsMetadata
 from zoo.publish import PublishError, publish
 
 
@@ -69,15 +70,14 @@ def test_publish_writes_a_checked_hub_folder(mnist_run, weights_env, tmp_path):
     _, test_set, _ = data.create_datasets("mnist", str(data_dir), splits=("val",))
     fresh = evaluation.evaluate(model, test_set)
     card = (out / "README.md").read_text()
-    front = card.split("---")[1]
-    assert f"value: {fresh['acc1']:.2f}" in front and f"value: {fresh['acc5']:.2f}" in front
-    assert "license: bsd-3-clause" in front and "library_name: zoo" in front and "- ylecun/mnist" in front
+    _check_front_matter(out / "README.md", fresh)
     assert f"| top-1 | {fresh['acc1']:.2f} % |" in card
     assert "zoo train mnist_cnn --dataset mnist" in card and "![training curves](curves.png)" in card
     assert json.loads((out / "eval.json").read_text())["acc1"] == pytest.approx(fresh["acc1"])
 
     config = json.loads((out / "config.json").read_text())
-    assert config["architecture"] == "mnist_cnn" and config["num_classes"] == 10 and config["num_features"] == 3136
+    assert config["architecture"] == "mnist_cnn" and config["num_classes"] == 10
+    assert config["num_features"] == 64  # timm >= 1.0: the channels of layer2's map, not the 3136 flattened
     assert config["label_names"] == [str(i) for i in range(10)]
     assert config["pretrained_cfg"]["input_size"] == [1, 28, 28]
     assert config["pretrained_cfg"]["mean"] == list(model.pretrained_cfg["mean"])
@@ -92,6 +92,25 @@ def test_publish_writes_a_checked_hub_folder(mnist_run, weights_env, tmp_path):
     assert entry["metrics"]["command"].startswith("zoo eval mnist_cnn.synth --pretrained --dataset mnist")
     assert entry["origin"]["command"].startswith("zoo train mnist_cnn")
     assert model.pretrained_cfg["label_names"] == tuple(str(i) for i in range(10))
+
+
+def _check_front_matter(readme: Path, fresh: dict) -> None:
+    """The card's YAML parses back, as the Hub reads it, with the fresh evaluation's accuracies."""
+    import yaml
+    from huggingface_hub import ModelCard
+
+    data = ModelCard.load(readme).data
+    assert (data.license, data.library_name, data.pipeline_tag) == ("bsd-3-clause", "zoo", "image-classification")
+    assert data.datasets == ["ylecun/mnist"] and "safetensors" in data.tags
+    top1, top5 = data.eval_results
+    for result, key, label in ((top1, "acc1", "top-1 accuracy"), (top5, "acc5", "top-5 accuracy")):
+        assert result.metric_name == label and result.metric_type == "accuracy"
+        assert result.metric_value == pytest.approx(fresh[key], abs=0.005)
+        assert (result.task_type, result.dataset_type, result.dataset_split) == ("image-classification", "ylecun/mnist",
+                                                                                 "test")  # fmt: skip
+    front = yaml.safe_load(readme.read_text().split("---")[1])  # plain YAML, without huggingface_hub
+    assert front["model-index"][0]["name"] == "mnist_cnn.synth"
+    assert front["model-index"][0]["results"][0]["metrics"][0]["value"] == pytest.approx(fresh["acc1"], abs=0.005)
 
 
 def test_publishing_over_an_existing_folder_needs_force(mnist_run, weights_env, tmp_path, capsys):
@@ -117,7 +136,7 @@ def test_failed_evaluation_check_writes_nothing(mnist_run, weights_env, tmp_path
     state = load.load_file(run / "best.safetensors")
     state["fc.weight"] = torch.zeros_like(state["fc.weight"])
     bad = tmp_path / "bad.safetensors"
-    save_file(state, bad, metadata={"metric": "99.5"})
+    save_file(state, bad, metadata=WeightsMetadata(metric=99.5).to_header())
     manifest_before = (weights_env.dir / "manifest.json").read_bytes()
     out = tmp_path / "hub" / "x"
     code = cli(

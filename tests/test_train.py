@@ -6,16 +6,15 @@ import json
 import math
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
-from synth_data import ROOT, make_cifar, make_idx_dataset, make_image_folder, run_zoo
+from synth_data import make_cifar, make_idx_dataset, make_image_folder, run_zoo
 from torch.utils.data import Dataset
 
 import zoo
@@ -63,6 +62,25 @@ def test_cli_options_override_the_recipe(capsys):
     assert (values["batch_size"], values["epochs"], values["opt"], float(values["momentum"])) == (
         "512", "50", "momentum", 0.9,
     )  # fmt: skip
+
+
+def test_every_recipe_setting_has_an_option(capsys):
+    import dataclasses
+
+    from zoo.cli import build_parser
+    from zoo.training.recipes import Recipe
+
+    help_text = build_parser("train")[0].format_help()
+    settings = [f.name for f in dataclasses.fields(Recipe) if f.name not in ("name", "description", "notes")]
+    assert [n for n in settings if f"--{n.replace('_', '-')}" not in help_text] == []
+    argv = ["train", "--print-recipe", "--mixup-prob", "0.25", "--no-filter-bias-and-bn", "--sched-on-updates",
+            "--eval-model", "model", "--crop-pad", "3"]  # fmt: skip
+    assert cli_main(argv) == 0
+    values = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines() if not line.startswith("#"))
+    assert (float(values["mixup_prob"]), values["filter_bias_and_bn"], values["sched_on_updates"]) == (
+        0.25, "False", "True",
+    )  # fmt: skip
+    assert (values["eval_model"], values["crop_pad"]) == ("model", "3")
 
 
 def test_recipes_fit_the_dataset():
@@ -124,6 +142,85 @@ def test_fit_accepts_any_dataset(tmp_path):
     again = evaluate(fresh, val, batch_size=8)
     best_row = result.history[result.best_epoch - 1]
     assert again["acc1"] == best_row["val_acc1"] and again["loss"] == pytest.approx(best_row["val_loss"], rel=1e-5)
+
+
+class Tiny(nn.Module):
+    """A small classifier for the API tests: one convolution, pooling and a linear layer."""
+
+    num_classes = 2
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(F.adaptive_avg_pool2d(F.relu(self.conv(x)), 1).flatten(1))
+
+
+def _small_recipe(**changes):
+    base = get_recipe("fast", "cifar10").replace(batch_size=16, workers=0, rand_augment="", crop_pad=0, hflip=0.0)
+    return base.replace(**changes)
+
+
+def test_fit_leaves_the_model_with_the_weights_it_reports(tmp_path):
+    train, val = BrightDark(64, seed=0), BrightDark(32, seed=1)
+    recipe = _small_recipe(epochs=3, ema=True, ema_decay=0.9, lr=0.05)  # validated with the EMA weights
+    for out in (tmp_path / "run", None):  # with a run folder, and with the best weights kept in memory only
+        torch.manual_seed(0)
+        model = Tiny()
+        result = fit(model, train, val, recipe, out, progress=False)
+        best = result.history[result.best_epoch - 1]
+        again = evaluate(model, val, batch_size=8)
+        assert again["acc1"] == best["val_acc1"] and again["loss"] == pytest.approx(best["val_loss"], rel=1e-5)
+        assert result.best_metric == best["val_acc1"] and result.best_metric_name == "val_acc1"
+    saved = load_file(tmp_path / "run" / "best.safetensors")
+    assert saved.keys() == model.state_dict().keys()
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+
+
+def test_resuming_with_more_epochs_recomputes_the_schedule(tmp_path):
+    from timm.scheduler import create_scheduler_v2
+
+    train, val = BrightDark(64, seed=0), BrightDark(16, seed=1)  # 4 steps per epoch
+    recipe = _small_recipe(epochs=2, lr=0.05, min_lr=1e-4, warmup_epochs=0.5, warmup_lr=1e-3, ema=False)
+    torch.manual_seed(0)
+    fit(Tiny(), train, val, recipe, tmp_path / "run", progress=False)
+    with pytest.warns(UserWarning, match="planned for 2 epochs and now runs 4"):
+        result = fit(Tiny(), train, val, recipe.replace(epochs=4), tmp_path / "run", resume=tmp_path / "run",
+                     progress=False)  # fmt: skip
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    # What timm's own cosine schedule for 4 epochs gives after the last update of epochs 3 and 4.
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=recipe.lr)
+    sched, _ = create_scheduler_v2(opt, sched="cosine", num_epochs=4, warmup_epochs=recipe.warmup_epochs,
+                                   warmup_lr=recipe.warmup_lr, min_lr=recipe.min_lr, step_on_epochs=False,
+                                   updates_per_epoch=4)  # fmt: skip
+    expected = []
+    for step in (12, 16):
+        sched.step_update(num_updates=step)
+        expected.append(opt.param_groups[0]["lr"])
+    assert [r["lr"] for r in result.history[2:]] == pytest.approx(expected, rel=1e-9)
+    assert result.history[2]["lr"] > 10 * recipe.min_lr  # not trained at min_lr
+    changes = json.loads((tmp_path / "run" / "run.json").read_text())["schedule_changes"]
+    assert [(c["from_epochs"], c["to_epochs"], c["at_epoch"], c["at_step"]) for c in changes] == [(2, 4, 2, 8)]
+
+
+def test_without_validation_the_best_epoch_is_the_lowest_training_loss(tmp_path, capsys):
+    from zoo.hub.load import read_metadata
+
+    make_image_folder(tmp_path / "photos", per_class=1, size=20)  # one image per class: nothing to hold out
+    out = tmp_path / "run"
+    argv = ["train", "resnet20", "--dataset", f"imagefolder:{tmp_path / 'photos'}", "--epochs", "2", "--batch-size",
+            "3", "--workers", "0", "--mixup", "0", "--cutmix", "0", "--output", str(out)]  # fmt: skip
+    assert cli_main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "val top-1" not in stdout and "no validation set" in stdout
+    run = json.loads((out / "run.json").read_text())
+    losses = [r["train_loss"] for r in read_metrics(out / "metrics.csv")]
+    assert run["val_images"] == 0 and run["best_metric_name"] == "train_loss"
+    assert run["best_metric"] == pytest.approx(min(losses)) and run["best_epoch"] == losses.index(min(losses)) + 1
+    meta = read_metadata(out / "best.safetensors")
+    assert "zoo.metric" not in meta and "metric" not in meta and meta["zoo.selected_by"] == "train_loss"
 
 
 class InfAfter(Dataset):
@@ -209,21 +306,9 @@ def test_refuses_to_overwrite_a_run(reference_run, mnist_dir, capsys):
     assert "already holds a run" in err and "--resume" in err
 
 
-def _wait_for_epoch(out: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
-    """Wait until epoch 1 is fully written (curves.png is the last file of an epoch), then into epoch 2."""
-    end = time.time() + timeout
-    while time.time() < end:
-        if (out / "curves.png").is_file() and len(read_metrics(out / "metrics.csv")) >= 1:
-            time.sleep(0.3)  # epoch 2 has 10 batches of >= 100 ms
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"training ended early: {proc.communicate()}")
-        time.sleep(0.02)
-    raise AssertionError("no epoch finished in time")
-
-
-def _slow_env() -> dict:
-    return {**os.environ, "ZOO_TRAIN_BATCH_SLEEP": "0.1"}
+def _stop_env(signal_at: str) -> dict:
+    """The run sends itself a signal right after that optimiser step (zoo.training.signals); 10 steps/epoch."""
+    return {**os.environ, "ZOO_TRAIN_SIGNAL": signal_at}
 
 
 def _assert_same_run(a: Path, b: Path) -> None:
@@ -242,18 +327,12 @@ def _assert_same_run(a: Path, b: Path) -> None:
 @pytest.mark.slow
 def test_resume_after_sigkill_matches_an_uninterrupted_run(reference_run, mnist_dir, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", *train_args(mnist_dir, out)], cwd=ROOT, env=_slow_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        _wait_for_epoch(out, proc)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    # A crash in the middle of epoch 2 (step 13 of 30), after epoch 1 was fully written.
+    crashed = run_zoo(*train_args(mnist_dir, out), env=_stop_env("SIGKILL@13"))
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     assert len(read_metrics(out / "metrics.csv")) == 1
     ckpt = torch.load(out / "last.pt", weights_only=True)
-    assert (ckpt["epoch"], ckpt["batch"]) == (1, 0)  # the last completed epoch boundary
+    assert (ckpt["epoch"], ckpt["batch"], ckpt["global_step"]) == (1, 0, 10)  # the last completed epoch boundary
     res = run_zoo(*train_args(mnist_dir, out, "--resume"))
     assert res.returncode == 0, res.stderr
     assert "resumed at epoch 2 batch 0" in res.stdout
@@ -263,23 +342,26 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(reference_run, mnist_
 @pytest.mark.slow
 def test_ctrl_c_saves_exits_cleanly_and_resumes_exactly(reference_run, mnist_dir, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", *train_args(mnist_dir, out)], cwd=ROOT, env=_slow_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        _wait_for_epoch(out, proc)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr and "interrupt: stopping after this batch" in stderr
-    assert f"interrupted: saved {out / 'last.pt'}" in stdout
+    stopped = run_zoo(*train_args(mnist_dir, out), env=_stop_env("SIGINT@13"))
+    assert stopped.returncode == 130, stopped.stderr
+    assert "Traceback" not in stopped.stderr and "interrupt: stopping after this batch" in stopped.stderr
+    assert f"interrupted: saved {out / 'last.pt'}" in stopped.stdout
     ckpt = torch.load(out / "last.pt", weights_only=True)
-    assert ckpt["epoch"] == 1 and 0 < ckpt["batch"] < 10  # saved in the middle of epoch 2
+    assert (ckpt["epoch"], ckpt["batch"], ckpt["global_step"]) == (1, 3, 13)  # saved right after that batch
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     res = run_zoo(*train_args(mnist_dir, out, "--resume"))
     assert res.returncode == 0, res.stderr
+    assert "resumed at epoch 2 batch 3" in res.stdout
     _assert_same_run(reference_run, out)
+
+
+def test_signal_hook_rejects_a_bad_value(monkeypatch):
+    from zoo.training.signals import SignalHook
+
+    for bad in ("SIGKILL", "NOPE@3", "SIGINT@x", "SIGINT@0"):
+        with pytest.raises(ValueError, match="ZOO_TRAIN_SIGNAL"):
+            SignalHook(bad)
+    assert SignalHook("").signum is None
 
 
 # ------------------------------------------------------------------------------------------ other datasets

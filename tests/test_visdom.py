@@ -1,7 +1,7 @@
 """Visdom end to end: a real server on 127.0.0.1, a short run with ``--logger visdom``, the plots read back.
 
-``python -m visdom.server`` first downloads its JavaScript from CDNs and fails offline, so the server is
-started through ``visdom.server.run_server.main``, which serves the API without that step.
+``python -m visdom.server`` first downloads its JavaScript from CDNs and fails offline, so the test starts
+visdom's tornado ``Application`` itself, which serves the API without that step.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 import warnings
 
 import pytest
@@ -22,37 +21,32 @@ visdom = pytest.importorskip("visdom")
 
 SERVER = """
 import sys
-port, env_path = sys.argv[1], sys.argv[2]
-sys.argv = ["visdom", "-port", port, "-env_path", env_path, "-bind_local", "-logging_level", "WARNING"]
-from visdom.server.run_server import main
-main()
+import tornado.httpserver
+import tornado.ioloop
+import tornado.netutil
+from visdom.server.app import Application
+
+# Bind the listening socket first, on a port the kernel picks, and keep it: the port printed is already
+# accepting connections, and no other process can take it in between.
+sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+port = sockets[0].getsockname()[1]
+app = Application(port=port, env_path=sys.argv[1])
+server = tornado.httpserver.HTTPServer(app, max_buffer_size=1024**3)
+server.add_sockets(sockets)
+print(port, flush=True)
+tornado.ioloop.IOLoop.current().start()
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def visdom_server(tmp_path):
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port), str(tmp_path / "envs")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(tmp_path / "envs")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
-        end = time.time() + 60
-        while time.time() < end:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None:
-                    raise AssertionError(f"visdom server died: {proc.stdout.read().decode()}") from None
-                time.sleep(0.2)
-        else:
-            raise AssertionError("visdom server did not start")
-        yield port
+        line = proc.stdout.readline()  # the port, printed once the socket listens
+        if not line.strip().isdigit():
+            raise AssertionError(f"visdom server did not start: {line}{proc.stdout.read() if proc.poll() else ''}")
+        yield int(line)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -87,8 +81,10 @@ def test_training_plots_live_to_visdom(visdom_server, tmp_path):
 
 
 def test_no_server_warns_and_training_goes_on():
-    with warnings.catch_warnings(record=True) as caught:
+    # A port held by a socket that never listens: connecting is refused, and no other process can take it.
+    with socket.socket() as held, warnings.catch_warnings(record=True) as caught:
+        held.bind(("127.0.0.1", 0))
         warnings.simplefilter("always")
-        logger = VisdomLogger("http://127.0.0.1", _free_port(), "x")
+        logger = VisdomLogger("http://127.0.0.1", held.getsockname()[1], "x")
     assert not logger.ok and any("no Visdom server" in str(w.message) for w in caught)
     logger.log_epoch(1, {"train_loss": 1.0}, [])  # a no-op, not an error

@@ -21,7 +21,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoo.utils.files import atomic_path
 
-__all__ = ["eval_batches", "evaluate", "format_results", "load_run_model", "plot_confusion", "read_run_config"]
+__all__ = [
+    "eval_batches",
+    "evaluate",
+    "format_results",
+    "load_run_model",
+    "plot_confusion",
+    "read_run_config",
+    "read_run_record",
+]
 
 
 def _dist_info() -> tuple[int, int]:
@@ -190,15 +198,23 @@ def plot_confusion(
 # Loading a model from a run folder or a checkpoint file
 
 
-def read_run_config(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
-    """The ``config.json`` written beside a training run's checkpoints, if there is one."""
+def _run_file(checkpoint: str | os.PathLike, name: str) -> dict[str, Any] | None:
     path = Path(checkpoint)
     folder = path if path.is_dir() else path.parent
-    cfg = folder / "config.json"
-    if cfg.is_file():
-        with open(cfg, encoding="utf-8") as f:
+    if (folder / name).is_file():
+        with open(folder / name, encoding="utf-8") as f:
             return json.load(f)
     return None
+
+
+def read_run_config(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``config.json`` written beside a training run's checkpoints (how to rebuild the model), if any."""
+    return _run_file(checkpoint, "config.json")
+
+
+def read_run_record(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``run.json`` beside a training run's checkpoints (dataset, ``seed``, ``val_split``, recipe), if any."""
+    return _run_file(checkpoint, "run.json")
 
 
 def load_state_dict_file(path: str | os.PathLike, prefer_ema: bool = True) -> dict[str, torch.Tensor]:

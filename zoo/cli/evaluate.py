@@ -19,8 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="mnist, fashion_mnist, cifar10, cifar100, imagefolder:PATH")
     parser.add_argument("--data-dir", help="folder holding the dataset (see docs/training.md for layouts)")
     parser.add_argument("--split", default="val", choices=("val", "train"), help="which split (val = official test)")
-    parser.add_argument("--val-split", type=float, help="image folders without val/: the held-out fraction")
-    parser.add_argument("--seed", type=int, default=42, help="seed of --val-split (use the training run's)")
+    parser.add_argument("--val-split", type=float, help="image folders without val/: the held-out fraction "
+                        "(default: the training run's, from its run.json)")  # fmt: skip
+    parser.add_argument("--seed", type=int, help="seed of --val-split (default: the training run's, else 42)")
     parser.add_argument("--stem", choices=("imagenet", "cifar"), help="build the model with this stem")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for CIFAR and image folders")
@@ -40,7 +41,14 @@ def _device(name: str) -> torch.device:
 def main(args: argparse.Namespace) -> int:
     """Run ``zoo eval``."""
     from zoo.data import create_datasets, parse_dataset
-    from zoo.evaluation import evaluate, format_results, load_run_model, plot_confusion, read_run_config
+    from zoo.evaluation import (
+        evaluate,
+        format_results,
+        load_run_model,
+        plot_confusion,
+        read_run_config,
+        read_run_record,
+    )
 
     if not args.checkpoint and not args.pretrained:
         raise ValueError("give --checkpoint PATH (a `zoo train` run) or --pretrained")
@@ -61,9 +69,10 @@ def main(args: argparse.Namespace) -> int:
         if create_transform is not None and kind in ("cifar10", "cifar100", "imagefolder"):
             eval_transform = create_transform(cfg, training=False)
         normalization = (cfg["mean"], cfg["std"])
-        run_cfg = None
+        run_cfg, run = None, None
     else:
         run_cfg = read_run_config(args.checkpoint)
+        run = read_run_record(args.checkpoint)
         cfg = (run_cfg or {}).get("pretrained_cfg")
         if cfg:
             normalization = (cfg["mean"], cfg["std"])
@@ -71,8 +80,10 @@ def main(args: argparse.Namespace) -> int:
         from zoo.factory import create_model
 
         cfg = create_model(args.model, **model_kwargs).pretrained_cfg
-    seed = (run_cfg or {}).get("seed", args.seed)
-    val_split = args.val_split if args.val_split is not None else (run_cfg or {}).get("val_split")
+    # An image folder split by `zoo train` is split again the same way: the run's seed and fraction (in its
+    # run.json), so that only its held-out images are evaluated.
+    seed = args.seed if args.seed is not None else (run or {}).get("seed", 42)
+    val_split = args.val_split if args.val_split is not None else (run or {}).get("val_split")
     train_set, val_set, info = create_datasets(
         args.dataset, args.data_dir, model_cfg=cfg, val_split=val_split if kind == "imagefolder" else None,
         seed=seed, strict_images=args.strict_images, download=args.download, eval_transform=eval_transform,

@@ -52,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     print(f"wrote {result.out_dir}: {', '.join(result.files)}")
     if result.manifest_entry is not None:
-        print(f"manifest entry {args.name}: {result.manifest_entry['status']}")
+        print(f"manifest entry {args.name}: {result.manifest_entry.status}")
     if result.commit_url:
         print(f"pushed: {result.commit_url}")
     return 0

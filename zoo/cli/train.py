@@ -6,25 +6,29 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
 import sys
 import time
+import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-# CLI option -> recipe field, for the options that override a recipe value.
-_OVERRIDES = {
-    "epochs": int, "batch_size": int, "opt": str, "lr": float, "momentum": float, "weight_decay": float,
-    "sched": str, "decay_epochs": float, "decay_rate": float, "warmup_epochs": float, "warmup_lr": float,
-    "min_lr": float, "label_smoothing": float, "mixup": float, "cutmix": float, "ema_decay": float,
-    "grad_clip": float, "crop_pad": int, "hflip": float, "rand_augment": str, "workers": int, "seed": int,
-    "eval_batch_size": int,
-}  # fmt: skip
-_BOOL_OVERRIDES = ("ema", "amp", "channels_last")
+# Recipe fields that are descriptions rather than settings: no option of their own.
+_NOT_OPTIONS = ("name", "description", "notes")
+
+
+def recipe_options() -> dict[str, type]:
+    """Recipe field -> its type, for every field a command-line option overrides (from the dataclass)."""
+    from zoo.training.recipes import Recipe
+
+    hints = typing.get_type_hints(Recipe)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Recipe) if f.name not in _NOT_OPTIONS}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,10 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rec = parser.add_argument_group("recipe (any option below overrides the recipe's value)")
     rec.add_argument("--recipe", default="fast", help=f"one of {', '.join(list_recipes())} (default fast)")
     rec.add_argument("--print-recipe", action="store_true", help="print the resolved recipe and exit")
-    for name, typ in _OVERRIDES.items():
-        rec.add_argument(f"--{name.replace('_', '-')}", type=typ, default=None, metavar=typ.__name__.upper())
-    for name in _BOOL_OVERRIDES:
-        rec.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None)
+    for name, typ in recipe_options().items():
+        if typ is bool:
+            rec.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None)
+        else:
+            rec.add_argument(f"--{name.replace('_', '-')}", type=typ, default=None, metavar=typ.__name__.upper())
     rec.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="set any recipe field")
 
     mdl = parser.add_argument_group("model")
@@ -94,9 +99,9 @@ def resolve_recipe_from_args(args: argparse.Namespace, dataset_kind: str | None)
     """The named recipe for the dataset kind, with every option given on the command line applied."""
     from zoo.training.recipes import get_recipe
 
-    overrides = {k: getattr(args, k) for k in (*_OVERRIDES, *_BOOL_OVERRIDES) if getattr(args, k, None) is not None}
+    typed = recipe_options()
+    overrides = {k: getattr(args, k) for k in typed if getattr(args, k, None) is not None}
     recipe = get_recipe(args.recipe, dataset_kind)
-    typed = {f: type(getattr(recipe, f)) for f in recipe.to_dict()}
     extra = _key_values(args.set, "--set")
     for k, v in extra.items():
         if k in typed and typed[k] is float and isinstance(v, int):
@@ -113,6 +118,7 @@ def main(args: argparse.Namespace) -> int:
     from zoo.training import Recipe, fit
     from zoo.training.checkpoint import seed_everything
     from zoo.training.distributed import distributed_session
+    from zoo.training.finetune import build_training_model
     from zoo.training.recipes import format_recipe
 
     dataset_kind = parse_dataset(args.dataset, args.data_dir or ".")[0] if args.dataset else None
@@ -127,9 +133,6 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError("--dataset is required (mnist, fashion_mnist, cifar10, cifar100, imagefolder:PATH)")
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    from zoo.factory import create_model
-    from zoo.registry import split_model_name_tag
 
     with distributed_session(args.device) as (rank, _world, device):
         out_dir = _output_dir(args, dataset_kind)
@@ -146,33 +149,25 @@ def main(args: argparse.Namespace) -> int:
         model_kwargs: dict[str, Any] = _key_values(args.model_arg, "--model-arg")
         if args.stem:
             model_kwargs["stem"] = args.stem
-        arch = split_model_name_tag(args.model)[0]
-        # The dataset decides classes and channels; a model built first tells an image folder its input size.
+        # The dataset decides classes and channels; a model built first tells an image folder its input size
+        # and, with --pretrained, every dataset the weights' normalisation. Train and validation transforms
+        # both work at that input size (the stem's: 32x32 for the CIFAR stem, whatever the weights had).
         aug = Augment(crop_pad=recipe.crop_pad, hflip=recipe.hflip, rand_augment=recipe.rand_augment)
-        eval_transform, normalization, cfg = None, None, None
-        if dataset_kind == "imagefolder" and not args.pretrained:
-            cfg = create_model(arch, **model_kwargs).pretrained_cfg
-        if args.pretrained:
-            pre = create_model(args.model, pretrained=True, **model_kwargs)
-            cfg = pre.pretrained_cfg
-            normalization = (cfg["mean"], cfg["std"])
-            try:
-                from zoo.data.transforms import create_transform
-
-                if dataset_kind in ("cifar10", "cifar100", "imagefolder"):
-                    eval_transform = create_transform(cfg, training=False)
-            except ImportError:
-                pass
+        cfg, normalization = None, None
+        if args.pretrained or dataset_kind == "imagefolder":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the model built below repeats any adaptation warning
+                cfg = build_training_model(args.model, args.pretrained, **model_kwargs).pretrained_cfg
+            normalization = (cfg["mean"], cfg["std"]) if args.pretrained else None
         train_set, val_set, info = create_datasets(
             args.dataset, args.data_dir, model_cfg=cfg, augment=aug, val_split=args.val_split, seed=recipe.seed,
-            strict_images=args.strict_images, download=args.download and rank == 0, eval_transform=eval_transform,
-            normalization=normalization if normalization and len(normalization[0]) in (1, 3) else None,
+            strict_images=args.strict_images, download=args.download and rank == 0, normalization=normalization,
         )  # fmt: skip
         train_set = subset(train_set, args.train_subset, recipe.seed)
         if val_set is not None:
             val_set = subset(val_set, args.val_subset, recipe.seed + 1)
         model_kwargs.update(num_classes=info.num_classes, in_chans=info.in_chans)
-        model = create_model(args.model, pretrained=args.pretrained, **model_kwargs)
+        model = build_training_model(args.model, args.pretrained, **model_kwargs)
         run_info = {
             "dataset": args.dataset,
             "dataset_kind": info.name,
@@ -195,9 +190,17 @@ def main(args: argparse.Namespace) -> int:
                             "visdom_env": args.visdom_env},
         )  # fmt: skip
     if rank == 0 and result.status == "finished":
-        best = f"{result.best_metric:.2f} % at epoch {result.best_epoch}" if result.best_metric is not None else "-"
-        print(f"done: best val top-1 {best}; run folder {out_dir}")
+        print(f"done: {_best_line(result)}; run folder {out_dir}")
     return 130 if result.status == "interrupted" else 0
+
+
+def _best_line(result: Any) -> str:
+    if result.best_metric is None:
+        return "no epoch finished"
+    if result.best_metric_name == "val_acc1":
+        return f"best val top-1 {result.best_metric:.2f} % at epoch {result.best_epoch}"
+    return (f"no validation set: best.safetensors is epoch {result.best_epoch}, with the lowest training loss "
+            f"({result.best_metric:.4f})")  # fmt: skip
 
 
 def _argv_for(args: argparse.Namespace) -> list[str]:

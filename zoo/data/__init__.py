@@ -114,9 +114,15 @@ def create_datasets(
         ref = train or val
         assert ref is not None
         if normalization:
+            from zoo.models.base import fit_channels
+
+            # Statistics for another channel count (RGB weights on grey digits) are averaged, as the
+            # first convolution is when the model's input channels are adapted.
+            channels = ref.input_size[0]
             for ds in (train, val):
                 if ds is not None:
-                    ds.mean, ds.std = tuple(normalization[0]), tuple(normalization[1])
+                    ds.mean = fit_channels(tuple(normalization[0]), channels)
+                    ds.std = fit_channels(tuple(normalization[1]), channels)
         root = str(find_idx_files(kind, folder)["train"][0].parent)
         info = DataInfo(kind, len(ref.classes), ref.input_size[0], ref.input_size, ref.classes, ref.mean, ref.std, root)
         return train, val, info

@@ -15,17 +15,26 @@ from torch.utils.data import Dataset
 
 __all__ = ["IMG_EXTENSIONS", "ImageFolderDataset", "scan_image_folder", "split_samples", "verify_images"]
 
+# torchvision's IMG_EXTENSIONS (tests/test_data.py checks they agree), here so that importing zoo.data
+# does not import torchvision.
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 def scan_image_folder(
     root: str | os.PathLike, classes: Sequence[str] | None = None
 ) -> tuple[list[str], list[tuple[str, int]]]:
-    """Classes (sorted sub-folder names) and ``(path, label)`` samples of a one-folder-per-class tree."""
+    """Classes (sorted sub-folder names) and ``(path, label)`` samples of a one-folder-per-class tree.
+
+    The samples are torchvision's ``make_dataset`` (what ``ImageFolder`` lists: files with an image
+    extension, walked in sorted order, symlinks followed). ``classes`` maps the folders onto another
+    set's labels (a ``val/`` tree onto ``train/``'s); hidden folders (``.ipynb_checkpoints``) are no class.
+    """
+    from torchvision.datasets.folder import make_dataset
+
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
-    found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    found = sorted(d.name for d in os.scandir(root) if d.is_dir() and not d.name.startswith("."))
     if not found:
         raise FileNotFoundError(f"image folder {root} has no class sub-folders; expected {root}/<class>/<image>.png")
     if classes is None:
@@ -35,13 +44,7 @@ def scan_image_folder(
         if unknown:
             raise ValueError(f"{root} has class folders {unknown} that the training set does not have")
     index = {c: i for i, c in enumerate(classes)}
-    samples = []
-    for name in found:
-        for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
-            dirnames.sort()
-            for fn in sorted(filenames):
-                if fn.lower().endswith(IMG_EXTENSIONS):
-                    samples.append((os.path.join(dirpath, fn), index[name]))
+    samples = make_dataset(str(root), {c: index[c] for c in found}, extensions=IMG_EXTENSIONS, allow_empty=True)
     if not samples:
         raise FileNotFoundError(f"image folder {root} has no images ({', '.join(IMG_EXTENSIONS)}) in its class folders")
     return list(classes), samples

@@ -91,7 +91,7 @@ def random_hflip(images: torch.Tensor, prob: float, generator: torch.Generator) 
 class TensorLoader:
     """Batches of a :class:`TensorImageDataset`, augmented and normalised as whole tensors.
 
-    The order and the augmentation of batch ``b`` of epoch ``e`` depend only on ``(seed, e, b)``, so a run
+    The order and the augmentation of batch ``b`` of epoch ``e`` depend only on ``(seed, e, b, rank)``, so a run
     resumed at an epoch boundary, or one that skips the first batches of an epoch, sees the same batches as
     an uninterrupted one. With ``world_size > 1`` each rank takes every ``world_size``-th sample of the
     shuffled order (padded, as ``DistributedSampler`` does, when ``pad`` is set).
@@ -160,7 +160,9 @@ class TensorLoader:
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             x = self._images[idx]
             if self.shift or self.hflip:
-                g.manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_003 + b) % (2**63))
+                key = (self.seed * 1_000_003 + self.epoch) * 1_000_003 + b
+                # Each rank its own draws (rank 0 keeps the single-process stream).
+                g.manual_seed((key * 1_000_003 + self.rank if self.rank else key) % (2**63))
                 if self.shift:
                     x = random_shift(x, self.shift, g)
                 if self.hflip:

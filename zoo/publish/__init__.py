@@ -28,10 +28,12 @@ from typing import Any
 
 import torch.nn as nn
 
+from zoo.hub.entry import Source, WeightsEntry
+from zoo.hub.metadata import WeightsMetadata
 from zoo.publish.card import WEIGHTS_FILE, model_card, timm_config
 from zoo.publish.checks import Check, PublishError, check_eval, check_round_trip, check_torchvision
 from zoo.registry import is_model, split_model_name_tag
-from zoo.utils.files import atomic_path
+from zoo.utils.files import atomic_path, fsync_dir
 
 __all__ = ["WEIGHTS_FILE", "PublishError", "PublishResult", "publish"]
 
@@ -47,7 +49,7 @@ class PublishResult:
     metrics: dict[str, Any]
     checks: list[Check] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
-    manifest_entry: dict[str, Any] | None = None
+    manifest_entry: WeightsEntry | None = None
     commit_url: str | None = None
 
 
@@ -89,17 +91,26 @@ def _train_seconds(run_dir: Path) -> float | None:
     return round(sum(per_epoch.values()), 1) if per_epoch else None
 
 
-def _recorded_top1(ckpt: Path, run: dict[str, Any]) -> float:
+def _recorded_top1(ckpt: Path, run: dict[str, Any]) -> float | None:
+    """The validation top-1 the run recorded for these weights, or None when it has none.
+
+    A run without a validation set chose its best epoch by training loss (``best_metric_name``); that is
+    no top-1, and older runs stored it negated under the same name.
+    """
     from zoo.hub.load import read_metadata
 
-    meta = read_metadata(ckpt)
     try:
-        return float(meta["metric"])
-    except (KeyError, ValueError):
-        pass
-    if run.get("best_metric") is None:
-        raise PublishError(f"the run records no validation accuracy to check {ckpt} against (run.json best_metric)")
-    return float(run["best_metric"])
+        meta = WeightsMetadata.from_header(read_metadata(ckpt))
+    except ValueError:
+        meta = WeightsMetadata()
+    if meta.extra.get("zoo.selected_by", "val_acc1") != "val_acc1":
+        return None
+    if meta.metric is not None:
+        return meta.metric if meta.metric >= 0 else None
+    best = run.get("best_metric")
+    if best is None or run.get("best_metric_name", "val_acc1") != "val_acc1" or best < 0:
+        return None
+    return float(best)
 
 
 def _build(arch: str, config: dict[str, Any], ckpt: Path, tag: str) -> nn.Module:
@@ -137,6 +148,7 @@ def _install(staging: Path, out_dir: Path, force: bool) -> None:
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
         os.replace(out_dir, old)
     os.replace(staging, out_dir)
+    fsync_dir(out_dir.parent)  # the swap survives a power cut, as atomic_path's renames do
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -207,8 +219,8 @@ def publish(
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.staging-", dir=parent))
     try:
-        meta = {"zoo.architecture": arch, "zoo.tag": tag, "zoo.num_classes": str(model.num_classes),
-                "zoo.model_args": config.get("model_args", {})}  # fmt: skip
+        meta = WeightsMetadata(architecture=arch, tag=tag, num_classes=model.num_classes,
+                               model_args=config.get("model_args", {}))  # fmt: skip
         saved = save_weights(model, staging / WEIGHTS_FILE, meta)
         checks = [check_round_trip(original, saved.path), check_torchvision(arch, model, saved.path)]
         data_hint = data_dir or run.get("data_dir") or "DATA"
@@ -265,30 +277,30 @@ def publish(
 def _manifest_entry(
     name: str, model: nn.Module, run: dict[str, Any], info: Any, saved: Any, metrics: dict[str, Any],
     license_id: str, repo_id: str | None, bundle: bool, push: bool, default: bool,
-) -> dict[str, Any]:  # fmt: skip
+) -> WeightsEntry:  # fmt: skip
     cfg = model.pretrained_cfg
     if bundle:
-        source: dict[str, Any] = {"type": "bundled", "path": f"{name}.safetensors"}
+        source = Source(type="bundled", path=f"{name}.safetensors")
     else:
-        source = {"type": "hub", "repo_id": repo_id or f"{{org}}/{name}", "filename": WEIGHTS_FILE, "revision": "main"}
-    return {
-        "status": "published" if bundle or push else "unpublished",
-        "default": default,
-        "source": source,
-        "sha256": saved.sha256,
-        "size": saved.size,
-        "num_classes": model.num_classes,
-        "label_names": list(cfg.get("label_names") or []) or None,
-        "input_size": list(cfg["input_size"]),
-        "interpolation": cfg.get("interpolation", "bilinear"),
-        "crop_pct": cfg.get("crop_pct", 1.0),
-        "mean": list(cfg["mean"]),
-        "std": list(cfg["std"]),
-        "model_args": {k: v for k, v in run.get("model_args", {}).items() if k not in ("num_classes", "in_chans")},
-        "dataset": info.name,
-        "metrics": {**metrics, "measured_by": "zoo publish (fresh evaluation of the exported file)"},
-        "license": license_id,
-        "origin": {
+        source = Source(type="hub", repo_id=repo_id or f"{{org}}/{name}", filename=WEIGHTS_FILE, revision="main")
+    return WeightsEntry(
+        status="published" if bundle or push else "unpublished",
+        default=default,
+        source=source,
+        sha256=saved.sha256,
+        size=saved.size,
+        num_classes=model.num_classes,
+        label_names=tuple(cfg.get("label_names") or ()) or None,
+        input_size=tuple(cfg["input_size"]),
+        interpolation=cfg.get("interpolation", "bilinear"),
+        crop_pct=cfg.get("crop_pct", 1.0),
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        model_args={k: v for k, v in run.get("model_args", {}).items() if k not in ("num_classes", "in_chans")},
+        dataset=info.name,
+        metrics={**metrics, "measured_by": "zoo publish (fresh evaluation of the exported file)"},
+        license=license_id,
+        origin={
             "command": run.get("zoo_command") or run.get("command", ""),
             "recipe": (run.get("recipe") or {}).get("name", ""),
             "best_epoch": run.get("best_epoch"),
@@ -297,7 +309,7 @@ def _manifest_entry(
             "device": run.get("device"),
             "published_by": f"zoo publish {name}",
         },
-    }
+    )
 
 
 def _push(folder: Path, repo_id: str, name: str, force: bool, api: Any) -> str:

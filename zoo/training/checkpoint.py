@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from zoo.training.distributed import current_group
 from zoo.utils.files import atomic_path, write_json
 
 __all__ = ["CHECKPOINT_VERSION", "CheckpointMixin", "atomic_torch_save", "find_resume", "model_arch", "rng_state",
@@ -85,7 +87,21 @@ class CheckpointMixin:
             return self.ema.module
         return self.model_without_ddp
 
-    def _state(self, epoch: int, batch: int, partial: dict[str, float] | None) -> dict[str, Any]:
+    def _rank_states(self, partial: dict[str, float] | None) -> list[dict[str, Any]]:
+        """Every rank's RNG states and partial-epoch sums, in rank order (a collective: every rank calls it)."""
+        mine = {
+            "rng": rng_state(),
+            "loader_generator": self.loader_generator.get_state() if not self.tensor_data else None,
+            "partial": partial,
+        }
+        d = current_group()
+        if d is None:
+            return [mine]
+        states: list[Any] = [None] * self.world
+        d.all_gather_object(states, mine)
+        return states
+
+    def _state(self, epoch: int, batch: int, partial: dict[str, float] | None, ranks: list[dict]) -> dict[str, Any]:
         return {
             "version": CHECKPOINT_VERSION,
             "arch": model_arch(self.model_without_ddp),
@@ -98,11 +114,12 @@ class CheckpointMixin:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "ema": self.ema.module.state_dict() if self.ema is not None else None,
             "eval_weights": "ema" if self.ema is not None and self.recipe.eval_model == "ema" else "model",
-            "rng": rng_state(),
-            "loader_generator": self.loader_generator.get_state() if not self.tensor_data else None,
+            "ranks": ranks,  # each rank's RNG states: its augmentation stream resumes where it stopped
             "best_metric": self.best_metric,
+            "best_metric_name": self.best_metric_name,
             "best_epoch": self.best_epoch,
-            "partial": partial,
+            "schedule_changes": self.schedule_changes,
+            "partial": partial,  # rank 0's; each rank's own is in "ranks"
             "history": self.history,
             "recipe": self.recipe.to_dict(),
         }
@@ -115,25 +132,75 @@ class CheckpointMixin:
             raise ValueError(f"{self.resume_path} is a checkpoint of {ckpt.get('arch')}, not {arch}")
         self.model_without_ddp.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.global_step = ckpt["global_step"]
+        self.start_epoch, self.start_batch = ckpt["epoch"], ckpt["batch"]
+        self.schedule_changes = list(ckpt.get("schedule_changes") or [])
         if self.scheduler is not None and ckpt.get("scheduler") is not None:
-            self.scheduler.load_state_dict(ckpt["scheduler"])
+            planned = (ckpt.get("recipe") or {}).get("epochs", self.recipe.epochs)
+            if planned == self.recipe.epochs:
+                self.scheduler.load_state_dict(ckpt["scheduler"])
+            else:
+                self._reschedule(planned)
         if self.scaler is not None and ckpt.get("scaler") is not None:
             self.scaler.load_state_dict(ckpt["scaler"])
         if self.ema is not None and ckpt.get("ema") is not None:
             self.ema.module.load_state_dict(ckpt["ema"])
-        self.global_step = ckpt["global_step"]
         self.best_metric, self.best_epoch = ckpt["best_metric"], ckpt["best_epoch"]
+        if ckpt.get("best_metric_name") is None and self.val_set is None and self.best_metric is not None:
+            self.best_metric = -self.best_metric  # older checkpoints kept the negated training loss
         self.history = list(ckpt.get("history") or [])
-        self.start_epoch, self.start_batch = ckpt["epoch"], ckpt["batch"]
         self.partial = ckpt.get("partial")
-        set_rng_state(ckpt["rng"])
-        if ckpt.get("loader_generator") is not None and not self.tensor_data:
-            self.loader_generator.set_state(ckpt["loader_generator"])
+        self._restore_rank_state(ckpt)
+
+    def _restore_rank_state(self, ckpt: dict[str, Any]) -> None:
+        # Older checkpoints hold rank 0's states only.
+        ranks = ckpt.get("ranks") or [{"rng": ckpt["rng"], "loader_generator": ckpt.get("loader_generator")}]
+        if len(ranks) != self.world:
+            if self.is_main:
+                warnings.warn(
+                    f"{self.resume_path} was written by {len(ranks)} process(es) and this run has {self.world}: "
+                    "the data order and each process's random streams restart, so the resumed run is not "
+                    "identical to an uninterrupted one", stacklevel=6,
+                )  # fmt: skip
+            seed_everything(self.recipe.seed + self.global_step + self.rank)
+            return
+        mine = ranks[self.rank]
+        self.partial = mine.get("partial", self.partial)
+        set_rng_state(mine["rng"])
+        if mine.get("loader_generator") is not None and not self.tensor_data:
+            self.loader_generator.set_state(mine["loader_generator"])
+
+    def _reschedule(self, planned: int) -> None:
+        """Continue a run planned for ``planned`` epochs under a schedule for ``recipe.epochs``.
+
+        timm's ``load_state_dict`` would bring back the old length (``t_initial``) and so train the extra
+        epochs at ``min_lr``. The scheduler built for the new length is kept instead and placed at the
+        current step; the change is recorded in run.json and the checkpoint.
+        """
+        r = self.recipe
+        before = self.optimizer.param_groups[0]["lr"]
+        if r.sched_on_updates:
+            self.scheduler.step_update(num_updates=self.global_step)
+        else:
+            self.scheduler.step(self.start_epoch)
+        after = self.optimizer.param_groups[0]["lr"]
+        self.schedule_changes.append({"at_epoch": self.start_epoch, "at_step": self.global_step,
+                                      "from_epochs": planned, "to_epochs": r.epochs, "lr_before": before,
+                                      "lr_after": after})  # fmt: skip
+        if self.is_main:
+            warnings.warn(
+                f"the run was planned for {planned} epochs and now runs {r.epochs}: its {r.sched} schedule is "
+                f"recomputed for {r.epochs} epochs from step {self.global_step} (lr {before:.3g} -> {after:.3g})",
+                stacklevel=6,
+            )
 
     def _save_checkpoint(self, epoch: int, batch: int = 0, partial: dict[str, float] | None = None) -> None:
-        if self.out_dir is None or not self.is_main:
+        """Write last.pt (rank 0); every rank calls this, since the checkpoint gathers each rank's RNG states."""
+        if self.out_dir is None:
             return
-        atomic_torch_save(self._state(epoch, batch, partial), self.out_dir / "last.pt")
+        ranks = self._rank_states(partial)
+        if self.is_main:
+            atomic_torch_save(self._state(epoch, batch, partial, ranks), self.out_dir / "last.pt")
 
     def _model_config(self) -> dict[str, Any]:
         m = self.model_without_ddp
@@ -174,7 +241,9 @@ class CheckpointMixin:
                 "deterministic": self.deterministic,
                 "epochs_done": len(self.history),
                 "best_metric": self.best_metric,
+                "best_metric_name": self.best_metric_name,
                 "best_epoch": self.best_epoch,
+                "schedule_changes": self.schedule_changes,
                 "last": self.history[-1] if self.history else None,
                 "torch": torch.__version__,
                 "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),

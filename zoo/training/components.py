@@ -144,8 +144,10 @@ class SetupMixin:
             self.train_loader.set_epoch(epoch, start_batch)
         else:
             self.sampler.set_epoch(epoch, start_batch * self.batch_size)
-            # Worker seeds come from this generator: fixed per epoch, so a resumed epoch augments the same way.
-            self.loader_generator.manual_seed(self.recipe.seed * 1_000_003 + epoch)
+            # Worker seeds come from this generator: fixed per epoch, so a resumed epoch augments the same way,
+            # and per rank, so that the ranks of a DDP run augment their shares differently.
+            seed = self.recipe.seed * 1_000_003 + epoch
+            self.loader_generator.manual_seed(seed * 1_000_003 + self.rank if self.rank else seed)
 
     def _check_input(self) -> None:
         sample = self.train_set[0]

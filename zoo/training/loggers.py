@@ -150,16 +150,22 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike, titl
 
 
 class TensorBoardLogger(_Logger):
-    """Scalars (loss, lr, accuracy) and a sample grid with ``torch.utils.tensorboard``."""
+    """Scalars (loss, lr, accuracy) and a sample grid with ``torch.utils.tensorboard``.
 
-    def __init__(self, log_dir: str | os.PathLike) -> None:
+    ``purge_step``: a resumed run's first new step. TensorBoard then hides every event of the earlier
+    session from that step on (``SummaryWriter(purge_step=...)``), so the steps trained again after a crash
+    appear once. Epoch-level values are logged at the epoch number, which is never above the step count,
+    so the same purge step is right for them too.
+    """
+
+    def __init__(self, log_dir: str | os.PathLike, purge_step: int | None = None) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:
             raise RuntimeError(
                 f"--logger tensorboard needs the tensorboard package (pip install tensorboard): {e}"
             ) from None
-        self.writer = SummaryWriter(str(log_dir))
+        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
         for k, v in values.items():
@@ -297,12 +303,17 @@ def create_loggers(
     names: Sequence[str] = (),
     *,
     resume_epoch: int | None = None,
+    resume_step: int | None = None,
     title: str = "",
     visdom_server: str = "http://localhost",
     visdom_port: int = 8097,
     visdom_env: str | None = None,
 ) -> RunLoggers:
-    """metrics.csv and curves.png always, plus the named extra loggers (``tensorboard``, ``visdom``)."""
+    """metrics.csv and curves.png always, plus the named extra loggers (``tensorboard``, ``visdom``).
+
+    A resumed run passes the epochs and optimiser steps its checkpoint holds (``resume_epoch``,
+    ``resume_step``): what was logged after them is dropped, as the run trains it again.
+    """
     out_dir = Path(out_dir)
     loggers: list[_Logger] = [
         CSVLogger(out_dir / "metrics.csv", resume_epoch),
@@ -312,7 +323,8 @@ def create_loggers(
         if name == "csv":
             continue
         if name == "tensorboard":
-            loggers.append(TensorBoardLogger(out_dir / "tensorboard"))
+            purge = None if resume_step is None else resume_step + 1
+            loggers.append(TensorBoardLogger(out_dir / "tensorboard", purge_step=purge))
         elif name == "visdom":
             env = visdom_env or "".join(c if c.isalnum() or c in "-_" else "_" for c in out_dir.name)
             loggers.append(VisdomLogger(visdom_server, visdom_port, env, title))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import torch
+
+from zoo.training.checkpoint import rng_state, set_rng_state
 
 __all__ = ["ReportingMixin", "denormalize"]
 
@@ -50,28 +53,21 @@ class ReportingMixin:
                 amp=self.amp, channels_last=self.channels_last,
             )  # fmt: skip
             row.update(val_loss=results["loss"], val_acc1=results["acc1"], val_acc5=results["acc5"])
-            metric = results["acc1"]
-        else:
-            metric = -train_metrics["train_loss"]
         row["time"] = time.time()
         self.history.append(row)
-        is_best = self.best_metric is None or metric > self.best_metric
+        # best_metric_name: the highest validation top-1, or without a validation set the lowest training loss.
+        metric = row[self.best_metric_name]
+        higher = self.best_metric_name == "val_acc1"
+        is_best = self.best_metric is None or (metric > self.best_metric if higher else metric < self.best_metric)
         if is_best:
             self.best_metric, self.best_epoch = metric, epoch + 1
+            # Kept for the end of fit(), which leaves the caller's model with these weights.
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self._eval_module().state_dict().items()}
+            if self.is_main and self.out_dir is not None:
+                self._save_best(epoch, metric)
+        self._save_checkpoint(epoch + 1)  # every rank: the checkpoint holds each rank's RNG state
         if self.is_main:
             if self.out_dir is not None:
-                if is_best:
-                    from zoo.hub.save import save_weights
-
-                    # With the config in its metadata, create_model(arch, checkpoint_path=...) rebuilds the
-                    # model as trained: classes, channels, stem, label names and normalisation.
-                    config = self._model_config()
-                    meta = {
-                        "architecture": config["architecture"], "epoch": str(epoch + 1), "metric": repr(metric),
-                        "zoo.model_args": self.model_args, "zoo.pretrained_cfg": config["pretrained_cfg"],
-                    }  # fmt: skip
-                    save_weights(self._eval_module().state_dict(), self.out_dir / "best.safetensors", meta)
-                self._save_checkpoint(epoch + 1)
                 self._write_run_json("running")
             if self.loggers is not None:
                 self.loggers.log_epoch(epoch + 1, row, self.history)
@@ -79,10 +75,48 @@ class ReportingMixin:
                     self._log_samples(epoch + 1)
             print(self._epoch_line(row, is_best), flush=True)
 
+    def _load_best_weights(self) -> None:
+        """Leave the caller's model with the weights that scored best_metric (kept in memory or best.safetensors)."""
+        state = self.best_state
+        best_file = self.out_dir / "best.safetensors" if self.out_dir is not None else None
+        if state is None and self.best_epoch is not None and best_file is not None and best_file.is_file():
+            from safetensors.torch import load_file
+
+            state = load_file(best_file)  # the best epoch came before this resume
+        if state is None:
+            if self.best_epoch is not None:
+                warnings.warn("fit(): the best epoch's weights are not available; the model keeps its last weights",
+                              stacklevel=3)  # fmt: skip
+            return
+        self.model_without_ddp.load_state_dict(state)
+
+    def _save_best(self, epoch: int, metric: float) -> None:
+        from zoo.hub.metadata import WeightsMetadata
+        from zoo.hub.save import save_weights
+
+        # With the config in its metadata, create_model(arch, checkpoint_path=...) rebuilds the model as
+        # trained: classes, channels, stem, label names and normalisation. The metadata's metric is a
+        # validation top-1 only; a run without validation names what chose its best epoch instead.
+        config = self._model_config()
+        top1 = self.best_metric_name == "val_acc1"
+        name = self.best_metric_name
+        meta = WeightsMetadata(
+            architecture=config["architecture"], epoch=epoch + 1, metric=metric if top1 else None,
+            model_args=self.model_args, pretrained_cfg=config["pretrained_cfg"],
+            extra={} if top1 else {"zoo.selected_by": name, f"zoo.{name}": repr(metric)},
+        )  # fmt: skip
+        save_weights(self._eval_module().state_dict(), self.out_dir / "best.safetensors", meta)
+
     def _log_samples(self, epoch: int, n: int = 16) -> None:
         dataset = self.val_set if self.val_set is not None else self.train_set
         step = max(1, len(dataset) // n)  # type: ignore[arg-type]
-        items = [dataset[i] for i in range(0, min(len(dataset), step * n), step)][:n]  # type: ignore[arg-type]
+        # Reading samples runs the dataset's transforms, which may draw random numbers: put the RNG states
+        # back, so that a run resumed from this epoch's checkpoint (saved before) matches an uninterrupted one.
+        saved = rng_state()
+        try:
+            items = [dataset[i] for i in range(0, min(len(dataset), step * n), step)][:n]  # type: ignore[arg-type]
+        finally:
+            set_rng_state(saved)
         images = torch.stack([x for x, _ in items])
         labels = [int(y) for _, y in items]
         module = self._eval_module()

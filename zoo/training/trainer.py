@@ -10,15 +10,17 @@ Runs are deterministic on CPU for a given seed: the data order and augmentation 
 Ctrl-C ends with exactly the metrics and weights of an uninterrupted run.
 
 Under ``torchrun`` the model is wrapped in DistributedDataParallel (gloo on CPU, nccl on CUDA), each rank
-trains on its share of every epoch, and only rank 0 logs and writes files.
+trains on its share of every epoch with its own augmentation stream (seed + rank; each rank's RNG states
+are saved in the checkpoint and restored on resume), only rank 0 logs and writes files, and every rank
+leaves :func:`fit` together, once those files are written.
+
+``ZOO_TRAIN_SIGNAL=SIGKILL@13`` (or ``SIGINT@13``) makes the process signal itself right after optimiser
+step 13: the crash and Ctrl-C recovery tests stop runs at a known point this way (:mod:`.signals`).
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import sys
-import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -29,11 +31,12 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from zoo.training.checkpoint import CheckpointMixin, find_resume, model_arch
+from zoo.training.checkpoint import CheckpointMixin, find_resume, model_arch, seed_everything
 from zoo.training.components import SetupMixin
 from zoo.training.distributed import current_group, rank_world
 from zoo.training.recipes import Recipe, get_recipe
 from zoo.training.reporting import ReportingMixin
+from zoo.training.signals import SignalHook, StopFlag
 from zoo.utils.files import write_json
 
 __all__ = ["FitResult", "Trainer", "TrainingDiverged", "fit"]
@@ -41,29 +44,6 @@ __all__ = ["FitResult", "Trainer", "TrainingDiverged", "fit"]
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
-
-
-class _StopFlag:
-    """Ctrl-C once: finish the current batch, save and stop. Twice: abort at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def __enter__(self) -> _StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\ninterrupt: stopping after this batch and saving (Ctrl-C again to abort)", file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -77,9 +57,12 @@ class FitResult:
     out_dir: Path | None
     status: str  # finished, interrupted
     epochs_done: int
-    best_metric: float | None
+    best_metric: float | None  # the value of best_metric_name at best_epoch
     best_epoch: int | None
     history: list[dict[str, Any]] = field(default_factory=list)
+    # What chose the best epoch: "val_acc1" (highest validation top-1) or, without a validation set,
+    # "train_loss" (lowest training loss).
+    best_metric_name: str = "val_acc1"
 
     @property
     def last(self) -> dict[str, Any]:
@@ -127,6 +110,12 @@ def fit(
         label_names: class names (default: ``train_set.classes``).
         model_args: the ``create_model`` arguments, recorded in ``config.json``.
         run_info: extra facts for ``run.json`` (dataset, command line ...).
+
+    The best epoch is the one with the highest validation top-1 (without ``val_set``: the lowest training
+    loss; ``FitResult.best_metric_name`` says which). On return, finished or interrupted, ``model`` holds
+    the weights that scored ``best_metric``: the EMA weights when the recipe evaluates them
+    (``eval_model="ema"``), else the model's own weights of that epoch, the same as ``best.safetensors``.
+    ``last.pt`` keeps the last raw weights, optimiser and EMA state for ``resume``.
 
     Returns a :class:`FitResult`. Raises :class:`TrainingDiverged` when the loss becomes NaN or infinite.
     """
@@ -199,7 +188,8 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
             raise ValueError(f"batch size {r.batch_size} does not split evenly over {self.world} processes")
         self.batch_size = r.batch_size // self.world
         self.use_mixup = r.mixup > 0 or r.cutmix > 0
-        self.batch_sleep = float(os.environ.get("ZOO_TRAIN_BATCH_SLEEP", "0") or 0)  # for the resume tests
+        self.best_metric_name = "val_acc1" if val_set is not None else "train_loss"
+        self.signal_hook = SignalHook()  # ZOO_TRAIN_SIGNAL: stop at a chosen step, for the recovery tests
 
     # -- the loop ------------------------------------------------------------------------------------------------
 
@@ -220,10 +210,16 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
         self.history: list[dict[str, Any]] = []
         self.start_epoch, self.start_batch = 0, 0
         self.partial: dict[str, float] | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.schedule_changes: list[dict[str, Any]] = []
         self._build()
         if self.checkpoint is not None:
             self._load_state(self.checkpoint)
         else:
+            if self.world > 1:
+                # Each rank its own augmentation, mixup and dropout draws (seed + rank, as timm's train script);
+                # the model needs no common seed: DDP gives every rank rank 0's parameters.
+                seed_everything(r.seed + self.rank)
             self._check_input()
         if self.out_dir is not None and self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -233,9 +229,10 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
             from zoo.training.loggers import create_loggers
 
             done = len(self.history) if self.checkpoint is not None else None
+            step = self.global_step if self.checkpoint is not None else None
             self.loggers = create_loggers(
-                self.out_dir, self.logger_names, resume_epoch=done, title=f"{model_arch(self.model_without_ddp)}",
-                **self.logger_options,
+                self.out_dir, self.logger_names, resume_epoch=done, resume_step=step,
+                title=f"{model_arch(self.model_without_ddp)}", **self.logger_options,
             )  # fmt: skip
         self._write_run_json("running")
         if self.is_main:
@@ -248,7 +245,7 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
                 flush=True,
             )
         status = "finished"
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             self.stop = stop
             try:
                 for epoch in range(self.start_epoch, r.epochs):
@@ -270,7 +267,12 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
         self._write_run_json(status)
         if self.is_main and status == "interrupted" and self.out_dir is not None:
             print(f"interrupted: saved {self.out_dir / 'last.pt'}; continue with --resume {self.out_dir}", flush=True)
-        return FitResult(self.out_dir, status, len(self.history), self.best_metric, self.best_epoch, self.history)
+        d = current_group()
+        if d is not None:
+            d.barrier()  # every rank leaves fit() together, after rank 0 has written the run's files
+        self._load_best_weights()
+        return FitResult(self.out_dir, status, len(self.history), self.best_metric, self.best_epoch, self.history,
+                         self.best_metric_name)  # fmt: skip
 
     def _should_stop(self) -> bool:
         flag = torch.tensor([1.0 if self.stop.requested else 0.0])
@@ -358,8 +360,7 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
                                     img_s=f"{count * self.world / max(spent, 1e-9):.0f}")  # fmt: skip
                 if self.loggers is not None:
                     self.loggers.log_step(self.global_step, {"loss": float(loss_value), "lr": lr})
-            if self.batch_sleep:
-                time.sleep(self.batch_sleep)
+            self.signal_hook.after_step(self.global_step)
             if (self.stop.requested or stop_now) and batch_idx < self.steps_per_epoch:
                 if bar is not None:
                     bar.close()

@@ -1,0 +1,46 @@
+"""Models to train: from scratch, or fine-tuned from published weights with either stem.
+
+``zoo train resnet18 --stem cifar --pretrained`` starts from ImageNet weights built for a 7x7 stem. The
+CIFAR stem's 3x3 first convolution cannot take them, so it is freshly initialised (with a warning naming
+it) and every other tensor is loaded. The model's ``pretrained_cfg`` keeps its own input size (32x32
+for the CIFAR stem) with the weights' normalisation, so that training and validation transforms agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn as nn
+
+__all__ = ["build_training_model"]
+
+
+def build_training_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """``create_model(name, pretrained=pretrained, **kwargs)``, where ``stem`` may differ from the weights'.
+
+    A ``num_classes`` or ``in_chans`` other than the weights' adapts the classifier or the first
+    convolution, as ``create_model`` does; a ``stem`` other than the weights' keeps every tensor but the
+    first convolution's.
+    """
+    from zoo.factory import create_model
+
+    stem = kwargs.pop("stem", None)
+    if not pretrained:
+        return create_model(name, **kwargs, **({"stem": stem} if stem else {}))
+    weights = create_model(name, pretrained=True, **kwargs)  # with the weights' own stem
+    if stem is None or getattr(weights, "stem", None) == stem:
+        return weights
+    if not hasattr(weights, "stem"):
+        return create_model(name, pretrained=True, stem=stem, **kwargs)  # the builder's own error for `stem`
+
+    from zoo.hub.load import fit_state_dict
+    from zoo.registry import split_model_name_tag
+
+    model = create_model(split_model_name_tag(name)[0], stem=stem, **kwargs)
+    what = f"weights {name} ({weights.stem} stem)"
+    state, _ = fit_state_dict(model, weights.state_dict(), what, False, False, stacklevel=3, adapt_stem=True)
+    model.load_state_dict(state, strict=False)  # fit_state_dict checked that only the first conv is left out
+    # The model's own input size (its stem's), with the normalisation the weights were trained with.
+    model.pretrained_cfg = {**model.pretrained_cfg, "mean": weights.pretrained_cfg["mean"],
+                            "std": weights.pretrained_cfg["std"]}  # fmt: skip
+    return model

@@ -23,7 +23,7 @@ test: venv  ## lint, import contracts, then the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: venv  ## the CPU benchmark suite against torchvision and timm; results in benchmarks/results/
 	$(BIN)/python benchmarks/import_time.py

@@ -86,11 +86,8 @@ def main() -> None:
             speeds["zoo"].append(result.history[-1]["img_per_s"])
             model = zoo.create_model(name)
             model.load_state_dict(base.state_dict())
-            speeds["plain"].append(
-                _plain_loop(
-                    model.to(memory_format=torch.channels_last), images, labels, args.batch_size, mean, std, 0.01
-                )
-            )
+            model = model.to(memory_format=torch.channels_last)
+            speeds["plain"].append(_plain_loop(model, images, labels, args.batch_size, (mean, std), 0.01))
         zoo_ips, plain_ips = statistics.median(speeds["zoo"]), statistics.median(speeds["plain"])
         row = {"model": name, "images": args.images, "batch": args.batch_size, "zoo_img_s": round(zoo_ips, 1),
                "plain_img_s": round(plain_ips, 1), "overhead_pct": round(100 * (1 - zoo_ips / plain_ips), 2),

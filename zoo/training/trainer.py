@@ -98,8 +98,9 @@ def fit(
 
     Args:
         model: any classifier returning logits; zoo models also get a ``config.json`` for publishing.
-        train_set, val_set: datasets of ``(image tensor, int label)``. A :class:`zoo.data.TensorImageDataset`
-            is batched and augmented as whole tensors; any other set goes through a ``DataLoader``.
+        train_set: a dataset of ``(image tensor, int label)``. A :class:`zoo.data.TensorImageDataset` is
+            batched and augmented as whole tensors; any other set goes through a ``DataLoader``.
+        val_set: the validation set, in the same form (None: the best epoch is the lowest training loss).
         recipe: a :class:`~zoo.training.recipes.Recipe` or a recipe name (default ``fast``).
         out_dir: the run folder for checkpoints, metrics and plots (None: keep nothing on disk; no resume).
         resume: a run folder or ``last.pt`` to continue from.

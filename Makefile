@@ -29,11 +29,15 @@ bench: venv  ## the CPU benchmark suite against torchvision and timm; results in
 	$(BIN)/python benchmarks/import_time.py
 	$(BIN)/python benchmarks/inference.py
 	$(BIN)/python benchmarks/train_overhead.py
+	$(BIN)/python benchmarks/load_pretrained.py
+	$(BIN)/python benchmarks/train_mnist.py --runs 3
 
 bench-quick: venv  ## every benchmark script once on tiny settings (CI): checks that they run, keeps no results
 	$(BIN)/python benchmarks/import_time.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/inference.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/train_overhead.py --quick --out $$(mktemp -d)
+	$(BIN)/python benchmarks/load_pretrained.py --quick --out $$(mktemp -d)
+	$(BIN)/python benchmarks/train_mnist.py --quick --out $$(mktemp -d)
 
 docs: venv  ## rewrite the committed tables in docs/ from the registry and the manifest
 	$(BIN)/python docs/gen_tables.py

@@ -36,6 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from machine import machine_info, print_machine, write_results  # noqa: E402
 
 ARCHS = ("resnet50", "resnet152", "vgg16", "vgg19_bn")
 METHODS = ("lower bound", "zoo", "torchvision", "timm")
@@ -159,11 +162,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
     parser.add_argument("--repeats", type=int, default=5, help="fresh processes per measurement (default 5)")
-    parser.add_argument("--quick", action="store_true", help="3 processes per measurement")
+    parser.add_argument("--quick", action="store_true", help="resnet50 only, 2 processes per measurement")
+    parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
     parser.add_argument("--json", help="also write the raw timings here")
     parser.add_argument("--workdir", help="keep the generated weights and caches here (default: a temporary folder)")
     args = parser.parse_args()
-    repeats = 3 if args.quick else args.repeats
+    repeats = 2 if args.quick else args.repeats
+    if args.quick:
+        args.archs = ["resnet50"]
+    info = machine_info()
+    print_machine(info)
     results: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         work = Path(args.workdir) if args.workdir else Path(tmp)
@@ -188,6 +196,19 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     print_tables(results, repeats)
+    rows = []
+    for arch, by_method in results.items():
+        row: dict = {"model": arch, "repeats": repeats}
+        for method in METHODS:
+            key = method.replace(" ", "_")
+            runs = by_method[method]
+            row[f"{key}_load_s"] = round(statistics.median(r["load"] for r in runs), 4)
+            row[f"{key}_import_load_s"] = round(statistics.median(r["import"] + r["load"] for r in runs), 4)
+        row["zoo_over_lower_bound"] = round(row["zoo_load_s"] / row["lower_bound_load_s"], 2)
+        row["torchvision_over_zoo"] = round(row["torchvision_load_s"] / row["zoo_load_s"], 1)
+        row["timm_over_zoo"] = round(row["timm_load_s"] / row["zoo_load_s"], 1)
+        rows.append(row)
+    print(f"wrote {write_results('load_pretrained' + ('-quick' if args.quick else ''), rows, info, args.out)}")
     return 0
 
 

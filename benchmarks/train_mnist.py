@@ -27,6 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from zoo.training.loggers import read_metrics  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_info, print_machine, write_results  # noqa: E402
+
 
 def run_once(recipe: str, data_dir: Path, target: float, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
@@ -88,15 +91,32 @@ def main() -> int:
     parser.add_argument("--seed-recipe", action="store_true", help="also run --recipe seed-mnist")
     parser.add_argument("--runs", type=int, default=1, help="runs per recipe (the median is reported)")
     parser.add_argument("--target", type=float, default=99.2, help="test top-1 accuracy to reach, in %%")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--quick", action="store_true", help="1 epoch on 2000 images: checks that the script runs")
+    parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
     args, extra = parser.parse_known_args()
-    all_results = {}
+    if args.quick:
+        extra, args.target, args.runs = [*extra, "--epochs", "1", "--train-subset", "2000"], 50.0, 1
+    if not (args.data_dir / "MNIST" / "raw").is_dir():
+        print(f"the real MNIST is not in {args.data_dir}: nothing to measure (pass --data-dir)")
+        return 0
+    info = machine_info()
+    print_machine(info)
+    all_results, rows = {}, []
     for recipe in [args.recipe] + (["seed-mnist"] if args.seed_recipe else []):
         results = [run_once(recipe, args.data_dir, args.target, extra) for _ in range(args.runs)]
         report(results, args.target)
         all_results[recipe] = results
+        reached = [r["time_to_target_s"] for r in results if r["time_to_target_s"] is not None]
+        rows.append({
+            "recipe": recipe, "target_pct": args.target, "runs": len(results),
+            "median_time_to_target_s": round(statistics.median(reached), 1) if len(reached) == len(results) else None,
+            "median_final_pct": round(statistics.median(r["final_acc"] for r in results), 2),
+            "median_wall_s": round(statistics.median(r["wall_s"] for r in results), 1),
+        })  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(all_results, indent=1))
+    print(f"wrote {write_results('train_mnist' + ('-quick' if args.quick else ''), rows, info, args.out)}")
     return 0
 
 

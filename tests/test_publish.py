@@ -118,7 +118,7 @@ def test_publishing_over_an_existing_folder_needs_force(mnist_run, weights_env, 
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(out)]) == 1
+    assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(out)]) == 2
     assert "exists; pass --force" in capsys.readouterr().err
     assert _snapshot(out) == {"keep.txt": b"mine"}
     assert "mnist_cnn.synth" not in weights_env.manifest()["weights"]
@@ -143,7 +143,7 @@ def test_failed_evaluation_check_writes_nothing(mnist_run, weights_env, tmp_path
         ["publish", str(run), "--name", "mnist_cnn.bad", "--out", str(out), "--checkpoint", str(bad), "--bundle"]
     )
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2
     assert "fresh evaluation failed" in err and "recorded 99.50 %" in err and "allowed 0.10" in err
     assert not out.exists() and not list((tmp_path / "hub").iterdir())
     assert (weights_env.dir / "manifest.json").read_bytes() == manifest_before
@@ -162,7 +162,7 @@ def test_bad_inputs_are_clear_and_write_nothing(mnist_run, weights_env, tmp_path
         ([str(run), "--name", "nosuch.x"], "not a registered model"),
     ]
     for args, message in cases:
-        assert cli(["publish", *args, "--out", str(tmp_path / "out")]) == 1
+        assert cli(["publish", *args, "--out", str(tmp_path / "out")]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     assert weights_env.manifest()["weights"] == {}

@@ -1,15 +1,34 @@
 """zoo's exception types. Each message names the file or value at fault and what would be valid.
 
-They derive from the built-in type a caller would otherwise catch (``RuntimeError``, ``ValueError``),
-so code written against those keeps working.
+Every type derives from :class:`ZooError`, the mark of an *expected* failure (bad input, a missing or
+broken file, a full disk): the command line prints it as one line, ``zoo CMD: error: <what> — <what to
+do>``, and exits with code 2. Anything else that escapes a command is a bug and keeps its traceback.
+
+Each type also derives from the built-in type a caller would otherwise catch (``RuntimeError``,
+``ValueError``), so code written against those keeps working.
 """
 
 from __future__ import annotations
 
-__all__ = ["DataError", "IntegrityError", "NotPublishedError", "OfflineError", "WeightsError"]
+__all__ = [
+    "DataError", "DependencyError", "IntegrityError", "ManifestError", "ModelArgumentError", "NotPublishedError",
+    "OfflineError", "RunError", "WeightsError", "WeightsFileError", "ZooError",
+]  # fmt: skip
 
 
-class WeightsError(RuntimeError):
+class ZooError(Exception):
+    """An expected failure. ``hint`` says what to do; ``str()`` gives ``"<what> — <hint>"``."""
+
+    def __init__(self, message: str = "", hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+class WeightsError(ZooError, RuntimeError):
     """Weights could not be obtained or do not fit the model."""
 
 
@@ -25,5 +44,27 @@ class NotPublishedError(WeightsError):
     """The manifest lists the weights, but their file has not been published yet."""
 
 
-class DataError(ValueError):
+class WeightsFileError(WeightsError, ValueError):
+    """A weights file is unusable: not safetensors (a pickle, a folder), a broken header, NaN/Inf values,
+    tensors of the wrong dtype, or metadata (preprocessing, builder arguments) that cannot be right."""
+
+
+class ManifestError(ZooError, ValueError):
+    """The manifest (``weights/manifest.json``) or one of its entries is invalid; the message names the file."""
+
+
+class DataError(ZooError, ValueError):
     """A dataset is missing, unreadable or not in a layout zoo knows."""
+
+
+class RunError(ZooError, RuntimeError):
+    """A training run folder cannot be used as asked: another process is writing to it, or a resume
+    would continue it with another model, dataset, class set or settings."""
+
+
+class ModelArgumentError(ZooError, TypeError):
+    """A model was asked for with an argument its builder does not take (the message lists those it takes)."""
+
+
+class DependencyError(ZooError, RuntimeError):
+    """A feature needs an optional package that is not installed (the message says how to install it)."""

@@ -4,20 +4,26 @@
     zoo predict                                           # the sample images bundled with zoo
 
 Images of any size or mode are converted and resized by the weights' own transform
-(``zoo.create_transform(model.pretrained_cfg)``).
+(``zoo.create_transform(model.pretrained_cfg)``). High-bit-depth images (16-bit PNG and TIFF, 32-bit
+integer and float greys) are scaled to 8 bits first, not clipped; images beyond Pillow's
+decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) are refused before they are decoded.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
+
+from zoo.errors import DataError
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "samples"
 # The weights that classify each bundled sample set when `zoo predict` runs without arguments.
@@ -32,21 +38,53 @@ class Prediction:
     probs: list[float]
 
 
+_IMAGE_KINDS = "give PNG, JPEG, BMP, GIF, TIFF or WebP files"
+
+
+def to_8_bit(img: Any) -> Any:
+    """A high-bit-depth grey image (modes ``I;16*``, ``I``, ``F``) scaled to an 8-bit ``L`` image; others as given.
+
+    Pillow's own conversion to ``L`` clips such images at 255, which turns a 16-bit image nearly white.
+    16-bit values are divided by 257 (65535 -> 255); 32-bit integer images are taken as 16-bit when their
+    values fit, float images as [0, 1] when they fit, and otherwise scaled from their own range.
+    """
+    from PIL import Image
+
+    mode = img.mode
+    if not (mode.startswith("I;16") or mode in ("I", "F")):
+        return img
+    values = np.asarray(img, dtype=np.float64)
+    if mode.startswith("I;16") or (mode == "I" and values.min(initial=0) >= 0 and values.max(initial=0) <= 65535):
+        scaled = values / 257.0
+    elif mode == "F" and values.min(initial=0) >= 0 and values.max(initial=0) <= 1:
+        scaled = values * 255.0
+    else:
+        low, high = values.min(initial=0), values.max(initial=0)
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else values * 0
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
 def load_image(path: str | os.PathLike[str]) -> Any:
-    """Open an image file fully, with an error that names the file when it is missing or not an image."""
+    """Open an image file fully (scaled to 8 bits), with an error that names the file when it is missing, not
+    an image, or so large that decoding it would exhaust memory (a decompression bomb)."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if not path.is_file():
-        raise ValueError(f"{path}: not a file (give image files such as PNG or JPEG)")
+        raise DataError(f"{path}: not a file", hint=_IMAGE_KINDS)
     try:
         with Image.open(path) as img:
             img.load()
-            return img.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"{path}: not a readable image ({e}); give PNG, JPEG, BMP, GIF, TIFF or WebP files") from None
+            return to_8_bit(img.copy())
+    except Image.DecompressionBombError as e:  # Pillow's message: "Image size (N pixels) exceeds limit of M pixels"
+        raise DataError(
+            f"{path}: {str(e).rstrip('.')}",
+            hint="give a smaller image; raise PIL.Image.MAX_IMAGE_PIXELS in Python if you trust this one",
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: not a readable image ({e})", hint=_IMAGE_KINDS) from None
 
 
 def _label_names(model: nn.Module) -> list[str]:
@@ -82,16 +120,33 @@ def create_for_prediction(model_name: str, checkpoint: str | None) -> nn.Module:
     return create_model(model_name, pretrained=True)
 
 
+def below_promise(hits: int, n: int, top1: float | None, alpha: float = 0.01) -> bool:
+    """Whether ``hits`` right out of ``n`` is below what a test-set top-1 of ``top1`` % makes plausible.
+
+    A few images cannot match a percentage exactly (one miss in ten is 90 %), so the count is held against the
+    binomial spread of that accuracy: below the promise means a model with ``top1`` would score this few or
+    fewer with probability under ``alpha``. No promise (``top1`` None) is never broken.
+    """
+    if top1 is None or n == 0:
+        return False
+    p = min(max(top1 / 100.0, 0.0), 1.0)
+    tail = sum(math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(hits + 1))
+    return tail < alpha
+
+
 def run_samples() -> int:
     """Classify the bundled sample images, mark each prediction right or wrong, and count them.
 
     The samples are the first test image of each class, chosen without looking at any model, so a hard
     one can be misread; the full test-set accuracy of each set of weights is printed beside the count.
+    Returns 1 when any set of weights scores below what its manifest top-1 promises (:func:`below_promise`),
+    so that ``make demo`` fails on weights that got worse; else 0.
     """
     from zoo.hub.manifest import get_entry
 
     records = json.loads((SAMPLES_DIR / "samples.json").read_text())
     total = correct = 0
+    broken: list[str] = []
     for dataset, model_name in SAMPLE_MODELS.items():
         samples = [r for r in records if r["dataset"] == dataset]
         model = create_for_prediction(model_name, None)
@@ -106,6 +161,10 @@ def run_samples() -> int:
         top1 = (get_entry(*model_name.split(".", 1)).metrics or {}).get("top1")
         full = f"; on the whole {dataset} test set: {top1:.2f} %" if top1 is not None else ""
         print(f"  {hits}/{len(samples)} right{full}")
+        if below_promise(hits, len(samples), top1):
+            broken.append(f"{model_name}: {hits}/{len(samples)} right is below its promised {top1:.2f} % top-1")
         total, correct = total + len(samples), correct + hits
     print(f"{correct}/{total} predictions right")
-    return 0
+    for line in broken:
+        print(f"FAIL {line} (a model at that accuracy gets this few right less than 1 % of the time)")
+    return 1 if broken else 0

@@ -17,9 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--checkpoint", help="a run folder, best.safetensors, or last.pt of `zoo train`")
     src.add_argument("--pretrained", action="store_true", help="the model's published weights and their transform")
     parser.add_argument("--dataset", required=True, help="mnist, fashion_mnist, cifar10, cifar100, imagefolder:PATH")
-    parser.add_argument("--data-dir", help="folder holding the dataset (see docs/training.md for layouts)")
+    parser.add_argument("--data-dir", help="folder holding the dataset, or a .tar.gz of an image folder "
+                        "(see docs/training.md for layouts)")  # fmt: skip
     parser.add_argument("--split", default="val", choices=("val", "train"), help="which split (val = official test)")
-    parser.add_argument("--val-split", type=float, help="image folders without val/: the held-out fraction "
+    parser.add_argument("--val-split", type=float, help="image folders without val/ or test/: the held-out fraction "
                         "(default: the training run's, from its run.json)")  # fmt: skip
     parser.add_argument("--seed", type=int, help="seed of --val-split (default: the training run's, else 42)")
     parser.add_argument("--stem", choices=("imagenet", "cifar"), help="build the model with this stem")

@@ -29,11 +29,12 @@ def main(args: argparse.Namespace) -> int:
 
             channels = create_model(args.model, **kwargs).in_chans
         size = (channels, args.img_size, args.img_size)
-    info = model_info(args.model, input_size=size, **kwargs)
-    print(format_info(info))
     from zoo.hub.describe import describe_weights
 
+    # Everything is worked out before anything is printed: a bad manifest entry is one error, not half a page.
+    info = format_info(model_info(args.model, input_size=size, **kwargs))
     text = describe_weights(args.model)
+    print(info)
     if text:
         print()
         print(text)

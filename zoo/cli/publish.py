@@ -7,7 +7,6 @@ zoo publish runs/resnet20-fmnist --name resnet20.fashion_mnist --repo-id ORG/res
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,18 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``zoo publish``."""
-    from zoo.publish import PublishError, publish
+    from zoo.publish import publish
 
-    try:
-        result = publish(
-            args.run, args.name, args.out, checkpoint=args.checkpoint, data_dir=args.data_dir, repo_id=args.repo_id,
-            push=args.push, dry_run=args.dry_run, force=args.force, bundle=args.bundle,
-            update_manifest=not args.no_manifest, default=not args.not_default, license_id=args.license,
-            tolerance=args.tolerance,
-        )  # fmt: skip
-    except PublishError as e:
-        print(f"zoo publish: {e}", file=sys.stderr)
-        return 1
+    # A failed check or a bad input is a PublishError: zoo.cli's error boundary prints it (exit code 2).
+    result = publish(
+        args.run, args.name, args.out, checkpoint=args.checkpoint, data_dir=args.data_dir, repo_id=args.repo_id,
+        push=args.push, dry_run=args.dry_run, force=args.force, bundle=args.bundle,
+        update_manifest=not args.no_manifest, default=not args.not_default, license_id=args.license,
+        tolerance=args.tolerance,
+    )  # fmt: skip
     print("checks:")
     print("\n".join(c.line() for c in result.checks))
     print(f"model.safetensors  sha256 {result.sha256}  {result.size:,} bytes")

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from zoo.errors import RunError
+
 # Recipe fields that are descriptions rather than settings: no option of their own.
 _NOT_OPTIONS = ("name", "description", "notes")
 
@@ -38,8 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", help="model name (arch, or arch.tag with --pretrained)")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", help="mnist, fashion_mnist, cifar10, cifar100, imagefolder (or imagefolder:PATH)")
-    data.add_argument("--data-dir", help="the dataset's folder (see docs/training.md for the layouts)")
-    data.add_argument("--val-split", type=float, help="image folders without val/: held-out fraction (default 0.1)")
+    data.add_argument("--data-dir", help="the dataset's folder, or a .tar.gz of an image folder (extracted into zoo's "
+                      "data cache once); see docs/training.md for the layouts")  # fmt: skip
+    data.add_argument("--val-split", type=float,
+                      help="image folders without val/ or test/: held-out fraction (default 0.1)")  # fmt: skip
     data.add_argument("--download", action="store_true", help="let torchvision download CIFAR (needs internet)")
     data.add_argument("--strict-images", action="store_true", help="fail on an unreadable image instead of skipping it")
     data.add_argument("--train-subset", type=int, help="train on a seeded random subset of this many images")
@@ -99,16 +103,46 @@ def resolve_recipe_from_args(args: argparse.Namespace, dataset_kind: str | None)
     """The named recipe for the dataset kind, with every option given on the command line applied."""
     from zoo.training.recipes import get_recipe
 
+    recipe = get_recipe(args.recipe, dataset_kind)
+    return recipe.replace(**explicit_settings(args))
+
+
+def explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe fields set on the command line (options and --set), typed as the recipe types them."""
     typed = recipe_options()
     overrides = {k: getattr(args, k) for k in typed if getattr(args, k, None) is not None}
-    recipe = get_recipe(args.recipe, dataset_kind)
     extra = _key_values(args.set, "--set")
     for k, v in extra.items():
-        if k in typed and typed[k] is float and isinstance(v, int):
+        if k in typed and typed[k] is float and isinstance(v, int) and not isinstance(v, bool):
             extra[k] = float(v)
         elif k in typed and typed[k] is str:
             extra[k] = str(v)
-    return recipe.replace(**{**extra, **overrides})
+        kinds = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+        if k in typed and typed[k] in kinds and type(extra[k]) is not typed[k]:
+            raise ValueError(f"--set {k}={v}: {k} takes {kinds[typed[k]]}")
+    return {**extra, **overrides}
+
+
+def _refuse_changed_settings(args: argparse.Namespace, saved: dict[str, Any], out_dir: Path) -> None:
+    """--resume continues a run under its own recipe: an option that would change it is refused, by name.
+
+    Only options that decide how long and how fast the run goes (RESUME_MAY_CHANGE: --epochs, --workers,
+    --eval-batch-size) may differ; applying others half-way would make a run that no recipe describes.
+    """
+    from zoo.training.checkpoint import RESUME_MAY_CHANGE
+
+    given = explicit_settings(args)
+    if any(a == "--recipe" or a.startswith("--recipe=") for a in getattr(args, "argv", None) or []):
+        given["name"] = args.recipe
+    changed = [f"--{k.replace('_', '-')} {v} (the run's: {saved[k]})" for k, v in given.items()
+               if k in saved and k not in RESUME_MAY_CHANGE and v != saved[k]]  # fmt: skip
+    if changed:
+        raise RunError(
+            f"--resume continues the run in {out_dir} under its own recipe; these options would change it: "
+            + ", ".join(changed),
+            hint="drop them to resume (only --epochs, --workers and --eval-batch-size may change), or start a "
+            f"new run with another --output (e.g. fine-tuning from {out_dir / 'best.safetensors'})",
+        )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -116,7 +150,7 @@ def main(args: argparse.Namespace) -> int:
     from zoo.data import create_datasets, parse_dataset, subset
     from zoo.data.transforms import Augment
     from zoo.training import Recipe, fit
-    from zoo.training.checkpoint import seed_everything
+    from zoo.training.checkpoint import RESUME_MAY_CHANGE, seed_everything
     from zoo.training.distributed import distributed_session
     from zoo.training.finetune import build_training_model
     from zoo.training.recipes import format_recipe
@@ -131,6 +165,8 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError("name the model to train, e.g. `zoo train mnist_cnn --dataset mnist --data-dir DATA`")
     if not args.dataset:
         raise ValueError("--dataset is required (mnist, fashion_mnist, cifar10, cifar100, imagefolder:PATH)")
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs {args.epochs}: a run needs at least one epoch — give --epochs 1 or more")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -144,7 +180,9 @@ def main(args: argparse.Namespace) -> int:
                 out_dir = resume_path
             saved = _saved_recipe(out_dir)
             if saved:
-                recipe = Recipe().replace(**{**saved, "epochs": args.epochs or saved["epochs"]})
+                _refuse_changed_settings(args, saved, out_dir)
+                keep = {k: v for k, v in explicit_settings(args).items() if k in RESUME_MAY_CHANGE}
+                recipe = Recipe().replace(**{**saved, **keep})
         seed_everything(recipe.seed)
         model_kwargs: dict[str, Any] = _key_values(args.model_arg, "--model-arg")
         if args.stem:
@@ -191,7 +229,8 @@ def main(args: argparse.Namespace) -> int:
         )  # fmt: skip
     if rank == 0 and result.status == "finished":
         print(f"done: {_best_line(result)}; run folder {out_dir}")
-    return 130 if result.status == "interrupted" else 0
+    # Stopped by a signal: exit as a shell reports it, 128 + its number (130 Ctrl-C, 143 SIGTERM).
+    return 128 + (result.stopped_by or 2) if result.status == "interrupted" else 0
 
 
 def _best_line(result: Any) -> str:
@@ -222,6 +261,10 @@ def _process_command(args: argparse.Namespace) -> str:
 
 def _output_dir(args: argparse.Namespace, dataset_kind: str | None) -> Path:
     if args.output:
+        if Path(args.output).exists() and not Path(args.output).is_dir():
+            raise RunError(
+                f"--output {args.output} is a file", hint="give a folder for the run (it is created if missing)"
+            )
         return Path(args.output)
     if args.resume:
         p = Path(args.resume)

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from zoo.errors import WeightsError
+from zoo.errors import WeightsError, WeightsFileError
 from zoo.hub import manifest
 from zoo.hub.entry import Source, WeightsEntry
 from zoo.hub.fetch import converted_path, is_offline, sha256_file
@@ -234,6 +234,14 @@ def _model_state(obj: Any, prefer_ema: bool) -> Any:
     return obj
 
 
+def unpickling_problem(error: BaseException) -> str:
+    """The line of a ``torch.load(weights_only=True)`` error that says what was refused (torch's is a page)."""
+    text = " ".join(str(error).split())
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\s*(?:Please use|Check the documentation)|$)", text)
+    detail = found.group(1) if found else (text or type(error).__name__)
+    return detail if len(detail) <= 200 else detail[:197] + "..."
+
+
 def read_pickle_checkpoint(path: str | os.PathLike[str], prefer_ema: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of a ``torch.save`` file, read with ``weights_only=True`` (no code is run).
 
@@ -251,10 +259,18 @@ def read_pickle_checkpoint(path: str | os.PathLike[str], prefer_ema: bool = Fals
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint {path} does not exist") from None
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, ... for anything not plain tensors
-        raise ValueError(f"{path} could not be read with torch.load(weights_only=True): {e}") from None
+        raise WeightsFileError(
+            f"{path} could not be read with torch.load(weights_only=True), which reads tensors only, never code: "
+            f"{unpickling_problem(e)}",
+            hint="it holds more than tensors (code, custom classes) or is damaged; only a checkpoint of plain "
+            "tensors can be converted",
+        ) from None
     state = _model_state(obj, prefer_ema)
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+        raise WeightsFileError(
+            f"{path} does not hold a state dict (a mapping of names to tensors)",
+            hint="give the checkpoint of a model's weights (state_dict)",
+        )
     return strip_wrapper_prefix(state)
 
 

@@ -21,7 +21,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
-__all__ = ["INTERPOLATIONS", "SOURCE_TYPES", "STATUSES", "Source", "WeightsEntry"]
+__all__ = [
+    "INTERPOLATIONS", "MAX_INPUT_SIDE", "MAX_RESIZE_SIDE", "SOURCE_TYPES", "STATUSES", "Source", "WeightsEntry",
+    "relative_path_problem",
+]  # fmt: skip
 
 Status = Literal["published", "unpublished"]
 SourceType = Literal["hub", "url", "bundled"]
@@ -30,6 +33,23 @@ STATUSES: tuple[str, ...] = get_args(Status)
 SOURCE_TYPES: tuple[str, ...] = get_args(SourceType)
 INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_REPO_PART_RE = re.compile(r"[A-Za-z0-9_.{}\-]+")
+# Limits on preprocessing from untrusted metadata: the largest input side a set of weights may declare, and
+# the largest side the eval transform may resize to (size / crop_pct). ImageNet models use 224-600 px.
+MAX_INPUT_SIDE = 4096
+MAX_RESIZE_SIDE = 8192
+
+
+def relative_path_problem(path: Any) -> str | None:
+    """None if ``path`` is a relative path that stays inside its folder, else what is wrong with it."""
+    if not isinstance(path, str) or not path:
+        return "must be a non-empty relative path"
+    parts = path.replace("\\", "/").split("/")
+    if path.startswith(("/", "\\")) or Path(path).is_absolute() or (parts and ":" in parts[0]):
+        return "must be relative to weights/, not absolute"
+    if ".." in parts:
+        return "must stay inside weights/ (no '..')"
+    return None
 
 
 def _field(must: str | None = None, check: Callable[[Any], bool] | None = None, **kwargs: Any) -> Any:
@@ -148,10 +168,13 @@ class Source(_Record):
     def _check(self) -> None:
         if self.type == "hub":
             repo = self.repo_id
-            if not isinstance(repo, str) or repo.count("/") != 1 or not all(repo.split("/")):
+            parts = repo.split("/") if isinstance(repo, str) else []
+            if len(parts) != 2 or not all(_REPO_PART_RE.fullmatch(p) and p not in (".", "..") for p in parts):
                 raise ValueError(f"hub source needs repo_id 'org/name' (org may be '{{org}}'), got {repo!r}")
-            if not (self.filename or "").endswith(".safetensors"):
-                raise ValueError(f"hub source needs a filename ending in .safetensors, got {self.filename!r}")
+            if not (self.filename or "").endswith(".safetensors") or relative_path_problem(self.filename):
+                raise ValueError(f"hub source needs a relative filename ending in .safetensors, got {self.filename!r}")
+            if self.revision is not None and (self.revision.startswith("/") or ".." in self.revision.split("/")):
+                raise ValueError(f"hub source revision {self.revision!r} must be a branch, tag or commit")
         elif self.type == "url":
             url = self.url
             if not isinstance(url, str) or not url.startswith(("https://", "http://")):
@@ -160,7 +183,7 @@ class Source(_Record):
                 raise ValueError(f"url {url!r} must point at a .safetensors file (pickle files are not loaded)")
         else:
             path = self.path or ""
-            if not path.endswith(".safetensors") or Path(path).is_absolute() or ".." in Path(path).parts:
+            if not path.endswith(".safetensors") or relative_path_problem(path):
                 raise ValueError(f"bundled source needs a .safetensors path relative to weights/, got {self.path!r}")
 
     @classmethod
@@ -208,7 +231,10 @@ class WeightsEntry(_Record):
     label_names: tuple[str, ...] | str | None = _field(
         "a list of names or the name of a JSON file in weights/", default=None
     )
-    input_size: tuple[int, int, int] = _field("[channels, height, width] of positive ints", check=_positive)
+    input_size: tuple[int, int, int] = _field(
+        f"[channels, height, width] of positive ints, each side at most {MAX_INPUT_SIDE}",
+        check=lambda v: _positive(v) and max(v[1:]) <= MAX_INPUT_SIDE,
+    )
     interpolation: Interpolation
     crop_pct: float = _field("in (0, 1]: the centre crop's share of the resized image", check=lambda v: 0 < v <= 1)
     crop_mode: Literal["center"] | None = _field("'center' (the only one supported)", default=None)
@@ -239,6 +265,13 @@ class WeightsEntry(_Record):
             raise ValueError(f"std={list(self.std)!r} must be a list of {channels} positive numbers")
         if self.published and (self.sha256 is None or self.size is None):
             raise ValueError("a published entry needs its file's sha256 and size, so that downloads can be verified")
+        if max(self.input_size[1:]) / self.crop_pct > MAX_RESIZE_SIDE:
+            raise ValueError(
+                f"input_size {list(self.input_size)} with crop_pct={self.crop_pct} resizes to more than "
+                f"{MAX_RESIZE_SIDE} pixels"
+            )
+        if isinstance(self.label_names, str) and relative_path_problem(self.label_names):
+            raise ValueError(f"label_names={self.label_names!r} {relative_path_problem(self.label_names)}")
         if isinstance(self.label_names, tuple) and len(self.label_names) != self.num_classes:
             raise ValueError(f"label_names has {len(self.label_names)} names but num_classes is {self.num_classes}")
         if self.metrics is not None:

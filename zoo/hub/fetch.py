@@ -9,33 +9,38 @@
 
 Every file is checked against the manifest's SHA-256 before use. A full hash of a large file is paid
 once: a marker in ``ZOO_CACHE_DIR/verified`` records the size, mtime, ctime and inode it was verified
-at, and any write to the file changes those. A cached file that fails the check is reported and
-fetched again; it is never loaded. A file lock per weights makes concurrent fetches download once.
+at, and any write to the file changes those (:mod:`zoo.hub.verify`). A cached file that fails the check
+is reported and fetched again; it is never loaded. A file lock per weights makes concurrent fetches
+download once.
+
+Names and paths from the manifest are checked where they become paths (:func:`manifest.check_name`,
+:func:`manifest.bundled_path`), so an entry cannot make zoo read or write outside its folders, and
+nothing is deleted through a link (:func:`zoo.hub.hubcache.drop_hub_file`).
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import hashlib
-import json
 import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
 
 from zoo.errors import IntegrityError, NotPublishedError, OfflineError, WeightsError
 from zoo.hub import manifest
 from zoo.hub.entry import Source, WeightsEntry
-from zoo.utils.files import atomic_path, write_text_atomic
+from zoo.hub.hubcache import drop_hub_file, hf_hub_cache, hub_cached_file, hub_download
+from zoo.hub.verify import CHUNK, cache_dir, has_valid_marker, mark_verified, sha256_file
+from zoo.utils.files import atomic_path
+
+__all__ = [
+    "CHUNK", "cache_dir", "cached_state", "check_file", "converted_path", "fetch", "has_valid_marker",
+    "hf_hub_cache", "hub_cached_file", "is_offline", "mark_verified", "not_published_error", "offline_error",
+    "sha256_file", "url_cache_path",
+]  # fmt: skip
 
 _TRUE = ("1", "true", "yes", "on")
-CHUNK = 1 << 20
-
-
-def cache_dir() -> Path:
-    """zoo's cache: ``ZOO_CACHE_DIR``, default ``~/.cache/zoo``."""
-    return Path(os.environ.get("ZOO_CACHE_DIR") or Path.home() / ".cache" / "zoo").expanduser()
 
 
 def is_offline() -> bool:
@@ -43,61 +48,17 @@ def is_offline() -> bool:
     return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "ZOO_OFFLINE"))
 
 
-def hf_hub_cache() -> Path:
-    """huggingface_hub's cache folder, worked out from the environment as huggingface_hub does."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg).expanduser() / "huggingface" / "hub"
-
-
 def converted_path(name: str) -> Path:
     """Where ``zoo convert`` puts a locally converted file for ``arch.tag`` (looked up before the source)."""
+    manifest.check_name(name)
     return cache_dir() / "converted" / f"{name}.safetensors"
 
 
 def url_cache_path(name: str, entry: WeightsEntry) -> Path:
     """Where the file of a URL entry is cached."""
     # The SHA prefix keeps a stale file from an older manifest from being mistaken for the new one.
+    manifest.check_name(name)
     return cache_dir() / "weights" / f"{name}-{str(entry.sha256)[:12]}.safetensors"
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """The hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _marker_path(path: Path) -> Path:
-    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
-    return cache_dir() / "verified" / f"{key}.json"
-
-
-def _stamp(st: os.stat_result, sha256: str) -> dict[str, Any]:
-    # ctime cannot be set from user space, so an edit that restores mtime still changes the stamp.
-    return {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
-            "ino": st.st_ino}  # fmt: skip
-
-
-def has_valid_marker(path: Path, sha256: str) -> bool:
-    """True when ``path`` was verified against ``sha256`` and has not changed since."""
-    try:
-        st = path.stat()
-        recorded = json.loads(_marker_path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return recorded == _stamp(st, sha256)
-
-
-def mark_verified(path: Path, sha256: str) -> None:
-    """Record that ``path`` (as it is now) has SHA-256 ``sha256``; best effort on a read-only cache."""
-    with contextlib.suppress(OSError):
-        write_text_atomic(_marker_path(path), json.dumps(_stamp(path.stat(), sha256)))
 
 
 def check_file(path: Path, sha256: str, size: int | None) -> str | None:
@@ -110,7 +71,10 @@ def check_file(path: Path, sha256: str, size: int | None) -> str | None:
         return f"has {actual_size:,} bytes instead of {size:,} (truncated or replaced)"
     if has_valid_marker(path, sha256):
         return None
-    actual = sha256_file(path)
+    try:
+        actual = sha256_file(path)
+    except OSError as e:
+        return f"cannot be read ({e})"
     if actual != sha256:
         return f"has SHA-256 {actual} instead of {sha256} (corrupted or replaced)"
     mark_verified(path, sha256)
@@ -119,9 +83,9 @@ def check_file(path: Path, sha256: str, size: int | None) -> str | None:
 
 def _how_to_get_it(name: str) -> str:
     return (
-        f"Pre-fetch it on a machine with network access with `zoo download {name}` (and copy ZOO_CACHE_DIR and "
+        f"pre-fetch it on a machine with network access with `zoo download {name}` (and copy ZOO_CACHE_DIR and "
         f"HF_HOME over), or load a local safetensors file with create_model(..., checkpoint_path=PATH) or "
-        f"zoo.load_weights(model, PATH)."
+        f"zoo.load_weights(model, PATH)"
     )
 
 
@@ -129,8 +93,9 @@ def offline_error(name: str, entry: WeightsEntry) -> OfflineError:
     """The one error for offline mode: the weights, where they would come from, and what to do."""
     flag = "HF_HUB_OFFLINE" if os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUE else "ZOO_OFFLINE"
     return OfflineError(
-        f"{name} is not in the local cache and offline mode is on ({flag}=1). It would come from "
-        f"{manifest.describe_source(entry)}. {_how_to_get_it(name)}"
+        f"{name} is not in the local cache and offline mode is on ({flag}=1); it would come from "
+        f"{manifest.describe_source(entry)}",
+        hint=_how_to_get_it(name),
     )
 
 
@@ -138,64 +103,16 @@ def not_published_error(name: str, entry: WeightsEntry) -> NotPublishedError:
     """Explain that an unpublished entry has no file to fetch and how to make one locally."""
     command = (entry.origin or {}).get("command")
     how = (
-        f"Convert it locally with `{command}` (it needs network access for the upstream file, or --file "
-        f"with a local copy of it); the result is written to {converted_path(name)} and used from then on."
+        f"convert it locally with `{command}` (it needs network access for the upstream file, or --file "
+        f"with a local copy of it); the result is written to {converted_path(name)} and used from then on"
         if command
-        else "Produce the file yourself and load it with checkpoint_path=PATH."
+        else "produce the file yourself and load it with checkpoint_path=PATH"
     )
     return NotPublishedError(
         f"{name} is listed in the manifest but its file has not been published yet (it is to be hosted at "
-        f"{manifest.describe_source(entry)}). {how}"
+        f"{manifest.describe_source(entry)})",
+        hint=how,
     )
-
-
-def _drop_hub_file(path: Path) -> None:
-    # Remove both the snapshot link and the blob it points to, so that nothing bad stays cached.
-    blob = path.resolve()
-    path.unlink(missing_ok=True)
-    if blob != path:
-        blob.unlink(missing_ok=True)
-
-
-def hub_cached_file(source: Source) -> Path | None:
-    """The file huggingface_hub cached for a (resolved) Hub source, found without importing huggingface_hub.
-
-    This reads huggingface_hub's documented cache layout (``models--org--name/refs/<branch>`` holds a
-    commit, ``snapshots/<commit>/<file>`` the file) instead of calling ``try_to_load_from_cache``: importing
-    huggingface_hub costs more than loading a small model, and a warm cache must not pay for it.
-    tests/test_weights_fetch.py checks that both agree.
-    """
-    folder = hf_hub_cache() / ("models--" + str(source.repo_id).replace("/", "--"))
-    revision = source.revision or "main"
-    commit = revision
-    if not (len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)):
-        try:
-            commit = (folder / "refs" / revision).read_text().strip()
-        except OSError:
-            return None
-    path = folder / "snapshots" / commit / str(source.filename)
-    return path if path.exists() else None
-
-
-def _hub_download(name: str, entry: WeightsEntry, source: Source, force: bool) -> Path:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
-
-    endpoint = os.environ.get("HF_ENDPOINT") or None  # read now: huggingface_hub reads it once, at import
-    try:
-        path = hf_hub_download(
-            str(source.repo_id), str(source.filename), revision=source.revision, cache_dir=hf_hub_cache(),
-            endpoint=endpoint, force_download=force, library_name="zoo",
-        )  # fmt: skip
-    except LocalEntryNotFoundError as e:
-        raise WeightsError(
-            f"could not download {name} from {manifest.describe_source(entry)} via "
-            f"{endpoint or 'https://huggingface.co'}: {e}. {_how_to_get_it(name)}"
-        ) from None
-    except (EntryNotFoundError, HfHubHTTPError, OSError, ValueError) as e:
-        # ValueError: huggingface_hub's "force download failed" when the server cannot be reached.
-        raise WeightsError(f"could not download {name} from {manifest.describe_source(entry)}: {e}") from None
-    return Path(path)
 
 
 def _stream_url(url: str, tmp: Path, name: str) -> tuple[str, int]:
@@ -248,8 +165,10 @@ def _url_download(name: str, entry: WeightsEntry, url: str, dest: Path) -> None:
         except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
             if isinstance(e, WeightsError):
                 raise
+            if isinstance(e, OSError) and e.errno in _CACHE_ERRNOS:  # writing, not the network, failed
+                raise _cache_error(e, f"writing {dest}") from None
             reason = getattr(e, "reason", e)
-            raise WeightsError(f"could not download {name} from {url}: {reason}. {_how_to_get_it(name)}") from None
+            raise WeightsError(f"could not download {name} from {url}: {reason}", hint=_how_to_get_it(name)) from None
         if size != entry.size or sha != entry.sha256:
             raise IntegrityError(
                 f"the file downloaded for {name} from {url} does not match the manifest: {size:,} bytes with "
@@ -285,7 +204,7 @@ def fetch(name: str, force: bool = False) -> Path:
     entry = manifest.get_entry(arch, tag)
     source = manifest.resolve_source(entry)
     if source.type == "bundled":
-        path = manifest.weights_dir() / str(source.path)
+        path = manifest.bundled_path(source)
         problem = check_file(path, str(entry.sha256), entry.size) if entry.published else "missing"
         if problem:
             raise IntegrityError(
@@ -308,11 +227,34 @@ def fetch(name: str, force: bool = False) -> Path:
     from filelock import FileLock
 
     lock_path = cache_dir() / "locks" / f"{name}.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock_path)):
+    lock = FileLock(str(lock_path))
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except OSError as e:
+        raise _cache_error(e, f"creating the lock {lock_path}") from None
+    try:
         if source.type == "url":
             return _fetch_url(name, entry, str(source.url), force)
         return _fetch_hub(name, entry, source, force)
+    finally:
+        lock.release()
+
+
+_CACHE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)
+
+
+def _cache_error(error: OSError, doing: str) -> WeightsError:
+    """A full or read-only zoo cache, said as such."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return WeightsError(
+            f"the zoo cache {cache_dir()} is full: {doing} failed ({error.strerror})",
+            hint="free some space there, or set ZOO_CACHE_DIR to a folder on a disk with room",
+        )
+    return WeightsError(
+        f"the zoo cache {cache_dir()} is not writable: {doing} failed ({error.strerror})",
+        hint="set ZOO_CACHE_DIR to a writable folder, or run `zoo download NAME` where it is writable and copy it",
+    )
 
 
 def _cached_is_good(path: Path, name: str, entry: WeightsEntry) -> bool:
@@ -322,8 +264,8 @@ def _cached_is_good(path: Path, name: str, entry: WeightsEntry) -> bool:
         return True
     if is_offline():
         raise IntegrityError(
-            f"the cached file {path} of {name} {problem}, and offline mode is on so it cannot be fetched again. "
-            f"{_how_to_get_it(name)}"
+            f"the cached file {path} of {name} {problem}, and offline mode is on so it cannot be fetched again",
+            hint=_how_to_get_it(name),
         )
     warnings.warn(f"the cached file {path} of {name} {problem}; downloading it again", stacklevel=5)
     return False
@@ -346,13 +288,17 @@ def _fetch_hub(name: str, entry: WeightsEntry, source: Source, force: bool) -> P
     if cached is not None and not force:
         if _cached_is_good(cached, name, entry):
             return cached
+        # Removed (as a link, never through it) so that huggingface_hub puts a fresh one in its place: it
+        # keeps an existing snapshot entry as it is, even when forced to download again.
+        drop_hub_file(cached, source)
         force = True
     if is_offline():
         raise offline_error(name, entry)
-    path = _hub_download(name, entry, source, force=force)
+    what = f"{name} ({source.repo_id}, {source.filename} @ {source.revision})"
+    path = hub_download(source, what, force=force, hint=_how_to_get_it(name))
     problem = check_file(path, str(entry.sha256), entry.size)
     if problem is not None:
-        _drop_hub_file(path)
+        drop_hub_file(path, source)
         raise IntegrityError(
             f"the file downloaded for {name} from {manifest.describe_source(entry)} {problem}. Nothing was cached; "
             "the repo may hold another file than the manifest describes."
@@ -366,7 +312,7 @@ def cached_state(name: str) -> str:
     entry = manifest.get_entry(arch, tag)
     source = manifest.resolve_source(entry)
     if source.type == "bundled":
-        return f"bundled ({manifest.weights_dir() / str(source.path)})"
+        return f"bundled ({manifest.bundled_path(source)})"
     candidates = [converted_path(name)]
     if source.type == "hub":
         candidates.append(hub_cached_file(source))

@@ -11,9 +11,7 @@ read, so they are refused here and read only by ``zoo convert`` (with ``torch.lo
 
 from __future__ import annotations
 
-import math
 import os
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,11 +21,13 @@ import torch
 import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
-from zoo.errors import WeightsError
+from zoo.errors import WeightsError, WeightsFileError
 from zoo.hub import manifest
 from zoo.hub.entry import WeightsEntry
 from zoo.hub.fetch import fetch
-from zoo.hub.metadata import WeightsMetadata
+from zoo.hub.fitting import adapt_input_conv, check_finite, fit_state_dict
+from zoo.hub.metadata import WeightsMetadata, check_preprocessing
+from zoo.hub.verify import mark_finite, marked_finite
 from zoo.models.base import fit_channels
 
 __all__ = [
@@ -47,7 +47,6 @@ _INIT_OPS = frozenset(
      "kaiming_normal_", "kaiming_uniform_", "xavier_normal_", "xavier_uniform_", "constant_", "zeros_", "ones_",
      "orthogonal_", "eye_", "dirac_", "sparse_"}
 )  # fmt: skip
-_MAX_LISTED = 12
 
 
 class _SkipInitOnMeta(TorchFunctionMode):
@@ -78,7 +77,9 @@ def empty_init() -> Iterator[None]:
 
 
 def _check_safetensors(path: Path) -> None:
-    """Refuse pickle checkpoints and anything else that is not a safetensors file."""
+    """Refuse pickle checkpoints, folders and anything else that is not a safetensors file."""
+    if path.is_dir():
+        raise WeightsFileError(f"{path} is a folder, not a safetensors file", hint="give the .safetensors file in it")
     try:
         with open(path, "rb") as f:
             head = f.read(9)
@@ -90,13 +91,23 @@ def _check_safetensors(path: Path) -> None:
         return
     is_pickle = path.suffix.lower() in PICKLE_SUFFIXES or head[:4] == b"PK\x03\x04" or head[:1] == b"\x80"
     if is_pickle:
-        raise ValueError(
-            f"{path} is a pickle checkpoint (torch.save format). zoo loads only safetensors files, because "
-            f"unpickling a file can run arbitrary code. Convert it once with `zoo convert checkpoint {path} "
-            "--model ARCH` (it reads tensors only, with torch.load(weights_only=True)) and load the .safetensors "
-            "file it writes; torchvision and timm weights have `zoo convert torchvision` and `zoo convert timm`."
+        raise WeightsFileError(
+            f"{path} is a pickle checkpoint (torch.save format); zoo loads only safetensors files, because "
+            "unpickling a file can run arbitrary code",
+            hint=f"convert it once with `zoo convert checkpoint {path} --model ARCH` (it reads tensors only, with "
+            "torch.load(weights_only=True)) and load the .safetensors file it writes; torchvision and timm weights "
+            "have `zoo convert torchvision` and `zoo convert timm`",
         )
-    raise ValueError(f"{path} is not a safetensors file (its header is not a safetensors header)")
+    raise WeightsFileError(
+        f"{path} is not a safetensors file (its header is not a safetensors header)",
+        hint="give a .safetensors file written by zoo, timm or safetensors.torch.save_file",
+    )
+
+
+def _broken(path: Path, error: Exception) -> WeightsFileError:
+    return WeightsFileError(
+        f"{path} is not a valid safetensors file: {error}", hint="the file is damaged or was not written by safetensors"
+    )
 
 
 def load_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -108,156 +119,21 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     _check_safetensors(path)
     try:
         return _load(path)
-    except SafetensorError as e:
-        raise ValueError(f"{path} is not a valid safetensors file: {e}") from None
+    except (SafetensorError, OverflowError, ValueError) as e:
+        raise _broken(path, e) from None
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The string metadata stored in a safetensors file's header."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     _check_safetensors(path)
-    with safe_open(path, framework="pt") as f:
-        return dict(f.metadata() or {})
-
-
-# ---------------------------------------------------------------------------------------- adaptation
-
-
-def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
-    """Adapt a first-convolution weight ``(out, C, kh, kw)`` to ``in_chans`` input channels.
-
-    One channel: the sum over the C channels, so a grey image gives the response the original gave to
-    that image repeated in every channel. N channels: the C channels repeated and scaled by C/N, which
-    keeps the response to N copies of one image the same for N a multiple of C.
-    """
-    # timm.models.adapt_input_conv does the same, but importing timm takes longer than loading most of
-    # zoo's weights; create_model(..., pretrained=True) never imports it. tests/test_weights_load.py
-    # compares the two.
-    channels = weight.shape[1]
-    if in_chans == channels:
-        return weight
-    w = weight.float()
-    if in_chans == 1:
-        out = w.sum(dim=1, keepdim=True)
-    else:
-        out = w.repeat(1, math.ceil(in_chans / channels), 1, 1)[:, :in_chans] * (channels / in_chans)
-    return out.to(weight.dtype)
-
-
-def _listing(title: str, items: list[str]) -> list[str]:
-    if not items:
-        return []
-    shown = [f"    {item}" for item in items[:_MAX_LISTED]]
-    if len(items) > _MAX_LISTED:
-        shown.append(f"    ... and {len(items) - _MAX_LISTED} more")
-    return [f"  {title} ({len(items)}):", *shown]
-
-
-def fit_state_dict(
-    model: nn.Module,
-    state_dict: Mapping[str, torch.Tensor],
-    what: str,
-    adapt_head: bool,
-    adapt_in_chans: bool,
-    stacklevel: int,
-    adapt_stem: bool = False,
-) -> tuple[dict[str, torch.Tensor], bool]:
-    """Check ``state_dict`` against ``model`` key by key and shape by shape, adapting head/first conv if allowed.
-
-    Returns the state dict to load and whether the classifier was dropped (the model keeps a new one).
-    With ``adapt_stem``, a first convolution whose kernel differs (a 7x7 ImageNet stem into a 3x3 CIFAR
-    stem, or back) is left out with a warning naming it: the model keeps its own, freshly initialised one.
-    Anything else that does not fit raises one error listing every missing, unexpected and mismatched key.
-    """
-    expected = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
-    sd = dict(state_dict)
-
-    conv_key = f"{cfg.get('first_conv')}.weight"
-    if adapt_in_chans and conv_key in sd and conv_key in expected:
-        have, want = sd[conv_key].shape[1], expected[conv_key][0][1]
-        if have != want and sd[conv_key].dim() == 4:
-            sd[conv_key] = adapt_input_conv(sd[conv_key], want)
-            how = "summed over" if want == 1 else f"repeated and scaled by {have}/{want} from"
-            warnings.warn(
-                f"{what}: {conv_key} adapted from {have} to {want} input channels ({how} the original channels)",
-                stacklevel=stacklevel,
-            )
-    stem_fresh: set[str] = set()
-    if adapt_stem:
-        if conv_key in sd and conv_key in expected and sd[conv_key].shape[2:] != expected[conv_key][0][2:]:
-            kernel = "x".join(map(str, sd[conv_key].shape[2:]))
-            stem_fresh = {conv_key}
-            del sd[conv_key]
-            warnings.warn(
-                f"{what}: {conv_key} is freshly initialised: the weights' first convolution has a {kernel} kernel, "
-                f"the model's stem {'x'.join(map(str, expected[conv_key][0][2:]))}; every other tensor is loaded",
-                stacklevel=stacklevel,
-            )
-
-        # VGG's CIFAR stem also ends in its own head (512 wide, not 25088 -> 4096 -> 4096): keep none of it.
-        head_module = (cfg.get("classifier") or "").rpartition(".")[0]
-        prefix = f"{head_module}."
-        if head_module and any(k.startswith(prefix) and expected.get(k, (None,))[0] != tuple(sd[k].shape) for k in sd):
-            dropped = [k for k in sd if k.startswith(prefix)]
-            for k in dropped:
-                del sd[k]
-            stem_fresh |= {k for k in expected if k.startswith(prefix)}
-            warnings.warn(
-                f"{what}: the model's {head_module} is freshly initialised: its layers differ in shape from the "
-                f"weights' ({', '.join(dropped[:4])}{' ...' if len(dropped) > 4 else ''})",
-                stacklevel=stacklevel,
-            )
-
-    head = cfg.get("classifier")
-    head_keys = sorted((k for k in sd if head and k.rsplit(".", 1)[0] == head), key=lambda k: (k.endswith("bias"), k))
-    head_dropped = False
-    if adapt_head and head_keys and any(expected.get(k, (None,))[0] != tuple(sd[k].shape) for k in head_keys):
-        old = sd[head_keys[0]].shape[0]
-        for k in head_keys:
-            del sd[k]
-        head_dropped = True
-        new = getattr(model, "num_classes", "?")
-        fate = "the model has no classifier" if new == 0 else f"the model's {head} is freshly initialised"
-        warnings.warn(
-            f"{what}: dropped the classifier keys {', '.join(head_keys)} (the weights have {old} classes, the "
-            f"model {new}); {fate}",
-            stacklevel=stacklevel,
-        )
-
-    fresh = {k for k in expected if head_dropped and k.rsplit(".", 1)[0] == head} | stem_fresh
-    missing = [k for k in expected if k not in sd and k not in fresh]
-    unexpected = [k for k in sd if k not in expected]
-    mismatched = [
-        f"{k}: weights {tuple(sd[k].shape)}, model {expected[k][0]}"
-        for k in sd
-        if k in expected and tuple(sd[k].shape) != expected[k][0]
-    ]
-    if missing or unexpected or mismatched:
-        hints = []
-        if head_keys and any(k in sd and expected.get(k, (None,))[0] != tuple(sd[k].shape) for k in head_keys):
-            hints.append(
-                f"the classifier differs: pass num_classes={getattr(model, 'num_classes', 'N')} explicitly to "
-                "create_model to replace it (or load_weights(..., adapt=True))"
-            )
-        if conv_key in sd and conv_key in expected and sd[conv_key].shape[1] != expected[conv_key][0][1]:
-            hints.append("the input channels differ: pass in_chans explicitly to adapt the first convolution")
-        if not hints:
-            hints.append("the file was saved from another architecture or configuration (e.g. stem, depth)")
-        lines = [f"{what} does not fit {type(model).__name__}:"]
-        lines += _listing("shape mismatch", mismatched)
-        lines += _listing("missing from the weights", missing)
-        lines += _listing("unexpected in the weights", unexpected)
-        lines += [f"  hint: {h}" for h in hints]
-        raise WeightsError("\n".join(lines))
-    # assign=True keeps the file's dtype; keep the model's instead (e.g. a float16 file, a float32 model).
-    for k, t in sd.items():
-        dtype = expected[k][1]
-        if t.dtype != dtype and t.is_floating_point() and dtype.is_floating_point:
-            sd[k] = t.to(dtype)
-    return sd, head_dropped
+    try:
+        with safe_open(path, framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OverflowError, ValueError) as e:
+        raise _broken(path, e) from None
 
 
 def _load_into(
@@ -267,8 +143,16 @@ def _load_into(
     adapt_head: bool,
     adapt_in_chans: bool,
     stacklevel: int = 4,
+    path: Path | None = None,
+    allow_nonfinite: bool = False,
 ) -> nn.Module:
     # stacklevel: warnings point at the user's call (load_weights, or create_model via build_with_weights).
+    # The NaN/Inf check reads every tensor (60 ms for resnet50's 100 MB on one core, against 5 ms for the
+    # memory-mapped load): it is paid once per file, and the file's verified marker remembers the result.
+    if not allow_nonfinite and not (path is not None and marked_finite(path)):
+        check_finite(state_dict, what)
+        if path is not None:
+            mark_finite(path)
     sd, head_dropped = fit_state_dict(model, state_dict, what, adapt_head, adapt_in_chans, stacklevel)
     on_meta = any(t.is_meta for t in model.parameters()) or any(t.is_meta for t in model.buffers())
     if on_meta and head_dropped:
@@ -293,16 +177,21 @@ def _as_weights_path(source: str | os.PathLike[str]) -> tuple[Path, str]:
     )
 
 
-def load_weights(model: nn.Module, source: str | os.PathLike[str], *, adapt: bool = False) -> nn.Module:
+def load_weights(
+    model: nn.Module, source: str | os.PathLike[str], *, adapt: bool = False, allow_nonfinite: bool = False
+) -> nn.Module:
     """Load a safetensors file (or the weights ``arch.tag`` from the manifest) into ``model``; returns it.
 
-    Loading is strict: a file that does not fit raises an error listing missing, unexpected and
-    shape-mismatched keys. With ``adapt=True`` a classifier of another size is skipped (the model keeps
+    Loading is strict: a file that does not fit raises an error listing missing, unexpected,
+    shape-mismatched and wrongly typed keys (floating-point tensors take the model's precision; integer
+    ones are never cast). With ``adapt=True`` a classifier of another size is skipped (the model keeps
     its own) and a first convolution with other input channels is adapted, each with a warning. A
-    model on the meta device takes the file's tensors as they are (``assign``), memory-mapped.
+    model on the meta device takes the file's tensors as they are (``assign``), memory-mapped. Weights
+    holding NaN or infinite values are refused unless ``allow_nonfinite=True``.
     """
     path, what = _as_weights_path(source)
-    return _load_into(model, load_file(path), what, adapt_head=adapt, adapt_in_chans=adapt)
+    return _load_into(model, load_file(path), what, adapt_head=adapt, adapt_in_chans=adapt, path=path,
+                      allow_nonfinite=allow_nonfinite)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ create_model
@@ -323,10 +212,29 @@ def resolve_name(name: str) -> tuple[str, str]:
     return arch, tag
 
 
+def _check_against_model(model: nn.Module, arch: str, info: Mapping[str, Any], what: str) -> None:
+    """The weights' preprocessing must suit the model: its fixed input size, one mean/std value per channel."""
+    own = model.pretrained_cfg
+    size = info.get("input_size")
+    if size and own.get("fixed_input_size") and tuple(size[1:]) != tuple(own["input_size"][1:]):
+        c, h, w = own["input_size"]
+        raise WeightsFileError(
+            f"{arch} takes only {c}x{h}x{w} inputs, but {what} declares input_size {list(size)}",
+            hint=f"these weights are not {arch}'s; give a file saved from it",
+        )
+    channels = size[0] if size else model.in_chans
+    for key in ("mean", "std"):
+        if info.get(key) and len(info[key]) != channels:
+            raise WeightsFileError(
+                f"{what} has {key}={list(info[key])} for {channels} input channel(s): one value per channel is needed",
+                hint="fix the file's preprocessing metadata (zoo.pretrained_cfg)",
+            )
+
+
 def _cfg_with(model: nn.Module, arch: str, tag: str | None, info: Mapping[str, Any], labels: Any, extra: dict) -> dict:
     """The model's pretrained_cfg updated with the preprocessing (``info``) and class names of its weights."""
     cfg = dict(model.pretrained_cfg)
-    in_chans = model.in_chans
+    in_chans = model.in_chans  # differs from the weights' channels only when in_chans was asked for (adapted)
     same_head = model.num_classes == info.get("num_classes")
     cfg.update({k: info[k] for k in ("interpolation", "crop_pct", "crop_mode", "dataset", "license") if info.get(k)})
     if info.get("input_size"):
@@ -361,8 +269,13 @@ def build_with_weights(
 
     The entry's ``num_classes``, input channels and ``model_args`` are builder defaults; a ``num_classes``
     or ``in_chans`` passed in ``kwargs`` that differs from the weights adapts them (new classifier with a
-    warning, first convolution summed or repeated). Anything else that does not fit is an error.
+    warning, first convolution summed or repeated). Anything else that does not fit is an error, and so
+    is preprocessing that cannot be the model's (another fixed input size, a mean or std without one value
+    per channel, sizes beyond ``MAX_INPUT_SIDE``). ``kwargs["allow_nonfinite"]`` (default False) lets
+    weights with NaN or infinite values load.
     """
+    kwargs = dict(kwargs)
+    allow_nonfinite = bool(kwargs.pop("allow_nonfinite", False))
     entry: WeightsEntry | None = None
     if tag:
         entry = manifest.get_entry(arch, tag)
@@ -379,14 +292,15 @@ def build_with_weights(
     extra: dict[str, Any] = {}
     if checkpoint_path is not None:
         path = Path(checkpoint_path)
-        try:
-            meta = WeightsMetadata.from_header(read_metadata(path))
+        header = read_metadata(path)
+        try:  # the header is untrusted: every value is checked before it becomes a size or an argument
+            meta = WeightsMetadata.from_header(header)
+            if not entry:
+                info = check_preprocessing(meta.pretrained_cfg or {})
+                defaults = dict(meta.model_args or {})
+                labels = info.get("label_names")
         except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
-        if not entry:
-            info = dict(meta.pretrained_cfg or {})
-            defaults = dict(meta.model_args or {})
-            labels = info.get("label_names")
+            raise WeightsFileError(f"{path}: {e}", hint="the file's metadata is damaged; fix or remove it") from None
         extra["file"] = str(path)
     elif pretrained:
         path = fetch(name)
@@ -405,13 +319,17 @@ def build_with_weights(
         defaults["in_chans"] = info["input_size"][0]
     model_kwargs = {**defaults, **kwargs}
 
+    what = f"weights {name}" + (f" ({path})" if path is not None else "")
+    if checkpoint_path is not None:
+        what = f"checkpoint {path}"
     if path is None:
         model = builder(**model_kwargs)
     else:
         with empty_init():
             model = builder(**model_kwargs)
-        what = f"weights {name} ({path})" if checkpoint_path is None else f"checkpoint {path}"
+    _check_against_model(model, arch, info, what)
+    if path is not None:
         adapt = {"adapt_head": "num_classes" in kwargs, "adapt_in_chans": "in_chans" in kwargs}
-        _load_into(model, load_file(path), what, **adapt, stacklevel=5)
+        _load_into(model, load_file(path), what, **adapt, stacklevel=5, path=path, allow_nonfinite=allow_nonfinite)
     model.pretrained_cfg = _cfg_with(model, arch, tag, info, labels, extra)
     return model

@@ -35,13 +35,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from zoo.hub.entry import INTERPOLATIONS, SOURCE_TYPES, STATUSES, Source, WeightsEntry
+from zoo.errors import ManifestError
+from zoo.hub.entry import INTERPOLATIONS, SOURCE_TYPES, STATUSES, Source, WeightsEntry, relative_path_problem
 from zoo.utils import natural_key
 from zoo.utils.files import write_text_atomic
 
 __all__ = [
     "DEFAULT_HUB_ORG", "INTERPOLATIONS", "SCHEMA", "SOURCE_TYPES", "STATUSES", "Source", "WeightsEntry",
-    "default_tag", "describe_source", "dumps", "entries_for_arch", "get_entry", "hub_org", "label_names",
+    "bundled_path", "check_name", "default_tag", "describe_source", "dumps", "entries_for_arch", "get_entry",
+    "hub_org", "label_names",
     "load_manifest", "manifest_path", "resolve_source", "update_entry", "validate_entry", "validate_manifest",
     "weight_names", "weights_dir", "write_manifest",
 ]  # fmt: skip
@@ -72,11 +74,46 @@ def manifest_path() -> Path:
     return weights_dir() / "manifest.json"
 
 
+_FIX = "fix the file, or restore it (git checkout weights/manifest.json); ZOO_WEIGHTS_DIR chooses another folder"
+
+
+def _read_json(path: str | os.PathLike[str]) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8
+        raise ManifestError(f"{path} is not valid JSON ({e})", hint=_FIX) from None
+    if not isinstance(data, dict) or not isinstance(data.get("weights"), dict):
+        raise ManifestError(f"{path} is not a manifest: it needs an object with a 'weights' object", hint=_FIX)
+    return data
+
+
 @lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int, size: int, inode: int) -> dict[str, Any]:
     # Keyed by mtime, size and inode so that an atomic rewrite (new inode) is always seen.
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return _read_json(path)
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a valid ``arch.tag``, else a ManifestError.
+
+    Names become file names (cache paths, locks), so every use of a name read from the manifest checks it:
+    a name such as ``a.b/../../x`` would otherwise place files anywhere.
+    """
+    if not isinstance(name, str) or not re.fullmatch(_NAME_RE, name):
+        raise ManifestError(
+            f"weights name {name!r} must be 'arch.tag' (letters, digits, '_'; '-' allowed in the tag)",
+            hint=f"rename the entry in {manifest_path()}",
+        )
+    return name
+
+
+def _entry(name: str, data: Any) -> WeightsEntry:
+    check_name(name)
+    try:
+        return WeightsEntry.from_dict(data, name)
+    except ValueError as e:
+        raise ManifestError(f"{manifest_path()}: {e}", hint=_FIX) from None
 
 
 def load_manifest() -> dict[str, Any]:
@@ -106,7 +143,7 @@ def entries_for_arch(arch: str) -> dict[str, WeightsEntry]:
     """``tag -> entry`` for every set of weights of ``arch``, in manifest order."""
     prefix = arch + "."
     return {
-        name[len(prefix) :]: WeightsEntry.from_dict(e, name)
+        name[len(prefix) :]: _entry(name, e)
         for name, e in load_manifest()["weights"].items()
         if name.startswith(prefix)
     }
@@ -136,7 +173,7 @@ def get_entry(arch: str, tag: str) -> WeightsEntry:
         tags = list(entries_for_arch(arch))
         known = f"its weights are: {', '.join(f'{arch}.{t}' for t in tags)}" if tags else "it has no weights"
         raise ValueError(f"no weights named '{name}' in the manifest ({manifest_path()}); {known}")
-    return WeightsEntry.from_dict(entry, name)
+    return _entry(name, entry)
 
 
 def resolve_source(entry: WeightsEntry) -> Source:
@@ -155,7 +192,17 @@ def describe_source(entry: WeightsEntry) -> str:
         return f"Hugging Face Hub {source.repo_id} ({source.filename} @ {source.revision})"
     if source.type == "url":
         return str(source.url)
-    return f"bundled {weights_dir() / str(source.path)}"
+    return f"bundled {bundled_path(source)}"
+
+
+def bundled_path(source: Source) -> Path:
+    """The file of a bundled source: ``weights_dir() / path``, refused if the path would leave weights/."""
+    problem = relative_path_problem(source.path)
+    if problem:
+        raise ManifestError(
+            f"bundled source path {source.path!r} {problem}", hint=f"fix the entry in {manifest_path()}"
+        )
+    return weights_dir() / str(source.path)
 
 
 @lru_cache(maxsize=8)
@@ -173,6 +220,9 @@ def label_names(entry: WeightsEntry) -> tuple[str, ...] | None:
     if labels is None:
         return None
     if isinstance(labels, str):
+        problem = relative_path_problem(labels)
+        if problem:
+            raise ManifestError(f"label_names file {labels!r} {problem}", hint=f"fix the entry in {manifest_path()}")
         path = weights_dir() / labels
         if not path.is_file():
             raise ValueError(f"label file {labels!r} named by the manifest is missing from {weights_dir()}")
@@ -192,8 +242,7 @@ def validate_entry(
     ``weights_dir()``) with ``num_classes`` names, and that a bundled file exists with the recorded size.
     """
     base = Path(base_dir) if base_dir is not None else weights_dir()
-    if not isinstance(name, str) or not re.fullmatch(_NAME_RE, name):
-        raise ValueError(f"weights name {name!r} must be 'arch.tag' (letters, digits, '_'; '-' allowed in the tag)")
+    check_name(name)
     parsed = entry if isinstance(entry, WeightsEntry) else WeightsEntry.from_dict(entry, name)
     if not check_files:
         return parsed
@@ -300,11 +349,8 @@ def update_entry(
     target = Path(path) if path is not None else manifest_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if target.is_file():
-            with open(target, encoding="utf-8") as f:
-                data = json.load(f)
-        else:
-            data = {"schema": SCHEMA, "hub_org": DEFAULT_HUB_ORG, "weights": {}}
+        empty = {"schema": SCHEMA, "hub_org": DEFAULT_HUB_ORG, "weights": {}}
+        data = _read_json(target) if target.is_file() else empty
         weights = dict(data.get("weights", {}))
         fields = entry.to_dict() if isinstance(entry, WeightsEntry) else dict(entry)
         new = {**weights.get(name, {}), **fields} if merge else fields

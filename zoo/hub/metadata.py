@@ -10,11 +10,17 @@ are kept in ``extra`` as they are.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["WeightsMetadata", "jsonable"]
+from zoo.hub.entry import INTERPOLATIONS, MAX_INPUT_SIDE, MAX_RESIZE_SIDE
+
+__all__ = ["WeightsMetadata", "check_preprocessing", "jsonable"]
+
+# What each kind of field must hold once parsed (a header is untrusted: JSON can hold anything).
+_KIND_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (float,), "json": (dict,)}
 
 
 def _key(key: str, kind: str, *aliases: str) -> Any:
@@ -91,14 +97,64 @@ class WeightsMetadata:
         return cls(**values, extra=header)
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_preprocessing(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``pretrained_cfg`` read from a file, with every preprocessing value checked; a ValueError names the
+    first one that is not sane (``input_size`` of positive ints no larger than ``MAX_INPUT_SIDE``, ``mean``
+    and ``std`` finite with one value per channel and ``std > 0``, ``crop_pct`` in (0, 1], a known
+    ``interpolation``, a positive ``num_classes``, ``label_names`` a list of strings)."""
+    out = dict(cfg)
+    where = "the zoo metadata zoo.pretrained_cfg"
+    size = out.get("input_size")
+    if size is not None:
+        ints = isinstance(size, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+        if not (ints and len(size) == 3 and min(size) > 0):
+            raise ValueError(f"{where} has input_size={size!r}: it must be [channels, height, width] of positive ints")
+        if max(size[1:]) > MAX_INPUT_SIDE or size[0] > 64:
+            raise ValueError(
+                f"{where} has input_size={list(size)}: sides of at most {MAX_INPUT_SIDE} pixels and at most 64 channels"
+            )
+    for key in ("mean", "std"):
+        values = out.get(key)
+        if values is None:
+            continue
+        if not (isinstance(values, (list, tuple)) and values and all(_is_number(v) for v in values)):
+            raise ValueError(f"{where} has {key}={values!r}: it must be a list of finite numbers")
+        if key == "std" and not all(v > 0 for v in values):
+            raise ValueError(f"{where} has std={list(values)!r}: every value must be positive")
+        if size is not None and len(values) != size[0]:
+            raise ValueError(f"{where} has {key}={list(values)} for {size[0]} input channel(s): one value per channel")
+    crop = out.get("crop_pct")
+    if crop is not None and not (_is_number(crop) and 0 < crop <= 1):
+        raise ValueError(f"{where} has crop_pct={crop!r}: it must be in (0, 1]")
+    if crop is not None and size is not None and max(size[1:]) / crop > MAX_RESIZE_SIDE:
+        raise ValueError(f"{where} has crop_pct={crop!r}: with input_size {list(size)} it resizes beyond "
+                         f"{MAX_RESIZE_SIDE} pixels")  # fmt: skip
+    if out.get("interpolation") is not None and out["interpolation"] not in INTERPOLATIONS:
+        raise ValueError(f"{where} has interpolation={out['interpolation']!r}: use {', '.join(INTERPOLATIONS)}")
+    classes = out.get("num_classes")
+    if classes is not None and not (isinstance(classes, int) and not isinstance(classes, bool) and classes >= 0):
+        raise ValueError(f"{where} has num_classes={classes!r}: it must be a non-negative int")
+    labels = out.get("label_names")
+    if labels is not None and not (isinstance(labels, (list, tuple)) and all(isinstance(n, str) for n in labels)):
+        raise ValueError(f"{where} has label_names of type {type(labels).__name__}: it must be a list of names")
+    return out
+
+
 def _parse(key: str, text: str, kind: str) -> Any:
+    value: Any = text
     try:
         if kind == "json":
-            return json.loads(text)
-        if kind == "int":
-            return int(text)
-        if kind == "float":
-            return float(text)
+            value = json.loads(text)
+        elif kind == "int":
+            value = int(text)
+        elif kind == "float":
+            value = float(text)
     except ValueError:
         raise ValueError(f"the zoo metadata {key}={text!r} in the file's header is not a valid {kind} value") from None
-    return text
+    if not isinstance(value, _KIND_TYPES[kind]):
+        raise ValueError(f"the zoo metadata {key}={text!r} in the file's header must be a JSON object")
+    return value

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -12,8 +14,8 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn as nn
 
-from zoo.hub.fetch import mark_verified, sha256_file
 from zoo.hub.metadata import WeightsMetadata, jsonable
+from zoo.hub.verify import mark_verified, sha256_file
 from zoo.utils.files import atomic_path
 
 __all__ = ["SavedWeights", "save_weights"]
@@ -94,8 +96,18 @@ def save_weights(
             t = t.clone()
         storages.add(t.untyped_storage().data_ptr())
         tensors[key] = t
+    from safetensors import SafetensorError
+
     with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata=meta)
+        try:
+            save_file(tensors, tmp, metadata=meta)
+        except SafetensorError as e:
+            # safetensors reports a full disk as "I/O error: ... (os error 28)": give it back as the OSError it is.
+            code = re.search(r"os error (\d+)", str(e))
+            if code is None:
+                raise
+            number = int(code.group(1))
+            raise OSError(number, os.strerror(number) if number in errno.errorcode else str(e), str(path)) from None
         with open(tmp, "rb+") as f:
             _sort_header_metadata(f)
     sha = sha256_file(path)

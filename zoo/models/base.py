@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
+from zoo.errors import ModelArgumentError
 from zoo.models.features import checkpoint_units, feature_take_indices
 from zoo.models.head import check_pool, make_classifier, make_pool
 
@@ -133,7 +134,7 @@ def build_model(model_cls: type[nn.Module], arch: str, kwargs: dict[str, Any], *
     accepted = [p for p in params if p not in fixed]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
-        raise TypeError(
+        raise ModelArgumentError(
             f"{arch}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
             f"it accepts: {', '.join(accepted)}"
         )

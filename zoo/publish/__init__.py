@@ -28,12 +28,14 @@ from typing import Any
 
 import torch.nn as nn
 
+from zoo.errors import ManifestError
 from zoo.hub.entry import Source, WeightsEntry
+from zoo.hub.manifest import check_name
 from zoo.hub.metadata import WeightsMetadata
 from zoo.publish.card import WEIGHTS_FILE, model_card, timm_config
 from zoo.publish.checks import Check, PublishError, check_eval, check_round_trip, check_torchvision
 from zoo.registry import is_model, split_model_name_tag
-from zoo.utils.files import atomic_path, fsync_dir
+from zoo.utils.files import atomic_path, current_umask, fsync_dir
 
 __all__ = ["WEIGHTS_FILE", "PublishError", "PublishResult", "publish"]
 
@@ -139,6 +141,18 @@ def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def _check_out(out: Path, run_dir: Path) -> None:
+    """``--out`` is replaced with ``--force``: it must not be the run, a folder holding it, or the working folder."""
+    target, run, here = out.resolve(), run_dir.resolve(), Path.cwd().resolve()
+    if target == run or run.is_relative_to(target):
+        raise PublishError(
+            f"--out {out} is the run folder {run_dir}" + ("" if target == run else " or a folder that holds it"),
+            hint="give a new folder for the published files, e.g. hub/NAME; the run stays as it is",
+        )
+    if here.is_relative_to(target):
+        raise PublishError(f"--out {out} holds the current folder {here}", hint="give a new folder, e.g. hub/NAME")
+
+
 def _install(staging: Path, out_dir: Path, force: bool) -> None:
     """Move the staged folder to ``out_dir``; an existing folder (``force``) is swapped out, then removed."""
     old = None
@@ -193,11 +207,20 @@ def publish(
     arch, tag = split_model_name_tag(name)
     if not tag:
         raise PublishError(f"--name {name!r} needs a weights tag: 'arch.tag', e.g. '{arch}.mnist'")
+    try:
+        check_name(name)  # it becomes file and folder names: no '/', no '..'
+    except ManifestError:
+        raise PublishError(
+            f"--name {name!r} must be 'arch.tag' (letters, digits and '_'; '-' allowed in the tag)",
+            hint=f"e.g. '{arch}.mnist'",
+        ) from None
     if not is_model(arch):
         raise PublishError(f"--name {name!r}: {arch!r} is not a registered model (`zoo list`)")
     if out_dir is None and not dry_run:
         raise PublishError("give --out FOLDER for the published files")
     out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        _check_out(out, Path(run_dir))
     if out is not None and out.exists() and not force and not dry_run:
         raise PublishError(f"{out} exists; pass --force to replace it")
     if push and not repo_id:
@@ -219,6 +242,7 @@ def publish(
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.staging-", dir=parent))
     try:
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it 0700; the published folder is a plain one
         meta = WeightsMetadata(architecture=arch, tag=tag, num_classes=model.num_classes,
                                model_args=config.get("model_args", {}))  # fmt: skip
         saved = save_weights(model, staging / WEIGHTS_FILE, meta)

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from zoo.errors import ZooError
+
 __all__ = ["Check", "PublishError", "check_eval", "check_round_trip", "check_torchvision", "eval_set"]
 
 
@@ -25,7 +27,7 @@ class Check:
         return f"  {self.name:<22} {state:<8} {self.detail}"
 
 
-class PublishError(RuntimeError):
+class PublishError(ZooError, RuntimeError):
     """A check failed or the inputs are unusable; nothing was written."""
 
 

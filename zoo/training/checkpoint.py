@@ -1,15 +1,20 @@
 """Checkpoints and run records: everything a run needs to resume exactly, written atomically.
 
-A run folder holds ``last.pt`` (model, optimiser, scheduler, AMP scaler, EMA, RNG states, epoch, best metric),
-``config.json`` (how to rebuild the model) and ``run.json`` (dataset, recipe, command line, status).
+A run folder holds ``last.pt`` (model, optimiser, scheduler, AMP scaler, EMA, RNG states, epoch, best metric,
+and what the run trains: model, dataset, classes), ``config.json`` (how to rebuild the model) and ``run.json``
+(dataset, recipe, command line, status). While a run writes to its folder it holds a lock on it
+(:func:`run_lock`), so a second process cannot write into the same run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +22,18 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from zoo.errors import RunError
 from zoo.training.distributed import current_group
-from zoo.utils.files import atomic_path, write_json
+from zoo.utils.files import atomic_path, json_default, write_json
 
-__all__ = ["CHECKPOINT_VERSION", "CheckpointMixin", "atomic_torch_save", "find_resume", "model_arch", "rng_state",
-           "seed_everything", "set_rng_state"]  # fmt: skip
+__all__ = ["CHECKPOINT_VERSION", "CheckpointMixin", "LOCK_NAME", "RESUME_MAY_CHANGE", "atomic_torch_save",
+           "find_resume", "load_checkpoint", "model_arch", "rng_state", "run_lock", "seed_everything",
+           "set_rng_state"]  # fmt: skip
+
+LOCK_NAME = ".zoo-train.lock"
+# Recipe fields a resumed run may change: they decide how long it runs and how fast, not what it computes.
+RESUME_MAY_CHANGE = ("epochs", "workers", "eval_batch_size")
+_DESCRIPTIONS = ("name", "description", "notes")
 
 CHECKPOINT_VERSION = 1
 
@@ -74,9 +86,59 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``."""
+    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A failed write (a full disk) is the ``OSError`` it is, naming ``path``, not torch's "unexpected pos".
+    """
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
+        except RuntimeError as e:
+            cause = e.__context__ or e.__cause__
+            if isinstance(cause, OSError):
+                raise OSError(cause.errno, cause.strerror or str(cause), str(path)) from None
+            raise
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A ``last.pt`` read with ``weights_only=True``; anything else (a pickle carrying code) is a RunError."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError, RuntimeError, EOFError ...: not a checkpoint zoo wrote
+        from zoo.hub.convert import unpickling_problem
+
+        raise RunError(
+            f"{path} could not be read with torch.load(weights_only=True), which reads tensors only, never "
+            f"code: {unpickling_problem(e)}",
+            hint="it is not a checkpoint zoo train wrote (or it is damaged); start a new run in another --output",
+        ) from None
+    if not isinstance(ckpt, dict):
+        raise RunError(f"{path} holds a {type(ckpt).__name__}, not a zoo train checkpoint", hint="start a new run")
+    return ckpt
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: Path | None) -> Iterator[None]:
+    """Hold the run folder ``out_dir`` for this process: a second writer gets a RunError instead of a mixed run."""
+    if out_dir is None:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(out_dir / LOCK_NAME), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunError(
+            f"{out_dir} is in use: another process is training into it (it holds {out_dir / LOCK_NAME})",
+            hint="wait for that run to end (then --resume it), or give another --output",
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class CheckpointMixin:
@@ -122,14 +184,68 @@ class CheckpointMixin:
             "partial": partial,  # rank 0's; each rank's own is in "ranks"
             "history": self.history,
             "recipe": self.recipe.to_dict(),
+            "trains": self._identity(),  # what the run trains: a resume must not change it
         }
+
+    def _identity(self) -> dict[str, Any]:
+        """The model, dataset and classes of this run (checked on resume)."""
+        return {
+            "arch": model_arch(getattr(self, "model_without_ddp", self.model)),  # before _build: the model itself
+            "model_args": dict(self.model_args),
+            "dataset": self.run_info.get("dataset_kind"),
+            "classes": list(self.label_names),
+            "train_images": len(self.train_set),  # type: ignore[arg-type]
+        }
+
+    def _check_resume(self, ckpt: dict[str, Any]) -> None:
+        """Refuse to continue the run in ``ckpt`` with another model, dataset, class set or recipe."""
+        folder = self.resume_path.parent
+        saved = ckpt.get("trains") or self._older_identity(ckpt)
+        now = self._identity()
+        labels = {"arch": "trains {}", "model_args": "builds the model with {}", "dataset": "trains on {}",
+                  "classes": "was trained on classes {}", "train_images": "has {} training images"}  # fmt: skip
+        problems = [
+            f"the run in {folder} {labels[key].format(saved[key])}, not {now[key]}"
+            for key in labels
+            if saved.get(key) not in (None, [], {}) and now[key] not in (None, [], {}) and saved[key] != now[key]
+        ]
+        recipe = ckpt.get("recipe") or {}
+        given = self.recipe.to_dict()
+        changed = [f"{k}={given[k]!r} (the run's: {recipe[k]!r})" for k in recipe
+                   if k in given and k not in RESUME_MAY_CHANGE + _DESCRIPTIONS and given[k] != recipe[k]]  # fmt: skip
+        if changed:
+            problems.append(f"a resumed run keeps its recipe, but {', '.join(changed)} differ")
+        if problems:
+            raise RunError(
+                "; ".join(problems),
+                hint=f"resume with the run's own model, data and settings, or start a new run in another folder "
+                f"(to build on these weights, fine-tune from {folder / 'best.safetensors'})",
+            )
+
+    def _resume_settings(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """The saved recipe's fields, with those a resume may change taken from the caller's recipe."""
+        return {**saved, **{k: getattr(self.recipe, k) for k in RESUME_MAY_CHANGE}}
+
+    def _older_identity(self, ckpt: dict[str, Any]) -> dict[str, Any]:
+        """What a checkpoint from before ``trains`` was recorded trains, from itself and the run's run.json."""
+        try:
+            run = json.loads((self.resume_path.parent / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            run = {}
+        return {"arch": ckpt.get("arch"), "model_args": run.get("model_args"), "dataset": run.get("dataset_kind"),
+                "classes": run.get("label_names"), "train_images": run.get("train_images")}  # fmt: skip
 
     def _load_state(self, ckpt: dict[str, Any]) -> None:
         if ckpt.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"{self.resume_path}: unsupported checkpoint version {ckpt.get('version')}")
+            raise RunError(
+                f"{self.resume_path}: unsupported checkpoint version {ckpt.get('version')} (this zoo writes "
+                f"{CHECKPOINT_VERSION})",
+                hint="resume it with the zoo version that wrote it",
+            )
         arch = model_arch(self.model_without_ddp)
         if ckpt.get("arch") != arch:
-            raise ValueError(f"{self.resume_path} is a checkpoint of {ckpt.get('arch')}, not {arch}")
+            raise RunError(f"{self.resume_path} is a checkpoint of {ckpt.get('arch')}, not {arch}",
+                           hint="resume with the model the run trains")  # fmt: skip
         self.model_without_ddp.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.global_step = ckpt["global_step"]
@@ -224,29 +340,43 @@ class CheckpointMixin:
             "weights": "best.safetensors",
         }
 
-    def _write_run_json(self, status: str, error: str | None = None) -> None:
+    def _write_run_json(self, status: str, error: str | None = None, final: bool = False) -> None:
+        """Write run.json; a ``final`` status must land even on a full disk (then it overwrites in place)."""
         if self.out_dir is None or not self.is_main:
             return
-        write_json(
-            {
-                **self.run_info,
-                "status": status,
-                "error": error,
-                "architecture": model_arch(self.model_without_ddp),
-                "model_args": self.model_args,
-                "label_names": self.label_names,
-                "recipe": self.recipe.to_dict(),
-                "device": str(self.device),
-                "world_size": self.world,
-                "deterministic": self.deterministic,
-                "epochs_done": len(self.history),
-                "best_metric": self.best_metric,
-                "best_metric_name": self.best_metric_name,
-                "best_epoch": self.best_epoch,
-                "schedule_changes": self.schedule_changes,
-                "last": self.history[-1] if self.history else None,
-                "torch": torch.__version__,
-                "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            },
-            self.out_dir / "run.json",
-        )
+        record = self._run_record(status, error)
+        try:
+            write_json(record, self.out_dir / "run.json")
+        except OSError:
+            if not final:
+                raise
+            # No room for a temporary file: overwrite run.json in place (its old blocks are reused).
+            try:
+                with open(self.out_dir / "run.json", "r+" if (self.out_dir / "run.json").exists() else "w") as f:
+                    f.truncate(0)
+                    f.write(json.dumps(record, indent=2, default=json_default) + "\n")
+            except OSError as e:
+                warnings.warn(f"could not record the run's end ({status}) in {self.out_dir / 'run.json'}: {e}",
+                              stacklevel=3)  # fmt: skip
+
+    def _run_record(self, status: str, error: str | None) -> dict[str, Any]:
+        return {
+            **self.run_info,
+            "status": status,
+            "error": error,
+            "architecture": model_arch(self.model_without_ddp),
+            "model_args": self.model_args,
+            "label_names": self.label_names,
+            "recipe": self.recipe.to_dict(),
+            "device": str(self.device),
+            "world_size": self.world,
+            "deterministic": self.deterministic,
+            "epochs_done": len(self.history),
+            "best_metric": self.best_metric,
+            "best_metric_name": self.best_metric_name,
+            "best_epoch": self.best_epoch,
+            "schedule_changes": self.schedule_changes,
+            "last": self.history[-1] if self.history else None,
+            "torch": torch.__version__,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from zoo.errors import DependencyError
 from zoo.utils import progress  # noqa: F401  (kept importable from here)
 from zoo.utils.files import atomic_path
 
@@ -162,7 +163,7 @@ class TensorBoardLogger(_Logger):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:
-            raise RuntimeError(
+            raise DependencyError(
                 f"--logger tensorboard needs the tensorboard package (pip install tensorboard): {e}"
             ) from None
         self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
@@ -203,7 +204,9 @@ class VisdomLogger(_Logger):
         try:
             import visdom
         except ImportError as e:
-            raise RuntimeError(f"--logger visdom needs the visdom package (pip install 'zoo[visdom]'): {e}") from None
+            raise DependencyError(
+                f"--logger visdom needs the visdom package: {e}", hint="pip install 'zoo[visdom]'"
+            ) from None
         self.env = env
         self.title = title
         try:

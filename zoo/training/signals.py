@@ -1,9 +1,14 @@
-"""Signals during training: Ctrl-C stops cleanly, and a test hook raises a signal at a chosen step.
+"""Signals during training: Ctrl-C and SIGTERM stop cleanly, and a test hook raises signals at chosen steps.
 
-``ZOO_TRAIN_SIGNAL=NAME@STEP`` (e.g. ``SIGKILL@13`` or ``SIGINT@13``) makes the training process send
-itself that signal right after optimiser step ``STEP``. The crash and Ctrl-C recovery tests use it to stop
-a run at a known point, without timing: ``SIGKILL`` is a crash (the run resumes from its last epoch
-checkpoint), ``SIGINT`` is a Ctrl-C (the run saves after that batch and exits with status 130).
+Ctrl-C (SIGINT) or SIGTERM (a scheduler's or ``kill``'s polite stop) once: the run finishes the current
+batch, saves and records ``interrupted``; ``zoo train`` exits with 128 + the signal number (130, 143).
+A second one aborts at once (``KeyboardInterrupt``); the run still records ``interrupted`` in run.json.
+
+``ZOO_TRAIN_SIGNAL=NAME@STEP[,NAME@STEP...]`` (e.g. ``SIGKILL@13``, ``SIGINT@13`` or ``SIGINT@2,SIGINT@2``)
+makes the training process send itself each signal right after optimiser step ``STEP``. The crash and
+Ctrl-C recovery tests use it to stop a run at a known point, without timing: ``SIGKILL`` is a crash (the
+run resumes from its last epoch checkpoint), ``SIGINT`` is a Ctrl-C (the run saves after that batch and
+exits with status 130), ``SIGSTOP`` holds a run still while a test looks at it.
 """
 
 from __future__ import annotations
@@ -19,51 +24,70 @@ __all__ = ["SIGNAL_HOOK_ENV", "SignalHook", "StopFlag"]
 SIGNAL_HOOK_ENV = "ZOO_TRAIN_SIGNAL"
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 class StopFlag:
-    """Ctrl-C once: finish the current batch, save and stop. Twice: abort at once."""
+    """Ctrl-C or SIGTERM once: finish the current batch, save and stop. Twice: abort at once.
+
+    ``signum`` is the signal that asked for the stop (None while none did).
+    """
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopFlag:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for sig in _STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\ninterrupt: stopping after this batch and saving (Ctrl-C again to abort)", file=sys.stderr, flush=True)
+        self.signum = signum
+        name = "interrupt" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n{name}: stopping after this batch and saving (Ctrl-C again to abort)", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
 
 
 class SignalHook:
-    """The ``ZOO_TRAIN_SIGNAL`` hook: raise a signal in this process after a given optimiser step."""
+    """The ``ZOO_TRAIN_SIGNAL`` hook: raise signals in this process after given optimiser steps."""
 
     def __init__(self, value: str | None = None) -> None:
         value = os.environ.get(SIGNAL_HOOK_ENV, "") if value is None else value
-        self.signum: int | None = None
-        self.step = -1
-        if not value:
-            return
-        name, at, step = value.strip().partition("@")
-        name = name.upper() if name.upper().startswith("SIG") else f"SIG{name.upper()}"
-        try:
-            self.signum = int(signal.Signals[name])
-            self.step = int(step)
-        except (KeyError, ValueError):
-            raise ValueError(
-                f"{SIGNAL_HOOK_ENV}={value!r}: expected SIGNAL@STEP, e.g. SIGKILL@13 or SIGINT@13"
-            ) from None
-        if not at or self.step < 1:
-            raise ValueError(f"{SIGNAL_HOOK_ENV}={value!r}: the step after @ must be an integer >= 1")
+        self.plan: list[tuple[int, int]] = []  # (step, signal), in the order given
+        for item in value.split(",") if value.strip() else []:
+            name, at, step = item.strip().partition("@")
+            name = name.upper() if name.upper().startswith("SIG") else f"SIG{name.upper()}"
+            try:
+                signum, when = int(signal.Signals[name]), int(step)
+            except (KeyError, ValueError):
+                raise ValueError(
+                    f"{SIGNAL_HOOK_ENV}={value!r}: expected SIGNAL@STEP[,SIGNAL@STEP...], e.g. SIGKILL@13 or SIGINT@13"
+                ) from None
+            if not at or when < 1:
+                raise ValueError(f"{SIGNAL_HOOK_ENV}={value!r}: the step after @ must be an integer >= 1")
+            self.plan.append((when, signum))
+
+    @property
+    def signum(self) -> int | None:
+        """The first planned signal (None without a plan)."""
+        return self.plan[0][1] if self.plan else None
+
+    @property
+    def step(self) -> int:
+        return self.plan[0][0] if self.plan else -1
 
     def after_step(self, global_step: int) -> None:
-        """Raise the signal if ``global_step`` is the chosen one (a Python handler runs before this returns)."""
-        if self.signum is not None and global_step == self.step:
-            signal.raise_signal(self.signum)
+        """Raise the signals planned for ``global_step`` (a Python handler runs before each call returns)."""
+        for when, signum in self.plan:
+            if when == global_step:
+                signal.raise_signal(signum)

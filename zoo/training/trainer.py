@@ -16,6 +16,10 @@ leaves :func:`fit` together, once those files are written.
 
 ``ZOO_TRAIN_SIGNAL=SIGKILL@13`` (or ``SIGINT@13``) makes the process signal itself right after optimiser
 step 13: the crash and Ctrl-C recovery tests stop runs at a known point this way (:mod:`.signals`).
+
+A run locks its folder while it writes there, clears temporary files a killed run left, and ends ``run.json``
+with a final status: ``finished``, ``interrupted`` (Ctrl-C or SIGTERM), ``diverged`` or ``failed: <error>``.
+A resume trains the same model, dataset, classes and recipe (``epochs``, ``workers``, eval batch may change).
 """
 
 from __future__ import annotations
@@ -31,18 +35,19 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from zoo.training.checkpoint import CheckpointMixin, find_resume, model_arch, seed_everything
+from zoo.errors import RunError, ZooError
+from zoo.training.checkpoint import CheckpointMixin, find_resume, load_checkpoint, model_arch, run_lock, seed_everything
 from zoo.training.components import SetupMixin
 from zoo.training.distributed import current_group, rank_world
 from zoo.training.recipes import Recipe, get_recipe
 from zoo.training.reporting import ReportingMixin
 from zoo.training.signals import SignalHook, StopFlag
-from zoo.utils.files import write_json
+from zoo.utils.files import remove_stale_temp_files, write_json
 
 __all__ = ["FitResult", "Trainer", "TrainingDiverged", "fit"]
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(ZooError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
 
 
@@ -63,6 +68,7 @@ class FitResult:
     # What chose the best epoch: "val_acc1" (highest validation top-1) or, without a validation set,
     # "train_loss" (lowest training loss).
     best_metric_name: str = "val_acc1"
+    stopped_by: int | None = None  # the signal (SIGINT, SIGTERM) that interrupted the run
 
     @property
     def last(self) -> dict[str, Any]:
@@ -118,14 +124,21 @@ def fit(
     (``eval_model="ema"``), else the model's own weights of that epoch, the same as ``best.safetensors``.
     ``last.pt`` keeps the last raw weights, optimiser and EMA state for ``resume``.
 
-    Returns a :class:`FitResult`. Raises :class:`TrainingDiverged` when the loss becomes NaN or infinite.
+    Returns a :class:`FitResult`. Raises :class:`TrainingDiverged` when the loss becomes NaN or infinite,
+    and :class:`zoo.errors.RunError` when another process is writing to ``out_dir`` or a resume would change
+    the run's model, dataset, classes or recipe (only ``epochs``, ``workers`` and ``eval_batch_size`` may).
     """
-    trainer = Trainer(
-        model, train_set, val_set, recipe, out_dir, resume=resume, loggers=loggers, device=device,
-        deterministic=deterministic, label_names=label_names, model_args=model_args, run_info=run_info,
-        logger_options=logger_options or {}, progress=progress,
-    )  # fmt: skip
-    return trainer.run()
+    rank, _ = rank_world()
+    out = Path(out_dir) if out_dir is not None and rank == 0 else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise RunError(f"{out} is a file, not a run folder", hint="give a folder (it is created if missing)")
+    with run_lock(out):  # rank 0 writes the run's files: it holds the folder
+        trainer = Trainer(
+            model, train_set, val_set, recipe, out_dir, resume=resume, loggers=loggers, device=device,
+            deterministic=deterministic, label_names=label_names, model_args=model_args, run_info=run_info,
+            logger_options=logger_options or {}, progress=progress,
+        )  # fmt: skip
+        return trainer.run()
 
 
 class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
@@ -168,17 +181,21 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
         self.logger_options = logger_options
         self.show_progress = progress and self.is_main
         self.model = model
+        if min(self.recipe.epochs, self.recipe.batch_size) < 1:
+            raise ValueError(f"epochs={self.recipe.epochs} and batch_size={self.recipe.batch_size} must be 1 or more")
         self.resume_path = find_resume(resume) if resume else None
         self.checkpoint: dict[str, Any] | None = None
         if self.resume_path is not None:
-            self.checkpoint = torch.load(self.resume_path, map_location="cpu", weights_only=True)
+            self.checkpoint = load_checkpoint(self.resume_path)
+            self._check_resume(self.checkpoint)
             saved = self.checkpoint.get("recipe")
             if saved:
-                # The run continues under its own recipe; only a longer --epochs is taken from the caller.
-                self.recipe = Recipe().replace(**{**saved, "epochs": self.recipe.epochs})
+                # The run continues under its own recipe (_check_resume allowed only epochs, workers, eval batch).
+                self.recipe = Recipe().replace(**self._resume_settings(saved))
         elif self.out_dir is not None and (self.out_dir / "last.pt").exists():
-            raise ValueError(
-                f"{self.out_dir} already holds a run (last.pt); pass --resume to continue it or choose another --output"
+            raise RunError(
+                f"{self.out_dir} already holds a run (last.pt)",
+                hint="pass --resume to continue it or choose another --output",
             )
         r = self.recipe
         self.use_cuda = self.device.type == "cuda"
@@ -213,6 +230,8 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
         self.partial: dict[str, float] | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
         self.schedule_changes: list[dict[str, Any]] = []
+        if self.out_dir is not None and self.is_main:
+            remove_stale_temp_files(self.out_dir)  # a run killed mid-write left them; we hold the folder
         self._build()
         if self.checkpoint is not None:
             self._load_state(self.checkpoint)
@@ -259,13 +278,21 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
                     if self._should_stop():
                         status = "interrupted" if epoch + 1 < r.epochs else "finished"
                         break
-            except TrainingDiverged as e:
-                self._write_run_json("diverged", str(e))
+            except BaseException as e:
+                # run.json must not stay "running": say how the run ended, whatever ended it.
+                if isinstance(e, TrainingDiverged):
+                    self._write_run_json("diverged", str(e), final=True)
+                elif isinstance(e, KeyboardInterrupt):
+                    self._write_run_json("interrupted", "aborted by a second interrupt before it could save; "
+                                         "last.pt holds the last saved state", final=True)  # fmt: skip
+                else:
+                    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                    self._write_run_json(f"failed: {first[:200]}", f"{type(e).__name__}: {e}", final=True)
                 raise
             finally:
                 if self.loggers is not None:
                     self.loggers.close()
-        self._write_run_json(status)
+        self._write_run_json(status, final=True)
         if self.is_main and status == "interrupted" and self.out_dir is not None:
             print(f"interrupted: saved {self.out_dir / 'last.pt'}; continue with --resume {self.out_dir}", flush=True)
         d = current_group()
@@ -273,7 +300,7 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
             d.barrier()  # every rank leaves fit() together, after rank 0 has written the run's files
         self._load_best_weights()
         return FitResult(self.out_dir, status, len(self.history), self.best_metric, self.best_epoch, self.history,
-                         self.best_metric_name)  # fmt: skip
+                         self.best_metric_name, stop.signum if status == "interrupted" else None)  # fmt: skip
 
     def _should_stop(self) -> bool:
         flag = torch.tensor([1.0 if self.stop.requested else 0.0])

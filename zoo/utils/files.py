@@ -3,19 +3,33 @@
 Checkpoints, weights, the manifest, metrics, plots and downloads are all written this way: to a temporary
 file in the same folder, synced to disk, renamed over the target (a rename within a folder is atomic),
 then the folder itself is synced so that the rename survives a power cut.
+
+The temporary file is created new (never through a link an attacker left under its name), the rename
+replaces a link at the target rather than writing through it, and the file gets the mode an ordinary
+``open(path, "w")`` would give it (``0o666`` less the umask), whatever the library that filled it used.
+A process killed mid-write leaves its temporary file (``.NAME.PID.THREAD.tmp``) behind;
+:func:`remove_stale_temp_files` clears those of dead processes from a folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "fsync_dir", "json_default", "write_json", "write_text_atomic"]
+__all__ = [
+    "atomic_path", "current_umask", "fsync_dir", "json_default", "remove_stale_temp_files", "write_json",
+    "write_text_atomic",
+]  # fmt: skip
+
+_UMASK_LOCK = threading.Lock()
+# What temp_path_for names: ".<target>.<pid>.<thread>.<suffix>".
+_TEMP_RE = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.(?P<thread>\d+)\.(?:tmp|part)$")
 
 
 def fsync_dir(folder: str | os.PathLike[str]) -> None:
@@ -34,23 +48,86 @@ def temp_path_for(target: Path, suffix: str = ".tmp") -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}{suffix}")
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux: /proc)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:  # os.umask can only be read by setting it: keep other threads of zoo out meanwhile
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; when the block succeeds it is synced and renamed to ``path``.
+    """Yield a new, empty temporary file beside ``path``; when the block succeeds it is synced and renamed
+    to ``path`` (replacing a link there, never writing through it), with the mode the umask gives.
 
     If the block raises, the temporary file is removed and ``path`` is left as it was.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(target, suffix)
+    tmp.unlink(missing_ok=True)  # a dead process's file under this pid: removed as an entry, not followed
     try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666))
         yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        fd = os.open(tmp, os.O_RDONLY | _NOFOLLOW)
+        try:
+            # Libraries that fill the file may create it 0600 (safetensors does): give it an ordinary file's mode.
+            os.fchmod(fd, 0o666 & ~current_umask())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
         fsync_dir(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, run by someone else
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str | os.PathLike[str], names: tuple[str, ...] | None = None) -> list[Path]:
+    """Remove the temporary files :func:`atomic_path` left in ``folder`` when its process died mid-write.
+
+    Only entries named as :func:`atomic_path` names them (for targets in ``names``, if given) whose process is
+    gone are removed, as entries: a link is never followed. Returns what was removed.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_RE.match(entry.name)
+        if not match or (names is not None and match["target"] not in names):
+            continue
+        if entry.is_dir(follow_symlinks=False) or _pid_alive(int(match["pid"])):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

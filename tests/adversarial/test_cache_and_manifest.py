@@ -1,0 +1,239 @@
+"""The weights cache and the manifest under attack: links, hostile names, cut transfers, broken and full caches."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from adversarial_fixtures import cli, readonly_fs_fixture, small_fs_fixture  # noqa: F401
+from weights_fixtures import (  # noqa: F401
+    entry_for,
+    mnist_file_fixture,
+    server_fixture,
+    subprocess_env,
+    weights_env_fixture,
+)
+
+from zoo.errors import IntegrityError, WeightsError
+from zoo.hub import fetch, manifest
+
+
+def _write_manifest(weights_env, weights: dict) -> None:
+    # Written by hand, as an attacker (or a careless edit) would: update_entry would refuse these names.
+    (weights_env.dir / "manifest.json").write_text(json.dumps({"schema": 1, "weights": weights}))
+
+
+def _hub_entry(weights_env, mnist_file, name: str) -> dict:
+    source = {"type": "hub", "repo_id": "{org}/" + name, "filename": "model.safetensors", "revision": "main"}
+    return entry_for(mnist_file, source)
+
+
+# ------------------------------------------------------------------------------------------ links and names
+
+
+def test_a_snapshot_link_to_a_users_file_is_never_followed_to_delete_it(weights_env, mnist_file, tmp_path):
+    weights_env.add_hub("mnist_cnn.link", mnist_file)
+    cached = fetch.fetch("mnist_cnn.link")
+    precious = tmp_path / "home" / "thesis.txt"
+    precious.parent.mkdir()
+    precious.write_text("four years of work")
+    cached.unlink()
+    cached.symlink_to(precious)  # the snapshot entry now points at the user's file
+    with pytest.warns(UserWarning, match="downloading it again"):
+        again = fetch.fetch("mnist_cnn.link")
+    assert precious.read_text() == "four years of work"
+    assert again.read_bytes() == mnist_file.data  # the server serves the right file: zoo uses it
+
+
+def test_a_blob_link_out_of_the_cache_is_removed_as_a_link(weights_env, mnist_file, tmp_path):
+    weights_env.add_hub("mnist_cnn.blob", mnist_file)
+    cached = fetch.fetch("mnist_cnn.blob")
+    blob = cached.resolve()
+    precious = tmp_path / "precious.bin"
+    precious.write_bytes(b"x" * mnist_file.size)  # same size: only the hash tells them apart
+    blob.unlink()
+    blob.symlink_to(precious)
+    with pytest.warns(UserWarning, match="corrupted or replaced"):
+        assert fetch.fetch("mnist_cnn.blob").read_bytes() == mnist_file.data
+    assert precious.read_bytes() == b"x" * mnist_file.size
+
+
+def test_a_manifest_name_cannot_place_files_outside_the_cache(weights_env, mnist_file, server, tmp_path):
+    # ZOO_CACHE_DIR is tmp_path/zoo-cache: three '..' from cache/locks/mnist_cnn.x lead to tmp_path.
+    name = "mnist_cnn.x/../../../outside/pwn"
+    url = server.add(f"{weights_env.prefix}/pwn.safetensors", mnist_file.data)
+    _write_manifest(weights_env, {name: entry_for(mnist_file, {"type": "url", "url": url})})
+    with pytest.raises(ValueError, match=r"weights name .* must be 'arch\.tag'"):
+        fetch.fetch(name)
+    assert not (tmp_path / "outside").exists()
+    assert server.count("GET", "/pwn.safetensors") == 0
+
+
+def test_bundled_and_label_paths_cannot_leave_the_weights_folder(weights_env, mnist_file, tmp_path):
+    outside = tmp_path / "outside.safetensors"
+    outside.write_bytes(mnist_file.data)
+    for path in ("../outside.safetensors", str(outside)):
+        _write_manifest(weights_env, {"mnist_cnn.b": entry_for(mnist_file, {"type": "bundled", "path": path})})
+        with pytest.raises(ValueError, match="relative to weights/"):
+            fetch.fetch("mnist_cnn.b")
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps([str(i) for i in range(10)]))
+    for path in ("../labels.json", str(labels)):
+        entry = entry_for(mnist_file, {"type": "url", "url": "http://127.0.0.1:9/x.safetensors"}, label_names=path)
+        _write_manifest(weights_env, {"mnist_cnn.l": entry})
+        with pytest.raises(ValueError, match="label_names"):
+            manifest.label_names(manifest.get_entry("mnist_cnn", "l"))
+
+
+# ------------------------------------------------------------------------------------------ broken manifests
+
+
+def test_a_manifest_that_is_not_json_is_named(weights_env, capsys):
+    (weights_env.dir / "manifest.json").write_text('{"schema": 1, "weights": {')
+    assert cli("list", "--pretrained") == 2
+    err = capsys.readouterr().err
+    assert f"{weights_env.dir / 'manifest.json'} is not valid JSON" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"source": {"type": "ftp", "url": "ftp://x/y.safetensors"}}, "type is one of hub, url, bundled"),
+        ({"source": None}, "source=None must be an object"),
+        ({"sha256": None}, "needs its file's sha256 and size"),
+    ],
+)
+def test_zoo_info_reports_a_bad_entry_before_printing_anything(weights_env, mnist_file, capsys, change, message):
+    entry = {**entry_for(mnist_file, {"type": "url", "url": "http://127.0.0.1:9/x.safetensors"}), **change}
+    _write_manifest(weights_env, {"mnist_cnn.bad": entry})
+    assert cli("info", "mnist_cnn") == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # no half-printed layer table
+    assert err.startswith("zoo info: error: ") and message in err and "mnist_cnn.bad" in err
+    assert str(weights_env.dir / "manifest.json") in err
+
+
+# ------------------------------------------------------------------------------------------ the Hub
+
+
+def test_a_hub_404_is_not_reported_as_a_connection_problem(weights_env, mnist_file, capsys):
+    weights_env.add("mnist_cnn.gone", _hub_entry(weights_env, mnist_file, "mnist_cnn.gone"))  # nothing served
+    with pytest.raises(WeightsError) as e:
+        fetch.fetch("mnist_cnn.gone")
+    assert "404" in str(e.value) and "connection" not in str(e.value)
+    assert "model.safetensors" in str(e.value) and f"{weights_env.org}/mnist_cnn.gone" in str(e.value)
+
+
+def test_a_hub_transfer_cut_mid_body_is_a_clear_error(weights_env, mnist_file, monkeypatch, capsys):
+    import huggingface_hub.file_download as hf_download
+
+    monkeypatch.setattr(hf_download.time, "sleep", lambda seconds: None)  # its retries, without waiting
+    weights_env.add_hub("mnist_cnn.cut", mnist_file, mode="cut")
+    assert cli("predict", "mnist_cnn.cut", str(_sample_png())) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoo predict: error: ") and "mnist_cnn.cut" in err and "Traceback" not in err
+    assert weights_env.hub_files() == []
+
+
+def _sample_png() -> Path:
+    from zoo.predict import SAMPLES_DIR
+
+    return next(SAMPLES_DIR.rglob("*.png"))
+
+
+CHILD = """
+import sys, zoo.hub.fetch as f
+print("ready", flush=True)
+print(f.fetch(sys.argv[1]), flush=True)
+"""
+
+
+def test_concurrent_hub_downloads_share_one_transfer_and_a_killed_one_leaves_nothing(weights_env, mnist_file, server):
+    repo = weights_env.add_hub("mnist_cnn.race", mnist_file)
+    path = f"/{repo}/resolve/main/model.safetensors"
+    server.hold(path)  # the first GET stops after its first chunk
+    child = [sys.executable, "-c", CHILD, "mnist_cnn.race"]
+    first = subprocess.Popen(child, env=subprocess_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.holding.wait(timeout=120), "the first download never started"
+        second = subprocess.Popen(child, env=subprocess_env(), stdout=subprocess.PIPE, text=True)
+        assert second.stdout.readline().strip() == "ready"
+        first.kill()  # kill -9 in the middle of the transfer, holding zoo's lock
+        first.wait()
+    finally:
+        server.release()
+    out = second.communicate(timeout=120)[0].strip()
+    assert second.returncode == 0
+    assert Path(out).read_bytes() == mnist_file.data
+    assert server.count("GET", path) == 2  # the killed transfer and the second process's one
+    assert fetch.fetch("mnist_cnn.race") == Path(out)  # and a third user finds it cached
+    assert server.count("GET", path) == 2
+
+
+# ------------------------------------------------------------------------------------------ caches
+
+
+def test_a_corrupted_cache_edited_in_place_is_caught(weights_env, mnist_file, server):
+    url = weights_env.add_url("mnist_cnn.edit", mnist_file)
+    path = fetch.fetch("mnist_cnn.edit")
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size and mtime: only the content changed
+    with pytest.warns(UserWarning, match="corrupted or replaced"):
+        assert fetch.fetch("mnist_cnn.edit").read_bytes() == mnist_file.data
+    assert server.count("GET", url.split(server.endpoint)[1]) == 2
+
+
+def test_a_read_only_cache_serves_what_it_holds_and_says_why_it_cannot_fetch(
+    weights_env, mnist_file, readonly_fs, monkeypatch, capsys
+):
+    root, make_readonly = readonly_fs
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(root))
+    weights_env.add_url("mnist_cnn.have", mnist_file)
+    weights_env.add_url("mnist_cnn.new", mnist_file)
+    have = fetch.fetch("mnist_cnn.have")
+    make_readonly()
+    assert fetch.fetch("mnist_cnn.have") == have
+    assert cli("download", "mnist_cnn.new") == 1
+    err = capsys.readouterr().err
+    assert f"the zoo cache {root} is not writable" in err and "ZOO_CACHE_DIR" in err and "Traceback" not in err
+
+
+def test_a_full_cache_leaves_no_partial_file(weights_env, mnist_file, small_fs, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(small_fs))
+    weights_env.add_url("mnist_cnn.big", mnist_file)
+    (small_fs / "filler").write_bytes(b"\0" * (400 * 1024))  # leaves less room than the 200 KB file needs
+    with pytest.raises(WeightsError, match="No space left on device") as e:
+        fetch.fetch("mnist_cnn.big")
+    assert "free" in str(e.value)
+    assert [p.name for p in (small_fs / "weights").iterdir()] == []
+    (small_fs / "filler").unlink()
+    assert fetch.fetch("mnist_cnn.big").read_bytes() == mnist_file.data
+
+
+def test_files_zoo_writes_honour_the_umask(tmp_path, mnist_file):
+    from zoo.hub.save import save_weights
+    from zoo.utils import write_json
+
+    old = os.umask(0o027)
+    try:
+        saved = save_weights(mnist_file.model, tmp_path / "w.safetensors")
+        written = write_json({"a": 1}, tmp_path / "x.json")
+    finally:
+        os.umask(old)
+    assert oct(saved.path.stat().st_mode & 0o777) == oct(0o640)
+    assert oct(written.stat().st_mode & 0o777) == oct(0o640)
+
+
+def test_integrity_error_names_the_file(weights_env, mnist_file):
+    weights_env.add_bundled("mnist_cnn.bundled", mnist_file)
+    path = weights_env.dir / "mnist_cnn.bundled.safetensors"
+    path.write_bytes(mnist_file.data[:-1] + b"\0")
+    with pytest.raises(IntegrityError, match=str(path)):
+        fetch.fetch("mnist_cnn.bundled")

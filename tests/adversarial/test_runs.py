@@ -1,0 +1,188 @@
+"""Training runs under attack: a second process, a changed dataset, signals, a full disk, stale files."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from adversarial_fixtures import (  # noqa: F401
+    cli,
+    fashion_dir_fixture,
+    finished_run_fixture,
+    mnist_dir_fixture,
+    run_copy_fixture,
+    small_fs_fixture,
+    train_argv,
+)
+from weights_fixtures import subprocess_env
+
+from zoo.training.loggers import read_metrics
+
+
+def _status(run: Path) -> dict:
+    return json.loads((run / "run.json").read_text())
+
+
+def _files(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run.iterdir()) if p.is_file()}
+
+
+# ------------------------------------------------------------------------------------------ resume
+
+
+def test_resume_refuses_another_dataset(run_copy, fashion_dir, capsys):
+    before = _files(run_copy)
+    argv = train_argv(fashion_dir, run_copy, "--resume", epochs=2, dataset="fashion_mnist")
+    assert cli(*argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoo train: error: ") and "mnist" in err and "fashion_mnist" in err
+    assert _files(run_copy) == before
+
+
+def test_resume_refuses_another_model(run_copy, mnist_dir, capsys):
+    argv = train_argv(mnist_dir, run_copy, "--resume", epochs=2)
+    argv[1] = "resnet20"
+    assert cli(*argv) == 2
+    assert "mnist_cnn" in capsys.readouterr().err
+
+
+def test_resume_refuses_another_class_set(tmp_path):
+    from zoo.data.tensor import TensorImageDataset
+    from zoo.errors import RunError
+    from zoo.training import Recipe, fit
+
+    images = torch.randint(0, 255, (8, 1, 28, 28), dtype=torch.uint8)
+    targets = torch.arange(8) % 2
+
+    def data(classes):
+        return TensorImageDataset(images, targets, classes, (0.5,), (0.5,))
+
+    def model():
+        import zoo
+
+        return zoo.create_model("mnist_cnn", num_classes=2)
+
+    recipe = Recipe(epochs=1, batch_size=4, workers=0)
+    fit(model(), data(["cat", "dog"]), None, recipe, tmp_path / "run", progress=False)
+    with pytest.raises(RunError, match=r"classes .*cat.*dog.* not .*ant.*bee"):
+        fit(model(), data(["ant", "bee"]), None, recipe.replace(epochs=2), tmp_path / "run", resume=tmp_path / "run",
+            progress=False)  # fmt: skip
+
+
+def test_resume_refuses_changed_settings_and_names_them(run_copy, mnist_dir, capsys):
+    saved = _status(run_copy)["recipe"]
+    argv = train_argv(mnist_dir, run_copy, "--resume", "--lr", "0.5", "--set", "weight_decay=0.3", epochs=2)
+    assert cli(*argv) == 2
+    err = capsys.readouterr().err
+    assert "--resume" in err and "--lr 0.5" in err and "--weight-decay 0.3" in err and str(saved["lr"]) in err
+    # Repeating the run's own values, or a longer --epochs, is fine.
+    assert cli(*train_argv(mnist_dir, run_copy, "--resume", "--batch-size", "16", epochs=2)) == 0
+    assert len(read_metrics(run_copy / "metrics.csv")) == 2
+
+
+def test_resume_from_a_pickle_payload_is_refused_without_running_it(run_copy, mnist_dir, tmp_path, capsys):
+    evidence = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(evidence), "w"))
+
+    (run_copy / "last.pt").write_bytes(pickle.dumps({"model": Payload()}, protocol=2))
+    assert cli(*train_argv(mnist_dir, run_copy, "--resume", epochs=2)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoo train: error: ") and "last.pt" in err and "weights_only" in err
+    assert not evidence.exists()
+
+
+# ------------------------------------------------------------------------------------------ bad options
+
+
+def test_zero_epochs_a_mistyped_setting_and_an_output_that_is_a_file(mnist_dir, tmp_path, capsys):
+    assert cli(*train_argv(mnist_dir, tmp_path / "run", epochs=0)) == 2
+    assert "--epochs 0" in capsys.readouterr().err
+    assert cli(*train_argv(mnist_dir, tmp_path / "run", "--set", "warmup_epochs=soon")) == 2
+    assert "warmup_epochs takes a number" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    assert cli(*train_argv(mnist_dir, file)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoo train: error: ") and f"--output {file} is a file" in err
+    assert file.read_text() == "mine"
+
+
+# ------------------------------------------------------------------------------------------ signals and the lock
+
+
+def test_a_second_process_cannot_write_into_a_running_run_and_sigterm_stops_it_cleanly(mnist_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    # The first run stops itself (SIGSTOP) right after optimiser step 2, holding the run folder.
+    env = subprocess_env({"ZOO_TRAIN_SIGNAL": "SIGSTOP@2"})
+    first = subprocess.Popen([sys.executable, "-m", "zoo", *train_argv(mnist_dir, out, epochs=2)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        _, status = os.waitpid(first.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status), "the first run ended instead of stopping"
+        before = _files(out)
+        assert cli(*train_argv(mnist_dir, out, epochs=2)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("zoo train: error: ") and "another process" in err and str(out) in err
+        assert _files(out) == before
+        first.send_signal(signal.SIGTERM)  # as a scheduler would: finish the batch, save, record, exit
+    finally:
+        first.send_signal(signal.SIGCONT)
+    stdout, stderr = first.communicate(timeout=120)
+    assert first.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr
+    assert _status(out)["status"] == "interrupted"
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["batch"]) == (0, 2)
+    assert cli(*train_argv(mnist_dir, out, "--resume", epochs=2)) == 0  # the lock went with the process
+    assert [r["epoch"] for r in read_metrics(out / "metrics.csv")] == [1, 2]
+
+
+def test_a_double_ctrl_c_still_records_how_the_run_ended(mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_TRAIN_SIGNAL", "SIGINT@2,SIGINT@2")  # a second Ctrl-C before the first is handled
+    out = tmp_path / "run"
+    assert cli(*train_argv(mnist_dir, out)) == 130
+    status = _status(out)
+    assert status["status"] == "interrupted" and "aborted" in status["error"]
+
+
+def test_a_full_disk_ends_the_run_as_failed_with_a_clear_error(mnist_dir, small_fs, capsys):
+    out = small_fs / "run"  # last.pt (800 KB) does not fit on the 512 KiB file system
+    assert cli(*train_argv(mnist_dir, out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoo train: error: ") and "No space left on device" in err and "free" in err
+    status = _status(out)
+    assert status["status"].startswith("failed") and "No space left" in status["error"]
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+KILLED_SAVE = """
+import os, signal, sys, torch
+from zoo.training.checkpoint import atomic_torch_save
+real = torch.save
+def save_then_die(obj, f, *a, **k):
+    real(obj, f, *a, **k)
+    os.kill(os.getpid(), signal.SIGKILL)  # the temporary file is written, the rename never happens
+torch.save = save_then_die
+atomic_torch_save({"junk": torch.zeros(1000)}, __import__("pathlib").Path(sys.argv[1]))
+"""
+
+
+def test_a_kill_during_the_checkpoint_save_leaves_nothing_behind(run_copy, mnist_dir):
+    last = (run_copy / "last.pt").read_bytes()
+    killed = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(run_copy / "last.pt")], env=subprocess_env())
+    assert killed.returncode == -signal.SIGKILL
+    assert (run_copy / "last.pt").read_bytes() == last  # the old checkpoint is intact
+    assert [p.name for p in run_copy.glob(".last.pt.*.tmp")]  # and the dead process's temporary file is there
+    assert cli(*train_argv(mnist_dir, run_copy, "--resume", epochs=2)) == 0
+    assert [p.name for p in run_copy.iterdir() if p.name.endswith(".tmp")] == []

@@ -1,0 +1,157 @@
+"""Hub files: huggingface_hub's cache read without importing it, downloads, and what went wrong in words.
+
+Bad files are removed from the cache without ever following a link out of it: a snapshot entry is
+unlinked as an entry, and the blob it points to only when that blob is in the repo's own ``blobs/``
+folder. A file of the user's that a link points to is never deleted.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from pathlib import Path
+
+from zoo.errors import WeightsError
+from zoo.hub.entry import Source
+
+__all__ = ["drop_hub_file", "hf_hub_cache", "hub_cached_file", "hub_download", "repo_folder"]
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def hf_hub_cache() -> Path:
+    """huggingface_hub's cache folder, worked out from the environment as huggingface_hub does."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg).expanduser() / "huggingface" / "hub"
+
+
+def repo_folder(source: Source) -> Path:
+    """The cache folder of a Hub source's model repo (``models--org--name``)."""
+    return hf_hub_cache() / ("models--" + str(source.repo_id).replace("/", "--"))
+
+
+def _is_commit(revision: str) -> bool:
+    return len(revision) == 40 and set(revision) <= _HEX
+
+
+def hub_cached_file(source: Source) -> Path | None:
+    """The file huggingface_hub cached for a (resolved) Hub source, found without importing huggingface_hub.
+
+    This reads huggingface_hub's documented cache layout (``models--org--name/refs/<branch>`` holds a
+    commit, ``snapshots/<commit>/<file>`` the file) instead of calling ``try_to_load_from_cache``: importing
+    huggingface_hub costs more than loading a small model, and a warm cache must not pay for it.
+    tests/test_weights_fetch.py checks that both agree.
+    """
+    folder = repo_folder(source)
+    revision = source.revision or "main"
+    commit = revision
+    if not _is_commit(revision):
+        try:
+            commit = (folder / "refs" / revision).read_text().strip()
+        except OSError:
+            return None
+        if not _is_commit(commit):  # a refs file that is not a commit hash names no snapshot
+            return None
+    path = folder / "snapshots" / commit / str(source.filename)
+    return path if path.exists() or path.is_symlink() else None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
+
+
+def drop_hub_file(path: Path, source: Source) -> None:
+    """Remove a bad file from the Hub cache: its snapshot entry and, if it is the repo's own, its blob.
+
+    Entries are unlinked, never followed: a link to a file outside the cache loses the link, not the file.
+    """
+    folder = repo_folder(source)
+    if not _inside(path.parent, folder):
+        raise WeightsError(
+            f"{path} is not where huggingface_hub keeps files: its folder leads out of {folder} (a link?)",
+            hint=f"remove {path} yourself after checking what it points to; zoo deletes nothing outside its caches",
+        )
+    blob = None
+    if path.is_symlink():
+        target = Path(os.path.normpath(path.parent / os.readlink(path)))
+        if os.path.realpath(target.parent) == os.path.realpath(folder / "blobs"):
+            blob = target
+    path.unlink(missing_ok=True)
+    if blob is not None:
+        blob.unlink(missing_ok=True)  # if the blob itself is a link, only the link goes
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """OSError and ValueError (huggingface_hub's own errors derive from them) and the errors of the HTTP
+    library huggingface_hub uses, such as a transfer cut mid-body (``RemoteProtocolError``)."""
+    found: list[type[BaseException]] = [OSError, ValueError]
+    for module, attr in (("httpx2", "HTTPError"), ("httpx2", "StreamError"), ("httpx", "HTTPError"),
+                         ("httpx", "StreamError"), ("requests", "RequestException")):  # fmt: skip
+        value = getattr(sys.modules.get(module), attr, None)  # only a library huggingface_hub has imported
+        if isinstance(value, type) and issubclass(value, BaseException):
+            found.append(value)
+    return tuple(found)
+
+
+def _http_status(error: BaseException | None) -> int | None:
+    """The HTTP status of the first error in the chain that carries a response."""
+    seen = 0
+    while error is not None and seen < 10:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return status
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
+
+
+def _explain(error: BaseException, what: str, endpoint: str) -> WeightsError:
+    status = _http_status(error)
+    if status == 404:
+        return WeightsError(
+            f"{endpoint} answered 404 Not Found for {what}",
+            hint="the repo, file or revision does not exist there (or is private): check the manifest entry's "
+            "source, ZOO_HUB_ORG and HF_ENDPOINT",
+        )
+    if status in (401, 403):
+        return WeightsError(
+            f"{endpoint} refused {what} (HTTP {status})",
+            hint="the repo is private or gated: log in with `hf auth login` or set HF_TOKEN",
+        )
+    if status is not None:
+        return WeightsError(f"{endpoint} answered HTTP {status} for {what}", hint="try again later")
+    if isinstance(error, OSError) and error.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC):
+        full = error.errno == errno.ENOSPC
+        return WeightsError(
+            f"could not write {what} into the Hugging Face cache {hf_hub_cache()}: {error.strerror}",
+            hint="free some space there" if full else "set HF_HOME (or HF_HUB_CACHE) to a writable folder",
+        )
+    cause = error.__cause__ or error.__context__
+    detail = f"{error}" + (f" ({cause})" if cause is not None and str(cause) not in str(error) else "")
+    broken = not isinstance(error, (OSError, ValueError))  # the HTTP library's own: a transfer broke off
+    return WeightsError(
+        f"could not download {what} from {endpoint}: {' '.join(detail.split())}",
+        hint="the transfer broke off; try again (nothing incomplete was kept)" if broken else None,
+    )
+
+
+def hub_download(source: Source, what: str, force: bool, hint: str) -> Path:
+    """``hf_hub_download`` of a resolved Hub source; any failure is a :class:`WeightsError` that says which."""
+    from huggingface_hub import hf_hub_download
+
+    endpoint = os.environ.get("HF_ENDPOINT") or None  # read now: huggingface_hub reads it once, at import
+    try:
+        path = hf_hub_download(
+            str(source.repo_id), str(source.filename), revision=source.revision, cache_dir=hf_hub_cache(),
+            endpoint=endpoint, force_download=force, library_name="zoo",
+        )  # fmt: skip
+    except _transport_errors() as e:
+        error = _explain(e, what, endpoint or "https://huggingface.co")
+        if error.hint is None:
+            error.hint = hint
+        raise error from None
+    return Path(path)

@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
-demo: venv  ## the main job: classify the bundled sample images with the bundled weights
+demo: venv  ## the main job: classify the bundled samples with the bundled weights; fails below the manifest's promise
 	$(BIN)/zoo predict
 
 test: venv  ## lint, import contracts, then the whole test suite
@@ -36,6 +36,7 @@ bench-quick: venv  ## every benchmark script once on tiny settings (CI): checks 
 	$(BIN)/python benchmarks/import_time.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/inference.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/train_overhead.py --quick --out $$(mktemp -d)
+	$(BIN)/python benchmarks/folder_speed.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/load_pretrained.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/train_mnist.py --quick --out $$(mktemp -d)
 

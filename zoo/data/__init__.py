@@ -1,9 +1,13 @@
 """Datasets for training and evaluation: MNIST-style IDX files, CIFAR-10/100 and image folders.
 
-MNIST and Fashion-MNIST are decoded once into a uint8 tensor (:class:`~zoo.data.tensor.TensorImageDataset`)
-and batched, augmented and normalised as whole tensors by :class:`~zoo.data.tensor.TensorLoader`. CIFAR
-(torchvision's pickled batches) and image folders go through an ordinary ``DataLoader`` with workers and
-per-sample transforms.
+MNIST, Fashion-MNIST, CIFAR's training images and folders of small images are held as one uint8 tensor
+(:class:`~zoo.data.tensor.TensorImageDataset`; for image folders a memory-mapped on-disk cache, see
+:mod:`zoo.data.folder_cache`) and batched, augmented and normalised as whole tensors by
+:class:`~zoo.data.tensor.TensorLoader`. Folders of larger images go through an ordinary ``DataLoader`` with
+workers and per-sample transforms.
+
+CIFAR-10 comes as torchvision's pickled batches or as an image folder with ``train/`` and ``test/`` (the JPEG
+``.tar.gz``, which ``--data-dir`` also accepts as it is: it is extracted into zoo's data cache once).
 
 ``create_datasets(name, data_dir, ...)`` builds the train and validation sets for the ``zoo train`` and
 ``zoo eval`` commands; each set carries ``classes`` (label names) and the normalisation it uses.
@@ -11,7 +15,6 @@ per-sample transforms.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +23,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from zoo.data.folder import ImageFolderDataset, scan_image_folder, split_samples, verify_images
+from zoo.data.archive import data_cache_dir, extract_archive, is_archive
+from zoo.data.folder import ImageFolderDataset, scan_image_folder, verify_images
+from zoo.data.folder_sets import folder_datasets
 from zoo.data.idx import IDX_DATASETS, find_idx_files, load_idx_dataset, read_idx
 from zoo.data.tensor import TensorImageDataset, TensorLoader
 from zoo.data.transforms import Augment, cifar_transform, folder_transforms
@@ -33,6 +38,8 @@ __all__ = [
     "TensorImageDataset",
     "TensorLoader",
     "create_datasets",
+    "data_cache_dir",
+    "extract_archive",
     "find_idx_files",
     "load_idx_dataset",
     "parse_dataset",
@@ -96,7 +103,8 @@ def create_datasets(
     """Train and validation sets for ``--dataset spec --data-dir data_dir``.
 
     MNIST-style and CIFAR sets validate on their official test split. Image folders use ``train/`` and
-    ``val/`` sub-folders when present, else a seeded ``val_split`` of one folder (default 0.1).
+    ``val/`` (or ``validation/``, or ``test/``) sub-folders when present, else a seeded ``val_split`` of one
+    folder (default 0.1). A ``.tar.gz`` of an image folder is extracted into zoo's data cache first.
 
     ``model_cfg`` (a model's ``pretrained_cfg``) sets an image folder's input size and normalisation;
     ``normalization`` (mean, std) replaces a known dataset's own statistics, e.g. with pretrained weights.
@@ -127,17 +135,41 @@ def create_datasets(
         info = DataInfo(kind, len(ref.classes), ref.input_size[0], ref.input_size, ref.classes, ref.mean, ref.std, root)
         return train, val, info
 
-    from zoo.data.cifar import CIFAR_STATS, cifar_root, load_cifar
+    from zoo.data.cifar import CIFAR_STATS, cifar_root, find_cifar, load_cifar
 
     if kind in CIFAR_STATS:
         mean, std = normalization or CIFAR_STATS[kind]
-        train_tf = cifar_transform(True, aug, mean, std)
+        found = find_cifar(kind, folder)
+        if found is not None and found[0] == "folder":
+            # CIFAR as image files (the JPEG tar.gz, extracted): the same tensors and batch augmentation.
+            sets = folder_datasets(
+                found[1], size=(32, 32), mean=mean, std=std, train_transform=cifar_transform(True, aug, mean, std),
+                val_transform=eval_transform or cifar_transform(False, aug, mean, std),
+                cache_val=eval_transform is None, strict=strict_images, want_train=want_train, want_val=want_val,
+                required_size=True,
+            )  # fmt: skip
+            n = 10 if kind == "cifar10" else 100
+            if len(sets.classes) != n:
+                raise ValueError(f"{kind} has {n} classes, but {found[1] / 'train'} has {len(sets.classes)} folders")
+            info = DataInfo(kind, n, 3, (3, 32, 32), sets.classes, tuple(mean), tuple(std), str(found[1]),
+                            extra=sets.extra())  # fmt: skip
+            return sets.train, sets.val, info
+        root = found[1] if found is not None else folder
         val_tf = eval_transform or cifar_transform(False, aug, mean, std)
-        train = load_cifar(kind, folder, "train", train_tf, download) if want_train else None
-        val = load_cifar(kind, folder, "test", val_tf, download) if want_val else None
+        try:
+            train = load_cifar(kind, root, "train", None, download) if want_train else None
+            val = load_cifar(kind, root, "test", val_tf, download) if want_val else None
+        except FileNotFoundError as e:
+            raise FileNotFoundError(
+                f"{e}\nOr give a folder with train/ and test/ image folders (CIFAR-10 as JPEGs), or its .tar.gz."
+            ) from None
         ref = train or val
-        root = str(cifar_root(kind, folder))
-        info = DataInfo(kind, len(ref.classes), 3, (3, 32, 32), list(ref.classes), tuple(mean), tuple(std), root)
+        if train is not None:
+            # The pickled batches are already one uint8 array: batched and augmented as whole tensors.
+            images = torch.from_numpy(train.data).permute(0, 3, 1, 2).contiguous()
+            train = TensorImageDataset(images, torch.tensor(train.targets), list(train.classes), mean, std)
+        info = DataInfo(kind, len(ref.classes), 3, (3, 32, 32), list(ref.classes), tuple(mean), tuple(std),
+                        str(cifar_root(kind, root)), extra={"layout": "batches"})  # fmt: skip
         return train, val, info
 
     # Image folder
@@ -148,40 +180,19 @@ def create_datasets(
         # Folder images are read as RGB; a grey model's single statistic is repeated.
         cfg["mean"], cfg["std"] = (cfg["mean"][0],) * 3, (cfg["std"][0],) * 3
     cfg["input_size"] = (3, *tuple(cfg["input_size"])[1:])
-    train_dir, val_dir = (
-        folder / "train",
-        next((folder / d for d in ("val", "validation") if (folder / d).is_dir()), None),
-    )
-    skipped: list[str] = []
-
-    def readable(samples: list[tuple[str, int]]) -> list[tuple[str, int]]:
-        good, bad = verify_images(samples, strict=strict_images)
-        skipped.extend(p for p, _ in bad)
-        return good
-
-    if train_dir.is_dir() and val_dir is not None:
-        if val_split is not None:
-            print(f"note: {folder} has train/ and {val_dir.name}/ folders; --val-split is ignored", file=sys.stderr)
-        classes, train_samples = scan_image_folder(train_dir)
-        _, val_samples = scan_image_folder(val_dir, classes)
-        train_samples = readable(train_samples) if want_train else []
-        val_samples = readable(val_samples) if want_val else []
-        layout = f"{train_dir} + {val_dir}"
-    else:
-        # Split only readable images, so the split does not depend on which files happen to be broken.
-        base = train_dir if train_dir.is_dir() else folder
-        classes, samples = scan_image_folder(base)
-        fraction = 0.1 if val_split is None else val_split
-        train_samples, val_samples = split_samples(readable(samples), fraction, seed)
-        layout = f"{base} split {1 - fraction:.2g}/{fraction:.2g} with seed {seed}"
+    if is_archive(folder):
+        folder = extract_archive(folder)
     train_tf, val_tf = folder_transforms(cfg, aug, eval_transform)
-    train = ImageFolderDataset(train_samples, classes, train_tf) if want_train else None
-    val = ImageFolderDataset(val_samples, classes, val_tf) if want_val and val_samples else None
-    info = DataInfo(
-        "imagefolder", len(classes), 3, tuple(cfg["input_size"]), classes, tuple(cfg["mean"]), tuple(cfg["std"]),
-        str(folder), extra={"layout": layout, "skipped_images": skipped},
+    sets = folder_datasets(
+        folder, size=tuple(cfg["input_size"][1:]), mean=cfg["mean"], std=cfg["std"], train_transform=train_tf,
+        val_transform=val_tf, cache_val=eval_transform is None, val_split=val_split, seed=seed, strict=strict_images,
+        want_train=want_train, want_val=want_val,
     )  # fmt: skip
-    return train, val, info
+    info = DataInfo(
+        "imagefolder", len(sets.classes), 3, tuple(cfg["input_size"]), sets.classes, tuple(cfg["mean"]),
+        tuple(cfg["std"]), str(folder), extra=sets.extra(),
+    )  # fmt: skip
+    return sets.train, sets.val, info
 
 
 def subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:

@@ -1,4 +1,7 @@
-"""CIFAR-10/100 in torchvision's on-disk format (``cifar-10-batches-py``, ``cifar-100-python``)."""
+"""CIFAR-10/100 in either of its real layouts: torchvision's pickled batches (``cifar-10-batches-py``,
+``cifar-100-python``) or an image folder with ``train/`` and ``test/`` (CIFAR-10 as JPEGs), also as its
+``.tar.gz``, which :func:`extract_cifar10_jpg` unpacks into zoo's data cache once.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,19 @@ from pathlib import Path
 from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, CIFAR100
 
-__all__ = ["CIFAR_STATS", "LocalCIFAR10", "LocalCIFAR100", "cifar_files", "cifar_root", "load_cifar"]
+from zoo.data.archive import extract_archive, is_archive
+from zoo.data.folder import eval_folder
+
+__all__ = [
+    "CIFAR_STATS",
+    "LocalCIFAR10",
+    "LocalCIFAR100",
+    "cifar_files",
+    "cifar_root",
+    "extract_cifar10_jpg",
+    "find_cifar",
+    "load_cifar",
+]
 
 CIFAR_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -90,3 +105,54 @@ def load_cifar(
     if len(ds.targets) != len(ds.data) or (len(ds.targets) and not 0 <= min(ds.targets) <= max(ds.targets) < n):
         raise ValueError(f"{name}: labels in {root / folder} do not match the images or the {n} classes")
     return ds
+
+
+def _folder_layout(root: Path) -> bool:
+    return (root / "train").is_dir() and eval_folder(root) is not None
+
+
+def extract_cifar10_jpg(archive: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
+    """Extract CIFAR-10 as JPEGs (``train/<class>/*.jpg``, ``test/<class>/*.jpg`` in a ``.tar.gz``) once and
+    return the folder holding ``train/`` and ``test/``.
+
+    The default ``dest`` is zoo's data cache (``ZOO_DATA_DIR``, default ``~/.cache/zoo/data``), under a name
+    carrying the archive's SHA-256, so the second call returns at once. Extraction refuses absolute paths,
+    ``..`` and links (:func:`zoo.data.archive.extract_archive`)::
+
+        folder = extract_cifar10_jpg("../shared/data/CIFAR10/cifar10-jpg.tar.gz")
+        # zoo train resnet20 --dataset cifar10 --data-dir <folder>  (or the .tar.gz itself)
+    """
+    root = extract_archive(archive, dest)
+    candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())]
+    found = next((c for c in candidates if _folder_layout(c)), None)
+    if found is None:
+        raise ValueError(f"{archive} holds no train/ and test/ image folders (extracted into {root})")
+    classes = sorted(d.name for d in (found / "train").iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(classes) != 10:
+        raise ValueError(f"{archive}: CIFAR-10 has 10 classes, but {found / 'train'} has {len(classes)} class folders")
+    return found
+
+
+def find_cifar(name: str, data_dir: Path) -> tuple[str, Path] | None:
+    """Where ``cifar10``/``cifar100`` is under ``data_dir``: ``("batches", root)`` for torchvision's pickled
+    batches (``root/cifar-10-batches-py``), ``("folder", root)`` for an image folder ``root/train`` +
+    ``root/test`` (or ``val/``), extracting a ``.tar.gz`` given as ``data_dir`` or found in it; None if neither.
+
+    ``data_dir`` may be the layout itself or a folder holding it directly, in ``cifar10/`` or ``CIFAR10/``.
+    """
+    batches, _ = cifar_files(name)
+    if is_archive(data_dir):
+        return "folder", extract_cifar10_jpg(data_dir) if name == "cifar10" else extract_archive(data_dir)
+    if data_dir.name == batches and data_dir.is_dir():
+        return "batches", data_dir.parent
+    roots = (data_dir, data_dir / name, data_dir / name.upper())
+    for root in roots:
+        if (root / batches).is_dir():
+            return "batches", root
+        if _folder_layout(root):
+            return "folder", root
+    for root in roots:
+        archives = sorted(p for p in root.glob(f"{name}*") if is_archive(p)) if root.is_dir() else []
+        if len(archives) == 1:
+            return find_cifar(name, archives[0])
+    return None

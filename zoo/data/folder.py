@@ -13,11 +13,33 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["IMG_EXTENSIONS", "ImageFolderDataset", "scan_image_folder", "split_samples", "verify_images"]
+from zoo.errors import DataError
+
+__all__ = [
+    "EVAL_FOLDERS",
+    "IMG_EXTENSIONS",
+    "ImageFolderDataset",
+    "eval_folder",
+    "scan_image_folder",
+    "split_samples",
+    "verify_images",
+]
 
 # torchvision's IMG_EXTENSIONS (tests/test_data.py checks they agree), here so that importing zoo.data
 # does not import torchvision.
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+# The sub-folder beside train/ that an image folder is evaluated on, in order of preference: a validation
+# split before a test split.
+EVAL_FOLDERS = ("val", "validation", "test")
+
+
+def eval_folder(root: str | os.PathLike) -> Path | None:
+    """``root/val``, ``root/validation`` or ``root/test``, the first that exists, when ``root/train`` exists."""
+    root = Path(root)
+    if not (root / "train").is_dir():
+        return None
+    return next((root / d for d in EVAL_FOLDERS if (root / d).is_dir()), None)
 
 
 def scan_image_folder(
@@ -117,7 +139,12 @@ class ImageFolderDataset(Dataset):
                     warnings.warn(f"skipping unreadable image {path}: {e}", stacklevel=2)
                 continue
             return (self.transform(img) if self.transform else img), target
-        raise RuntimeError(f"no readable image near index {index} of {len(self.samples)}")
+        first = self.samples[index % len(self.samples)][0]
+        raise DataError(
+            f"no readable image among the {min(len(self.samples), 16)} files from {first} on (index {index} of "
+            f"{len(self.samples)}): the images broke after they were checked — check the disk, or run again with "
+            "--strict-images to list every unreadable file"
+        )
 
 
 def split_samples(

@@ -91,6 +91,11 @@ def random_hflip(images: torch.Tensor, prob: float, generator: torch.Generator) 
 class TensorLoader:
     """Batches of a :class:`TensorImageDataset`, augmented and normalised as whole tensors.
 
+    Augmentation, in the order of the per-image pipelines: a random translation of up to ``shift`` pixels
+    (RandomCrop with padding), a left-right flip with probability ``hflip``, then ``rand_augment``, a timm
+    RandAugment string applied image by image on the uint8 batch (:class:`~zoo.data.batch_augment.BatchRandAugment`,
+    filling with the dataset mean as timm does). Mixup and CutMix are the trainer's, on the normalised batch.
+
     The order and the augmentation of batch ``b`` of epoch ``e`` depend only on ``(seed, e, b, rank)``, so a run
     resumed at an epoch boundary, or one that skips the first batches of an epoch, sees the same batches as
     an uninterrupted one. With ``world_size > 1`` each rank takes every ``world_size``-th sample of the
@@ -106,6 +111,7 @@ class TensorLoader:
         drop_last: bool = False,
         shift: int = 0,
         hflip: float = 0.0,
+        rand_augment: str = "",
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
@@ -120,6 +126,12 @@ class TensorLoader:
         self.drop_last = drop_last
         self.shift = int(shift)
         self.hflip = float(hflip)
+        self.rand_augment = None
+        if rand_augment:
+            from zoo.data.batch_augment import BatchRandAugment
+
+            fill = tuple(round(255 * m) for m in dataset.mean)
+            self.rand_augment = BatchRandAugment(rand_augment, fill)
         self.seed = int(seed)
         self.rank = rank
         self.world_size = world_size
@@ -159,7 +171,7 @@ class TensorLoader:
         for b in range(self.start_batch, len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             x = self._images[idx]
-            if self.shift or self.hflip:
+            if self.shift or self.hflip or self.rand_augment is not None:
                 key = (self.seed * 1_000_003 + self.epoch) * 1_000_003 + b
                 # Each rank its own draws (rank 0 keeps the single-process stream).
                 g.manual_seed((key * 1_000_003 + self.rank if self.rank else key) % (2**63))
@@ -167,5 +179,7 @@ class TensorLoader:
                     x = random_shift(x, self.shift, g)
                 if self.hflip:
                     x = random_hflip(x, self.hflip, g)
+                if self.rand_augment is not None:
+                    x = self.rand_augment(x, g)
             yield normalize(x, self.dataset.mean, self.dataset.std), self._targets[idx]
         self.start_batch = 0

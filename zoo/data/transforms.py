@@ -16,7 +16,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["Augment", "cifar_transform", "create_transform", "folder_transforms", "resize_size"]
+__all__ = [
+    "Augment",
+    "cifar_transform",
+    "create_transform",
+    "folder_transforms",
+    "keep_one_bit",
+    "posterize_keep_one_bit",
+    "resize_size",
+]
 
 
 class ConvertMode:
@@ -106,6 +114,42 @@ def create_transform(
     return T.Compose(steps)
 
 
+def posterize_keep_one_bit(img: Any, bits_to_keep: int, **kwargs: Any) -> Any:
+    """timm's posterize, keeping at least one bit per channel.
+
+    timm maps the magnitude to the bits kept linearly and lets the end of the range reach 0 bits:
+    ``PosterizeIncreasing`` at magnitude 10 (which ``rand-m9-mstd0.5`` reaches whenever its Gaussian
+    noise passes +1, about 2 % of draws) and ``Posterize`` below magnitude 2.5. Older Pillow turned 0 bits
+    into a black image; recent Pillow (13 here) raises ``ValueError: bits must be between or equal to 1 and
+    8``, which kills the DataLoader worker about once in 700 images, so any real epoch, while a test folder of
+    a few dozen images rarely meets it. One bit is what the reference RandAugment code keeps at level 0.
+    """
+    from timm.data.auto_augment import posterize
+
+    return posterize(img, max(1, int(bits_to_keep)), **kwargs)
+
+
+def keep_one_bit(transform: Any) -> Any:
+    """Replace timm's posterize in every RandAugment/AutoAugment/AugMix op inside ``transform`` (in place)
+    with :func:`posterize_keep_one_bit`; returns ``transform``."""
+    from timm.data import auto_augment as aa
+
+    def fix(op: Any) -> None:
+        if getattr(op, "aug_fn", None) is aa.posterize:
+            op.aug_fn = posterize_keep_one_bit
+
+    pending = [transform]
+    while pending:
+        t = pending.pop()
+        for op in getattr(t, "ops", None) or ():  # RandAugment, AugMix
+            fix(op)
+        for sub_policy in getattr(t, "policy", None) or ():  # AutoAugment: a list of sub-policies of ops
+            for op in sub_policy:
+                fix(op)
+        pending.extend(getattr(t, "transforms", None) or ())  # Compose
+    return transform
+
+
 @dataclass
 class Augment:
     """Training augmentation, from the recipe: translation/crop padding, flip, RandAugment."""
@@ -127,7 +171,8 @@ def cifar_transform(train: bool, aug: Augment, mean: Sequence[float], std: Seque
         if aug.rand_augment:
             from timm.data.auto_augment import rand_augment_transform
 
-            ops.append(rand_augment_transform(aug.rand_augment, {"img_mean": tuple(round(255 * m) for m in mean)}))
+            ra = rand_augment_transform(aug.rand_augment, {"img_mean": tuple(round(255 * m) for m in mean)})
+            ops.append(keep_one_bit(ra))
     ops += [T.ToTensor(), T.Normalize(mean, std)]
     return T.Compose(ops)
 
@@ -144,8 +189,10 @@ def folder_transforms(
         "mean": tuple(cfg["mean"]),
         "std": tuple(cfg["std"]),
     }
-    train_tf = create_transform(
-        size, is_training=True, hflip=aug.hflip, auto_augment=aug.rand_augment or None, color_jitter=0.0, **common
+    train_tf = keep_one_bit(
+        create_transform(
+            size, is_training=True, hflip=aug.hflip, auto_augment=aug.rand_augment or None, color_jitter=0.0, **common
+        )
     )
     if eval_transform is None:
         eval_transform = create_transform(size, is_training=False, crop_pct=cfg.get("crop_pct", 0.875), **common)

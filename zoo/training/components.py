@@ -125,7 +125,8 @@ class SetupMixin:
         if self.tensor_data:
             return TensorLoader(
                 self.train_set, self.batch_size, shuffle=True, drop_last=self.use_mixup, shift=r.crop_pad,  # type: ignore[arg-type]
-                hflip=r.hflip, seed=r.seed, rank=self.rank, world_size=self.world, device=self.device,
+                hflip=r.hflip, rand_augment=r.rand_augment, seed=r.seed, rank=self.rank, world_size=self.world,
+                device=self.device,
             )  # fmt: skip
         from torch.utils.data import DistributedSampler
 

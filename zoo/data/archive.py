@@ -1,0 +1,115 @@
+"""Dataset archives (``.tar.gz`` and other tar files) extracted safely, once, into zoo's data cache.
+
+``extract_archive("cifar10-jpg.tar.gz")`` unpacks into ``ZOO_DATA_DIR`` (default ``ZOO_CACHE_DIR/data``,
+i.e. ``~/.cache/zoo/data``) under a name that carries the archive's SHA-256, and returns that folder; the
+next call finds it and returns at once. Every member is checked: absolute paths, ``..`` components, links
+and device files are refused, so an archive cannot write outside its folder. The files land in a temporary
+folder that is renamed into place (and removed if anything is refused), so a half-extracted folder is never
+used.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import shutil
+import tarfile
+from pathlib import Path, PurePosixPath
+
+__all__ = ["ARCHIVE_SUFFIXES", "data_cache_dir", "extract_archive", "is_archive", "safe_member"]
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar")
+
+
+def data_cache_dir() -> Path:
+    """zoo's data cache: ``ZOO_DATA_DIR``, default ``ZOO_CACHE_DIR/data`` (``~/.cache/zoo/data``)."""
+    env = os.environ.get("ZOO_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    from zoo.hub.fetch import cache_dir
+
+    return cache_dir() / "data"
+
+
+def is_archive(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a file with a tar archive's name (``.tar.gz``, ``.tgz``, ``.tar`` ...)."""
+    p = Path(path)
+    return p.name.lower().endswith(ARCHIVE_SUFFIXES) and p.is_file()
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in ARCHIVE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def safe_member(member: tarfile.TarInfo, archive: str | os.PathLike[str]) -> tarfile.TarInfo:
+    """``member`` made safe to extract (plain permissions, no owner), or a ValueError when it could write
+    outside the target folder: an absolute path, a ``..`` component, a link or a device file."""
+    path = PurePosixPath(member.name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"{archive}: refusing to extract {member.name!r}: an absolute path, or one leaving the folder")
+    if not (member.isfile() or member.isdir()):
+        kind = "link" if (member.issym() or member.islnk()) else "special file"
+        raise ValueError(
+            f"{archive}: refusing to extract {member.name!r}: a {kind}; a dataset archive may hold only folders, files"
+        )
+    # As tarfile's "data" filter: no set-uid bits or group/other write, no owner taken from the archive.
+    safe = copy.copy(member)
+    safe.mode = 0o755 if member.isdir() else 0o644
+    safe.uid = safe.gid = None  # type: ignore[assignment]
+    safe.uname = safe.gname = None  # type: ignore[assignment]
+    return safe
+
+
+def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str] | None = None) -> Path:
+    """Extract the tar archive ``archive`` into ``dest`` (default: ``data_cache_dir()/<name>-<sha256[:12]>``),
+    once, and return ``dest``.
+
+    A ``dest`` that already exists is taken as the finished extraction (the folder only appears, by rename,
+    once every file is written). Raises FileNotFoundError for a missing archive and ValueError for one that is
+    not a tar archive or holds a member that could write outside ``dest``.
+    """
+    archive = Path(archive).expanduser()
+    if not archive.is_file():
+        raise FileNotFoundError(f"archive {archive} does not exist")
+    if dest is None:
+        dest = data_cache_dir() / f"{_stem(archive)}-{_sha256(archive)[:12]}"
+    dest = Path(dest).expanduser()
+    if dest.is_dir():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        # One pass over the stream, each member checked as it comes; anything refused leaves nothing behind.
+        # (tarfile's own "data" filter checks the same things, but resolves two real paths a member: 5x slower
+        # on 60,000 small files, and it cannot find more in a new empty folder without links.)
+        with tarfile.open(archive, "r|*") as tar:
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: the filter runs on each member
+                tar.extractall(tmp, filter=lambda m, _: safe_member(m, archive))
+            else:
+                for member in tar:
+                    tar.extract(safe_member(member, archive), tmp)
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not dest.is_dir():  # another process finished the same extraction first: use theirs
+                raise
+    except tarfile.TarError as e:
+        raise ValueError(f"{archive} is not a readable tar archive ({e}); give a .tar.gz, .tgz or .tar file") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest

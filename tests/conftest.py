@@ -40,3 +40,17 @@ def _isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
     monkeypatch.setenv("ZOO_CACHE_DIR", str(cache / "zoo"))
     monkeypatch.setenv("HF_HOME", str(cache / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(cache / "torch"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _repository_weights_untouched():
+    """No test may write into the checkout's weights/ folder: tests publish into manifests of their own."""
+
+    def snapshot() -> dict[str, tuple[int, int]]:
+        return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in (ROOT / "weights").iterdir()}
+
+    before = snapshot()
+    yield
+    after = snapshot()
+    changed = sorted(n for n in before.keys() | after.keys() if before.get(n) != after.get(n))
+    assert not changed, f"the test session changed {ROOT / 'weights'}: {changed} (restore with git checkout weights/)"

@@ -78,7 +78,8 @@ class CifarBasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        out += identity  # in place, as torchvision does: no extra activation-sized tensor per block
+        return self.relu(out)
 
 
 # The paper's depths carry the registered names; any other 6n+2 depth is ``cifar_resnet<depth>``, never the

@@ -1,4 +1,4 @@
-"""Seeing a run: metrics.csv, curves.png, progress bars, TensorBoard and Visdom.
+"""Seeing a run: metrics.csv, curves.png, TensorBoard and Visdom (progress bars: ``zoo.utils.progress``).
 
 Every logger has the same small interface (``log_step``, ``log_epoch``, ``log_samples``, ``close``), and
 :class:`RunLoggers` fans one call out to all of them. matplotlib, TensorBoard and Visdom are imported only
@@ -18,7 +18,6 @@ from typing import Any
 import torch
 
 from zoo.errors import DependencyError
-from zoo.utils import progress  # noqa: F401  (kept importable from here)
 from zoo.utils.files import atomic_path
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "TensorBoardLogger",
     "VisdomLogger",
     "create_loggers",
-    "progress",
     "read_metrics",
 ]
 

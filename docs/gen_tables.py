@@ -34,13 +34,24 @@ def _num_params(arch: str, **kwargs) -> int:
     return sum(p.numel() for p in _build_on_meta(arch, **kwargs).parameters())
 
 
-def _source(entry: manifest.WeightsEntry) -> str:
-    source = entry.source
+def _one_source(source: manifest.Source) -> str:
     if source.type == "hub":
         return f"Hub `{source.repo_id}`"
     if source.type == "url":
-        return f"[URL]({source.url})"
+        return f"[torchvision .pth]({source.url})" if source.format == "torch" else f"[URL]({source.url})"
     return f"bundled `weights/{source.path}`"
+
+
+def _source(entry: manifest.WeightsEntry) -> str:
+    return ", else ".join(_one_source(s) for s in entry.sources)
+
+
+def _sha(entry: manifest.WeightsEntry) -> str:
+    if entry.sha256:
+        return f"`{entry.sha256[:12]}…`"
+    if all(s.pinned for s in entry.sources):
+        return f"pinned `{entry.source.sha256[:12]}…`"
+    return "not pinned: checked against upstream's SHA-256" if entry.published else "—"
 
 
 def _metric(metrics: dict, key: str) -> str:
@@ -75,10 +86,10 @@ def weights_table() -> str:
         lines.append(
             f"| `{name}` | {'✓' if e.default else ''} | {e.status} | {e.dataset or '—'} | {_metric(metrics, 'top1')} "
             f"| {_metric(metrics, 'top5')} | {params[arch] / 1e6:.1f} M | {c}×{h}×{w} | {crop} | {e.interpolation} "
-            f"| {size} | {f'`{e.sha256[:12]}…`' if e.sha256 else '—'} | {_source(e)} | {e.license or '—'} "
+            f"| {size} | {_sha(e)} | {_source(e)} | {e.license or '—'} "
             f"| {metrics.get('measured_by', '—')} |"
         )
-    made = [n for n in names if entries[n].published and entries[n].origin]
+    made = [n for n in names if entries[n].published and entries[n].sha256 and (entries[n].origin or {}).get("command")]
     if made:
         lines += ["", "## How the published files were made", ""]
         for name in made:

@@ -90,7 +90,7 @@ def test_weights_that_are_not_available_say_how_to_get_them(capsys, monkeypatch)
     img = SAMPLES_DIR / json.loads((SAMPLES_DIR / "samples.json").read_text())[0]["file"]
     assert cli(["predict", "resnet50", str(img)]) == 2
     err = capsys.readouterr().err
-    assert "resnet50.tv2_in1k" in err and "zoo convert torchvision resnet50" in err
+    assert "resnet50.tv2_in1k" in err and "offline mode is on" in err and "zoo download resnet50.tv2_in1k" in err
 
 
 def test_topk_must_be_positive(capsys):

@@ -67,12 +67,13 @@ def test_info_shows_the_weights_metadata(monkeypatch, capsys):
     for text in (
         "resnet50.tv2_in1k  (default)",
         "resnet50.tv_in1k",
-        "Hugging Face Hub zoo-models/resnet50.tv2_in1k (model.safetensors @ main)",
+        "source       Hugging Face Hub timm/resnet50.tv2_in1k (model.safetensors @ main)",
+        "else         https://download.pytorch.org/models/resnet50-11ad3fa6.pth (torch pickle",
+        "not pinned in the manifest: checked against the Hub's SHA-256 (X-Linked-Etag)",
         f"status       {entry.status}",
-        f"sha256       {entry.sha256 or 'not recorded yet'}",
         f"top1 {metrics['top1']:.3f}%, top5 {metrics['top5']:.3f}% (measured by torchvision)",
         f"measured by  {metrics['command']}",
-        f"produced by  {entry.origin['command']}",
+        f"upstream     {entry.origin['upstream']}",
         "license      bsd-3-clause",
         "crop_pct 0.9655",  # 224 / 232
     ):

@@ -161,7 +161,8 @@ def test_tag_without_pretrained_gets_the_config_but_random_weights(monkeypatch):
     model = zoo.create_model("resnet50.tv2_in1k")
     cfg = model.pretrained_cfg
     assert cfg["tag"] == "tv2_in1k" and cfg["crop_pct"] == pytest.approx(224 / 232)
-    assert cfg["label_names"][:2] == ("tench", "goldfish") and cfg["hf_hub_id"] == "zoo-models/resnet50.tv2_in1k"
+    assert cfg["label_names"][:2] == ("tench", "goldfish") and cfg["hf_hub_id"] == "timm/resnet50.tv2_in1k"
+    assert cfg["url"] == "https://download.pytorch.org/models/resnet50-11ad3fa6.pth"  # the fallback, as in timm
     assert _no_meta(model) and model.fc.weight.std() > 0
 
 

@@ -45,11 +45,13 @@ def test_generated_files_are_current(repo_manifest, script):
 
 
 def test_hub_org_comes_from_the_environment(repo_manifest, monkeypatch):
-    entry = manifest.get_entry("resnet50", "tv2_in1k")
-    assert entry.source.repo_id == "{org}/resnet50.tv2_in1k"
-    assert manifest.resolve_source(entry).repo_id == "zoo-models/resnet50.tv2_in1k"
+    entry = manifest.get_entry("vgg11_bn", "fashion_mnist")  # only this project can publish it
+    assert entry.source.repo_id == "{org}/vgg11_bn.fashion_mnist"
+    assert manifest.resolve_source(entry).repo_id == "zoo-models/vgg11_bn.fashion_mnist"
     monkeypatch.setenv("ZOO_HUB_ORG", "my-mirror")
-    assert manifest.resolve_source(entry).repo_id == "my-mirror/resnet50.tv2_in1k"
+    assert manifest.resolve_source(entry).repo_id == "my-mirror/vgg11_bn.fashion_mnist"
+    # third-party repos keep their owner
+    assert manifest.resolve_source(manifest.get_entry("resnet50", "tv2_in1k")).repo_id == "timm/resnet50.tv2_in1k"
 
 
 def test_unknown_names_list_the_existing_tags(repo_manifest):
@@ -67,7 +69,7 @@ GOOD = entry_for(None, {"type": "bundled", "path": "x.safetensors"}, status="unp
         ({"status": "published"}, "needs its file's sha256 and size"),
         ({"sha256": "abc"}, "full 64-digit"),
         ({"source": {"type": "ftp"}}, "type is one of hub, url, bundled"),
-        ({"source": {"type": "url", "url": "https://h/x.pth"}}, "pickle files are not loaded"),
+        ({"source": {"type": "url", "url": "https://h/x.pth"}}, "a torchvision .pth needs format .torch."),
         ({"source": {"type": "bundled", "path": "../x.safetensors"}}, "relative to weights/"),
         ({"source": {"type": "hub", "repo_id": "noorg", "filename": "m.safetensors"}}, "org/name"),
         ({"mean": [0.5, 0.5]}, "mean=.* list of 1 numbers"),
@@ -158,8 +160,9 @@ def test_entries_are_frozen_copies_of_the_manifest(repo_manifest):
         entry.status = "published"  # type: ignore[misc]
     entry.metrics["top1"] = 0.0  # a caller scribbling on its copy does not change the cached manifest
     assert manifest.get_entry("resnet50", "tv2_in1k").metrics["top1"] > 80
+    own = manifest.get_entry("vgg11_bn", "fashion_mnist")
     with pytest.raises(ValueError, match="needs its file's sha256 and size"):
-        dataclasses.replace(entry, status="published")  # a WeightsEntry is valid or is not made
+        dataclasses.replace(own, status="published")  # a WeightsEntry is valid or is not made
 
 
 def test_update_entry_takes_a_typed_entry_and_returns_one(weights_env, mnist_file):

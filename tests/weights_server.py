@@ -2,10 +2,10 @@
 
 It listens on 127.0.0.1 only, on a port the system picks when the server binds (port 0, read back from
 the bound socket), so no other process can take the port between choosing and binding it. For a Hub
-repo file it answers HEAD and GET of ``/{repo_id}/resolve/{revision}/{filename}`` with the ``ETag`` and
-``X-Repo-Commit`` headers that huggingface_hub's ``hf_hub_download`` needs, so
-``HF_ENDPOINT=server.endpoint`` makes it the Hub. A branch resolves to the commit given to ``add_hub``; a
-40-hex revision is its own commit.
+repo file it answers HEAD and GET of ``/{repo_id}/resolve/{revision}/{filename}`` with the headers the Hub
+sends (``X-Repo-Commit``, ``ETag``, and for an LFS file ``X-Linked-Etag``, its SHA-256, and
+``X-Linked-Size``), so ``HF_ENDPOINT=server.endpoint`` makes it the Hub. A file added at a branch is
+served at that branch and at the commit the branch points to; a 40-hex revision is its own commit.
 
 Each file can misbehave on purpose:
   "ok"     the file, honestly;
@@ -38,6 +38,7 @@ class WeightsServer:
     def __init__(self) -> None:
         self.files: dict[str, tuple[bytes, str]] = {}
         self.commits: dict[str, str] = {}
+        self.etags: dict[str, str | None] = {}
         self.requests: list[tuple[str, str]] = []
         self.delay = 0.0
         self.holding = threading.Event()  # set when a held transfer has sent its first chunk
@@ -61,13 +62,28 @@ class WeightsServer:
         return self.endpoint + path
 
     def add_hub(
-        self, repo_id: str, filename: str, data: bytes, revision: str = "main", mode: str = "ok", commit: str = COMMIT
+        self,
+        repo_id: str,
+        filename: str,
+        data: bytes,
+        revision: str = "main",
+        mode: str = "ok",
+        commit: str = COMMIT,
+        sha256: str | None = "auto",
     ) -> str:
         """Serve ``data`` as ``filename`` of Hub model repo ``repo_id`` at ``revision`` (a branch pointing at
-        ``commit``, or a commit hash); returns the resolve URL."""
-        path = f"/{repo_id}/resolve/{revision}/{filename}"
-        self.commits[path] = revision if _is_commit(revision) else commit
-        return self.add(path, data, mode)
+        ``commit``, or a commit hash) and at that commit; returns the resolve URL of ``revision``.
+
+        ``sha256`` is what the Hub reports as the file's SHA-256 (``X-Linked-Etag``): "auto" the true one,
+        another string a lie, None none at all (a plain git file: its ``ETag`` is a 40-hex git hash).
+        """
+        commit = revision if _is_commit(revision) else commit
+        paths = [f"/{repo_id}/resolve/{revision}/{filename}", f"/{repo_id}/resolve/{commit}/{filename}"]
+        for path in dict.fromkeys(paths):
+            self.commits[path] = commit
+            self.etags[path] = hashlib.sha256(data).hexdigest() if sha256 == "auto" else sha256
+            self.add(path, data, mode)
+        return self.endpoint + paths[0]
 
     def hold(self, path_part: str) -> None:
         """Pause the next GET of a path containing ``path_part`` after its first chunk, until :meth:`release`."""
@@ -121,9 +137,18 @@ class WeightsServer:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Length", str(len(data) if mode == "cut" else len(body)))
-                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
                 if "/resolve/" in path:
                     self.send_header("X-Repo-Commit", server.commits.get(path, COMMIT))
+                    sha = server.etags.get(path, hashlib.sha256(data).hexdigest())
+                    if sha is None:  # a plain git file: only its git blob hash
+                        self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
+                    else:
+                        self.send_header("ETag", f'"{sha}"')
+                        self.send_header("X-Linked-Etag", f'"{sha}"')
+                        # "short": the Hub's record of the file is right, the stored file is truncated
+                        self.send_header("X-Linked-Size", str(len(body) if mode == "short" else len(data)))
+                else:
+                    self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
                 self.send_header("Connection", "close")
                 self.end_headers()
                 if not with_body:

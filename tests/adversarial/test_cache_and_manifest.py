@@ -154,7 +154,7 @@ print(f.fetch(sys.argv[1]), flush=True)
 
 def test_concurrent_hub_downloads_share_one_transfer_and_a_killed_one_leaves_nothing(weights_env, mnist_file, server):
     repo = weights_env.add_hub("mnist_cnn.race", mnist_file)
-    path = f"/{repo}/resolve/main/model.safetensors"
+    path = f"/{repo}/resolve/"  # GETs go to the commit "main" points to
     server.hold(path)  # the first GET stops after its first chunk
     child = [sys.executable, "-c", CHILD, "mnist_cnn.race"]
     first = subprocess.Popen(child, env=subprocess_env(), stdout=subprocess.PIPE, text=True)

@@ -61,7 +61,11 @@ def main(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(f"wrote {saved.path} ({saved.size:,} bytes, sha256 {saved.sha256})")
     if not args.no_manifest:
-        print(f"recorded {name} in {manifest.manifest_path()}")
+        entry = manifest.get_entry(*name.split(".", 1))
+        if any(s.third_party for s in entry.sources):
+            print(f"recorded its SHA-256 in zoo's cache ({name} in the manifest describes upstream's files)")
+        else:
+            print(f"recorded {name} in {manifest.manifest_path()}")
         if saved.path != converted_path(name):
             print(f"to use it locally, place it at {converted_path(name)}, or load it with checkpoint_path=")
         else:

@@ -24,6 +24,40 @@ def main(args: argparse.Namespace) -> int:
         print(f"no model matches {' '.join(args.pattern) or '*'}", file=sys.stderr)
         return 1
     width = max(map(len, names))
+    if args.pretrained:
+        _print_weights(names, width)
+        return 0
     for name in names:
         print(f"{name:<{width}}  {model_summary_line(name)}" if args.verbose else name)
     return 0
+
+
+def _where(source) -> str:  # noqa: ANN001 - a zoo.hub.entry.Source
+    if source.type == "hub":
+        return f"hub:{source.repo_id}"
+    if source.type == "url":
+        return "torchvision-url" if source.format == "torch" else "url"
+    return "bundled"
+
+
+def _print_weights(names: list[str], width: int) -> None:
+    """One line per weights: where the file comes from (in order), whether the manifest pins its SHA-256 (if
+    not, the first download checks upstream's SHA-256 and pins it on this host), top-1."""
+    from zoo.hub import manifest
+
+    rows = []
+    for name in names:
+        entry = manifest.get_entry(*name.split(".", 1))
+        sources = manifest.resolve_sources(entry)
+        if not entry.published:
+            pinned = "unpublished"
+        elif any(s.third_party for s in sources):
+            pinned = "yes" if all(s.pinned for s in sources if s.third_party) else "no"
+        else:
+            pinned = "yes"  # zoo's own file: its SHA-256 is in the manifest
+        top1 = (entry.metrics or {}).get("top1")
+        rows.append((name, ", ".join(_where(s) for s in sources), pinned, f"{top1:.2f}" if top1 is not None else "-"))
+    source_width = max(len(r[1]) for r in rows)
+    print(f"{'weights':<{width}}  {'sources (tried in order)':<{source_width}}  {'pinned':<11}  top-1")
+    for name, where, pinned, top1 in rows:
+        print(f"{name:<{width}}  {where:<{source_width}}  {pinned:<11}  {top1}")

@@ -28,15 +28,18 @@ from zoo.errors import WeightsError, WeightsFileError
 from zoo.hub import manifest
 from zoo.hub.entry import Source, WeightsEntry
 from zoo.hub.fetch import converted_path, is_offline, sha256_file
+from zoo.hub.fitting import from_timm_layout
 from zoo.hub.load import empty_init, fit_state_dict, load_file
 from zoo.hub.metadata import WeightsMetadata
 from zoo.hub.save import SavedWeights, save_weights
+from zoo.hub.sources import record_converted
 
 TORCHVISION_TAGS = {"IMAGENET1K_V1": "tv_in1k", "IMAGENET1K_V2": "tv2_in1k"}
 # Architectures whose ImageNet layout is torchvision's, key for key (and timm's, for ResNet).
 CONVERTIBLE = (
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
     "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+    "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
 )  # fmt: skip
 IMAGENET_LABELS = "imagenet_classes.json"
 # Where a checkpoint keeps its model's state dict: timm's (EMA first when asked for), then others'.
@@ -149,18 +152,7 @@ def _torchvision_state_dict(arch: str, weights: str, file: str | None, check_has
 def timm_to_zoo(arch: str, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """timm's layout -> zoo's: ResNet keys are equal; VGG's conv "pre_logits" becomes classifier.0/3 Linears."""
     _check_arch(arch)
-    out: dict[str, torch.Tensor] = {}
-    renames = {"pre_logits.fc1.": "classifier.0.", "pre_logits.fc2.": "classifier.3.", "head.fc.": "classifier.6."}
-    for key, value in state_dict.items():
-        if arch.startswith("vgg"):
-            for old, new in renames.items():
-                if key.startswith(old):
-                    key = new + key[len(old) :]
-                    if key.endswith("weight") and value.dim() == 4:
-                        # A 7x7 conv over the 512x7x7 map is the Linear over its (C, H, W) flattening.
-                        value = value.reshape(value.shape[0], -1)
-        out[key] = value
-    return out
+    return dict(from_timm_layout(state_dict))
 
 
 def _timm_dataset(tag: str) -> str:
@@ -317,6 +309,10 @@ def record_conversion(name: str, entry: WeightsEntry, saved: SavedWeights, comma
         new = replace(entry, sha256=saved.sha256, size=saved.size, origin=origin, default=default)
         return manifest.update_entry(name, new)
     existing = manifest.get_entry(arch, tag)
+    if any(s.third_party for s in existing.sources):
+        # The entry describes upstream's files: the local conversion is pinned in zoo's cache, not the manifest.
+        record_converted(name, saved.sha256, saved.size)
+        return existing
     if existing.sha256 and existing.sha256 != saved.sha256:
         if existing.published:
             raise WeightsError(

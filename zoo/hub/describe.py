@@ -22,6 +22,23 @@ def human_size(size: int | None) -> str:
     return f"{size} B"
 
 
+def _source_lines(name: str, entry: manifest.WeightsEntry) -> list[str]:
+    """One line per source, in the order they are tried, with what the manifest pins of each."""
+    lines = []
+    for i, source in enumerate(manifest.resolve_sources(entry)):
+        label = "source" if i == 0 else "else"
+        lines.append(f"    {label:<12} {manifest.describe(source)}")
+        if not source.third_party:
+            continue
+        if source.pinned:
+            at = f"commit {source.revision}, " if source.type == "hub" else ""
+            lines.append(f"    {'':<12} pinned in the manifest: {at}sha256 {source.sha256}")
+        else:
+            how = "the Hub's SHA-256 (X-Linked-Etag)" if source.type == "hub" else "the hash prefix in its name"
+            lines.append(f"    {'':<12} not pinned in the manifest: checked against {how}, then pinned on this host")
+    return lines
+
+
 def describe_weights(name: str) -> str:
     """Text describing the weights of ``name`` (an arch: all its tags; ``arch.tag``: that one); "" if none."""
     arch, _, tag = name.partition(".")
@@ -44,9 +61,8 @@ def describe_weights(name: str) -> str:
         lines += [
             f"  {full}{'  (default)' if t == default else ''}",
             f"    status       {e.status}",
-            f"    source       {manifest.describe_source(e)}",
-            f"    sha256       {e.sha256 or 'not recorded yet'}",
-            size,
+            *_source_lines(full, e),
+            *([f"    sha256       {e.sha256}", size] if e.sha256 or not e.published else []),
             f"    on this host {cached_state(full)}",
             f"    dataset      {e.dataset or 'unknown'}, {e.num_classes} classes",
             f"    input        {c} x {h} x {w}, {e.interpolation}, crop_pct {e.crop_pct:.4g}",
@@ -61,7 +77,7 @@ def describe_weights(name: str) -> str:
         lines.append(f"    license      {e.license or 'unknown'}")
         if origin.get("command"):
             lines.append(f"    produced by  {origin['command']}")
-        for key in ("upstream", "url", "recipe"):
+        for key in ("upstream", "hf_hub", "url", "recipe"):
             if origin.get(key):
                 lines.append(f"    {key:<12} {origin[key]}")
     return "\n".join(lines)

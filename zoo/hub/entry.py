@@ -28,12 +28,17 @@ __all__ = [
 
 Status = Literal["published", "unpublished"]
 SourceType = Literal["hub", "url", "bundled"]
+FileFormat = Literal["safetensors", "torch"]
 Interpolation = Literal["nearest", "bilinear", "bicubic"]
 STATUSES: tuple[str, ...] = get_args(Status)
 SOURCE_TYPES: tuple[str, ...] = get_args(SourceType)
 INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _REPO_PART_RE = re.compile(r"[A-Za-z0-9_.{}\-]+")
+_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+# torchvision's file names end in the first hex digits of the file's SHA-256: resnet50-11ad3fa6.pth
+_HASH_PREFIX_RE = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z]+$")
+_PICKLE_SUFFIXES = (".pth", ".pt", ".bin")
 # Limits on preprocessing from untrusted metadata: the largest input side a set of weights may declare, and
 # the largest side the eval transform may resize to (size / crop_pct). ImageNet models use 224-600 px.
 MAX_INPUT_SIDE = 4096
@@ -150,20 +155,33 @@ class _Record:
                 value = value._json()
             elif isinstance(value, dict):
                 value = copy.deepcopy(value)  # the caller may edit what it gets; the entry stays as it is
-            out[name] = list(value) if isinstance(value, tuple) else value
+            if isinstance(value, tuple):
+                value = [v._json() if isinstance(v, _Record) else v for v in value]
+            out[name] = value
         return out
 
 
 @dataclass(frozen=True, kw_only=True)
 class Source(_Record):
-    """Where an entry's file comes from: a Hub repo file, an http(s) URL or a file bundled in ``weights/``."""
+    """Where an entry's file comes from: a Hub repo file, an http(s) URL or a file bundled in ``weights/``.
+
+    ``sha256`` and ``size`` pin a third-party file (``zoo pin`` writes them, with the Hub commit as
+    ``revision``); zoo's own files keep theirs in the entry. A ``url`` source of ``format`` ``torch`` is a
+    pickle (torchvision's ``.pth``): read with ``torch.load(weights_only=True)`` and converted once.
+    """
 
     type: SourceType
     repo_id: str | None = _field("'org/name' (org may be '{org}')", default=None)  # hub
     filename: str | None = _field("a file name", default=None)  # hub
     revision: str | None = _field("a branch, tag or commit", default=None)  # hub; absent means "main"
     url: str | None = _field("an http(s) URL", default=None)  # url
+    format: FileFormat | None = None  # url; absent means "safetensors"
     path: str | None = _field("a path relative to weights/", default=None)  # bundled
+    sha256: str | None = _field(
+        "the full 64-digit lower-case hex SHA-256 of the file", check=lambda v: bool(_SHA256_RE.fullmatch(v)),
+        default=None,
+    )  # fmt: skip
+    size: int | None = _field("the file's size in bytes (a positive int)", check=lambda v: v > 0, default=None)
 
     def _check(self) -> None:
         if self.type == "hub":
@@ -179,12 +197,47 @@ class Source(_Record):
             url = self.url
             if not isinstance(url, str) or not url.startswith(("https://", "http://")):
                 raise ValueError(f"url source needs an http(s) URL, got {url!r}")
-            if not url.split("?")[0].endswith(".safetensors"):
-                raise ValueError(f"url {url!r} must point at a .safetensors file (pickle files are not loaded)")
+            file = url.split("?")[0]
+            if self.format == "torch":
+                if not file.endswith(_PICKLE_SUFFIXES):
+                    raise ValueError(f"url {url!r} of format torch must end in {', '.join(_PICKLE_SUFFIXES)}")
+                if self.sha256 is None and self.hash_prefix is None:
+                    raise ValueError(
+                        f"url {url!r} is a pickle file: it needs a pinned sha256, or a file name ending in the "
+                        "first 8+ hex digits of its SHA-256 (torchvision's 'resnet50-11ad3fa6.pth')"
+                    )
+            elif not file.endswith(".safetensors"):
+                raise ValueError(
+                    f"url {url!r} must point at a .safetensors file (a torchvision .pth needs format 'torch')"
+                )
         else:
             path = self.path or ""
             if not path.endswith(".safetensors") or relative_path_problem(path):
                 raise ValueError(f"bundled source needs a .safetensors path relative to weights/, got {self.path!r}")
+        if self.format is not None and self.type != "url":
+            raise ValueError(f"format is for url sources, not {self.type} sources")
+
+    @property
+    def third_party(self) -> bool:
+        """True for a file this project does not publish: a Hub repo outside ``{org}``, or a pickle URL."""
+        if self.type == "hub":
+            return not str(self.repo_id).startswith("{org}/")
+        return self.type == "url" and self.format == "torch"
+
+    @property
+    def hash_prefix(self) -> str | None:
+        """The SHA-256 prefix a torchvision-style file name carries (``resnet50-11ad3fa6.pth``), if any."""
+        if self.type != "url" or not isinstance(self.url, str):
+            return None
+        match = _HASH_PREFIX_RE.search(self.url.split("?")[0].rsplit("/", 1)[-1])
+        return match.group(1) if match else None
+
+    @property
+    def pinned(self) -> bool:
+        """True when the file is fixed by the manifest: its SHA-256, and for the Hub a commit as revision."""
+        if self.type == "hub":
+            return self.sha256 is not None and bool(_COMMIT_RE.fullmatch(self.revision or ""))
+        return self.sha256 is not None
 
     @classmethod
     def from_dict(cls, data: Any) -> Source:
@@ -222,6 +275,8 @@ class WeightsEntry(_Record):
     status: Status
     default: bool = _field("true or false", default=False)
     source: Source
+    # Tried in order when ``source`` fails (unreachable, missing); a file that fails verification is an error.
+    fallbacks: tuple[Source, ...] | None = _field("a list of sources", default=None)
     sha256: str | None = _field(
         "the full 64-digit lower-case hex SHA-256 of the file", check=lambda v: bool(_SHA256_RE.fullmatch(v)),
         default=None,
@@ -255,6 +310,9 @@ class WeightsEntry(_Record):
     def __post_init__(self) -> None:
         if isinstance(self.source, Mapping):
             object.__setattr__(self, "source", Source.from_dict(self.source))
+        if isinstance(self.fallbacks, (list, tuple)):
+            object.__setattr__(self, "fallbacks", tuple(
+                Source.from_dict(f) if isinstance(f, Mapping) else f for f in self.fallbacks))  # fmt: skip
         super().__post_init__()
 
     def _check(self) -> None:
@@ -264,7 +322,15 @@ class WeightsEntry(_Record):
         if len(self.std) != channels:
             raise ValueError(f"std={list(self.std)!r} must be a list of {channels} positive numbers")
         if self.published and (self.sha256 is None or self.size is None):
-            raise ValueError("a published entry needs its file's sha256 and size, so that downloads can be verified")
+            unverifiable = [s for s in self.sources if not (s.third_party or s.sha256)]
+            if unverifiable:
+                raise ValueError(
+                    "a published entry needs its file's sha256 and size, so that downloads can be verified (a "
+                    "third-party source, a Hub repo outside {org} or a torchvision URL, is verified against "
+                    "upstream's SHA-256 instead)"
+                )
+        if self.fallbacks is not None and any(s.type == "bundled" for s in self.fallbacks):
+            raise ValueError("fallbacks cannot be bundled files: a bundled file is the only source of its entry")
         if max(self.input_size[1:]) / self.crop_pct > MAX_RESIZE_SIDE:
             raise ValueError(
                 f"input_size {list(self.input_size)} with crop_pct={self.crop_pct} resizes to more than "
@@ -281,6 +347,11 @@ class WeightsEntry(_Record):
     def published(self) -> bool:
         return self.status == "published"
 
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        """``source`` then the ``fallbacks``, in the order fetching tries them."""
+        return (self.source, *(self.fallbacks or ()))
+
     @classmethod
     def from_dict(cls, data: Any, name: str | None = None) -> WeightsEntry:
         """An entry from its manifest object; a ValueError names the entry, the field and what is valid."""
@@ -290,6 +361,10 @@ class WeightsEntry(_Record):
                 raise ValueError("must be a JSON object")
             kwargs = cls._kwargs(data, "")
             kwargs["source"] = Source.from_dict(kwargs["source"])
+            if kwargs.get("fallbacks") is not None:
+                if not isinstance(kwargs["fallbacks"], list):
+                    raise ValueError(f"fallbacks={kwargs['fallbacks']!r} must be a list of sources")
+                kwargs["fallbacks"] = tuple(Source.from_dict(f) for f in kwargs["fallbacks"])
             if kwargs.get("default") is None:
                 kwargs.pop("default", None)
             return cls(**kwargs)

@@ -16,9 +16,32 @@ import torch.nn as nn
 
 from zoo.errors import WeightsError, WeightsFileError
 
-__all__ = ["adapt_input_conv", "check_finite", "fit_state_dict"]
+__all__ = ["adapt_input_conv", "check_finite", "fit_state_dict", "from_timm_layout"]
 
 _MAX_LISTED = 12
+_TIMM_VGG_HEAD = {"pre_logits.fc1.": "classifier.0.", "pre_logits.fc2.": "classifier.3.", "head.fc.": "classifier.6."}
+
+
+def from_timm_layout(state_dict: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    """timm's VGG layout -> torchvision's (zoo's); any other state dict is returned as it is.
+
+    timm keeps VGG's ``features.*`` but holds the classifier as ``pre_logits.fc1`` (a 7x7 conv),
+    ``pre_logits.fc2`` (a 1x1 conv) and ``head.fc``. A 7x7 conv over the 512x7x7 map is the Linear over
+    its (C, H, W) flattening, so each conv weight is a view of the same memory: nothing is copied, and a
+    memory-mapped file stays memory-mapped.
+    """
+    if "pre_logits.fc1.weight" not in state_dict:
+        return state_dict
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        for old, new in _TIMM_VGG_HEAD.items():
+            if key.startswith(old):
+                key = new + key[len(old) :]
+                if key.endswith("weight") and value.dim() == 4:
+                    value = value.view(value.shape[0], -1)
+                break
+        out[key] = value
+    return out
 
 
 def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:

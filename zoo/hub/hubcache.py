@@ -15,7 +15,10 @@ from pathlib import Path
 from zoo.errors import WeightsError
 from zoo.hub.entry import Source
 
-__all__ = ["drop_hub_file", "hf_hub_cache", "hub_cached_file", "hub_download", "repo_folder"]
+__all__ = [
+    "drop_hub_file", "explain_hub_error", "hf_hub_cache", "hub_cached_file", "hub_download", "repo_folder",
+    "transport_errors",
+]  # fmt: skip
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -86,7 +89,7 @@ def drop_hub_file(path: Path, source: Source) -> None:
         blob.unlink(missing_ok=True)  # if the blob itself is a link, only the link goes
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
+def transport_errors() -> tuple[type[BaseException], ...]:
     """OSError and ValueError (huggingface_hub's own errors derive from them) and the errors of the HTTP
     library huggingface_hub uses, such as a transfer cut mid-body (``RemoteProtocolError``)."""
     found: list[type[BaseException]] = [OSError, ValueError]
@@ -109,7 +112,7 @@ def _http_status(error: BaseException | None) -> int | None:
     return None
 
 
-def _explain(error: BaseException, what: str, endpoint: str) -> WeightsError:
+def explain_hub_error(error: BaseException, what: str, endpoint: str) -> WeightsError:
     status = _http_status(error)
     if status == 404:
         return WeightsError(
@@ -149,8 +152,8 @@ def hub_download(source: Source, what: str, force: bool, hint: str) -> Path:
             str(source.repo_id), str(source.filename), revision=source.revision, cache_dir=hf_hub_cache(),
             endpoint=endpoint, force_download=force, library_name="zoo",
         )  # fmt: skip
-    except _transport_errors() as e:
-        error = _explain(e, what, endpoint or "https://huggingface.co")
+    except transport_errors() as e:
+        error = explain_hub_error(e, what, endpoint or "https://huggingface.co")
         if error.hint is None:
             error.hint = hint
         raise error from None

@@ -24,8 +24,8 @@ from torch.overrides import TorchFunctionMode
 from zoo.errors import WeightsError, WeightsFileError
 from zoo.hub import manifest
 from zoo.hub.entry import WeightsEntry
-from zoo.hub.fetch import fetch
-from zoo.hub.fitting import adapt_input_conv, check_finite, fit_state_dict
+from zoo.hub.fetch import fetch, fetch_file
+from zoo.hub.fitting import adapt_input_conv, check_finite, fit_state_dict, from_timm_layout
 from zoo.hub.metadata import WeightsMetadata, check_preprocessing
 from zoo.hub.verify import mark_finite, marked_finite
 from zoo.models.base import fit_channels
@@ -153,6 +153,7 @@ def _load_into(
         check_finite(state_dict, what)
         if path is not None:
             mark_finite(path)
+    state_dict = from_timm_layout(state_dict)
     sd, head_dropped = fit_state_dict(model, state_dict, what, adapt_head, adapt_in_chans, stacklevel)
     on_meta = any(t.is_meta for t in model.parameters()) or any(t.is_meta for t in model.buffers())
     if on_meta and head_dropped:
@@ -303,14 +304,19 @@ def build_with_weights(
             raise WeightsFileError(f"{path}: {e}", hint="the file's metadata is damaged; fix or remove it") from None
         extra["file"] = str(path)
     elif pretrained:
-        path = fetch(name)
+        path, served = fetch_file(name)
+        if served is not None:
+            extra["source"] = manifest.describe(served)
     if entry:
-        source = manifest.resolve_source(entry)
-        extra["sha256"] = entry.sha256
-        if source.type == "hub":
-            extra.update(hf_hub_id=source.repo_id, hf_hub_filename=source.filename)
-        elif source.type == "url":
-            extra["url"] = source.url
+        # timm's keys: the first Hub repo and the first URL among the sources
+        sources = manifest.resolve_sources(entry)
+        extra["sha256"] = entry.sha256 or sources[0].sha256
+        hub = next((s for s in sources if s.type == "hub"), None)
+        url = next((s for s in sources if s.type == "url"), None)
+        if hub is not None:
+            extra.update(hf_hub_id=hub.repo_id, hf_hub_filename=hub.filename)
+        if url is not None:
+            extra["url"] = url.url
         if path is not None and "file" not in extra:
             extra["file"] = str(path)
     if info.get("num_classes") is not None:

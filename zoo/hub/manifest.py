@@ -43,7 +43,7 @@ from zoo.utils.files import write_text_atomic
 __all__ = [
     "DEFAULT_HUB_ORG", "INTERPOLATIONS", "SCHEMA", "SOURCE_TYPES", "STATUSES", "Source", "WeightsEntry",
     "bundled_path", "check_name", "default_tag", "describe_source", "dumps", "entries_for_arch", "get_entry",
-    "hub_org", "label_names",
+    "hub_org", "label_names", "resolve", "resolve_sources", "describe",
     "load_manifest", "manifest_path", "resolve_source", "update_entry", "validate_entry", "validate_manifest",
     "weight_names", "weights_dir", "write_manifest",
 ]  # fmt: skip
@@ -176,23 +176,42 @@ def get_entry(arch: str, tag: str) -> WeightsEntry:
     return _entry(name, entry)
 
 
-def resolve_source(entry: WeightsEntry) -> Source:
-    """The entry's source with ``{org}`` filled in and defaults (Hub revision) applied."""
-    source = entry.source
+def resolve(source: Source) -> Source:
+    """A source with ``{org}`` filled in and defaults (Hub revision "main") applied."""
     if source.type == "hub":
         assert source.repo_id is not None
         source = replace(source, repo_id=source.repo_id.replace("{org}", hub_org()), revision=source.revision or "main")
     return source
 
 
-def describe_source(entry: WeightsEntry) -> str:
-    """One line saying where the entry's file comes from."""
-    source = resolve_source(entry)
+def resolve_source(entry: WeightsEntry) -> Source:
+    """The entry's first source, resolved (see :func:`resolve`)."""
+    return resolve(entry.source)
+
+
+def resolve_sources(entry: WeightsEntry) -> tuple[Source, ...]:
+    """Every source of the entry, in the order fetching tries them, resolved; each carries the SHA-256 and
+    size its file must have where the manifest knows them (the entry's own belong to its first source)."""
+    first = entry.source
+    if first.sha256 is None and entry.sha256 is not None:
+        first = replace(first, sha256=entry.sha256, size=entry.size)
+    return tuple(resolve(s) for s in (first, *entry.sources[1:]))
+
+
+def describe(source: Source) -> str:
+    """One line saying where a (resolved) source's file comes from."""
     if source.type == "hub":
-        return f"Hugging Face Hub {source.repo_id} ({source.filename} @ {source.revision})"
+        return f"Hugging Face Hub {source.repo_id} ({source.filename} @ {source.revision or 'main'})"
     if source.type == "url":
-        return str(source.url)
+        return str(source.url) + (" (torch pickle, converted to safetensors)" if source.format == "torch" else "")
     return f"bundled {bundled_path(source)}"
+
+
+def describe_source(entry: WeightsEntry) -> str:
+    """One line saying where the entry's file comes from (its first source, then any fallbacks)."""
+    sources = resolve_sources(entry)
+    text = describe(sources[0])
+    return text + "".join(f", else {describe(s)}" for s in sources[1:])
 
 
 def bundled_path(source: Source) -> Path:
@@ -292,8 +311,14 @@ def _ordered_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
         return {k: sort_nested(value[k]) for k in sorted(value)} if isinstance(value, dict) else value
 
     out = {k: sort_nested(entry[k]) for k in WeightsEntry.field_names() if k in entry}
+
+    def source_order(source: Any) -> Any:
+        return {k: source[k] for k in Source.field_names() if k in source} if isinstance(source, dict) else source
+
     if isinstance(out.get("source"), dict):
-        out["source"] = {k: entry["source"][k] for k in Source.field_names() if k in entry["source"]}
+        out["source"] = source_order(out["source"])
+    if isinstance(out.get("fallbacks"), list):
+        out["fallbacks"] = [source_order(f) for f in out["fallbacks"]]
     return out
 
 

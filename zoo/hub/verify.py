@@ -18,11 +18,17 @@ from typing import Any
 from zoo.utils.files import write_text_atomic
 
 __all__ = [
-    "CHUNK", "cache_dir", "has_valid_marker", "mark_finite", "mark_verified", "marked_finite",
-    "sha256_file",
+    "CHUNK", "cache_dir", "check_file", "has_valid_marker", "is_offline", "mark_finite", "mark_verified",
+    "marked_finite", "sha256_file",
 ]  # fmt: skip
 
 CHUNK = 1 << 20
+_TRUE = ("1", "true", "yes", "on")
+
+
+def is_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` or ``ZOO_OFFLINE`` is set to 1/true/yes/on."""
+    return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "ZOO_OFFLINE"))
 
 
 def cache_dir() -> Path:
@@ -90,3 +96,26 @@ def mark_finite(path: Path) -> None:
     marker = _current_marker(path) or {}
     sha = {"sha256": marker["sha256"]} if marker.get("sha256") else {}
     _write_marker(path, finite=True, **sha)
+
+
+def check_file(path: Path, sha256: str, size: int | None) -> str | None:
+    """None when ``path`` has the expected size and SHA-256, else a sentence saying how it differs.
+
+    The full hash is paid once: a valid marker stands for it until the file changes.
+    """
+    try:
+        actual_size = path.stat().st_size
+    except OSError as e:
+        return f"cannot be read ({e})"
+    if size is not None and actual_size != size:
+        return f"has {actual_size:,} bytes instead of {size:,} (truncated or replaced)"
+    if has_valid_marker(path, sha256):
+        return None
+    try:
+        actual = sha256_file(path)
+    except OSError as e:
+        return f"cannot be read ({e})"
+    if actual != sha256:
+        return f"has SHA-256 {actual} instead of {sha256} (corrupted or replaced)"
+    mark_verified(path, sha256)
+    return None

@@ -1,0 +1,435 @@
+"""Fetching one source of an entry, verified: a Hub repo file, a safetensors URL, or a torchvision ``.pth``.
+
+What a file is checked against, in order of preference:
+
+* the manifest's SHA-256: the entry's own (zoo's files) or the source's (``zoo pin`` wrote it);
+* the pin this machine recorded when it first fetched a third-party file (``ZOO_CACHE_DIR/pins``);
+* upstream's own statement, on first fetch: for a Hub file in LFS/Xet storage the resolve request's
+  ``X-Linked-Etag`` is the file's SHA-256 (huggingface_hub does not check it; zoo does), and a
+  torchvision file name carries the first hex digits of its SHA-256 (checked as torchvision does).
+
+A pin records the Hub commit the file was fetched at, with its SHA-256 and size; from then on the file
+is fetched at that commit, and a Hub that reports another SHA-256 there is refused (:class:`IntegrityError`):
+a commit's files cannot change, so a change means the file is not the one that was verified. A pickle is
+read only with ``torch.load(weights_only=True)`` (tensors, never code) and converted once to safetensors.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import sys
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import IntegrityError, OfflineError, WeightsError
+from zoo.hub import manifest
+from zoo.hub.entry import Source, WeightsEntry
+from zoo.hub.hubcache import drop_hub_file, explain_hub_error, hub_cached_file, hub_download, transport_errors
+from zoo.hub.verify import CHUNK, cache_dir, check_file, is_offline, mark_verified
+from zoo.utils.files import atomic_path, write_text_atomic
+
+__all__ = [
+    "cache_error", "cached", "converted_record", "fetch_source", "how_to_get_it", "hub_file_info", "read_pin",
+    "record_converted", "remove_pins", "url_cache_path",
+]  # fmt: skip
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_CACHE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)
+
+
+def how_to_get_it(name: str) -> str:
+    """What a user without network access can do to get the weights ``name``."""
+    return (
+        f"pre-fetch it on a machine with network access with `zoo download {name}` (and copy ZOO_CACHE_DIR and "
+        f"HF_HOME over), or load a local safetensors file with create_model(..., checkpoint_path=PATH) or "
+        f"zoo.load_weights(model, PATH)"
+    )
+
+
+def cache_error(error: OSError, doing: str) -> WeightsError:
+    """A full or read-only zoo cache, said as such."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return WeightsError(
+            f"the zoo cache {cache_dir()} is full: {doing} failed ({error.strerror})",
+            hint="free some space there, or set ZOO_CACHE_DIR to a folder on a disk with room",
+        )
+    return WeightsError(
+        f"the zoo cache {cache_dir()} is not writable: {doing} failed ({error.strerror})",
+        hint="set ZOO_CACHE_DIR to a writable folder, or run `zoo download NAME` where it is writable and copy it",
+    )
+
+
+# ------------------------------------------------------------------------------------------- pins
+
+
+def _source_key(source: Source) -> str:
+    # Independent of the revision: a pin made at "main" holds when the source is later asked for again.
+    return f"hub:{source.repo_id}/{source.filename}" if source.type == "hub" else f"url:{source.url}"
+
+
+def _pin_path(name: str) -> Path:
+    return cache_dir() / "pins" / f"{manifest.check_name(name)}.json"
+
+
+def _read_pins(name: str) -> dict[str, Any]:
+    try:
+        data = json.loads(_pin_path(name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_pin(name: str, source: Source) -> dict[str, Any] | None:
+    """What this machine verified of ``source`` for ``name``: commit (Hub), sha256, size; None if nothing.
+
+    A record that is not well formed counts as none (the file is verified again against upstream).
+    """
+    record = _read_pins(name).get(_source_key(source))
+    if not isinstance(record, dict) or not _SHA256.fullmatch(str(record.get("sha256"))):
+        return None
+    if source.type == "hub" and not _COMMIT.fullmatch(str(record.get("commit"))):
+        return None
+    if source.format == "torch" and not _SHA256.fullmatch(str(record.get("converted_sha256"))):
+        return None
+    return record
+
+
+def _write_pin(name: str, source: Source, record: dict[str, Any]) -> None:
+    pins = _read_pins(name)
+    pins[_source_key(source)] = record
+    try:
+        write_text_atomic(_pin_path(name), json.dumps(pins, indent=1, sort_keys=True) + "\n")
+    except OSError as e:  # the file was verified; only the pin for next time is lost
+        warnings.warn(f"could not record the pin of {name} in {_pin_path(name)}: {e.strerror}", stacklevel=4)
+
+
+def record_converted(name: str, sha256: str, size: int) -> None:
+    """Remember the SHA-256 of a file ``zoo convert`` made for a third-party entry (its manifest entry
+    describes upstream's files, so the local conversion is pinned here instead)."""
+    pins = _read_pins(name)
+    pins["converted"] = {"sha256": sha256, "size": size}
+    write_text_atomic(_pin_path(name), json.dumps(pins, indent=1, sort_keys=True) + "\n")
+
+
+def converted_record(name: str) -> tuple[str, int | None] | None:
+    """(SHA-256, size) recorded by :func:`record_converted` for ``name``, if any."""
+    record = _read_pins(name).get("converted")
+    if not isinstance(record, dict) or not _SHA256.fullmatch(str(record.get("sha256"))):
+        return None
+    size = record.get("size")
+    return record["sha256"], size if isinstance(size, int) else None
+
+
+def remove_pins(name: str) -> bool:
+    """Forget what this machine pinned for ``name`` (``zoo download --unpin``); True if there was a pin."""
+    path = _pin_path(name)
+    existed = path.is_file()
+    path.unlink(missing_ok=True)
+    return existed
+
+
+def _changed_upstream(name: str, source: Source, where: str, pinned: str, now: str) -> IntegrityError:
+    return IntegrityError(
+        f"{manifest.describe(source)} changed upstream: {name} was pinned with SHA-256 {pinned} at {where}, and "
+        f"upstream now has SHA-256 {now} there. zoo does not use a file that differs from the one it verified; "
+        "nothing was cached",
+        hint=f"if the new file is legitimate, forget the pin with `zoo download {name} --unpin` (and re-pin the "
+        "manifest with `zoo pin`)",
+    )
+
+
+# -------------------------------------------------------------------------------------------- Hub
+
+
+def hub_file_info(source: Source, what: str) -> tuple[str, str | None, int | None]:
+    """(commit, SHA-256 or None, size) of a Hub file at ``source.revision``, as the Hub reports them.
+
+    The SHA-256 is the ``X-Linked-Etag`` of an LFS/Xet file; a plain git file has a 40-hex git hash
+    there instead, reported as None.
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    url = hf_hub_url(str(source.repo_id), str(source.filename), revision=source.revision, endpoint=endpoint)
+    try:
+        meta = get_hf_file_metadata(url)
+    except transport_errors() as e:
+        raise explain_hub_error(e, what, endpoint or "https://huggingface.co") from None
+    commit = meta.commit_hash or ""
+    if not _COMMIT.fullmatch(commit):
+        raise WeightsError(f"the Hub did not say which commit serves {what} (X-Repo-Commit is {commit!r})")
+    etag = (meta.etag or "").strip('"').lower()
+    return commit, etag if _SHA256.fullmatch(etag) else None, meta.size
+
+
+def _hub_cached(name: str, entry: WeightsEntry, source: Source) -> Path | None:
+    sha, size = source.sha256, source.size
+    revision = source.revision or "main"
+    if sha is None or not _COMMIT.fullmatch(revision):
+        pin = read_pin(name, source)
+        if pin is not None and (sha is None or pin["sha256"] == sha):
+            sha, size, revision = pin["sha256"], pin.get("size"), pin["commit"]
+    if sha is None:
+        return None
+    path = hub_cached_file(replace(source, revision=revision))
+    return path if path is not None and check_file(path, sha, size) is None else None
+
+
+def _adopt_hub_cache(name: str, source: Source) -> Path | None:
+    """Offline, unpinned: a file huggingface_hub cached (say, for timm) is used if it hashes to its blob's name.
+
+    huggingface_hub names a blob after the ``X-Linked-Etag`` it was downloaded under, the Hub's SHA-256.
+    """
+    path = hub_cached_file(source)
+    if path is None or not path.is_symlink():
+        return None
+    blob = Path(os.readlink(path)).name
+    commit = path.parents[len(Path(str(source.filename)).parts) - 1].name  # snapshots/<commit>/<filename>
+    if not _SHA256.fullmatch(blob) or not _COMMIT.fullmatch(commit) or check_file(path, blob, None) is not None:
+        return None
+    _write_pin(name, source, {"commit": commit, "sha256": blob, "size": path.stat().st_size})
+    return path
+
+
+def _fetch_hub(name: str, entry: WeightsEntry, source: Source, force: bool) -> Path:
+    sha, size = source.sha256, source.size
+    pin = read_pin(name, source)
+    revision = source.revision or "main"
+    if pin is not None and not _COMMIT.fullmatch(revision):
+        revision = pin["commit"]  # fetched at the commit that was verified, not wherever the branch is now
+    pinned = sha or (pin["sha256"] if pin is not None else None)
+    if not force:
+        path = _hub_cached(name, entry, source)
+        if path is not None:
+            return path
+        stale = hub_cached_file(replace(source, revision=revision))
+        problem = check_file(stale, pinned, size) if stale is not None and pinned is not None else None
+        if stale is not None and problem is not None:
+            if is_offline():
+                raise IntegrityError(
+                    f"the cached file {stale} of {name} {problem}, and offline mode is on so it cannot be fetched "
+                    "again", hint=how_to_get_it(name),
+                )  # fmt: skip
+            warnings.warn(f"the cached file {stale} of {name} {problem}; downloading it again", stacklevel=4)
+            # Removed (as a link, never through it): huggingface_hub keeps an existing snapshot entry otherwise.
+            drop_hub_file(stale, source)
+            force = True
+    if is_offline():
+        adopted = _adopt_hub_cache(name, source) if pinned is None else None
+        if adopted is not None:
+            return adopted
+        raise OfflineError(f"{name} is not in the local cache and offline mode is on", hint=how_to_get_it(name))
+    what = f"{name} ({source.repo_id}, {source.filename} @ {revision})"
+    commit, hub_sha, hub_size = hub_file_info(replace(source, revision=revision), what)
+    if pinned is None and hub_sha is None:
+        raise IntegrityError(
+            f"the Hub reports no SHA-256 for {what} (the file is not in LFS/Xet storage), and the manifest pins "
+            "none: zoo cannot verify it", hint="pin its SHA-256 in the manifest (`zoo pin`) after checking the file",
+        )  # fmt: skip
+    if pinned is not None and hub_sha is not None and hub_sha != pinned:
+        if pin is not None and sha is None:
+            raise _changed_upstream(name, source, f"commit {commit}", pinned, hub_sha)
+        raise IntegrityError(
+            f"the Hub serves another file for {what} than the manifest describes: SHA-256 {hub_sha}, expected "
+            f"{pinned}. Nothing was downloaded; the repo may hold another file than the manifest describes."
+        )
+    want, want_size = pinned or str(hub_sha), size if pinned else hub_size
+    # Downloaded at the revision asked for (a branch keeps its refs/ entry, so timm finds the file too).
+    path = hub_download(replace(source, revision=revision), what, force=force, hint=how_to_get_it(name))
+    problem = check_file(path, want, want_size)
+    if problem is not None:
+        drop_hub_file(path, source)
+        said = "the manifest describes" if sha else "the Hub announced"
+        raise IntegrityError(
+            f"the file downloaded for {name} from {manifest.describe(source)} {problem}: it is not the file "
+            f"{said}. Nothing was cached."
+        )
+    served = path.parents[len(Path(str(source.filename)).parts) - 1].name  # snapshots/<commit>/<filename>
+    _write_pin(name, source, {"commit": served if _COMMIT.fullmatch(served) else commit, "sha256": want,
+                              "size": path.stat().st_size})  # fmt: skip
+    return path
+
+
+# ------------------------------------------------------------------------------------------- URLs
+
+
+def url_cache_path(name: str, entry: WeightsEntry) -> Path:
+    """Where the file of a safetensors URL entry is cached."""
+    # The SHA prefix keeps a stale file from an older manifest from being mistaken for the new one.
+    manifest.check_name(name)
+    return cache_dir() / "weights" / f"{name}-{str(entry.sha256)[:12]}.safetensors"
+
+
+def _stream_url(url: str, tmp: Path, name: str) -> tuple[str, int]:
+    """Download ``url`` into ``tmp``; returns (sha256, bytes). Raises if fewer bytes than announced arrive."""
+    import urllib.request
+
+    from tqdm.auto import tqdm
+
+    digest = hashlib.sha256()
+    received = 0
+    request = urllib.request.Request(url, headers={"User-Agent": "zoo", "Accept-Encoding": "identity"})
+    with urllib.request.urlopen(request, timeout=60) as response, open(tmp, "wb") as out:
+        announced = response.headers.get("Content-Length")
+        total = int(announced) if announced and announced.isdigit() else None
+        quiet = ("ZOO_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS")
+        disable = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in quiet)
+        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name, disable=disable,
+                  file=sys.stderr, leave=False) as bar:  # fmt: skip
+            for block in iter(lambda: response.read(CHUNK), b""):
+                out.write(block)
+                digest.update(block)
+                received += len(block)
+                bar.update(len(block))
+    if total is not None and received != total:
+        raise IntegrityError(f"download of {name} from {url} was cut off: {received:,} of {total:,} bytes arrived")
+    return digest.hexdigest(), received
+
+
+def _download(name: str, url: str, tmp: Path, dest: Path) -> tuple[str, int]:
+    """Stream ``url`` to ``tmp``; any failure is a WeightsError that says which (nothing is kept)."""
+    import http.client
+    import urllib.error
+
+    try:
+        return _stream_url(url, tmp, name)
+    except urllib.error.HTTPError as e:
+        raise WeightsError(f"could not download {name} from {url}: HTTP {e.code} {e.reason}") from None
+    except http.client.IncompleteRead as e:
+        raise IntegrityError(
+            f"download of {name} from {url} was cut off after {len(e.partial):,} bytes; nothing was cached"
+        ) from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+        if isinstance(e, WeightsError):
+            raise
+        if isinstance(e, OSError) and e.errno in _CACHE_ERRNOS:  # writing, not the network, failed
+            raise cache_error(e, f"writing {dest}") from None
+        reason = getattr(e, "reason", e)
+        raise WeightsError(f"could not download {name} from {url}: {reason}", hint=how_to_get_it(name)) from None
+
+
+def _clear_stale_parts(dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Temporary files of this target left by a killed process are stale: the caller holds the lock.
+    for stale in dest.parent.glob(f".{dest.name}.*.part"):
+        stale.unlink(missing_ok=True)
+
+
+def _fetch_url(name: str, entry: WeightsEntry, source: Source, force: bool) -> Path:
+    dest = url_cache_path(name, entry)
+    if dest.exists() and not force:
+        problem = check_file(dest, str(entry.sha256), entry.size)
+        if problem is None:
+            return dest
+        if is_offline():
+            raise IntegrityError(
+                f"the cached file {dest} of {name} {problem}, and offline mode is on so it cannot be fetched again",
+                hint=how_to_get_it(name),
+            )
+        warnings.warn(f"the cached file {dest} of {name} {problem}; downloading it again", stacklevel=4)
+        dest.unlink()
+    if is_offline():
+        raise OfflineError(f"{name} is not in the local cache and offline mode is on", hint=how_to_get_it(name))
+    _clear_stale_parts(dest)
+    # atomic_path: the file appears at dest only complete and verified (synced, renamed, folder synced).
+    with atomic_path(dest, suffix=".part") as tmp:
+        sha, size = _download(name, str(source.url), tmp, dest)
+        if size != entry.size or sha != entry.sha256:
+            raise IntegrityError(
+                f"the file downloaded for {name} from {source.url} does not match the manifest: {size:,} bytes with "
+                f"SHA-256 {sha}, expected {entry.size:,} bytes with SHA-256 {entry.sha256}. Nothing was "
+                "cached; the server may be serving another file, or the manifest entry is out of date."
+            )
+    mark_verified(dest, str(entry.sha256))
+    return dest
+
+
+def _torch_cache_path(name: str, upstream_sha: str) -> Path:
+    return cache_dir() / "weights" / f"{manifest.check_name(name)}-{upstream_sha[:12]}.safetensors"
+
+
+def _torch_cached(name: str, source: Source) -> Path | None:
+    pin = read_pin(name, source)
+    if pin is None or (source.sha256 is not None and pin["sha256"] != source.sha256):
+        return None
+    path = _torch_cache_path(name, pin["sha256"])
+    ok = path.is_file() and check_file(path, pin["converted_sha256"], pin.get("converted_size")) is None
+    return path if ok else None
+
+
+def _fetch_torch_url(name: str, source: Source, force: bool) -> Path:
+    """A torchvision-style ``.pth``: downloaded, checked (pin, else the name's hash prefix), converted once."""
+    if not force:
+        cached_path = _torch_cached(name, source)
+        if cached_path is not None:
+            return cached_path
+    if is_offline():
+        raise OfflineError(f"{name} is not in the local cache and offline mode is on", hint=how_to_get_it(name))
+    from safetensors.torch import save_file
+
+    from zoo.hub.convert import read_pickle_checkpoint
+    from zoo.hub.verify import sha256_file
+
+    pin = read_pin(name, source)
+    pinned = source.sha256 or (pin["sha256"] if pin is not None else None)
+    url = str(source.url)
+    download = cache_dir() / "downloads" / f"{manifest.check_name(name)}.pth"
+    _clear_stale_parts(download)
+    tmp = download.parent / f".{download.name}.{os.getpid()}.part"
+    try:
+        sha, size = _download(name, url, tmp, download)
+        if pinned is not None and sha != pinned:
+            if source.sha256 is None:
+                raise _changed_upstream(name, source, url, pinned, sha)
+            raise IntegrityError(
+                f"the file downloaded for {name} from {url} has SHA-256 {sha}; the manifest pins {pinned}"
+            )
+        prefix = source.hash_prefix
+        if pinned is None and (prefix is None or not sha.startswith(prefix)):
+            raise IntegrityError(
+                f"the file downloaded for {name} from {url} has SHA-256 {sha}, which does not start with the "
+                f"{prefix} its name promises: it is not the published file. Nothing was cached."
+            )
+        state = read_pickle_checkpoint(tmp)  # weights_only: tensors and containers, never code
+        dest = _torch_cache_path(name, sha)
+        with atomic_path(dest, suffix=".part") as out:
+            save_file({k: v.contiguous() for k, v in state.items()}, str(out), metadata={"format": "pt", "source": url})
+        del state
+    finally:
+        tmp.unlink(missing_ok=True)
+    converted_sha = sha256_file(dest)
+    mark_verified(dest, converted_sha)
+    record = {"sha256": sha, "size": size, "converted_sha256": converted_sha, "converted_size": dest.stat().st_size}
+    _write_pin(name, source, record)
+    return dest
+
+
+# ------------------------------------------------------------------------------------------ entry points
+
+
+def cached(name: str, entry: WeightsEntry, source: Source) -> Path | None:
+    """The verified local file of a (resolved) source, without network access or a lock; None if there is none."""
+    if source.type == "hub":
+        return _hub_cached(name, entry, source)
+    if source.format == "torch":
+        return _torch_cached(name, source)
+    dest = url_cache_path(name, entry)
+    ok = dest.exists() and entry.sha256 is not None and check_file(dest, entry.sha256, entry.size) is None
+    return dest if ok else None
+
+
+def fetch_source(name: str, entry: WeightsEntry, source: Source, force: bool) -> Path:
+    """The verified local file of one (resolved, non-bundled) source, downloaded if needed; the caller holds
+    the entry's lock."""
+    if source.type == "hub":
+        return _fetch_hub(name, entry, source, force)
+    if source.format == "torch":
+        return _fetch_torch_url(name, source, force)
+    return _fetch_url(name, entry, source, force)

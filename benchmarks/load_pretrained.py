@@ -12,8 +12,12 @@ Each measurement is a fresh Python process that imports torch (not timed), then 
 Nothing can be downloaded here, so the script makes the weights first: torchvision's randomly
 initialised model, saved as the .pth file torchvision expects in TORCH_HOME/hub/checkpoints (its
 name is the URL's; torch.hub checks the hash only when it downloads, not when the file is cached),
-and the same tensors as a safetensors file, published to a loopback Hub (HF_ENDPOINT) under a
-temporary manifest (ZOO_WEIGHTS_DIR) and fetched once into zoo's cache. The server is stopped before
+the same tensors in zoo's layout as the lower bound's safetensors file, and in timm's layout (VGG's
+classifier as timm's ``pre_logits`` convs) as the file of a loopback Hub repo that stands for timm's
+``timm/<arch>.<tag>``, listed as the real manifest lists it (a third-party source, verified against the
+Hub's SHA-256 and pinned) and fetched once into the Hugging Face cache. zoo maps timm's VGG layout at
+every load, as views of the memory-mapped file, so every zoo load is the "first load after download"
+and there is no second, converted copy. The server is stopped before
 measuring and the processes run with HF_HUB_OFFLINE=1: a warm cache must need no network. Every
 process also reports a checksum of the classifier, which must agree across the four methods.
 
@@ -96,8 +100,26 @@ model = timm.create_model(f"{arch}.{tag}", pretrained=True, pretrained_cfg_overl
 }
 
 
-def prepare(work: Path, archs: list[str]) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
-    """Make the weights, warm the caches; returns the environment and arch -> (tag, safetensors path)."""
+def to_timm_layout(state: dict) -> dict:
+    """torchvision's VGG classifier -> timm's pre_logits convs and head (ResNet keys are the same)."""
+    renames = (
+        ("classifier.0.", "pre_logits.fc1.", (4096, -1, 7, 7)),
+        ("classifier.3.", "pre_logits.fc2.", (4096, -1, 1, 1)),
+        ("classifier.6.", "head.fc.", None),
+    )
+    out = {}
+    for key, value in state.items():
+        for old, new, shape in renames:
+            if key.startswith(old):
+                key = new + key[len(old) :]
+                if shape and key.endswith("weight"):
+                    value = value.reshape(shape)
+        out[key] = value
+    return out
+
+
+def prepare(work: Path, archs: list[str]) -> tuple[dict[str, str], dict[str, tuple[str, str, str]]]:
+    """Make the weights, warm the caches; returns the environment and arch -> (tag, zoo-layout file, timm file)."""
     import torch
     import torchvision
     from weights_server import WeightsServer
@@ -118,7 +140,7 @@ def prepare(work: Path, archs: list[str]) -> tuple[dict[str, str], dict[str, tup
             shutil.copyfile(f, work / "weights" / f.name)
     checkpoints = work / "torch" / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
-    files: dict[str, tuple[str, str]] = {}
+    files: dict[str, tuple[str, str, str]] = {}
     with WeightsServer() as server:
         os.environ["HF_ENDPOINT"] = server.endpoint
         for arch in archs:
@@ -128,19 +150,20 @@ def prepare(work: Path, archs: list[str]) -> tuple[dict[str, str], dict[str, tup
             state = torchvision.models.get_model(arch).state_dict()
             torch.save(state, checkpoints / weights.url.rsplit("/", 1)[-1])
             local = work / f"{arch}.{tag}.safetensors"
+            from safetensors.torch import save
+
             from zoo.hub.save import save_weights
 
-            saved = save_weights(state, local)
-            server.add_hub(f"bench/{arch}.{tag}", "model.safetensors", local.read_bytes())
-            manifest.update_entry(
-                f"{arch}.{tag}", {"status": "published", "sha256": saved.sha256, "size": saved.size}, merge=True
-            )
+            save_weights(state, local)  # the lower bound's file, in zoo's layout
+            repo = f"bench-timm/{arch}.{tag}"
+            server.add_hub(repo, "model.safetensors", save(to_timm_layout(state)))
+            source = {"type": "hub", "repo_id": repo, "filename": "model.safetensors", "revision": "main"}
+            manifest.update_entry(f"{arch}.{tag}", {"source": source}, merge=True)
             from zoo.hub.fetch import fetch
 
-            cached = fetch(f"{arch}.{tag}")  # warm zoo's (Hugging Face) cache through the loopback Hub
-            local.unlink()
-            files[arch] = (tag, str(cached))
-            print(f"prepared {arch}.{tag}: {saved.size / 2**20:.0f} MiB", file=sys.stderr)
+            cached = fetch(f"{arch}.{tag}")  # verified against the Hub's SHA-256, pinned, in the Hub cache
+            files[arch] = (tag, str(local), str(cached))
+            print(f"prepared {arch}.{tag}: {local.stat().st_size / 2**20:.0f} MiB", file=sys.stderr)
         del os.environ["HF_ENDPOINT"]
     env["HF_HUB_OFFLINE"] = "1"
     # Byte-code caching as on a normal install (this machine sets PYTHONDONTWRITEBYTECODE), kept out of the
@@ -177,9 +200,10 @@ def main() -> int:
         work = Path(args.workdir) if args.workdir else Path(tmp)
         env, files = prepare(work, args.archs)
         for arch in args.archs:
-            tag, path = files[arch]
+            tag, zoo_layout, timm_layout = files[arch]
             results[arch] = {}
             for method in METHODS:
+                path = timm_layout if method == "timm" else zoo_layout
                 run_once(method, arch, tag, path, env)  # warm-up: file pages and .pyc caches
                 runs = [run_once(method, arch, tag, path, env) for _ in range(repeats)]
                 results[arch][method] = runs

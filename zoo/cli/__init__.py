@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "list": "list registered models (or, with --pretrained, every arch.tag with weights)",
     "info": "parameters, default config, weights and a layer table with output sizes",
     "download": "fetch and verify weights into the cache, for offline use",
+    "pin": "write the Hub commit and SHA-256 of third-party weights into the manifest",
     "convert": "convert torchvision or timm weights to a verified safetensors file",
     "train": "train a model on MNIST, Fashion-MNIST, CIFAR or an image folder",
     "eval": "evaluate a model or checkpoint: top-1/top-5, loss, per-class, confusion",

@@ -13,6 +13,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="arch (its default weights), arch.tag, or a pattern over arch.tag names such as 'resnet*'",
     )  # fmt: skip
     parser.add_argument("--force", action="store_true", help="download again even if a verified copy is cached")
+    parser.add_argument(
+        "--unpin", action="store_true",
+        help="forget what this machine pinned for the weights (after a legitimate upstream change), then fetch",
+    )  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -20,17 +24,19 @@ def main(args: argparse.Namespace) -> int:
     from zoo.errors import WeightsError
     from zoo.hub import manifest
     from zoo.hub.describe import expand_names, human_size
-    from zoo.hub.fetch import fetch
+    from zoo.hub.fetch import fetch_file
+    from zoo.hub.pins import remove_pins
 
     failed = 0
     for name in expand_names(args.names):
+        if args.unpin and remove_pins(name):
+            print(f"{name}: forgot this machine's pin; the file is verified against upstream again")
         try:
-            path = fetch(name, force=args.force)
+            path, source = fetch_file(name, force=args.force)
         except (WeightsError, ValueError, OSError) as e:
             print(f"{name}: error: {e}", file=sys.stderr)
             failed += 1
             continue
-        arch, _, tag = name.partition(".")
-        entry = manifest.get_entry(arch, tag)
-        print(f"{name}  {path}  ({human_size(entry.size)}, sha256 {str(entry.sha256)[:16]}... verified)")
+        served = manifest.describe(source) if source is not None else "converted locally"
+        print(f"{name}  {path}  ({human_size(path.stat().st_size)}, verified; from {served})")
     return 1 if failed else 0

@@ -18,29 +18,25 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
-import re
 import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from zoo.errors import IntegrityError, OfflineError, WeightsError
+from zoo.errors import IntegrityError, OfflineError, WeightsError, WeightsFileError
 from zoo.hub import manifest
 from zoo.hub.entry import Source, WeightsEntry
 from zoo.hub.hubcache import drop_hub_file, explain_hub_error, hub_cached_file, hub_download, transport_errors
+from zoo.hub.pins import COMMIT_RE, SHA256_RE, converted_record, read_pin, record_converted, remove_pins, write_pin
 from zoo.hub.verify import CHUNK, cache_dir, check_file, is_offline, mark_verified
-from zoo.utils.files import atomic_path, write_text_atomic
+from zoo.utils.files import atomic_path
 
 __all__ = [
     "cache_error", "cached", "converted_record", "fetch_source", "how_to_get_it", "hub_file_info", "read_pin",
-    "record_converted", "remove_pins", "url_cache_path",
+    "record_converted", "remove_pins", "stream_url", "url_cache_path",
 ]  # fmt: skip
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_COMMIT = re.compile(r"[0-9a-f]{40}")
 _CACHE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)
 
 
@@ -64,75 +60,6 @@ def cache_error(error: OSError, doing: str) -> WeightsError:
         f"the zoo cache {cache_dir()} is not writable: {doing} failed ({error.strerror})",
         hint="set ZOO_CACHE_DIR to a writable folder, or run `zoo download NAME` where it is writable and copy it",
     )
-
-
-# ------------------------------------------------------------------------------------------- pins
-
-
-def _source_key(source: Source) -> str:
-    # Independent of the revision: a pin made at "main" holds when the source is later asked for again.
-    return f"hub:{source.repo_id}/{source.filename}" if source.type == "hub" else f"url:{source.url}"
-
-
-def _pin_path(name: str) -> Path:
-    return cache_dir() / "pins" / f"{manifest.check_name(name)}.json"
-
-
-def _read_pins(name: str) -> dict[str, Any]:
-    try:
-        data = json.loads(_pin_path(name).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def read_pin(name: str, source: Source) -> dict[str, Any] | None:
-    """What this machine verified of ``source`` for ``name``: commit (Hub), sha256, size; None if nothing.
-
-    A record that is not well formed counts as none (the file is verified again against upstream).
-    """
-    record = _read_pins(name).get(_source_key(source))
-    if not isinstance(record, dict) or not _SHA256.fullmatch(str(record.get("sha256"))):
-        return None
-    if source.type == "hub" and not _COMMIT.fullmatch(str(record.get("commit"))):
-        return None
-    if source.format == "torch" and not _SHA256.fullmatch(str(record.get("converted_sha256"))):
-        return None
-    return record
-
-
-def _write_pin(name: str, source: Source, record: dict[str, Any]) -> None:
-    pins = _read_pins(name)
-    pins[_source_key(source)] = record
-    try:
-        write_text_atomic(_pin_path(name), json.dumps(pins, indent=1, sort_keys=True) + "\n")
-    except OSError as e:  # the file was verified; only the pin for next time is lost
-        warnings.warn(f"could not record the pin of {name} in {_pin_path(name)}: {e.strerror}", stacklevel=4)
-
-
-def record_converted(name: str, sha256: str, size: int) -> None:
-    """Remember the SHA-256 of a file ``zoo convert`` made for a third-party entry (its manifest entry
-    describes upstream's files, so the local conversion is pinned here instead)."""
-    pins = _read_pins(name)
-    pins["converted"] = {"sha256": sha256, "size": size}
-    write_text_atomic(_pin_path(name), json.dumps(pins, indent=1, sort_keys=True) + "\n")
-
-
-def converted_record(name: str) -> tuple[str, int | None] | None:
-    """(SHA-256, size) recorded by :func:`record_converted` for ``name``, if any."""
-    record = _read_pins(name).get("converted")
-    if not isinstance(record, dict) or not _SHA256.fullmatch(str(record.get("sha256"))):
-        return None
-    size = record.get("size")
-    return record["sha256"], size if isinstance(size, int) else None
-
-
-def remove_pins(name: str) -> bool:
-    """Forget what this machine pinned for ``name`` (``zoo download --unpin``); True if there was a pin."""
-    path = _pin_path(name)
-    existed = path.is_file()
-    path.unlink(missing_ok=True)
-    return existed
 
 
 def _changed_upstream(name: str, source: Source, where: str, pinned: str, now: str) -> IntegrityError:
@@ -163,16 +90,16 @@ def hub_file_info(source: Source, what: str) -> tuple[str, str | None, int | Non
     except transport_errors() as e:
         raise explain_hub_error(e, what, endpoint or "https://huggingface.co") from None
     commit = meta.commit_hash or ""
-    if not _COMMIT.fullmatch(commit):
+    if not COMMIT_RE.fullmatch(commit):
         raise WeightsError(f"the Hub did not say which commit serves {what} (X-Repo-Commit is {commit!r})")
     etag = (meta.etag or "").strip('"').lower()
-    return commit, etag if _SHA256.fullmatch(etag) else None, meta.size
+    return commit, etag if SHA256_RE.fullmatch(etag) else None, meta.size
 
 
 def _hub_cached(name: str, entry: WeightsEntry, source: Source) -> Path | None:
     sha, size = source.sha256, source.size
     revision = source.revision or "main"
-    if sha is None or not _COMMIT.fullmatch(revision):
+    if sha is None or not COMMIT_RE.fullmatch(revision):
         pin = read_pin(name, source)
         if pin is not None and (sha is None or pin["sha256"] == sha):
             sha, size, revision = pin["sha256"], pin.get("size"), pin["commit"]
@@ -192,9 +119,9 @@ def _adopt_hub_cache(name: str, source: Source) -> Path | None:
         return None
     blob = Path(os.readlink(path)).name
     commit = path.parents[len(Path(str(source.filename)).parts) - 1].name  # snapshots/<commit>/<filename>
-    if not _SHA256.fullmatch(blob) or not _COMMIT.fullmatch(commit) or check_file(path, blob, None) is not None:
+    if not SHA256_RE.fullmatch(blob) or not COMMIT_RE.fullmatch(commit) or check_file(path, blob, None) is not None:
         return None
-    _write_pin(name, source, {"commit": commit, "sha256": blob, "size": path.stat().st_size})
+    write_pin(name, source, {"commit": commit, "sha256": blob, "size": path.stat().st_size})
     return path
 
 
@@ -202,7 +129,7 @@ def _fetch_hub(name: str, entry: WeightsEntry, source: Source, force: bool) -> P
     sha, size = source.sha256, source.size
     pin = read_pin(name, source)
     revision = source.revision or "main"
-    if pin is not None and not _COMMIT.fullmatch(revision):
+    if pin is not None and not COMMIT_RE.fullmatch(revision):
         revision = pin["commit"]  # fetched at the commit that was verified, not wherever the branch is now
     pinned = sha or (pin["sha256"] if pin is not None else None)
     if not force:
@@ -228,6 +155,8 @@ def _fetch_hub(name: str, entry: WeightsEntry, source: Source, force: bool) -> P
         raise OfflineError(f"{name} is not in the local cache and offline mode is on", hint=how_to_get_it(name))
     what = f"{name} ({source.repo_id}, {source.filename} @ {revision})"
     commit, hub_sha, hub_size = hub_file_info(replace(source, revision=revision), what)
+    if COMMIT_RE.fullmatch(revision) and commit != revision:
+        raise IntegrityError(f"the Hub answered for {what} with commit {commit}, not the pinned {revision}")
     if pinned is None and hub_sha is None:
         raise IntegrityError(
             f"the Hub reports no SHA-256 for {what} (the file is not in LFS/Xet storage), and the manifest pins "
@@ -252,7 +181,7 @@ def _fetch_hub(name: str, entry: WeightsEntry, source: Source, force: bool) -> P
             f"{said}. Nothing was cached."
         )
     served = path.parents[len(Path(str(source.filename)).parts) - 1].name  # snapshots/<commit>/<filename>
-    _write_pin(name, source, {"commit": served if _COMMIT.fullmatch(served) else commit, "sha256": want,
+    write_pin(name, source, {"commit": served if COMMIT_RE.fullmatch(served) else commit, "sha256": want,
                               "size": path.stat().st_size})  # fmt: skip
     return path
 
@@ -267,7 +196,7 @@ def url_cache_path(name: str, entry: WeightsEntry) -> Path:
     return cache_dir() / "weights" / f"{name}-{str(entry.sha256)[:12]}.safetensors"
 
 
-def _stream_url(url: str, tmp: Path, name: str) -> tuple[str, int]:
+def stream_url(url: str, tmp: Path, name: str) -> tuple[str, int]:
     """Download ``url`` into ``tmp``; returns (sha256, bytes). Raises if fewer bytes than announced arrive."""
     import urllib.request
 
@@ -299,7 +228,7 @@ def _download(name: str, url: str, tmp: Path, dest: Path) -> tuple[str, int]:
     import urllib.error
 
     try:
-        return _stream_url(url, tmp, name)
+        return stream_url(url, tmp, name)
     except urllib.error.HTTPError as e:
         raise WeightsError(f"could not download {name} from {url}: HTTP {e.code} {e.reason}") from None
     except http.client.IncompleteRead as e:
@@ -397,7 +326,12 @@ def _fetch_torch_url(name: str, source: Source, force: bool) -> Path:
                 f"the file downloaded for {name} from {url} has SHA-256 {sha}, which does not start with the "
                 f"{prefix} its name promises: it is not the published file. Nothing was cached."
             )
-        state = read_pickle_checkpoint(tmp)  # weights_only: tensors and containers, never code
+        try:
+            state = read_pickle_checkpoint(tmp)  # weights_only: tensors and containers, never code
+        except WeightsFileError as e:
+            raise IntegrityError(
+                f"the file downloaded for {name} from {url} was refused: {e}. Nothing was cached."
+            ) from None
         dest = _torch_cache_path(name, sha)
         with atomic_path(dest, suffix=".part") as out:
             save_file({k: v.contiguous() for k, v in state.items()}, str(out), metadata={"format": "pt", "source": url})
@@ -407,7 +341,7 @@ def _fetch_torch_url(name: str, source: Source, force: bool) -> Path:
     converted_sha = sha256_file(dest)
     mark_verified(dest, converted_sha)
     record = {"sha256": sha, "size": size, "converted_sha256": converted_sha, "converted_size": dest.stat().st_size}
-    _write_pin(name, source, record)
+    write_pin(name, source, record)
     return dest
 
 

@@ -1,0 +1,274 @@
+"""Third-party weights (timm's Hub repos, torchvision's .pth URLs) on loopback servers: verified, pinned,
+with fallbacks, and equal to torchvision's model holding the same weights."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from weights_fixtures import IMAGENET_FIELDS, entry_for, server_fixture, weights_env_fixture  # noqa: F401
+from weights_server import COMMIT
+
+import zoo
+from zoo.cli import main as cli
+from zoo.errors import IntegrityError, OfflineError, WeightsError
+from zoo.hub import fetch, manifest, pins
+
+X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
+
+
+def _bytes(state: dict[str, torch.Tensor]) -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.contiguous() for k, v in state.items()})
+
+
+@pytest.fixture(scope="module")
+def timm_files() -> dict[str, tuple[bytes, dict[str, torch.Tensor]]]:
+    """timm's own resnet18 and vgg11, randomly initialised, as the safetensors bytes timm publishes."""
+    import timm
+
+    torch.manual_seed(0)
+    out = {}
+    for arch in ("resnet18", "vgg11"):
+        state = timm.create_model(arch, pretrained=False).state_dict()
+        out[arch] = (_bytes(state), state)
+    return out
+
+
+def _pth(state: dict[str, torch.Tensor]) -> tuple[bytes, str]:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _add(env, name: str, repo: str | None, url: str | None = None, **fields) -> None:
+    """A third-party entry: timm-style Hub repo ``repo`` first, then the torchvision-style ``url``."""
+    sources = []
+    if repo:
+        sources.append({"type": "hub", "repo_id": repo, "filename": "model.safetensors", "revision": "main"})
+    if url:
+        sources.append({"type": "url", "url": url, "format": "torch"})
+    entry = entry_for(None, sources[0], **{**IMAGENET_FIELDS, "sha256": None, "size": None, **fields})
+    if len(sources) > 1:
+        entry["fallbacks"] = sources[1:]
+    env.add(name, entry)
+
+
+def _tv_model(arch: str, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    from zoo.hub.fitting import from_timm_layout
+
+    model = torchvision.models.get_model(arch).eval()
+    model.load_state_dict(dict(from_timm_layout(state)))
+    return model
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "vgg11"])
+def test_timm_hub_weights_give_torchvision_outputs_and_are_pinned(weights_env, timm_files, arch, monkeypatch):
+    data, state = timm_files[arch]
+    repo = f"{weights_env.org}-timm/{arch}.tv_in1k"
+    weights_env.server.add_hub(repo, "model.safetensors", data)
+    _add(weights_env, f"{arch}.tv_in1k", repo)
+    model = zoo.create_model(f"{arch}.tv_in1k", pretrained=True).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(X), _tv_model(arch, state)(X), rtol=0, atol=0)
+    assert model.pretrained_cfg["hf_hub_id"] == repo
+    record = pins.read_pin(f"{arch}.tv_in1k", manifest.resolve_source(manifest.get_entry(arch, "tv_in1k")))
+    assert record == {"commit": COMMIT, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    # Offline, from the pinned cache: no request, same weights.
+    requests = len(weights_env.server.requests)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    again = zoo.create_model(f"{arch}.tv_in1k", pretrained=True).eval()
+    assert len(weights_env.server.requests) == requests
+    with torch.no_grad():
+        torch.testing.assert_close(again(X), model(X), rtol=0, atol=0)
+
+
+def test_a_wrong_hub_sha256_is_refused_and_nothing_is_cached(weights_env, timm_files):
+    data, _ = timm_files["resnet18"]
+    repo = f"{weights_env.org}-timm/resnet18.tv_in1k"
+    weights_env.server.add_hub(repo, "model.safetensors", data, sha256="ab" * 32)  # the Hub's record is not the file
+    _add(weights_env, "resnet18.tv_in1k", repo)
+    with pytest.raises(IntegrityError, match="not the file the Hub announced"):
+        zoo.create_model("resnet18.tv_in1k", pretrained=True)
+    assert weights_env.hub_files() == []
+    assert not (weights_env.cache / "pins" / "resnet18.tv_in1k.json").exists()
+
+
+def test_a_hub_file_without_a_sha256_is_refused_unless_the_manifest_pins_one(weights_env, timm_files):
+    data, _ = timm_files["resnet18"]
+    repo = f"{weights_env.org}-timm/resnet18.tv_in1k"
+    weights_env.server.add_hub(repo, "model.safetensors", data, sha256=None)  # a plain git file: no X-Linked-Etag
+    _add(weights_env, "resnet18.tv_in1k", repo)
+    with pytest.raises(IntegrityError, match="reports no SHA-256"):
+        fetch.fetch("resnet18.tv_in1k")
+    assert weights_env.hub_files() == []
+
+
+def test_an_upstream_change_at_the_pinned_commit_is_refused(weights_env, timm_files, capsys):
+    data, state = timm_files["resnet18"]
+    repo = f"{weights_env.org}-timm/resnet18.tv_in1k"
+    weights_env.server.add_hub(repo, "model.safetensors", data)
+    _add(weights_env, "resnet18.tv_in1k", repo)
+    first = fetch.fetch("resnet18.tv_in1k")
+    changed = _bytes({k: v + 1 if v.is_floating_point() else v for k, v in state.items()})
+    weights_env.server.add_hub(repo, "model.safetensors", changed)  # same commit, another file
+    with pytest.raises(IntegrityError, match="changed upstream") as err:
+        fetch.fetch("resnet18.tv_in1k", force=True)
+    assert "--unpin" in str(err.value.hint)
+    assert first.read_bytes() == data  # the verified copy stays
+    # The cached copy is replaced behind zoo's back: it is not used, and the Hub's new file is not taken either.
+    os.chmod(first, 0o644)
+    first.write_bytes(changed)
+    with (
+        pytest.warns(UserWarning, match="corrupted or replaced"),
+        pytest.raises(IntegrityError, match="changed upstream"),
+    ):
+        fetch.fetch("resnet18.tv_in1k")
+    # A maintainer who knows the change is legitimate forgets the pin.
+    assert cli(["download", "resnet18.tv_in1k", "--unpin"]) == 0
+    assert "forgot this machine's pin" in capsys.readouterr().out
+    assert fetch.fetch("resnet18.tv_in1k").read_bytes() == changed
+
+
+def test_a_hub_that_answers_for_another_commit_than_the_pinned_one_is_refused(weights_env, timm_files):
+    data, _ = timm_files["resnet18"]
+    repo = f"{weights_env.org}-timm/resnet18.tv_in1k"
+    weights_env.server.add_hub(repo, "model.safetensors", data)
+    _add(weights_env, "resnet18.tv_in1k", repo)
+    fetch.fetch("resnet18.tv_in1k")
+    weights_env.server.commits[f"/{repo}/resolve/{COMMIT}/model.safetensors"] = OTHER_COMMIT
+    with pytest.raises(IntegrityError, match=f"commit {OTHER_COMMIT}, not the pinned {COMMIT}"):
+        fetch.fetch("resnet18.tv_in1k", force=True)
+
+
+def test_the_torchvision_url_serves_when_the_hub_cannot(weights_env, timm_files):
+    _, state = timm_files["resnet18"]
+    pth, sha = _pth(state)
+    url = weights_env.server.add(f"/{weights_env.org}-tv/models/resnet18-{sha[:8]}.pth", pth)
+    _add(weights_env, "resnet18.tv_in1k", f"{weights_env.org}-timm/missing", url)  # the repo does not exist
+    with pytest.warns(UserWarning, match=r"came from http://.*resnet18-.*\.pth .*after .*404"):
+        model = zoo.create_model("resnet18.tv_in1k", pretrained=True).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(X), _tv_model("resnet18", state)(X), rtol=0, atol=0)
+    path = Path(model.pretrained_cfg["file"])
+    assert path.suffix == ".safetensors" and path.is_relative_to(weights_env.cache)  # converted once
+    assert not list((weights_env.cache / "downloads").iterdir())  # the .pth is not kept
+    record = pins.read_pin("resnet18.tv_in1k", manifest.resolve_sources(manifest.get_entry("resnet18", "tv_in1k"))[1])
+    assert record["sha256"] == sha and record["size"] == len(pth)
+    # Warm: the converted file, verified by its marker, no request at all.
+    requests = len(weights_env.server.requests)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fetch.fetch("resnet18.tv_in1k") == path
+    assert len(weights_env.server.requests) == requests
+
+
+def test_when_every_source_fails_the_error_names_each(weights_env):
+    url = weights_env.server.endpoint + f"/{weights_env.org}-tv/gone/resnet18-0123abcd.pth"
+    _add(weights_env, "resnet18.tv_in1k", f"{weights_env.org}-timm/missing", url)
+    with pytest.raises(WeightsError) as err:
+        fetch.fetch("resnet18.tv_in1k")
+    message = str(err.value)
+    assert "any of its 2 sources" in message
+    assert f"1. Hugging Face Hub {weights_env.org}-timm/missing" in message and "404" in message
+    assert f"2. {url}" in message and "HTTP 404" in message
+    assert not isinstance(err.value, IntegrityError)
+
+
+def test_a_torchvision_file_that_is_not_the_named_one_is_refused(weights_env, timm_files):
+    pth, sha = _pth(timm_files["resnet18"][1])
+    wrong = "0" * 8 if not sha.startswith("0") else "1" * 8
+    url = weights_env.server.add(f"/{weights_env.org}-tv/resnet18-{wrong}.pth", pth)
+    _add(weights_env, "resnet18.tv_in1k", None, url)
+    with pytest.raises(IntegrityError, match=f"does not start with the {wrong} its name promises"):
+        fetch.fetch("resnet18.tv_in1k")
+    assert not (weights_env.cache / "weights").exists() or not list((weights_env.cache / "weights").iterdir())
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_with_a_code_payload_behind_a_torchvision_url_never_runs(weights_env, tmp_path):
+    marker = tmp_path / "payload-ran"
+    buffer = io.BytesIO()
+    torch.save({"conv1.weight": torch.zeros(1), "evil": _Payload(marker)}, buffer)
+    data = buffer.getvalue()
+    sha = hashlib.sha256(data).hexdigest()  # the name's prefix is right: only the content is hostile
+    url = weights_env.server.add(f"/{weights_env.org}-tv/resnet18-{sha[:8]}.pth", data)
+    _add(weights_env, "resnet18.tv_in1k", None, url)
+    with pytest.raises(IntegrityError, match="weights_only=True"):
+        zoo.create_model("resnet18.tv_in1k", pretrained=True)
+    assert not marker.exists()
+    assert not list((weights_env.cache / "downloads").iterdir())
+    assert not (weights_env.cache / "weights").exists() or not list((weights_env.cache / "weights").iterdir())
+
+
+def test_zoo_pin_writes_the_commit_and_sha256_into_the_manifest(weights_env, timm_files, capsys):
+    data, state = timm_files["resnet18"]
+    pth, pth_sha = _pth(state)
+    repo = f"{weights_env.org}-timm/resnet18.tv_in1k"
+    weights_env.server.add_hub(repo, "model.safetensors", data)
+    url = weights_env.server.add(f"/{weights_env.org}-tv/resnet18-{pth_sha[:8]}.pth", pth)
+    _add(weights_env, "resnet18.tv_in1k", repo, url)
+    assert cli(["pin", "resnet18.tv_in1k"]) == 0
+    assert hashlib.sha256(data).hexdigest() in capsys.readouterr().out
+    written = weights_env.manifest()["weights"]["resnet18.tv_in1k"]
+    assert written["source"] == {"type": "hub", "repo_id": repo, "filename": "model.safetensors", "revision": COMMIT,
+                                 "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}  # fmt: skip
+    assert written["fallbacks"] == [{"type": "url", "url": url, "format": "torch", "sha256": pth_sha, "size": len(pth)}]
+    entry = manifest.get_entry("resnet18", "tv_in1k")
+    assert all(s.pinned for s in entry.sources)
+    # A pinned entry is verified against the manifest: a Hub that now reports another file there is refused.
+    weights_env.server.add_hub(repo, "model.safetensors", _bytes({k: v * 2 for k, v in state.items()}))
+    with pytest.raises(IntegrityError, match="another file than the manifest describes"):
+        fetch.fetch("resnet18.tv_in1k")
+    # ... and `zoo pin` run again refuses to move a pin silently.
+    assert cli(["pin", "resnet18.tv_in1k", "--no-urls"]) == 1
+    assert "the manifest was not changed" in capsys.readouterr().err
+    assert weights_env.manifest()["weights"]["resnet18.tv_in1k"] == written
+
+
+def test_an_unreachable_source_while_offline_says_offline(weights_env, monkeypatch):
+    _add(weights_env, "resnet18.tv_in1k", f"{weights_env.org}-timm/x", "https://example.invalid/resnet18-0123abcd.pth")
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    requests = len(weights_env.server.requests)
+    with pytest.raises(OfflineError, match="offline mode is on"):
+        fetch.fetch("resnet18.tv_in1k")
+    assert len(weights_env.server.requests) == requests
+
+
+def test_the_repository_manifest_gives_public_sources_to_every_torchvision_weight(monkeypatch):
+    monkeypatch.delenv("ZOO_WEIGHTS_DIR", raising=False)
+    import torchvision.models as tvm
+
+    from zoo.hub.convert import CONVERTIBLE, TORCHVISION_TAGS
+
+    for arch in CONVERTIBLE:
+        for w in tvm.get_model_weights(arch):
+            if w.name not in TORCHVISION_TAGS:
+                continue
+            entry = manifest.get_entry(arch, TORCHVISION_TAGS[w.name])
+            assert entry.published and entry.source.repo_id == f"timm/{arch}.{TORCHVISION_TAGS[w.name]}"
+            assert entry.fallbacks[0].url == w.url and entry.fallbacks[0].hash_prefix
+            assert entry.metrics["top1"] == w.meta["_metrics"]["ImageNet-1K"]["acc@1"]
+        best = "tv2_in1k" if "IMAGENET1K_V2" in tvm.get_model_weights(arch).__members__ else "tv_in1k"
+        assert manifest.default_tag(arch) == best
+    # timm's other weights: reached by tag, never the default, accuracy only from timm's results file.
+    a1 = manifest.get_entry("resnet50", "a1_in1k")
+    assert not a1.default and a1.input_size == (3, 288, 288) and a1.metrics["measured_by"].startswith("timm")
+    assert json.dumps(a1.origin).count("train_input_size") == 1

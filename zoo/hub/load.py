@@ -26,7 +26,6 @@ from zoo.hub import manifest
 from zoo.hub.entry import WeightsEntry
 from zoo.hub.fetch import fetch, fetch_file
 from zoo.hub.fitting import adapt_input_conv, check_finite, fit_state_dict, from_timm_layout
-from zoo.hub.metadata import WeightsMetadata, check_preprocessing
 from zoo.hub.verify import mark_finite, marked_finite
 from zoo.models.base import fit_channels
 
@@ -294,6 +293,8 @@ def build_with_weights(
     if checkpoint_path is not None:
         path = Path(checkpoint_path)
         header = read_metadata(path)
+        from zoo.hub.metadata import WeightsMetadata, check_preprocessing  # only checkpoints carry it
+
         try:  # the header is untrusted: every value is checked before it becomes a size or an argument
             meta = WeightsMetadata.from_header(header)
             if not entry:

@@ -151,6 +151,11 @@ def entries_for_arch(arch: str) -> dict[str, WeightsEntry]:
 
 def default_tag(arch: str) -> str | None:
     """The tag ``pretrained=True`` picks for ``arch``: the entry marked ``"default": true``, or the only one."""
+    prefix = arch + "."
+    raw = {n[len(prefix) :]: e for n, e in load_manifest()["weights"].items() if n.startswith(prefix)}
+    flagged = [tag for tag, e in raw.items() if isinstance(e, dict) and e.get("default") is True]
+    if len(flagged) == 1:  # the common case, decided without validating the arch's other entries
+        return flagged[0]
     entries = entries_for_arch(arch)
     flagged = [tag for tag, e in entries.items() if e.default]
     if flagged:

@@ -49,7 +49,7 @@ def _source(entry: manifest.WeightsEntry) -> str:
 def _sha(entry: manifest.WeightsEntry) -> str:
     if entry.sha256:
         return f"`{entry.sha256[:12]}…`"
-    if all(s.pinned for s in entry.sources):
+    if entry.third_party and entry.pinned:
         return f"pinned `{entry.source.sha256[:12]}…`"
     return "not pinned: checked against upstream's SHA-256" if entry.published else "—"
 

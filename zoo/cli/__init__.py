@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from importlib import import_module
 
 from zoo.errors import ZooError
+from zoo.utils import env_flag
 
 # name -> one-line help; the command lives in zoo.cli.<name> (``add_arguments`` and ``main``).
 COMMANDS: dict[str, str] = {
@@ -116,7 +117,7 @@ def error_lines(command: str, error: BaseException) -> str:
 
 
 def _debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
-    debug = os.environ.get("ZOO_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+    debug = env_flag("ZOO_DEBUG")
     while argv and argv[0] == "--debug":
         debug, argv = True, argv[1:]
     return debug, argv

@@ -62,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"wrote {saved.path} ({saved.size:,} bytes, sha256 {saved.sha256})")
     if not args.no_manifest:
         entry = manifest.get_entry(*name.split(".", 1))
-        if any(s.third_party for s in entry.sources):
+        if entry.third_party:
             print(f"recorded its SHA-256 in zoo's cache ({name} in the manifest describes upstream's files)")
         else:
             print(f"recorded {name} in {manifest.manifest_path()}")

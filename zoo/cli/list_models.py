@@ -51,8 +51,8 @@ def _print_weights(names: list[str], width: int) -> None:
         sources = manifest.resolve_sources(entry)
         if not entry.published:
             pinned = "unpublished"
-        elif any(s.third_party for s in sources):
-            pinned = "yes" if all(s.pinned for s in sources if s.third_party) else "no"
+        elif entry.third_party:
+            pinned = "yes" if entry.pinned else "no"
         else:
             pinned = "yes"  # zoo's own file: its SHA-256 is in the manifest
         top1 = (entry.metrics or {}).get("top1")

@@ -25,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
         print("zoo pin: error: give weights names or --all (not both)", file=sys.stderr)
         return 2
     names = manifest.weight_names() if args.all else expand_names(args.names)
-    third_party = [n for n in names if any(s.third_party for s in manifest.get_entry(*n.split(".", 1)).sources)]
+    third_party = [n for n in names if manifest.get_entry(*n.split(".", 1)).third_party]
     if not third_party:
         print("nothing to pin: these weights are this project's own (their SHA-256 is in the manifest)")
         return 0

@@ -26,7 +26,7 @@ import torch
 
 from zoo.errors import WeightsError, WeightsFileError
 from zoo.hub import manifest
-from zoo.hub.entry import Source, WeightsEntry
+from zoo.hub.entry import Source, WeightsEntry, hash_prefix
 from zoo.hub.fetch import converted_path, is_offline, sha256_file
 from zoo.hub.fitting import from_timm_layout
 from zoo.hub.load import empty_init, fit_state_dict, load_file
@@ -70,12 +70,6 @@ def torchvision_weights(arch: str, weights: str) -> Any:
     if key not in enum.__members__:
         raise ValueError(f"torchvision has no {arch} weights {weights!r}; it has {', '.join(enum.__members__)}")
     return enum[key]
-
-
-def _hash_prefix(url: str) -> str | None:
-    # torchvision's file names end in the first hex digits of the file's SHA-256: resnet50-11ad3fa6.pth
-    match = re.search(r"-([0-9a-f]{8,})\.[a-z]+$", url.rsplit("/", 1)[-1])
-    return match.group(1) if match else None
 
 
 def torchvision_entry(arch: str, weights: str) -> tuple[str, WeightsEntry]:
@@ -132,7 +126,7 @@ def _torchvision_state_dict(arch: str, weights: str, file: str | None, check_has
         file = str(cached) if cached.is_file() else None
     if file is None:
         return torch.hub.load_state_dict_from_url(w.url, map_location="cpu", check_hash=True, weights_only=True)
-    expected = _hash_prefix(w.url)
+    expected = hash_prefix(w.url)
     if expected:
         actual = sha256_file(file)
         if not actual.startswith(expected):
@@ -309,7 +303,7 @@ def record_conversion(name: str, entry: WeightsEntry, saved: SavedWeights, comma
         new = replace(entry, sha256=saved.sha256, size=saved.size, origin=origin, default=default)
         return manifest.update_entry(name, new)
     existing = manifest.get_entry(arch, tag)
-    if any(s.third_party for s in existing.sources):
+    if existing.third_party:
         # The entry describes upstream's files: the local conversion is pinned in zoo's cache, not the manifest.
         record_converted(name, saved.sha256, saved.size)
         return existing

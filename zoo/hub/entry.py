@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
 __all__ = [
-    "INTERPOLATIONS", "MAX_INPUT_SIDE", "MAX_RESIZE_SIDE", "SOURCE_TYPES", "STATUSES", "Source", "WeightsEntry",
-    "relative_path_problem",
+    "COMMIT_RE", "INTERPOLATIONS", "MAX_INPUT_SIDE", "MAX_RESIZE_SIDE", "SHA256_RE", "SOURCE_TYPES", "STATUSES",
+    "Source", "WeightsEntry", "hash_prefix", "relative_path_problem",
 ]  # fmt: skip
 
 Status = Literal["published", "unpublished"]
@@ -33,9 +33,9 @@ Interpolation = Literal["nearest", "bilinear", "bicubic"]
 STATUSES: tuple[str, ...] = get_args(Status)
 SOURCE_TYPES: tuple[str, ...] = get_args(SourceType)
 INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _REPO_PART_RE = re.compile(r"[A-Za-z0-9_.{}\-]+")
-_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 # torchvision's file names end in the first hex digits of the file's SHA-256: resnet50-11ad3fa6.pth
 _HASH_PREFIX_RE = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z]+$")
 _PICKLE_SUFFIXES = (".pth", ".pt", ".bin")
@@ -43,6 +43,12 @@ _PICKLE_SUFFIXES = (".pth", ".pt", ".bin")
 # the largest side the eval transform may resize to (size / crop_pct). ImageNet models use 224-600 px.
 MAX_INPUT_SIDE = 4096
 MAX_RESIZE_SIDE = 8192
+
+
+def hash_prefix(url: str) -> str | None:
+    """The SHA-256 prefix a torchvision-style file name carries (``.../resnet50-11ad3fa6.pth``), if any."""
+    match = _HASH_PREFIX_RE.search(url.split("?")[0].rsplit("/", 1)[-1])
+    return match.group(1) if match else None
 
 
 def relative_path_problem(path: Any) -> str | None:
@@ -178,7 +184,7 @@ class Source(_Record):
     format: FileFormat | None = None  # url; absent means "safetensors"
     path: str | None = _field("a path relative to weights/", default=None)  # bundled
     sha256: str | None = _field(
-        "the full 64-digit lower-case hex SHA-256 of the file", check=lambda v: bool(_SHA256_RE.fullmatch(v)),
+        "the full 64-digit lower-case hex SHA-256 of the file", check=lambda v: bool(SHA256_RE.fullmatch(v)),
         default=None,
     )  # fmt: skip
     size: int | None = _field("the file's size in bytes (a positive int)", check=lambda v: v > 0, default=None)
@@ -227,16 +233,13 @@ class Source(_Record):
     @property
     def hash_prefix(self) -> str | None:
         """The SHA-256 prefix a torchvision-style file name carries (``resnet50-11ad3fa6.pth``), if any."""
-        if self.type != "url" or not isinstance(self.url, str):
-            return None
-        match = _HASH_PREFIX_RE.search(self.url.split("?")[0].rsplit("/", 1)[-1])
-        return match.group(1) if match else None
+        return hash_prefix(self.url) if self.type == "url" and isinstance(self.url, str) else None
 
     @property
     def pinned(self) -> bool:
         """True when the file is fixed by the manifest: its SHA-256, and for the Hub a commit as revision."""
         if self.type == "hub":
-            return self.sha256 is not None and bool(_COMMIT_RE.fullmatch(self.revision or ""))
+            return self.sha256 is not None and bool(COMMIT_RE.fullmatch(self.revision or ""))
         return self.sha256 is not None
 
     @classmethod
@@ -278,7 +281,7 @@ class WeightsEntry(_Record):
     # Tried in order when ``source`` fails (unreachable, missing); a file that fails verification is an error.
     fallbacks: tuple[Source, ...] | None = _field("a list of sources", default=None)
     sha256: str | None = _field(
-        "the full 64-digit lower-case hex SHA-256 of the file", check=lambda v: bool(_SHA256_RE.fullmatch(v)),
+        "the full 64-digit lower-case hex SHA-256 of the file", check=lambda v: bool(SHA256_RE.fullmatch(v)),
         default=None,
     )  # fmt: skip
     size: int | None = _field("the file's size in bytes (a positive int)", check=lambda v: v > 0, default=None)
@@ -351,6 +354,16 @@ class WeightsEntry(_Record):
     def sources(self) -> tuple[Source, ...]:
         """``source`` then the ``fallbacks``, in the order fetching tries them."""
         return (self.source, *(self.fallbacks or ()))
+
+    @property
+    def third_party(self) -> bool:
+        """True when a source is a file this project does not publish (timm's Hub repo, torchvision's URL)."""
+        return any(s.third_party for s in self.sources)
+
+    @property
+    def pinned(self) -> bool:
+        """True when the manifest fixes every third-party file by its SHA-256 (``zoo pin``)."""
+        return all(s.pinned for s in self.sources if s.third_party)
 
     @classmethod
     def from_dict(cls, data: Any, name: str | None = None) -> "WeightsEntry":

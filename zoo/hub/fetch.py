@@ -18,7 +18,6 @@ nothing is deleted through a link (:func:`zoo.hub.hubcache.drop_hub_file`).
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -27,8 +26,18 @@ from zoo.errors import IntegrityError, NotPublishedError, OfflineError, WeightsE
 from zoo.hub import manifest
 from zoo.hub.entry import Source, WeightsEntry
 from zoo.hub.hubcache import hf_hub_cache, hub_cached_file
-from zoo.hub.sources import cache_error, cached, converted_record, fetch_source, how_to_get_it, read_pin, url_cache_path
+from zoo.hub.sources import (
+    cache_error,
+    cached,
+    converted_record,
+    fetch_source,
+    how_to_get_it,
+    read_pin,
+    torch_cache_path,
+    url_cache_path,
+)  # fmt: skip
 from zoo.hub.verify import CHUNK, cache_dir, check_file, has_valid_marker, is_offline, mark_verified, sha256_file
+from zoo.utils import env_flag
 
 __all__ = [
     "CHUNK", "Fetched", "cache_dir", "cached_state", "check_file", "converted_path", "fetch", "fetch_file",
@@ -52,8 +61,7 @@ def converted_path(name: str) -> Path:
 
 def offline_error(name: str, entry: WeightsEntry) -> OfflineError:
     """The one error for offline mode: the weights, where they would come from, and what to do."""
-    hf_flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-    flag = "HF_HUB_OFFLINE" if hf_flag else "ZOO_OFFLINE"
+    flag = "HF_HUB_OFFLINE" if env_flag("HF_HUB_OFFLINE") else "ZOO_OFFLINE"
     return OfflineError(
         f"{name} is not in the local cache and offline mode is on ({flag}=1); it would come from "
         f"{manifest.describe_source(entry)}",
@@ -81,8 +89,7 @@ def _use_converted(name: str, entry: WeightsEntry) -> Path | None:
     path = converted_path(name)
     if not path.is_file():
         return None
-    third_party = any(s.third_party for s in entry.sources)
-    expected = converted_record(name) if third_party else (entry.sha256, entry.size)
+    expected = converted_record(name) if entry.third_party else (entry.sha256, entry.size)
     if expected is None or expected[0] is None:
         raise IntegrityError(
             f"{path} was converted locally, but neither the manifest nor zoo's cache has a SHA-256 for {name} "
@@ -108,17 +115,19 @@ def _lock(name: str):  # noqa: ANN202 - a filelock.FileLock, imported here only
     return lock
 
 
-def fetch_file(name: str, force: bool = False) -> Fetched:
+def fetch_file(name: str, force: bool = False, entry: WeightsEntry | None = None) -> Fetched:
     """A local, verified file of manifest entry ``name`` (``arch.tag``) and the source it came from.
 
     Bundled files and locally converted files (``zoo convert``) are used in place. Otherwise a verified
     copy of any source in the local caches is used (no network); failing that the sources are fetched in
     order. A source that cannot be reached or lacks the file passes to the next, with a warning naming the
     source that served; a file that fails verification stops everything (:class:`IntegrityError`).
-    ``force`` downloads again even when a good copy is cached.
+    ``force`` downloads again even when a good copy is cached. ``entry``: the manifest entry of ``name``,
+    when the caller has it already.
     """
-    arch, _, tag = name.partition(".")
-    entry = manifest.get_entry(arch, tag)
+    if entry is None:
+        arch, _, tag = name.partition(".")
+        entry = manifest.get_entry(arch, tag)
     sources = manifest.resolve_sources(entry)
     if sources[0].type == "bundled":
         path = manifest.bundled_path(sources[0])
@@ -185,14 +194,14 @@ def source_state(name: str, entry: WeightsEntry, source: Source) -> str:
     """A short, network-free description of a (resolved) source's file on this machine, and its pin."""
     if source.type == "bundled":
         return f"bundled ({manifest.bundled_path(source)})"
-    sha, _ = source.sha256, source.size
+    sha = source.sha256
     pin = read_pin(name, source) if source.third_party else None
     if source.type == "hub":
         revision = pin["commit"] if pin and not source.pinned else source.revision
         path = hub_cached_file(Source(**{**source.to_dict(), "revision": revision}))
         sha = sha or (pin["sha256"] if pin else None)
     elif source.format == "torch":
-        path = url_cache_path(name, entry).with_name(f"{name}-{pin['sha256'][:12]}.safetensors") if pin else None
+        path = torch_cache_path(name, pin["sha256"]) if pin else None
         sha = pin["converted_sha256"] if pin else None
     else:
         path = url_cache_path(name, entry) if entry.sha256 else None

@@ -13,14 +13,12 @@ import sys
 from pathlib import Path
 
 from zoo.errors import WeightsError
-from zoo.hub.entry import Source
+from zoo.hub.entry import COMMIT_RE, Source
 
 __all__ = [
     "drop_hub_file", "explain_hub_error", "hf_hub_cache", "hub_cached_file", "hub_download", "repo_folder",
     "transport_errors",
 ]  # fmt: skip
-
-_HEX = frozenset("0123456789abcdef")
 
 
 def hf_hub_cache() -> Path:
@@ -39,7 +37,7 @@ def repo_folder(source: Source) -> Path:
 
 
 def _is_commit(revision: str) -> bool:
-    return len(revision) == 40 and set(revision) <= _HEX
+    return COMMIT_RE.fullmatch(revision) is not None
 
 
 def hub_cached_file(source: Source) -> Path | None:

@@ -305,7 +305,7 @@ def build_with_weights(
             raise WeightsFileError(f"{path}: {e}", hint="the file's metadata is damaged; fix or remove it") from None
         extra["file"] = str(path)
     elif pretrained:
-        path, served = fetch_file(name)
+        path, served = fetch_file(name, entry=entry)
         if served is not None:
             extra["source"] = manifest.describe(served)
     if entry:

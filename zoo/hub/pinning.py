@@ -18,7 +18,7 @@ from pathlib import Path
 from zoo.errors import IntegrityError
 from zoo.hub import manifest
 from zoo.hub.entry import Source, WeightsEntry
-from zoo.hub.sources import hub_file_info, stream_url
+from zoo.hub.sources import download, hub_file_info
 from zoo.hub.verify import cache_dir
 
 __all__ = ["pin_entry"]
@@ -44,7 +44,7 @@ def _pin_url(name: str, raw: Source) -> Source:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
     os.close(fd)
     try:
-        sha, size = stream_url(str(raw.url), Path(tmp), name)
+        sha, size = download(name, str(raw.url), Path(tmp), folder / f"{name}.pth")
     finally:
         Path(tmp).unlink(missing_ok=True)
     expected = raw.sha256 or raw.hash_prefix or ""

@@ -9,22 +9,16 @@ pinned commit, and a file that differs from the record there is refused.
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from pathlib import Path
 from typing import Any
 
 from zoo.hub import manifest
-from zoo.hub.entry import Source
+from zoo.hub.entry import COMMIT_RE, SHA256_RE, Source
 from zoo.hub.verify import cache_dir
 from zoo.utils.files import write_text_atomic
 
-__all__ = [
-    "COMMIT_RE", "SHA256_RE", "converted_record", "read_pin", "record_converted", "remove_pins", "write_pin",
-]  # fmt: skip
-
-SHA256_RE = re.compile(r"[0-9a-f]{64}")
-COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+__all__ = ["converted_record", "read_pin", "record_converted", "remove_pins", "write_pin"]
 
 
 def _source_key(source: Source) -> str:
@@ -42,6 +36,10 @@ def _read_pins(name: str) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _write_pins(name: str, pins: dict[str, Any]) -> None:
+    write_text_atomic(_pin_path(name), json.dumps(pins, indent=1, sort_keys=True) + "\n")
 
 
 def read_pin(name: str, source: Source) -> dict[str, Any] | None:
@@ -64,7 +62,7 @@ def write_pin(name: str, source: Source, record: dict[str, Any]) -> None:
     pins = _read_pins(name)
     pins[_source_key(source)] = record
     try:
-        write_text_atomic(_pin_path(name), json.dumps(pins, indent=1, sort_keys=True) + "\n")
+        _write_pins(name, pins)
     except OSError as e:  # the file was verified; only the pin for next time is lost
         warnings.warn(f"could not record the pin of {name} in {_pin_path(name)}: {e.strerror}", stacklevel=4)
 
@@ -74,7 +72,7 @@ def record_converted(name: str, sha256: str, size: int) -> None:
     describes upstream's files, so the local conversion is pinned here instead)."""
     pins = _read_pins(name)
     pins["converted"] = {"sha256": sha256, "size": size}
-    write_text_atomic(_pin_path(name), json.dumps(pins, indent=1, sort_keys=True) + "\n")
+    _write_pins(name, pins)
 
 
 def converted_record(name: str) -> tuple[str, int | None] | None:
@@ -92,9 +90,8 @@ def remove_pins(name: str) -> bool:
     kept = {k: v for k, v in pins.items() if k == "converted"}  # a local conversion is not upstream's file
     if len(kept) == len(pins):
         return False
-    path = _pin_path(name)
     if kept:
-        write_text_atomic(path, json.dumps(kept, indent=1, sort_keys=True) + "\n")
+        _write_pins(name, kept)
     else:
-        path.unlink(missing_ok=True)
+        _pin_path(name).unlink(missing_ok=True)
     return True

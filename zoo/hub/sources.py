@@ -26,15 +26,16 @@ from pathlib import Path
 
 from zoo.errors import IntegrityError, OfflineError, WeightsError, WeightsFileError
 from zoo.hub import manifest
-from zoo.hub.entry import Source, WeightsEntry
+from zoo.hub.entry import COMMIT_RE, SHA256_RE, Source, WeightsEntry
 from zoo.hub.hubcache import drop_hub_file, explain_hub_error, hub_cached_file, hub_download, transport_errors
-from zoo.hub.pins import COMMIT_RE, SHA256_RE, converted_record, read_pin, record_converted, remove_pins, write_pin
+from zoo.hub.pins import converted_record, read_pin, record_converted, remove_pins, write_pin
 from zoo.hub.verify import CHUNK, cache_dir, check_file, is_offline, mark_verified
+from zoo.utils import env_flag
 from zoo.utils.files import atomic_path
 
 __all__ = [
-    "cache_error", "cached", "converted_record", "fetch_source", "how_to_get_it", "hub_file_info", "read_pin",
-    "record_converted", "remove_pins", "stream_url", "url_cache_path",
+    "cache_error", "cached", "converted_record", "download", "fetch_source", "how_to_get_it", "hub_file_info",
+    "read_pin", "record_converted", "remove_pins", "torch_cache_path", "url_cache_path",
 ]  # fmt: skip
 
 _CACHE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)
@@ -60,6 +61,21 @@ def cache_error(error: OSError, doing: str) -> WeightsError:
         f"the zoo cache {cache_dir()} is not writable: {doing} failed ({error.strerror})",
         hint="set ZOO_CACHE_DIR to a writable folder, or run `zoo download NAME` where it is writable and copy it",
     )
+
+
+def _offline(name: str) -> OfflineError:
+    # fetch_file turns this into offline_error() when no source is left; its text only shows if one is.
+    return OfflineError(f"{name} is not in the local cache and offline mode is on", hint=how_to_get_it(name))
+
+
+def _replace_bad_cache(path: Path, name: str, problem: str) -> None:
+    """A cached file that fails verification: an error offline (it cannot be replaced), else a warning."""
+    if is_offline():
+        raise IntegrityError(
+            f"the cached file {path} of {name} {problem}, and offline mode is on so it cannot be fetched again",
+            hint=how_to_get_it(name),
+        )
+    warnings.warn(f"the cached file {path} of {name} {problem}; downloading it again", stacklevel=5)
 
 
 def _changed_upstream(name: str, source: Source, where: str, pinned: str, now: str) -> IntegrityError:
@@ -96,7 +112,12 @@ def hub_file_info(source: Source, what: str) -> tuple[str, str | None, int | Non
     return commit, etag if SHA256_RE.fullmatch(etag) else None, meta.size
 
 
-def _hub_cached(name: str, entry: WeightsEntry, source: Source) -> Path | None:
+def _snapshot_commit(path: Path, source: Source) -> str:
+    """The commit of a Hub cache file: its folder in ``snapshots/<commit>/<filename>``."""
+    return path.parents[len(Path(str(source.filename)).parts) - 1].name
+
+
+def _hub_cached(name: str, source: Source) -> Path | None:
     sha, size = source.sha256, source.size
     revision = source.revision or "main"
     if sha is None or not COMMIT_RE.fullmatch(revision):
@@ -118,14 +139,14 @@ def _adopt_hub_cache(name: str, source: Source) -> Path | None:
     if path is None or not path.is_symlink():
         return None
     blob = Path(os.readlink(path)).name
-    commit = path.parents[len(Path(str(source.filename)).parts) - 1].name  # snapshots/<commit>/<filename>
+    commit = _snapshot_commit(path, source)
     if not SHA256_RE.fullmatch(blob) or not COMMIT_RE.fullmatch(commit) or check_file(path, blob, None) is not None:
         return None
     write_pin(name, source, {"commit": commit, "sha256": blob, "size": path.stat().st_size})
     return path
 
 
-def _fetch_hub(name: str, entry: WeightsEntry, source: Source, force: bool) -> Path:
+def _fetch_hub(name: str, source: Source, force: bool) -> Path:
     sha, size = source.sha256, source.size
     pin = read_pin(name, source)
     revision = source.revision or "main"
@@ -133,18 +154,13 @@ def _fetch_hub(name: str, entry: WeightsEntry, source: Source, force: bool) -> P
         revision = pin["commit"]  # fetched at the commit that was verified, not wherever the branch is now
     pinned = sha or (pin["sha256"] if pin is not None else None)
     if not force:
-        path = _hub_cached(name, entry, source)
+        path = _hub_cached(name, source)
         if path is not None:
             return path
         stale = hub_cached_file(replace(source, revision=revision))
         problem = check_file(stale, pinned, size) if stale is not None and pinned is not None else None
         if stale is not None and problem is not None:
-            if is_offline():
-                raise IntegrityError(
-                    f"the cached file {stale} of {name} {problem}, and offline mode is on so it cannot be fetched "
-                    "again", hint=how_to_get_it(name),
-                )  # fmt: skip
-            warnings.warn(f"the cached file {stale} of {name} {problem}; downloading it again", stacklevel=4)
+            _replace_bad_cache(stale, name, problem)
             # Removed (as a link, never through it): huggingface_hub keeps an existing snapshot entry otherwise.
             drop_hub_file(stale, source)
             force = True
@@ -152,7 +168,7 @@ def _fetch_hub(name: str, entry: WeightsEntry, source: Source, force: bool) -> P
         adopted = _adopt_hub_cache(name, source) if pinned is None else None
         if adopted is not None:
             return adopted
-        raise OfflineError(f"{name} is not in the local cache and offline mode is on", hint=how_to_get_it(name))
+        raise _offline(name)
     what = f"{name} ({source.repo_id}, {source.filename} @ {revision})"
     commit, hub_sha, hub_size = hub_file_info(replace(source, revision=revision), what)
     if COMMIT_RE.fullmatch(revision) and commit != revision:
@@ -180,7 +196,7 @@ def _fetch_hub(name: str, entry: WeightsEntry, source: Source, force: bool) -> P
             f"the file downloaded for {name} from {manifest.describe(source)} {problem}: it is not the file "
             f"{said}. Nothing was cached."
         )
-    served = path.parents[len(Path(str(source.filename)).parts) - 1].name  # snapshots/<commit>/<filename>
+    served = _snapshot_commit(path, source)
     write_pin(name, source, {"commit": served if COMMIT_RE.fullmatch(served) else commit, "sha256": want,
                               "size": path.stat().st_size})  # fmt: skip
     return path
@@ -196,7 +212,7 @@ def url_cache_path(name: str, entry: WeightsEntry) -> Path:
     return cache_dir() / "weights" / f"{name}-{str(entry.sha256)[:12]}.safetensors"
 
 
-def stream_url(url: str, tmp: Path, name: str) -> tuple[str, int]:
+def _stream_url(url: str, tmp: Path, name: str) -> tuple[str, int]:
     """Download ``url`` into ``tmp``; returns (sha256, bytes). Raises if fewer bytes than announced arrive."""
     import urllib.request
 
@@ -209,7 +225,7 @@ def stream_url(url: str, tmp: Path, name: str) -> tuple[str, int]:
         announced = response.headers.get("Content-Length")
         total = int(announced) if announced and announced.isdigit() else None
         quiet = ("ZOO_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS")
-        disable = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in quiet)
+        disable = env_flag(*quiet)
         with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name, disable=disable,
                   file=sys.stderr, leave=False) as bar:  # fmt: skip
             for block in iter(lambda: response.read(CHUNK), b""):
@@ -222,13 +238,13 @@ def stream_url(url: str, tmp: Path, name: str) -> tuple[str, int]:
     return digest.hexdigest(), received
 
 
-def _download(name: str, url: str, tmp: Path, dest: Path) -> tuple[str, int]:
+def download(name: str, url: str, tmp: Path, dest: Path) -> tuple[str, int]:
     """Stream ``url`` to ``tmp``; any failure is a WeightsError that says which (nothing is kept)."""
     import http.client
     import urllib.error
 
     try:
-        return stream_url(url, tmp, name)
+        return _stream_url(url, tmp, name)
     except urllib.error.HTTPError as e:
         raise WeightsError(f"could not download {name} from {url}: HTTP {e.code} {e.reason}") from None
     except http.client.IncompleteRead as e:
@@ -257,19 +273,14 @@ def _fetch_url(name: str, entry: WeightsEntry, source: Source, force: bool) -> P
         problem = check_file(dest, str(entry.sha256), entry.size)
         if problem is None:
             return dest
-        if is_offline():
-            raise IntegrityError(
-                f"the cached file {dest} of {name} {problem}, and offline mode is on so it cannot be fetched again",
-                hint=how_to_get_it(name),
-            )
-        warnings.warn(f"the cached file {dest} of {name} {problem}; downloading it again", stacklevel=4)
+        _replace_bad_cache(dest, name, problem)
         dest.unlink()
     if is_offline():
-        raise OfflineError(f"{name} is not in the local cache and offline mode is on", hint=how_to_get_it(name))
+        raise _offline(name)
     _clear_stale_parts(dest)
     # atomic_path: the file appears at dest only complete and verified (synced, renamed, folder synced).
     with atomic_path(dest, suffix=".part") as tmp:
-        sha, size = _download(name, str(source.url), tmp, dest)
+        sha, size = download(name, str(source.url), tmp, dest)
         if size != entry.size or sha != entry.sha256:
             raise IntegrityError(
                 f"the file downloaded for {name} from {source.url} does not match the manifest: {size:,} bytes with "
@@ -280,7 +291,8 @@ def _fetch_url(name: str, entry: WeightsEntry, source: Source, force: bool) -> P
     return dest
 
 
-def _torch_cache_path(name: str, upstream_sha: str) -> Path:
+def torch_cache_path(name: str, upstream_sha: str) -> Path:
+    """Where the safetensors file converted from a torchvision ``.pth`` of SHA-256 ``upstream_sha`` is kept."""
     return cache_dir() / "weights" / f"{manifest.check_name(name)}-{upstream_sha[:12]}.safetensors"
 
 
@@ -288,7 +300,7 @@ def _torch_cached(name: str, source: Source) -> Path | None:
     pin = read_pin(name, source)
     if pin is None or (source.sha256 is not None and pin["sha256"] != source.sha256):
         return None
-    path = _torch_cache_path(name, pin["sha256"])
+    path = torch_cache_path(name, pin["sha256"])
     ok = path.is_file() and check_file(path, pin["converted_sha256"], pin.get("converted_size")) is None
     return path if ok else None
 
@@ -300,7 +312,7 @@ def _fetch_torch_url(name: str, source: Source, force: bool) -> Path:
         if cached_path is not None:
             return cached_path
     if is_offline():
-        raise OfflineError(f"{name} is not in the local cache and offline mode is on", hint=how_to_get_it(name))
+        raise _offline(name)
     from safetensors.torch import save_file
 
     from zoo.hub.convert import read_pickle_checkpoint
@@ -309,11 +321,11 @@ def _fetch_torch_url(name: str, source: Source, force: bool) -> Path:
     pin = read_pin(name, source)
     pinned = source.sha256 or (pin["sha256"] if pin is not None else None)
     url = str(source.url)
-    download = cache_dir() / "downloads" / f"{manifest.check_name(name)}.pth"
-    _clear_stale_parts(download)
-    tmp = download.parent / f".{download.name}.{os.getpid()}.part"
+    part_of = cache_dir() / "downloads" / f"{manifest.check_name(name)}.pth"
+    _clear_stale_parts(part_of)
+    tmp = part_of.parent / f".{part_of.name}.{os.getpid()}.part"
     try:
-        sha, size = _download(name, url, tmp, download)
+        sha, size = download(name, url, tmp, part_of)
         if pinned is not None and sha != pinned:
             if source.sha256 is None:
                 raise _changed_upstream(name, source, url, pinned, sha)
@@ -332,7 +344,7 @@ def _fetch_torch_url(name: str, source: Source, force: bool) -> Path:
             raise IntegrityError(
                 f"the file downloaded for {name} from {url} was refused: {e}. Nothing was cached."
             ) from None
-        dest = _torch_cache_path(name, sha)
+        dest = torch_cache_path(name, sha)
         with atomic_path(dest, suffix=".part") as out:
             save_file({k: v.contiguous() for k, v in state.items()}, str(out), metadata={"format": "pt", "source": url})
         del state
@@ -351,7 +363,7 @@ def _fetch_torch_url(name: str, source: Source, force: bool) -> Path:
 def cached(name: str, entry: WeightsEntry, source: Source) -> Path | None:
     """The verified local file of a (resolved) source, without network access or a lock; None if there is none."""
     if source.type == "hub":
-        return _hub_cached(name, entry, source)
+        return _hub_cached(name, source)
     if source.format == "torch":
         return _torch_cached(name, source)
     dest = url_cache_path(name, entry)
@@ -363,7 +375,7 @@ def fetch_source(name: str, entry: WeightsEntry, source: Source, force: bool) ->
     """The verified local file of one (resolved, non-bundled) source, downloaded if needed; the caller holds
     the entry's lock."""
     if source.type == "hub":
-        return _fetch_hub(name, entry, source, force)
+        return _fetch_hub(name, source, force)
     if source.format == "torch":
         return _fetch_torch_url(name, source, force)
     return _fetch_url(name, entry, source, force)

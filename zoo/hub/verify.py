@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from zoo.utils import env_flag
 from zoo.utils.files import write_text_atomic
 
 __all__ = [
@@ -23,12 +24,11 @@ __all__ = [
 ]  # fmt: skip
 
 CHUNK = 1 << 20
-_TRUE = ("1", "true", "yes", "on")
 
 
 def is_offline() -> bool:
     """True when ``HF_HUB_OFFLINE`` or ``ZOO_OFFLINE`` is set to 1/true/yes/on."""
-    return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "ZOO_OFFLINE"))
+    return env_flag("HF_HUB_OFFLINE", "ZOO_OFFLINE")
 
 
 def cache_dir() -> Path:

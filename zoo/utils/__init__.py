@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Iterable
@@ -9,7 +10,14 @@ from typing import Any
 
 from zoo.utils.files import atomic_path, fsync_dir, write_json, write_text_atomic
 
-__all__ = ["atomic_path", "fsync_dir", "natural_key", "progress", "write_json", "write_text_atomic"]
+__all__ = ["atomic_path", "env_flag", "fsync_dir", "natural_key", "progress", "write_json", "write_text_atomic"]
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def env_flag(*names: str) -> bool:
+    """True when any of the environment variables ``names`` is set to 1/true/yes/on (any case)."""
+    return any(os.environ.get(n, "").strip().lower() in _TRUE for n in names)
 
 
 def natural_key(name: str) -> list[int | str]:

@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from weights_fixtures import IMAGENET_FIELDS, entry_for, server_fixture, weights_env_fixture  # noqa: F401
+from weights_fixtures import (  # noqa: F401
+    IMAGENET_FIELDS,
+    entry_for,
+    mnist_file_fixture,
+    server_fixture,
+    weights_env_fixture,
+)  # fmt: skip
 from weights_server import COMMIT
 
 import zoo
@@ -272,3 +278,14 @@ def test_the_repository_manifest_gives_public_sources_to_every_torchvision_weigh
     a1 = manifest.get_entry("resnet50", "a1_in1k")
     assert not a1.default and a1.input_size == (3, 288, 288) and a1.metrics["measured_by"].startswith("timm")
     assert json.dumps(a1.origin).count("train_input_size") == 1
+
+
+def test_zoo_pin_needs_names_or_all_and_leaves_own_weights_alone(weights_env, mnist_file, capsys):
+    weights_env.add_url("mnist_cnn.own", mnist_file)
+    before = weights_env.manifest()
+    assert cli(["pin"]) == 2 and "give weights names or --all" in capsys.readouterr().err
+    assert cli(["pin", "mnist_cnn.own", "--all"]) == 2
+    assert cli(["pin", "mnist_cnn.own"]) == 0
+    assert "nothing to pin" in capsys.readouterr().out
+    assert cli(["pin", "nope*"]) == 2 and "no weights match" in capsys.readouterr().err
+    assert weights_env.manifest() == before

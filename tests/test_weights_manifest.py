@@ -89,6 +89,23 @@ GOOD = entry_for(None, {"type": "bundled", "path": "x.safetensors"}, status="unp
         ({"label_names": 3}, "label_names=3 must be a list of names or the name of a JSON file"),
         ({"metrics": {"top1": "high", "command": "x"}}, "metrics.top1='high' must be a number"),
         ({"source": {"type": "url", "url": "https://h/x.safetensors", "mirror": "y"}}, "source has unknown field"),
+        (
+            {"source": {"type": "url", "url": "https://h/x.pth", "format": "torch"}},
+            "needs a pinned sha256, or a file name",
+        ),
+        ({"source": {"type": "url", "url": "https://h/x-0123abcd.txt", "format": "torch"}}, "must end in .pth"),
+        (
+            {"source": {"type": "url", "url": "https://h/x.safetensors", "format": "onnx"}},
+            "format='onnx' must be one of",
+        ),
+        ({"source": {"type": "bundled", "path": "x.safetensors", "format": "torch"}}, "format is for url sources"),
+        ({"fallbacks": {"type": "url", "url": "https://h/y.safetensors"}}, "fallbacks=.* must be a list of sources"),
+        ({"fallbacks": [{"type": "bundled", "path": "y.safetensors"}]}, "fallbacks cannot be bundled files"),
+        ({"fallbacks": [{"type": "url", "url": "ftp://h/y.safetensors"}]}, "needs an http.s. URL"),
+        (
+            {"source": {"type": "url", "url": "https://h/x.safetensors", "sha256": "abc"}},
+            "sha256='abc' must be the full",
+        ),
     ],
 )
 def test_bad_entries_are_rejected_without_touching_the_file(weights_env, change, match):

@@ -3,7 +3,8 @@
     python scripts/make_sample_images.py --data-dir ../shared/data
 
 Takes the first test image of each class from the real MNIST and Fashion-MNIST test sets and saves it
-as a PNG under zoo/assets/samples/, with samples.json recording the source index and true label.
+as a PNG under zoo/assets/samples/, with samples.json recording the source index and true label. From
+CIFAR-10 (the JPEG archive, test/<class>/NNNN.jpg) it copies the first file of each class byte for byte.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +48,26 @@ def main() -> None:
             file = f"{dataset}-{index:04d}-{slug}.png"
             Image.fromarray(images[index], mode="L").save(OUT / file, optimize=True)
             records.append({"file": file, "dataset": dataset, "test_index": index, "label": name})
+    records += _cifar10(args.data_dir / "CIFAR10" / "cifar10-jpg.tar.gz")
     (OUT / "samples.json").write_text(json.dumps(records, indent=1) + "\n")
     print(f"wrote {len(records)} images to {OUT}")
+
+
+def _cifar10(archive: Path) -> list[dict]:
+    records = []
+    with tarfile.open(archive) as tar:
+        firsts: dict[str, tarfile.TarInfo] = {}
+        for member in tar:
+            parts = member.name.split("/")
+            is_test_jpeg = member.isfile() and len(parts) == 3 and parts[0] == "test" and parts[2].endswith(".jpg")
+            if is_test_jpeg and (parts[1] not in firsts or parts[2] < firsts[parts[1]].name.split("/")[2]):
+                firsts[parts[1]] = member
+        for name, member in sorted(firsts.items()):
+            index = int(Path(member.name).stem)
+            file = f"cifar10-{index:04d}-{name}.jpg"
+            (OUT / file).write_bytes(tar.extractfile(member).read())
+            records.append({"file": file, "dataset": "cifar10", "test_file": member.name, "label": name})
+    return records
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ BUNDLED = sorted(
 
 
 def test_the_promised_weights_are_bundled():
-    assert {"mnist_cnn.mnist", "mnist_cnn_deep.mnist", "resnet20.fashion_mnist"} <= set(BUNDLED)
+    assert {"mnist_cnn.mnist", "mnist_cnn_deep.mnist", "resnet20.fashion_mnist", "resnet20.cifar10"} <= set(BUNDLED)
 
 
 @pytest.mark.parametrize("name", BUNDLED)

@@ -139,7 +139,7 @@ def test_zoo_train_on_the_real_images_evaluates_on_their_test_split(real_cifar, 
             "--batch-size", "20", "--output", str(run)]  # fmt: skip
     assert cli_main(argv) == 0
     record = json.loads((run / "run.json").read_text())
-    assert record["train_images"] == 40 and record["val_images"] == 20
+    assert record["train_images"] == 40 and record["val_images"] == 0 and record["test_images"] == 20
     assert record["data"]["layout"].endswith("test") and record["dataset_kind"] == "cifar10"
     assert record["recipe"]["rand_augment"]  # the cifar10 recipe's RandAugment ran on the batches
 

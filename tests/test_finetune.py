@@ -40,12 +40,13 @@ def test_cifar_stem_takes_every_tensor_but_the_first_convolution(imagenet_weight
 
 @pytest.fixture
 def seen_shapes(monkeypatch):
-    """The image sizes zoo train hands fit() for training and for validation."""
+    """The image sizes zoo train hands fit() for training and for evaluation (validation, else test)."""
     shapes: dict[str, tuple[int, ...]] = {}
     real_fit = zoo.training.fit
 
     def recording_fit(model, train_set, val_set, *args, **kwargs):
-        shapes["train"], shapes["val"] = tuple(train_set[0][0].shape), tuple(val_set[0][0].shape)
+        evaluated = val_set if val_set is not None else kwargs["test_set"]
+        shapes["train"], shapes["val"] = tuple(train_set[0][0].shape), tuple(evaluated[0][0].shape)
         return real_fit(model, train_set, val_set, *args, **kwargs)
 
     monkeypatch.setattr(zoo.training, "fit", recording_fit)

@@ -53,9 +53,9 @@ def test_tensorboard_event_files(tmp_path):
     acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0})
     acc.Reload()
     rows = read_metrics(out / "metrics.csv")
-    val = acc.Scalars("accuracy/val_acc1")
-    assert [e.step for e in val] == [1, 2]
-    assert [e.value for e in val] == pytest.approx([r["val_acc1"] for r in rows], rel=1e-6)
+    test = acc.Scalars("accuracy/test_acc1")
+    assert [e.step for e in test] == [1, 2]
+    assert [e.value for e in test] == pytest.approx([r["test_acc1"] for r in rows], rel=1e-6)
     assert [e.value for e in acc.Scalars("loss/train")] == pytest.approx([r["train_loss"] for r in rows], rel=1e-6)
     assert "samples" in acc.Tags()["images"]
 

@@ -36,3 +36,4 @@ def test_weights_that_got_worse_make_the_demo_fail(monkeypatch, capsys):
     assert "1/10 right" in out
     assert "FAIL mnist_cnn.mnist: 1/10 right is below its promised" in out
     assert "FAIL resnet20.fashion_mnist: 1/10 right" in out
+    assert "FAIL resnet20.cifar10: 1/10 right" in out and "3/30 predictions right" in out

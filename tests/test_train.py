@@ -24,7 +24,7 @@ from zoo.training import TrainingDiverged, fit
 from zoo.training.loggers import read_metrics
 from zoo.training.recipes import get_recipe
 
-COMPARED = ("epoch", "lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5")
+COMPARED = ("epoch", "lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "test_loss", "test_acc1")
 
 
 @pytest.fixture(scope="module")
@@ -205,22 +205,21 @@ def test_resuming_with_more_epochs_recomputes_the_schedule(tmp_path):
     assert [(c["from_epochs"], c["to_epochs"], c["at_epoch"], c["at_step"]) for c in changes] == [(2, 4, 2, 8)]
 
 
-def test_without_validation_the_best_epoch_is_the_lowest_training_loss(tmp_path, capsys):
+def test_without_validation_the_last_epoch_is_kept(tmp_path, capsys):
     from zoo.hub.load import read_metadata
 
     make_image_folder(tmp_path / "photos", per_class=1, size=20)  # one image per class: nothing to hold out
     out = tmp_path / "run"
-    argv = ["train", "resnet20", "--dataset", f"imagefolder:{tmp_path / 'photos'}", "--epochs", "2", "--batch-size",
+    argv = ["train", "resnet20", "--dataset", f"imagefolder:{tmp_path / 'photos'}", "--epochs", "3", "--batch-size",
             "3", "--workers", "0", "--mixup", "0", "--cutmix", "0", "--output", str(out)]  # fmt: skip
     assert cli_main(argv) == 0
     stdout = capsys.readouterr().out
-    assert "val top-1" not in stdout and "no validation set" in stdout
+    assert "val top-1" not in stdout and "kept the last epoch, 3" in stdout
     run = json.loads((out / "run.json").read_text())
-    losses = [r["train_loss"] for r in read_metrics(out / "metrics.csv")]
-    assert run["val_images"] == 0 and run["best_metric_name"] == "train_loss"
-    assert run["best_metric"] == pytest.approx(min(losses)) and run["best_epoch"] == losses.index(min(losses)) + 1
+    assert run["val_images"] == 0 and run["best_metric_name"] == "last_epoch" and run["best_epoch"] == 3
     meta = read_metadata(out / "best.safetensors")
-    assert "zoo.metric" not in meta and "metric" not in meta and meta["zoo.selected_by"] == "train_loss"
+    assert "zoo.metric" not in meta and "metric" not in meta and meta["zoo.selected_by"] == "last_epoch"
+    assert meta["zoo.epoch"] == "3"
 
 
 class InfAfter(Dataset):
@@ -278,7 +277,7 @@ def reference_run(mnist_dir, tmp_path_factory) -> Path:
 def test_cli_run_folder(reference_run, mnist_dir):
     rows = read_metrics(reference_run / "metrics.csv")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
-    assert rows[-1]["val_acc1"] > 50  # learnable synthetic digits, far above 10 % chance
+    assert rows[-1]["test_acc1"] > 50  # learnable synthetic digits, far above 10 % chance
     run = json.loads((reference_run / "run.json").read_text())
     assert run["status"] == "finished" and run["dataset"] == "mnist" and run["train_images"] == 320
     assert "--recipe fast" in run["command"] and run["recipe"]["name"] == "fast"
@@ -403,5 +402,5 @@ def test_short_training_on_real_mnist(shared_data, tmp_path):
                   "--train-subset", "4000", "--output", str(out))  # fmt: skip
     assert res.returncode == 0, res.stderr
     run = json.loads((out / "run.json").read_text())
-    assert run["train_images"] == 4000 and run["val_images"] == 10000
-    assert read_metrics(out / "metrics.csv")[0]["val_acc1"] > 85  # 31 steps on real digits; chance is 10 %
+    assert run["train_images"] == 4000 and run["val_images"] == 0 and run["test_images"] == 10000
+    assert read_metrics(out / "metrics.csv")[0]["test_acc1"] > 85  # 31 steps on real digits; chance is 10 %

@@ -69,9 +69,9 @@ def test_training_plots_live_to_visdom(visdom_server, tmp_path):
     vis = visdom.Visdom(server="http://127.0.0.1", port=visdom_server, env="lab10_3", use_incoming_socket=False)
     loss = _traces(vis, "lab10_3_loss", "lab10_3")
     assert loss["train"] == ([1.0, 2.0], pytest.approx([r["train_loss"] for r in rows]))
-    assert loss["val"] == ([1.0, 2.0], pytest.approx([r["val_loss"] for r in rows]))
+    assert loss["test"] == ([1.0, 2.0], pytest.approx([r["test_loss"] for r in rows]))
     acc = _traces(vis, "lab10_3_acc", "lab10_3")
-    assert acc["val"][1] == pytest.approx([r["val_acc1"] for r in rows])
+    assert acc["test"][1] == pytest.approx([r["test_acc1"] for r in rows]) and "val" not in acc
     steps = _traces(vis, "lab10_3_step_loss", "lab10_3")["train loss"]
     assert len(steps[0]) >= 2 and steps[0] == sorted(steps[0])  # one point every few steps, in order
     samples = json.loads(vis.get_window_data("lab10_3_samples", "lab10_3"))

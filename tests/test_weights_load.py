@@ -284,3 +284,22 @@ def test_bad_metadata_is_an_error_naming_the_file_and_key(tmp_path):
     save_file(zoo.create_model("mnist_cnn").state_dict(), path, metadata={"zoo.model_args": "{not json"})
     with pytest.raises(ValueError, match=r"bad.safetensors: the zoo metadata zoo.model_args='\{not json'"):
         zoo.create_model("mnist_cnn", checkpoint_path=path)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_loading_leaves_garbage_collection_as_it_was(enabled, tmp_path):
+    """create_model pauses the cyclic GC while it loads (a speed measure) and always restores the setting."""
+    import gc
+
+    path = tmp_path / "w.safetensors"
+    save.save_weights(zoo.create_model("mnist_cnn").state_dict(), path)
+    previous = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        zoo.create_model("mnist_cnn", checkpoint_path=path)
+        assert gc.isenabled() == enabled
+        with pytest.raises(FileNotFoundError):
+            zoo.create_model("mnist_cnn", checkpoint_path=tmp_path / "missing.safetensors")
+        assert gc.isenabled() == enabled
+    finally:
+        gc.enable() if previous else gc.disable()

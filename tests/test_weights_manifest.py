@@ -182,6 +182,24 @@ def test_entries_are_frozen_copies_of_the_manifest(repo_manifest):
         dataclasses.replace(own, status="published")  # a WeightsEntry is valid or is not made
 
 
+def test_entries_behave_as_frozen_keyword_only_dataclasses(repo_manifest):
+    """WeightsEntry and Source write their own __init__, __eq__, __hash__ and __repr__ (no generated code)."""
+    a, b = manifest.get_entry("resnet50", "tv2_in1k"), manifest.get_entry("resnet50", "tv2_in1k")
+    other = manifest.get_entry("resnet50", "tv_in1k")
+    assert a == b and a is not b and a != other and a != "resnet50.tv2_in1k"
+    assert hash(a.source) == hash(b.source) and {a.source, b.source, other.source} == {a.source, other.source}
+    assert repr(a.source).startswith("Source(type='hub', repo_id='timm/resnet50.tv2_in1k'")
+    assert dataclasses.is_dataclass(a) and dataclasses.replace(a, notes="n").notes == "n" and a.notes != "n"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del a.source
+    with pytest.raises(TypeError, match="missing required keyword argument 'type'"):
+        Source(repo_id="timm/x")
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        Source(type="hub", repo_id="timm/x", filename="model.safetensors", colour="red")
+    with pytest.raises(TypeError):
+        Source("hub")  # keyword-only, as the dataclass declared
+
+
 def test_update_entry_takes_a_typed_entry_and_returns_one(weights_env, mnist_file):
     entry = WeightsEntry.from_dict(entry_for(mnist_file, {"type": "bundled", "path": "t.safetensors"}), "mnist_cnn.t")
     (weights_env.dir / "t.safetensors").write_bytes(mnist_file.data)

@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from zoo.models import FeatureGetterNet, parametric_entrypoint
 from zoo.registry import filter_names, is_model, list_archs, model_entrypoint, registered, split_model_name_tag
+from zoo.utils import gc_paused
 
 __all__ = ["create_model", "list_models"]
 
@@ -65,11 +66,12 @@ def create_model(
     # Names such as ``cifar_resnet50`` describe their parameters and are built without being registered.
     builder = (None if is_model(arch) else parametric_entrypoint(arch)) or model_entrypoint(arch)
     if pretrained or checkpoint_path or tag:
-        from zoo.hub import load
+        with gc_paused():
+            from zoo.hub import load
 
-        model = load.build_with_weights(
-            arch, tag, builder, kwargs, pretrained=pretrained, checkpoint_path=checkpoint_path
-        )
+            model = load.build_with_weights(
+                arch, tag, builder, kwargs, pretrained=pretrained, checkpoint_path=checkpoint_path
+            )
     else:
         model = builder(**kwargs)
     if pretrained_cfg_overlay:

@@ -27,7 +27,7 @@ from zoo.errors import DataError
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "samples"
 # The weights that classify each bundled sample set when `zoo predict` runs without arguments.
-SAMPLE_MODELS = {"mnist": "mnist_cnn.mnist", "fashion_mnist": "resnet20.fashion_mnist"}
+SAMPLE_MODELS = {"mnist": "mnist_cnn.mnist", "fashion_mnist": "resnet20.fashion_mnist", "cifar10": "resnet20.cifar10"}
 
 
 @dataclass

@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="mnist, fashion_mnist, cifar10, cifar100, imagefolder:PATH")
     parser.add_argument("--data-dir", help="folder holding the dataset, or a .tar.gz of an image folder "
                         "(see docs/training.md for layouts)")  # fmt: skip
-    parser.add_argument("--split", default="val", choices=("val", "train"), help="which split (val = official test)")
+    parser.add_argument("--split", default="test", choices=("test", "val", "train"),
+                        help="which split: test (the official test split, or an image folder's held-out images; "
+                        "val is the same), or train")  # fmt: skip
     parser.add_argument("--val-split", type=float, help="image folders without val/ or test/: the held-out fraction "
                         "(default: the training run's, from its run.json)")  # fmt: skip
     parser.add_argument("--seed", type=int, help="seed of --val-split (default: the training run's, else 42)")
@@ -54,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
     if not args.checkpoint and not args.pretrained:
         raise ValueError("give --checkpoint PATH (a `zoo train` run) or --pretrained")
     kind, _ = parse_dataset(args.dataset, args.data_dir)
-    split = args.split
+    split = "val" if args.split == "test" else args.split  # create_datasets' name for the evaluation split
     model_kwargs = {"stem": args.stem} if args.stem else {}
     eval_transform = None
     normalization = None
@@ -94,6 +96,7 @@ def main(args: argparse.Namespace) -> int:
     dataset = val_set if split == "val" else train_set
     if dataset is None:
         raise ValueError(f"{args.dataset} has no {split} images")
+    shown = ("test" if info.eval_split == "test" else "val") if split == "val" else split
     if split == "train" and kind == "imagefolder" and eval_transform is None:
         # Measure the training images as the model sees them at test time, without augmentation.
         from zoo.data.transforms import Augment, folder_transforms
@@ -114,15 +117,15 @@ def main(args: argparse.Namespace) -> int:
         label_names=label_names, amp=device.type == "cuda", progress=True,
     )  # fmt: skip
     source = args.checkpoint or f"{args.model} (pretrained)"
-    title = f"{args.model} on {info.name} ({split}): {source}"
+    title = f"{args.model} on {info.name} ({shown}): {source}"
     print(format_results(results, title))
     if args.confusion:
         png = Path(args.confusion)
     elif args.checkpoint:
         ck = Path(args.checkpoint)
-        png = (ck if ck.is_dir() else ck.parent) / f"confusion_{info.name}_{split}.png"
+        png = (ck if ck.is_dir() else ck.parent) / f"confusion_{info.name}_{shown}.png"
     else:
-        png = Path(f"confusion_{args.model}_{info.name}_{split}.png")
+        png = Path(f"confusion_{args.model}_{info.name}_{shown}.png")
     plot_confusion(results["confusion"], results["label_names"], png, title)
     print(f"confusion matrix: {png}")
     if args.json_out:

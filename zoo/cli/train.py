@@ -43,11 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--data-dir", help="the dataset's folder, or a .tar.gz of an image folder (extracted into zoo's "
                       "data cache once); see docs/training.md for the layouts")  # fmt: skip
     data.add_argument("--val-split", type=float,
-                      help="image folders without val/ or test/: held-out fraction (default 0.1)")  # fmt: skip
+                      help="hold out this fraction of the training images to choose the kept epoch (default: 0.1 "
+                      "for an image folder without val/ or test/; otherwise none, and the last epoch is kept). "
+                      "A test split is only reported, never used to choose")  # fmt: skip
     data.add_argument("--download", action="store_true", help="let torchvision download CIFAR (needs internet)")
     data.add_argument("--strict-images", action="store_true", help="fail on an unreadable image instead of skipping it")
     data.add_argument("--train-subset", type=int, help="train on a seeded random subset of this many images")
-    data.add_argument("--val-subset", type=int, help="validate on a seeded random subset of this many images")
+    data.add_argument("--val-subset", type=int, help="validate and test on seeded random subsets of this many images")
 
     rec = parser.add_argument_group("recipe (any option below overrides the recipe's value)")
     rec.add_argument("--recipe", default="fast", help=f"one of {', '.join(list_recipes())} (default fast)")
@@ -147,7 +149,7 @@ def _refuse_changed_settings(args: argparse.Namespace, saved: dict[str, Any], ou
 
 def main(args: argparse.Namespace) -> int:
     """Run ``zoo train``."""
-    from zoo.data import create_datasets, parse_dataset, subset
+    from zoo.data import create_datasets, holdout_split, parse_dataset, subset
     from zoo.data.transforms import Augment
     from zoo.training import Recipe, fit
     from zoo.training.checkpoint import RESUME_MAY_CHANGE, seed_everything
@@ -197,13 +199,20 @@ def main(args: argparse.Namespace) -> int:
                 warnings.simplefilter("ignore")  # the model built below repeats any adaptation warning
                 cfg = build_training_model(args.model, args.pretrained, **model_kwargs).pretrained_cfg
             normalization = (cfg["mean"], cfg["std"]) if args.pretrained else None
-        train_set, val_set, info = create_datasets(
-            args.dataset, args.data_dir, model_cfg=cfg, augment=aug, val_split=args.val_split, seed=recipe.seed,
+        folder_split = args.val_split if dataset_kind == "imagefolder" else None
+        train_set, eval_set, info = create_datasets(
+            args.dataset, args.data_dir, model_cfg=cfg, augment=aug, val_split=folder_split, seed=recipe.seed,
             strict_images=args.strict_images, download=args.download and rank == 0, normalization=normalization,
         )  # fmt: skip
+        # An official test split is only reported; the weights are kept by a held-out part of the training
+        # images (--val-split) or, without one, are the last epoch's.
+        val_set, test_set = (eval_set, None) if info.eval_split == "holdout" else (None, eval_set)
+        if args.val_split is not None and val_set is None:
+            eval_tf = getattr(test_set, "transform", None)  # a streamed folder's held-out part is not augmented
+            train_set, val_set = holdout_split(train_set, args.val_split, recipe.seed, eval_tf)
         train_set = subset(train_set, args.train_subset, recipe.seed)
-        if val_set is not None:
-            val_set = subset(val_set, args.val_subset, recipe.seed + 1)
+        val_set, test_set = (subset(s, args.val_subset, recipe.seed + 1) if s is not None else None
+                             for s in (val_set, test_set))  # fmt: skip
         model_kwargs.update(num_classes=info.num_classes, in_chans=info.in_chans)
         model = build_training_model(args.model, args.pretrained, **model_kwargs)
         run_info = {
@@ -214,7 +223,9 @@ def main(args: argparse.Namespace) -> int:
             "input_size": info.input_size,
             "train_images": len(train_set),
             "val_images": len(val_set) if val_set is not None else 0,
+            "test_images": len(test_set) if test_set is not None else 0,
             "val_split": args.val_split,
+            "selection": "best val_acc1 (held out of the training images)" if val_set is not None else "last epoch",
             "seed": recipe.seed,
             "pretrained": args.pretrained,
             "command": _process_command(args),
@@ -222,6 +233,7 @@ def main(args: argparse.Namespace) -> int:
         }
         result = fit(
             model, train_set, val_set, recipe, out_dir, resume=out_dir if args.resume is not None else None,
+            test_set=test_set,
             loggers=args.logger, device=device, deterministic=args.deterministic, label_names=info.classes,
             model_args=model_kwargs, run_info=run_info,
             logger_options={"visdom_server": args.visdom_server, "visdom_port": args.visdom_port,
@@ -236,10 +248,11 @@ def main(args: argparse.Namespace) -> int:
 def _best_line(result: Any) -> str:
     if result.best_metric is None:
         return "no epoch finished"
+    kept = next((r for r in result.history if r["epoch"] == result.best_epoch), {})
+    test = f"; its test top-1 {kept['test_acc1']:.2f} %" if kept.get("test_acc1") is not None else ""
     if result.best_metric_name == "val_acc1":
-        return f"best val top-1 {result.best_metric:.2f} % at epoch {result.best_epoch}"
-    return (f"no validation set: best.safetensors is epoch {result.best_epoch}, with the lowest training loss "
-            f"({result.best_metric:.4f})")  # fmt: skip
+        return f"kept epoch {result.best_epoch}, best held-out val top-1 {result.best_metric:.2f} %{test}"
+    return f"kept the last epoch, {result.best_epoch}{test}"
 
 
 def _argv_for(args: argparse.Namespace) -> list[str]:

@@ -41,6 +41,7 @@ __all__ = [
     "data_cache_dir",
     "extract_archive",
     "find_idx_files",
+    "holdout_split",
     "load_idx_dataset",
     "parse_dataset",
     "read_idx",
@@ -63,6 +64,10 @@ class DataInfo:
     std: tuple[float, ...]
     root: str
     extra: dict[str, Any] = field(default_factory=dict)
+    # What the second set create_datasets returns is: "test", an official split (a dataset's test set, an
+    # image folder's val/ or test/), reported but never used to choose weights; or "holdout", a seeded part
+    # of the training images, which may choose them.
+    eval_split: str = "test"
 
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
@@ -100,11 +105,13 @@ def create_datasets(
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     splits: Sequence[str] = ("train", "val"),
 ) -> tuple[Dataset | None, Dataset | None, DataInfo]:
-    """Train and validation sets for ``--dataset spec --data-dir data_dir``.
+    """Train and evaluation sets for ``--dataset spec --data-dir data_dir``.
 
-    MNIST-style and CIFAR sets validate on their official test split. Image folders use ``train/`` and
+    MNIST-style and CIFAR sets evaluate on their official test split. Image folders use ``train/`` and
     ``val/`` (or ``validation/``, or ``test/``) sub-folders when present, else a seeded ``val_split`` of one
-    folder (default 0.1). A ``.tar.gz`` of an image folder is extracted into zoo's data cache first.
+    folder (default 0.1; ``info.eval_split`` is then ``"holdout"``). A ``.tar.gz`` of an image folder is
+    extracted into zoo's data cache first. :func:`holdout_split` carves a validation set out of the training
+    images where an official test split exists.
 
     ``model_cfg`` (a model's ``pretrained_cfg``) sets an image folder's input size and normalisation;
     ``normalization`` (mean, std) replaces a known dataset's own statistics, e.g. with pretrained weights.
@@ -190,7 +197,7 @@ def create_datasets(
     )  # fmt: skip
     info = DataInfo(
         "imagefolder", len(sets.classes), 3, tuple(cfg["input_size"]), sets.classes, tuple(cfg["mean"]),
-        tuple(cfg["std"]), str(folder), extra=sets.extra(),
+        tuple(cfg["std"]), str(folder), extra=sets.extra(), eval_split="test" if sets.official_eval else "holdout",
     )  # fmt: skip
     return sets.train, sets.val, info
 
@@ -214,3 +221,33 @@ def subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
         if hasattr(dataset, attr):
             setattr(sub, attr, getattr(dataset, attr))
     return sub
+
+
+def holdout_split(
+    dataset: Dataset, fraction: float, seed: int, eval_transform: Callable | None = None
+) -> tuple[Dataset, Dataset]:
+    """Split a training set into (train, held-out validation) by a seeded ``fraction`` of its images.
+
+    The held-out part chooses a run's weights, so the official test split is never used for that. Its
+    images are not augmented: tensor sets are augmented by the loader only while training, and an image
+    folder's held-out part takes ``eval_transform`` (required for a streamed :class:`ImageFolderDataset`).
+    """
+    n = len(dataset)  # type: ignore[arg-type]
+    if not 0 < fraction < 1:
+        raise ValueError(f"--val-split {fraction}: give the held-out fraction of the training images, e.g. 0.1")
+    k = round(n * fraction)
+    if not 0 < k < n:
+        raise ValueError(f"--val-split {fraction} of {n} training images leaves no image on one side; use another")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    train_idx, val_idx = order[k:].sort().values, order[:k].sort().values
+    if isinstance(dataset, TensorImageDataset):
+        return dataset.subset(train_idx), dataset.subset(val_idx)
+    if isinstance(dataset, ImageFolderDataset):
+        if eval_transform is None:
+            raise ValueError("holdout_split: a streamed image folder needs eval_transform for its held-out part")
+        pick = dataset.samples
+        return (ImageFolderDataset([pick[i] for i in train_idx.tolist()], dataset.classes, dataset.transform),
+                ImageFolderDataset([pick[i] for i in val_idx.tolist()], dataset.classes, eval_transform))  # fmt: skip
+    raise TypeError(
+        f"holdout_split: cannot split a {type(dataset).__name__}; give a TensorImageDataset or an ImageFolderDataset"
+    )

@@ -12,7 +12,6 @@ DataLoader workers through per-sample transforms.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ class FolderSets:
     layout: str
     skipped: list[str] = field(default_factory=list)
     caches: list[str] = field(default_factory=list)
+    official_eval: bool = True  # val is the folder's own val/ or test/, not a split of its training images
 
     def extra(self) -> dict[str, Any]:
         return {"layout": self.layout, "skipped_images": self.skipped, "image_cache": self.caches}
@@ -108,8 +108,6 @@ def folder_datasets(
     train: Dataset | None = None
     val: Dataset | None = None
     if val_dir is not None:
-        if val_split is not None:
-            print(f"note: {folder} has train/ and {val_dir.name}/ folders; --val-split is ignored", file=sys.stderr)
         classes, train_samples = scan_image_folder(train_dir)
         _, val_samples = scan_image_folder(val_dir, classes)
         if want_train:
@@ -143,4 +141,4 @@ def folder_datasets(
         if want_val and val is None and val_samples:
             val = ImageFolderDataset(val_samples, classes, val_transform)
         layout = f"{base} split {1 - fraction:.2g}/{fraction:.2g} with seed {seed}"
-    return FolderSets(train, val, classes, layout, build.skipped, build.caches)
+    return FolderSets(train, val, classes, layout, build.skipped, build.caches, official_eval=val_dir is not None)

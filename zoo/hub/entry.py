@@ -1,25 +1,22 @@
 """The typed manifest entry: :class:`WeightsEntry` and its :class:`Source`.
 
 These two dataclasses are the one definition of an entry of ``weights/manifest.json``: its fields, their
-order in the file, their types and what a valid value is. Validation is derived from them: a field's
-type annotation is checked against the value (``tuple[int, int, int]`` is a JSON list of three ints,
-``Literal[...]`` one of the listed strings, ``X | None`` may be null or absent), and a field's ``must``
-text is the error message. Checks that involve several fields (``mean`` has one value per input
-channel, a published entry has its hash) follow in ``_check``. Constructing an entry validates it, so
-code that holds a ``WeightsEntry`` holds a valid one.
+order in the file, their types and what a valid value is. Validation is derived from them
+(:class:`zoo.hub.record.Record`): the type annotations and each field's ``must`` text, then the checks
+that involve several fields (``mean`` has one value per input channel, a published entry has its hash)
+in ``_check``. Constructing an entry validates it, so code that holds a ``WeightsEntry`` holds a valid one.
 """
 
 # No ``from __future__ import annotations``: the field annotations are evaluated once, at import, instead of
 # by get_type_hints on the first entry of every process (1.5 ms of every pretrained load).
-import copy
-import math
 import re
-import types
-from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from functools import cache
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, get_args
+
+from zoo.hub.record import Record, fits_type
+from zoo.hub.record import checked_field as _field
 
 __all__ = [
     "COMMIT_RE", "INTERPOLATIONS", "MAX_INPUT_SIDE", "MAX_RESIZE_SIDE", "SHA256_RE", "SOURCE_TYPES", "STATUSES",
@@ -63,112 +60,8 @@ def relative_path_problem(path: Any) -> str | None:
     return None
 
 
-def _field(must: str | None = None, check: Callable[[Any], bool] | None = None, **kwargs: Any) -> Any:
-    """A field that says what a valid value is (``must``, for the error) and how to check it beyond its type."""
-    return field(metadata={"must": must, "check": check}, **kwargs)
-
-
-def _is_a(value: Any, tp: Any) -> bool:
-    """Whether a JSON value fits a type annotation (lists stand for tuples)."""
-    origin, args = get_origin(tp), get_args(tp)
-    if tp is Any:
-        return True
-    if tp is type(None):
-        return value is None
-    if origin in (Union, types.UnionType):
-        return any(_is_a(value, a) for a in args)
-    if origin is Literal:
-        return isinstance(value, str) and value in args
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if tp is str:
-        return isinstance(value, str)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_is_a(v, args[0]) for v in value)
-        return len(value) == len(args) and all(_is_a(v, a) for v, a in zip(value, args, strict=True))
-    if origin is dict:
-        return isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
-    if isinstance(tp, type) and is_dataclass(tp):
-        return isinstance(value, tp)
-    raise TypeError(f"no check for the annotation {tp!r}")
-
-
-def _describe(tp: Any) -> str:
-    """The default ``must`` text of a field: its Literal's values."""
-    literals = [a for a in (get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,))
-                if get_origin(a) is Literal]  # fmt: skip
-    return "one of " + ", ".join(v for lit in literals for v in get_args(lit)) if literals else f"a {tp!r}"
-
-
-@cache
-def _hints(cls: type) -> dict[str, Any]:
-    return get_type_hints(cls)
-
-
-class _Record:
-    """Validation for the dataclasses below, derived from their annotations and field metadata."""
-
-    def __post_init__(self) -> None:
-        hints = _hints(type(self))
-        for f in fields(self):  # type: ignore[arg-type]
-            value, tp = getattr(self, f.name), hints[f.name]
-            check = f.metadata.get("check")
-            if not _is_a(value, tp) or (value is not None and check is not None and not check(value)):
-                raise ValueError(f"{f.name}={value!r} must be {f.metadata.get('must') or _describe(tp)}")
-            if isinstance(value, list):  # frozen: JSON lists become tuples
-                object.__setattr__(self, f.name, tuple(value))
-            elif isinstance(value, Mapping):  # a copy: the caller's (or the cached manifest's) stays as it is
-                object.__setattr__(self, f.name, copy.deepcopy(dict(value)))
-        self._check()
-
-    def _check(self) -> None:
-        """Checks that involve several fields."""
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        """The fields in the order they are written to the manifest."""
-        return tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
-
-    @classmethod
-    def required_fields(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)  # type: ignore[arg-type]
-
-    @classmethod
-    def _kwargs(cls, data: Mapping[str, Any], what: str) -> dict[str, Any]:
-        unknown = sorted(set(data) - set(cls.field_names()))
-        if unknown:
-            known = ", ".join(cls.field_names())
-            raise ValueError(f"{what}unknown field(s) {', '.join(unknown)}; known fields: {known}")
-        for name in cls.required_fields():
-            if name not in data:
-                raise ValueError(f"{what}missing required field {name!r}")
-        return dict(data)
-
-    def _json(self, keep_none: tuple[str, ...] = ()) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name in self.field_names():
-            value = getattr(self, name)
-            if value is None and name not in keep_none:
-                continue
-            if isinstance(value, _Record):
-                value = value._json()
-            elif isinstance(value, dict):
-                value = copy.deepcopy(value)  # the caller may edit what it gets; the entry stays as it is
-            if isinstance(value, tuple):
-                value = [v._json() if isinstance(v, _Record) else v for v in value]
-            out[name] = value
-        return out
-
-
-@dataclass(frozen=True, kw_only=True)
-class Source(_Record):
+@dataclass(init=False, repr=False, eq=False, kw_only=True)  # Record provides these, frozen included
+class Source(Record):
     """Where an entry's file comes from: a Hub repo file, an http(s) URL or a file bundled in ``weights/``.
 
     ``sha256`` and ``size`` pin a third-party file (``zoo pin`` writes them, with the Hub commit as
@@ -261,14 +154,14 @@ def _positive(values: Any) -> bool:
 def _check_metrics(metrics: dict[str, Any]) -> None:
     for key in ("top1", "top5"):
         value = metrics.get(key)
-        if value is not None and not _is_a(value, float):
+        if value is not None and not fits_type(value, float):
             raise ValueError(f"metrics.{key}={value!r} must be a number (percent) or null")
     if any(metrics.get(k) is not None for k in ("top1", "top5")) and not metrics.get("command"):
         raise ValueError("metrics need the 'command' that measured them")
 
 
-@dataclass(frozen=True, kw_only=True)
-class WeightsEntry(_Record):
+@dataclass(init=False, repr=False, eq=False, kw_only=True)  # Record provides these, frozen included
+class WeightsEntry(Record):
     """One entry of the manifest: a set of weights, where its file is, and what goes with it.
 
     Field order is the order in ``weights/manifest.json``; see docs/weights.md for their meaning.

@@ -94,10 +94,12 @@ def _train_seconds(run_dir: Path) -> float | None:
 
 
 def _recorded_top1(ckpt: Path, run: dict[str, Any]) -> float | None:
-    """The validation top-1 the run recorded for these weights, or None when it has none.
+    """The top-1 the run recorded for these weights on the set that publishing evaluates, or None.
 
-    A run without a validation set chose its best epoch by training loss (``best_metric_name``); that is
-    no top-1, and older runs stored it negated under the same name.
+    A run with a test set recorded that set's top-1 at the kept epoch (``zoo.test_acc1``). A run whose only
+    evaluation set is an image folder's held-out split recorded its validation top-1. Runs from before the
+    held-out rule validated on the test split; runs that chose by training loss have no top-1 (older ones
+    stored the loss negated under the same name).
     """
     from zoo.hub.load import read_metadata
 
@@ -105,6 +107,8 @@ def _recorded_top1(ckpt: Path, run: dict[str, Any]) -> float | None:
         meta = WeightsMetadata.from_header(read_metadata(ckpt))
     except ValueError:
         meta = WeightsMetadata()
+    if meta.extra.get("zoo.test_acc1") is not None:
+        return float(meta.extra["zoo.test_acc1"])
     if meta.extra.get("zoo.selected_by", "val_acc1") != "val_acc1":
         return None
     if meta.metric is not None:
@@ -329,6 +333,8 @@ def _manifest_entry(
             "recipe": (run.get("recipe") or {}).get("name", ""),
             "best_epoch": run.get("best_epoch"),
             "epochs": run.get("epochs_done"),
+            # how best_epoch was chosen: never by the test set whose top-1 is in metrics
+            "selection": run.get("selection") or run.get("best_metric_name"),
             "train_seconds": run.get("train_seconds"),
             "device": run.get("device"),
             "published_by": f"zoo publish {name}",

@@ -127,7 +127,7 @@ def model_card(
         "",
         f"Command: `{run.get('zoo_command') or run.get('command', 'unknown')}`",
         "",
-        f"Best epoch {run.get('best_epoch')} of {run.get('epochs_done')}; "
+        f"Kept epoch {run.get('best_epoch')} of {run.get('epochs_done')} ({_selection(run)}); "
         + (f"{run['train_seconds']:.0f} s of training " if run.get("train_seconds") else "")
         + f"on {run.get('device', 'cpu')}, torch {run.get('torch', torch.__version__)}.",
         "",
@@ -184,3 +184,15 @@ def timm_has(arch: str) -> bool:
     except ImportError:
         return False
     return arch in timm.list_models(arch)
+
+
+def _selection(run: dict[str, Any]) -> str:
+    """How the run chose the published epoch, in words; the test set never does."""
+    name = run.get("best_metric_name")
+    if name == "val_acc1":
+        return (
+            "best top-1 on images held out of the training set" if run.get("test_images") else ("best validation top-1")
+        )
+    if name == "last_epoch":
+        return "the last epoch"
+    return f"chosen by {name}" if name else "selection not recorded"

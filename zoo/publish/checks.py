@@ -36,20 +36,22 @@ def eval_set(run: dict[str, Any], model: nn.Module, data_dir: str | None) -> tup
 
     cfg = model.pretrained_cfg
     spec = run["dataset"]
+    folder_split = run.get("val_split") if (run.get("dataset_kind") or spec).startswith("imagefolder") else None
     try:
         _, val_set, info = create_datasets(
-            spec, data_dir or run.get("data_dir"), model_cfg=cfg, val_split=run.get("val_split"),
+            spec, data_dir or run.get("data_dir"), model_cfg=cfg, val_split=folder_split,
             seed=run.get("seed", 0), normalization=(cfg["mean"], cfg["std"]), splits=("val",),
         )  # fmt: skip
     except (FileNotFoundError, ValueError) as e:
         raise PublishError(f"cannot re-evaluate on {spec}: {e} (pass --data-dir)") from None
     if val_set is None:
         raise PublishError(f"{spec} has no validation images to re-evaluate on")
-    recorded = run.get("val_images")
+    # Runs from before held-out selection counted their test images as val_images.
+    recorded = run.get("test_images") if info.eval_split == "test" and "test_images" in run else run.get("val_images")
     if recorded and recorded < len(val_set):
         from zoo.data import subset
 
-        # The run validated on a seeded subset (--val-subset); measure the same images.
+        # The run evaluated a seeded subset (--val-subset); measure the same images.
         val_set = subset(val_set, recorded, run.get("seed", 0) + 1)
     return val_set, info
 
@@ -108,8 +110,8 @@ def check_eval(staged: Path, arch: str, run: dict[str, Any], recorded: float | N
                tolerance: float, batch_size: int) -> tuple[Check, dict[str, Any], Any]:  # fmt: skip
     """Evaluate the exported file afresh; it must reproduce the run's ``recorded`` top-1 within ``tolerance``.
 
-    Without a recorded top-1 (a run without a validation set) there is nothing to reproduce: the check is
-    skipped, and the fresh measurement is the only top-1 that gets published.
+    Without a recorded top-1 (a run with neither a validation nor a test set) there is nothing to reproduce:
+    the check is skipped, and the fresh measurement is the only top-1 that gets published.
     """
     from zoo.evaluation import evaluate
     from zoo.factory import create_model
@@ -120,7 +122,7 @@ def check_eval(staged: Path, arch: str, run: dict[str, Any], recorded: float | N
     measured = f"top-1 {results['acc1']:.2f} % on {results['count']} {info.name} images"
     if recorded is None:
         chosen_by = run.get("best_metric_name") or "training loss"
-        detail = f"{measured}; the run has no validation top-1 to compare (its best epoch was chosen by {chosen_by})"
+        detail = f"{measured}; the run recorded no top-1 to compare (its epoch was chosen by {chosen_by})"
         return Check("fresh evaluation", None, detail), results, info
     off = abs(results["acc1"] - recorded)
     detail = f"{measured} vs recorded {recorded:.2f} % (off by {off:.2f} points, allowed {tolerance:.2f})"

@@ -31,7 +31,8 @@ __all__ = [
 ]
 
 METRIC_FIELDS = [
-    "epoch", "lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "epoch_time", "img_per_s", "time",
+    "epoch", "lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "test_loss", "test_acc1",
+    "test_acc5", "epoch_time", "img_per_s", "time",
 ]  # fmt: skip
 
 
@@ -132,10 +133,11 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike, titl
     def series(key: str) -> list[float]:
         return [math.nan if r.get(key) is None else float(r[key]) for r in history]
 
-    for key, label in (("train_loss", "train"), ("val_loss", "val")):
-        ax_loss.plot(epochs, series(key), marker="o", label=label)
-    for key, label in (("train_acc1", "train"), ("val_acc1", "val top-1")):
-        ax_acc.plot(epochs, series(key), marker="o", label=label)
+    for ax, suffix in ((ax_loss, "loss"), (ax_acc, "acc1")):
+        for key in (f"train_{suffix}", f"val_{suffix}", f"test_{suffix}"):
+            values = series(key)
+            if any(not math.isnan(v) for v in values):  # a run without a validation or test set has no line
+                ax.plot(epochs, values, marker="o", label=key.split("_")[0] + (" top-1" if "acc" in key else ""))
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
@@ -171,10 +173,10 @@ class TensorBoardLogger(_Logger):
             self.writer.add_scalar(f"step/{k}", v, step)
 
     def log_epoch(self, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
-        for k in ("train_loss", "val_loss"):
+        for k in ("train_loss", "val_loss", "test_loss"):
             if metrics.get(k) is not None:
                 self.writer.add_scalar(f"loss/{k[:-5]}", metrics[k], epoch)
-        for k in ("train_acc1", "val_acc1", "val_acc5"):
+        for k in ("train_acc1", "val_acc1", "val_acc5", "test_acc1", "test_acc5"):
             if metrics.get(k) is not None:
                 self.writer.add_scalar(f"accuracy/{k}", metrics[k], epoch)
         if metrics.get("lr") is not None:
@@ -247,10 +249,9 @@ class VisdomLogger(_Logger):
         self._line("step_loss", step, {"train loss": values.get("loss")}, "loss per step", "loss", "step")
 
     def log_epoch(self, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
-        self._line("loss", epoch, {"train": metrics.get("train_loss"), "val": metrics.get("val_loss")},
-                   "loss", "loss", "epoch")  # fmt: skip
-        self._line("acc", epoch, {"train": metrics.get("train_acc1"), "val": metrics.get("val_acc1")},
-                   "accuracy", "accuracy (%)", "epoch")  # fmt: skip
+        splits = ("train", "val", "test")
+        self._line("loss", epoch, {k: metrics.get(f"{k}_loss") for k in splits}, "loss", "loss", "epoch")
+        self._line("acc", epoch, {k: metrics.get(f"{k}_acc1") for k in splits}, "accuracy", "accuracy (%)", "epoch")
 
     def log_samples(self, epoch: int, images: torch.Tensor, titles: list[str]) -> None:
         if not self.ok:

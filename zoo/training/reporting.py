@@ -1,4 +1,8 @@
-"""What a run reports after each epoch: validation, the best weights, logs, sample predictions, the epoch line."""
+"""What a run reports after each epoch: validation and test, the kept weights, logs, sample predictions, the epoch line.
+
+Weights are kept by the validation set alone (held out of the training data) or, without one, by being the
+last epoch's: the test set is measured for the report and never chooses, so its number stays honest.
+"""
 
 from __future__ import annotations
 
@@ -46,25 +50,28 @@ class ReportingMixin:
         if self.scheduler is not None and not r.sched_on_updates:
             self.scheduler.step(epoch + 1)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **train_metrics}
-        if self.val_set is not None:
-            results = evaluate(
-                self._eval_module(), self.val_set, batch_size=r.eval_batch_size, workers=r.workers,
-                device=self.device, num_classes=self._num_classes(), label_names=self.label_names or None,
-                amp=self.amp, channels_last=self.channels_last,
-            )  # fmt: skip
-            row.update(val_loss=results["loss"], val_acc1=results["acc1"], val_acc5=results["acc5"])
+        for split, dataset in (("val", self.val_set), ("test", getattr(self, "test_set", None))):
+            if dataset is not None:
+                results = evaluate(
+                    self._eval_module(), dataset, batch_size=r.eval_batch_size, workers=r.workers,
+                    device=self.device, num_classes=self._num_classes(), label_names=self.label_names or None,
+                    amp=self.amp, channels_last=self.channels_last,
+                )  # fmt: skip
+                row.update({f"{split}_loss": results["loss"], f"{split}_acc1": results["acc1"],
+                            f"{split}_acc5": results["acc5"]})  # fmt: skip
         row["time"] = time.time()
         self.history.append(row)
-        # best_metric_name: the highest validation top-1, or without a validation set the lowest training loss.
-        metric = row[self.best_metric_name]
-        higher = self.best_metric_name == "val_acc1"
-        is_best = self.best_metric is None or (metric > self.best_metric if higher else metric < self.best_metric)
+        if self.best_metric_name == "val_acc1":
+            metric = row["val_acc1"]
+            is_best = self.best_metric is None or metric > self.best_metric
+        else:  # "last_epoch": every finished epoch replaces the one before
+            metric, is_best = float(epoch + 1), True
         if is_best:
             self.best_metric, self.best_epoch = metric, epoch + 1
             # Kept for the end of fit(), which leaves the caller's model with these weights.
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self._eval_module().state_dict().items()}
             if self.is_main and self.out_dir is not None:
-                self._save_best(epoch, metric)
+                self._save_best(epoch, metric, row.get("test_acc1"))
         self._save_checkpoint(epoch + 1)  # every rank: the checkpoint holds each rank's RNG state
         if self.is_main:
             if self.out_dir is not None:
@@ -73,7 +80,7 @@ class ReportingMixin:
                 self.loggers.log_epoch(epoch + 1, row, self.history)
                 if self.loggers.wants_samples:
                     self._log_samples(epoch + 1)
-            print(self._epoch_line(row, is_best), flush=True)
+            print(self._epoch_line(row, is_best and self.best_metric_name == "val_acc1"), flush=True)
 
     def _load_best_weights(self) -> None:
         """Leave the caller's model with the weights that scored best_metric (kept in memory or best.safetensors)."""
@@ -90,25 +97,27 @@ class ReportingMixin:
             return
         self.model_without_ddp.load_state_dict(state)
 
-    def _save_best(self, epoch: int, metric: float) -> None:
+    def _save_best(self, epoch: int, metric: float, test_acc1: float | None) -> None:
         from zoo.hub.metadata import WeightsMetadata
         from zoo.hub.save import save_weights
 
         # With the config in its metadata, create_model(arch, checkpoint_path=...) rebuilds the model as
-        # trained: classes, channels, stem, label names and normalisation. The metadata's metric is a
-        # validation top-1 only; a run without validation names what chose its best epoch instead.
+        # trained: classes, channels, stem, label names and normalisation. The metadata's metric is the
+        # validation top-1 that chose the epoch, if one did; the test top-1 is recorded apart, for zoo publish
+        # to reproduce.
         config = self._model_config()
         top1 = self.best_metric_name == "val_acc1"
-        name = self.best_metric_name
+        extra = {"zoo.selected_by": self.best_metric_name}
+        if test_acc1 is not None:
+            extra["zoo.test_acc1"] = repr(test_acc1)
         meta = WeightsMetadata(
             architecture=config["architecture"], epoch=epoch + 1, metric=metric if top1 else None,
-            model_args=self.model_args, pretrained_cfg=config["pretrained_cfg"],
-            extra={} if top1 else {"zoo.selected_by": name, f"zoo.{name}": repr(metric)},
+            model_args=self.model_args, pretrained_cfg=config["pretrained_cfg"], extra=extra,
         )  # fmt: skip
         save_weights(self._eval_module().state_dict(), self.out_dir / "best.safetensors", meta)
 
     def _log_samples(self, epoch: int, n: int = 16) -> None:
-        dataset = self.val_set if self.val_set is not None else self.train_set
+        dataset = next(d for d in (self.val_set, getattr(self, "test_set", None), self.train_set) if d is not None)
         step = max(1, len(dataset) // n)  # type: ignore[arg-type]
         # Reading samples runs the dataset's transforms, which may draw random numbers: put the RNG states
         # back, so that a run resumed from this epoch's checkpoint (saved before) matches an uninterrupted one.
@@ -139,6 +148,8 @@ class ReportingMixin:
             parts.append(f"acc {row['train_acc1']:.2f}")
         if row.get("val_acc1") is not None:
             parts.append(f"val loss {row['val_loss']:.4f} top-1 {row['val_acc1']:.2f} top-5 {row['val_acc5']:.2f}")
+        if row.get("test_acc1") is not None:
+            parts.append(f"test top-1 {row['test_acc1']:.2f} top-5 {row['test_acc5']:.2f}")
         parts.append(f"lr {row['lr']:.2e}")
         parts.append(f"{row['epoch_time']:.1f}s ({row['img_per_s'] * self.world:.0f} img/s)")
         return "  ".join(parts) + ("  *" if is_best else "")

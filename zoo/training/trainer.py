@@ -1,9 +1,10 @@
 """Training: :func:`fit` for any model and ``torch.utils.data.Dataset``.
 
 A run folder holds ``last.pt`` (everything needed to resume: model, optimiser, scheduler, AMP scaler, EMA,
-RNG states, epoch, best metric; rewritten atomically every epoch), ``best.safetensors`` (the best weights),
-``config.json`` (how to rebuild the model: architecture, arguments, pretrained_cfg with label names and
-normalisation), ``run.json`` (dataset, recipe, command line, status), ``metrics.csv`` and ``curves.png``.
+RNG states, epoch, best metric; rewritten atomically every epoch), ``best.safetensors`` (the kept weights:
+the best top-1 on a validation set held out of the training data, else the last epoch; a test set is only
+reported), ``config.json`` (how to rebuild the model: architecture, arguments, pretrained_cfg with label
+names and normalisation), ``run.json`` (dataset, recipe, command line, status), ``metrics.csv``, ``curves.png``.
 
 Runs are deterministic on CPU for a given seed: the data order and augmentation of every batch derive from
 ``(seed, epoch, batch)``, and the RNG states are checkpointed, so ``--resume`` after a crash (SIGKILL) or
@@ -65,8 +66,8 @@ class FitResult:
     best_metric: float | None  # the value of best_metric_name at best_epoch
     best_epoch: int | None
     history: list[dict[str, Any]] = field(default_factory=list)
-    # What chose the best epoch: "val_acc1" (highest validation top-1) or, without a validation set,
-    # "train_loss" (lowest training loss).
+    # What chose the kept epoch: "val_acc1" (highest top-1 on the validation set, held out of the training
+    # data) or, without a validation set, "last_epoch" (best_metric is then the epoch number).
     best_metric_name: str = "val_acc1"
     stopped_by: int | None = None  # the signal (SIGINT, SIGTERM) that interrupted the run
 
@@ -99,14 +100,17 @@ def fit(
     run_info: dict[str, Any] | None = None,
     logger_options: dict[str, Any] | None = None,
     progress: bool = True,
+    test_set: Dataset | None = None,
 ) -> FitResult:
-    """Train ``model`` on ``train_set`` and validate on ``val_set`` after every epoch.
+    """Train ``model`` on ``train_set``; validate on ``val_set`` and test on ``test_set`` after every epoch.
 
     Args:
         model: any classifier returning logits; zoo models also get a ``config.json`` for publishing.
         train_set: a dataset of ``(image tensor, int label)``. A :class:`zoo.data.TensorImageDataset` is
             batched and augmented as whole tensors; any other set goes through a ``DataLoader``.
-        val_set: the validation set, in the same form (None: the best epoch is the lowest training loss).
+        val_set: the validation set, in the same form, held out of the training data: it chooses the kept
+            epoch (None: the last epoch is kept).
+        test_set: a test set, evaluated for reporting only (``test_acc1`` ...): it never chooses weights.
         recipe: a :class:`~zoo.training.recipes.Recipe` or a recipe name (default ``fast``).
         out_dir: the run folder for checkpoints, metrics and plots (None: keep nothing on disk; no resume).
         resume: a run folder or ``last.pt`` to continue from.
@@ -118,9 +122,9 @@ def fit(
         model_args: the ``create_model`` arguments, recorded in ``config.json``.
         run_info: extra facts for ``run.json`` (dataset, command line ...).
 
-    The best epoch is the one with the highest validation top-1 (without ``val_set``: the lowest training
-    loss; ``FitResult.best_metric_name`` says which). On return, finished or interrupted, ``model`` holds
-    the weights that scored ``best_metric``: the EMA weights when the recipe evaluates them
+    The kept epoch is the one with the highest validation top-1 (without ``val_set``: the last one;
+    ``FitResult.best_metric_name`` says which). On return, finished or interrupted, ``model`` holds
+    the weights of that epoch: the EMA weights when the recipe evaluates them
     (``eval_model="ema"``), else the model's own weights of that epoch, the same as ``best.safetensors``.
     ``last.pt`` keeps the last raw weights, optimiser and EMA state for ``resume``.
 
@@ -136,7 +140,7 @@ def fit(
         trainer = Trainer(
             model, train_set, val_set, recipe, out_dir, resume=resume, loggers=loggers, device=device,
             deterministic=deterministic, label_names=label_names, model_args=model_args, run_info=run_info,
-            logger_options=logger_options or {}, progress=progress,
+            logger_options=logger_options or {}, progress=progress, test_set=test_set,
         )  # fmt: skip
         return trainer.run()
 
@@ -161,6 +165,7 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
         run_info: dict[str, Any] | None,
         logger_options: dict[str, Any],
         progress: bool,
+        test_set: Dataset | None = None,
     ) -> None:
         from zoo.data.tensor import TensorImageDataset
 
@@ -173,7 +178,7 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
         self.device = torch.device(device)
         self.deterministic = self.device.type == "cpu" if deterministic is None else deterministic
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.train_set, self.val_set = train_set, val_set
+        self.train_set, self.val_set, self.test_set = train_set, val_set, test_set
         self.tensor_data = isinstance(train_set, TensorImageDataset)
         self.label_names = list(label_names or getattr(train_set, "classes", None) or [])
         self.model_args = dict(model_args or {})
@@ -206,7 +211,7 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
             raise ValueError(f"batch size {r.batch_size} does not split evenly over {self.world} processes")
         self.batch_size = r.batch_size // self.world
         self.use_mixup = r.mixup > 0 or r.cutmix > 0
-        self.best_metric_name = "val_acc1" if val_set is not None else "train_loss"
+        self.best_metric_name = "val_acc1" if val_set is not None else "last_epoch"
         self.signal_hook = SignalHook()  # ZOO_TRAIN_SIGNAL: stop at a chosen step, for the recovery tests
 
     # -- the loop ------------------------------------------------------------------------------------------------
@@ -241,13 +246,12 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
                 # the model needs no common seed: DDP gives every rank rank 0's parameters.
                 seed_everything(r.seed + self.rank)
             self._check_input()
-        if self.out_dir is not None and self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            write_json(self._model_config(), self.out_dir / "config.json")
         self.loggers = None
         if self.out_dir is not None and self.is_main:
             from zoo.training.loggers import create_loggers
 
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self._model_config(), self.out_dir / "config.json")
             done = len(self.history) if self.checkpoint is not None else None
             step = self.global_step if self.checkpoint is not None else None
             self.loggers = create_loggers(
@@ -316,10 +320,8 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
         model.train()
         self._set_epoch(epoch, start_batch)
         part = self.partial if (start_batch and self.partial) else None
-        loss_sum = part["loss_sum"] if part else 0.0
-        correct = part["correct"] if part else 0.0
-        count = part["count"] if part else 0.0
-        elapsed = part["time"] if part else 0.0
+        keys = ("loss_sum", "correct", "count", "time")
+        loss_sum, correct, count, elapsed = (float(part[k]) for k in keys) if part else (0.0, 0.0, 0.0, 0.0)
         self.partial = None
         t0 = time.perf_counter()
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()

@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from zoo.utils.files import atomic_path, fsync_dir, write_json, write_text_atomic
 
-__all__ = ["atomic_path", "env_flag", "fsync_dir", "natural_key", "progress", "write_json", "write_text_atomic"]
+__all__ = [
+    "atomic_path", "env_flag", "fsync_dir", "gc_paused", "natural_key", "progress", "write_json", "write_text_atomic",
+]  # fmt: skip
 
 _TRUE = ("1", "true", "yes", "on")
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block (the previous setting is restored after it).
+
+    Building a model and importing the loading code allocate thousands of small objects that live on; the
+    collections they set off also scan the hundreds of thousands of objects torch created at import, which
+    cost about 2 ms of a 10 ms pretrained load. Nothing collectable is lost: it waits for the next run.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def env_flag(*names: str) -> bool:

@@ -60,12 +60,29 @@ def test_holdout_split_is_seeded_disjoint_and_complete():
     assert train.classes == ds.classes and val.mean == ds.mean
 
 
-@pytest.mark.parametrize("fraction, message", [(0.0, "held-out fraction"), (1.0, "held-out fraction"),
-                                               (0.001, "leaves no image")])  # fmt: skip
-def test_holdout_split_rejects_fractions_that_leave_a_side_empty(fraction, message):
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 10])
+def test_holdout_split_rejects_fractions_outside_0_1(fraction):
     ds = TensorImageDataset(torch.zeros(20, 1, 2, 2, dtype=torch.uint8), torch.zeros(20), ["a"], (0.5,), (0.5,))
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match="held-out fraction"):
         holdout_split(ds, fraction, seed=0)
+
+
+def test_holdout_split_keeps_every_class_on_both_sides():
+    """A small fraction of an unbalanced set still holds out one image of each class with two or more, and
+    a set of one image per class cannot be split at all."""
+    targets = torch.tensor([0] * 40 + [1] * 5 + [2] * 2 + [3])
+    ds = TensorImageDataset(
+        torch.zeros(len(targets), 1, 2, 2, dtype=torch.uint8), targets, list("abcd"), (0.5,), (0.5,)
+    )
+    train, val = holdout_split(ds, 0.01, seed=0)
+    assert sorted(val.targets.tolist()) == [0, 1, 2] and sorted(set(train.targets.tolist())) == [0, 1, 2, 3]
+    train, val = holdout_split(ds, 0.5, seed=0)
+    assert torch.bincount(val.targets, minlength=4).tolist() == [20, 2, 1, 0]
+    singles = TensorImageDataset(
+        torch.zeros(3, 1, 2, 2, dtype=torch.uint8), torch.arange(3), list("abc"), (0.5,), (0.5,)
+    )
+    with pytest.raises(ValueError, match="leaves no image"):
+        holdout_split(singles, 0.5, seed=0)
 
 
 def test_a_streamed_folders_held_out_part_is_not_augmented(tmp_path):
@@ -142,6 +159,7 @@ def test_held_out_selection_on_real_mnist(shared_data, tmp_path):
                   "--val-split", "0.1", "--train-subset", "4000", "--output", str(out))  # fmt: skip
     assert res.returncode == 0, res.stderr
     record = json.loads((out / "run.json").read_text())
-    assert (record["train_images"], record["val_images"], record["test_images"]) == (4000, 6000, 10000)
+    # 10 % of each class of the 60,000 training images, rounded per class, before --train-subset takes 4,000
+    assert (record["train_images"], record["test_images"]) == (4000, 10000) and abs(record["val_images"] - 6000) <= 5
     row = read_metrics(out / "metrics.csv")[0]
     assert row["val_acc1"] > 85 and row["test_acc1"] > 85  # 31 steps on real digits; chance is 10 %

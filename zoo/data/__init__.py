@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.archive import data_cache_dir, extract_archive, is_archive
-from zoo.data.folder import ImageFolderDataset, scan_image_folder, verify_images
+from zoo.data.folder import ImageFolderDataset, scan_image_folder, stratified_split, verify_images
 from zoo.data.folder_sets import folder_datasets
 from zoo.data.idx import IDX_DATASETS, find_idx_files, load_idx_dataset, read_idx
 from zoo.data.tensor import TensorImageDataset, TensorLoader
@@ -226,28 +226,24 @@ def subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
 def holdout_split(
     dataset: Dataset, fraction: float, seed: int, eval_transform: Callable | None = None
 ) -> tuple[Dataset, Dataset]:
-    """Split a training set into (train, held-out validation) by a seeded ``fraction`` of its images.
+    """Split a training set into (train, held-out validation): a seeded ``fraction`` of each class's images.
 
     The held-out part chooses a run's weights, so the official test split is never used for that. Its
     images are not augmented: tensor sets are augmented by the loader only while training, and an image
     folder's held-out part takes ``eval_transform`` (required for a streamed :class:`ImageFolderDataset`).
     """
-    n = len(dataset)  # type: ignore[arg-type]
-    if not 0 < fraction < 1:
-        raise ValueError(f"--val-split {fraction}: give the held-out fraction of the training images, e.g. 0.1")
-    k = round(n * fraction)
-    if not 0 < k < n:
-        raise ValueError(f"--val-split {fraction} of {n} training images leaves no image on one side; use another")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    train_idx, val_idx = order[k:].sort().values, order[:k].sort().values
     if isinstance(dataset, TensorImageDataset):
-        return dataset.subset(train_idx), dataset.subset(val_idx)
+        train, val = stratified_split(dataset.targets.tolist(), fraction, seed)
+        return dataset.subset(torch.tensor(train, dtype=torch.long)), dataset.subset(
+            torch.tensor(val, dtype=torch.long)
+        )
     if isinstance(dataset, ImageFolderDataset):
         if eval_transform is None:
             raise ValueError("holdout_split: a streamed image folder needs eval_transform for its held-out part")
+        train, val = stratified_split([label for _, label in dataset.samples], fraction, seed)
         pick = dataset.samples
-        return (ImageFolderDataset([pick[i] for i in train_idx.tolist()], dataset.classes, dataset.transform),
-                ImageFolderDataset([pick[i] for i in val_idx.tolist()], dataset.classes, eval_transform))  # fmt: skip
+        return (ImageFolderDataset([pick[i] for i in train], dataset.classes, dataset.transform),
+                ImageFolderDataset([pick[i] for i in val], dataset.classes, eval_transform))  # fmt: skip
     raise TypeError(
         f"holdout_split: cannot split a {type(dataset).__name__}; give a TensorImageDataset or an ImageFolderDataset"
     )

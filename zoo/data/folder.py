@@ -22,6 +22,7 @@ __all__ = [
     "eval_folder",
     "scan_image_folder",
     "split_samples",
+    "stratified_split",
     "verify_images",
 ]
 
@@ -147,24 +148,32 @@ class ImageFolderDataset(Dataset):
         )
 
 
+def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded per-class split of positions ``0..len(labels)-1`` into sorted (train, held-out) lists.
+
+    About ``fraction`` of each class is held out, at least one image of every class that has two or more,
+    so a small or unbalanced set still has every class on both sides.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"--val-split {fraction}: give the held-out fraction of the training images, e.g. 0.1")
+    by_class: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(int(label), []).append(i)
+    g = torch.Generator().manual_seed(seed)
+    held: set[int] = set()
+    for label in sorted(by_class):
+        idx = by_class[label]
+        k = min(max(round(len(idx) * fraction), 1 if len(idx) > 1 else 0), len(idx) - 1)
+        held.update(idx[p] for p in torch.randperm(len(idx), generator=g)[:k].tolist())
+    if not held:
+        raise ValueError(f"--val-split {fraction} of {len(labels)} training images leaves no image to hold out "
+                         "(every class has a single image)")  # fmt: skip
+    return [i for i in range(len(labels)) if i not in held], sorted(held)
+
+
 def split_samples(
     samples: Sequence[tuple[str, int]], fraction: float, seed: int
 ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """A seeded per-class split: about ``fraction`` of each class goes to validation (at least one image
-    from every class with two or more)."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"--val-split must be a fraction in (0, 1), got {fraction}")
-    by_class: dict[int, list[int]] = {}
-    for i, (_, label) in enumerate(samples):
-        by_class.setdefault(label, []).append(i)
-    g = torch.Generator().manual_seed(seed)
-    val_idx: set[int] = set()
-    for label in sorted(by_class):
-        idx = by_class[label]
-        k = round(len(idx) * fraction)
-        k = min(max(k, 1 if len(idx) > 1 else 0), len(idx) - 1)
-        perm = torch.randperm(len(idx), generator=g)[:k].tolist()
-        val_idx.update(idx[p] for p in perm)
-    train = [s for i, s in enumerate(samples) if i not in val_idx]
-    val = [s for i, s in enumerate(samples) if i in val_idx]
-    return train, val
+    """A seeded per-class split of ``(path, label)`` samples into (train, validation): :func:`stratified_split`."""
+    train, val = stratified_split([label for _, label in samples], fraction, seed)
+    return [samples[i] for i in train], [samples[i] for i in val]

@@ -50,7 +50,7 @@ class ReportingMixin:
         if self.scheduler is not None and not r.sched_on_updates:
             self.scheduler.step(epoch + 1)
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **train_metrics}
-        for split, dataset in (("val", self.val_set), ("test", getattr(self, "test_set", None))):
+        for split, dataset in (("val", self.val_set), ("test", self.test_set)):
             if dataset is not None:
                 results = evaluate(
                     self._eval_module(), dataset, batch_size=r.eval_batch_size, workers=r.workers,
@@ -117,7 +117,7 @@ class ReportingMixin:
         save_weights(self._eval_module().state_dict(), self.out_dir / "best.safetensors", meta)
 
     def _log_samples(self, epoch: int, n: int = 16) -> None:
-        dataset = next(d for d in (self.val_set, getattr(self, "test_set", None), self.train_set) if d is not None)
+        dataset = next(d for d in (self.val_set, self.test_set, self.train_set) if d is not None)
         step = max(1, len(dataset) // n)  # type: ignore[arg-type]
         # Reading samples runs the dataset's transforms, which may draw random numbers: put the RNG states
         # back, so that a run resumed from this epoch's checkpoint (saved before) matches an uninterrupted one.

@@ -214,16 +214,16 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
         self.best_metric_name = "val_acc1" if val_set is not None else "last_epoch"
         self.signal_hook = SignalHook()  # ZOO_TRAIN_SIGNAL: stop at a chosen step, for the recovery tests
 
-    # -- the loop ------------------------------------------------------------------------------------------------
-
     def run(self) -> FitResult:
-        previous_det = torch.are_deterministic_algorithms_enabled()
+        previous = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
         if self.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.utils.deterministic.fill_uninitialized_memory = False  # a NaN memset per activation, a debug aid
         try:
             return self._run()
         finally:
-            torch.use_deterministic_algorithms(previous_det)
+            torch.use_deterministic_algorithms(previous[0])
+            torch.utils.deterministic.fill_uninitialized_memory = previous[1]
 
     def _run(self) -> FitResult:
         r = self.recipe

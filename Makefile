@@ -39,6 +39,7 @@ bench-quick: venv  ## every benchmark script once on tiny settings (CI): checks 
 	$(BIN)/python benchmarks/folder_speed.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/load_pretrained.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/train_mnist.py --quick --out $$(mktemp -d)
+	$(BIN)/python benchmarks/train_cifar.py --quick --out $$(mktemp -d)
 
 docs: venv  ## rewrite the committed tables in docs/ from the registry and the manifest
 	$(BIN)/python docs/gen_tables.py

@@ -31,10 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_info, print_machine, write_results  # noqa: E402
 
 
-def run_once(recipe: str, data_dir: Path, target: float, extra: list[str]) -> dict:
+def run_once(recipe: str, data_dir: Path, target: float, extra: list[str], model: str = "mnist_cnn",
+             dataset: str = "mnist") -> dict:  # fmt: skip
+    """One fresh ``zoo train`` process; the test top-1 after every epoch and when ``target`` was first reached."""
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         out = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "zoo", "train", "mnist_cnn", "--dataset", "mnist", "--data-dir",
+        cmd = [sys.executable, "-m", "zoo", "train", model, "--dataset", dataset, "--data-dir",
                str(data_dir), "--recipe", recipe, "--output", str(out), *extra]  # fmt: skip
         load_before = os.getloadavg()[0]
         start = time.time()
@@ -60,6 +62,7 @@ def run_once(recipe: str, data_dir: Path, target: float, extra: list[str]) -> di
 
 
 def report(results: list[dict], target: float) -> None:
+    """Print each run's curve and the medians over the runs."""
     for i, r in enumerate(results, 1):
         print(f"run {i}: {r['command']}")
         print(f"  load average before/after: {r['load_before']:.2f} / {r['load_after']:.2f}")

@@ -44,7 +44,7 @@ def summarise_run(run: Path, targets: list[float]) -> list[dict]:
         k = next((i for i, r in enumerate(rows) if r["test_acc1"] >= target), None)
         hit = rows[k] if k is not None else None
         out.append({
-            "model": record["architecture"], "command": record.get("zoo_command", ""), "target_pct": target,
+            "model": record.get("architecture", "?"), "command": record.get("zoo_command", ""), "target_pct": target,
             "epoch_at_target": hit["epoch"] if hit else None,
             "train_s_to_target": round(sum(r["epoch_time"] for r in rows[: k + 1]), 1) if hit else None,
             "wall_s_to_target": round(hit["time"] - start, 1) if hit else None,

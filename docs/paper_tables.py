@@ -120,7 +120,7 @@ def benchmark_results() -> str:
             "",
             "| " + " | ".join(rows[0]) + " |",
             "|" + "|".join("---" for _ in rows[0]) + "|",
-            *("| " + " | ".join(str(v) for v in row.values()) + " |" for row in rows),
+            *("| " + " | ".join("—" if v is None else str(v) for v in row.values()) + " |" for row in rows),
             "",
         ]
     return "\n".join(parts)

@@ -232,18 +232,27 @@ def holdout_split(
     images are not augmented: tensor sets are augmented by the loader only while training, and an image
     folder's held-out part takes ``eval_transform`` (required for a streamed :class:`ImageFolderDataset`).
     """
+    labels = _labels_of(dataset)
+    train, val = stratified_split(labels, fraction, seed)
+    if not val:
+        raise ValueError(f"--val-split {fraction} of {len(labels)} training images leaves no image to hold out "
+                         "(every class has a single image)")  # fmt: skip
     if isinstance(dataset, TensorImageDataset):
-        train, val = stratified_split(dataset.targets.tolist(), fraction, seed)
-        return dataset.subset(torch.tensor(train, dtype=torch.long)), dataset.subset(
-            torch.tensor(val, dtype=torch.long)
-        )
+        return dataset.subset(torch.tensor(train)), dataset.subset(torch.tensor(val))
     if isinstance(dataset, ImageFolderDataset):
         if eval_transform is None:
             raise ValueError("holdout_split: a streamed image folder needs eval_transform for its held-out part")
-        train, val = stratified_split([label for _, label in dataset.samples], fraction, seed)
         pick = dataset.samples
         return (ImageFolderDataset([pick[i] for i in train], dataset.classes, dataset.transform),
                 ImageFolderDataset([pick[i] for i in val], dataset.classes, eval_transform))  # fmt: skip
+    raise AssertionError("unreachable: _labels_of accepts only the two types above")
+
+
+def _labels_of(dataset: Dataset) -> list[int]:
+    if isinstance(dataset, TensorImageDataset):
+        return dataset.targets.tolist()
+    if isinstance(dataset, ImageFolderDataset):
+        return [label for _, label in dataset.samples]
     raise TypeError(
         f"holdout_split: cannot split a {type(dataset).__name__}; give a TensorImageDataset or an ImageFolderDataset"
     )

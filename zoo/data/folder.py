@@ -152,7 +152,8 @@ def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple
     """Seeded per-class split of positions ``0..len(labels)-1`` into sorted (train, held-out) lists.
 
     About ``fraction`` of each class is held out, at least one image of every class that has two or more,
-    so a small or unbalanced set still has every class on both sides.
+    so a small or unbalanced set still has every class on both sides. The held-out list is empty when
+    every class has a single image.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"--val-split {fraction}: give the held-out fraction of the training images, e.g. 0.1")
@@ -165,9 +166,6 @@ def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple
         idx = by_class[label]
         k = min(max(round(len(idx) * fraction), 1 if len(idx) > 1 else 0), len(idx) - 1)
         held.update(idx[p] for p in torch.randperm(len(idx), generator=g)[:k].tolist())
-    if not held:
-        raise ValueError(f"--val-split {fraction} of {len(labels)} training images leaves no image to hold out "
-                         "(every class has a single image)")  # fmt: skip
     return [i for i in range(len(labels)) if i not in held], sorted(held)
 
 

@@ -74,10 +74,10 @@ class BasicBlock(nn.Module):
         _zero_weight(self.bn2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        out += identity  # in place, as torchvision does: no extra activation-sized tensor per block
+        # The shortcut last, as torchvision does: its output is not held through the main branch.
+        out += x if self.downsample is None else self.downsample(x)  # in place: no extra activation-sized tensor
         return self.relu(out)
 
 
@@ -107,11 +107,10 @@ class Bottleneck(nn.Module):
         _zero_weight(self.bn3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        out += identity  # in place, as torchvision does: no extra activation-sized tensor per block
+        out += x if self.downsample is None else self.downsample(x)  # the shortcut last, in place, as torchvision
         return self.relu(out)
 
 

@@ -32,27 +32,33 @@ ARCHIVE = Path("CIFAR10") / "cifar10-jpg.tar.gz"
 BUNDLED = ["--epochs", "50", "--batch-size", "128", "--lr", "0.1"]
 
 
+def time_to_targets(rows: list[dict], targets: list[float], start: float) -> list[dict]:
+    """For each target, the first epoch whose test top-1 reaches it, the training time summed up to it and
+    the wall time from ``start`` (None where the target was never reached)."""
+    out = []
+    for target in targets:
+        k = next((i for i, r in enumerate(rows) if r["test_acc1"] >= target), None)
+        out.append({
+            "target_pct": target,
+            "epoch_at_target": rows[k]["epoch"] if k is not None else None,
+            "train_s_to_target": round(sum(r["epoch_time"] for r in rows[: k + 1]), 1) if k is not None else None,
+            "wall_s_to_target": round(rows[k]["time"] - start, 1) if k is not None else None,
+        })  # fmt: skip
+    return out
+
+
 def summarise_run(run: Path, targets: list[float]) -> list[dict]:
     """Time to each target test top-1 in a finished run folder."""
     rows = read_metrics(run / "metrics.csv")
     if not rows or rows[0].get("test_acc1") is None:
         raise SystemExit(f"{run / 'metrics.csv'} has no test top-1 column: run `zoo train` with a test split")
     record = json.loads((run / "run.json").read_text())
+    totals = {"epochs": len(rows), "final_test_pct": rows[-1]["test_acc1"],
+              "total_train_s": round(sum(r["epoch_time"] for r in rows), 1),
+              "median_img_s": round(sorted(r["img_per_s"] for r in rows)[len(rows) // 2], 1)}  # fmt: skip
+    head = {"model": record.get("architecture", "?"), "command": record.get("zoo_command", "")}
     start = rows[0]["time"] - rows[0]["epoch_time"]
-    out = []
-    for target in targets:
-        k = next((i for i, r in enumerate(rows) if r["test_acc1"] >= target), None)
-        hit = rows[k] if k is not None else None
-        out.append({
-            "model": record.get("architecture", "?"), "command": record.get("zoo_command", ""), "target_pct": target,
-            "epoch_at_target": hit["epoch"] if hit else None,
-            "train_s_to_target": round(sum(r["epoch_time"] for r in rows[: k + 1]), 1) if hit else None,
-            "wall_s_to_target": round(hit["time"] - start, 1) if hit else None,
-            "epochs": len(rows), "final_test_pct": rows[-1]["test_acc1"],
-            "total_train_s": round(sum(r["epoch_time"] for r in rows), 1),
-            "median_img_s": round(sorted(r["img_per_s"] for r in rows)[len(rows) // 2], 1),
-        })  # fmt: skip
-    return out
+    return [{**head, **hit, **totals} for hit in time_to_targets(rows, targets, start)]
 
 
 def main() -> int:
@@ -79,13 +85,10 @@ def main() -> int:
         result = run_once("fast", archive, args.targets[0], extra, model=args.model, dataset="cifar10")
         report([result], args.targets[0])
         curve = [{"epoch": e, "time": t, "test_acc1": a, "epoch_time": et} for e, t, a, et in result["curve"]]
-        rows = []
-        for target in args.targets:
-            hit = next((c for c in curve if c["test_acc1"] >= target), None)
-            rows.append({"model": args.model, "command": result["command"], "target_pct": target,
-                         "epoch_at_target": hit["epoch"] if hit else None,
-                         "wall_s_to_target": round(hit["time"], 1) if hit else None,
-                         "final_test_pct": result["final_acc"], "wall_s": round(result["wall_s"], 1)})  # fmt: skip
+        head = {"model": args.model, "command": result["command"]}
+        totals = {"final_test_pct": result["final_acc"], "wall_s": round(result["wall_s"], 1)}
+        # run_once's curve times already count from the process start
+        rows = [{**head, **hit, **totals} for hit in time_to_targets(curve, args.targets, 0.0)]
     for r in rows:
         reached = (
             f"epoch {r['epoch_at_target']}, {r['wall_s_to_target']} s wall" if r["epoch_at_target"] else "not reached"

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.archive import data_cache_dir, extract_archive, is_archive
-from zoo.data.folder import ImageFolderDataset, scan_image_folder, stratified_split, verify_images
+from zoo.data.folder import ImageFolderDataset, scan_image_folder, split_samples, stratified_split, verify_images
 from zoo.data.folder_sets import folder_datasets
 from zoo.data.idx import IDX_DATASETS, find_idx_files, load_idx_dataset, read_idx
 from zoo.data.tensor import TensorImageDataset, TensorLoader
@@ -232,27 +232,23 @@ def holdout_split(
     images are not augmented: tensor sets are augmented by the loader only while training, and an image
     folder's held-out part takes ``eval_transform`` (required for a streamed :class:`ImageFolderDataset`).
     """
-    labels = _labels_of(dataset)
-    train, val = stratified_split(labels, fraction, seed)
-    if not val:
-        raise ValueError(f"--val-split {fraction} of {len(labels)} training images leaves no image to hold out "
-                         "(every class has a single image)")  # fmt: skip
     if isinstance(dataset, TensorImageDataset):
+        train, val = stratified_split(dataset.targets.tolist(), fraction, seed)
+        _require_held_out(val, len(dataset), fraction)
         return dataset.subset(torch.tensor(train)), dataset.subset(torch.tensor(val))
     if isinstance(dataset, ImageFolderDataset):
         if eval_transform is None:
             raise ValueError("holdout_split: a streamed image folder needs eval_transform for its held-out part")
-        pick = dataset.samples
-        return (ImageFolderDataset([pick[i] for i in train], dataset.classes, dataset.transform),
-                ImageFolderDataset([pick[i] for i in val], dataset.classes, eval_transform))  # fmt: skip
-    raise AssertionError("unreachable: _labels_of accepts only the two types above")
-
-
-def _labels_of(dataset: Dataset) -> list[int]:
-    if isinstance(dataset, TensorImageDataset):
-        return dataset.targets.tolist()
-    if isinstance(dataset, ImageFolderDataset):
-        return [label for _, label in dataset.samples]
+        train_samples, val_samples = split_samples(dataset.samples, fraction, seed)
+        _require_held_out(val_samples, len(dataset), fraction)
+        return (ImageFolderDataset(train_samples, dataset.classes, dataset.transform),
+                ImageFolderDataset(val_samples, dataset.classes, eval_transform))  # fmt: skip
     raise TypeError(
         f"holdout_split: cannot split a {type(dataset).__name__}; give a TensorImageDataset or an ImageFolderDataset"
     )
+
+
+def _require_held_out(held_out: Sequence[Any], n: int, fraction: float) -> None:
+    if not held_out:
+        raise ValueError(f"--val-split {fraction} of {n} training images leaves no image to hold out "
+                         "(every class has a single image)")  # fmt: skip

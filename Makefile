@@ -31,6 +31,7 @@ bench: venv  ## the CPU benchmark suite against torchvision and timm; results in
 	$(BIN)/python benchmarks/train_overhead.py
 	$(BIN)/python benchmarks/load_pretrained.py
 	$(BIN)/python benchmarks/train_mnist.py --runs 3
+	$(BIN)/python benchmarks/train_timm.py  # needs TIMM_TRAIN_PY=path/to/pytorch-image-models/train.py
 
 bench-quick: venv  ## every benchmark script once on tiny settings (CI): checks that they run, keeps no results
 	$(BIN)/python benchmarks/import_time.py --quick --out $$(mktemp -d)
@@ -40,6 +41,7 @@ bench-quick: venv  ## every benchmark script once on tiny settings (CI): checks 
 	$(BIN)/python benchmarks/load_pretrained.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/train_mnist.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/train_cifar.py --quick --out $$(mktemp -d)
+	$(BIN)/python benchmarks/train_timm.py --quick --out $$(mktemp -d)
 
 docs: venv  ## rewrite the committed tables in docs/ from the registry and the manifest
 	$(BIN)/python docs/gen_tables.py

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import bench_charts
+
 
 def _layer(spec: object) -> str:
     if spec == "LRN":
@@ -127,6 +129,7 @@ def benchmark_results() -> str:
 
 
 PLACEHOLDERS: dict[str, Callable[[], str]] = {
+    "<!-- zoo:benchmark-charts -->": bench_charts.benchmark_charts,
     "<!-- zoo:benchmark-results -->": benchmark_results,
     "<!-- zoo:vgg-table -->": vgg_table,
     "<!-- zoo:resnet-table -->": resnet_table,

@@ -126,6 +126,21 @@ def test_zoo_eval_run_folder_and_errors(trained, tmp_path, capsys):
     assert "t10k-images-idx3-ubyte[.gz]" in capsys.readouterr().err
 
 
+def test_zoo_eval_refuses_a_diverged_checkpoint(trained, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    data, run = trained
+    state = load_file(run / "best.safetensors")
+    name = next(k for k, t in state.items() if t.is_floating_point())
+    state[name][0] = float("nan")
+    broken = tmp_path / "diverged.safetensors"
+    save_file(state, broken)
+    common = ["--dataset", "mnist", "--data-dir", str(data)]
+    assert cli_main(["eval", "mnist_cnn", "--checkpoint", str(broken), *common]) == 2
+    err = capsys.readouterr().err
+    assert f"holds NaN or infinite values in {name}" in err and "the run diverged" in err
+
+
 def test_zoo_eval_of_an_image_folder_run_uses_its_held_out_images(tmp_path, capsys):
     from synth_data import make_image_folder
 

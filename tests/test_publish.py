@@ -128,6 +128,22 @@ def test_publishing_over_an_existing_folder_needs_force(mnist_run, weights_env, 
     assert weights_env.manifest()["weights"]["mnist_cnn.synth"]["status"] == "unpublished"  # not pushed, not bundled
 
 
+def test_new_weights_do_not_take_the_default_from_published_ones(mnist_run, weights_env, tmp_path):
+    run, _ = mnist_run
+    weights = lambda: weights_env.manifest()["weights"]  # noqa: E731
+    is_default = lambda name: weights()[name].get("default", False)  # noqa: E731  (false is not written)
+    assert cli(["publish", str(run), "--name", "mnist_cnn.first", "--out", str(tmp_path / "a")]) == 0
+    assert is_default("mnist_cnn.first")  # the arch had no weights: these become its default
+    assert cli(["publish", str(run), "--name", "mnist_cnn.second", "--out", str(tmp_path / "b")]) == 0
+    assert is_default("mnist_cnn.first") and not is_default("mnist_cnn.second")
+    assert cli(["publish", str(run), "--name", "mnist_cnn.first", "--out", str(tmp_path / "a"), "--force"]) == 0
+    assert is_default("mnist_cnn.first")  # republishing the default keeps it the default
+    assert cli(["publish", str(run), "--name", "mnist_cnn.third", "--out", str(tmp_path / "c"), "--default"]) == 0
+    assert [n for n in weights() if is_default(n)] == ["mnist_cnn.third"]  # asked for: it moves
+    assert cli(["publish", str(run), "--name", "mnist_cnn.fourth", "--out", str(tmp_path / "d"), "--no-default"]) == 0
+    assert not is_default("mnist_cnn.fourth")
+
+
 def test_failed_evaluation_check_writes_nothing(mnist_run, weights_env, tmp_path, capsys):
     from safetensors.torch import save_file
 

@@ -239,6 +239,7 @@ def load_run_model(
     Without a ``config.json`` the model is built with ``default_kwargs`` (the dataset's classes and channels).
     """
     from zoo.factory import create_model
+    from zoo.hub.fitting import check_finite
     from zoo.registry import split_model_name_tag
 
     cfg = read_run_config(checkpoint)
@@ -253,6 +254,8 @@ def load_run_model(
         checkpoint = checkpoint / "best.safetensors"
     model = create_model(split_model_name_tag(name)[0], **kwargs)
     state = load_state_dict_file(checkpoint)
+    # A diverged run's weights would be "evaluated" at chance level; say what is wrong instead.
+    check_finite(state, str(checkpoint), hint="the run diverged before this checkpoint; evaluate an earlier one")
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

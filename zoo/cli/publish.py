@@ -22,7 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing folder or Hub revision")
     parser.add_argument("--bundle", action="store_true", help="also copy the weights into weights/ (small files)")
     parser.add_argument("--no-manifest", action="store_true", help="leave weights/manifest.json as it is")
-    parser.add_argument("--not-default", action="store_true", help="do not make these the arch's default weights")
+    parser.add_argument(
+        "--default", action=argparse.BooleanOptionalAction, default=None,
+        help="make these the weights pretrained=True picks for the bare arch (default: only if the arch has none)",
+    )  # fmt: skip
     parser.add_argument("--license", default="bsd-3-clause", help="licence of the weights (default bsd-3-clause)")
     parser.add_argument("--tolerance", type=float, default=0.1, help="allowed top-1 drift in points (default 0.1)")
 
@@ -35,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
     result = publish(
         args.run, args.name, args.out, checkpoint=args.checkpoint, data_dir=args.data_dir, repo_id=args.repo_id,
         push=args.push, dry_run=args.dry_run, force=args.force, bundle=args.bundle,
-        update_manifest=not args.no_manifest, default=not args.not_default, license_id=args.license,
+        update_manifest=not args.no_manifest, default=args.default, license_id=args.license,
         tolerance=args.tolerance,
     )  # fmt: skip
     print("checks:")

@@ -187,12 +187,12 @@ def fit_state_dict(
     return sd, head_dropped
 
 
-def check_finite(state_dict: Mapping[str, torch.Tensor], what: str) -> None:
+def check_finite(state_dict: Mapping[str, torch.Tensor], what: str, hint: str | None = None) -> None:
     """A :class:`WeightsFileError` naming the floating-point tensors that hold NaN or infinite values."""
     bad = [k for k, t in state_dict.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
         shown = ", ".join(bad[:_MAX_LISTED]) + (f" and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else "")
         raise WeightsFileError(
             f"{what} holds NaN or infinite values in {shown}",
-            hint="the weights are broken (a diverged run?); pass allow_nonfinite=True to load them anyway",
+            hint=hint or "the weights are broken (a diverged run?); pass allow_nonfinite=True to load them anyway",
         )

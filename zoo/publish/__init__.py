@@ -196,7 +196,7 @@ def publish(
     force: bool = False,
     bundle: bool = False,
     update_manifest: bool = True,
-    default: bool = True,
+    default: bool | None = None,
     license_id: str = "bsd-3-clause",
     tolerance: float = 0.1,
     batch_size: int = 1000,
@@ -206,7 +206,8 @@ def publish(
 
     ``bundle`` also copies the weights into ``weights/`` as a bundled file; ``push`` uploads the folder
     to ``repo_id`` through ``huggingface_hub`` (``api`` replaces its ``HfApi``); ``dry_run`` runs every
-    check and shows what would be written and uploaded, writing nothing.
+    check and shows what would be written and uploaded, writing nothing. ``default`` marks the weights as
+    what ``pretrained=True`` picks for the bare arch; None: only if no other weights of the arch are marked.
     """
     arch, tag = split_model_name_tag(name)
     if not tag:
@@ -282,6 +283,11 @@ def publish(
         if dry_run:
             result.out_dir = None
             return result
+        if default is None:
+            from zoo.hub.manifest import entries_for_arch
+
+            # Publishing new weights must not silently change what other users' pretrained=True loads.
+            default = not any(e.default for t, e in entries_for_arch(arch).items() if t != tag)
         entry = _manifest_entry(name, model, run, info, saved, metrics, license_id, repo_id, bundle, push, default)
         if update_manifest:
             from zoo.hub.manifest import validate_entry

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test lint bench bench-quick docs site serve-docs clean
+.PHONY: venv demo test lint bench bench-gpu bench-quick docs site serve-docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ bench: venv  ## the CPU benchmark suite against torchvision and timm; results in
 	$(BIN)/python benchmarks/load_pretrained.py
 	$(BIN)/python benchmarks/train_mnist.py --runs 3
 	$(BIN)/python benchmarks/train_timm.py  # needs TIMM_TRAIN_PY=path/to/pytorch-image-models/train.py
+
+bench-gpu: venv  ## the scripts that time the device, on CUDA: results as separate files named *-cuda*
+	$(BIN)/python benchmarks/inference.py --device cuda --rounds 3
+	$(BIN)/python benchmarks/inference.py --device cuda --dtype fp16 --rounds 3
+	$(BIN)/python benchmarks/inference.py --device cuda --dtype bf16 --rounds 3
+	$(BIN)/python benchmarks/train_overhead.py --device cuda --rounds 3
+	$(BIN)/python benchmarks/train_mnist.py --device cuda
 
 bench-quick: venv  ## every benchmark script once on tiny settings (CI): checks that they run, keeps no results
 	$(BIN)/python benchmarks/import_time.py --quick --out $$(mktemp -d)

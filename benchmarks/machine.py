@@ -64,3 +64,50 @@ def write_results(name: str, rows: list[dict[str, Any]], info: dict[str, Any], o
         writer.writeheader()
         writer.writerows(rows)
     return folder / f"{name}.csv"
+
+
+DTYPES = ("fp32", "bf16", "fp16")
+
+
+def add_device_args(parser: Any, dtype: bool = True) -> None:
+    """``--device`` (default: CUDA when there is a GPU) and, with ``dtype``, ``--dtype`` (autocast)."""
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when a GPU is present, else cpu)")
+    if dtype:
+        parser.add_argument("--dtype", choices=DTYPES, default="fp32", help="autocast dtype; fp16 needs CUDA")
+
+
+def resolve_device(name: str | None) -> Any:
+    """The torch device asked for, or CUDA when available; a clear error for CUDA without a GPU."""
+    import torch
+
+    device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no GPU on this machine (use --device cpu)")
+    return device
+
+
+def autocast(device: Any, dtype: str) -> Any:
+    """``torch.autocast`` for bf16/fp16, nothing for fp32 (fp16 autocast exists only on CUDA here)."""
+    import contextlib
+
+    import torch
+
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    if dtype == "fp16" and device.type != "cuda":
+        raise SystemExit("--dtype fp16 needs --device cuda; on CPU use bf16")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
+
+
+def synchronize(device: Any) -> None:
+    """Wait for queued GPU work, so that a timer measures the work and not its launch."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def results_name(base: str, device: Any, dtype: str = "fp32", quick: bool = False) -> str:
+    """``inference`` for the CPU in fp32; ``inference-cuda-bf16`` ...: a GPU run is its own, labelled table."""
+    parts = [base] + ([device.type] if device.type != "cpu" else []) + ([dtype] if dtype != "fp32" else [])
+    return "-".join(parts + (["quick"] if quick else []))

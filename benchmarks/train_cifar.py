@@ -24,7 +24,14 @@ sys.path.insert(0, str(ROOT))
 from zoo.training.loggers import read_metrics  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info, print_machine, write_results  # noqa: E402
+from machine import (  # noqa: E402
+    add_device_args,
+    machine_info,
+    print_machine,
+    resolve_device,
+    results_name,
+    write_results,
+)
 from train_mnist import report, run_once  # noqa: E402
 
 ARCHIVE = Path("CIFAR10") / "cifar10-jpg.tar.gz"
@@ -69,7 +76,9 @@ def main() -> int:
     parser.add_argument("--targets", type=float, nargs="+", default=[85.0, 90.0, 91.0, 91.25])
     parser.add_argument("--quick", action="store_true", help="1 epoch on 1000 images: checks that the script runs")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
+    add_device_args(parser, dtype=False)
     args, extra = parser.parse_known_args()
+    device = resolve_device(args.device)
     info = machine_info()
     print_machine(info)
     if args.from_run is not None:
@@ -82,6 +91,7 @@ def main() -> int:
         extra = extra or BUNDLED
         if args.quick:
             extra, args.targets = ["--epochs", "1", "--train-subset", "1000", "--val-subset", "500"], [20.0]
+        extra = [*extra, "--device", device.type]  # zoo train uses fp16 AMP on CUDA
         result = run_once("fast", archive, args.targets[0], extra, model=args.model, dataset="cifar10")
         report([result], args.targets[0])
         curve = [{"epoch": e, "time": t, "test_acc1": a, "epoch_time": et} for e, t, a, et in result["curve"]]
@@ -94,7 +104,7 @@ def main() -> int:
             f"epoch {r['epoch_at_target']}, {r['wall_s_to_target']} s wall" if r["epoch_at_target"] else "not reached"
         )
         print(f"{r['model']}: test top-1 >= {r['target_pct']} %: {reached}")
-    print(f"wrote {write_results('train_cifar' + ('-quick' if args.quick else ''), rows, info, args.out)}")
+    print(f"wrote {write_results(results_name('train_cifar', device, quick=args.quick), rows, info, args.out)}")
     return 0
 
 

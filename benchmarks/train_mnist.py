@@ -28,7 +28,14 @@ sys.path.insert(0, str(ROOT))
 from zoo.training.loggers import read_metrics  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info, print_machine, write_results  # noqa: E402
+from machine import (  # noqa: E402
+    add_device_args,
+    machine_info,
+    print_machine,
+    resolve_device,
+    results_name,
+    write_results,
+)
 
 
 def run_once(recipe: str, data_dir: Path, target: float, extra: list[str], model: str = "mnist_cnn",
@@ -97,7 +104,10 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--quick", action="store_true", help="1 epoch on 2000 images: checks that the script runs")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
+    add_device_args(parser, dtype=False)
     args, extra = parser.parse_known_args()
+    device = resolve_device(args.device)
+    extra = [*extra, "--device", device.type]  # zoo train uses fp16 AMP on CUDA
     if args.quick:
         extra, args.target, args.runs = [*extra, "--epochs", "1", "--train-subset", "2000"], 50.0, 1
     if not (args.data_dir / "MNIST" / "raw").is_dir():
@@ -119,7 +129,7 @@ def main() -> int:
         })  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(all_results, indent=1))
-    print(f"wrote {write_results('train_mnist' + ('-quick' if args.quick else ''), rows, info, args.out)}")
+    print(f"wrote {write_results(results_name('train_mnist', device, quick=args.quick), rows, info, args.out)}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python benchmarks/train_overhead.py            # resnet20 on 32x32 and mnist_cnn on 28x28, 5 rounds each
     python benchmarks/train_overhead.py --quick    # mnist_cnn, small: checks that the script runs
+    python benchmarks/train_overhead.py --device cuda   # on a GPU both sides use fp16 AMP, as zoo train does
 
 Same model (same initial weights), same images already in memory (a uint8 tensor, as zoo keeps MNIST and
 small folders), same optimiser (SGD with momentum, timm's create_optimizer_v2), batch size, channels_last
@@ -22,31 +23,49 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info, print_machine, write_results  # noqa: E402
+from machine import (  # noqa: E402
+    add_device_args,
+    machine_info,
+    print_machine,
+    resolve_device,
+    results_name,
+    synchronize,
+    write_results,
+)
 
 
 def _plain_loop(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int, stats: tuple, lr: float
 ) -> float:
-    """One epoch of the textbook loop; returns img/s."""
+    """One epoch of the textbook loop (fp16 AMP with a GradScaler on CUDA, as zoo's trainer); returns img/s."""
+    from contextlib import nullcontext
+
     from timm.optim import create_optimizer_v2
 
+    device = next(model.parameters()).device
+    cuda = device.type == "cuda"
     optimizer = create_optimizer_v2(model, opt="momentum", lr=lr, weight_decay=0.0, momentum=0.9)
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     criterion = nn.CrossEntropyLoss()
-    m = torch.tensor(stats[0]).view(1, -1, 1, 1)
-    s = torch.tensor(stats[1]).view(1, -1, 1, 1)
+    m = torch.tensor(stats[0], device=device).view(1, -1, 1, 1)
+    s = torch.tensor(stats[1], device=device).view(1, -1, 1, 1)
+    images, labels = images.to(device), labels.to(device)
     model.train()
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0)).to(device)
+    synchronize(device)
     t0 = time.perf_counter()
     seen = 0
     for i in range(0, len(order) - batch + 1, batch):
         idx = order[i : i + batch]
         x = ((images[idx].float() / 255 - m) / s).contiguous(memory_format=torch.channels_last)
-        loss = criterion(model(x), labels[idx])
+        with torch.autocast("cuda", dtype=torch.float16) if cuda else nullcontext():
+            loss = criterion(model(x), labels[idx])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         seen += len(idx)
+    synchronize(device)
     return seen / (time.perf_counter() - t0)
 
 
@@ -62,7 +81,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="mnist_cnn, 512 images, 2 rounds")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
+    add_device_args(parser, dtype=False)
     args = parser.parse_args()
+    device = resolve_device(args.device)
     if args.quick:
         args.models, args.images, args.rounds = ["mnist_cnn"], 512, 2
     info = machine_info()
@@ -79,16 +100,17 @@ def main() -> None:
         mean, std = base.pretrained_cfg["mean"], base.pretrained_cfg["std"]
         dataset = TensorImageDataset(images, labels, [str(i) for i in range(base.num_classes)], mean, std)
         recipe = Recipe(name="overhead", epochs=1, batch_size=args.batch_size, opt="momentum", lr=0.01, sched="none",
-                        ema=False, amp=False, channels_last=True, crop_pad=0, hflip=0.0, workers=0)  # fmt: skip
+                        ema=False, amp=True, channels_last=True, crop_pad=0, hflip=0.0, workers=0)  # fmt: skip
         speeds: dict[str, list[float]] = {"zoo": [], "plain": []}
         for i in range(args.rounds):
             # Alternate which goes first, so that neither always runs on a machine the other just warmed.
             for which in ("zoo", "plain") if i % 2 == 0 else ("plain", "zoo"):
                 model = zoo.create_model(name)
                 model.load_state_dict(base.state_dict())
-                model = model.to(memory_format=torch.channels_last)
+                model = model.to(device=device, memory_format=torch.channels_last)
                 if which == "zoo":
-                    ips = fit(model, dataset, None, recipe, None, progress=False).history[-1]["img_per_s"]
+                    result = fit(model, dataset, None, recipe, None, progress=False, device=device)
+                    ips = result.history[-1]["img_per_s"]
                 else:
                     ips = _plain_loop(model, images, labels, args.batch_size, (mean, std), 0.01)
                 speeds[which].append(ips)
@@ -99,7 +121,7 @@ def main() -> None:
         rows.append(row)
         print(f"{name:<10} fit {zoo_ips:8.1f} img/s  plain loop {plain_ips:8.1f} img/s  "
               f"trainer overhead {row['overhead_pct']:+.2f} %", flush=True)  # fmt: skip
-    path = write_results("train_overhead" + ("-quick" if args.quick else ""), rows, info, args.out)
+    path = write_results(results_name("train_overhead", device, quick=args.quick), rows, info, args.out)
     print(f"wrote {path}")
 
 

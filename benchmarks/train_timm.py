@@ -33,7 +33,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info, print_machine, write_results  # noqa: E402
+from machine import (  # noqa: E402
+    add_device_args,
+    machine_info,
+    print_machine,
+    resolve_device,
+    results_name,
+    write_results,
+)
 
 ARCHIVE = Path("CIFAR10") / "cifar10-jpg.tar.gz"
 # timm's end-of-epoch line: "Train: 1 [  38/39 (100%)] ... Time: 0.2s,  600.0/s  (0.21s,  590.1/s) ..."
@@ -73,12 +80,12 @@ def make_folder(archive: Path, dest: Path, per_class: int, test_per_class: int) 
     return folder
 
 
-def run_zoo(model: str, folder: Path, out: Path, epochs: int, batch: int) -> dict:
+def run_zoo(model: str, folder: Path, out: Path, epochs: int, batch: int, device: str) -> dict:
     cmd = [sys.executable, "-m", "zoo", "train", model, "--dataset", f"imagefolder:{folder}",
            "--epochs", str(epochs), "--batch-size", str(batch), "--opt", "sgd", "--lr", "0.1",
            "--weight-decay", "5e-4", "--sched", "cosine", "--warmup-epochs", "0", "--label-smoothing", "0.1",
            "--no-ema", "--mixup", "0", "--cutmix", "0", "--rand-augment", "", "--crop-pad", "0",
-           "--hflip", "0.5", "--channels-last", "--workers", "2", "--output", str(out)]  # fmt: skip
+           "--hflip", "0.5", "--channels-last", "--workers", "2", "--device", device, "--output", str(out)]  # fmt: skip
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
@@ -88,13 +95,15 @@ def run_zoo(model: str, folder: Path, out: Path, epochs: int, batch: int) -> dic
     return {"img_s": rows[-1]["img_per_s"], "wall_s": wall, "epochs": len(rows)}
 
 
-def run_timm(train_py: Path, model: str, folder: Path, out: Path, epochs: int, batch: int) -> dict:
+def run_timm(train_py: Path, model: str, folder: Path, out: Path, epochs: int, batch: int, device: str) -> dict:
     argv = [str(folder), "--dataset", "", "--train-split", "train", "--val-split", "test", "--model",
             f"zoo_{model}", "--num-classes", "10", "--input-size", "3", "32", "32", "--epochs", str(epochs),
             "-b", str(batch), "--opt", "sgd", "--lr", "0.1", "--weight-decay", "5e-4", "--sched", "cosine",
             "--warmup-epochs", "0", "--smoothing", "0.1", "--scale", "1", "1", "--ratio", "1", "1",
-            "--hflip", "0.5", "--channels-last", "--device", "cpu", "--no-prefetcher", "-j", "2",
+            "--hflip", "0.5", "--channels-last", "--device", device, "-j", "2",
             "--seed", "42", "--log-interval", "1000", "--checkpoint-hist", "1", "--output", str(out)]  # fmt: skip
+    # timm's prefetcher is CUDA-only; on a GPU both sides train in fp16 AMP (zoo train's default there)
+    argv += ["--amp"] if device == "cuda" else ["--no-prefetcher"]
     cmd = [sys.executable, __file__, "--timm-child", str(train_py), model, *argv]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
@@ -125,7 +134,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="zoo and timm runs, alternating which goes first")
     parser.add_argument("--quick", action="store_true", help="one round of 1 epoch on 60 images a class")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
+    add_device_args(parser, dtype=False)
     args = parser.parse_args()
+    device = resolve_device(args.device)
     info = machine_info()
     print_machine(info)
     archive = args.data_dir / ARCHIVE
@@ -148,10 +159,10 @@ def main() -> int:
                 out = Path(tmp) / f"{side}-{r}"
                 out.mkdir()
                 if side == "zoo":
-                    res = run_zoo(args.model, folder, out, args.epochs, args.batch_size)
+                    res = run_zoo(args.model, folder, out, args.epochs, args.batch_size, device.type)
                 else:
                     res = run_timm(Path(args.timm_train).resolve(), args.model, folder, out, args.epochs,
-                                   args.batch_size)  # fmt: skip
+                                   args.batch_size, device.type)  # fmt: skip
                 print(f"round {r + 1} {side}: {res['img_s']:.1f} img/s (last epoch), {res['wall_s']:.1f} s wall")
                 results[side].append(res)
                 shutil.rmtree(out)
@@ -167,7 +178,7 @@ def main() -> int:
     print(f"{args.model}: zoo {row['zoo_img_s']} img/s, timm train.py {row['timm_img_s']} img/s "
           f"(zoo/timm {row['zoo_over_timm_img_s']}); wall {row['zoo_wall_s']} s against "
           f"{row['timm_wall_s']} s")  # fmt: skip
-    print(f"wrote {write_results('train_timm' + ('-quick' if args.quick else ''), [row], info, args.out)}")
+    print(f"wrote {write_results(results_name('train_timm', device, quick=args.quick), [row], info, args.out)}")
     return 0
 
 

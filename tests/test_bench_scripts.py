@@ -36,3 +36,41 @@ def test_time_to_accuracy_of_a_finished_run(tmp_path):
     assert out[1]["train_s_to_target"] == round(sum(r["epoch_time"] for r in rows[:first_best]), 1)
     assert out[1]["wall_s_to_target"] >= out[1]["train_s_to_target"] - 0.1
     assert out[2]["train_s_to_target"] is None and out[2]["final_test_pct"] == rows[-1]["test_acc1"]
+
+
+def test_timm_train_script_builds_zoos_model_through_timms_registry(tmp_path):
+    """train_timm runs timm's train.py in a process where zoo's model is a timm model: timm.create_model,
+    called as timm's script calls it (its generic options included), must return zoo's network."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "fake_train.py"
+    script.write_text(
+        "import sys, timm\n"
+        "m = timm.create_model(sys.argv[1], pretrained=False, num_classes=7, drop_rate=0.0, drop_path_rate=None,"
+        " global_pool=None, bn_momentum=None, bn_eps=None, scriptable=False, checkpoint_path='')\n"
+        "print(type(m).__module__, type(m).__name__, m.num_classes, sum(p.numel() for p in m.parameters()))\n"
+    )
+    child = [sys.executable, str(BENCHMARKS / "train_timm.py"), "--timm-child", str(script), "resnet20", "zoo_resnet20"]
+    proc = subprocess.run(child, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    import zoo
+
+    reference = zoo.create_model("resnet20", num_classes=7)
+    expected = (
+        f"{type(reference).__module__} {type(reference).__name__} 7 {sum(p.numel() for p in reference.parameters())}"
+    )
+    assert proc.stdout.split("\n")[-2] == expected
+
+
+def test_timm_log_lines_give_each_epochs_rate():
+    """The end-of-epoch line of timm's train.py (its format at pytorch-image-models aa4b5850) carries the
+    epoch's mean rate in brackets; lines inside an epoch are not taken for its end."""
+    pattern = _load("train_timm")._TIMM_LINE
+    line = ("Train: 1 [  38/39 (100%)]  Loss: 2.10 (2.20)  Time: 0.210s,  609.52/s  (0.225s,  568.89/s)  "
+            "LR: 1.000e-01  Data: 0.001 (0.002)")  # fmt: skip
+    m = pattern.search(line)
+    assert m and (m.group(1), m.group(2), m.group(3), m.group(4)) == ("1", "38", "39", "568.89")
+    mid = line.replace("[  38/39 (100%)]", "[  10/39 ( 28%)]")
+    m = pattern.search(mid)
+    assert m and int(m.group(2)) + 1 != int(m.group(3))

@@ -26,12 +26,12 @@ test: venv  ## lint, import contracts, then the whole test suite
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: venv  ## the CPU suite against torchvision and timm (under 10 minutes on 2 cores); results in benchmarks/results/
-	$(BIN)/python benchmarks/import_time.py --runs 5
-	$(BIN)/python benchmarks/inference.py --rounds 4 --steps 2
+	$(BIN)/python benchmarks/import_time.py --runs 3
+	$(BIN)/python benchmarks/inference.py --rounds 4 --steps 1
 	$(BIN)/python benchmarks/train_overhead.py --rounds 3
 	$(BIN)/python benchmarks/load_pretrained.py --repeats 3
 	$(BIN)/python benchmarks/train_mnist.py
-	$(BIN)/python benchmarks/train_timm.py --rounds 2 --per-class 300  # needs TIMM_TRAIN_PY=.../train.py
+	$(BIN)/python benchmarks/train_timm.py --rounds 2 --per-class 200  # needs TIMM_TRAIN_PY=.../train.py
 
 bench-gpu: venv  ## the scripts that time the device, on CUDA: results as separate files named *-cuda*
 	$(BIN)/python benchmarks/inference.py --device cuda --rounds 3

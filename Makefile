@@ -29,9 +29,9 @@ bench: venv  ## the CPU suite against torchvision and timm (under 10 minutes on 
 	$(BIN)/python benchmarks/import_time.py --runs 3
 	$(BIN)/python benchmarks/inference.py --rounds 4 --steps 1
 	$(BIN)/python benchmarks/train_overhead.py --rounds 3
-	$(BIN)/python benchmarks/load_pretrained.py --repeats 3
+	$(BIN)/python benchmarks/load_pretrained.py --repeats 2
 	$(BIN)/python benchmarks/train_mnist.py
-	$(BIN)/python benchmarks/train_timm.py --rounds 2 --per-class 200  # needs TIMM_TRAIN_PY=.../train.py
+	$(BIN)/python benchmarks/train_timm.py --rounds 1 --per-class 200  # needs TIMM_TRAIN_PY=.../train.py
 
 bench-gpu: venv  ## the scripts that time the device, on CUDA: results as separate files named *-cuda*
 	$(BIN)/python benchmarks/inference.py --device cuda --rounds 3

@@ -7,7 +7,7 @@
 Both models hold the same weights (torchvision's state_dict, loaded into zoo's model, which has the same
 keys), two instances of each built in the order torchvision, zoo, zoo, torchvision (the first model built
 in a process runs slightly faster). They run in eval mode under torch.inference_mode with channels_last
-and are timed in alternating rounds. The ratio zoo / torchvision is the median over rounds of each
+and are timed in rounds whose order rotates. The ratio zoo / torchvision is the median over rounds of each
 round's ratio (paired measurements seconds apart, which the shared machine's drift hits alike); the img/s
 columns are medians over all steps. It should be 1.0: zoo's forward is torchvision's; a ratio below 0.98
 is a bug to find.
@@ -56,8 +56,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "vgg16"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
-    parser.add_argument("--rounds", type=int, default=8, help="alternating rounds (default 8)")
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per instance per round (default 2)")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds, order rotating (default 8)")
+    parser.add_argument("--steps", type=int, default=1, help="timed steps per instance per round (default 1)")
     parser.add_argument("--quick", action="store_true", help="resnet18 at batch 1 and 4, 2 rounds of 2 steps")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
     add_device_args(parser)
@@ -79,6 +79,7 @@ def main() -> None:
             m.load_state_dict(state)
             built.append((lib, m.eval().to(device=device, memory_format=torch.channels_last)))
         del state
+        timed = [built[0], built[1], built[3], built[2]]  # torchvision, zoo, torchvision, zoo
         for batch in args.batch_sizes:
             x = torch.randn(batch, 3, 224, 224, device=device).contiguous(memory_format=torch.channels_last)
             with torch.inference_mode(), autocast(device, args.dtype):
@@ -93,8 +94,9 @@ def main() -> None:
             ratios = []
             for i in range(args.rounds):
                 round_times: dict[str, list[float]] = {"zoo": [], "torchvision": []}
-                # Alternate which goes first: a fixed order measured up to 4 % between identical models.
-                for lib, m in built if i % 2 == 0 else built[::-1]:
+                # Rotate the order (torchvision and zoo interleaved), so that over 4 rounds every instance runs
+                # in every position: a fixed order measured up to 4 % between identical models.
+                for lib, m in [timed[(i + k) % 4] for k in range(4)]:
                     round_times[lib] += _time(m, x, args.steps, args.dtype)
                 for lib, t in round_times.items():
                     times[lib] += t

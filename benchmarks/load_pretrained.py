@@ -199,13 +199,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         work = Path(args.workdir) if args.workdir else Path(tmp)
         env, files = prepare(work, args.archs)
-        for i, arch in enumerate(args.archs):
+        for arch in args.archs:
             tag, zoo_layout, timm_layout = files[arch]
             results[arch] = {}
             for method in METHODS:
                 path = timm_layout if method == "timm" else zoo_layout
-                if i == 0:  # warm-up: each library's .pyc caches (prepare() just wrote the weights: in page cache)
-                    run_once(method, arch, tag, path, env)
+                # warm-up: .pyc caches, file pages, and zoo's one-time check of a newly downloaded file
+                run_once(method, arch, tag, path, env)
                 runs = [run_once(method, arch, tag, path, env) for _ in range(repeats)]
                 results[arch][method] = runs
                 load = statistics.median(r["load"] for r in runs)

@@ -27,18 +27,14 @@ test: venv  ## lint, import contracts, then the whole test suite
 
 bench: venv  ## the CPU suite against torchvision and timm (under 10 minutes on 2 cores); results in benchmarks/results/
 	$(BIN)/python benchmarks/import_time.py --runs 3
-	$(BIN)/python benchmarks/inference.py --rounds 4 --steps 1
+	$(BIN)/python benchmarks/inference.py --rounds 3 --steps 1
 	$(BIN)/python benchmarks/train_overhead.py --rounds 3
 	$(BIN)/python benchmarks/load_pretrained.py --repeats 2
 	$(BIN)/python benchmarks/train_mnist.py
 	$(BIN)/python benchmarks/train_timm.py --rounds 1 --per-class 200  # needs TIMM_TRAIN_PY=.../train.py
 
-bench-gpu: venv  ## the scripts that time the device, on CUDA: results as separate files named *-cuda*
-	$(BIN)/python benchmarks/inference.py --device cuda --rounds 3
-	$(BIN)/python benchmarks/inference.py --device cuda --dtype fp16 --rounds 3
-	$(BIN)/python benchmarks/inference.py --device cuda --dtype bf16 --rounds 3
-	$(BIN)/python benchmarks/train_overhead.py --device cuda --rounds 3
-	$(BIN)/python benchmarks/train_mnist.py --device cuda
+bench-gpu: venv  ## the scripts that time the device, on CUDA (about 8 minutes on an H200): results named *-cuda*
+	PYTHON=$(BIN)/python bash benchmarks/gpu_suite.sh
 
 bench-quick: venv  ## every benchmark script once on tiny settings (CI): checks that they run, keeps no results
 	$(BIN)/python benchmarks/import_time.py --quick --out $$(mktemp -d)
@@ -49,6 +45,7 @@ bench-quick: venv  ## every benchmark script once on tiny settings (CI): checks 
 	$(BIN)/python benchmarks/train_mnist.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/train_cifar.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/train_timm.py --quick --out $$(mktemp -d)
+	$(BIN)/python benchmarks/models.py --quick --out $$(mktemp -d)
 
 docs: venv  ## rewrite the committed tables in docs/ from the registry and the manifest
 	$(BIN)/python docs/gen_tables.py

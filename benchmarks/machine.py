@@ -44,12 +44,25 @@ def machine_info() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda"] = torch.version.cuda
+        info["driver"] = _driver_version()
     return info
+
+
+def _driver_version() -> str | None:
+    """The NVIDIA driver's version, read from nvidia-smi (torch does not report it)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.strip().splitlines()[0] if out.strip() else None
 
 
 def print_machine(info: dict[str, Any]) -> None:
     """One line a reader can compare against their own machine."""
-    gpu = f", GPU {info['gpu']} (CUDA {info['cuda']})" if info.get("gpu") else ""
+    gpu = f", GPU {info['gpu']} (CUDA {info['cuda']}, driver {info.get('driver')})" if info.get("gpu") else ""
     print(f"machine: {info['cpu']}, {info['cores']} cores ({info['torch_threads']} torch threads){gpu}; "
           f"torch {info['torch']}, torchvision {info['torchvision']}, timm {info['timm']}; {info['date']}")  # fmt: skip
 

@@ -1,9 +1,9 @@
 """Charts of the committed benchmark results, drawn as inline SVG when the site is built.
 
 Each bar is a ratio read from a results file in ``benchmarks/results/``; nothing here is typed by hand, so
-the charts follow the files. Two charts, because the ratios point two ways: throughput (zoo / peer, 1.0 is a
-tie, higher is better for zoo) and start-up time (peer / zoo: how many times longer the peer takes, on a
-log scale, since import costs differ by a factor of hundreds).
+the charts follow the files. The ratios point two ways: throughput (zoo / peer, 1.0 is a tie, higher is
+better for zoo; one chart for the CPU and one for the GPU run) and start-up time (peer / zoo: how many
+times longer the peer takes, on a log scale, since import costs differ by a factor of hundreds).
 """
 
 from __future__ import annotations
@@ -21,13 +21,17 @@ def _rows(name: str) -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8"))["rows"] if path.is_file() else []
 
 
-def throughput_bars() -> list[tuple[str, float]]:
-    """(label, zoo / peer) for inference and training throughput."""
-    bars = [(f"inference {r['model']} batch {r['batch']} vs torchvision", r["ratio"]) for r in _rows("inference")]
-    bars += [
-        (f"training {r['model']} vs a plain loop", r["zoo_img_s"] / r["plain_img_s"]) for r in _rows("train_overhead")
-    ]
-    bars += [(f"training {r['model']} vs timm train.py", r["zoo_over_timm_img_s"]) for r in _rows("train_timm")]
+def throughput_bars(device: str = "") -> list[tuple[str, float]]:
+    """(label, zoo / peer) for inference and training throughput; ``device="cuda"`` reads the GPU run's files."""
+    sfx = f"-{device}" if device else ""
+    bars = []
+    for dtype in ("", "-bf16", "-fp16"):
+        tag = f" {dtype[1:]}" if dtype else ""
+        bars += [(f"inference{tag} {r['model']} batch {r['batch']} vs torchvision", r["ratio"])
+                 for r in _rows(f"inference{sfx}{dtype}")]  # fmt: skip
+    bars += [(f"training {r['model']} vs a plain loop", r["zoo_img_s"] / r["plain_img_s"])
+             for r in _rows(f"train_overhead{sfx}")]  # fmt: skip
+    bars += [(f"training {r['model']} vs timm train.py", r["zoo_over_timm_img_s"]) for r in _rows(f"train_timm{sfx}")]
     return bars
 
 
@@ -82,7 +86,8 @@ def svg_bars(bars: list[tuple[str, float]], title: str, log: bool = False) -> st
 def benchmark_charts() -> str:
     """Both charts, as the Markdown (raw HTML) that replaces the page's placeholder."""
     parts = [
-        svg_bars(throughput_bars(), "Throughput, zoo / peer (1 = equal; red: below 0.98)"),
+        svg_bars(throughput_bars(), "Throughput on the CPU, zoo / peer (1 = equal; red: below 0.98)"),
+        svg_bars(throughput_bars("cuda"), "Throughput on the GPU, zoo / peer (1 = equal; red: below 0.98)"),
         svg_bars(startup_bars(), "Start-up time, peer / zoo (times longer than zoo; log scale)", log=True),
     ]
     parts = [p for p in parts if p]

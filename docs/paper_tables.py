@@ -10,7 +10,9 @@ a change to a config table shows on the site without anyone copying it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import bench_charts
 
@@ -100,31 +102,43 @@ def cifar_resnet_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def benchmark_results() -> str:
-    """Every results file in benchmarks/results/, as a table with the machine it was measured on."""
-    import json
-    from pathlib import Path
+def _results_table(path: Path, level: str) -> list[str]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    m, rows = data["machine"], data["rows"]
+    gpu = f", {m['gpu']} (CUDA {m.get('cuda')}, driver {m.get('driver', '?')})" if m.get("gpu") else ""
+    return [
+        f"{level} {path.stem}",
+        "",
+        f"`benchmarks/{path.stem.split('-')[0]}.py`, {m['date']}: {m['cpu']}, {m['cores']} cores{gpu}; "
+        f"torch {m['torch']}, torchvision {m.get('torchvision')}, timm {m.get('timm')}.",
+        "",
+        "| " + " | ".join(rows[0]) + " |",
+        "|" + "|".join("---" for _ in rows[0]) + "|",
+        *("| " + " | ".join("—" if v is None else str(v) for v in row.values()) + " |" for row in rows),
+        "",
+    ]
 
-    folder = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+
+def benchmark_results(folder: Path | None = None) -> str:
+    """Every results file in ``folder`` (benchmarks/results/) as a table with its machine: the CPU files, then
+    the GPU run's under a heading that names the GPU, driver, CUDA and torch."""
+    folder = folder or Path(__file__).resolve().parent.parent / "benchmarks" / "results"
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not files:
         return "No results are committed yet: run `make bench`.\n"
-    parts = []
-    for path in files:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        m, rows = data["machine"], data["rows"]
-        gpu = f", {m['gpu']} (CUDA {m.get('cuda')})" if m.get("gpu") else ""
+    cpu = [f for f in files if "-cuda" not in f.stem]
+    gpu = [f for f in files if "-cuda" in f.stem]
+    parts = ["### On the CPU", ""]
+    for path in cpu:
+        parts += _results_table(path, "####")
+    if gpu:
+        m = json.loads(gpu[0].read_text(encoding="utf-8"))["machine"]
         parts += [
-            f"### {path.stem}",
-            "",
-            f"`benchmarks/{path.stem.split('-')[0]}.py`, {m['date']}: {m['cpu']}, {m['cores']} cores{gpu}; "
-            f"torch {m['torch']}, torchvision {m.get('torchvision')}, timm {m.get('timm')}.",
-            "",
-            "| " + " | ".join(rows[0]) + " |",
-            "|" + "|".join("---" for _ in rows[0]) + "|",
-            *("| " + " | ".join("—" if v is None else str(v) for v in row.values()) + " |" for row in rows),
+            f"### On a GPU: {m.get('gpu')}, driver {m.get('driver', '?')}, CUDA {m.get('cuda')}, torch {m['torch']}",
             "",
         ]
+        for path in gpu:
+            parts += _results_table(path, "####")
     return "\n".join(parts)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import torch
@@ -72,3 +73,27 @@ def test_timm_log_lines_give_each_epochs_rate():
     mid = line.replace("[  38/39 (100%)]", "[  10/39 ( 28%)]")
     m = pattern.search(mid)
     assert m and int(m.group(2)) + 1 != int(m.group(3))
+
+
+def test_results_page_shows_the_gpu_run_as_its_own_labelled_section(tmp_path, monkeypatch):
+    """docs' results tables: CPU files first, then every *-cuda* file under one heading naming the GPU,
+    driver, CUDA and torch; each table lists its rows with "—" for a missing value."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS.parent / "docs"))
+    import paper_tables
+
+    cpu = {"date": "2026-11-30", "cpu": "AMD EPYC", "cores": 2, "torch": "2.14.1", "torchvision": "0.29.1"}
+    gpu = {**cpu, "cpu": "Xeon", "cores": 16, "gpu": "NVIDIA H200", "cuda": "13.0", "driver": "580.159.04",
+           "torch": "2.11.0"}  # fmt: skip
+    files = {"inference": (cpu, [{"model": "resnet18", "ratio": 1.001}]),
+             "inference-cuda-fp16": (gpu, [{"model": "resnet50", "ratio": 0.973}]),
+             "train_mnist": (cpu, [{"recipe": "fast", "time_s": None}])}  # fmt: skip
+    for name, (machine, rows) in files.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps({"machine": machine, "rows": rows}))
+    page = paper_tables.benchmark_results(tmp_path)
+    heading = "### On a GPU: NVIDIA H200, driver 580.159.04, CUDA 13.0, torch 2.11.0"
+    assert page.index("### On the CPU") < page.index("#### inference\n") < page.index("#### train_mnist")
+    assert page.index("#### train_mnist") < page.index(heading) < page.index("#### inference-cuda-fp16")
+    assert "| resnet50 | 0.973 |" in page and "| fast | — |" in page
+    cpu_part = page[: page.index(heading)]
+    assert "H200" not in cpu_part
+    assert "`benchmarks/inference.py`, 2026-11-30: AMD EPYC, 2 cores; torch 2.14.1" in cpu_part

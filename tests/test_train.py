@@ -252,6 +252,21 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "diverged"
 
 
+def test_a_nan_loss_read_back_late_still_names_its_batch(tmp_path):
+    """The trainer reads losses back from the device once per logging interval, not every step (which would
+    stall a GPU): the error still names the first batch whose loss was not finite, and nothing is saved."""
+    torch.manual_seed(0)
+    model = zoo.create_model("resnet20", num_classes=2)
+    recipe = get_recipe("seed-mnist").replace(epochs=2, batch_size=16, workers=0)
+    # 40 steps an epoch, read back every 2: batch 8 is the second of the window holding batches 7 and 8
+    train = InfAfter(BrightDark(640, seed=0), good=16 * 7 + 3)
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 1, batch 8 ") as e:
+        fit(model, train, None, recipe, tmp_path / "run", progress=False)
+    assert "no checkpoint was written yet" in str(e.value)
+    assert not (tmp_path / "run" / "last.pt").exists() and not (tmp_path / "run" / "best.safetensors").exists()
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "diverged"
+
+
 def test_nan_from_the_cli_is_a_clear_error(mnist_dir, tmp_path, capsys):
     argv = train_args(mnist_dir, tmp_path / "run", "--recipe", "seed-mnist", "--lr", "1e30")
     assert cli_main(argv[1:]) == 2

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["current_group", "distributed_session", "init_distributed", "rank_world"]
+__all__ = ["any_rank", "current_group", "distributed_session", "init_distributed", "rank_world"]
 
 
 def current_group() -> Any:
@@ -23,6 +23,16 @@ def rank_world() -> tuple[int, int]:
     """This process's rank and the world size (0, 1 without a process group)."""
     d = current_group()
     return (d.get_rank(), d.get_world_size()) if d else (0, 1)
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True when ``flag`` is set on any rank (``flag`` itself without a process group)."""
+    d = current_group()
+    if d is None:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    d.all_reduce(t, op=d.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def init_distributed(device_arg: str) -> tuple[int, int, torch.device]:

@@ -31,6 +31,25 @@ def denormalize(images: torch.Tensor, mean: Any, std: Any) -> torch.Tensor:
 class ReportingMixin:
     """End-of-epoch work of the trainer: evaluate, keep the best weights, checkpoint, log and print."""
 
+    def _sum_losses(self, window: list[tuple[int, torch.Tensor, int]], epoch: int) -> float:
+        """The sample-weighted loss sum of the steps in ``window`` (batch index, loss, batch size), emptied.
+
+        One host synchronisation for many steps: reading each step's loss at once would stall a GPU every step.
+        Raises :class:`TrainingDiverged` naming the first step whose loss was NaN or infinite.
+        """
+        from zoo.training.trainer import TrainingDiverged
+
+        if not window:
+            return 0.0
+        losses = torch.stack([loss.float() for _, loss, _ in window]).cpu()
+        window_copy, sizes = list(window), torch.tensor([n for _, _, n in window], dtype=torch.float64)
+        window.clear()
+        bad = (~torch.isfinite(losses)).nonzero()
+        if len(bad):
+            k = int(bad[0])
+            raise TrainingDiverged(self._divergence_message(epoch, window_copy[k][0], float(losses[k])))
+        return float((losses.double() * sizes).sum())
+
     def _divergence_message(self, epoch: int, batch: int, value: float) -> str:
         lr = self.optimizer.param_groups[0]["lr"]
         kept = (

@@ -39,7 +39,7 @@ from torch.utils.data import Dataset
 from zoo.errors import RunError, ZooError
 from zoo.training.checkpoint import CheckpointMixin, find_resume, load_checkpoint, model_arch, run_lock, seed_everything
 from zoo.training.components import SetupMixin
-from zoo.training.distributed import current_group, rank_world
+from zoo.training.distributed import any_rank, current_group, rank_world
 from zoo.training.recipes import Recipe, get_recipe
 from zoo.training.reporting import ReportingMixin
 from zoo.training.signals import SignalHook, StopFlag
@@ -279,7 +279,7 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
                         status = "interrupted"
                         break
                     self._end_epoch(epoch, train_metrics)
-                    if self._should_stop():
+                    if any_rank(self.stop.requested, self.device):
                         status = "interrupted" if epoch + 1 < r.epochs else "finished"
                         break
             except BaseException as e:
@@ -306,14 +306,6 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
         return FitResult(self.out_dir, status, len(self.history), self.best_metric, self.best_epoch, self.history,
                          self.best_metric_name, stop.signum if status == "interrupted" else None)  # fmt: skip
 
-    def _should_stop(self) -> bool:
-        flag = torch.tensor([1.0 if self.stop.requested else 0.0])
-        d = current_group()
-        if d is not None:
-            flag = flag.to(self.device)
-            d.all_reduce(flag, op=d.ReduceOp.MAX)
-        return bool(flag.item())
-
     def _train_epoch(self, epoch: int, start_batch: int) -> dict[str, float] | None:
         r = self.recipe
         model, optimizer = self.model, self.optimizer
@@ -334,6 +326,9 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
                            unit="batch")  # fmt: skip
         log_every = max(1, self.steps_per_epoch // 20)
         batch_idx = start_batch
+        # Losses and correct counts stay on the device between log steps (see _sum_losses).
+        window: list[tuple[int, torch.Tensor, int]] = []
+        correct_t = torch.zeros((), device=self.device)
         for images, targets in self.train_loader:
             images = images.to(self.device, non_blocking=True)
             targets = targets.to(self.device, non_blocking=True)
@@ -352,10 +347,10 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
                 check[0] = 0.0 if torch.isfinite(check[0]) else 1.0
                 d.all_reduce(check, op=d.ReduceOp.MAX)
                 finite, stop_now = check[0].item() == 0.0, check[1].item() > 0
+                if not finite:
+                    raise TrainingDiverged(self._divergence_message(epoch, batch_idx, float(loss_value)))
             else:
-                finite, stop_now = bool(torch.isfinite(loss_value)), False
-            if not finite:
-                raise TrainingDiverged(self._divergence_message(epoch, batch_idx, float(loss_value)))
+                stop_now = False  # a non-finite loss is caught at the next log step, before anything is saved
             optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -375,14 +370,15 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
             if self.scheduler is not None and r.sched_on_updates:
                 self.scheduler.step_update(num_updates=self.global_step)
             n = len(hard_targets)
-            loss_sum += float(loss_value) * n
+            window.append((batch_idx, loss_value, n))
             count += n
             if self.mixup is None:
-                correct += float((logits.detach().argmax(1) == hard_targets).sum())
+                correct_t += (logits.detach().argmax(1) == hard_targets).sum()
             batch_idx += 1
             if bar is not None:
                 bar.update(1)
             if batch_idx % log_every == 0:
+                loss_sum += self._sum_losses(window, epoch)
                 lr = optimizer.param_groups[0]["lr"]
                 if bar is not None:
                     spent = elapsed + time.perf_counter() - t0
@@ -394,14 +390,16 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
             if (self.stop.requested or stop_now) and batch_idx < self.steps_per_epoch:
                 if bar is not None:
                     bar.close()
-                partial = {"loss_sum": loss_sum, "correct": correct, "count": count,
+                loss_sum += self._sum_losses(window, epoch)
+                partial = {"loss_sum": loss_sum, "correct": correct + float(correct_t), "count": count,
                            "time": elapsed + time.perf_counter() - t0}  # fmt: skip
                 self.stop.requested = True
                 self._save_checkpoint(epoch, batch_idx, partial)
                 return None
         if bar is not None:
             bar.close()
-        sums = torch.tensor([loss_sum, correct, count], dtype=torch.float64, device=self.device)
+        loss_sum += self._sum_losses(window, epoch)
+        sums = torch.tensor([loss_sum, correct + float(correct_t), count], dtype=torch.float64, device=self.device)
         if d is not None:
             d.all_reduce(sums)
             # Each rank's BatchNorm statistics saw only its own batches: average them so every rank (and

@@ -27,7 +27,7 @@ test: venv  ## lint, import contracts, then the whole test suite
 
 bench: venv  ## the CPU suite against torchvision and timm (under 10 minutes on 2 cores); results in benchmarks/results/
 	$(BIN)/python benchmarks/import_time.py --runs 3
-	$(BIN)/python benchmarks/inference.py --rounds 3 --steps 1
+	$(BIN)/python benchmarks/inference.py --rounds 2 --steps 1
 	$(BIN)/python benchmarks/train_overhead.py --rounds 3
 	$(BIN)/python benchmarks/load_pretrained.py --repeats 2
 	$(BIN)/python benchmarks/train_mnist.py

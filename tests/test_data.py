@@ -123,6 +123,19 @@ def test_tensor_loader_order_is_a_seeded_permutation_per_epoch():
     assert len(loader) == 5
 
 
+def test_tensor_loader_normalises_each_channel_with_its_own_statistics():
+    """The loader keeps the statistics on its device once; each channel still gets its own mean and std,
+    the same as indexing the dataset image by image."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (7, 3, 4, 4), dtype=torch.uint8, generator=g)
+    mean, std = (0.1, 0.5, 0.9), (0.2, 0.3, 0.4)
+    ds = TensorImageDataset(images, torch.arange(7) % 3, ["a", "b", "c"], mean, std)
+    (x, _), *rest = list(TensorLoader(ds, 7))
+    ref = (images.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    assert not rest and torch.allclose(x, ref, atol=1e-6)
+    assert all(torch.allclose(x[i], ds[i][0], atol=1e-6) for i in range(7))
+
+
 def test_tensor_loader_skip_resumes_the_same_batches():
     ds = _tiny()
     loader = TensorLoader(ds, 4, shuffle=True, shift=1, hflip=0.5, seed=1)

@@ -58,11 +58,17 @@ class TensorImageDataset(Dataset):
         return TensorImageDataset(self.images[indices], self.targets[indices], self.classes, self.mean, self.std)
 
 
-def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 ``(N, C, H, W)`` -> float, scaled to [0, 1] and standardised per channel."""
+def normalize(
+    images: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
+) -> torch.Tensor:
+    """uint8 ``(N, C, H, W)`` -> float, scaled to [0, 1] and standardised per channel.
+
+    ``mean`` and ``std`` may be ``(1, C, 1, 1)`` tensors already on the images' device: a loader passes those,
+    since building them from lists copies them to the GPU, and a blocking copy waits for the GPU, every batch.
+    """
     x = images.float().div_(255.0)
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    m = mean if isinstance(mean, torch.Tensor) else torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = std if isinstance(std, torch.Tensor) else torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return x.sub_(m).div_(s)
 
 
@@ -73,8 +79,8 @@ def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generato
     """
     n, c, h, w = images.shape
     padded = F.pad(images, (max_shift,) * 4)
-    dy = torch.randint(0, 2 * max_shift + 1, (n, 1), generator=generator).to(images.device)
-    dx = torch.randint(0, 2 * max_shift + 1, (n, 1), generator=generator).to(images.device)
+    dy = torch.randint(0, 2 * max_shift + 1, (n, 1), generator=generator).to(images.device, non_blocking=True)
+    dx = torch.randint(0, 2 * max_shift + 1, (n, 1), generator=generator).to(images.device, non_blocking=True)
     rows = dy + torch.arange(h, device=images.device)
     cols = dx + torch.arange(w, device=images.device)
     n_idx = torch.arange(n, device=images.device).view(n, 1, 1, 1)
@@ -84,7 +90,7 @@ def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generato
 
 def random_hflip(images: torch.Tensor, prob: float, generator: torch.Generator) -> torch.Tensor:
     """Mirror each image left-right with probability ``prob``."""
-    flip = (torch.rand(len(images), generator=generator) < prob).to(images.device)
+    flip = (torch.rand(len(images), generator=generator) < prob).to(images.device, non_blocking=True)
     return torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
 
 
@@ -141,6 +147,8 @@ class TensorLoader:
         self.start_batch = 0
         self._images = dataset.images.to(self.device)
         self._targets = dataset.targets.to(self.device)
+        self._stats = tuple(torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1).to(self.device)
+                            for v in (dataset.mean, dataset.std))  # fmt: skip
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch's shuffle order; ``start_batch`` skips batches already trained on."""
@@ -181,5 +189,5 @@ class TensorLoader:
                     x = random_hflip(x, self.hflip, g)
                 if self.rand_augment is not None:
                     x = self.rand_augment(x, g)
-            yield normalize(x, self.dataset.mean, self.dataset.std), self._targets[idx]
+            yield normalize(x, *self._stats), self._targets[idx]
         self.start_batch = 0

@@ -27,11 +27,11 @@ test: venv  ## lint, import contracts, then the whole test suite
 
 bench: venv  ## the CPU suite against torchvision and timm (under 10 minutes on 2 cores); results in benchmarks/results/
 	$(BIN)/python benchmarks/import_time.py --runs 3
-	$(BIN)/python benchmarks/inference.py --rounds 2 --steps 1
+	$(BIN)/python benchmarks/inference.py --rounds 2 --steps 1 --instances 2
 	$(BIN)/python benchmarks/train_overhead.py --rounds 3
 	$(BIN)/python benchmarks/load_pretrained.py --repeats 2
 	$(BIN)/python benchmarks/train_mnist.py
-	$(BIN)/python benchmarks/train_timm.py --rounds 1 --per-class 200  # needs TIMM_TRAIN_PY=.../train.py
+	$(BIN)/python benchmarks/train_timm.py --rounds 1 --per-class 150  # needs TIMM_TRAIN_PY=.../train.py
 
 bench-gpu: venv  ## the scripts that time the device, on CUDA (about 8 minutes on an H200): results named *-cuda*
 	PYTHON=$(BIN)/python bash benchmarks/gpu_suite.sh

@@ -33,7 +33,7 @@ bench: venv  ## the CPU suite against torchvision and timm (under 10 minutes on 
 	$(BIN)/python benchmarks/train_mnist.py
 	$(BIN)/python benchmarks/train_timm.py --rounds 1 --per-class 150  # needs TIMM_TRAIN_PY=.../train.py
 
-bench-gpu: venv  ## the scripts that time the device, on CUDA (about 8 minutes on an H200): results named *-cuda*
+bench-gpu: venv  ## the scripts that time the device, on CUDA (about 10 minutes on an H200): results named *-cuda*
 	PYTHON=$(BIN)/python bash benchmarks/gpu_suite.sh
 
 bench-quick: venv  ## every benchmark script once on tiny settings (CI): checks that they run, keeps no results

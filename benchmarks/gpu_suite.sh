@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmarks that time the device, on CUDA, in one short run (about 8 minutes on one H200). Each step runs
+# The benchmarks that time the device, on CUDA, in one short run (about 10 minutes on one H200). Each step runs
 # under its own time limit, so that a failure costs only its own table; results are *-cuda* files.
 #
 #   bash benchmarks/gpu_suite.sh                         # every step; python3, data in ../shared/data

@@ -44,10 +44,11 @@ def main() -> None:
     print_machine(info)
     runs = [(name, dtype, False) for name in args.models for dtype in args.dtypes]
     runs += [(name, args.dtypes[-1], True) for name in args.compile]
+    # one build per model, to read its input size (benchmark_model builds its own for each row)
+    sizes = {name: create_model(name).pretrained_cfg["input_size"][-1] for name in args.models + args.compile}
     rows = []
     for name, dtype, compiled in runs:
-        small = create_model(name).pretrained_cfg["input_size"][-1] <= 64
-        batch = args.small_batch_size if small else args.batch_size
+        batch = args.small_batch_size if sizes[name] <= 64 else args.batch_size
         r = benchmark_model(name, batch_size=batch, device=str(device), dtype=dtype, warmup=args.warmup,
                             steps=args.steps, compile_mode="default" if compiled else None)  # fmt: skip
         row = {"model": name, "batch": batch, "dtype": dtype, "compiled": compiled,

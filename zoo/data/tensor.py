@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-__all__ = ["TensorImageDataset", "TensorLoader", "normalize", "random_hflip", "random_shift"]
+__all__ = ["TensorImageDataset", "TensorLoader", "channel_stats", "normalize", "random_hflip", "random_shift"]
 
 
 class TensorImageDataset(Dataset):
@@ -58,17 +58,23 @@ class TensorImageDataset(Dataset):
         return TensorImageDataset(self.images[indices], self.targets[indices], self.classes, self.mean, self.std)
 
 
+def channel_stats(values: Sequence[float], device: torch.device | str = "cpu") -> torch.Tensor:
+    """Per-channel statistics (a mean or a std) as a float ``(1, C, 1, 1)`` tensor on ``device``."""
+    return torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1).to(device)
+
+
 def normalize(
     images: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
 ) -> torch.Tensor:
     """uint8 ``(N, C, H, W)`` -> float, scaled to [0, 1] and standardised per channel.
 
-    ``mean`` and ``std`` may be ``(1, C, 1, 1)`` tensors already on the images' device: a loader passes those,
-    since building them from lists copies them to the GPU, and a blocking copy waits for the GPU, every batch.
+    ``mean`` and ``std`` may be :func:`channel_stats` tensors already on the images' device: a loader passes
+    those, since building them from lists copies them to the GPU, and a blocking copy waits for the GPU, every
+    batch.
     """
     x = images.float().div_(255.0)
-    m = mean if isinstance(mean, torch.Tensor) else torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    s = std if isinstance(std, torch.Tensor) else torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    m = mean if isinstance(mean, torch.Tensor) else channel_stats(mean, x.device)
+    s = std if isinstance(std, torch.Tensor) else channel_stats(std, x.device)
     return x.sub_(m).div_(s)
 
 
@@ -147,8 +153,7 @@ class TensorLoader:
         self.start_batch = 0
         self._images = dataset.images.to(self.device)
         self._targets = dataset.targets.to(self.device)
-        self._stats = tuple(torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1).to(self.device)
-                            for v in (dataset.mean, dataset.std))  # fmt: skip
+        self._stats = channel_stats(dataset.mean, self.device), channel_stats(dataset.std, self.device)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch's shuffle order; ``start_batch`` skips batches already trained on."""

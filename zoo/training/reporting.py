@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from zoo.data.tensor import channel_stats
 from zoo.training.checkpoint import rng_state, set_rng_state
 
 __all__ = ["ReportingMixin", "denormalize"]
@@ -23,9 +24,7 @@ def denormalize(images: torch.Tensor, mean: Any, std: Any) -> torch.Tensor:
         lo = images.amin(dim=(1, 2, 3), keepdim=True)
         hi = images.amax(dim=(1, 2, 3), keepdim=True)
         return (images - lo) / (hi - lo).clamp(min=1e-6)
-    m = torch.tensor(mean).view(1, -1, 1, 1)
-    s = torch.tensor(std).view(1, -1, 1, 1)
-    return (images * s + m).clamp(0, 1)
+    return (images * channel_stats(std, images.device) + channel_stats(mean, images.device)).clamp(0, 1)
 
 
 class ReportingMixin:
@@ -42,12 +41,12 @@ class ReportingMixin:
         if not window:
             return 0.0
         losses = torch.stack([loss.float() for _, loss, _ in window]).cpu()
-        window_copy, sizes = list(window), torch.tensor([n for _, _, n in window], dtype=torch.float64)
-        window.clear()
         bad = (~torch.isfinite(losses)).nonzero()
         if len(bad):
             k = int(bad[0])
-            raise TrainingDiverged(self._divergence_message(epoch, window_copy[k][0], float(losses[k])))
+            raise TrainingDiverged(self._divergence_message(epoch, window[k][0], float(losses[k])))
+        sizes = torch.tensor([n for _, _, n in window], dtype=torch.float64)
+        window.clear()
         return float((losses.double() * sizes).sum())
 
     def _divergence_message(self, epoch: int, batch: int, value: float) -> str:

@@ -3,8 +3,8 @@
     python scripts/make_sample_images.py --data-dir ../shared/data
 
 Takes the first test image of each class from the real MNIST and Fashion-MNIST test sets and saves it
-as a PNG under zoo/assets/samples/, with samples.json recording the source index and true label. From
-CIFAR-10 (the JPEG archive, test/<class>/NNNN.jpg) it copies the first file of each class byte for byte.
+as a PNG under zoo/assets/samples/, with samples.json recording the source index and true label. CIFAR-10's
+come the same way from the original test set (torchvision's ``cifar-10-batches-py/test_batch``), lossless.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import tarfile
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -48,25 +48,26 @@ def main() -> None:
             file = f"{dataset}-{index:04d}-{slug}.png"
             Image.fromarray(images[index], mode="L").save(OUT / file, optimize=True)
             records.append({"file": file, "dataset": dataset, "test_index": index, "label": name})
-    records += _cifar10(args.data_dir / "CIFAR10" / "cifar10-jpg.tar.gz")
+    records += _cifar10(args.data_dir / "CIFAR10" / "cifar-10-batches-py")
     (OUT / "samples.json").write_text(json.dumps(records, indent=1) + "\n")
     print(f"wrote {len(records)} images to {OUT}")
 
 
-def _cifar10(archive: Path) -> list[dict]:
+def _cifar10(batches: Path) -> list[dict]:
+    with open(batches / "test_batch", "rb") as f:
+        test = pickle.load(f, encoding="latin1")
+    with open(batches / "batches.meta", "rb") as f:
+        names = pickle.load(f, encoding="latin1")["label_names"]
+    images = np.asarray(test["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    labels = np.asarray(test["labels"])
+    for old in OUT.glob("cifar10-*"):
+        old.unlink()
     records = []
-    with tarfile.open(archive) as tar:
-        firsts: dict[str, tarfile.TarInfo] = {}
-        for member in tar:
-            parts = member.name.split("/")
-            is_test_jpeg = member.isfile() and len(parts) == 3 and parts[0] == "test" and parts[2].endswith(".jpg")
-            if is_test_jpeg and (parts[1] not in firsts or parts[2] < firsts[parts[1]].name.split("/")[2]):
-                firsts[parts[1]] = member
-        for name, member in sorted(firsts.items()):
-            index = int(Path(member.name).stem)
-            file = f"cifar10-{index:04d}-{name}.jpg"
-            (OUT / file).write_bytes(tar.extractfile(member).read())
-            records.append({"file": file, "dataset": "cifar10", "test_file": member.name, "label": name})
+    for label, name in enumerate(names):
+        index = int(np.flatnonzero(labels == label)[0])
+        file = f"cifar10-{index:04d}-{name}.png"
+        Image.fromarray(images[index], mode="RGB").save(OUT / file, optimize=True)
+        records.append({"file": file, "dataset": "cifar10", "test_index": index, "label": name})
     return records
 
 

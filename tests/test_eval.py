@@ -164,3 +164,33 @@ def test_zoo_eval_of_an_image_folder_run_uses_its_held_out_images(tmp_path, caps
     assert results["count"] == 6 and [sum(row) for row in results["confusion"]] == [2, 2, 2]
     assert results["loss"] == pytest.approx(val_row["val_loss"], rel=1e-5)
     assert results["acc1"] == pytest.approx(val_row["val_acc1"])
+
+
+def test_zoo_eval_names_the_cifar_test_set_it_measured(tmp_path, capsys):
+    """The original batches are "the original test set"; the same images as files say so, and score the same."""
+    import pickle
+
+    import numpy as np
+    from synth_data import make_cifar
+
+    batches = make_cifar(tmp_path / "orig")
+    with open(batches / "test_batch", "rb") as f:
+        test = pickle.load(f)
+    images = test["data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    folder = tmp_path / "files"
+    for split, rows, labels in (("train", images[:10], test["labels"][:10]), ("test", images, test["labels"])):
+        for k in range(10):
+            (folder / split / f"class{k}").mkdir(parents=True)
+        for i, (arr, label) in enumerate(zip(rows, labels, strict=True)):
+            Image.fromarray(np.ascontiguousarray(arr)).save(folder / split / f"class{label}" / f"{i:04d}.png")
+    found = {}
+    for data_dir, named in ((tmp_path / "orig", "original test set"), (folder, "test set as image files")):
+        out_json = tmp_path / f"{data_dir.name}.json"
+        args = ["eval", "resnet20.cifar10", "--pretrained", "--dataset", "cifar10", "--data-dir", str(data_dir),
+                "--json", str(out_json), "--confusion", str(tmp_path / f"{data_dir.name}.png")]  # fmt: skip
+        assert cli_main(args) == 0
+        assert f"resnet20.cifar10 on cifar10 ({named})" in capsys.readouterr().out
+        found[named] = json.loads(out_json.read_text())
+        assert found[named]["eval_set"] == named and found[named]["count"] == 40
+    # Lossless files hold the same pixels: the same predictions, whichever layout they came in.
+    assert found["original test set"]["confusion"] == found["test set as image files"]["confusion"]

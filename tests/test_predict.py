@@ -34,24 +34,20 @@ def test_main_job_runs_offline_on_the_bundled_images():
         # Each verdict must be the model's own answer on the raw test image, preprocessed the dataset's way.
         model = zoo.create_model(name, pretrained=True).eval()
         cfg = model.pretrained_cfg
-        _, test_set, info = (
+        _, test_set, _ = (
             zoo.data.create_datasets(
                 dataset, str(SHARED_DATA), splits=("val",), normalization=(cfg["mean"], cfg["std"])
             )
             if (SHARED_DATA / "MNIST").is_dir()
             else (None, None, None)
         )
-        if test_set is not None and dataset == "cifar10":  # samples named by file: find each one's index
-            _, scanned = zoo.data.scan_image_folder(Path(info.root) / "test")
-            index = {Path(p).relative_to(info.root).as_posix(): i for i, (p, _) in enumerate(scanned)}
         for record in (r for r in records if r["dataset"] == dataset):
             line = next(line for line in out.stdout.splitlines() if record["file"] in line)
             assert f"true {record['label']}" in line
             ok = line.rstrip().endswith("right")
             right += ok
             if test_set is not None:
-                i = record["test_index"] if dataset != "cifar10" else index[record["test_file"]]
-                image, label = test_set[i]
+                image, label = test_set[record["test_index"]]
                 assert cfg["label_names"][label] == record["label"]
                 with torch.no_grad():
                     predicted = cfg["label_names"][model(image.unsqueeze(0).float()).argmax().item()]

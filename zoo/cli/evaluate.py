@@ -97,6 +97,7 @@ def main(args: argparse.Namespace) -> int:
     if dataset is None:
         raise ValueError(f"{args.dataset} has no {split} images")
     shown = ("test" if info.eval_split == "test" else "val") if split == "val" else split
+    described = info.eval_set_name if split == "val" else split
     if split == "train" and kind == "imagefolder" and eval_transform is None:
         # Measure the training images as the model sees them at test time, without augmentation.
         from zoo.data.transforms import Augment, folder_transforms
@@ -117,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
         label_names=label_names, amp=device.type == "cuda", progress=True,
     )  # fmt: skip
     source = args.checkpoint or f"{args.model} (pretrained)"
-    title = f"{args.model} on {info.name} ({shown}): {source}"
+    title = f"{args.model} on {info.name} ({described}): {source}"
     print(format_results(results, title))
     if args.confusion:
         png = Path(args.confusion)
@@ -129,6 +130,7 @@ def main(args: argparse.Namespace) -> int:
     plot_confusion(results["confusion"], results["label_names"], png, title)
     print(f"confusion matrix: {png}")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"model": args.model, "source": str(source), **results}, indent=1))
+        record = {"model": args.model, "source": str(source), "dataset": info.name, "eval_set": described, **results}
+        Path(args.json_out).write_text(json.dumps(record, indent=1))
     sys.stdout.flush()
     return 0

@@ -69,6 +69,16 @@ class DataInfo:
     # of the training images, which may choose them.
     eval_split: str = "test"
 
+    @property
+    def eval_set_name(self) -> str:
+        """Which images the evaluation set is, as reports name it: CIFAR's pickled batches are "the original
+        test set"; the same test set as image files (e.g. re-encoded as JPEG) is named as such."""
+        if self.eval_split == "holdout":
+            return "val, held out of the training images"
+        if self.name in ("cifar10", "cifar100"):
+            return "original test set" if self.extra.get("layout") == "batches" else "test set as image files"
+        return "test"
+
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
 

@@ -70,8 +70,9 @@ def describe_weights(name: str) -> str:
         ]
         if metrics:
             top = ", ".join(f"{k} {metrics[k]:.3f}%" for k in ("top1", "top5") if metrics.get(k) is not None)
+            on = f" on the {metrics['eval_set']}" if metrics.get("eval_set") else ""
             by = f" (measured by {metrics['measured_by']})" if metrics.get("measured_by") else ""
-            lines.append(f"    metrics      {top or 'none'}{by}")
+            lines.append(f"    metrics      {top or 'none'}{on}{by}")
             if metrics.get("command"):
                 lines.append(f"    measured by  {metrics['command']}")
         lines.append(f"    license      {e.license or 'unknown'}")

@@ -332,7 +332,11 @@ def _manifest_entry(
         std=tuple(cfg["std"]),
         model_args={k: v for k, v in run.get("model_args", {}).items() if k not in ("num_classes", "in_chans")},
         dataset=info.name,
-        metrics={**metrics, "measured_by": "zoo publish (fresh evaluation of the exported file)"},
+        metrics={
+            **metrics,
+            "eval_set": info.eval_set_name,
+            "measured_by": "zoo publish (fresh evaluation of the exported file)",
+        },
         license=license_id,
         origin={
             "command": run.get("zoo_command") or run.get("command", ""),

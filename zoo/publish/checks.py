@@ -119,7 +119,7 @@ def check_eval(staged: Path, arch: str, run: dict[str, Any], recorded: float | N
     exported = create_model(arch, checkpoint_path=staged)  # the path users take, metadata included
     dataset, info = eval_set(run, exported, data_dir)
     results = evaluate(exported, dataset, batch_size=batch_size, label_names=info.classes)
-    measured = f"top-1 {results['acc1']:.2f} % on {results['count']} {info.name} images"
+    measured = f"top-1 {results['acc1']:.2f} % on {results['count']} {info.name} images ({info.eval_set_name})"
     if recorded is None:
         chosen_by = run.get("best_metric_name") or "training loss"
         detail = f"{measured}; the run recorded no top-1 to compare (its epoch was chosen by {chosen_by})"

@@ -179,6 +179,29 @@ def test_fit_leaves_the_model_with_the_weights_it_reports(tmp_path):
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
 
 
+def _cpu_flags() -> set[str]:
+    try:
+        return set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return set()
+
+
+@pytest.mark.parametrize("amp", [True, False])
+def test_amp_on_the_cpu_is_bf16_where_the_cpu_has_it_and_evaluation_stays_float32(tmp_path, amp):
+    native = bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    if not Path("/proc/cpuinfo").is_file():
+        pytest.skip("the CPU's features are read from /proc/cpuinfo")
+    model = Tiny()
+    seen = {True: set(), False: set()}  # dtypes of the convolution's output, in training and in evaluation
+    model.conv.register_forward_hook(lambda m, i, o: seen[m.training].add(o.dtype))
+    recipe = _small_recipe(epochs=1, ema=False, amp=amp)
+    fit(model, BrightDark(32, seed=0), BrightDark(16, seed=1), recipe, tmp_path / "run", progress=False)
+    trained_in = torch.bfloat16 if amp and native else torch.float32
+    assert seen[True] == {trained_in} and seen[False] == {torch.float32}
+    precision = json.loads((tmp_path / "run" / "run.json").read_text())["precision"]
+    assert precision == ("bfloat16 autocast" if trained_in == torch.bfloat16 else "float32")
+
+
 def test_resuming_with_more_epochs_recomputes_the_schedule(tmp_path):
     from timm.scheduler import create_scheduler_v2
 

@@ -369,6 +369,7 @@ class CheckpointMixin:
             "label_names": self.label_names,
             "recipe": self.recipe.to_dict(),
             "device": str(self.device),
+            "precision": f"{str(self.amp_dtype).removeprefix('torch.')} autocast" if self.amp else "float32",
             "world_size": self.world,
             "deterministic": self.deterministic,
             "epochs_done": len(self.history),

@@ -48,7 +48,8 @@ class Recipe:
     crop_pad: int = 0
     hflip: float = 0.0
     rand_augment: str = ""
-    # speed (AMP is used only on CUDA; channels_last where it is faster: CUDA, and CPU convolutions)
+    # speed: amp is float16 autocast on CUDA, bfloat16 on a CPU with native bf16 (AVX512-BF16/AMX), off elsewhere;
+    # evaluation stays float32 on the CPU. channels_last where it is faster: CUDA, and CPU convolutions
     amp: bool = True
     channels_last: bool = True
     workers: int = 2

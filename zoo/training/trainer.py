@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 
 from zoo.errors import RunError, ZooError
 from zoo.training.checkpoint import CheckpointMixin, find_resume, load_checkpoint, model_arch, run_lock, seed_everything
-from zoo.training.components import SetupMixin
+from zoo.training.components import SetupMixin, amp_dtype
 from zoo.training.distributed import any_rank, current_group, rank_world
 from zoo.training.recipes import Recipe, get_recipe
 from zoo.training.reporting import ReportingMixin
@@ -204,7 +204,8 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
             )
         r = self.recipe
         self.use_cuda = self.device.type == "cuda"
-        self.amp = r.amp and self.use_cuda
+        self.amp_dtype = amp_dtype(self.device, r.amp)
+        self.amp = self.amp_dtype is not None
         # channels_last: a large win for convolutions on CUDA and, measured here, for oneDNN on CPU too.
         self.channels_last = r.channels_last
         if r.batch_size % self.world:
@@ -316,7 +317,7 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
         loss_sum, correct, count, elapsed = (float(part[k]) for k in keys) if part else (0.0, 0.0, 0.0, 0.0)
         self.partial = None
         t0 = time.perf_counter()
-        autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
+        autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp else nullcontext()
         d = current_group()
         bar = None
         if self.show_progress:

@@ -11,8 +11,8 @@ Each type also derives from the built-in type a caller would otherwise catch (``
 from __future__ import annotations
 
 __all__ = [
-    "DataError", "DependencyError", "IntegrityError", "ManifestError", "ModelArgumentError", "NotPublishedError",
-    "OfflineError", "RunError", "WeightsError", "WeightsFileError", "ZooError",
+    "DataError", "DependencyError", "DeviceError", "IntegrityError", "ManifestError", "ModelArgumentError",
+    "NotPublishedError", "OfflineError", "RecipeError", "RunError", "WeightsError", "WeightsFileError", "ZooError",
 ]  # fmt: skip
 
 
@@ -68,3 +68,11 @@ class ModelArgumentError(ZooError, TypeError):
 
 class DependencyError(ZooError, RuntimeError):
     """A feature needs an optional package that is not installed (the message says how to install it)."""
+
+
+class DeviceError(ZooError, ValueError):
+    """A ``--device`` that is not one zoo can use here (an unknown name, or a GPU that torch does not see)."""
+
+
+class RecipeError(ZooError, ValueError):
+    """A training recipe setting outside the values it can take (the message names the field and its range)."""

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from zoo.errors import DataError
+from zoo.errors import DataError, WeightsFileError
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "samples"
 # The weights that classify each bundled sample set when `zoo predict` runs without arguments.
@@ -89,7 +89,14 @@ def load_image(path: str | os.PathLike[str]) -> Any:
 
 def _label_names(model: nn.Module) -> list[str]:
     names = model.pretrained_cfg.get("label_names")
-    return list(names) if names else [str(i) for i in range(model.num_classes)]
+    if not names:
+        return [str(i) for i in range(model.num_classes)]
+    if len(names) != model.num_classes:
+        raise WeightsFileError(
+            f"the weights name {len(names)} classes (label_names) but the model predicts {model.num_classes}",
+            hint="fix label_names in the file's metadata (one name per class), or remove them to get class numbers",
+        )
+    return list(names)
 
 
 @torch.inference_mode()

@@ -36,6 +36,11 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 def split_model_name_tag(name: str) -> tuple[str, str]:
     """Split ``"resnet50.tv2_in1k"`` into ``("resnet50", "tv2_in1k")``; a bare arch gives an empty tag."""
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(
+            f"a model name must be a non-empty string such as 'resnet50' or 'resnet50.tv2_in1k', got {name!r}; "
+            "`zoo.list_models()` lists them"
+        )
     arch, _, tag = name.partition(".")
     return arch, tag
 

@@ -77,3 +77,78 @@ def test_published_folders_and_files_honour_the_umask(run_copy, weights_env, tmp
     assert oct(out.stat().st_mode & 0o777) == oct(0o755)
     assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {oct(0o644)}
     shutil.rmtree(out)
+
+
+# ------------------------------------------------------------------------------- settings torch refuses
+
+
+@pytest.mark.parametrize(
+    "extra, named",
+    [
+        (["--device", "quantum"], "--device quantum"),
+        (["--device", "cuda:x"], "--device cuda:x"),
+        (["--threads", "-1"], "--threads -1"),
+        (["--threads", "0"], "--threads 0"),
+        (["--set", "label_smoothing=2"], "label_smoothing=2"),
+        (["--label-smoothing", "1"], "label_smoothing=1"),
+        (["--ema-decay", "1.5"], "ema_decay=1.5"),
+        (["--hflip", "-0.5"], "hflip=-0.5"),
+        (["--set", "eval_model=best"], "eval_model='best'"),
+    ],
+)
+def test_settings_torch_would_refuse_are_one_clear_line(mnist_dir, tmp_path, capsys, extra, named):
+    out = tmp_path / "run"
+    assert cli("train", "mnist_cnn", "--dataset", "mnist", "--data-dir", mnist_dir, "--output", out, *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and LINE.match(err) and named in err, err
+    assert not out.exists()  # refused before anything was written
+
+
+def test_a_gpu_torch_does_not_see_is_one_clear_line(mnist_dir, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    for command in (["train", "mnist_cnn", "--dataset", "mnist", "--data-dir", mnist_dir, "--output", tmp_path / "r"],
+                    ["eval", "mnist_cnn.mnist", "--pretrained", "--dataset", "mnist", "--data-dir", mnist_dir],
+                    ["bench", "mnist_cnn", "--steps", "1", "--warmup", "0"]):  # fmt: skip
+        assert cli(*command, "--device", "cuda") == 2
+        err = capsys.readouterr().err.strip()
+        assert LINE.match(err) and "torch sees no GPU" in err and "--device cpu" in err, err
+
+
+def test_create_model_without_a_name_says_what_a_name_is():
+    import zoo
+
+    for bad in (None, "", 50):
+        with pytest.raises(TypeError, match="a model name must be a non-empty string"):
+            zoo.create_model(bad)
+
+
+def test_label_names_that_do_not_match_the_classes_are_named_not_an_index_error(tmp_path, capsys):
+    import torch
+    from PIL import Image
+
+    import zoo
+    from zoo.hub.save import save_weights
+
+    model = zoo.create_model("mnist_cnn")
+    model.pretrained_cfg = {**model.pretrained_cfg, "label_names": ["zero", "one"]}  # 2 names, 10 classes
+    save_weights(model, tmp_path / "w.safetensors")
+    Image.fromarray(torch.zeros(28, 28, dtype=torch.uint8).numpy()).save(tmp_path / "digit.png")
+    assert cli("predict", "mnist_cnn", "--checkpoint", tmp_path / "w.safetensors", tmp_path / "digit.png") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and LINE.match(err) and "label_names" in err, err
+
+
+def test_options_may_stand_between_positionals_as_in_the_course(tmp_path, capsys):
+    """Lab10-4's `zoo predict resnet20 --checkpoint finetuned/best.safetensors photo.jpg`."""
+    from PIL import Image
+
+    import zoo
+    from zoo.hub.save import save_weights
+
+    save_weights(zoo.create_model("mnist_cnn"), tmp_path / "best.safetensors")
+    Image.new("L", (28, 28)).save(tmp_path / "photo.png")
+    assert cli("predict", "mnist_cnn", "--checkpoint", tmp_path / "best.safetensors", tmp_path / "photo.png") == 0
+    assert f"{tmp_path / 'photo.png'}:" in capsys.readouterr().out

@@ -133,7 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[0] not in COMMANDS:
         _top_parser().parse_args(argv[:1])  # exits with argparse's "invalid choice" message
     parser, run = build_parser(argv[0])
-    args = parser.parse_args(argv[1:])
+    # Options may stand between positionals (`zoo predict resnet20 --checkpoint F photo.jpg`), as in the course;
+    # argparse cannot intermix a command whose positionals take the rest of the line (`zoo convert`).
+    try:
+        args = parser.parse_intermixed_args(argv[1:])
+    except TypeError:
+        args = parser.parse_args(argv[1:])
     args.argv = argv[1:]  # the command's own words, for records such as a training run's command line
     try:
         return int(run(args) or 0)

@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from zoo.utils import parse_device, set_threads
+
 # column -> (header, format)
 _COLUMNS = {
     "model": ("model", "{}"),
@@ -84,7 +86,6 @@ def _format(rows: list[dict], fmt: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``zoo bench``."""
-    import torch
 
     from zoo.benchmark import benchmark_model
     from zoo.factory import list_models
@@ -95,9 +96,8 @@ def main(args: argparse.Namespace) -> int:
         if not matched:
             raise ValueError(f"no model matches {pattern!r}; `zoo list` lists them")
         names += matched
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    set_threads(args.threads)
+    device = str(parse_device(args.device))
     kwargs = {k: v for k, v in (("stem", args.stem), ("num_classes", args.num_classes)) if v is not None}
     rows = []
     for name in dict.fromkeys(names):

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-import torch
+from zoo.utils import parse_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,12 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", dest="json_out", help="also write the results as JSON here")
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def main(args: argparse.Namespace) -> int:
     """Run ``zoo eval``."""
     from zoo.data import create_datasets, parse_dataset
@@ -55,6 +49,7 @@ def main(args: argparse.Namespace) -> int:
 
     if not args.checkpoint and not args.pretrained:
         raise ValueError("give --checkpoint PATH (a `zoo train` run) or --pretrained")
+    device = parse_device(args.device)  # before any data or weights are read
     kind, _ = parse_dataset(args.dataset, args.data_dir)
     split = "val" if args.split == "test" else args.split  # create_datasets' name for the evaluation split
     model_kwargs = {"stem": args.stem} if args.stem else {}
@@ -111,7 +106,6 @@ def main(args: argparse.Namespace) -> int:
     if model.num_classes != info.num_classes:
         raise ValueError(f"{args.model} predicts {model.num_classes} classes but {info.name} has {info.num_classes}")
     label_names = (run_cfg or {}).get("label_names") or model.pretrained_cfg.get("label_names") or info.classes
-    device = _device(args.device)
     model.to(device)
     results = evaluate(
         model, dataset, batch_size=args.batch_size, workers=args.workers, device=device,

@@ -17,9 +17,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from zoo.errors import RunError
+from zoo.utils import parse_device, set_threads
 
 # Recipe fields that are descriptions rather than settings: no option of their own.
 _NOT_OPTIONS = ("name", "description", "notes")
@@ -169,8 +168,8 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError("--dataset is required (mnist, fashion_mnist, cifar10, cifar100, imagefolder:PATH)")
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs {args.epochs}: a run needs at least one epoch — give --epochs 1 or more")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
+    parse_device(args.device)  # an unknown device or a missing GPU is one clear line, before any data is read
 
     with distributed_session(args.device) as (rank, _world, device):
         out_dir = _output_dir(args, dataset_kind)

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from zoo.errors import RecipeError
+
 __all__ = ["RECIPES", "Recipe", "format_recipe", "get_recipe", "list_recipes"]
 
 
@@ -59,6 +61,16 @@ class Recipe:
     eval_model: str = "ema"
     notes: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        for name, (low, high, closed) in _RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise RecipeError(f"{name}={value!r}: must be a number", hint=f"give {_range_text(low, high, closed)}")
+            if value < low or (high is not None and (value > high if closed else value >= high)):
+                raise RecipeError(f"{name}={value}: out of range", hint=f"give {_range_text(low, high, closed)}")
+        if self.eval_model not in ("ema", "model"):
+            raise RecipeError(f"eval_model={self.eval_model!r}: unknown", hint="give ema or model")
+
     def replace(self, **changes: Any) -> Recipe:
         """A copy with ``changes`` applied; unknown names are a ValueError that lists the fields."""
         names = {f.name for f in dataclasses.fields(self)}
@@ -69,6 +81,23 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# field -> (lowest, highest or None, whether the highest is allowed): the values each numeric setting can take.
+_RANGES: dict[str, tuple[float, float | None, bool]] = {
+    "lr": (0.0, None, True), "momentum": (0.0, 1.0, False), "weight_decay": (0.0, None, True),
+    "decay_epochs": (0.0, None, True), "decay_rate": (0.0, None, True), "warmup_epochs": (0.0, None, True),
+    "warmup_lr": (0.0, None, True), "min_lr": (0.0, None, True), "label_smoothing": (0.0, 1.0, False),
+    "mixup": (0.0, None, True), "cutmix": (0.0, None, True), "mixup_prob": (0.0, 1.0, True),
+    "ema_decay": (0.0, 1.0, False), "grad_clip": (0.0, None, True), "crop_pad": (0, None, True),
+    "hflip": (0.0, 1.0, True), "workers": (0, None, True), "eval_batch_size": (1, None, True),
+}  # fmt: skip
+
+
+def _range_text(low: float, high: float | None, closed: bool) -> str:
+    if high is None:
+        return f"a number of at least {low:g}"
+    return f"a number from {low:g} to {high:g}" if closed else f"a number from {low:g} up to, not including, {high:g}"
 
 
 # The seed labs ran in float32 and decayed every parameter; channels_last only changes speed, so it stays on.

@@ -13,7 +13,8 @@ from typing import Any
 from zoo.utils.files import atomic_path, fsync_dir, write_json, write_text_atomic
 
 __all__ = [
-    "atomic_path", "env_flag", "fsync_dir", "gc_paused", "natural_key", "progress", "write_json", "write_text_atomic",
+    "atomic_path", "env_flag", "fsync_dir", "gc_paused", "natural_key", "parse_device", "progress", "set_threads",
+    "write_json", "write_text_atomic",
 ]  # fmt: skip
 
 _TRUE = ("1", "true", "yes", "on")
@@ -54,3 +55,43 @@ def progress(iterable: Iterable | None = None, **kwargs: Any) -> Any:
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("leave", False)
     return tqdm(iterable, **kwargs)
+
+
+def parse_device(name: str | None) -> Any:
+    """``--device``: ``auto`` (or None: CUDA when torch sees a GPU, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Raises :class:`zoo.errors.ZooError`-typed ``ValueError`` naming what is valid for anything else, and for a
+    GPU that torch does not see, instead of torch's own RuntimeError.
+    """
+    import torch
+
+    from zoo.errors import DeviceError
+
+    text = "auto" if name is None else str(name).strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        raise DeviceError(f"--device {name}: not a device zoo can use", hint="give auto, cpu, cuda or cuda:N")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"--device {name}: torch sees no GPU on this machine", hint="use --device cpu (or auto)")
+        if index and int(index) >= count:
+            raise DeviceError(f"--device {name}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}",
+                              hint="choose one of those")  # fmt: skip
+    return torch.device(text)
+
+
+def set_threads(threads: int | None) -> None:
+    """``--threads``: torch's CPU threads (None leaves torch's choice); anything below 1 is a clear error."""
+    if threads is None:
+        return
+    from zoo.errors import DeviceError
+
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise DeviceError(f"--threads {threads}: the number of CPU threads must be 1 or more",
+                          hint=f"give 1 to {os.cpu_count() or 1} (this machine's cores), or leave it out")  # fmt: skip
+    import torch
+
+    torch.set_num_threads(threads)

@@ -152,3 +152,18 @@ def test_options_may_stand_between_positionals_as_in_the_course(tmp_path, capsys
     Image.new("L", (28, 28)).save(tmp_path / "photo.png")
     assert cli("predict", "mnist_cnn", "--checkpoint", tmp_path / "best.safetensors", tmp_path / "photo.png") == 0
     assert f"{tmp_path / 'photo.png'}:" in capsys.readouterr().out
+
+
+def test_result_files_replace_a_link_and_never_write_through_it(mnist_dir, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's own file\n")
+    for name, command in (
+        ("eval.json", ["eval", "mnist_cnn.mnist", "--pretrained", "--dataset", "mnist", "--data-dir", mnist_dir,
+                       "--confusion", tmp_path / "c.png", "--json"]),
+        ("bench.csv", ["bench", "mnist_cnn", "--steps", "1", "--warmup", "0", "--format", "csv", "--output"]),
+    ):  # fmt: skip
+        link = tmp_path / name
+        link.symlink_to(victim)
+        assert cli(*command, link) == 0
+        assert victim.read_text() == "the user's own file\n"
+        assert not link.is_symlink() and link.stat().st_size > 0

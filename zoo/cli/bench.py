@@ -12,9 +12,8 @@ import csv
 import io
 import json
 import sys
-from pathlib import Path
 
-from zoo.utils import parse_device, set_threads
+from zoo.utils import parse_device, set_threads, write_text_atomic
 
 # column -> (header, format)
 _COLUMNS = {
@@ -117,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"{name}: done", file=sys.stderr, flush=True)
     text = _format(rows, args.format)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        write_text_atomic(args.output, text)  # replaces a link at that path, never writes through it
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)

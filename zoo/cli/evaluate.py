@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from zoo.utils import parse_device
+from zoo.utils import parse_device, write_text_atomic
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +125,6 @@ def main(args: argparse.Namespace) -> int:
     print(f"confusion matrix: {png}")
     if args.json_out:
         record = {"model": args.model, "source": str(source), "dataset": info.name, "eval_set": described, **results}
-        Path(args.json_out).write_text(json.dumps(record, indent=1))
+        write_text_atomic(args.json_out, json.dumps(record, indent=1))  # replaces a link there, never through it
     sys.stdout.flush()
     return 0

@@ -101,6 +101,55 @@ def test_resume_from_a_pickle_payload_is_refused_without_running_it(run_copy, mn
     assert not evidence.exists()
 
 
+@pytest.mark.parametrize(
+    "damage, named",
+    [
+        ("{not json", "is not valid JSON"),
+        ("[1, 2, 3]", "holds a list"),
+        ('{"recipe": "fast"}', "its recipe is a str"),
+        ('{"recipe": {"lr": "fast"}}', "lr='fast'"),
+        ('{"recipe": {"no_such_field": 1}}', "no_such_field"),
+    ],
+)
+def test_a_damaged_run_json_is_named_on_resume(run_copy, mnist_dir, capsys, damage, named):
+    (run_copy / "run.json").write_text(damage)
+    before = (run_copy / "last.pt").read_bytes()
+    assert cli(*train_argv(mnist_dir, run_copy, "--resume", epochs=2)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("zoo train: error: ") and len(err.splitlines()) == 1 and named in err, err
+    assert (run_copy / "last.pt").read_bytes() == before  # the checkpoint is left as it was
+
+
+def _damaged_checkpoints():
+    def drop(key):
+        return lambda c: {k: v for k, v in c.items() if k != key}
+
+    def change(key, value):
+        return lambda c: {**c, key: value}
+
+    def wrong_shapes(c):
+        return {**c, "model": {k: torch.zeros(3) for k in c["model"]}}
+
+    return [
+        ("no model", drop("model"), "model (missing)"),
+        ("epoch as text", change("epoch", "1"), "epoch (str)"),
+        ("history as a dict", change("history", {}), "history (dict)"),
+        ("optimizer as a list", change("optimizer", []), "optimizer (list)"),
+        ("weights of another shape", wrong_shapes, "does not fit this run"),
+        ("an optimizer of another model", change("optimizer", {"state": {}, "param_groups": []}), "does not fit"),
+    ]
+
+
+@pytest.mark.parametrize("what, damage, named", _damaged_checkpoints(), ids=[d[0] for d in _damaged_checkpoints()])
+def test_a_damaged_checkpoint_is_named_on_resume(run_copy, mnist_dir, capsys, what, damage, named):
+    ckpt = torch.load(run_copy / "last.pt", weights_only=True)
+    torch.save(damage(ckpt), run_copy / "last.pt")
+    assert cli(*train_argv(mnist_dir, run_copy, "--resume", epochs=2)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("zoo train: error: ") and len(err.splitlines()) == 1 and named in err, err
+    assert "last.pt" in err
+
+
 # ------------------------------------------------------------------------------------------ bad options
 
 

@@ -292,6 +292,16 @@ def _saved_recipe(out_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         raise FileNotFoundError(f"nothing to resume: {path} does not exist")
     run = out_dir / "run.json"
-    if run.is_file():
-        return json.loads(run.read_text()).get("recipe")
-    return None
+    if not run.is_file():
+        return None
+    hint = "restore run.json, or delete it: the resume then takes the run's settings from last.pt"
+    try:
+        record = json.loads(run.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise RunError(f"{run} is not valid JSON ({str(e).splitlines()[0][:200]})", hint=hint) from None
+    if not isinstance(record, dict):
+        raise RunError(f"{run} holds a {type(record).__name__}, not a run's record", hint=hint)
+    recipe = record.get("recipe")
+    if recipe is not None and not isinstance(recipe, dict):
+        raise RunError(f"{run}: its recipe is a {type(recipe).__name__}, not the run's settings", hint=hint)
+    return recipe

@@ -115,7 +115,26 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(ckpt, dict):
         raise RunError(f"{path} holds a {type(ckpt).__name__}, not a zoo train checkpoint", hint="start a new run")
+    wrong = [f"{key} ({'missing' if key not in ckpt else type(ckpt[key]).__name__})"
+             for key, types in _CHECKPOINT_FIELDS.items() if not isinstance(ckpt.get(key), types)]  # fmt: skip
+    if wrong:
+        raise RunError(
+            f"{path} is damaged or not a zoo train checkpoint: {', '.join(wrong)} where a checkpoint has "
+            + ", ".join(f"{k} ({'/'.join(t.__name__ for t in v)})" for k, v in _CHECKPOINT_FIELDS.items()),
+            hint="start a new run in another --output (best.safetensors in that folder still holds its kept weights)",
+        )
     return ckpt
+
+
+# What every last.pt holds, and of which types (None where a value may be absent): checked before a resume
+# uses any of it, so that a damaged file is named rather than failing half-way with a KeyError.
+_CHECKPOINT_FIELDS: dict[str, tuple[type, ...]] = {
+    "version": (int,), "arch": (str,), "epoch": (int,), "batch": (int,), "global_step": (int,), "model": (dict,),
+    "optimizer": (dict,), "scheduler": (dict, type(None)), "scaler": (dict, type(None)), "ema": (dict, type(None)),
+    "ranks": (list, type(None)), "best_metric": (float, int, type(None)), "best_epoch": (int, type(None)),
+    "history": (list,), "recipe": (dict, type(None)), "trains": (dict, type(None)),
+    "partial": (dict, type(None)),
+}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -236,6 +255,18 @@ class CheckpointMixin:
                 "classes": run.get("label_names"), "train_images": run.get("train_images")}  # fmt: skip
 
     def _load_state(self, ckpt: dict[str, Any]) -> None:
+        try:
+            self._apply_state(ckpt)
+        except RunError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise RunError(
+                f"{self.resume_path} does not fit this run ({type(e).__name__}: {first[:300]})",
+                hint="it is damaged or from another run: start a new run in another --output",
+            ) from None
+
+    def _apply_state(self, ckpt: dict[str, Any]) -> None:
         if ckpt.get("version") != CHECKPOINT_VERSION:
             raise RunError(
                 f"{self.resume_path}: unsupported checkpoint version {ckpt.get('version')} (this zoo writes "

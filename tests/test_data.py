@@ -346,6 +346,39 @@ def test_image_folder_errors(tmp_path):
         create_datasets("mnist", None)
 
 
+def test_a_folder_that_cannot_train_a_classifier_is_refused(tmp_path):
+    from zoo.errors import DataError
+
+    make_image_folder(tmp_path / "one", classes=("cat",), per_class=4)
+    with pytest.raises(DataError, match=r"one class \(cat\): a classifier needs two or more"):
+        create_datasets("imagefolder:" + str(tmp_path / "one"))
+    make_image_folder(tmp_path / "gap", classes=("cat", "dog"), per_class=4)
+    (tmp_path / "gap" / "fish").mkdir()
+    with pytest.raises(DataError, match="class folder.s. fish hold no images"):
+        create_datasets("imagefolder:" + str(tmp_path / "gap"))
+
+
+def test_links_in_an_image_folder_neither_hang_nor_repeat_images(tmp_path):
+    from zoo.data.folder import scan_image_folder
+    from zoo.errors import DataError
+
+    photos = tmp_path / "photos"
+    make_image_folder(photos, classes=("cat", "dog"), per_class=4)
+    plain = scan_image_folder(photos)
+    (photos / "cat" / "loop").symlink_to(photos / "cat")  # a loop: walking it never ends
+    (photos / "cat" / "again").symlink_to(photos / "cat", target_is_directory=True)
+    (photos / "dog" / "copy.png").symlink_to(photos / "dog" / "img0.png")  # a second name for one file
+    classes, samples = scan_image_folder(photos)
+    assert classes == plain[0] and samples == plain[1]  # each real image once, in the same order
+    (photos / "everything").symlink_to("/")
+    with pytest.raises(DataError, match="holds the image folder itself"):
+        scan_image_folder(photos)
+    (photos / "everything").unlink()
+    (photos / "up").symlink_to(tmp_path)
+    with pytest.raises(DataError, match="holds the image folder itself"):
+        scan_image_folder(photos)
+
+
 # ---------------------------------------------------------------------------------------------- real data
 
 

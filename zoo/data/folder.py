@@ -48,18 +48,22 @@ def scan_image_folder(
 ) -> tuple[list[str], list[tuple[str, int]]]:
     """Classes (sorted sub-folder names) and ``(path, label)`` samples of a one-folder-per-class tree.
 
-    The samples are torchvision's ``make_dataset`` (what ``ImageFolder`` lists: files with an image
-    extension, walked in sorted order, symlinks followed). ``classes`` maps the folders onto another
-    set's labels (a ``val/`` tree onto ``train/``'s); hidden folders (``.ipynb_checkpoints``) are no class.
-    """
-    from torchvision.datasets.folder import make_dataset
+    The samples are what torchvision's ``ImageFolder`` lists (files with an image extension, walked in sorted
+    order, symlinks followed), except that each image and folder is taken once: a link back up the tree (a
+    loop) or a second link to the same file adds nothing, and a class folder that is, or holds, the image
+    folder itself (a link to ``/``) is refused. ``classes`` maps the folders onto another set's labels (a
+    ``val/`` tree onto ``train/``'s); hidden folders (``.ipynb_checkpoints``) are no class.
 
+    A training tree (``classes`` None) needs two classes or more, each with an image: one class would train a
+    model that is always right, and an empty folder would be a class the model can never learn.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
     found = sorted(d.name for d in os.scandir(root) if d.is_dir() and not d.name.startswith("."))
     if not found:
         raise FileNotFoundError(f"image folder {root} has no class sub-folders; expected {root}/<class>/<image>.png")
+    training = classes is None
     if classes is None:
         classes = found
     else:
@@ -67,10 +71,51 @@ def scan_image_folder(
         if unknown:
             raise ValueError(f"{root} has class folders {unknown} that the training set does not have")
     index = {c: i for i, c in enumerate(classes)}
-    samples = make_dataset(str(root), {c: index[c] for c in found}, extensions=IMG_EXTENSIONS, allow_empty=True)
+    listed = [(path, real, index[name]) for name in found for path, real in _class_images(root, root / name)]
+    # One sample per real file: where links give a file several names, a name that is not a link is kept.
+    keep: dict[str, tuple[str, bool]] = {}
+    for path, real, _ in listed:
+        plain = not os.path.islink(path)
+        if real not in keep or (plain and not keep[real][1]):
+            keep[real] = (path, plain)
+    samples = [(path, label) for path, real, label in listed if keep[real][0] == path]
+    held = {label for _, label in samples}
+    empty = [name for name in found if index[name] not in held]
     if not samples:
         raise FileNotFoundError(f"image folder {root} has no images ({', '.join(IMG_EXTENSIONS)}) in its class folders")
+    if training and empty:
+        raise DataError(f"image folder {root}: class folder(s) {', '.join(empty)} hold no images",
+                        hint="add images to them or remove them: a class without images cannot be learned")  # fmt: skip
+    if training and len(classes) < 2:
+        raise DataError(f"image folder {root} has one class ({classes[0]}): a classifier needs two or more",
+                        hint="add a folder of images for each other class")  # fmt: skip
     return list(classes), samples
+
+
+def _class_images(root: Path, folder: Path) -> list[tuple[str, str]]:
+    """``(path, real path)`` of the image files under ``folder`` in torchvision's order, each folder walked once
+    (links included)."""
+    real_root, real = os.path.realpath(root), os.path.realpath(folder)
+    if real == os.path.dirname(real) or real_root == real or real_root.startswith(real.rstrip(os.sep) + os.sep):
+        raise DataError(f"{folder} is linked to {real}, which holds the image folder itself",
+                        hint="link a class folder only to a folder of that class's images")  # fmt: skip
+    seen_dirs: set[str] = set()
+    found: list[tuple[str, str, list[str]]] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        here = os.path.realpath(dirpath)
+        if here in seen_dirs:  # a loop, or a second link to a folder already walked
+            dirnames[:] = []
+            continue
+        seen_dirs.add(here)
+        found.append((dirpath, here, filenames))
+    out = []
+    for dirpath, here, filenames in sorted(found):  # torchvision sorts the walk the same way
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            if name.lower().endswith(IMG_EXTENSIONS) and os.path.isfile(path):
+                # Only a file that is itself a link needs resolving: the folder's real path is known.
+                out.append((path, os.path.realpath(path) if os.path.islink(path) else os.path.join(here, name)))
+    return out
 
 
 def _check_image(path: str) -> str | None:

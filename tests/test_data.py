@@ -382,6 +382,32 @@ def test_links_in_an_image_folder_neither_hang_nor_repeat_images(tmp_path):
 # ---------------------------------------------------------------------------------------------- real data
 
 
+def test_one_data_set_given_as_the_other_is_refused_by_content(tmp_path, monkeypatch):
+    import hashlib
+
+    from zoo.data import idx
+    from zoo.errors import DataError
+
+    folder = make_idx_dataset(tmp_path / "MNIST" / "raw", n_train=40, n_test=20, gz=False)
+    # Let these small files stand for Fashion-MNIST's official ones, as the real files do for the real hashes.
+    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    monkeypatch.setitem(idx.OFFICIAL_SHA256, "fashion_mnist", digests)
+    with pytest.raises(DataError, match="is Fashion-MNIST's train-images-idx3-ubyte .* not MNIST's"):
+        create_datasets("mnist", str(tmp_path))
+    train, _, _ = create_datasets("fashion_mnist", str(tmp_path / "MNIST"))  # what they are: accepted
+    assert len(train) == 40
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name, other, folder", [("mnist", "fashion_mnist", "FashionMNIST"),
+                                                 ("fashion_mnist", "mnist", "MNIST")])  # fmt: skip
+def test_the_real_files_of_one_data_set_are_not_taken_for_the_other(shared_data, name, other, folder):
+    from zoo.errors import DataError
+
+    with pytest.raises(DataError, match=f"use --dataset {other}"):
+        create_datasets(name, str(shared_data / folder))
+
+
 @pytest.mark.realdata
 @pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
 def test_real_idx_files(shared_data, name, folder):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import os
 from collections.abc import Sequence
@@ -13,8 +14,12 @@ import numpy as np
 import torch
 
 from zoo.data.tensor import TensorImageDataset
+from zoo.errors import DataError
 
-__all__ = ["FASHION_MNIST_CLASSES", "IDX_DATASETS", "IDX_FILES", "find_idx_files", "load_idx_dataset", "read_idx"]
+__all__ = [
+    "FASHION_MNIST_CLASSES", "IDX_DATASETS", "IDX_FILES", "OFFICIAL_SHA256", "find_idx_files", "identify_idx",
+    "load_idx_dataset", "read_idx",
+]  # fmt: skip
 
 # IDX type byte -> big-endian numpy dtype (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT").
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -45,13 +50,26 @@ IDX_DATASETS = {
 }
 
 
-def read_idx(path: str | os.PathLike) -> torch.Tensor:
-    """Read one IDX file (gzipped or not) into a tensor of its stored shape.
+# SHA-256 of the official files, uncompressed: a folder is recognised by what it holds, not by its name, so that
+# Fashion-MNIST's files given as MNIST (or the other way round) are refused rather than trained on.
+OFFICIAL_SHA256 = {
+    "mnist": {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    "fashion_mnist": {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
+_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 
-    The header is checked against the file size, so a truncated download is an error naming the file
-    rather than a silently short dataset.
-    """
-    path = Path(path)
+
+def _raw_idx(path: Path) -> bytes:
     with open(path, "rb") as f:
         raw = f.read()
     if raw[:2] == b"\x1f\x8b":
@@ -59,6 +77,26 @@ def read_idx(path: str | os.PathLike) -> torch.Tensor:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as e:
             raise ValueError(f"{path}: not a valid gzip file ({e})") from None
+    return raw
+
+
+def read_idx(path: str | os.PathLike) -> torch.Tensor:
+    """Read one IDX file (gzipped or not) into a tensor of its stored shape.
+
+    The header is checked against the file size, so a truncated download is an error naming the file
+    rather than a silently short dataset.
+    """
+    path = Path(path)
+    return _parse_idx(path, _raw_idx(path))
+
+
+def identify_idx(raw: bytes, stem: str) -> str | None:
+    """Whose official file ``raw`` (uncompressed) is, by its SHA-256: ``mnist``, ``fashion_mnist`` or None."""
+    digest = hashlib.sha256(raw).hexdigest()
+    return next((name for name, files in OFFICIAL_SHA256.items() if files.get(stem) == digest), None)
+
+
+def _parse_idx(path: Path, raw: bytes) -> torch.Tensor:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise ValueError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
@@ -122,7 +160,15 @@ def load_idx_dataset(name: str, data_dir: str | os.PathLike, split: str = "train
         raise ValueError(f"split={split!r}: {name} has the splits {', '.join(IDX_FILES)}")
     spec = IDX_DATASETS[name]
     img_path, lbl_path = find_idx_files(name, data_dir)[split]
-    images, labels = read_idx(img_path), read_idx(lbl_path)
+    img_raw, lbl_raw = _raw_idx(img_path), _raw_idx(lbl_path)
+    for path, raw, stem in ((img_path, img_raw, IDX_FILES[split][0]), (lbl_path, lbl_raw, IDX_FILES[split][1])):
+        other = identify_idx(raw, stem)
+        if other is not None and other != name:
+            raise DataError(
+                f"{path} is {_NAMES[other]}'s {stem} (its SHA-256 is the official file's), not {_NAMES[name]}'s",
+                hint=f"use --dataset {other}, or point --data-dir at {_NAMES[name]}'s files",
+            )
+    images, labels = _parse_idx(img_path, img_raw), _parse_idx(lbl_path, lbl_raw)
     if images.dim() != 3 or images.dtype != torch.uint8:
         raise ValueError(
             f"{img_path}: expected uint8 images of shape (N, H, W), got {images.dtype} {tuple(images.shape)}"

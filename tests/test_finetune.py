@@ -99,3 +99,24 @@ def test_a_vgg_changing_stem_keeps_the_convolutions_and_gets_a_fresh_head():
     assert not any(k.startswith("classifier.") for k in state)
     with pytest.raises(zoo.errors.WeightsError, match="classifier"):  # without adapt_stem it does not fit
         fit_state_dict(model, weights, "vgg11_bn weights", False, False, stacklevel=2)
+
+
+def test_training_starts_from_a_file_with_initial_checkpoint(tmp_path):
+    """timm's --initial-checkpoint: with a zero learning rate the kept weights are the file's own."""
+    from safetensors.torch import load_file
+    from synth_data import make_idx_dataset, run_zoo
+
+    make_idx_dataset(tmp_path / "MNIST" / "raw", n_train=64, n_test=32)
+    start = zoo.create_model("mnist_cnn")
+    torch.nn.init.constant_(start.fc.bias, 0.25)  # unlike any fresh initialisation
+    zoo.save_weights(start, tmp_path / "start.safetensors")
+    out = tmp_path / "run"
+    res = run_zoo("zoo", "train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(tmp_path), "--epochs", "1",
+                  "--batch-size", "32", "--lr", "0", "--min-lr", "0", "--warmup-epochs", "0", "--no-ema",
+                  "--initial-checkpoint", str(tmp_path / "start.safetensors"), "--output", str(out))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    kept = load_file(out / "best.safetensors")
+    assert all(torch.equal(kept[k], v) for k, v in start.state_dict().items())
+    both = run_zoo("zoo", "train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(tmp_path), "--pretrained",
+                   "--initial-checkpoint", str(tmp_path / "start.safetensors"))  # fmt: skip
+    assert both.returncode == 2 and "not both" in both.stderr

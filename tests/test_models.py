@@ -110,6 +110,16 @@ def test_resnet_options_match_torchvision(block, layers, options, torchvision):
     assert expected.std() > 0
 
 
+@pytest.mark.parametrize("name, options", [("resnet50", {"groups": 32, "width_per_group": 4}),
+                                           ("resnet101", {"width_per_group": 128})])  # fmt: skip
+def test_the_builders_take_torchvisions_groups_and_width_options(name, options, torchvision):
+    """README: a zoo builder takes torchvision's options; resnet50(groups=32, width_per_group=4) is ResNeXt-50."""
+    with torch.device("meta"):
+        ours = zoo.create_model(name, **options)
+        reference = getattr(torchvision.models, name)(**options)
+    assert _shapes(ours) == _shapes(reference) and _modules(ours) == _modules(reference)
+
+
 def test_dilation_keeps_the_resolution_and_says_so():
     with torch.device("meta"):
         model = zoo.create_model("resnet50", replace_stride_with_dilation=[False, True, True])

@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     mdl = parser.add_argument_group("model")
     mdl.add_argument("--pretrained", action="store_true", help="start from the model's published weights")
+    mdl.add_argument("--initial-checkpoint", metavar="FILE",
+                     help="start from these weights (a safetensors file, e.g. a run's best.safetensors); a new "
+                     "class count adapts the classifier")  # fmt: skip
     mdl.add_argument("--stem", choices=("imagenet", "cifar"), help="ResNet/VGG stem (cifar for 32x32 inputs)")
     mdl.add_argument("--model-arg", action="append", default=[], metavar="NAME=VALUE", help="builder keyword argument")
 
@@ -193,11 +196,13 @@ def main(args: argparse.Namespace) -> int:
         # both work at that input size (the stem's: 32x32 for the CIFAR stem, whatever the weights had).
         aug = Augment(crop_pad=recipe.crop_pad, hflip=recipe.hflip, rand_augment=recipe.rand_augment)
         cfg, normalization = None, None
-        if args.pretrained or dataset_kind == "imagefolder":
+        start = {"pretrained": args.pretrained, "checkpoint_path": args.initial_checkpoint}
+        from_weights = args.pretrained or args.initial_checkpoint is not None
+        if from_weights or dataset_kind == "imagefolder":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the model built below repeats any adaptation warning
-                cfg = build_training_model(args.model, args.pretrained, **model_kwargs).pretrained_cfg
-            normalization = (cfg["mean"], cfg["std"]) if args.pretrained else None
+                cfg = build_training_model(args.model, **start, **model_kwargs).pretrained_cfg
+            normalization = (cfg["mean"], cfg["std"]) if from_weights else None
         folder_split = args.val_split if dataset_kind == "imagefolder" else None
         train_set, eval_set, info = create_datasets(
             args.dataset, args.data_dir, model_cfg=cfg, augment=aug, val_split=folder_split, seed=recipe.seed,
@@ -213,7 +218,7 @@ def main(args: argparse.Namespace) -> int:
         val_set, test_set = (subset(s, args.val_subset, recipe.seed + 1) if s is not None else None
                              for s in (val_set, test_set))  # fmt: skip
         model_kwargs.update(num_classes=info.num_classes, in_chans=info.in_chans)
-        model = build_training_model(args.model, args.pretrained, **model_kwargs)
+        model = build_training_model(args.model, **start, **model_kwargs)
         run_info = {
             "dataset": args.dataset,
             "dataset_kind": info.name,
@@ -227,6 +232,7 @@ def main(args: argparse.Namespace) -> int:
             "selection": "best val_acc1 (held out of the training images)" if val_set is not None else "last epoch",
             "seed": recipe.seed,
             "pretrained": args.pretrained,
+            "initial_checkpoint": args.initial_checkpoint,
             "command": _process_command(args),
             "zoo_command": "zoo train " + shlex.join(_argv_for(args)),
         }

@@ -291,6 +291,10 @@ def make_resnet(depth: int = 50, **kwargs: Any) -> ResNet:
 
 def _resnet(arch: str, kwargs: dict[str, Any]) -> ResNet:
     block, layers, groups, width = RESNET_ARCHS[arch]
+    # As torchvision's builders do, groups and width_per_group may be given: resnet50(groups=32,
+    # width_per_group=4) is ResNeXt-50 32x4d (and gets that architecture's configuration).
+    kwargs = dict(kwargs)
+    groups, width = kwargs.pop("groups", groups), kwargs.pop("width_per_group", width)
     fixed = dict(block=block, layers=list(layers), groups=groups, width_per_group=width)
     return build_model(ResNet, arch, kwargs, **fixed)  # type: ignore[return-value]
 

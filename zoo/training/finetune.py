@@ -15,15 +15,22 @@ import torch.nn as nn
 __all__ = ["build_training_model"]
 
 
-def build_training_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+def build_training_model(
+    name: str, pretrained: bool = False, checkpoint_path: str | None = None, **kwargs: Any
+) -> nn.Module:
     """``create_model(name, pretrained=pretrained, **kwargs)``, where ``stem`` may differ from the weights'.
 
     A ``num_classes`` or ``in_chans`` other than the weights' adapts the classifier or the first
     convolution, as ``create_model`` does; a ``stem`` other than the weights' keeps every tensor but the
-    first convolution's.
+    first convolution's. ``checkpoint_path`` starts from a local safetensors file instead (``zoo train
+    --initial-checkpoint``, timm's name), adapted the same way.
     """
     from zoo.factory import create_model
 
+    if checkpoint_path is not None:
+        if pretrained:
+            raise ValueError("give --pretrained or --initial-checkpoint FILE, not both: they name the starting weights")
+        return create_model(name, checkpoint_path=checkpoint_path, **kwargs)
     stem = kwargs.pop("stem", None)
     if not pretrained:
         return create_model(name, **kwargs, **({"stem": stem} if stem else {}))

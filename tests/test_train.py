@@ -95,6 +95,34 @@ def test_recipes_fit_the_dataset():
     assert all(r.ema and r.label_smoothing > 0 for r in (mnist, cifar, folder))
 
 
+def test_a_small_folder_gets_a_recipe_scaled_to_it():
+    from zoo.training.recipes import fit_recipe_to_data
+
+    folder = get_recipe("fast", "imagefolder").replace(epochs=3)  # 30 epochs, batch 64, mixup: for big folders
+    fitted = fit_recipe_to_data(folder, 210, explicit={"epochs"})
+    assert fitted.batch_size == 16 and 210 // 16 >= 10  # ten steps an epoch or more
+    assert fitted.warmup_epochs == pytest.approx(0.3) and not fitted.ema  # 42 steps: too few to average
+    assert fitted.mixup == fitted.cutmix == 0.0
+    assert len(fitted.notes) == 4 and all("->" in n or n.startswith("no ") for n in fitted.notes)
+    longer = fit_recipe_to_data(folder.replace(epochs=10), 210, explicit={"epochs"})
+    assert longer.ema and longer.ema_decay == pytest.approx(1 - 5 / (14 * 10), abs=1e-4)  # a fifth of 140 steps
+    kept = fit_recipe_to_data(folder, 210, explicit={"epochs", "batch_size", "mixup", "cutmix", "ema"})
+    assert (kept.batch_size, kept.mixup, kept.cutmix, kept.ema, kept.ema_decay) == (64, 0.2, 1.0, True, 0.998)
+    big = get_recipe("fast", "imagefolder")
+    assert fit_recipe_to_data(big, 50_000) is big  # what the recipe was made for: unchanged
+
+
+def test_weights_that_score_about_chance_are_called_out(tmp_path):
+    recipe = _small_recipe(epochs=1, lr=0.0, min_lr=0.0, warmup_lr=0.0, ema=False)  # nothing can be learned
+    torch.manual_seed(0)
+    result = fit(Tiny(), BrightDark(32, seed=0), BrightDark(32, seed=1), recipe, tmp_path / "run", progress=False)
+    assert len(result.warnings) == 1 and "about chance for 2 classes (50.0 %)" in result.warnings[0]
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["warnings"] == result.warnings
+    learned = fit(Tiny(), BrightDark(64, seed=0), BrightDark(32, seed=1), _small_recipe(epochs=6, lr=0.2, ema=False), None,
+                  progress=False)  # fmt: skip
+    assert learned.history[-1]["val_acc1"] > 62.5 and learned.warnings == []
+
+
 def test_bad_recipe_input_is_a_clear_error(capsys):
     assert cli_main(["train", "--recipe", "slow", "--print-recipe"]) == 2
     assert "unknown recipe 'slow'; choose one of seed-mnist" in capsys.readouterr().err

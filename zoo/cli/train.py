@@ -157,7 +157,7 @@ def main(args: argparse.Namespace) -> int:
     from zoo.training.checkpoint import RESUME_MAY_CHANGE, seed_everything
     from zoo.training.distributed import distributed_session
     from zoo.training.finetune import build_training_model
-    from zoo.training.recipes import format_recipe
+    from zoo.training.recipes import fit_recipe_to_data, format_recipe
 
     dataset_kind = parse_dataset(args.dataset, args.data_dir or ".")[0] if args.dataset else None
     recipe = resolve_recipe_from_args(args, dataset_kind)
@@ -217,6 +217,13 @@ def main(args: argparse.Namespace) -> int:
         train_set = subset(train_set, args.train_subset, recipe.seed)
         val_set, test_set = (subset(s, args.val_subset, recipe.seed + 1) if s is not None else None
                              for s in (val_set, test_set))  # fmt: skip
+        if args.resume is None and dataset_kind == "imagefolder":
+            # A folder of a few hundred photos is not what the recipe was tuned for: scale it, and say how.
+            fitted = fit_recipe_to_data(recipe, len(train_set), set(explicit_settings(args)))
+            if rank == 0:
+                for note in fitted.notes[len(recipe.notes) :]:
+                    print(f"recipe: {note} (set the option to keep the recipe's value)", flush=True)
+            recipe = fitted
         model_kwargs.update(num_classes=info.num_classes, in_chans=info.in_chans)
         model = build_training_model(args.model, **start, **model_kwargs)
         run_info = {

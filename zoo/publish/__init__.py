@@ -347,6 +347,7 @@ def _manifest_entry(
             "selection": run.get("selection") or run.get("best_metric_name"),
             "train_seconds": run.get("train_seconds"),
             "device": run.get("device"),
+            "precision": run.get("precision"),
             "published_by": f"zoo publish {name}",
         },
     )

@@ -408,6 +408,7 @@ class CheckpointMixin:
             "best_metric_name": self.best_metric_name,
             "best_epoch": self.best_epoch,
             "schedule_changes": self.schedule_changes,
+            "warnings": getattr(self, "warnings", []),
             "last": self.history[-1] if self.history else None,
             "torch": torch.__version__,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),

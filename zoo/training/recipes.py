@@ -13,7 +13,7 @@ from typing import Any
 
 from zoo.errors import RecipeError
 
-__all__ = ["RECIPES", "Recipe", "format_recipe", "get_recipe", "list_recipes"]
+__all__ = ["RECIPES", "Recipe", "fit_recipe_to_data", "format_recipe", "get_recipe", "list_recipes"]
 
 
 @dataclass
@@ -168,6 +168,49 @@ def get_recipe(name: str, dataset: str | None = None, **overrides: Any) -> Recip
         if dataset and dataset not in per_dataset:
             values["notes"] = [f"no {name} settings for {dataset}; using those for {kind}"]
     return Recipe().replace(**values).replace(**overrides)
+
+
+# Below these, a recipe made for tens of thousands of images (image folders: 30 epochs, batch 64) is scaled down.
+MIN_STEPS_PER_EPOCH = 10
+MIN_STEPS_FOR_MIXUP = 1000
+
+
+def fit_recipe_to_data(recipe: Recipe, train_images: int, explicit: set[str] | frozenset[str] = frozenset()) -> Recipe:
+    """``recipe`` scaled to a small training set, each change said in ``notes``; fields in ``explicit`` (set on
+    the command line) are left as they are.
+
+    A recipe tuned for thousands of images and 30 epochs does not work on a few hundred for a few epochs:
+    a batch of 64 gives three steps an epoch, a 2-epoch warm-up never reaches the learning rate, an EMA with
+    a horizon of 500 steps still averages the random start, and mixup/CutMix keep the model from fitting at
+    all. So: at least ``MIN_STEPS_PER_EPOCH`` steps an epoch (a smaller batch, not below 8), warm-up at most a
+    tenth of the run, an EMA horizon at most a fifth of it (none under 50 steps), and no mixup/CutMix under
+    ``MIN_STEPS_FOR_MIXUP`` steps.
+    """
+    changes: dict[str, Any] = {}
+    notes = list(recipe.notes)
+    batch = recipe.batch_size
+    if "batch_size" not in explicit and train_images // batch < MIN_STEPS_PER_EPOCH and batch > 8:
+        fitted = max(8, 2 ** max(3, (train_images // MIN_STEPS_PER_EPOCH).bit_length() - 1))
+        if fitted < batch:
+            changes["batch_size"] = batch = fitted
+            notes.append(f"batch {recipe.batch_size} -> {fitted}: {train_images} images give "
+                         f"{train_images // fitted} steps an epoch")  # fmt: skip
+    steps = max(1, -(-train_images // batch)) * recipe.epochs
+    if "warmup_epochs" not in explicit and recipe.warmup_epochs > 0.1 * recipe.epochs:
+        changes["warmup_epochs"] = round(0.1 * recipe.epochs, 3)
+        notes.append(f"warm-up {recipe.warmup_epochs} -> {changes['warmup_epochs']} epochs (a tenth of the run)")
+    if recipe.ema and not {"ema", "ema_decay"} & set(explicit):
+        if steps < 50:
+            changes["ema"] = False
+            notes.append(f"no EMA: {steps} steps are too few to average")
+        elif 1.0 / (1.0 - recipe.ema_decay) > steps / 5:
+            changes["ema_decay"] = round(1.0 - 5.0 / steps, 4)
+            horizon = f"a horizon of a fifth of {steps} steps"
+            notes.append(f"EMA decay {recipe.ema_decay} -> {changes['ema_decay']} ({horizon})")
+    if (recipe.mixup or recipe.cutmix) and steps < MIN_STEPS_FOR_MIXUP and not {"mixup", "cutmix"} & set(explicit):
+        changes.update(mixup=0.0, cutmix=0.0)
+        notes.append(f"no mixup/CutMix: {steps} steps are too few for them to pay")
+    return recipe.replace(**changes, notes=notes) if changes else recipe
 
 
 def format_recipe(recipe: Recipe) -> str:

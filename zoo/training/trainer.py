@@ -70,6 +70,7 @@ class FitResult:
     # data) or, without a validation set, "last_epoch" (best_metric is then the epoch number).
     best_metric_name: str = "val_acc1"
     stopped_by: int | None = None  # the signal (SIGINT, SIGTERM) that interrupted the run
+    warnings: list[str] = field(default_factory=list)  # e.g. kept weights that score about chance
 
     @property
     def last(self) -> dict[str, Any]:
@@ -297,6 +298,10 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
             finally:
                 if self.loggers is not None:
                     self.loggers.close()
+        self.warnings = self._chance_warning()
+        if self.is_main:
+            for w in self.warnings:
+                print(f"warning: {w}", flush=True)
         self._write_run_json(status, final=True)
         if self.is_main and status == "interrupted" and self.out_dir is not None:
             print(f"interrupted: saved {self.out_dir / 'last.pt'}; continue with --resume {self.out_dir}", flush=True)
@@ -305,7 +310,27 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
             d.barrier()  # every rank leaves fit() together, after rank 0 has written the run's files
         self._load_best_weights()
         return FitResult(self.out_dir, status, len(self.history), self.best_metric, self.best_epoch, self.history,
-                         self.best_metric_name, stop.signum if status == "interrupted" else None)  # fmt: skip
+                         self.best_metric_name, stop.signum if status == "interrupted" else None,
+                         self.warnings)  # fmt: skip
+
+    def _chance_warning(self) -> list[str]:
+        """A kept epoch that scores about what guessing would (held-out images first, else the test set)."""
+        if self.best_epoch is None or not self.history:
+            return []
+        row = self.history[self.best_epoch - 1]
+        split = "val" if row.get("val_acc1") is not None else "test" if row.get("test_acc1") is not None else None
+        n = self._num_classes()
+        if split is None or n < 2:
+            return []
+        chance = 100.0 / n
+        if row[f"{split}_acc1"] > 1.25 * chance:
+            return []
+        where = "the held-out images" if split == "val" else "the test images"
+        return [
+            f"the kept weights (epoch {self.best_epoch}) score {row[f'{split}_acc1']:.2f} % top-1 on {where}, about "
+            f"chance for {n} classes ({chance:.1f} %): the model has not learned. Train for more epochs, with a "
+            "lower --lr, or on more images"
+        ]
 
     def _train_epoch(self, epoch: int, start_batch: int) -> dict[str, float] | None:
         r = self.recipe

@@ -118,8 +118,8 @@ def test_weights_that_score_about_chance_are_called_out(tmp_path):
     result = fit(Tiny(), BrightDark(32, seed=0), BrightDark(32, seed=1), recipe, tmp_path / "run", progress=False)
     assert len(result.warnings) == 1 and "about chance for 2 classes (50.0 %)" in result.warnings[0]
     assert json.loads((tmp_path / "run" / "run.json").read_text())["warnings"] == result.warnings
-    learned = fit(Tiny(), BrightDark(64, seed=0), BrightDark(32, seed=1), _small_recipe(epochs=6, lr=0.2, ema=False), None,
-                  progress=False)  # fmt: skip
+    recipe = _small_recipe(epochs=6, lr=0.2, ema=False)
+    learned = fit(Tiny(), BrightDark(64, seed=0), BrightDark(32, seed=1), recipe, None, progress=False)
     assert learned.history[-1]["val_acc1"] > 62.5 and learned.warnings == []
 
 

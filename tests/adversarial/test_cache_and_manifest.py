@@ -128,6 +128,27 @@ def test_a_hub_404_is_not_reported_as_a_connection_problem(weights_env, mnist_fi
     assert "model.safetensors" in str(e.value) and f"{weights_env.org}/mnist_cnn.gone" in str(e.value)
 
 
+def test_no_network_is_said_once_with_every_way_to_get_the_weights(weights_env, mnist_file, monkeypatch, capsys):
+    """Both sources unreachable (a closed port on loopback): each says so, the hint comes once, and torchvision's
+    weights name the .pth conversion."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("HF_ENDPOINT", closed)
+    entry = _hub_entry(weights_env, mnist_file, "mnist_cnn.tv_like")
+    entry["fallbacks"] = [{"type": "url", "url": f"{closed}/models/mnist_cnn-0123abcd.pth", "format": "torch"}]
+    entry["origin"] = {"command": "zoo convert torchvision mnist_cnn", "upstream": "torchvision.models.X_Weights.V1",
+                       "url": "https://download.example/models/mnist_cnn-0123abcd.pth"}  # fmt: skip
+    weights_env.add("mnist_cnn.tv_like", entry)
+    assert cli("download", "mnist_cnn.tv_like") != 0
+    err = capsys.readouterr().err
+    assert err.count("the connection was refused") == 2 and "broke off" not in err
+    assert err.count("copy ZOO_CACHE_DIR and HF_HOME here") == 1
+    assert "zoo convert torchvision mnist_cnn --weights V1 --file mnist_cnn-0123abcd.pth" in err
+
+
 def test_a_hub_transfer_cut_mid_body_is_a_clear_error(weights_env, mnist_file, monkeypatch, capsys):
     import huggingface_hub.file_download as hf_download
 

@@ -65,7 +65,7 @@ def offline_error(name: str, entry: WeightsEntry) -> OfflineError:
     return OfflineError(
         f"{name} is not in the local cache and offline mode is on ({flag}=1); it would come from "
         f"{manifest.describe_source(entry)}",
-        hint=how_to_get_it(name),
+        hint=how_to_get_it(name, entry),
     )
 
 
@@ -175,11 +175,14 @@ def _all_failed(name: str, entry: WeightsEntry, failures: list[tuple[Source, Wei
         return offline_error(name, entry)
     if len(failures) == 1:
         error = failures[0][1]
-        error.hint = error.hint or how_to_get_it(name)
+        error.hint = error.hint or how_to_get_it(name, entry)
         return error
-    lines = "\n".join(f"  {i}. {manifest.describe(s)}: {e}" for i, (s, e) in enumerate(failures, 1))
+    # Each source's own problem, then one hint: several sources that failed alike must not repeat it.
+    lines = "\n".join(f"  {i}. {manifest.describe(s)}: {e.args[0] if e.args else e}"
+                      for i, (s, e) in enumerate(failures, 1))  # fmt: skip
+    hints = list(dict.fromkeys(e.hint for _, e in failures if e.hint and e.hint != how_to_get_it(name)))
     return WeightsError(f"could not fetch {name} from any of its {len(failures)} sources:\n{lines}",
-                        hint=how_to_get_it(name))  # fmt: skip
+                        hint="; ".join([*hints, how_to_get_it(name, entry)]))  # fmt: skip
 
 
 def fetch(name: str, force: bool = False) -> Path:

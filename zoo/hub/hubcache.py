@@ -110,6 +110,28 @@ def _http_status(error: BaseException | None) -> int | None:
     return None
 
 
+def unreachable(error: BaseException | None) -> str | None:
+    """Why the network could not be reached at all, when that is what the error chain says (a host name that
+    does not resolve, a refused or timed-out connection); None for other failures."""
+    import socket
+
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, socket.gaierror):
+            return "no network: the host name did not resolve"
+        if isinstance(error, ConnectionRefusedError):
+            return "the connection was refused"
+        if isinstance(error, (socket.timeout, TimeoutError)):
+            return "the connection timed out"
+        name = type(error).__name__
+        if name in ("NameResolutionError", "ConnectError", "ConnectionError", "ConnectTimeout"):
+            text = str(error)
+            if "resolve" in text or "Name or service not known" in text or "nodename" in text:
+                return "no network: the host name did not resolve"
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
+
+
 def explain_hub_error(error: BaseException, what: str, endpoint: str) -> WeightsError:
     status = _http_status(error)
     if status == 404:
@@ -131,6 +153,9 @@ def explain_hub_error(error: BaseException, what: str, endpoint: str) -> Weights
             f"could not write {what} into the Hugging Face cache {hf_hub_cache()}: {error.strerror}",
             hint="free some space there" if full else "set HF_HOME (or HF_HUB_CACHE) to a writable folder",
         )
+    why = unreachable(error)
+    if why is not None:
+        return WeightsError(f"could not reach {endpoint} for {what} ({why})")
     cause = error.__cause__ or error.__context__
     detail = f"{error}" + (f" ({cause})" if cause is not None and str(cause) not in str(error) else "")
     broken = not isinstance(error, (OSError, ValueError))  # the HTTP library's own: a transfer broke off

@@ -27,7 +27,14 @@ from pathlib import Path
 from zoo.errors import IntegrityError, OfflineError, WeightsError, WeightsFileError
 from zoo.hub import manifest
 from zoo.hub.entry import COMMIT_RE, SHA256_RE, Source, WeightsEntry
-from zoo.hub.hubcache import drop_hub_file, explain_hub_error, hub_cached_file, hub_download, transport_errors
+from zoo.hub.hubcache import (
+    drop_hub_file,
+    explain_hub_error,
+    hub_cached_file,
+    hub_download,
+    transport_errors,
+    unreachable,
+)
 from zoo.hub.pins import converted_record, read_pin, record_converted, remove_pins, write_pin
 from zoo.hub.verify import CHUNK, cache_dir, check_file, is_offline, mark_verified
 from zoo.utils import env_flag
@@ -41,13 +48,20 @@ __all__ = [
 _CACHE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)
 
 
-def how_to_get_it(name: str) -> str:
-    """What a user without network access can do to get the weights ``name``."""
-    return (
-        f"pre-fetch it on a machine with network access with `zoo download {name}` (and copy ZOO_CACHE_DIR and "
-        f"HF_HOME over), or load a local safetensors file with create_model(..., checkpoint_path=PATH) or "
-        f"zoo.load_weights(model, PATH)"
-    )
+def how_to_get_it(name: str, entry: WeightsEntry | None = None) -> str:
+    """What a user without network access can do to get the weights ``name``: fetch them elsewhere, load a local
+    file, or, for torchvision's weights, convert the ``.pth`` file torchvision downloads."""
+    ways = [
+        f"on a machine that has network access run `zoo download {name}` and copy ZOO_CACHE_DIR and HF_HOME here",
+        "load a local safetensors file with create_model(..., checkpoint_path=PATH)",
+    ]
+    origin = (entry.origin or {}) if entry is not None else {}
+    upstream, url = str(origin.get("upstream", "")), str(origin.get("url", ""))
+    if upstream.startswith("torchvision.models.") and url.endswith(".pth"):
+        weights = upstream.rsplit(".", 1)[-1]
+        ways.append(f"convert torchvision's own file: `zoo convert torchvision {name.split('.')[0]} --weights "
+                    f"{weights} --file {url.rsplit('/', 1)[-1]}`")  # fmt: skip
+    return "; or ".join(ways)
 
 
 def cache_error(error: OSError, doing: str) -> WeightsError:
@@ -256,6 +270,9 @@ def download(name: str, url: str, tmp: Path, dest: Path) -> tuple[str, int]:
             raise
         if isinstance(e, OSError) and e.errno in _CACHE_ERRNOS:  # writing, not the network, failed
             raise cache_error(e, f"writing {dest}") from None
+        why = unreachable(e)
+        if why is not None:
+            raise WeightsError(f"could not reach {url} ({why})") from None
         reason = getattr(e, "reason", e)
         raise WeightsError(f"could not download {name} from {url}: {reason}", hint=how_to_get_it(name)) from None
 

@@ -175,3 +175,24 @@ def test_cache_budget_and_unwritable_cache_folder(tmp_path, cache_dir, monkeypat
     cached = cached_images(samples, (32, 32), cache_dir=blocker / "image-cache")
     assert cached.path is None and cached.images.shape == (9, 3, 32, 32)
     assert "keeping the images in memory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_16_bit_images_train_as_what_they_show_not_white(tmp_path, cache_dir, cached):
+    """A folder of 16-bit PNGs (scanners, microscopes) reads as the same pictures at 8 bits, in both readers."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for folder, to_file in (("deep", lambda a: Image.fromarray(a.astype(np.uint16) * 257)),  # mode I;16
+                            ("plain", lambda a: Image.fromarray(a.astype(np.uint8)))):  # fmt: skip
+        for k, name in enumerate(("dark", "light")):
+            (tmp_path / folder / name).mkdir(parents=True)
+            for i in range(3):
+                to_file(rng.integers(40 * k, 40 * k + 180, (32, 32))).save(tmp_path / folder / name / f"{i}.png")
+        rng = np.random.default_rng(0)  # the same pixels in both folders
+    cfg = CFG32 if cached else {**CFG32, "input_size": (3, 24, 24)}  # the cache takes only images of its size
+    # The held-out images: read without augmentation, whichever reader.
+    sets = [create_datasets(f"imagefolder:{tmp_path / f}", model_cfg=cfg, val_split=0.34)[1] for f in ("deep", "plain")]
+    assert isinstance(sets[0], TensorImageDataset) == cached
+    deep, plain = (torch.stack([s[i][0] for i in range(len(s))]) for s in sets)
+    torch.testing.assert_close(deep, plain)  # not white: Pillow's own conversion clips 16-bit values at 255

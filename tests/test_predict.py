@@ -93,6 +93,16 @@ def test_weights_that_are_not_available_say_how_to_get_them(capsys, monkeypatch)
     assert "resnet50.tv2_in1k" in err and "offline mode is on" in err and "zoo download resnet50.tv2_in1k" in err
 
 
+def test_an_image_of_nan_pixels_gets_no_prediction(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.full((28, 28), np.nan, dtype=np.float32)).save(tmp_path / "nan.tif")  # a mode F TIFF
+    assert cli(["predict", "mnist_cnn.mnist", str(tmp_path / "nan.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "nan.tif" in err and "784 of its pixels are NaN or infinite" in err
+
+
 def test_topk_must_be_positive(capsys):
     img = SAMPLES_DIR / json.loads((SAMPLES_DIR / "samples.json").read_text())[0]["file"]
     assert cli(["predict", "mnist_cnn.mnist", str(img), "--topk", "0"]) == 2

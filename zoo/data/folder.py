@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from zoo.data.transforms import to_rgb
 from zoo.errors import DataError
 
 __all__ = [
@@ -178,7 +179,7 @@ class ImageFolderDataset(Dataset):
             path, target = self.samples[(index + attempt) % len(self.samples)]
             try:
                 with Image.open(path) as im:
-                    img = im.convert("RGB")
+                    img = to_rgb(im)
             except Exception as e:
                 if path not in self._reported:
                     self._reported.add(path)

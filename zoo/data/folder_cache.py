@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from zoo.data.archive import data_cache_dir
+from zoo.data.transforms import to_rgb
 from zoo.utils.files import atomic_path, write_json
 
 __all__ = ["MAX_SIDE", "CachedImages", "cache_budget", "cache_key", "cached_images", "image_size"]
@@ -91,7 +92,7 @@ def _decode(samples: Sequence[tuple[str, int]], size: tuple[int, int]) -> tuple[
     for path, _ in samples:
         try:
             with Image.open(path) as im:
-                arr = np.asarray(im.convert("RGB"))  # as ImageFolderDataset reads it
+                arr = np.asarray(to_rgb(im))  # as ImageFolderDataset reads it
         except Exception as e:  # PIL raises many types for bad files
             bad.append((path, f"{type(e).__name__}: {e}"))
             continue

@@ -24,7 +24,42 @@ __all__ = [
     "keep_one_bit",
     "posterize_keep_one_bit",
     "resize_size",
+    "to_8_bit",
+    "to_rgb",
 ]
+
+
+def to_8_bit(img: Any) -> Any:
+    """A high-bit-depth grey image (modes ``I;16*``, ``I``, ``F``) scaled to an 8-bit ``L`` image; others as given.
+
+    Pillow's own conversion to ``L`` clips such images at 255, which turns a 16-bit image nearly white.
+    16-bit values are divided by 257 (65535 -> 255); 32-bit integer images are taken as 16-bit when their
+    values fit, float images as [0, 1] when they fit, and otherwise scaled from their own range. NaN or
+    infinite pixels are a ValueError: no scaling makes them an image.
+    """
+    import numpy as np
+    from PIL import Image
+
+    mode = img.mode
+    if not (mode.startswith("I;16") or mode in ("I", "F")):
+        return img
+    values = np.asarray(img, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{np.count_nonzero(~np.isfinite(values))} of its pixels are NaN or infinite")
+    if mode.startswith("I;16") or (mode == "I" and values.min(initial=0) >= 0 and values.max(initial=0) <= 65535):
+        scaled = values / 257.0
+    elif mode == "F" and values.min(initial=0) >= 0 and values.max(initial=0) <= 1:
+        scaled = values * 255.0
+    else:
+        low, high = values.min(initial=0), values.max(initial=0)
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else values * 0
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
+def to_rgb(img: Any) -> Any:
+    """``img.convert("RGB")`` (what torchvision's ImageFolder reads), after :func:`to_8_bit` for 16-bit and float
+    images, which Pillow's own conversion turns nearly white."""
+    return to_8_bit(img).convert("RGB")
 
 
 class ConvertMode:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -56,7 +57,9 @@ def run_once(recipe: str, data_dir: Path, target: float, extra: list[str], model
     hit = next(((e, t, a) for e, t, a, _ in curve if a >= target), None)
     return {
         "recipe": recipe,
-        "command": " ".join(["zoo", *cmd[3:]]),
+        # As a reader would type it: the data relative to this checkout, no temporary run folder.
+        "command": shlex.join(["zoo", "train", model, "--dataset", dataset, "--data-dir",
+                               os.path.relpath(data_dir, ROOT), "--recipe", recipe, *extra]),  # fmt: skip
         "wall_s": wall,
         "time_to_target_s": hit[1] if hit else None,
         "epoch_at_target": hit[0] if hit else None,

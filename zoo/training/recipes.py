@@ -13,7 +13,9 @@ from typing import Any
 
 from zoo.errors import RecipeError
 
-__all__ = ["RECIPES", "Recipe", "fit_recipe_to_data", "format_recipe", "get_recipe", "list_recipes"]
+__all__ = [
+    "RECIPES", "Recipe", "fit_recipe_to_data", "format_recipe", "get_recipe", "list_recipes", "resolve_recipe",
+]  # fmt: skip
 
 
 @dataclass
@@ -211,6 +213,15 @@ def fit_recipe_to_data(recipe: Recipe, train_images: int, explicit: set[str] | f
         changes.update(mixup=0.0, cutmix=0.0)
         notes.append(f"no mixup/CutMix: {steps} steps are too few for them to pay")
     return recipe.replace(**changes, notes=notes) if changes else recipe
+
+
+def resolve_recipe(recipe: Recipe | str | None, dataset_kind: str | None) -> Recipe:
+    """A :class:`Recipe` as given, a recipe name resolved for ``dataset_kind``, or None: the ``fast`` recipe."""
+    if recipe is None:
+        return get_recipe("fast", dataset_kind)
+    if isinstance(recipe, str):
+        return get_recipe(recipe, dataset_kind)
+    return recipe
 
 
 def format_recipe(recipe: Recipe) -> str:

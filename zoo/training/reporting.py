@@ -61,6 +61,25 @@ class ReportingMixin:
             f"{kept}. Lower the learning rate (--lr) or check the data for NaN/inf values."
         )
 
+    def _chance_warning(self) -> list[str]:
+        """A kept epoch that scores about what guessing would (held-out images first, else the test set)."""
+        if self.best_epoch is None or not self.history:
+            return []
+        row = self.history[self.best_epoch - 1]
+        split = "val" if row.get("val_acc1") is not None else "test" if row.get("test_acc1") is not None else None
+        n = self._num_classes()
+        if split is None or n < 2:
+            return []
+        chance = 100.0 / n
+        if row[f"{split}_acc1"] > 1.25 * chance:
+            return []
+        where = "the held-out images" if split == "val" else "the test images"
+        return [
+            f"the kept weights (epoch {self.best_epoch}) score {row[f'{split}_acc1']:.2f} % top-1 on {where}, about "
+            f"chance for {n} classes ({chance:.1f} %): the model has not learned. Train for more epochs, with a "
+            "lower --lr, or on more images"
+        ]
+
     def _end_epoch(self, epoch: int, train_metrics: dict[str, float]) -> None:
         from zoo.evaluation import evaluate
 

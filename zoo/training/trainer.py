@@ -40,7 +40,7 @@ from zoo.errors import RunError, ZooError
 from zoo.training.checkpoint import CheckpointMixin, find_resume, load_checkpoint, model_arch, run_lock, seed_everything
 from zoo.training.components import SetupMixin, amp_dtype
 from zoo.training.distributed import any_rank, current_group, rank_world
-from zoo.training.recipes import Recipe, get_recipe
+from zoo.training.recipes import Recipe, resolve_recipe
 from zoo.training.reporting import ReportingMixin
 from zoo.training.signals import SignalHook, StopFlag
 from zoo.utils.files import remove_stale_temp_files, write_json
@@ -75,14 +75,6 @@ class FitResult:
     @property
     def last(self) -> dict[str, Any]:
         return self.history[-1] if self.history else {}
-
-
-def _resolve_recipe(recipe: Recipe | str | None, dataset_kind: str | None) -> Recipe:
-    if recipe is None:
-        return get_recipe("fast", dataset_kind)
-    if isinstance(recipe, str):
-        return get_recipe(recipe, dataset_kind)
-    return recipe
 
 
 def fit(
@@ -173,7 +165,7 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
         self.rank, self.world = rank_world()
         self.is_main = self.rank == 0
         self.run_info = dict(run_info or {})
-        self.recipe = _resolve_recipe(recipe, self.run_info.get("dataset_kind"))
+        self.recipe = resolve_recipe(recipe, self.run_info.get("dataset_kind"))
         if device is None:
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -312,25 +304,6 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
         return FitResult(self.out_dir, status, len(self.history), self.best_metric, self.best_epoch, self.history,
                          self.best_metric_name, stop.signum if status == "interrupted" else None,
                          self.warnings)  # fmt: skip
-
-    def _chance_warning(self) -> list[str]:
-        """A kept epoch that scores about what guessing would (held-out images first, else the test set)."""
-        if self.best_epoch is None or not self.history:
-            return []
-        row = self.history[self.best_epoch - 1]
-        split = "val" if row.get("val_acc1") is not None else "test" if row.get("test_acc1") is not None else None
-        n = self._num_classes()
-        if split is None or n < 2:
-            return []
-        chance = 100.0 / n
-        if row[f"{split}_acc1"] > 1.25 * chance:
-            return []
-        where = "the held-out images" if split == "val" else "the test images"
-        return [
-            f"the kept weights (epoch {self.best_epoch}) score {row[f'{split}_acc1']:.2f} % top-1 on {where}, about "
-            f"chance for {n} classes ({chance:.1f} %): the model has not learned. Train for more epochs, with a "
-            "lower --lr, or on more images"
-        ]
 
     def _train_epoch(self, epoch: int, start_batch: int) -> dict[str, float] | None:
         r = self.recipe

@@ -44,6 +44,7 @@ bench-quick: venv  ## every benchmark script once on tiny settings (CI): checks 
 	$(BIN)/python benchmarks/load_pretrained.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/train_mnist.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/train_cifar.py --quick --out $$(mktemp -d)
+	$(BIN)/python benchmarks/cifar_epoch.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/train_timm.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/models.py --quick --out $$(mktemp -d)
 

@@ -58,8 +58,20 @@ def run_once(recipe: str, data_dir: Path, target: float, extra: list[str], model
     return {
         "recipe": recipe,
         # As a reader would type it: the data relative to this checkout, no temporary run folder.
-        "command": shlex.join(["zoo", "train", model, "--dataset", dataset, "--data-dir",
-                               os.path.relpath(data_dir, ROOT), "--recipe", recipe, *extra]),  # fmt: skip
+        "command": shlex.join(
+            [
+                "zoo",
+                "train",
+                model,
+                "--dataset",
+                dataset,
+                "--data-dir",
+                os.path.relpath(data_dir, ROOT),
+                "--recipe",
+                recipe,
+                *extra,
+            ]
+        ),
         "wall_s": wall,
         "time_to_target_s": hit[1] if hit else None,
         "epoch_at_target": hit[0] if hit else None,

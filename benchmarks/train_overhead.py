@@ -4,6 +4,8 @@
     python benchmarks/train_overhead.py --quick    # mnist_cnn, small: checks that the script runs
     python benchmarks/train_overhead.py --device cuda   # on a GPU both sides use fp16 AMP, as zoo train does
 
+On a CPU with native bf16 (AVX512-BF16/AMX) both sides train under bf16 autocast, as zoo train does there.
+
 Same model (same initial weights), same images already in memory (a uint8 tensor, as zoo keeps MNIST and
 small folders), same optimiser (SGD with momentum, timm's create_optimizer_v2), batch size, channels_last
 and no augmentation, no EMA and no validation, so that the only difference is the trainer: its loader,
@@ -38,13 +40,17 @@ from machine import (  # noqa: E402
 def _plain_loop(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int, stats: tuple, lr: float
 ) -> float:
-    """One epoch of the textbook loop (fp16 AMP with a GradScaler on CUDA, as zoo's trainer); returns img/s."""
+    """One epoch of the textbook loop (fp16 AMP with a GradScaler on CUDA, bf16 autocast on a CPU that has it,
+    as zoo's trainer); returns img/s."""
     from contextlib import nullcontext
 
     from timm.optim import create_optimizer_v2
 
+    from zoo.training.components import amp_dtype
+
     device = next(model.parameters()).device
     cuda = device.type == "cuda"
+    dtype = amp_dtype(device, True)
     optimizer = create_optimizer_v2(model, opt="momentum", lr=lr, weight_decay=0.0, momentum=0.9)
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     criterion = nn.CrossEntropyLoss()
@@ -59,7 +65,7 @@ def _plain_loop(
     for i in range(0, len(order) - batch + 1, batch):
         idx = order[i : i + batch]
         x = ((images[idx].float() / 255 - m) / s).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.float16) if cuda else nullcontext():
+        with torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext():
             loss = criterion(model(x), labels[idx])
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

@@ -2,7 +2,9 @@
 
 * VGG's Table 1 (configurations A–E) from ``zoo.models.vgg.VGG_CONFIGS``;
 * ResNet's Table 1 (stage layout per depth) from ``zoo.models.resnet.RESNET_DEPTHS``;
-* the CIFAR ResNets of section 4.2 from the registered ``resnet20 ... resnet1202`` models.
+* the CIFAR ResNets of section 4.2 from the registered ``resnet20 ... resnet1202`` models;
+* zoo's CIFAR-10 weights beside the papers' and a public CIFAR zoo's numbers, from the manifest and
+  ``cifar10_references.json``.
 
 ``models.md`` holds placeholders (``<!-- zoo:vgg-table -->`` ...) that the hook replaces at build time, so
 a change to a config table shows on the site without anyone copying it.
@@ -102,6 +104,69 @@ def cifar_resnet_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def cifar10_results() -> str:
+    """zoo's CIFAR-10 weights beside the ResNet paper's and a public CIFAR zoo's top-1, one row per network;
+    zoo's numbers come from the manifest, the others from ``docs/cifar10_references.json``."""
+    from zoo.hub import manifest
+
+    refs = json.loads((Path(__file__).resolve().parent / "cifar10_references.json").read_text(encoding="utf-8"))
+    src = refs["sources"]
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{value:.2f} %"
+
+    lines = [
+        f"| network | zoo weights | zoo top-1 | trained | [ResNet paper]({src['paper']['url']}) | "
+        f"[{src['chenyaofo']['title']}]({src['chenyaofo']['url']}) |",
+        "|---|---|--:|---|--:|--:|",
+    ]
+    for arch, ref in refs["top1"].items():
+        entry = manifest.get_entry(arch, "cifar10") if f"{arch}.cifar10" in manifest.weight_names() else None
+        if entry is None:
+            lines.append(f"| `{arch}` | none yet | — | — | {pct(ref['paper'])} | {pct(ref['chenyaofo'])} |")
+            continue
+        metrics, origin = entry.metrics or {}, entry.origin or {}
+        on = metrics.get("eval_set", "test set")
+        seconds = origin.get("train_seconds")
+        trained = f"{origin.get('epochs', '?')} epochs" + (f", {seconds / 60:.0f} min" if seconds else "")
+        device = str(origin.get("device") or "")
+        trained += f" on the {'GPU' if device.startswith('cuda') else device.upper()}" if device else ""
+        trained += " (from the JPEG files)" if "jpg" in str(origin.get("command", "")) else ""
+        top1 = f"**{pct(metrics.get('top1'))}** ({on})"
+        lines.append(f"| `{arch}` | `{arch}.cifar10` ({entry.status}) | {top1} | {trained} | {pct(ref['paper'])} | "
+                     f"{pct(ref['chenyaofo'])} |")  # fmt: skip
+    notes = f"ResNet paper: {src['paper']['note']}. {src['chenyaofo']['title']}: {src['chenyaofo']['note']}."
+    return "\n".join(lines) + f"\n\nAll on the CIFAR-10 test set. {notes}\n"
+
+
+RUNS = Path(__file__).resolve().parent / "runs"
+
+
+def run_curve(name: str) -> str:
+    """A training run's record (``docs/runs/<name>/metrics.csv``, copied from its run folder): test top-1 and
+    time at chosen epochs, and the totals."""
+    import csv
+
+    with open(RUNS / name / "metrics.csv", newline="", encoding="utf-8") as f:
+        rows = [{k: float(v) if v not in ("", None) else None for k, v in r.items()} for r in csv.DictReader(f)]
+    last = len(rows)
+    shown = sorted({1, 5, *range(10, last, 10), last})
+    lines = ["| epoch | learning rate | train loss | train top-1 (augmented) | test top-1 | epoch time |",
+             "|--:|--:|--:|--:|--:|--:|"]  # fmt: skip
+    for e in shown:
+        r = rows[e - 1]
+        lines.append(f"| {e} | {r['lr']:.4f} | {r['train_loss']:.4f} | {r['train_acc1']:.2f} % | "
+                     f"{r['test_acc1']:.2f} % | {r['epoch_time']:.1f} s |")  # fmt: skip
+    train_s = sum(r["epoch_time"] for r in rows)
+    median = sorted(r["img_per_s"] for r in rows)[last // 2]
+    wall = rows[-1]["time"] - (rows[0]["time"] - rows[0]["epoch_time"])
+    return "\n".join(lines) + (
+        f"\n\n{last} epochs: {train_s:,.0f} s of training ({train_s / 60:.1f} min; median {median:,.0f} img/s), "
+        f"{wall:,.0f} s from the first step to the last test evaluation. "
+        f"The full record: `docs/runs/{name}/metrics.csv`.\n"
+    )
+
+
 def _results_table(path: Path, level: str) -> list[str]:
     data = json.loads(path.read_text(encoding="utf-8"))
     m, rows = data["machine"], data["rows"]
@@ -148,4 +213,7 @@ PLACEHOLDERS: dict[str, Callable[[], str]] = {
     "<!-- zoo:vgg-table -->": vgg_table,
     "<!-- zoo:resnet-table -->": resnet_table,
     "<!-- zoo:cifar-resnet-table -->": cifar_resnet_table,
+    "<!-- zoo:cifar10-results -->": cifar10_results,
 }
+# Each run recorded under docs/runs/ has its placeholder, <!-- zoo:run NAME -->.
+PLACEHOLDERS.update({f"<!-- zoo:run {p.name} -->": (lambda n=p.name: run_curve(n)) for p in sorted(RUNS.glob("*"))})

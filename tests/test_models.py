@@ -149,9 +149,8 @@ def test_bad_resnet_options():
         zoo.models.ResNet(zoo.models.resnet.Bottleneck, [3, 4, 6])
     with pytest.raises(ValueError, match=r"groups=0 is invalid"):
         zoo.models.ResNet(zoo.models.resnet.Bottleneck, [1, 1, 1, 1], groups=0)
-    # The registered name fixes the structure: resnet50 with 32 groups would be resnext50_32x4d.
-    with pytest.raises(TypeError, match=r"resnet50\(\) got unexpected keyword argument\(s\) 'groups'"):
-        zoo.create_model("resnet50", groups=32)
+    with pytest.raises(TypeError, match=r"resnet50\(\) got unexpected keyword argument\(s\) 'block'"):
+        zoo.create_model("resnet50", block=zoo.models.resnet.BasicBlock)  # the name fixes the block and depth
 
 
 # Parameter counts of the paper's CIFAR networks as He et al. (2015) report them in Table 6, in millions.

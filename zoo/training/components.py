@@ -34,7 +34,8 @@ def cpu_has_native_bf16() -> bool:
 
 def amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     """The autocast dtype of a recipe's ``amp`` on ``device``: float16 on CUDA (with a gradient scaler), bfloat16
-    on a CPU with native bf16 (measured here: resnet20 trains 1.75x faster than in float32), else None."""
+    on a CPU with native bf16 (resnet20 trains 1.65x faster than in float32 there: benchmarks/cifar_epoch.py),
+    else None."""
     if not amp:
         return None
     if device.type == "cuda":

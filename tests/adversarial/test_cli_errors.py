@@ -87,6 +87,7 @@ def test_published_folders_and_files_honour_the_umask(run_copy, weights_env, tmp
     [
         (["--device", "quantum"], "--device quantum"),
         (["--device", "cuda:x"], "--device cuda:x"),
+        (["--device", "cpu:1"], "--device cpu:1"),
         (["--threads", "-1"], "--threads -1"),
         (["--threads", "0"], "--threads 0"),
         (["--set", "label_smoothing=2"], "label_smoothing=2"),
@@ -115,6 +116,9 @@ def test_a_gpu_torch_does_not_see_is_one_clear_line(mnist_dir, tmp_path, capsys)
         assert cli(*command, "--device", "cuda") == 2
         err = capsys.readouterr().err.strip()
         assert LINE.match(err) and "torch sees no GPU" in err and "--device cpu" in err, err
+    if not torch.backends.mps.is_available():
+        assert cli(*command, "--device", "mps") == 2
+        assert "torch sees no Apple GPU (MPS)" in capsys.readouterr().err
 
 
 def test_create_model_without_a_name_says_what_a_name_is():

@@ -58,7 +58,8 @@ def progress(iterable: Iterable | None = None, **kwargs: Any) -> Any:
 
 
 def parse_device(name: str | None) -> Any:
-    """``--device``: ``auto`` (or None: CUDA when torch sees a GPU, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    """``--device``: ``auto`` (or None: CUDA when torch sees a GPU, else the CPU), ``cpu``, ``cuda``, ``cuda:N``
+    or ``mps`` (an Apple GPU).
 
     Raises :class:`zoo.errors.ZooError`-typed ``ValueError`` naming what is valid for anything else, and for a
     GPU that torch does not see, instead of torch's own RuntimeError.
@@ -71,8 +72,10 @@ def parse_device(name: str | None) -> Any:
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     kind, _, index = text.partition(":")
-    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
-        raise DeviceError(f"--device {name}: not a device zoo can use", hint="give auto, cpu, cuda or cuda:N")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()) or (kind != "cuda" and index):
+        raise DeviceError(f"--device {name}: not a device zoo can use", hint="give auto, cpu, cuda, cuda:N or mps")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"--device {name}: torch sees no Apple GPU (MPS) here", hint="use --device cpu (or auto)")
     if kind == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:

@@ -195,6 +195,38 @@ def test_concurrent_hub_downloads_share_one_transfer_and_a_killed_one_leaves_not
     assert server.count("GET", path) == 2
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_a_hostile_hub_etag_never_becomes_a_path(weights_env, mnist_file, server, force):
+    # huggingface_hub names the blob after X-Linked-Etag: blobs/../../../../victim.txt is beside HF_HOME.
+    victim = weights_env.hf_home.parent / "victim.txt"
+    victim.write_text("the user's file")
+    repo_id = weights_env.add_hub("mnist_cnn.etag", mnist_file)  # the manifest pins the SHA-256
+    for path in list(server.etags):
+        if path.startswith(f"/{repo_id}/"):
+            server.etags[path] = "../../../../victim.txt"
+    assert fetch.fetch("mnist_cnn.etag", force=force).read_bytes() == mnist_file.data
+    assert victim.read_text() == "the user's file"
+    blobs = [p.relative_to(weights_env.hf_home / "hub") for p in weights_env.hub_files()]
+    assert blobs == [Path(f"models--{repo_id.replace('/', '--')}", "blobs", mnist_file.sha256)]
+
+
+def test_a_hub_file_larger_than_the_manifest_says_is_not_read_to_the_end(weights_env, mnist_file, server):
+    repo_id = weights_env.add_hub("mnist_cnn.big", mnist_file)
+    big = mnist_file.data * 150
+    server.add_hub(repo_id, "model.safetensors", big, sha256=mnist_file.sha256)  # the Hub claims the pinned file
+    with pytest.raises(IntegrityError, match="larger than the .* bytes expected"):
+        fetch.fetch("mnist_cnn.big")
+    assert weights_env.hub_files() == []
+
+
+def test_a_url_larger_than_the_manifest_says_is_refused_before_it_is_read(weights_env, mnist_file, server):
+    url = server.add(f"{weights_env.prefix}/big.safetensors", mnist_file.data * 150)
+    _write_manifest(weights_env, {"mnist_cnn.big": entry_for(mnist_file, {"type": "url", "url": url})})
+    with pytest.raises(IntegrityError, match=r"announced .* bytes .* a file of"):
+        fetch.fetch("mnist_cnn.big")
+    assert not list(weights_env.cache.rglob("*.safetensors*"))
+
+
 # ------------------------------------------------------------------------------------------ caches
 
 

@@ -12,8 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from zoo.errors import WeightsError
-from zoo.hub.entry import COMMIT_RE, Source
+from zoo.errors import IntegrityError, WeightsError
+from zoo.hub.entry import COMMIT_RE, SHA256_RE, Source
 
 __all__ = [
     "drop_hub_file", "explain_hub_error", "hf_hub_cache", "hub_cached_file", "hub_download", "repo_folder",
@@ -165,19 +165,105 @@ def explain_hub_error(error: BaseException, what: str, endpoint: str) -> Weights
     )
 
 
-def hub_download(source: Source, what: str, force: bool, hint: str) -> Path:
-    """``hf_hub_download`` of a resolved Hub source; any failure is a :class:`WeightsError` that says which."""
-    from huggingface_hub import hf_hub_download
+def _plain_relative(text: str, what: str) -> str:
+    """``text`` if it is a relative path that stays inside the folder it is joined to, else a WeightsError."""
+    parts = text.split("/")
+    if not text or "\\" in text or any(part in ("", ".", "..") for part in parts):
+        raise WeightsError(f"{what} {text!r} is not a plain relative path: zoo does not turn it into a file name")
+    return text
 
-    endpoint = os.environ.get("HF_ENDPOINT") or None  # read now: huggingface_hub reads it once, at import
+
+def _stream_hub_file(url: str, tmp: Path, size: int | None, what: str) -> None:
+    """Stream a Hub file to ``tmp``, stopping as soon as more bytes than ``size`` arrive."""
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+    from tqdm.auto import tqdm
+
+    from zoo.hub.verify import CHUNK
+    from zoo.utils import env_flag
+
+    received = 0
+    headers = {**build_hf_headers(library_name="zoo"), "Accept-Encoding": "identity"}
+    disable = env_flag("ZOO_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS")
+    with get_session().stream("GET", url, headers=headers, follow_redirects=True, timeout=60) as response:
+        if response.is_error:
+            response.read()
+            hf_raise_for_status(response)
+        with open(tmp, "wb") as out, tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=what,
+                                          disable=disable, file=sys.stderr, leave=False) as bar:  # fmt: skip
+            for block in response.iter_bytes(CHUNK):
+                received += len(block)
+                if size is not None and received > size:
+                    raise IntegrityError(
+                        f"{what} is larger than the {size:,} bytes expected: zoo stopped reading at {received:,} "
+                        "bytes. Nothing was cached."
+                    )
+                out.write(block)
+                bar.update(len(block))
+
+
+def _link_snapshot(snapshot: Path, blob: Path) -> None:
+    """Point ``snapshot`` at ``blob`` with a relative link, as huggingface_hub does (a copy where links fail)."""
+    from zoo.utils.files import atomic_path, temp_path_for
+
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(snapshot, ".link")
+    tmp.unlink(missing_ok=True)
     try:
-        path = hf_hub_download(
-            str(source.repo_id), str(source.filename), revision=source.revision, cache_dir=hf_hub_cache(),
-            endpoint=endpoint, force_download=force, library_name="zoo",
-        )  # fmt: skip
+        os.symlink(os.path.relpath(blob, snapshot.parent), tmp)
+    except OSError:  # no symlinks here (Windows without developer mode): huggingface_hub copies too
+        import shutil
+
+        with atomic_path(snapshot) as copy:
+            shutil.copyfile(blob, copy)
+        return
+    os.replace(tmp, snapshot)  # replaces an entry that is there, never writes through it
+
+
+def hub_download(
+    source: Source, commit: str, sha256: str, size: int | None, what: str, hint: str, force: bool = False
+) -> Path:
+    """Download a Hub file at ``commit`` into huggingface_hub's cache layout as blob ``sha256``, verified.
+
+    zoo writes the file itself rather than calling ``hf_hub_download``: huggingface_hub names the blob after
+    the ``X-Linked-Etag`` of its own request without checking it, so a hostile endpoint could make it write
+    anywhere (docs/weights.md, "Known upstream issues"). Here every name comes from a value zoo checked: a
+    40-hex commit, a 64-hex SHA-256, the manifest's file name and revision. The blob appears only complete
+    and with the expected SHA-256; any failure is a :class:`WeightsError` that says which.
+    """
+    from huggingface_hub import hf_hub_url
+
+    from zoo.hub.verify import check_file
+    from zoo.utils.files import atomic_path, remove_stale_temp_files, write_text_atomic
+
+    if not COMMIT_RE.fullmatch(commit) or not SHA256_RE.fullmatch(sha256):
+        raise ValueError(f"hub_download needs a checked commit and SHA-256, not {commit!r} and {sha256!r}")
+    filename = _plain_relative(str(source.filename), "the file name")
+    revision = _plain_relative(source.revision or "main", "the revision")
+    folder = repo_folder(source)
+    blob = folder / "blobs" / sha256
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    url = hf_hub_url(str(source.repo_id), filename, revision=commit, endpoint=endpoint)
+    try:
+        if force or blob.is_symlink() or check_file(blob, sha256, size) is not None:
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(blob.parent, (blob.name,))  # a killed download's; the caller holds the lock
+            with atomic_path(blob, suffix=".incomplete") as tmp:
+                _stream_hub_file(url, tmp, size, what)
+                problem = check_file(tmp, sha256, size)
+                if problem is not None:
+                    raise IntegrityError(
+                        f"the file downloaded for {what} {problem.replace(' (corrupted or replaced)', '')}: it is "
+                        "not the file that was verified. Nothing was cached."
+                    )
+        snapshot = folder / "snapshots" / commit / filename
+        _link_snapshot(snapshot, blob)
+        if not COMMIT_RE.fullmatch(revision):  # a branch's refs/ entry, so that timm finds the file too
+            write_text_atomic(folder / "refs" / revision, commit)
+    except IntegrityError:
+        raise
     except transport_errors() as e:
         error = explain_hub_error(e, what, endpoint or "https://huggingface.co")
         if error.hint is None:
             error.hint = hint
         raise error from None
-    return Path(path)
+    return snapshot

@@ -199,20 +199,10 @@ def _fetch_hub(name: str, source: Source, force: bool) -> Path:
             f"the Hub serves another file for {what} than the manifest describes: SHA-256 {hub_sha}, expected "
             f"{pinned}. Nothing was downloaded; the repo may hold another file than the manifest describes."
         )
-    want, want_size = pinned or str(hub_sha), size if pinned else hub_size
-    # Downloaded at the revision asked for (a branch keeps its refs/ entry, so timm finds the file too).
-    path = hub_download(replace(source, revision=revision), what, force=force, hint=how_to_get_it(name))
-    problem = check_file(path, want, want_size)
-    if problem is not None:
-        drop_hub_file(path, source)
-        said = "the manifest describes" if sha else "the Hub announced"
-        raise IntegrityError(
-            f"the file downloaded for {name} from {manifest.describe(source)} {problem}: it is not the file "
-            f"{said}. Nothing was cached."
-        )
-    served = _snapshot_commit(path, source)
-    write_pin(name, source, {"commit": served if COMMIT_RE.fullmatch(served) else commit, "sha256": want,
-                              "size": path.stat().st_size})  # fmt: skip
+    want, want_size = pinned or str(hub_sha), size if pinned else (size or hub_size)
+    # Fetched at the commit just checked: a branch moving between the two requests cannot swap the file.
+    path = hub_download(replace(source, revision=revision), commit, want, want_size, what, how_to_get_it(name), force)
+    write_pin(name, source, {"commit": commit, "sha256": want, "size": path.stat().st_size})
     return path
 
 
@@ -226,8 +216,9 @@ def url_cache_path(name: str, entry: WeightsEntry) -> Path:
     return cache_dir() / "weights" / f"{name}-{str(entry.sha256)[:12]}.safetensors"
 
 
-def _stream_url(url: str, tmp: Path, name: str) -> tuple[str, int]:
-    """Download ``url`` into ``tmp``; returns (sha256, bytes). Raises if fewer bytes than announced arrive."""
+def _stream_url(url: str, tmp: Path, name: str, limit: int | None = None) -> tuple[str, int]:
+    """Download ``url`` into ``tmp``; returns (sha256, bytes). Raises if fewer bytes than announced arrive, or
+    (without reading on) as soon as more than ``limit`` bytes are announced or arrive."""
     import urllib.request
 
     from tqdm.auto import tqdm
@@ -238,6 +229,8 @@ def _stream_url(url: str, tmp: Path, name: str) -> tuple[str, int]:
     with urllib.request.urlopen(request, timeout=60) as response, open(tmp, "wb") as out:
         announced = response.headers.get("Content-Length")
         total = int(announced) if announced and announced.isdigit() else None
+        if limit is not None and total is not None and total > limit:
+            raise _too_large(name, url, total, limit, "announced")
         quiet = ("ZOO_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS")
         disable = env_flag(*quiet)
         with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name, disable=disable,
@@ -246,19 +239,29 @@ def _stream_url(url: str, tmp: Path, name: str) -> tuple[str, int]:
                 out.write(block)
                 digest.update(block)
                 received += len(block)
+                if limit is not None and received > limit:
+                    raise _too_large(name, url, received, limit, "received at least")
                 bar.update(len(block))
     if total is not None and received != total:
         raise IntegrityError(f"download of {name} from {url} was cut off: {received:,} of {total:,} bytes arrived")
     return digest.hexdigest(), received
 
 
-def download(name: str, url: str, tmp: Path, dest: Path) -> tuple[str, int]:
-    """Stream ``url`` to ``tmp``; any failure is a WeightsError that says which (nothing is kept)."""
+def _too_large(name: str, url: str, got: int, limit: int, how: str) -> IntegrityError:
+    return IntegrityError(
+        f"{url} {how} {got:,} bytes for {name}, and the manifest describes a file of {limit:,}: zoo stopped "
+        "reading. Nothing was cached; the server may be serving another file, or the manifest entry is out of date."
+    )
+
+
+def download(name: str, url: str, tmp: Path, dest: Path, limit: int | None = None) -> tuple[str, int]:
+    """Stream ``url`` to ``tmp`` (at most ``limit`` bytes); any failure is a WeightsError that says which
+    (nothing is kept)."""
     import http.client
     import urllib.error
 
     try:
-        return _stream_url(url, tmp, name)
+        return _stream_url(url, tmp, name, limit)
     except urllib.error.HTTPError as e:
         raise WeightsError(f"could not download {name} from {url}: HTTP {e.code} {e.reason}") from None
     except http.client.IncompleteRead as e:
@@ -297,7 +300,7 @@ def _fetch_url(name: str, entry: WeightsEntry, source: Source, force: bool) -> P
     _clear_stale_parts(dest)
     # atomic_path: the file appears at dest only complete and verified (synced, renamed, folder synced).
     with atomic_path(dest, suffix=".part") as tmp:
-        sha, size = download(name, str(source.url), tmp, dest)
+        sha, size = download(name, str(source.url), tmp, dest, limit=entry.size)
         if size != entry.size or sha != entry.sha256:
             raise IntegrityError(
                 f"the file downloaded for {name} from {source.url} does not match the manifest: {size:,} bytes with "

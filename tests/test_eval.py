@@ -82,15 +82,16 @@ def test_zoo_eval_checkpoint(trained, tmp_path):
     data, run = trained
     out_json = tmp_path / "results.json"
     res = run_zoo("zoo", "eval", "mnist_cnn", "--checkpoint", str(run / "best.safetensors"), "--dataset", "mnist",
-                  "--data-dir", str(data), "--json", str(out_json))  # fmt: skip
+                  "--data-dir", str(data), "--json", str(out_json), "--output", str(tmp_path / "ev"))  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "top-1" in res.stdout and "top-5" in res.stdout and "loss" in res.stdout
     results = json.loads(out_json.read_text())
     # Per-class lines name every digit with its accuracy.
     for name, acc in zip(results["label_names"], results["per_class_acc"], strict=True):
         assert any(line.split()[:2] == [name, f"{acc:.2f}"] for line in res.stdout.splitlines())
-    png = run / "confusion_mnist_test.png"
+    png = tmp_path / "ev" / "confusion.png"  # a new folder: nothing is written into the run
     assert f"confusion matrix: {png}" in res.stdout
+    assert json.loads((tmp_path / "ev" / "results.json").read_text()) == results
     with Image.open(png) as im:
         assert im.format == "PNG" and min(im.size) > 300
     # Independent check: a plain loop over the IDX test images with the saved weights.
@@ -113,9 +114,8 @@ def test_zoo_eval_checkpoint(trained, tmp_path):
 def test_zoo_eval_run_folder_and_errors(trained, tmp_path, capsys):
     data, run = trained
     common = ["--dataset", "mnist", "--data-dir", str(data)]
-    assert (
-        cli_main(["eval", "mnist_cnn", "--checkpoint", str(run), *common, "--confusion", str(tmp_path / "c.png")]) == 0
-    )
+    args = ["eval", "mnist_cnn", "--checkpoint", str(run), *common, "--confusion", str(tmp_path / "c.png")]
+    assert cli_main([*args, "--output", str(tmp_path / "ev")]) == 0
     assert (tmp_path / "c.png").is_file() and "top-1" in capsys.readouterr().out
     assert cli_main(["eval", "resnet20", "--checkpoint", str(run), *common]) == 2
     assert "was trained as 'mnist_cnn', not 'resnet20'" in capsys.readouterr().err
@@ -157,7 +157,7 @@ def test_zoo_eval_of_an_image_folder_run_uses_its_held_out_images(tmp_path, caps
     assert (recorded["seed"], recorded["val_split"], recorded["val_images"]) == (7, 0.34, 6)
     out_json = tmp_path / "eval.json"
     assert cli_main(["eval", "resnet20", "--checkpoint", str(run), "--dataset", spec, "--workers", "0",
-                     "--json", str(out_json)]) == 0  # fmt: skip
+                     "--json", str(out_json), "--output", str(tmp_path / "ev")]) == 0  # fmt: skip
     results = json.loads(out_json.read_text())
     # The same 6 images the run validated on: their count, and the loss the run measured on them.
     val_row = read_metrics(run / "metrics.csv")[0]
@@ -195,3 +195,26 @@ def test_zoo_eval_names_the_cifar_test_set_it_measured(tmp_path, capsys):
         assert found[named]["eval_set"] == named and found[named]["count"] == 40
     # Lossless files hold the same pixels: the same predictions, whichever layout they came in.
     assert found["original test set"]["confusion"] == found["test set as image files"]["confusion"]
+
+
+def test_zoo_eval_of_a_new_folder_measures_all_of_it_and_leaves_the_run_alone(tmp_path, capsys):
+    from synth_data import make_image_folder
+
+    make_image_folder(tmp_path / "photos", per_class=6, size=20)
+    make_image_folder(tmp_path / "new", per_class=30, size=20)
+    run = tmp_path / "run"
+    assert cli_main(["train", "resnet20", "--dataset", f"imagefolder:{tmp_path / 'photos'}", "--epochs", "1",
+                     "--batch-size", "4", "--workers", "0", "--output", str(run)]) == 0  # fmt: skip
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    capsys.readouterr()
+    new = ["eval", "resnet20", "--checkpoint", str(run), "--dataset", f"imagefolder:{tmp_path / 'new'}",
+           "--workers", "0"]  # fmt: skip
+    for out, split, count in (("all", [], 90), ("held", ["--split", "test", "--val-split", "0.1"], 9)):
+        assert cli_main([*new, *split, "--output", str(tmp_path / out)]) == 0
+        assert json.loads((tmp_path / out / "results.json").read_text())["count"] == count
+        assert (tmp_path / out / "confusion.png").is_file()
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    # The run's own folder is not a new one, and is never an evaluation's output.
+    assert cli_main([*new, "--output", str(run)]) == 2
+    assert "holds files that zoo did not write" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before

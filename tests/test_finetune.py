@@ -68,7 +68,7 @@ def test_fine_tune_an_image_folder_with_either_stem(imagenet_weights, seen_shape
     # zoo eval rebuilds the run's model and transform: the same loss on the same held-out images.
     out_json = tmp_path / "eval.json"
     assert cli_main(["eval", "resnet18", "--checkpoint", str(run), "--dataset", spec, "--workers", "0",
-                     "--json", str(out_json)]) == 0  # fmt: skip
+                     "--json", str(out_json), "--output", str(tmp_path / "ev")]) == 0  # fmt: skip
     val_row = read_metrics(run / "metrics.csv")[0]
     assert json.loads(out_json.read_text())["loss"] == pytest.approx(val_row["val_loss"], rel=1e-4)
 

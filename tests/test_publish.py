@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -116,16 +117,50 @@ def _check_front_matter(readme: Path, fresh: dict) -> None:
 def test_publishing_over_an_existing_folder_needs_force(mnist_run, weights_env, tmp_path, capsys):
     run, _ = mnist_run
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(out), "--no-manifest"]) == 0
+    first = _snapshot(out)
     assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(out)]) == 2
     assert "exists; pass --force" in capsys.readouterr().err
-    assert _snapshot(out) == {"keep.txt": b"mine"}
+    assert _snapshot(out) == first
     assert "mnist_cnn.synth" not in weights_env.manifest()["weights"]
 
     assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(out), "--force"]) == 0
-    assert (out / "model.safetensors").is_file() and not (out / "keep.txt").exists()
+    assert (out / "model.safetensors").is_file() and not list(tmp_path.glob(".mnist_cnn.synth.*"))
     assert weights_env.manifest()["weights"]["mnist_cnn.synth"]["status"] == "unpublished"  # not pushed, not bundled
+
+
+def test_force_never_replaces_a_folder_zoo_did_not_publish(mnist_run, weights_env, tmp_path, capsys):
+    run, _ = mnist_run
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train-images-idx3-ubyte").write_bytes(b"\x00" * 64)
+    bundled = weights_env.dir  # weights/: the manifest and every bundled file
+    for out in (data, bundled):
+        before = _snapshot(out)
+        assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(out), "--force"]) == 2
+        err = capsys.readouterr().err
+        assert "holds files that zoo did not write" in err and "published folder" in err
+        assert _snapshot(out) == before
+    assert "mnist_cnn.synth" not in weights_env.manifest()["weights"]
+
+
+def test_a_killed_publish_leaves_no_staging_folder_for_good(mnist_run, weights_env, tmp_path):
+    run, _ = mnist_run
+    stale = tmp_path / ".mnist_cnn.synth.staging-999999999-abc"  # no such process
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    live = tmp_path / f".mnist_cnn.synth.staging-{os.getpid()}-abc"  # a publish still running
+    live.mkdir()
+    assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(tmp_path / "out"), "--no-manifest"]) == 0
+    assert not stale.exists() and live.is_dir()
+
+
+def test_a_name_too_long_for_a_file_name_is_refused_before_writing(mnist_run, weights_env, tmp_path, capsys):
+    run, _ = mnist_run
+    name = "mnist_cnn." + "x" * 240
+    assert cli(["publish", str(run), "--name", name, "--out", str(tmp_path / "out"), "--bundle"]) == 2
+    assert "at most 128 characters" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and name not in weights_env.manifest()["weights"]
 
 
 def test_new_weights_do_not_take_the_default_from_published_ones(mnist_run, weights_env, tmp_path):

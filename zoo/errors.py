@@ -12,7 +12,8 @@ from __future__ import annotations
 
 __all__ = [
     "DataError", "DependencyError", "DeviceError", "IntegrityError", "ManifestError", "ModelArgumentError",
-    "NotPublishedError", "OfflineError", "RecipeError", "RunError", "WeightsError", "WeightsFileError", "ZooError",
+    "NotPublishedError", "OfflineError", "OutputFolderError", "RecipeError", "RunError", "WeightsError",
+    "WeightsFileError", "ZooError",
 ]  # fmt: skip
 
 
@@ -76,3 +77,7 @@ class DeviceError(ZooError, ValueError):
 
 class RecipeError(ZooError, ValueError):
     """A training recipe setting outside the values it can take (the message names the field and its range)."""
+
+
+class OutputFolderError(ZooError, ValueError):
+    """An output folder that zoo may not write into: it holds files zoo did not write (a data set, a home folder)."""

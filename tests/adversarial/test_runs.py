@@ -167,6 +167,28 @@ def test_zero_epochs_a_mistyped_setting_and_an_output_that_is_a_file(mnist_dir, 
     assert file.read_text() == "mine"
 
 
+def test_an_output_folder_that_is_not_a_run_is_left_alone(mnist_dir, tmp_path, capsys):
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"mine": true}')
+    (mine / "metrics.csv").write_text("my,numbers\n")
+    (mine / ".notes.txt.123.456.tmp").write_text("looks like zoo's temp file, is not")
+    before = _files(mine)
+    assert cli(*train_argv(mnist_dir, mine)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoo train: error: ") and "holds files that zoo did not write" in err
+    assert _files(mine) == before
+
+
+def test_a_run_folder_and_an_empty_folder_are_still_written(mnist_dir, tmp_path, run_copy):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli(*train_argv(mnist_dir, empty)) == 0
+    assert _status(empty)["status"] == "finished"
+    assert cli(*train_argv(mnist_dir, run_copy, "--resume", epochs=2)) == 0
+    assert _status(run_copy)["status"] == "finished"
+
+
 # ------------------------------------------------------------------------------------------ signals and the lock
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 from zoo.utils import parse_device, write_text_atomic
@@ -19,9 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="mnist, fashion_mnist, cifar10, cifar100, imagefolder:PATH")
     parser.add_argument("--data-dir", help="folder holding the dataset, or a .tar.gz of an image folder "
                         "(see docs/training.md for layouts)")  # fmt: skip
-    parser.add_argument("--split", default="test", choices=("test", "val", "train"),
-                        help="which split: test (the official test split, or an image folder's held-out images; "
-                        "val is the same), or train")  # fmt: skip
+    parser.add_argument("--split", choices=("test", "val", "train", "all"),
+                        help="which images: test (the official test split, or the held-out images of the image "
+                        "folder a run trained on; val is the same), train, or all. Default: test, but all of an "
+                        "image folder that is not the run's own and has no val/ or test/")  # fmt: skip
     parser.add_argument("--val-split", type=float, help="image folders without val/ or test/: the held-out fraction "
                         "(default: the training run's, from its run.json)")  # fmt: skip
     parser.add_argument("--seed", type=int, help="seed of --val-split (default: the training run's, else 42)")
@@ -31,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument("--download", action="store_true", help="let torchvision download CIFAR (needs internet)")
     parser.add_argument("--strict-images", action="store_true", help="fail on an unreadable image instead of skipping")
-    parser.add_argument("--confusion", help="confusion-matrix PNG path (default: beside the checkpoint, or ./)")
+    parser.add_argument("--output", help="a new folder for the confusion matrix and results.json (default: "
+                        "evals/<model>-<dataset>-<time>); never a run's folder")  # fmt: skip
+    parser.add_argument("--confusion", help="write the confusion-matrix PNG to this file instead")
     parser.add_argument("--json", dest="json_out", help="also write the results as JSON here")
 
 
@@ -50,8 +55,8 @@ def main(args: argparse.Namespace) -> int:
     if not args.checkpoint and not args.pretrained:
         raise ValueError("give --checkpoint PATH (a `zoo train` run) or --pretrained")
     device = parse_device(args.device)  # before any data or weights are read
-    kind, _ = parse_dataset(args.dataset, args.data_dir)
-    split = "val" if args.split == "test" else args.split  # create_datasets' name for the evaluation split
+    kind, folder = parse_dataset(args.dataset, args.data_dir)
+    out_dir = _eval_output(args, kind)
     model_kwargs = {"stem": args.stem} if args.stem else {}
     eval_transform = None
     normalization = None
@@ -78,26 +83,38 @@ def main(args: argparse.Namespace) -> int:
         from zoo.factory import create_model
 
         cfg = create_model(args.model, **model_kwargs).pretrained_cfg
-    # An image folder split by `zoo train` is split again the same way: the run's seed and fraction (in its
-    # run.json), so that only its held-out images are evaluated.
+    # The image folder a run trained on is split again the same way (the run's seed and fraction, from its
+    # run.json), so that only its held-out images are evaluated; another folder is new to the model: all of it.
+    own_folder = run is not None and _same_folder(run.get("data_dir"), folder, args.checkpoint)
+    chosen = args.split or ("all" if kind == "imagefolder" and not own_folder and args.val_split is None else "test")
+    split = "val" if chosen == "test" else chosen  # create_datasets' name for the evaluation split
     seed = args.seed if args.seed is not None else (run or {}).get("seed", 42)
-    val_split = args.val_split if args.val_split is not None else (run or {}).get("val_split")
+    val_split = args.val_split if args.val_split is not None else (run or {}).get("val_split") if own_folder else None
+    if split == "all":
+        split, val_split = ("train", "val"), (0.0 if kind == "imagefolder" else None)
     train_set, val_set, info = create_datasets(
         args.dataset, args.data_dir, model_cfg=cfg, val_split=val_split if kind == "imagefolder" else None,
         seed=seed, strict_images=args.strict_images, download=args.download, eval_transform=eval_transform,
         normalization=normalization if normalization and len(normalization[0]) in (1, 3) else None,
-        splits=(split,),
+        splits=split if isinstance(split, tuple) else (split,),
     )  # fmt: skip
-    dataset = val_set if split == "val" else train_set
-    if dataset is None:
-        raise ValueError(f"{args.dataset} has no {split} images")
-    shown = ("test" if info.eval_split == "test" else "val") if split == "val" else split
-    described = info.eval_set_name if split == "val" else split
-    if split == "train" and kind == "imagefolder" and eval_transform is None:
+    if "train" in split and kind == "imagefolder" and eval_transform is None and train_set is not None:
         # Measure the training images as the model sees them at test time, without augmentation.
         from zoo.data.transforms import Augment, folder_transforms
 
-        dataset.transform = folder_transforms(cfg, Augment())[1]
+        train_set.transform = folder_transforms(cfg, Augment())[1]
+    if isinstance(split, tuple):
+        import torch.utils.data
+
+        parts = [d for d in (train_set, val_set) if d is not None and len(d)]
+        dataset = torch.utils.data.ConcatDataset(parts) if len(parts) > 1 else (parts[0] if parts else None)
+        shown = described = "all"
+    else:
+        dataset = val_set if split == "val" else train_set
+        shown = ("test" if info.eval_split == "test" else "val") if split == "val" else split
+        described = info.eval_set_name if split == "val" else split
+    if dataset is None:
+        raise ValueError(f"{args.dataset} has no {shown} images")
     if not args.pretrained:
         model, run_cfg = load_run_model(
             args.model, args.checkpoint, default_kwargs={"num_classes": info.num_classes, "in_chans": info.in_chans,
@@ -114,17 +131,48 @@ def main(args: argparse.Namespace) -> int:
     source = args.checkpoint or f"{args.model} (pretrained)"
     title = f"{args.model} on {info.name} ({described}): {source}"
     print(format_results(results, title))
-    if args.confusion:
-        png = Path(args.confusion)
-    elif args.checkpoint:
-        ck = Path(args.checkpoint)
-        png = (ck if ck.is_dir() else ck.parent) / f"confusion_{info.name}_{shown}.png"
-    else:
-        png = Path(f"confusion_{args.model}_{info.name}_{shown}.png")
+    record = {"model": args.model, "source": str(source), "dataset": info.name, "eval_set": described, **results}
+    text = json.dumps(record, indent=1)
+    png = Path(args.confusion) if args.confusion else out_dir / "confusion.png"
+    if not args.confusion or not args.json_out:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out_dir / "results.json", text)
     plot_confusion(results["confusion"], results["label_names"], png, title)
     print(f"confusion matrix: {png}")
     if args.json_out:
-        record = {"model": args.model, "source": str(source), "dataset": info.name, "eval_set": described, **results}
-        write_text_atomic(args.json_out, json.dumps(record, indent=1))  # replaces a link there, never through it
+        write_text_atomic(args.json_out, text)  # replaces a link there, never through it
     sys.stdout.flush()
     return 0
+
+
+EVAL_FILES = frozenset({"confusion.png", "results.json"})
+
+
+def _eval_output(args: argparse.Namespace, kind: str) -> Path:
+    """The folder this evaluation writes: new (or one of zoo's evaluation folders), never a run's."""
+    from zoo.utils.files import check_output_folder
+
+    if args.output:
+        out = Path(args.output)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path("evals") / f"{args.model.replace('.', '_')}-{kind}-{stamp}"
+        n = 1
+        while out.exists():
+            n += 1
+            out = out.with_name(f"{args.model.replace('.', '_')}-{kind}-{stamp}-{n}")
+    check_output_folder(out, "--output", "evaluation folder", lambda f: set(os.listdir(f)) <= EVAL_FILES)
+    return out
+
+
+def _same_folder(recorded: object, folder: Path, checkpoint: str | None) -> bool:
+    """Whether ``folder`` is the data folder a run recorded (relative to where it was trained, or to the run)."""
+    if not isinstance(recorded, str) or not recorded:
+        return False
+    here = folder.resolve()
+    ck = Path(checkpoint) if checkpoint else None
+    run_dir = (ck if ck.is_dir() else ck.parent) if ck is not None else None
+    candidates = [Path(recorded).expanduser()]
+    if run_dir is not None and not Path(recorded).is_absolute():
+        candidates.append(run_dir.parent.parent / recorded)  # runs/NAME beside the working folder it was made in
+    return any(c.resolve() == here for c in candidates)

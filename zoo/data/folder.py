@@ -218,6 +218,9 @@ def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple
 def split_samples(
     samples: Sequence[tuple[str, int]], fraction: float, seed: int
 ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """A seeded per-class split of ``(path, label)`` samples into (train, validation): :func:`stratified_split`."""
+    """A seeded per-class split of ``(path, label)`` samples into (train, validation): :func:`stratified_split`;
+    ``fraction`` 0 holds nothing out (every image, for evaluating a whole folder)."""
+    if fraction == 0.0:
+        return list(samples), []
     train, val = stratified_split([label for _, label in samples], fraction, seed)
     return [samples[i] for i in train], [samples[i] for i in val]

@@ -247,7 +247,7 @@ def hub_download(
         if force or blob.is_symlink() or check_file(blob, sha256, size) is not None:
             blob.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_temp_files(blob.parent, (blob.name,))  # a killed download's; the caller holds the lock
-            with atomic_path(blob, suffix=".incomplete") as tmp:
+            with atomic_path(blob, suffix=".part") as tmp:
                 _stream_hub_file(url, tmp, size, what)
                 problem = check_file(tmp, sha256, size)
                 if problem is not None:

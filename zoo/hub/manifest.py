@@ -51,6 +51,7 @@ __all__ = [
 SCHEMA = 1
 DEFAULT_HUB_ORG = "zoo-models"
 _NAME_RE = r"[A-Za-z0-9_]+\.[A-Za-z0-9_\-]+"  # compiled on first use: loading never needs it
+MAX_NAME_LENGTH = 128  # names become file names with a prefix and suffix; most file systems allow 255 bytes
 
 
 def weights_dir() -> Path:
@@ -100,9 +101,10 @@ def check_name(name: str) -> str:
     Names become file names (cache paths, locks), so every use of a name read from the manifest checks it:
     a name such as ``a.b/../../x`` would otherwise place files anywhere.
     """
-    if not isinstance(name, str) or not re.fullmatch(_NAME_RE, name):
+    if not isinstance(name, str) or not re.fullmatch(_NAME_RE, name) or len(name) > MAX_NAME_LENGTH:
         raise ManifestError(
-            f"weights name {name!r} must be 'arch.tag' (letters, digits, '_'; '-' allowed in the tag)",
+            f"weights name {name!r} must be 'arch.tag' (letters, digits, '_'; '-' allowed in the tag), at most "
+            f"{MAX_NAME_LENGTH} characters",
             hint=f"rename the entry in {manifest_path()}",
         )
     return name

@@ -35,7 +35,7 @@ from zoo.hub.metadata import WeightsMetadata
 from zoo.publish.card import WEIGHTS_FILE, model_card, timm_config
 from zoo.publish.checks import Check, PublishError, check_eval, check_round_trip, check_torchvision
 from zoo.registry import is_model, split_model_name_tag
-from zoo.utils.files import atomic_path, current_umask, fsync_dir
+from zoo.utils.files import atomic_path, check_output_folder, current_umask, fsync_dir, pid_alive
 
 __all__ = ["WEIGHTS_FILE", "PublishError", "PublishResult", "publish"]
 
@@ -157,6 +157,28 @@ def _check_out(out: Path, run_dir: Path) -> None:
         raise PublishError(f"--out {out} holds the current folder {here}", hint="give a new folder, e.g. hub/NAME")
 
 
+# What publish writes; a folder holding only these, with the weights, is one zoo published (and may replace).
+PUBLISHED_FILES = frozenset({WEIGHTS_FILE, "config.json", "README.md", "eval.json", "confusion.png", "curves.png"})
+
+
+def is_published_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a folder zoo published: its weights and nothing but the files publish writes."""
+    names = set(os.listdir(folder))
+    return WEIGHTS_FILE in names and names <= PUBLISHED_FILES
+
+
+def _staging_prefix(name: str, pid: int) -> str:
+    return f".{name}.staging-{pid}-"
+
+
+def _remove_stale_staging(parent: Path, name: str) -> None:
+    """Staging folders of this name left by a killed ``zoo publish`` (its process is gone) are removed."""
+    for stale in parent.glob(f".{name}.staging-*-*"):
+        pid = stale.name[len(f".{name}.staging-") :].split("-", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)) and stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def _install(staging: Path, out_dir: Path, force: bool) -> None:
     """Move the staged folder to ``out_dir``; an existing folder (``force``) is swapped out, then removed."""
     old = None
@@ -216,7 +238,8 @@ def publish(
         check_name(name)  # it becomes file and folder names: no '/', no '..'
     except ManifestError:
         raise PublishError(
-            f"--name {name!r} must be 'arch.tag' (letters, digits and '_'; '-' allowed in the tag)",
+            f"--name {name!r} must be 'arch.tag' (letters, digits and '_'; '-' allowed in the tag), at most 128 "
+            "characters",
             hint=f"e.g. '{arch}.mnist'",
         ) from None
     if not is_model(arch):
@@ -226,6 +249,7 @@ def publish(
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         _check_out(out, Path(run_dir))
+        check_output_folder(out, "--out", "published folder", is_published_folder)
     if out is not None and out.exists() and not force and not dry_run:
         raise PublishError(f"{out} exists; pass --force to replace it")
     if push and not repo_id:
@@ -245,7 +269,8 @@ def publish(
 
     parent = (out.parent if out is not None else Path(tempfile.gettempdir())).resolve()
     parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.staging-", dir=parent))
+    _remove_stale_staging(parent, name)
+    staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(name, os.getpid()), dir=parent))
     try:
         os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it 0700; the published folder is a plain one
         meta = WeightsMetadata(architecture=arch, tag=tag, num_classes=model.num_classes,

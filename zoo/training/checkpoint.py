@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ import torch.nn as nn
 
 from zoo.errors import RunError
 from zoo.training.distributed import current_group
-from zoo.utils.files import atomic_path, json_default, write_json
+from zoo.utils.files import atomic_path, check_output_folder, json_default, write_json
 
 __all__ = ["CHECKPOINT_VERSION", "CheckpointMixin", "LOCK_NAME", "RESUME_MAY_CHANGE", "atomic_torch_save",
            "find_resume", "load_checkpoint", "model_arch", "rng_state", "run_lock", "seed_everything",
@@ -137,14 +138,37 @@ _CHECKPOINT_FIELDS: dict[str, tuple[type, ...]] = {
 }  # fmt: skip
 
 
+# What a run writes into its folder; a folder holding only these (or a run.json of zoo's) is a run.
+RUN_FILES = frozenset({"config.json", "run.json", "metrics.csv", "curves.png", "last.pt", "best.safetensors",
+                       "tensorboard", LOCK_NAME})  # fmt: skip
+_RUN_TEMP_RE = re.compile(r"^\.(.+)\.\d+\.\d+\.(tmp|part)$")
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a training run of zoo's: its ``run.json`` says so, or it holds only a run's files."""
+    try:
+        record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        if isinstance(record, dict) and "status" in record and "recipe" in record:
+            return True
+    except (OSError, ValueError, RecursionError):
+        pass
+    names = os.listdir(folder)
+    return all(n in RUN_FILES or (_RUN_TEMP_RE.match(n) and _RUN_TEMP_RE.match(n)[1] in RUN_FILES) for n in names)
+
+
 @contextlib.contextmanager
 def run_lock(out_dir: Path | None) -> Iterator[None]:
-    """Hold the run folder ``out_dir`` for this process: a second writer gets a RunError instead of a mixed run."""
+    """Hold the run folder ``out_dir`` for this process: a second writer gets a RunError instead of a mixed run.
+
+    The folder must be new, empty or a run (:func:`zoo.utils.files.check_output_folder`): a training never
+    writes its files into, or clears temporary-looking files from, a folder of the user's.
+    """
     if out_dir is None:
         yield
         return
     from filelock import FileLock, Timeout
 
+    check_output_folder(out_dir, "the run folder", "training run", is_run_folder)
     out_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(out_dir / LOCK_NAME), timeout=0)
     try:

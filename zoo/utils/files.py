@@ -17,14 +17,16 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from zoo.errors import OutputFolderError
+
 __all__ = [
-    "atomic_path", "current_umask", "fsync_dir", "json_default", "remove_stale_temp_files", "write_json",
-    "write_text_atomic",
+    "atomic_path", "check_output_folder", "current_umask", "fsync_dir", "json_default", "pid_alive",
+    "remove_stale_temp_files", "write_json", "write_text_atomic",
 ]  # fmt: skip
 
 _UMASK_LOCK = threading.Lock()
@@ -93,7 +95,8 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[
         tmp.unlink(missing_ok=True)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` is running (this process counts)."""
     if pid == os.getpid():
         return True
     try:
@@ -120,7 +123,7 @@ def remove_stale_temp_files(folder: str | os.PathLike[str], names: tuple[str, ..
         match = _TEMP_RE.match(entry.name)
         if not match or (names is not None and match["target"] not in names):
             continue
-        if entry.is_dir(follow_symlinks=False) or _pid_alive(int(match["pid"])):
+        if entry.is_dir(follow_symlinks=False) or pid_alive(int(match["pid"])):
             continue
         try:
             os.unlink(entry.path)
@@ -151,3 +154,26 @@ def json_default(o: Any) -> Any:
 def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     return write_text_atomic(path, json.dumps(obj, indent=2, default=json_default) + "\n")
+
+
+def check_output_folder(folder: str | os.PathLike[str], option: str, kind: str, ours: Callable[[Path], bool]) -> None:
+    """The one rule for the folders zoo writes (and, with ``--force``, replaces): ``folder`` must be new, empty,
+    or one of zoo's own ``kind`` folders, which ``ours`` recognises by what zoo writes there.
+
+    Anything else (a data set, ``weights/``, a home folder) is an :class:`OutputFolderError` that names what is
+    there, before anything is written: zoo never writes into, or removes, files that it did not write.
+    """
+    path = Path(folder)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise OutputFolderError(f"{option} {folder} is a file, not a folder", hint=f"give a folder for the {kind}")
+    entries = sorted(os.listdir(path))
+    if not entries or ours(path):
+        return
+    shown = ", ".join(entries[:4]) + (f" and {len(entries) - 4} more" if len(entries) > 4 else "")
+    raise OutputFolderError(
+        f"{option} {folder} holds files that zoo did not write ({shown}): zoo writes only into a new or empty "
+        f"folder, or into a {kind} of its own",
+        hint=f"give a new folder for the {kind}",
+    )

@@ -7,7 +7,6 @@ all-reduced, so every rank returns the metrics of the whole set.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
@@ -19,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.utils.files import atomic_path
+from zoo.utils.files import atomic_path, parse_json
 
 __all__ = [
     "eval_batches",
@@ -202,8 +201,10 @@ def _run_file(checkpoint: str | os.PathLike, name: str) -> dict[str, Any] | None
     path = Path(checkpoint)
     folder = path if path.is_dir() else path.parent
     if (folder / name).is_file():
-        with open(folder / name, encoding="utf-8") as f:
-            return json.load(f)
+        try:
+            return parse_json((folder / name).read_text(encoding="utf-8"))
+        except ValueError as e:  # not JSON, not UTF-8, or nested too deeply
+            raise ValueError(f"{folder / name} is not valid JSON ({str(e).splitlines()[0][:200]})") from None
     return None
 
 

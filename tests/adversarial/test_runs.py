@@ -76,6 +76,35 @@ def test_resume_refuses_another_class_set(tmp_path):
             progress=False)  # fmt: skip
 
 
+def test_resume_refuses_another_folder_with_the_same_classes(tmp_path, capsys):
+    from synth_data import make_image_folder
+
+    first, other = tmp_path / "photos", tmp_path / "other"
+    make_image_folder(first, per_class=6, size=20)
+    make_image_folder(other, per_class=6, size=21)  # the same class names and count, other pictures
+    run = tmp_path / "run"
+    argv = ["train", "resnet20", "--epochs", "1", "--batch-size", "4", "--workers", "0", "--output", run]
+    assert cli(*argv, "--dataset", f"imagefolder:{first}") == 0
+    recorded = _status(run)["data_identity"]
+    assert recorded["train_data"]["images"] + recorded["val_data"]["images"] == 18
+    before = _files(run)
+    resume = ["train", "resnet20", "--epochs", "2", "--workers", "0", "--output", run, "--resume"]
+    assert cli(*resume, "--dataset", f"imagefolder:{other}") == 2
+    err = capsys.readouterr().err
+    assert "used other training images" in err and recorded["train_data"]["sha256"][:12] in err
+    assert _files(run) == before
+
+
+def test_resume_refuses_a_changed_val_subset_which_would_choose_the_kept_epoch(mnist_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli(*train_argv(mnist_dir, run, "--val-split", "0.25", "--val-subset", "8")) == 0
+    before = _files(run)
+    assert cli(*train_argv(mnist_dir, run, "--val-split", "0.25", "--val-subset", "12", "--resume", epochs=2)) == 2
+    assert "used other held-out images: 8 with SHA-256" in capsys.readouterr().err
+    assert _files(run) == before
+    assert cli(*train_argv(mnist_dir, run, "--val-split", "0.25", "--val-subset", "8", "--resume", epochs=2)) == 0
+
+
 def test_resume_refuses_changed_settings_and_names_them(run_copy, mnist_dir, capsys):
     saved = _status(run_copy)["recipe"]
     argv = train_argv(mnist_dir, run_copy, "--resume", "--lr", "0.5", "--set", "weight_decay=0.3", epochs=2)

@@ -123,6 +123,38 @@ def test_checkpoint_metadata_cannot_inject_builder_arguments(tmp_path):
         zoo.create_model("mnist_cnn", checkpoint_path=path)
 
 
+DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON, nested deeper than Python's recursion limit
+
+
+def test_deeply_nested_json_anywhere_is_bad_input_not_a_crash(tmp_path, capsys, monkeypatch):
+    # In a checkpoint's metadata.
+    path = tmp_path / "deep.safetensors"
+    save_file(_mnist_state(), path, metadata={"zoo.architecture": "mnist_cnn", "zoo.model_args": DEEP})
+    with pytest.raises(ValueError, match="zoo.model_args.*not a valid json"):
+        zoo.create_model("mnist_cnn", checkpoint_path=path)
+    assert cli("predict", "mnist_cnn", str(_digit()), "--checkpoint", str(path)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoo predict: error: ") and "zoo.model_args" in err and "Traceback" not in err
+    # In a run's config.json, read by zoo eval.
+    run = tmp_path / "run"
+    run.mkdir()
+    save_file(_mnist_state(), run / "best.safetensors")
+    (run / "config.json").write_text(DEEP)
+    data = Path(__file__).parents[2] / "no-data"
+    assert cli("eval", "mnist_cnn", "--checkpoint", run, "--dataset", "mnist", "--data-dir", data) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoo eval: error: ") and f"{run / 'config.json'} is not valid JSON" in err
+    assert "nested too deeply" in err
+    # In the manifest.
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "manifest.json").write_text(DEEP)
+    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(weights))
+    assert cli("info", "mnist_cnn") == 2
+    err = capsys.readouterr().err
+    assert "manifest.json is not valid JSON" in err and "nested too deeply" in err
+
+
 # ------------------------------------------------------------------------------------------ values
 
 

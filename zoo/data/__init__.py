@@ -39,6 +39,7 @@ __all__ = [
     "TensorLoader",
     "create_datasets",
     "data_cache_dir",
+    "data_fingerprint",
     "extract_archive",
     "find_idx_files",
     "holdout_split",
@@ -231,6 +232,43 @@ def subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
         if hasattr(dataset, attr):
             setattr(sub, attr, getattr(dataset, attr))
     return sub
+
+
+def data_fingerprint(dataset: Dataset | None) -> dict[str, Any] | None:
+    """What a split holds, as a content hash a run records and a resume compares.
+
+    A tensor set (IDX, CIFAR batches, a decoded image folder) is hashed by its pixels and labels; a streamed
+    image folder by each file's class folder, name, size and label (reading every file would cost an epoch).
+    None for a dataset of another kind, which is then not compared.
+    """
+    import hashlib
+    import os
+
+    from torch.utils.data import Subset
+
+    if dataset is None:
+        return None
+    digest = hashlib.sha256()
+    if isinstance(dataset, Subset):
+        inner = data_fingerprint(dataset.dataset)
+        if inner is None:
+            return None
+        digest.update(inner["sha256"].encode())
+        digest.update(torch.as_tensor(list(dataset.indices), dtype=torch.long).numpy().tobytes())
+        how = inner["of"]
+    elif isinstance(dataset, TensorImageDataset):
+        digest.update(str(tuple(dataset.images.shape)).encode())
+        digest.update(dataset.images.contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(dataset.targets.numpy().tobytes())
+        how = "pixels and labels"
+    elif isinstance(dataset, ImageFolderDataset):
+        for path, label in dataset.samples:
+            p = Path(path)
+            digest.update(f"{p.parent.name}/{p.name}\t{os.stat(path).st_size}\t{label}\n".encode())
+        how = "file names, sizes and labels"
+    else:
+        return None
+    return {"images": len(dataset), "sha256": digest.hexdigest(), "of": how}  # type: ignore[arg-type]
 
 
 def holdout_split(

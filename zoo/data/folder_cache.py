@@ -27,7 +27,7 @@ import torch
 
 from zoo.data.archive import data_cache_dir
 from zoo.data.transforms import to_rgb
-from zoo.utils.files import atomic_path, write_json
+from zoo.utils.files import atomic_path, parse_json, write_json
 
 __all__ = ["MAX_SIDE", "CachedImages", "cache_budget", "cache_key", "cached_images", "image_size"]
 
@@ -122,7 +122,7 @@ def _paths(samples: Sequence[tuple[str, int]], key: str, cache_dir: Path) -> tup
 
 def _load(npy: Path, meta: Path, key: str, samples: Sequence[tuple[str, int]]) -> CachedImages | None:
     try:
-        info = json.loads(meta.read_text())
+        info = parse_json(meta.read_text())
         if info.get("key") != key or not npy.is_file():
             return None
         skipped = [tuple(x) for x in info.get("skipped", [])]

@@ -38,7 +38,7 @@ from typing import Any
 from zoo.errors import ManifestError
 from zoo.hub.entry import INTERPOLATIONS, SOURCE_TYPES, STATUSES, Source, WeightsEntry, relative_path_problem
 from zoo.utils import natural_key
-from zoo.utils.files import write_text_atomic
+from zoo.utils.files import parse_json, write_text_atomic
 
 __all__ = [
     "DEFAULT_HUB_ORG", "INTERPOLATIONS", "SCHEMA", "SOURCE_TYPES", "STATUSES", "Source", "WeightsEntry",
@@ -81,7 +81,7 @@ _FIX = "fix the file, or restore it (git checkout weights/manifest.json); ZOO_WE
 def _read_json(path: str | os.PathLike[str]) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            data = parse_json(f.read())
     except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8
         raise ManifestError(f"{path} is not valid JSON ({e})", hint=_FIX) from None
     if not isinstance(data, dict) or not isinstance(data.get("weights"), dict):
@@ -234,7 +234,10 @@ def bundled_path(source: Source) -> Path:
 @lru_cache(maxsize=8)
 def _read_label_file(path: str, mtime_ns: int) -> tuple[str, ...]:
     with open(path, encoding="utf-8") as f:
-        names = json.load(f)
+        try:
+            names = parse_json(f.read())
+        except ValueError as e:
+            raise ValueError(f"{path} is not valid JSON ({e})") from None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ValueError(f"{path} must hold a JSON list of class names")
     return tuple(names)

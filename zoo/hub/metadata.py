@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from zoo.hub.entry import INTERPOLATIONS, MAX_INPUT_SIDE, MAX_RESIZE_SIDE
+from zoo.utils.files import parse_json
 
 __all__ = ["WeightsMetadata", "check_preprocessing", "jsonable"]
 
@@ -148,7 +149,7 @@ def _parse(key: str, text: str, kind: str) -> Any:
     value: Any = text
     try:
         if kind == "json":
-            value = json.loads(text)
+            value = parse_json(text)
         elif kind == "int":
             value = int(text)
         elif kind == "float":

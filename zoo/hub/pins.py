@@ -16,7 +16,7 @@ from typing import Any
 from zoo.hub import manifest
 from zoo.hub.entry import COMMIT_RE, SHA256_RE, Source
 from zoo.hub.verify import cache_dir
-from zoo.utils.files import write_text_atomic
+from zoo.utils.files import parse_json, write_text_atomic
 
 __all__ = ["converted_record", "read_pin", "record_converted", "remove_pins", "write_pin"]
 
@@ -32,7 +32,7 @@ def _pin_path(name: str) -> Path:
 
 def _read_pins(name: str) -> dict[str, Any]:
     try:
-        data = json.loads(_pin_path(name).read_text(encoding="utf-8"))
+        data = parse_json(_pin_path(name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

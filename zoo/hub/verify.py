@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.utils import env_flag
-from zoo.utils.files import write_text_atomic
+from zoo.utils.files import parse_json, write_text_atomic
 
 __all__ = [
     "CHUNK", "cache_dir", "check_file", "has_valid_marker", "is_offline", "mark_finite", "mark_verified",
@@ -58,7 +58,7 @@ def _current_marker(path: Path) -> dict[str, Any] | None:
     """The marker of ``path`` if the file has not changed since it was written, else None."""
     try:
         st = path.stat()
-        recorded = json.loads(_marker_path(path).read_text(encoding="utf-8"))
+        recorded = parse_json(_marker_path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(recorded, dict) or {k: recorded.get(k) for k in _stamp(st)} != _stamp(st):

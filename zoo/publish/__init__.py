@@ -35,7 +35,7 @@ from zoo.hub.metadata import WeightsMetadata
 from zoo.publish.card import WEIGHTS_FILE, model_card, timm_config
 from zoo.publish.checks import Check, PublishError, check_eval, check_round_trip, check_torchvision
 from zoo.registry import is_model, split_model_name_tag
-from zoo.utils.files import atomic_path, check_output_folder, current_umask, fsync_dir, pid_alive
+from zoo.utils.files import atomic_path, check_output_folder, current_umask, fsync_dir, parse_json, pid_alive
 
 __all__ = ["WEIGHTS_FILE", "PublishError", "PublishResult", "publish"]
 
@@ -62,7 +62,7 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise PublishError(f"{path.parent} has no {path.name}: {what}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return parse_json(path.read_text(encoding="utf-8"))
     except ValueError as e:
         raise PublishError(f"{path} is not valid JSON ({e})") from None
 

@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from zoo.errors import RunError
 from zoo.training.distributed import current_group
-from zoo.utils.files import atomic_path, check_output_folder, json_default, write_json
+from zoo.utils.files import atomic_path, check_output_folder, json_default, parse_json, write_json
 
 __all__ = ["CHECKPOINT_VERSION", "CheckpointMixin", "LOCK_NAME", "RESUME_MAY_CHANGE", "atomic_torch_save",
            "find_resume", "load_checkpoint", "model_arch", "rng_state", "run_lock", "seed_everything",
@@ -147,7 +147,7 @@ _RUN_TEMP_RE = re.compile(r"^\.(.+)\.\d+\.\d+\.(tmp|part)$")
 def is_run_folder(folder: Path) -> bool:
     """Whether ``folder`` is a training run of zoo's: its ``run.json`` says so, or it holds only a run's files."""
     try:
-        record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        record = parse_json((folder / "run.json").read_text(encoding="utf-8"))
         if isinstance(record, dict) and "status" in record and "recipe" in record:
             return True
     except (OSError, ValueError, RecursionError):
@@ -231,13 +231,20 @@ class CheckpointMixin:
         }
 
     def _identity(self) -> dict[str, Any]:
-        """The model, dataset and classes of this run (checked on resume)."""
+        """The model, dataset, classes and the content of its splits of this run (checked on resume)."""
+        if getattr(self, "_data_identity", None) is None:
+            from zoo.data import data_fingerprint
+
+            # Hashed once: the pixels of CIFAR's training set take a quarter of a second.
+            self._data_identity = {"train_data": data_fingerprint(self.train_set),
+                                   "val_data": data_fingerprint(self.val_set)}  # fmt: skip
         return {
             "arch": model_arch(getattr(self, "model_without_ddp", self.model)),  # before _build: the model itself
             "model_args": dict(self.model_args),
             "dataset": self.run_info.get("dataset_kind"),
             "classes": list(self.label_names),
             "train_images": len(self.train_set),  # type: ignore[arg-type]
+            **self._data_identity,
         }
 
     def _check_resume(self, ckpt: dict[str, Any]) -> None:
@@ -252,6 +259,14 @@ class CheckpointMixin:
             for key in labels
             if saved.get(key) not in (None, [], {}) and now[key] not in (None, [], {}) and saved[key] != now[key]
         ]
+        for key, part in (("train_data", "training"), ("val_data", "held-out")):
+            before, after = saved.get(key), now.get(key)
+            if not problems and before and after and before.get("sha256") != after.get("sha256"):
+                problems.append(
+                    f"the run in {folder} used other {part} images: {before['images']} with SHA-256 "
+                    f"{before['sha256'][:12]}… of their {before['of']}, and these are {after['images']} with "
+                    f"{after['sha256'][:12]}… (another folder, an edited one, or another --train-subset/--val-subset)"
+                )
         recipe = ckpt.get("recipe") or {}
         given = self.recipe.to_dict()
         changed = [f"{k}={given[k]!r} (the run's: {recipe[k]!r})" for k in recipe
@@ -272,7 +287,7 @@ class CheckpointMixin:
     def _older_identity(self, ckpt: dict[str, Any]) -> dict[str, Any]:
         """What a checkpoint from before ``trains`` was recorded trains, from itself and the run's run.json."""
         try:
-            run = json.loads((self.resume_path.parent / "run.json").read_text(encoding="utf-8"))
+            run = parse_json((self.resume_path.parent / "run.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             run = {}
         return {"arch": ckpt.get("arch"), "model_args": run.get("model_args"), "dataset": run.get("dataset_kind"),
@@ -422,6 +437,7 @@ class CheckpointMixin:
             "architecture": model_arch(self.model_without_ddp),
             "model_args": self.model_args,
             "label_names": self.label_names,
+            "data_identity": {k: v for k, v in self._identity().items() if k in ("train_data", "val_data")},
             "recipe": self.recipe.to_dict(),
             "device": str(self.device),
             "precision": f"{str(self.amp_dtype).removeprefix('torch.')} autocast" if self.amp else "float32",

@@ -25,7 +25,7 @@ from typing import Any
 from zoo.errors import OutputFolderError
 
 __all__ = [
-    "atomic_path", "check_output_folder", "current_umask", "fsync_dir", "json_default", "pid_alive",
+    "atomic_path", "check_output_folder", "current_umask", "fsync_dir", "json_default", "parse_json", "pid_alive",
     "remove_stale_temp_files", "write_json", "write_text_atomic",
 ]  # fmt: skip
 
@@ -177,3 +177,12 @@ def check_output_folder(folder: str | os.PathLike[str], option: str, kind: str, 
         f"folder, or into a {kind} of its own",
         hint=f"give a new folder for the {kind}",
     )
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads``, with JSON nested too deep for Python's recursion limit a ValueError like any other bad JSON
+    (a hostile file's ``[[[[...`` must not escape as a RecursionError)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("it is nested too deeply to be read") from None

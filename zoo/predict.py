@@ -95,12 +95,50 @@ def predict(model: nn.Module, images: Sequence[Any], topk: int = 5) -> list[Pred
     ]
 
 
-def create_for_prediction(model_name: str, checkpoint: str | None) -> nn.Module:
-    """The weights ``model_name`` (``arch.tag``) or a local checkpoint, ready to predict."""
+def resolve_checkpoint(checkpoint: str | os.PathLike[str]) -> Path:
+    """A weights file: ``checkpoint`` itself, or the weights in a ``zoo train`` run or a published folder."""
+    path = Path(checkpoint)
+    if not path.is_dir():
+        return path
+    for name in ("best.safetensors", "model.safetensors"):
+        if (path / name).is_file():
+            return path / name
+    raise WeightsFileError(
+        f"{path} is a folder without best.safetensors (a `zoo train` run) or model.safetensors (a published "
+        "folder)", hint="give the weights file itself, or a run folder",
+    )  # fmt: skip
+
+
+def checkpoint_architecture(path: Path) -> str | None:
+    """The architecture a safetensors file's header records (None for another kind of file, or none recorded)."""
+    if path.suffix != ".safetensors":
+        return None
+    from zoo.hub.load import read_metadata
+    from zoo.hub.metadata import WeightsMetadata
+
+    try:
+        return WeightsMetadata.from_header(read_metadata(path)).architecture
+    except WeightsFileError:
+        raise
+    except ValueError as e:
+        raise WeightsFileError(f"{path}: {e}") from None
+
+
+def create_for_prediction(model_name: str | None, checkpoint: str | os.PathLike[str] | None) -> nn.Module:
+    """The weights ``model_name`` (``arch.tag``) or a local checkpoint (a file, a run or a published folder),
+    ready to predict. With a checkpoint, ``model_name`` may be None: the file's header names the architecture."""
     from zoo.factory import create_model
 
     if checkpoint:
-        return create_model(model_name, checkpoint_path=checkpoint)
+        path = resolve_checkpoint(checkpoint)
+        model_name = model_name or checkpoint_architecture(path)
+        if model_name is None:
+            raise WeightsFileError(
+                f"{path} does not record its architecture", hint=f"name it: `zoo predict ARCH --checkpoint {path} ...`"
+            )
+        return create_model(model_name, checkpoint_path=path)
+    if model_name is None:
+        raise ValueError("name the weights to use, e.g. `zoo predict mnist_cnn.mnist IMAGE`")
     return create_model(model_name, pretrained=True)
 
 

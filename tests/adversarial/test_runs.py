@@ -179,6 +179,24 @@ def test_a_damaged_checkpoint_is_named_on_resume(run_copy, mnist_dir, capsys, wh
     assert "last.pt" in err
 
 
+def test_predict_takes_a_run_folder_and_reads_the_architecture_from_the_weights(run_copy, capsys):
+    from zoo.predict import SAMPLES_DIR
+
+    record = next(r for r in json.loads((SAMPLES_DIR / "samples.json").read_text()) if r["dataset"] == "mnist")
+    digit = str(SAMPLES_DIR / record["file"])
+    outputs = []
+    for argv in (["predict", "mnist_cnn", "--checkpoint", run_copy / "best.safetensors", digit],  # Lab10-4's order
+                 ["predict", "--checkpoint", run_copy, digit],  # a run folder, the architecture from the header
+                 ["predict", digit, "--checkpoint", run_copy]):  # fmt: skip
+        assert cli(*argv) == 0
+        outputs.append(capsys.readouterr().out.splitlines()[1])
+    assert outputs[0] == outputs[1] == outputs[2] and digit in outputs[0]
+    empty = run_copy.parent / "empty"
+    empty.mkdir()
+    assert cli("predict", "--checkpoint", empty, digit) == 2
+    assert "without best.safetensors" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------ bad options
 
 

@@ -20,10 +20,12 @@ def _print_predictions(model_name: str, paths: Sequence[str], predictions: list)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``zoo predict``."""
-    parser.add_argument("model", nargs="?", help="weights to use, arch.tag (e.g. mnist_cnn.mnist)")
+    parser.add_argument("model", nargs="?", help="weights to use, arch.tag (e.g. mnist_cnn.mnist); with --checkpoint "
+                        "the architecture, which may be left out when the file records it")  # fmt: skip
     parser.add_argument("images", nargs="*", help="image files (any size or mode)")
     parser.add_argument("--topk", type=int, default=5, help="how many classes to show per image (default 5)")
-    parser.add_argument("--checkpoint", help="use this local safetensors file instead of the model's weights")
+    parser.add_argument("--checkpoint", help="use this local safetensors file, `zoo train` run folder or published "
+                        "folder instead of the model's weights")  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -31,17 +33,21 @@ def main(args: argparse.Namespace) -> int:
     from zoo.predict import create_for_prediction, load_image, predict, run_samples
     from zoo.registry import is_model
 
-    if args.model is None:
+    model_name, images = args.model, list(args.images)
+    if model_name is None and not args.checkpoint:
         return run_samples()
-    if not is_model(args.model):
+    if args.checkpoint and model_name is not None and not is_model(model_name) and Path(model_name).exists():
+        model_name, images = None, [model_name, *images]  # `zoo predict --checkpoint RUN photo.jpg`
+    if model_name is not None and not is_model(model_name):
         hint = " (it is a file: give the model first, e.g. `zoo predict mnist_cnn.mnist FILE`)"
         raise ValueError(
-            f"{args.model!r} is not a model name{hint if Path(args.model).exists() else ''}; "
+            f"{model_name!r} is not a model name{hint if Path(model_name).exists() else ''}; "
             "`zoo list --pretrained` lists the weights"
         )
-    if not args.images:
+    if not images:
         raise ValueError("no image files given: `zoo predict MODEL IMAGE [IMAGE ...]`")
-    images = [load_image(path) for path in args.images]  # a bad file fails before any weights load
-    model = create_for_prediction(args.model, args.checkpoint)
-    _print_predictions(args.model, args.images, predict(model, images, topk=args.topk))
+    loaded = [load_image(path) for path in images]  # a bad file fails before any weights load
+    model = create_for_prediction(model_name, args.checkpoint)
+    shown = model_name or f"{model.pretrained_cfg.get('architecture', '')} ({args.checkpoint})".strip()
+    _print_predictions(shown, images, predict(model, loaded, topk=args.topk))
     return 0

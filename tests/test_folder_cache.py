@@ -65,7 +65,7 @@ def test_second_open_maps_the_file_without_decoding(tmp_path, cache_dir, monkeyp
     assert first.images[0].any()
 
 
-@pytest.mark.parametrize("change", ["touch", "rewrite", "add", "remove"])
+@pytest.mark.parametrize("change", ["touch", "rewrite", "same-size", "add", "remove"])
 def test_any_change_to_the_files_rebuilds_the_cache(tmp_path, cache_dir, monkeypatch, change):
     paths = make_image_folder(tmp_path / "photos", per_class=3, size=32)
     _, samples = scan_image_folder(tmp_path / "photos")
@@ -80,6 +80,17 @@ def test_any_change_to_the_files_rebuilds_the_cache(tmp_path, cache_dir, monkeyp
         st = os.stat(target)
         Image.fromarray(np.full((32, 32, 3), 7, dtype=np.uint8)).save(target)
         os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    elif change == "same-size":  # other pixels, the same file size and modification time: only ctime tells
+        from PIL import Image
+
+        target = tmp_path / "photos" / "cat" / "img9.bmp"  # uncompressed: every 32x32 picture has one size
+        Image.fromarray(np.full((32, 32, 3), 200, dtype=np.uint8)).save(target)
+        _, samples = scan_image_folder(tmp_path / "photos")
+        old = cached_images(samples, (32, 32))
+        st = os.stat(target)
+        Image.fromarray(np.full((32, 32, 3), 7, dtype=np.uint8)).save(target)
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert os.stat(target).st_size == st.st_size
     elif change == "add":
         make_image_folder(tmp_path / "photos", classes=("cat",), per_class=5, size=32)  # two more cats
     else:
@@ -90,7 +101,7 @@ def test_any_change_to_the_files_rebuilds_the_cache(tmp_path, cache_dir, monkeyp
     assert calls["n"] == len(samples)  # every image decoded again
     assert new.path != old.path and not old.path.exists()  # the stale cache is gone
     assert len(new.images) == len(samples)
-    if change == "rewrite":
+    if change in ("rewrite", "same-size"):
         row = [p for p, _ in new.samples].index(str(target))
         assert (new.images[row] == 7).all()
 

@@ -70,11 +70,15 @@ def image_size(samples: Sequence[tuple[str, int]], tries: int = 8) -> tuple[int,
 
 
 def cache_key(samples: Sequence[tuple[str, int]], size: tuple[int, int]) -> str:
-    """SHA-256 over the image size and every sample's path, label, file size and modification time."""
+    """SHA-256 over the image size and every sample's path, label, file size, modification and change time.
+
+    The change time (ctime) is what catches an edit that kept the size and set the mtime back: any write
+    changes it, and user space cannot set it.
+    """
     h = hashlib.sha256(json.dumps({"version": _VERSION, "size": list(size)}).encode())
     for path, label in samples:
         st = os.stat(path)
-        h.update(f"{path}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{path}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode())
     return h.hexdigest()
 
 

@@ -210,6 +210,17 @@ def test_a_hostile_hub_etag_never_becomes_a_path(weights_env, mnist_file, server
     assert blobs == [Path(f"models--{repo_id.replace('/', '--')}", "blobs", mnist_file.sha256)]
 
 
+def test_a_corrupt_blob_without_its_snapshot_link_is_downloaded_again(weights_env, mnist_file, server):
+    repo_id = weights_env.add_hub("mnist_cnn.orphan", mnist_file)
+    cached = fetch.fetch("mnist_cnn.orphan")
+    blob = cached.resolve()
+    cached.unlink()  # the snapshot link is gone, the blob stays, damaged in place
+    blob.write_bytes(b"\0" * mnist_file.size)
+    gets = server.count("GET", f"/{repo_id}/resolve/")
+    assert fetch.fetch("mnist_cnn.orphan").read_bytes() == mnist_file.data
+    assert server.count("GET", f"/{repo_id}/resolve/") == gets + 1
+
+
 def test_a_hub_file_larger_than_the_manifest_says_is_not_read_to_the_end(weights_env, mnist_file, server):
     repo_id = weights_env.add_hub("mnist_cnn.big", mnist_file)
     big = mnist_file.data * 150

@@ -4,8 +4,8 @@
     torch.hub.list("owner/zoo:main")
     torch.hub.help("owner/zoo:main", "resnet50")
 
-Every entry passes ``pretrained=`` and any other keyword argument (``num_classes``, ``in_chans``,
-``stem``, ...) on to ``zoo.create_model``.
+Every entry passes ``pretrained=`` and any other keyword argument (``weights="DEFAULT"`` or a tag as in
+torchvision's entries, ``num_classes``, ``in_chans``, ``stem``, ...) on to ``zoo.create_model``.
 """
 
 # What `pretrained=True` needs too: huggingface_hub fetches Hub weights, filelock serialises downloads.
@@ -25,6 +25,8 @@ def _entry(name: str):
         f"{builder_doc}\n\n"
         f"Args:\n"
         f"    pretrained (bool): load the default weights of ``{name}`` from the zoo's manifest.\n"
+        f"    weights: ``'DEFAULT'``, a tag, ``'{name}.TAG'`` or ``zoo.get_weights(...)``, as torchvision's\n"
+        f"        ``weights=``.\n"
         f"    **kwargs: num_classes, in_chans, and the model's other options, passed to\n"
         f"        ``zoo.create_model('{name}', ...)``.\n"
     )

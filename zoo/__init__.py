@@ -22,6 +22,9 @@ _LAZY = {
     "model_info": "zoo.info",
     "fit": "zoo.training",
     "evaluate": "zoo.evaluation",
+    "get_weights": "zoo.weights",
+    "list_weights": "zoo.weights",
+    "Weights": "zoo.weights",
 }
 
 __all__ = [
@@ -37,7 +40,7 @@ __all__ = [
 
 # Submodules reachable as attributes (``zoo.training.fit(...)``) without importing them up front.
 _SUBMODULES = ("cli", "data", "errors", "evaluation", "factory", "hub", "info", "models", "predict", "publish",
-               "registry", "training", "utils")  # fmt: skip
+               "registry", "training", "utils", "weights")  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

@@ -58,11 +58,16 @@ def create_model(
             those stages do not need, the classifier included, are removed after the weights are loaded.
         out_indices: the stages ``features_only`` returns (indices into ``model.feature_info``, negative
             from the end, or an int n for the last n); default all.
-        **kwargs: passed to the builder (``num_classes``, ``in_chans``, ``stem``, ``global_pool``, ...). A
+        **kwargs: ``weights`` (torchvision's keyword): a :class:`zoo.weights.Weights`, ``"arch.tag"``, a tag, or
+            ``"DEFAULT"``, the same as naming the tag with ``pretrained=True``. The others are passed to the
+            builder (``num_classes``, ``in_chans``, ``stem``, ``global_pool``, ...). A
             ``num_classes`` or ``in_chans`` that differs from the weights adapts them (new head, or
             first conv summed/repeated).
     """
     arch, tag = split_model_name_tag(model_name)
+    if kwargs.get("weights") is not None:
+        tag, pretrained = _weights_tag(arch, tag, kwargs.pop("weights")), True
+    kwargs.pop("weights", None)  # weights=None: torchvision's "no weights"
     # Names such as ``cifar_resnet50`` describe their parameters and are built without being registered.
     builder = (None if is_model(arch) else parametric_entrypoint(arch)) or model_entrypoint(arch)
     if pretrained or checkpoint_path or tag:
@@ -83,3 +88,20 @@ def create_model(
     elif out_indices is not None:
         raise ValueError("out_indices only applies with features_only=True")
     return model
+
+
+def _weights_tag(arch: str, tag: str, weights: Any) -> str:
+    """The tag that ``weights=`` (a Weights object, ``"arch.tag"``, a tag or ``"DEFAULT"``) names for ``arch``."""
+    from zoo.hub import manifest
+
+    name = getattr(weights, "name", weights)
+    if not isinstance(name, str):
+        raise TypeError(f"weights={weights!r}: give zoo.get_weights(...), 'arch.tag', a tag or 'DEFAULT'")
+    wanted_arch, wanted = split_model_name_tag(name) if "." in name else (arch, name)
+    if wanted == "DEFAULT":
+        wanted = manifest.default_tag(arch) or ""
+        if not wanted:
+            raise ValueError(f"weights='DEFAULT': {arch!r} has no weights; `zoo list --pretrained` lists those that do")
+    if wanted_arch != arch or (tag and tag != wanted):
+        raise ValueError(f"weights={name!r} are not weights of {arch + ('.' + tag if tag else '')!r}")
+    return wanted

@@ -365,3 +365,31 @@ def test_features_only_backbone_traces_and_exports():
             assert len(got) == 3
             for g, e in zip(got, expected, strict=True):
                 torch.testing.assert_close(g, e, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_drop_path_and_drop_block_are_timms(arch):
+    """timm's stochastic depth and DropBlock at timm's places: the same outputs in train mode, same weights and seed."""
+    import timm
+
+    theirs = timm.create_model(arch, drop_path_rate=0.2, drop_block_rate=0.1).train()
+    with torch.no_grad():  # timm zero-inits each block's last norm, which would hide what the branches drop
+        for module in theirs.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+    ours = zoo.create_model(arch, drop_path_rate=0.2, drop_block_rate=0.1, scriptable=True, no_jit=True).train()
+    assert ours.state_dict().keys() == zoo.create_model(arch).state_dict().keys()  # torchvision's layout stays
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(4, 3, 64, 64)
+    torch.manual_seed(3)
+    expected = theirs(x)
+    torch.manual_seed(3)
+    got = ours(x)
+    torch.manual_seed(4)
+    assert not torch.equal(ours(x), got)  # the regularisers are active: another seed drops other paths
+    assert torch.equal(got, expected)
+    plain = zoo.create_model(arch).eval()
+    plain.load_state_dict(ours.state_dict())
+    assert torch.equal(ours.eval()(x), plain(x))  # off in eval mode
+    with pytest.raises(ValueError, match="drop_path_rate=1.5 is invalid"):
+        zoo.create_model(arch, drop_path_rate=1.5)

@@ -68,6 +68,8 @@ def create_model(
     if kwargs.get("weights") is not None:
         tag, pretrained = _weights_tag(arch, tag, kwargs.pop("weights")), True
     kwargs.pop("weights", None)  # weights=None: torchvision's "no weights"
+    for flag in ("scriptable", "exportable", "no_jit"):  # timm's layer switches: zoo's layers need none of them
+        kwargs.pop(flag, None)
     # Names such as ``cifar_resnet50`` describe their parameters and are built without being registered.
     builder = (None if is_model(arch) else parametric_entrypoint(arch)) or model_entrypoint(arch)
     if pretrained or checkpoint_path or tag:

@@ -69,13 +69,19 @@ class BasicBlock(nn.Module):
         self.bn2 = norm_layer(planes)
         self.downsample = downsample
         self.stride = stride
+        # timm's regularisers, as plain attributes when set: no parameters, so torchvision's layout stays.
+        self.drop_block: nn.Module | None = None
+        self.drop_path: nn.Module | None = None
 
     def zero_init_last(self) -> None:
         _zero_weight(self.bn2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn1(self.conv1(x))
+        out = self.relu(out if self.drop_block is None else self.drop_block(out))
         out = self.bn2(self.conv2(out))
+        if self.drop_path is not None:
+            out = self.drop_path(out)
         # The shortcut last, as torchvision does: its output is not held through the main branch.
         out += x if self.downsample is None else self.downsample(x)  # in place: no extra activation-sized tensor
         return self.relu(out)
@@ -102,14 +108,19 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
+        self.drop_block: nn.Module | None = None  # as in BasicBlock
+        self.drop_path: nn.Module | None = None
 
     def zero_init_last(self) -> None:
         _zero_weight(self.bn3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn2(self.conv2(out))
+        out = self.relu(out if self.drop_block is None else self.drop_block(out))
         out = self.bn3(self.conv3(out))
+        if self.drop_path is not None:
+            out = self.drop_path(out)
         out += x if self.downsample is None else self.downsample(x)  # the shortcut last, in place, as torchvision
         return self.relu(out)
 
@@ -190,6 +201,8 @@ class ResNet(ZooModel):
         replace_stride_with_dilation: Sequence[bool] | None = None,
         norm_layer: NormLayer | None = None,
         global_pool: str = "avg",
+        drop_path_rate: float = 0.0,
+        drop_block_rate: float = 0.0,
     ) -> None:
         super().__init__()
         check_choice("stem", stem, STEMS)
@@ -225,6 +238,25 @@ class ResNet(ZooModel):
 
         self._init_weights(zero_init_last=(BasicBlock, Bottleneck) if zero_init_residual else ())
         self._set_default_cfg(resnet_arch(block, layers, groups, width_per_group), stem)
+        if drop_path_rate or drop_block_rate:
+            self._add_regularisers(drop_path_rate, drop_block_rate)
+
+    def _add_regularisers(self, drop_path_rate: float, drop_block_rate: float) -> None:
+        """timm's stochastic depth (rising linearly over the blocks to ``drop_path_rate``) and DropBlock (stages
+        3 and 4, block sizes 5 and 3, as ``timm.models.resnet.drop_blocks``): timm's layers, at timm's places."""
+        for name, rate in (("drop_path_rate", drop_path_rate), ("drop_block_rate", drop_block_rate)):
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+                raise ValueError(f"{name}={rate!r} is invalid: give a probability in [0, 1)")
+        from timm.layers import DropBlock2d, DropPath
+
+        blocks = [b for i in range(1, 5) for b in getattr(self, f"layer{i}")]
+        for i, b in enumerate(blocks):
+            rate = drop_path_rate * i / max(len(blocks) - 1, 1)
+            b.drop_path = DropPath(rate) if rate > 0 else None
+        if drop_block_rate:
+            for layer, size, gamma in ((self.layer3, 5, 0.25), (self.layer4, 3, 1.0)):
+                for b in layer:
+                    b.drop_block = DropBlock2d(drop_prob=drop_block_rate, block_size=size, gamma_scale=gamma)
 
     def _make_layer(
         self, block: Block, planes: int, blocks: int, stride: int, dilate: bool, norm_layer: NormLayer

@@ -64,6 +64,9 @@ def create_model(
             ``num_classes`` or ``in_chans`` that differs from the weights adapts them (new head, or
             first conv summed/repeated).
     """
+    if isinstance(model_name, str) and model_name.startswith(("local-dir:", "hf-hub:")):
+        return _create_from_folder(model_name, pretrained, checkpoint_path, pretrained_cfg_overlay, features_only,
+                                   out_indices, kwargs)  # fmt: skip
     arch, tag = split_model_name_tag(model_name)
     if kwargs.get("weights") is not None:
         tag, pretrained = _weights_tag(arch, tag, kwargs.pop("weights")), True
@@ -81,8 +84,19 @@ def create_model(
             )
     else:
         model = builder(**kwargs)
-    if pretrained_cfg_overlay:
-        model.pretrained_cfg = {**model.pretrained_cfg, **pretrained_cfg_overlay}
+    return _finish(model, arch, pretrained_cfg_overlay, features_only, out_indices)
+
+
+def _finish(
+    model: nn.Module,
+    arch: str,
+    overlay: dict[str, Any] | None,
+    features_only: bool,
+    out_indices: int | Sequence[int] | None,
+) -> nn.Module:
+    """The overlay on ``pretrained_cfg``, then ``features_only``'s wrapper."""
+    if overlay:
+        model.pretrained_cfg = {**model.pretrained_cfg, **overlay}
     if features_only:
         if not hasattr(model, "forward_intermediates"):
             raise ValueError(f"{arch} has no forward_intermediates(), so features_only=True cannot be used")
@@ -107,3 +121,33 @@ def _weights_tag(arch: str, tag: str, weights: Any) -> str:
     if wanted_arch != arch or (tag and tag != wanted):
         raise ValueError(f"weights={name!r} are not weights of {arch + ('.' + tag if tag else '')!r}")
     return wanted
+
+
+def _create_from_folder(
+    name: str,
+    pretrained: bool,
+    checkpoint_path: str | None,
+    overlay: dict[str, Any] | None,
+    features_only: bool,
+    out_indices: int | Sequence[int] | None,
+    kwargs: dict[str, Any],
+) -> nn.Module:
+    """timm's ``local-dir:PATH`` and ``hf-hub:ORG/NAME``: a folder's config.json chooses the architecture and
+    preprocessing, its model.safetensors (with ``pretrained``) the weights (zoo.hub.folders)."""
+    from zoo.hub.folders import resolve_folder
+
+    folder = resolve_folder(name, pretrained and checkpoint_path is None)
+    weights = checkpoint_path or folder.weights
+    if weights is None:  # timm's meaning: the folder's architecture and preprocessing, random weights
+        model = create_model(folder.arch, **{**folder.model_args, **kwargs})
+        model.pretrained_cfg = {**model.pretrained_cfg, **folder.pretrained_cfg}
+    else:
+        with gc_paused():
+            from zoo.hub import load
+
+            model = load.build_with_weights(
+                folder.arch, "", model_entrypoint(folder.arch), {**folder.model_args, **kwargs},
+                checkpoint_path=weights, folder_cfg=folder.pretrained_cfg,
+            )  # fmt: skip
+    model.pretrained_cfg = {**model.pretrained_cfg, "source": name}
+    return _finish(model, folder.arch, overlay, features_only, out_indices)

@@ -102,7 +102,8 @@ def _use_converted(name: str, entry: WeightsEntry) -> Path | None:
     return None
 
 
-def _lock(name: str):  # noqa: ANN202 - a filelock.FileLock, imported here only
+def entry_lock(name: str):  # noqa: ANN202 - a filelock.FileLock, imported here only
+    """The acquired file lock of the weights ``name`` (release it): one process fetches a file at a time."""
     from filelock import FileLock
 
     lock_path = cache_dir() / "locks" / f"{name}.lock"
@@ -150,7 +151,7 @@ def fetch_file(name: str, force: bool = False, entry: WeightsEntry | None = None
             path = cached(name, entry, source)
             if path is not None:
                 return Fetched(path, source)
-    lock = _lock(name)
+    lock = entry_lock(name)
     try:
         failures: list[tuple[Source, WeightsError]] = []
         for source in sources:

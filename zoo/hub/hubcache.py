@@ -11,12 +11,14 @@ import errno
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from zoo.errors import IntegrityError, WeightsError
 from zoo.hub.entry import COMMIT_RE, SHA256_RE, Source
 
 __all__ = [
-    "drop_hub_file", "explain_hub_error", "hf_hub_cache", "hub_cached_file", "hub_download", "repo_folder",
+    "drop_hub_file", "explain_hub_error", "hf_hub_cache", "hub_cached_file", "hub_download", "plain_relative",
+    "repo_folder",
     "transport_errors",
 ]  # fmt: skip
 
@@ -165,7 +167,7 @@ def explain_hub_error(error: BaseException, what: str, endpoint: str) -> Weights
     )
 
 
-def _plain_relative(text: str, what: str) -> str:
+def plain_relative(text: str, what: str) -> str:
     """``text`` if it is a relative path that stays inside the folder it is joined to, else a WeightsError."""
     parts = text.split("/")
     if not text or "\\" in text or any(part in ("", ".", "..") for part in parts):
@@ -220,7 +222,13 @@ def _link_snapshot(snapshot: Path, blob: Path) -> None:
 
 
 def hub_download(
-    source: Source, commit: str, sha256: str, size: int | None, what: str, hint: str, force: bool = False
+    source: Any,
+    commit: str,
+    sha256: str | None,
+    size: int | None,
+    what: str,
+    hint: str | None = None,
+    force: bool = False,
 ) -> Path:
     """Download a Hub file at ``commit`` into huggingface_hub's cache layout as blob ``sha256``, verified.
 
@@ -228,33 +236,39 @@ def hub_download(
     the ``X-Linked-Etag`` of its own request without checking it, so a hostile endpoint could make it write
     anywhere (docs/weights.md, "Known upstream issues"). Here every name comes from a value zoo checked: a
     40-hex commit, a 64-hex SHA-256, the manifest's file name and revision. The blob appears only complete
-    and with the expected SHA-256; any failure is a :class:`WeightsError` that says which.
+    and with the expected SHA-256; any failure is a :class:`WeightsError` that says which. A small git file
+    that has no SHA-256 on the Hub (``sha256`` None, ``size`` then a limit) is stored under the SHA-256 of
+    what arrived.
     """
     from huggingface_hub import hf_hub_url
 
-    from zoo.hub.verify import check_file
+    from zoo.hub.verify import check_file, sha256_file
     from zoo.utils.files import atomic_path, remove_stale_temp_files, write_text_atomic
 
-    if not COMMIT_RE.fullmatch(commit) or not SHA256_RE.fullmatch(sha256):
+    if not COMMIT_RE.fullmatch(commit) or (sha256 is not None and not SHA256_RE.fullmatch(sha256)):
         raise ValueError(f"hub_download needs a checked commit and SHA-256, not {commit!r} and {sha256!r}")
-    filename = _plain_relative(str(source.filename), "the file name")
-    revision = _plain_relative(source.revision or "main", "the revision")
+    filename = plain_relative(str(source.filename), "the file name")
+    revision = plain_relative(source.revision or "main", "the revision")
     folder = repo_folder(source)
-    blob = folder / "blobs" / sha256
+    blob = folder / "blobs" / (sha256 or f"download-{os.getpid()}")
     endpoint = os.environ.get("HF_ENDPOINT") or None
     url = hf_hub_url(str(source.repo_id), filename, revision=commit, endpoint=endpoint)
     try:
-        if force or blob.is_symlink() or check_file(blob, sha256, size) is not None:
+        if sha256 is None or force or blob.is_symlink() or check_file(blob, sha256, size) is not None:
             blob.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_temp_files(blob.parent, (blob.name,))  # a killed download's; the caller holds the lock
             with atomic_path(blob, suffix=".part") as tmp:
                 _stream_hub_file(url, tmp, size, what)
-                problem = check_file(tmp, sha256, size)
+                problem = check_file(tmp, sha256, size) if sha256 is not None else None
                 if problem is not None:
                     raise IntegrityError(
                         f"the file downloaded for {what} {problem.replace(' (corrupted or replaced)', '')}: it is "
                         "not the file that was verified. Nothing was cached."
                     )
+            if sha256 is None:
+                named = blob.with_name(sha256_file(blob))
+                os.replace(blob, named)
+                blob = named
         snapshot = folder / "snapshots" / commit / filename
         _link_snapshot(snapshot, blob)
         if not COMMIT_RE.fullmatch(revision):  # a branch's refs/ entry, so that timm finds the file too

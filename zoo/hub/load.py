@@ -259,13 +259,16 @@ def build_with_weights(
     kwargs: Mapping[str, Any],
     pretrained: bool = False,
     checkpoint_path: str | os.PathLike[str] | None = None,
+    folder_cfg: Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """Build ``arch`` with weights: the manifest's ``arch.tag`` (or the default tag) or a local file.
 
     * a tag without ``pretrained``: the tag's pretrained_cfg (preprocessing, classes) and random weights;
     * ``pretrained``: the verified file of ``arch.tag`` (downloaded once, then from the cache);
     * ``checkpoint_path``: a local safetensors file (its :class:`WeightsMetadata` pretrained_cfg and
-      model_args, if any, supply defaults); it takes precedence over ``pretrained``.
+      model_args, if any, supply defaults); it takes precedence over ``pretrained``. ``folder_cfg``: the
+      checked preprocessing of a timm-layout folder's ``config.json`` (``local-dir:``, ``hf-hub:``), which
+      then stands for the header's.
 
     The entry's ``num_classes``, input channels and ``model_args`` are builder defaults; a ``num_classes``
     or ``in_chans`` passed in ``kwargs`` that differs from the weights adapts them (new classifier with a
@@ -298,7 +301,7 @@ def build_with_weights(
         try:  # the header is untrusted: every value is checked before it becomes a size or an argument
             meta = WeightsMetadata.from_header(header)
             if not entry:
-                info = check_preprocessing(meta.pretrained_cfg or {})
+                info = check_preprocessing(folder_cfg if folder_cfg is not None else meta.pretrained_cfg or {})
                 defaults = dict(meta.model_args or {})
                 labels = info.get("label_names")
         except ValueError as e:

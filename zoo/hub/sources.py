@@ -23,6 +23,7 @@ import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from zoo.errors import IntegrityError, OfflineError, WeightsError, WeightsFileError
 from zoo.hub import manifest
@@ -42,7 +43,7 @@ from zoo.utils.files import atomic_path
 
 __all__ = [
     "cache_error", "cached", "converted_record", "download", "fetch_source", "how_to_get_it", "hub_file_info",
-    "read_pin", "record_converted", "remove_pins", "torch_cache_path", "url_cache_path",
+    "hub_small_file", "read_pin", "record_converted", "remove_pins", "torch_cache_path", "url_cache_path",
 ]  # fmt: skip
 
 _CACHE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)
@@ -204,6 +205,27 @@ def _fetch_hub(name: str, source: Source, force: bool) -> Path:
     path = hub_download(replace(source, revision=revision), commit, want, want_size, what, how_to_get_it(name), force)
     write_pin(name, source, {"commit": commit, "sha256": want, "size": path.stat().st_size})
     return path
+
+
+def hub_small_file(repo_id: str, filename: str, revision: str, what: str, limit: int, force: bool = False) -> Path:
+    """A small Hub file that carries no SHA-256 (a git file such as ``config.json``), at ``revision``, in
+    huggingface_hub's cache layout: from the cache when there, else downloaded (at most ``limit`` bytes) at
+    the commit the Hub names and stored under the SHA-256 of what arrived."""
+    from types import SimpleNamespace
+
+    from zoo.hub.hubcache import plain_relative
+
+    # Not a Source: those name .safetensors files only. hub_cached_file and hub_download read these three.
+    here: Any = SimpleNamespace(repo_id=repo_id, filename=plain_relative(filename, "the file name"), revision=revision)
+    cached_path = hub_cached_file(here) if not force else None
+    if cached_path is not None and cached_path.is_file():
+        return cached_path
+    if is_offline():
+        raise OfflineError(f"{what} is not in the Hugging Face cache, and downloads are off (offline mode)")
+    commit, _, size = hub_file_info(here, what)
+    if size is not None and size > limit:
+        raise IntegrityError(f"the Hub announces {size:,} bytes for {what}; zoo reads at most {limit:,}")
+    return hub_download(here, commit, None, limit, what, force=force)
 
 
 # ------------------------------------------------------------------------------------------- URLs

@@ -1,0 +1,97 @@
+"""timm's ``local-dir:PATH`` and ``hf-hub:ORG/NAME`` names: folders in timm's layout, zoo's published ones
+included, from disk and from a loopback Hub, verified as manifest weights are."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from weights_fixtures import server_fixture, weights_env_fixture  # noqa: F401
+
+import zoo
+from zoo.errors import IntegrityError, OfflineError, WeightsFileError
+from zoo.hub import manifest
+from zoo.publish.card import timm_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(name="folder")
+def folder_fixture(tmp_path: Path) -> Path:
+    """resnet20.cifar10's bundled file and the config.json `zoo publish` writes for it."""
+    reference = zoo.create_model("resnet20.cifar10", pretrained=True)
+    out = tmp_path / "resnet20.cifar10"
+    out.mkdir()
+    entry = manifest.get_entry("resnet20", "cifar10")
+    shutil.copyfile(manifest.bundled_path(entry.source), out / "model.safetensors")
+    config = timm_config(reference, "resnet20", {"model_args": {"num_classes": 10, "in_chans": 3}})
+    (out / "config.json").write_text(json.dumps(config))
+    return out
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return torch.equal(a.eval()(x), b.eval()(x))
+
+
+def test_local_dir_loads_a_published_folder(folder):
+    model = zoo.create_model(f"local-dir:{folder}", pretrained=True)
+    assert _same(model, zoo.create_model("resnet20.cifar10", pretrained=True))
+    cfg = model.pretrained_cfg
+    assert list(cfg["mean"]) == list(zoo.get_weights("resnet20.cifar10").preprocessing["mean"])
+    assert tuple(cfg["label_names"]) == zoo.get_weights("resnet20.cifar10").label_names
+    # Without pretrained: timm's meaning, the folder's architecture and preprocessing with random weights.
+    bare = zoo.create_model(f"local-dir:{folder}")
+    assert bare.num_classes == 10 and not _same(bare, model)
+
+
+def test_local_dir_refuses_what_is_not_a_model_folder(folder, tmp_path):
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "architecture": "os.system"}))
+    with pytest.raises(WeightsFileError, match="'os.system', which is not a zoo model"):
+        zoo.create_model(f"local-dir:{folder}", pretrained=True)
+    with pytest.raises(WeightsFileError, match="has no config.json"):
+        zoo.create_model(f"local-dir:{tmp_path}", pretrained=True)
+    (folder / "config.json").write_text(json.dumps({**config, "pretrained_cfg": {"std": [0, 1, 1]}}))
+    with pytest.raises(WeightsFileError, match="std"):
+        zoo.create_model(f"local-dir:{folder}", pretrained=True)
+
+
+def test_hf_hub_downloads_verifies_caches_and_works_offline(folder, weights_env, server, monkeypatch):
+    repo = "someone/resnet20.cifar10"
+    data = (folder / "model.safetensors").read_bytes()
+    server.add_hub(repo, "model.safetensors", data)
+    server.add_hub(repo, "config.json", (folder / "config.json").read_bytes(), sha256=None)  # a plain git file
+    model = zoo.create_model(f"hf-hub:{repo}", pretrained=True)
+    assert _same(model, zoo.create_model(f"local-dir:{folder}", pretrained=True))  # (the manifest is a test's own)
+    requests = len(server.requests)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert _same(zoo.create_model(f"hf-hub:{repo}", pretrained=True), model)  # from the cache
+    assert len(server.requests) == requests
+    # huggingface_hub (and so timm) finds the same files in its cache.
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in ("config.json", "model.safetensors"):
+        found = try_to_load_from_cache(repo, name, cache_dir=weights_env.hf_home / "hub")
+        assert isinstance(found, str) and Path(found).read_bytes() == (folder / name).read_bytes()
+
+
+def test_hf_hub_refuses_a_file_that_is_not_what_the_hub_announces(folder, weights_env, server):
+    repo = "someone/tampered"
+    server.add_hub(repo, "model.safetensors", (folder / "model.safetensors").read_bytes(), sha256="0" * 64)
+    server.add_hub(repo, "config.json", (folder / "config.json").read_bytes(), sha256=None)
+    with pytest.raises(IntegrityError, match="hf-hub:someone/tampered"):
+        zoo.create_model(f"hf-hub:{repo}", pretrained=True)
+    assert all(p.stat().st_size < 10_000 for p in weights_env.hub_files())  # config.json only: no weights kept
+
+
+def test_hf_hub_offline_without_a_cache_says_so(weights_env, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OfflineError, match="offline"):
+        zoo.create_model("hf-hub:someone/never-fetched", pretrained=True)
+    with pytest.raises(ValueError, match="hf-hub:ORG/NAME"):
+        zoo.create_model("hf-hub:../../etc", pretrained=True)

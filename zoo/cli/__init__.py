@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "eval": "evaluate a model or checkpoint: top-1/top-5, loss, per-class, confusion",
     "publish": "turn a finished run into a verified, Hub-ready model folder",
     "predict": "classify image files (no arguments: the bundled sample images)",
+    "export": "a model and its weights as ONNX or torch.export, checked against eager",
     "bench": "inference and training throughput, MACs, parameters and peak memory",
 }
 # Commands whose module name differs, so that no module shadows a builtin (list, eval) in this package.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from synth_data import IDX_NAMES, make_cifar, make_idx_dataset, make_image_folde
 from zoo.data import TensorImageDataset, TensorLoader, create_datasets, find_idx_files, load_idx_dataset, read_idx
 from zoo.data.cifar import load_cifar
 from zoo.data.idx import FASHION_MNIST_CLASSES
+from zoo.errors import DataError
 
 # ----------------------------------------------------------------------------------------------------- IDX
 
@@ -304,16 +306,17 @@ def test_image_folder_train_val_trees_and_worker_safety(tmp_path):
     assert len(train) == 12 and len(val) == 4
     assert sorted({t for _, t in val.samples}) == [0, 2]  # val's classes map onto train's indices
     assert "train" in info.extra["layout"]
-    # A file that breaks after the check is skipped inside the workers, not a crash.
+    # A file that breaks after the check is an error that names it, in the workers too: never another
+    # image read in its place under its label.
     broken = train.samples[1][0]
     with open(broken, "wb") as f:
         f.write(b"garbage")
     loader = torch.utils.data.DataLoader(train, batch_size=4, num_workers=2)
-    batches = list(loader)
-    assert sum(len(y) for _, y in batches) == 12
-    with pytest.warns(UserWarning, match="skipping unreadable image"):
-        x, y = train[1]  # in this process the replacement is the next sample, and it is reported
-    assert y == train.samples[2][1]
+    with pytest.raises(DataError, match=re.escape(broken)):
+        list(loader)
+    with pytest.raises(DataError, match="cannot be read any more"):
+        train[1]
+    assert train[2][1] == train.samples[2][1]
 
 
 def test_image_folder_lists_what_torchvision_lists(tmp_path):

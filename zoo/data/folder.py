@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -156,8 +155,9 @@ def verify_images(
 class ImageFolderDataset(Dataset):
     """``(path, label)`` samples read with PIL as RGB and passed through ``transform``.
 
-    An image that fails to load (one that broke after :func:`verify_images`) is reported once and replaced
-    by the next readable sample, so a worker never dies on it.
+    The samples are the files :func:`scan_image_folder` and :func:`verify_images` found readable (those that
+    were not are skipped there, and counted). A file that breaks after that check is a :class:`DataError`
+    naming it: silently reading a neighbour instead would train on, or count, another image under this label.
     """
 
     def __init__(self, samples: Sequence[tuple[str, int]], classes: Sequence[str], transform: Callable | None = None):
@@ -167,7 +167,6 @@ class ImageFolderDataset(Dataset):
         self.targets = [t for _, t in self.samples]
         self.classes = list(classes)
         self.transform = transform
-        self._reported: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -175,23 +174,17 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Any, int]:
         from PIL import Image
 
-        for attempt in range(min(len(self.samples), 16)):
-            path, target = self.samples[(index + attempt) % len(self.samples)]
-            try:
-                with Image.open(path) as im:
-                    img = to_rgb(im)
-            except Exception as e:
-                if path not in self._reported:
-                    self._reported.add(path)
-                    warnings.warn(f"skipping unreadable image {path}: {e}", stacklevel=2)
-                continue
-            return (self.transform(img) if self.transform else img), target
-        first = self.samples[index % len(self.samples)][0]
-        raise DataError(
-            f"no readable image among the {min(len(self.samples), 16)} files from {first} on (index {index} of "
-            f"{len(self.samples)}): the images broke after they were checked — check the disk, or run again with "
-            "--strict-images to list every unreadable file"
-        )
+        path, target = self.samples[index]
+        try:
+            with Image.open(path) as im:
+                img = to_rgb(im)
+        except Exception as e:  # PIL raises many kinds for a damaged file
+            raise DataError(
+                f"{path} cannot be read any more ({type(e).__name__}: {e}); it was readable when the folder was "
+                "scanned, so it changed or the disk failed",
+                hint="restore or remove the file and run again (a training run continues with --resume)",
+            ) from None
+        return (self.transform(img) if self.transform else img), target
 
 
 def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:

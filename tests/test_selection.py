@@ -163,3 +163,16 @@ def test_held_out_selection_on_real_mnist(shared_data, tmp_path):
     assert (record["train_images"], record["test_images"]) == (4000, 10000) and abs(record["val_images"] - 6000) <= 5
     row = read_metrics(out / "metrics.csv")[0]
     assert row["val_acc1"] > 85 and row["test_acc1"] > 85  # 31 steps on real digits; chance is 10 %
+
+
+def test_a_recipe_without_a_dataset_kind_says_which_settings_it_used():
+    import warnings
+
+    from zoo.training.recipes import get_recipe
+
+    with pytest.warns(UserWarning, match="no dataset kind was given; using the fast recipe's settings for mnist"):
+        recipe = get_recipe("fast")
+    assert recipe.notes and "no dataset kind" in recipe.notes[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert get_recipe("fast", "cifar10").notes == []

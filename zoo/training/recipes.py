@@ -8,6 +8,7 @@ tuned for short runs. A recipe can differ per dataset kind: ``get_recipe("fast",
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,8 +168,14 @@ def get_recipe(name: str, dataset: str | None = None, **overrides: Any) -> Recip
     if per_dataset:
         kind = dataset if dataset in per_dataset else next(iter(per_dataset))
         values.update(per_dataset[kind])
-        if dataset and dataset not in per_dataset:
-            values["notes"] = [f"no {name} settings for {dataset}; using those for {kind}"]
+        if dataset not in per_dataset:
+            said = f"no {name} settings for {dataset}" if dataset else "no dataset kind was given"
+            values["notes"] = [f"{said}; using the {name} recipe's settings for {kind}"]
+            if not dataset:  # zoo.fit(model, data) without one: say so rather than train with MNIST's settings
+                warnings.warn(
+                    f"{values['notes'][0]} (pass run_info={{'dataset_kind': ...}} to zoo.fit, or a Recipe)",
+                    stacklevel=3,
+                )
     return Recipe().replace(**values).replace(**overrides)
 
 

@@ -303,3 +303,21 @@ def test_loading_leaves_garbage_collection_as_it_was(enabled, tmp_path):
         assert gc.isenabled() == enabled
     finally:
         gc.enable() if previous else gc.disable()
+
+
+def test_source_identity_never_follows_weights_into_a_new_head_or_a_new_file(tmp_path):
+    """timm's filter_pretrained_cfg(remove_source=True): file, sha256, source and tag describe one file only."""
+    import warnings
+
+    from zoo.hub.load import read_metadata
+    from zoo.hub.metadata import SOURCE_KEYS
+
+    loaded = zoo.create_model("mnist_cnn.mnist", pretrained=True)
+    assert loaded.pretrained_cfg["sha256"] and loaded.pretrained_cfg["file"] and loaded.pretrained_cfg["tag"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the new head's warning
+        new_head = zoo.create_model("mnist_cnn.mnist", pretrained=True, num_classes=5)
+    assert not set(SOURCE_KEYS) & {k for k, v in new_head.pretrained_cfg.items() if v is not None}
+    zoo.save_weights(loaded, tmp_path / "mine.safetensors")
+    written = json.loads(read_metadata(tmp_path / "mine.safetensors")["zoo.pretrained_cfg"])
+    assert not set(SOURCE_KEYS) & set(written) and written["mean"] == list(loaded.pretrained_cfg["mean"])

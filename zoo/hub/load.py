@@ -249,6 +249,10 @@ def _cfg_with(model: nn.Module, arch: str, tag: str | None, info: Mapping[str, A
         label_names=tuple(labels) if same_head and labels else None,
         **extra,
     )
+    if not same_head and info.get("num_classes") is not None:  # a new head: no longer the weights of that file
+        from zoo.hub.metadata import without_source
+
+        cfg = without_source(cfg)
     return cfg
 
 

@@ -18,7 +18,17 @@ from typing import Any
 from zoo.hub.entry import INTERPOLATIONS, MAX_INPUT_SIDE, MAX_RESIZE_SIDE
 from zoo.utils.files import parse_json
 
-__all__ = ["WeightsMetadata", "check_preprocessing", "jsonable"]
+__all__ = ["SOURCE_KEYS", "WeightsMetadata", "check_preprocessing", "jsonable", "without_source"]
+
+# Where a model's weights came from (timm's keys, and zoo's file and tag): true of that file only. A new head
+# or a new file (save_weights, a run's config.json, zoo publish) is not that file, so these are dropped, as
+# timm's filter_pretrained_cfg(remove_source=True) does.
+SOURCE_KEYS = ("file", "sha256", "source", "url", "hf_hub_id", "hf_hub_filename", "tag")
+
+
+def without_source(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` without the keys that name the file its weights came from (:data:`SOURCE_KEYS`)."""
+    return {k: v for k, v in cfg.items() if k not in SOURCE_KEYS}
 
 # What each kind of field must hold once parsed (a header is untrusted: JSON can hold anything).
 _KIND_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (float,), "json": (dict,)}

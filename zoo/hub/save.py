@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn as nn
 
-from zoo.hub.metadata import WeightsMetadata, jsonable
+from zoo.hub.metadata import WeightsMetadata, jsonable, without_source
 from zoo.hub.verify import mark_verified, sha256_file
 from zoo.utils.files import atomic_path
 
@@ -79,6 +79,7 @@ def save_weights(
     if isinstance(obj, nn.Module):
         state = obj.state_dict()
         cfg = getattr(obj, "pretrained_cfg", None)
+        cfg = without_source(cfg) if cfg else cfg  # the new file is not the one the model was loaded from
     else:
         state, cfg = dict(obj), None
     meta = _header(cfg, metadata)

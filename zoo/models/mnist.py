@@ -1,4 +1,4 @@
-"""The seed course's MNIST CNNs (Lab10-2 and the deeper Lab10-3 network), for 28x28 grey images.
+"""The seed course's MNIST CNN (Lab10-1 to Lab10-3) and a deeper variant, for 28x28 grey images.
 
 ``mnist_cnn``: two blocks of 3x3 conv (padding 1), ReLU and 2x2 max-pool (1->32->64 channels), then a
 Linear 7*7*64 = 3136 -> 10. ``mnist_cnn_deep`` adds a third block of 128 channels (its pool pads by one,
@@ -94,7 +94,7 @@ class MnistCNN(_MnistBase):
 
 
 class MnistDeepCNN(_MnistBase):
-    """Lab10-3's deeper CNN: a third 128-channel block and a 625-wide hidden layer with dropout."""
+    """A deeper variant of the course's CNN: a third 128-channel block and a 625-wide hidden layer with dropout."""
 
     classifier_attr = "fc2"
 
@@ -141,5 +141,5 @@ def mnist_cnn(**kwargs: Any) -> MnistCNN:
 
 @register_model
 def mnist_cnn_deep(**kwargs: Any) -> MnistDeepCNN:
-    """The seed course's deeper CNN (Lab10-3): three conv blocks and a 625-wide hidden layer."""
+    """A deeper variant of the seed course's CNN: three conv blocks and a 625-wide hidden layer."""
     return build_model(MnistDeepCNN, "mnist_cnn_deep", kwargs)  # type: ignore[return-value]

@@ -389,8 +389,10 @@ class CheckpointMixin:
             atomic_torch_save(self._state(epoch, batch, partial, ranks), self.out_dir / "last.pt")
 
     def _model_config(self) -> dict[str, Any]:
+        from zoo.hub.metadata import without_source
+
         m = self.model_without_ddp
-        cfg = dict(getattr(m, "pretrained_cfg", None) or {})
+        cfg = without_source(getattr(m, "pretrained_cfg", None) or {})  # the run's weights are its own file's
         cfg["num_classes"] = self._num_classes()
         if self.label_names:
             cfg["label_names"] = list(self.label_names)

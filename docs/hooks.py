@@ -20,6 +20,15 @@ import gen_tables  # noqa: E402
 import paper_tables  # noqa: E402
 
 
+def on_config(config: Any, **kwargs: Any) -> Any:
+    """The version in the header: the site is of zoo at this version (pyproject.toml's)."""
+    import tomllib
+
+    version = tomllib.loads((DOCS.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    config["site_name"] = f"zoo {version}"
+    return config
+
+
 def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
     """Replace a generated page's committed text with a fresh rendering."""
     render = gen_tables.TABLES.get(page.file.src_uri)

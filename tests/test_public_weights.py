@@ -179,6 +179,34 @@ def test_the_torchvision_url_serves_when_the_hub_cannot(weights_env, timm_files)
     assert len(weights_env.server.requests) == requests
 
 
+def test_torchvisions_own_download_is_used_offline_before_the_network(weights_env, timm_files, tmp_path, monkeypatch):
+    _, state = timm_files["resnet18"]
+    pth, sha = _pth(state)
+    name = f"resnet18-{sha[:8]}.pth"
+    url = weights_env.server.endpoint + f"/{weights_env.org}-tv/never-served/{name}"
+    _add(weights_env, "resnet18.tv_in1k", f"{weights_env.org}-timm/missing", url)
+    torch_home = tmp_path / "torch-home"
+    (torch_home / "hub" / "checkpoints").mkdir(parents=True)
+    (torch_home / "hub" / "checkpoints" / name).write_bytes(pth)  # where torchvision keeps its downloads
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    requests = len(weights_env.server.requests)
+    model = zoo.create_model("resnet18.tv_in1k", pretrained=True).eval()
+    assert len(weights_env.server.requests) == requests  # no request: torchvision's file, checked and converted
+    with torch.no_grad():
+        torch.testing.assert_close(model(X), _tv_model("resnet18", state)(X), rtol=0, atol=0)
+    assert Path(model.pretrained_cfg["file"]).is_relative_to(weights_env.cache)
+    # A file there whose hash does not start with its name's prefix is not used.
+    other = torch_home / "hub" / "checkpoints" / name
+    other.write_bytes(pth + b"x")
+    for converted in (weights_env.cache / "weights").glob("*"):
+        converted.unlink()
+    for pin in (weights_env.cache / "pins").glob("*"):
+        pin.unlink()
+    with pytest.warns(UserWarning, match="ignoring .*torchvision's cache"), pytest.raises(WeightsError):
+        zoo.create_model("resnet18.tv_in1k", pretrained=True)
+
+
 def test_when_every_source_fails_the_error_names_each(weights_env):
     url = weights_env.server.endpoint + f"/{weights_env.org}-tv/gone/resnet18-0123abcd.pth"
     _add(weights_env, "resnet18.tv_in1k", f"{weights_env.org}-timm/missing", url)

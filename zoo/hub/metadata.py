@@ -30,6 +30,7 @@ def without_source(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """``cfg`` without the keys that name the file its weights came from (:data:`SOURCE_KEYS`)."""
     return {k: v for k, v in cfg.items() if k not in SOURCE_KEYS}
 
+
 # What each kind of field must hold once parsed (a header is untrusted: JSON can hold anything).
 _KIND_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (float,), "json": (dict,)}
 

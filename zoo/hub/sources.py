@@ -347,14 +347,31 @@ def _torch_cached(name: str, source: Source) -> Path | None:
     return path if ok else None
 
 
-def _fetch_torch_url(name: str, source: Source, force: bool) -> Path:
-    """A torchvision-style ``.pth``: downloaded, checked (pin, else the name's hash prefix), converted once."""
-    if not force:
-        cached_path = _torch_cached(name, source)
-        if cached_path is not None:
-            return cached_path
-    if is_offline():
-        raise _offline(name)
+def torchvision_cache_file(source: Source) -> Path | None:
+    """The file torchvision itself downloaded for this URL (``$TORCH_HOME/hub/checkpoints/<name>``), if any."""
+    import torch.hub
+
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(str(source.url)).name
+    return path if path.is_file() else None
+
+
+def _from_torchvision_cache(name: str, source: Source) -> Path | None:
+    """torchvision's own download of the file, checked as a download is and converted once; None if absent."""
+    local = torchvision_cache_file(source)
+    if local is None:
+        return None
+    from zoo.hub.verify import sha256_file
+
+    sha = sha256_file(local)
+    try:
+        return _convert_pth(name, source, local, sha, local.stat().st_size, f"{local} (torchvision's cache)")
+    except IntegrityError as e:
+        warnings.warn(f"ignoring {local}: {e}", stacklevel=4)
+        return None
+
+
+def _convert_pth(name: str, source: Source, pth: Path, sha: str, size: int, where: str) -> Path:
+    """Check a ``.pth`` (pin, else its name's hash prefix), convert it to safetensors once, pin it."""
     from safetensors.torch import save_file
 
     from zoo.hub.convert import read_pickle_checkpoint
@@ -363,40 +380,49 @@ def _fetch_torch_url(name: str, source: Source, force: bool) -> Path:
     pin = read_pin(name, source)
     pinned = source.sha256 or (pin["sha256"] if pin is not None else None)
     url = str(source.url)
-    part_of = cache_dir() / "downloads" / f"{manifest.check_name(name)}.pth"
-    _clear_stale_parts(part_of)
-    tmp = part_of.parent / f".{part_of.name}.{os.getpid()}.part"
+    if pinned is not None and sha != pinned:
+        if source.sha256 is None:
+            raise _changed_upstream(name, source, url, pinned, sha)
+        raise IntegrityError(f"the file for {name} from {where} has SHA-256 {sha}; the manifest pins {pinned}")
+    prefix = source.hash_prefix
+    if pinned is None and (prefix is None or not sha.startswith(prefix)):
+        raise IntegrityError(
+            f"the file for {name} from {where} has SHA-256 {sha}, which does not start with the {prefix} its "
+            "name promises: it is not the published file. Nothing was cached."
+        )
     try:
-        sha, size = download(name, url, tmp, part_of)
-        if pinned is not None and sha != pinned:
-            if source.sha256 is None:
-                raise _changed_upstream(name, source, url, pinned, sha)
-            raise IntegrityError(
-                f"the file downloaded for {name} from {url} has SHA-256 {sha}; the manifest pins {pinned}"
-            )
-        prefix = source.hash_prefix
-        if pinned is None and (prefix is None or not sha.startswith(prefix)):
-            raise IntegrityError(
-                f"the file downloaded for {name} from {url} has SHA-256 {sha}, which does not start with the "
-                f"{prefix} its name promises: it is not the published file. Nothing was cached."
-            )
-        try:
-            state = read_pickle_checkpoint(tmp)  # weights_only: tensors and containers, never code
-        except WeightsFileError as e:
-            raise IntegrityError(
-                f"the file downloaded for {name} from {url} was refused: {e}. Nothing was cached."
-            ) from None
-        dest = torch_cache_path(name, sha)
-        with atomic_path(dest, suffix=".part") as out:
-            save_file({k: v.contiguous() for k, v in state.items()}, str(out), metadata={"format": "pt", "source": url})
-        del state
-    finally:
-        tmp.unlink(missing_ok=True)
+        state = read_pickle_checkpoint(pth)  # weights_only: tensors and containers, never code
+    except WeightsFileError as e:
+        raise IntegrityError(f"the file for {name} from {where} was refused: {e}. Nothing was cached.") from None
+    dest = torch_cache_path(name, sha)
+    with atomic_path(dest, suffix=".part") as out:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(out), metadata={"format": "pt", "source": url})
+    del state
     converted_sha = sha256_file(dest)
     mark_verified(dest, converted_sha)
     record = {"sha256": sha, "size": size, "converted_sha256": converted_sha, "converted_size": dest.stat().st_size}
     write_pin(name, source, record)
     return dest
+
+
+def _fetch_torch_url(name: str, source: Source, force: bool) -> Path:
+    """A torchvision-style ``.pth``: torchvision's own download when it has one, else downloaded; checked (pin,
+    else the name's hash prefix) and converted once."""
+    if not force:
+        cached_path = _torch_cached(name, source) or _from_torchvision_cache(name, source)
+        if cached_path is not None:
+            return cached_path
+    if is_offline():
+        raise _offline(name)
+    url = str(source.url)
+    part_of = cache_dir() / "downloads" / f"{manifest.check_name(name)}.pth"
+    _clear_stale_parts(part_of)
+    tmp = part_of.parent / f".{part_of.name}.{os.getpid()}.part"
+    try:
+        sha, size = download(name, url, tmp, part_of)
+        return _convert_pth(name, source, tmp, sha, size, url)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------------------ entry points
@@ -407,7 +433,7 @@ def cached(name: str, entry: WeightsEntry, source: Source) -> Path | None:
     if source.type == "hub":
         return _hub_cached(name, source)
     if source.format == "torch":
-        return _torch_cached(name, source)
+        return _torch_cached(name, source) or _from_torchvision_cache(name, source)
     dest = url_cache_path(name, entry)
     ok = dest.exists() and entry.sha256 is not None and check_file(dest, entry.sha256, entry.size) is None
     return dest if ok else None

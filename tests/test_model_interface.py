@@ -393,3 +393,22 @@ def test_drop_path_and_drop_block_are_timms(arch):
     assert torch.equal(ours.eval()(x), plain(x))  # off in eval mode
     with pytest.raises(ValueError, match="drop_path_rate=1.5 is invalid"):
         zoo.create_model(arch, drop_path_rate=1.5)
+
+
+@pytest.mark.parametrize("overlay", [{"num_classes": 100}, {"input_size": (1, 64, 64)}])
+def test_pretrained_cfg_overlay_drives_the_build_as_in_timm(overlay):
+    import timm
+
+    theirs = timm.create_model("resnet18", pretrained_cfg_overlay=overlay)
+    ours = zoo.create_model("resnet18", pretrained_cfg_overlay=overlay)
+    assert (ours.num_classes, ours.conv1.in_channels) == (theirs.num_classes, theirs.conv1.in_channels)
+    assert ours.pretrained_cfg["num_classes"] == theirs.pretrained_cfg["num_classes"] == ours.num_classes
+
+
+def test_pretrained_cfg_overlay_file_is_where_the_weights_come_from(tmp_path):
+    source = zoo.create_model("mnist_cnn.mnist", pretrained=True)
+    zoo.save_weights(source, tmp_path / "mine.safetensors")
+    model = zoo.create_model(
+        "mnist_cnn", pretrained=True, pretrained_cfg_overlay={"file": str(tmp_path / "mine.safetensors")}
+    )
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in source.state_dict().items())

@@ -52,7 +52,9 @@ def create_model(
             default weights.
         pretrained: load the manifest's weights (downloaded and verified, or bundled).
         checkpoint_path: load this local safetensors file instead.
-        pretrained_cfg_overlay: entries that replace those of the model's ``pretrained_cfg``.
+        pretrained_cfg_overlay: entries that replace those of the model's ``pretrained_cfg``, resolved before the
+            build as in timm: ``num_classes`` and ``input_size`` give the builder's defaults, and with ``pretrained``
+            a ``file`` or ``hf_hub_id`` in it is where the weights come from.
         features_only: return a model whose forward gives the list of stage feature maps (for detection and
             segmentation), described by its ``feature_info`` (``channels()``, ``reduction()``); the layers
             those stages do not need, the classifier included, are removed after the weights are loaded.
@@ -64,6 +66,18 @@ def create_model(
             ``num_classes`` or ``in_chans`` that differs from the weights adapts them (new head, or
             first conv summed/repeated).
     """
+    if pretrained_cfg_overlay:
+        # As in timm, the overlay is resolved before the build: its classes and channels are the builder's
+        # defaults, and a file or Hub repo it names is where pretrained weights come from.
+        overlay = pretrained_cfg_overlay
+        if overlay.get("num_classes") is not None:
+            kwargs.setdefault("num_classes", overlay["num_classes"])
+        if overlay.get("input_size"):
+            kwargs.setdefault("in_chans", overlay["input_size"][0])
+        if pretrained and overlay.get("file") and not checkpoint_path:
+            checkpoint_path = str(overlay["file"])
+        elif pretrained and overlay.get("hf_hub_id") and not checkpoint_path:
+            model_name = f"hf-hub:{overlay['hf_hub_id']}"
     if isinstance(model_name, str) and model_name.startswith(("local-dir:", "hf-hub:")):
         return _create_from_folder(model_name, pretrained, checkpoint_path, pretrained_cfg_overlay, features_only,
                                    out_indices, kwargs)  # fmt: skip

@@ -218,3 +218,22 @@ def test_zoo_eval_of_a_new_folder_measures_all_of_it_and_leaves_the_run_alone(tm
     assert cli_main([*new, "--output", str(run)]) == 2
     assert "holds files that zoo did not write" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_zoo_eval_says_when_the_runs_held_out_images_changed(tmp_path, capsys):
+    from synth_data import make_image_folder
+
+    make_image_folder(tmp_path / "photos", per_class=6, size=20)
+    spec = f"imagefolder:{tmp_path / 'photos'}"
+    run = tmp_path / "run"
+    assert cli_main(["train", "resnet20", "--dataset", spec, "--val-split", "0.34", "--epochs", "1",
+                     "--batch-size", "4", "--workers", "0", "--output", str(run)]) == 0  # fmt: skip
+    args = ["eval", "resnet20", "--checkpoint", str(run), "--dataset", spec, "--workers", "0"]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same images: nothing to say
+        assert cli_main([*args, "--output", str(tmp_path / "a")]) == 0
+    make_image_folder(tmp_path / "photos", classes=("cat",), per_class=9, size=20)  # three more cats
+    with pytest.warns(UserWarning, match="not the held-out images the run validated on"):
+        assert cli_main([*args, "--output", str(tmp_path / "b")]) == 0

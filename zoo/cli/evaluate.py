@@ -115,6 +115,20 @@ def main(args: argparse.Namespace) -> int:
         described = info.eval_set_name if split == "val" else split
     if dataset is None:
         raise ValueError(f"{args.dataset} has no {shown} images")
+    recorded = ((run or {}).get("data_identity") or {}).get("val_data") if own_folder and split == "val" else None
+    if recorded:
+        from zoo.data import data_fingerprint
+
+        now = data_fingerprint(dataset)
+        if now is not None and now["sha256"] != recorded.get("sha256"):
+            import warnings
+
+            warnings.warn(
+                f"these are not the held-out images the run validated on: {now['images']} images with SHA-256 "
+                f"{now['sha256'][:12]}… of their {now['of']}, the run's were {recorded.get('images')} with "
+                f"{str(recorded.get('sha256'))[:12]}… (the folder changed since the run)",
+                stacklevel=2,
+            )
     if not args.pretrained:
         model, run_cfg = load_run_model(
             args.model, args.checkpoint, default_kwargs={"num_classes": info.num_classes, "in_chans": info.in_chans,

@@ -13,6 +13,8 @@ from zoo.hub.fetch import sha256_file
 # The accuracy each bundled set of weights was required to reach (issue: "real weights").
 BARS = {"mnist_cnn.mnist": 99.2, "resnet20.fashion_mnist": 93.0}
 MAX_BUNDLED_BYTES = 8 * 2**20  # "a few MB at most" per bundled file
+# ...but for Lab10-5's VGG (VGG-11 with batch norm, CIFAR stem: 9.2 M parameters in float32), so the lab works offline.
+LARGER = {"vgg11_bn.cifar10": 40 * 2**20}
 
 BUNDLED = sorted(
     name for name in manifest.weight_names()
@@ -21,14 +23,16 @@ BUNDLED = sorted(
 
 
 def test_the_promised_weights_are_bundled():
-    assert {"mnist_cnn.mnist", "mnist_cnn_deep.mnist", "resnet20.fashion_mnist", "resnet20.cifar10"} <= set(BUNDLED)
+    promised = {"mnist_cnn.mnist", "mnist_cnn_deep.mnist", "resnet20.fashion_mnist", "resnet20.cifar10",
+                "resnet32.cifar10", "vgg11_bn.cifar10"}  # fmt: skip
+    assert promised <= set(BUNDLED)
 
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_file_matches_its_entry(name):
     entry = manifest.get_entry(*name.split("."))
     path = manifest.weights_dir() / entry.source.path
-    assert path.stat().st_size == entry.size <= MAX_BUNDLED_BYTES
+    assert path.stat().st_size == entry.size <= LARGER.get(name, MAX_BUNDLED_BYTES)
     assert sha256_file(path) == entry.sha256
     assert entry.metrics["command"].startswith(f"zoo eval {name} --pretrained")
     assert entry.origin["command"].startswith("zoo train ")

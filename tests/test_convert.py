@@ -21,6 +21,7 @@ import zoo
 from zoo.cli import main as cli
 from zoo.hub import convert, fetch, manifest, sources
 from zoo.hub.metadata import WeightsMetadata
+from zoo.hub.pickles import read_pickle_checkpoint
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
@@ -174,7 +175,7 @@ def test_compiled_ddp_checkpoint_is_read(tmp_path):
     assert all(k.startswith("_orig_mod.module.") for k in state)
     path = tmp_path / "compiled.pt"
     torch.save({"model": state, "epoch": 1}, path)
-    assert list(convert.read_pickle_checkpoint(path)) == list(model.state_dict())
+    assert list(read_pickle_checkpoint(path)) == list(model.state_dict())
     assert cli(["convert", "checkpoint", str(path), "--model", "mnist_cnn"]) == 0
     loaded = zoo.create_model("mnist_cnn", checkpoint_path=path.with_suffix(".safetensors")).eval()
     x = torch.randn(2, 1, 28, 28)
@@ -199,7 +200,7 @@ def test_timm_training_checkpoint_gives_what_timm_reads(weights_env, tmp_path):
     saver.save_checkpoint(epoch=0, metric=1.0)
     path = next(tmp_path.glob("checkpoint-*.pth.tar"))
     for use_ema in (True, False):
-        ours = convert.read_pickle_checkpoint(path, prefer_ema=use_ema)
+        ours = read_pickle_checkpoint(path, prefer_ema=use_ema)
         theirs = timm.models.load_state_dict(str(path), use_ema=use_ema)
         assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     assert cli(["convert", "timm", "resnet18.a1_in1k", "--file", str(path)]) == 0  # timm's own: its EMA weights

@@ -207,3 +207,20 @@ def test_update_entry_takes_a_typed_entry_and_returns_one(weights_env, mnist_fil
     assert written == manifest.get_entry("mnist_cnn", "t") and written.notes == "typed" and written.default
     data = weights_env.manifest()["weights"]["mnist_cnn.t"]
     assert data["source"] == {"type": "bundled", "path": "t.safetensors"} and data["mean"] == [0.1307]
+
+
+def test_the_weights_tables_params_are_those_of_the_model_the_weights_are_for():
+    """Each row's parameter count is the model's its weights build: builder arguments, classes and channels."""
+    from zoo.hub.load import empty_init
+
+    rows = [r for r in (ROOT / "docs" / "weights_table.md").read_text().splitlines() if r.startswith("| `")]
+    assert rows
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        name, shown = cells[0].strip("`"), cells[6]
+        arch, tag = name.split(".", 1)
+        entry = manifest.get_entry(arch, tag)
+        with empty_init():
+            model = zoo.create_model(arch, **{**(entry.model_args or {}), "num_classes": entry.num_classes,
+                                              "in_chans": entry.input_size[0]})  # fmt: skip
+        assert shown == f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M", name

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 __all__ = [
     "DataError", "DependencyError", "DeviceError", "IntegrityError", "ManifestError", "ModelArgumentError",
-    "NotPublishedError", "OfflineError", "OutputFolderError", "RecipeError", "RunError", "WeightsError",
-    "WeightsFileError", "ZooError",
+    "NotPublishedError", "OfflineError", "OutputFolderError", "RecipeError", "RunError", "TrainingDiverged",
+    "WeightsError", "WeightsFileError", "ZooError",
 ]  # fmt: skip
 
 
@@ -81,3 +81,7 @@ class RecipeError(ZooError, ValueError):
 
 class OutputFolderError(ZooError, ValueError):
     """An output folder that zoo may not write into: it holds files zoo did not write (a data set, a home folder)."""
+
+
+class TrainingDiverged(ZooError, RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""

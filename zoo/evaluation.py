@@ -223,7 +223,7 @@ def load_state_dict_file(path: str | os.PathLike, prefer_ema: bool = True) -> di
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    from zoo.hub.convert import read_pickle_checkpoint, strip_wrapper_prefix
+    from zoo.hub.pickles import read_pickle_checkpoint, strip_wrapper_prefix
 
     if path.suffix == ".safetensors":
         from zoo.hub.load import load_file

@@ -15,7 +15,6 @@ The file goes where ``create_model(..., pretrained=True)`` looks for locally con
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import replace
@@ -24,13 +23,14 @@ from typing import Any
 
 import torch
 
-from zoo.errors import WeightsError, WeightsFileError
+from zoo.errors import WeightsError
 from zoo.hub import manifest
 from zoo.hub.entry import Source, WeightsEntry, hash_prefix
 from zoo.hub.fetch import converted_path, is_offline, sha256_file
 from zoo.hub.fitting import from_timm_layout
 from zoo.hub.load import empty_init, fit_state_dict, load_file
 from zoo.hub.metadata import WeightsMetadata
+from zoo.hub.pickles import read_pickle_checkpoint
 from zoo.hub.save import SavedWeights, save_weights
 from zoo.hub.sources import record_converted
 
@@ -43,8 +43,6 @@ CONVERTIBLE = (
 )  # fmt: skip
 IMAGENET_LABELS = "imagenet_classes.json"
 # Where a checkpoint keeps its model's state dict: timm's (EMA first when asked for), then others'.
-_EMA_KEYS = ("state_dict_ema", "model_ema")
-_PICKLE_WRAPPERS = ("state_dict", "model_state_dict", "model", "module")
 
 
 def hub_source(arch: str, tag: str) -> Source:
@@ -191,73 +189,6 @@ def _timm_state_dict(name: str, file: str | None) -> dict[str, torch.Tensor]:
     if Path(file).suffix == ".safetensors":
         return load_file(file)
     return read_pickle_checkpoint(file, prefer_ema=True)  # timm's training checkpoints: their EMA weights
-
-
-# ------------------------------------------------------------------------------------ checkpoints
-
-
-def strip_wrapper_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Drop the key prefixes that DataParallel/DDP (``module.``) and torch.compile (``_orig_mod.``) add, in
-    either order (timm's ``clean_state_dict``)."""
-    from timm.models import clean_state_dict
-
-    return clean_state_dict(dict(state))
-
-
-def _model_state(obj: Any, prefer_ema: bool) -> Any:
-    """The model's state dict inside a loaded checkpoint object."""
-    if not isinstance(obj, Mapping):
-        return obj
-    if prefer_ema:
-        if obj.get("eval_weights") == "ema" and obj.get("ema") is not None:  # zoo train, evaluating its EMA
-            return obj["ema"]
-        for key in _EMA_KEYS:
-            if isinstance(obj.get(key), Mapping):
-                return obj[key]
-    for key in _PICKLE_WRAPPERS:
-        if isinstance(obj.get(key), Mapping):
-            return obj[key]
-    return obj
-
-
-def unpickling_problem(error: BaseException) -> str:
-    """The line of a ``torch.load(weights_only=True)`` error that says what was refused (torch's is a page)."""
-    text = " ".join(str(error).split())
-    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\s*(?:Please use|Check the documentation)|$)", text)
-    detail = found.group(1) if found else (text or type(error).__name__)
-    return detail if len(detail) <= 200 else detail[:197] + "..."
-
-
-def read_pickle_checkpoint(path: str | os.PathLike[str], prefer_ema: bool = False) -> dict[str, torch.Tensor]:
-    """The tensors of a ``torch.save`` file, read with ``weights_only=True`` (no code is run).
-
-    A training checkpoint's model is found under ``state_dict``/``model``/...; with ``prefer_ema``, the
-    EMA weights of a ``zoo train`` checkpoint that evaluated them, or of a timm one (``state_dict_ema``).
-    Wrapper prefixes (``module.``, ``_orig_mod.``, in any order) are removed.
-    """
-    import argparse
-
-    # One read, as timm's load_state_dict does it (argparse.Namespace allowed: timm's checkpoints hold their
-    # arguments), but zoo's own checkpoint layout decides which weights are meant, which timm cannot know.
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint {path} does not exist") from None
-    except Exception as e:  # torch raises UnpicklingError, RuntimeError, ... for anything not plain tensors
-        raise WeightsFileError(
-            f"{path} could not be read with torch.load(weights_only=True), which reads tensors only, never code: "
-            f"{unpickling_problem(e)}",
-            hint="it holds more than tensors (code, custom classes) or is damaged; only a checkpoint of plain "
-            "tensors can be converted",
-        ) from None
-    state = _model_state(obj, prefer_ema)
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsFileError(
-            f"{path} does not hold a state dict (a mapping of names to tensors)",
-            hint="give the checkpoint of a model's weights (state_dict)",
-        )
-    return strip_wrapper_prefix(state)
 
 
 def convert_state_dict(

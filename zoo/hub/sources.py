@@ -374,7 +374,7 @@ def _convert_pth(name: str, source: Source, pth: Path, sha: str, size: int, wher
     """Check a ``.pth`` (pin, else its name's hash prefix), convert it to safetensors once, pin it."""
     from safetensors.torch import save_file
 
-    from zoo.hub.convert import read_pickle_checkpoint
+    from zoo.hub.pickles import read_pickle_checkpoint
     from zoo.hub.verify import sha256_file
 
     pin = read_pin(name, source)

@@ -107,7 +107,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError, RuntimeError, EOFError ...: not a checkpoint zoo wrote
-        from zoo.hub.convert import unpickling_problem
+        from zoo.hub.pickles import unpickling_problem
 
         raise RunError(
             f"{path} could not be read with torch.load(weights_only=True), which reads tensors only, never "

@@ -36,7 +36,7 @@ class ReportingMixin:
         One host synchronisation for many steps: reading each step's loss at once would stall a GPU every step.
         Raises :class:`TrainingDiverged` naming the first step whose loss was NaN or infinite.
         """
-        from zoo.training.trainer import TrainingDiverged
+        from zoo.errors import TrainingDiverged
 
         if not window:
             return 0.0

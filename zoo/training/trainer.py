@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from zoo.errors import RunError, ZooError
+from zoo.errors import RunError, TrainingDiverged
 from zoo.training.checkpoint import CheckpointMixin, find_resume, load_checkpoint, model_arch, run_lock, seed_everything
 from zoo.training.components import SetupMixin, amp_dtype
 from zoo.training.distributed import any_rank, current_group, rank_world
@@ -46,10 +46,6 @@ from zoo.training.signals import SignalHook, StopFlag
 from zoo.utils.files import remove_stale_temp_files, write_json
 
 __all__ = ["FitResult", "Trainer", "TrainingDiverged", "fit"]
-
-
-class TrainingDiverged(ZooError, RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
 
 
 # ---------------------------------------------------------------------------------------------------------------

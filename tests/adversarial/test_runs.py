@@ -197,6 +197,14 @@ def test_predict_takes_a_run_folder_and_reads_the_architecture_from_the_weights(
     assert "without best.safetensors" in capsys.readouterr().err
 
 
+def test_a_resumed_run_keeps_the_command_that_started_it(run_copy, mnist_dir):
+    started = _status(run_copy)["zoo_command"]
+    assert cli(*train_argv(mnist_dir, run_copy, "--resume", epochs=2)) == 0
+    record = _status(run_copy)
+    assert record["zoo_command"] == started and "--resume" not in started
+    assert len(record["resumed_with"]) == 1 and "--resume" in record["resumed_with"][0]
+
+
 # ------------------------------------------------------------------------------------------ bad options
 
 

@@ -243,6 +243,8 @@ def main(args: argparse.Namespace) -> int:
             "command": _process_command(args),
             "zoo_command": "zoo train " + shlex.join(_argv_for(args)),
         }
+        if args.resume is not None:
+            run_info.update(_original_commands(out_dir, run_info["zoo_command"]))
         result = fit(
             model, train_set, val_set, recipe, out_dir, resume=out_dir if args.resume is not None else None,
             test_set=test_set,
@@ -298,6 +300,21 @@ def _output_dir(args: argparse.Namespace, dataset_kind: str | None) -> Path:
         raise ValueError("--resume without a path needs --output RUN_FOLDER")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{args.model.replace('.', '_')}-{dataset_kind}-{stamp}"
+
+
+def _original_commands(out_dir: Path, now: str) -> dict[str, Any]:
+    """A resumed run keeps the command that started it, and lists the commands that continued it."""
+    from zoo.utils.files import parse_json
+
+    try:
+        record = parse_json((out_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict) or not record.get("zoo_command"):
+        return {}
+    kept = {k: record[k] for k in ("command", "zoo_command") if isinstance(record.get(k), str)}
+    earlier = record.get("resumed_with") if isinstance(record.get("resumed_with"), list) else []
+    return {**kept, "resumed_with": [*earlier, now]}
 
 
 def _saved_recipe(out_dir: Path) -> dict[str, Any] | None:

@@ -365,6 +365,7 @@ def _manifest_entry(
         license=license_id,
         origin={
             "command": run.get("zoo_command") or run.get("command", ""),
+            **{k: run[k] for k in ("resumed_with", "schedule_changes") if run.get(k)},
             "recipe": (run.get("recipe") or {}).get("name", ""),
             "best_epoch": run.get("best_epoch"),
             "epochs": run.get("epochs_done"),

@@ -10,6 +10,7 @@ Tables: ``docs/weights_table.md`` (every entry of ``weights/manifest.json``) and
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -77,15 +78,18 @@ def weights_table() -> str:
     for name in names:
         e = entries[name]
         arch = name.split(".")[0]
-        if arch not in params:
-            params[arch] = _num_params(arch)
+        # The model the weights are for: their builder arguments (a CIFAR stem) and their class and channel counts.
+        args = {**(e.model_args or {}), "num_classes": e.num_classes, "in_chans": e.input_size[0]}
+        key = json.dumps([arch, args], sort_keys=True, default=str)
+        if key not in params:
+            params[key] = _num_params(arch, **args)
         c, h, w = e.input_size
         crop = f"{resize_size(h, e.crop_pct)} → {h}"
         size = f"{e.size / 2**20:.1f} MiB" if e.size else "—"
         metrics = e.metrics or {}
         lines.append(
             f"| `{name}` | {'✓' if e.default else ''} | {e.status} | {e.dataset or '—'} | {_metric(metrics, 'top1')} "
-            f"| {_metric(metrics, 'top5')} | {params[arch] / 1e6:.1f} M | {c}×{h}×{w} | {crop} | {e.interpolation} "
+            f"| {_metric(metrics, 'top5')} | {params[key] / 1e6:.2f} M | {c}×{h}×{w} | {crop} | {e.interpolation} "
             f"| {size} | {_sha(e)} | {_source(e)} | {e.license or '—'} "
             f"| {metrics.get('measured_by', '—')} |"
         )

@@ -229,6 +229,7 @@ def hub_download(
     what: str,
     hint: str | None = None,
     force: bool = False,
+    expected: str = "that was verified",
 ) -> Path:
     """Download a Hub file at ``commit`` into huggingface_hub's cache layout as blob ``sha256``, verified.
 
@@ -263,7 +264,7 @@ def hub_download(
                 if problem is not None:
                     raise IntegrityError(
                         f"the file downloaded for {what} {problem.replace(' (corrupted or replaced)', '')}: it is "
-                        "not the file that was verified. Nothing was cached."
+                        f"not the file {expected}. Nothing was cached."
                     )
             if sha256 is None:
                 named = blob.with_name(sha256_file(blob))

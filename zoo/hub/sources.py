@@ -202,7 +202,10 @@ def _fetch_hub(name: str, source: Source, force: bool) -> Path:
         )
     want, want_size = pinned or str(hub_sha), size if pinned else (size or hub_size)
     # Fetched at the commit just checked: a branch moving between the two requests cannot swap the file.
-    path = hub_download(replace(source, revision=revision), commit, want, want_size, what, how_to_get_it(name), force)
+    said = "the manifest describes" if sha else "the Hub announced"
+    path = hub_download(
+        replace(source, revision=revision), commit, want, want_size, what, how_to_get_it(name), force, expected=said
+    )
     write_pin(name, source, {"commit": commit, "sha256": want, "size": path.stat().st_size})
     return path
 

@@ -91,7 +91,7 @@ def main(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else (run or {}).get("seed", 42)
     val_split = args.val_split if args.val_split is not None else (run or {}).get("val_split") if own_folder else None
     if split == "all":
-        split, val_split = ("train", "val"), (0.0 if kind == "imagefolder" else None)
+        split, val_split = ("train", "val"), 0.0  # an image folder's: nothing held out (others ignore it)
     train_set, val_set, info = create_datasets(
         args.dataset, args.data_dir, model_cfg=cfg, val_split=val_split if kind == "imagefolder" else None,
         seed=seed, strict_images=args.strict_images, download=args.download, eval_transform=eval_transform,
@@ -169,12 +169,11 @@ def _eval_output(args: argparse.Namespace, kind: str) -> Path:
     if args.output:
         out = Path(args.output)
     else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = Path("evals") / f"{args.model.replace('.', '_')}-{kind}-{stamp}"
-        n = 1
+        base = f"{args.model.replace('.', '_')}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out, n = Path("evals") / base, 1
         while out.exists():
             n += 1
-            out = out.with_name(f"{args.model.replace('.', '_')}-{kind}-{stamp}-{n}")
+            out = out.with_name(f"{base}-{n}")
     check_output_folder(out, "--output", "evaluation folder", lambda f: set(os.listdir(f)) <= EVAL_FILES)
     return out
 

@@ -76,6 +76,33 @@ def test_cli_csv_and_json(capsys, tmp_path):
                                                                          torch.zeros(1, 3, 32, 32)) / 1e9  # fmt: skip
 
 
+def test_onnxruntime_rows_beside_eager(capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    argv = ["bench", "resnet20", "--runtime", "eager", "onnxruntime", "--batch-size", "2", "--warmup", "1",
+            "--steps", "2", "--threads", "1", "--format", "csv"]  # fmt: skip
+    assert cli(argv) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["runtime"] for r in rows] == ["eager", "onnxruntime"]
+    eager, onnx = rows
+    assert float(onnx["infer_samples_per_s"]) > 0 and onnx["train_samples_per_s"] == ""
+    assert float(eager["train_samples_per_s"]) > 0  # eager still times training with --mode both
+    assert onnx["params"] == eager["params"] and onnx["channels_last"] == "False"
+
+
+def test_the_timed_onnx_session_computes_the_models_outputs():
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from zoo.export import onnx_runner
+
+    torch.manual_seed(0)
+    model = zoo.create_model("resnet20").eval()
+    x = torch.randn(3, 3, 32, 32)
+    (out,) = onnx_runner(model, x, threads=1)()
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(out), model(x), rtol=1e-3, atol=1e-4)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -84,6 +111,8 @@ def test_cli_csv_and_json(capsys, tmp_path):
         (["bench", "nosuchmodel"], "unknown model"),
         (["bench", "mnist_cnn", "--steps", "0"], "must be >= 1"),
         (["bench", "mnist_cnn", "--input-size", "1", "0", "28"], "input_size"),
+        (["bench", "mnist_cnn", "--runtime", "onnxruntime", "--mode", "train"], "inference only"),
+        (["bench", "mnist_cnn", "--runtime", "onnxruntime", "--dtype", "bf16"], "needs dtype fp32"),
     ],
 )
 def test_bad_options_are_one_line_errors(argv, message, capsys):

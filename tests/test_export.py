@@ -82,3 +82,35 @@ def test_bad_export_requests_are_clear(tmp_path, capsys):
     assert cli(["export", str(tmp_path / "missing"), "--format", "pt2"]) == 2
     assert "neither a model's weights" in capsys.readouterr().err
     assert not Path(tmp_path / "x.onnx").exists()
+
+
+def _bottleneck_cifar() -> nn.Module:
+    from zoo.models.resnet import Bottleneck, ResNet
+
+    return ResNet(Bottleneck, [1, 1, 1, 1], stem="cifar", groups=4, width_per_group=8,
+                  replace_stride_with_dilation=[False, False, True])  # fmt: skip
+
+
+# One of each structure the registry builds: both MNIST CNNs, the CIFAR ResNets (option-A shortcuts),
+# basic-block and grouped/dilated bottleneck ResNets, and VGG with local response norm. ImageNet stems
+# take img_size 64 so that the sample images (resized by the model's own transform) stay quick.
+STRUCTURES = {
+    "mnist_cnn": lambda: zoo.create_model("mnist_cnn"),
+    "mnist_cnn_deep": lambda: zoo.create_model("mnist_cnn_deep"),
+    "resnet20": lambda: zoo.create_model("resnet20"),
+    "resnet18": lambda: zoo.create_model("resnet18", img_size=64),
+    "resnext_dilated": _bottleneck_cifar,
+    "vgg11_lrn_cifar": lambda: zoo.create_model("vgg11_lrn", stem="cifar"),
+}
+
+
+@pytest.mark.parametrize("structure", list(STRUCTURES))
+def test_every_structure_exports_to_onnx_and_agrees_with_eager(structure, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    model = STRUCTURES[structure]()
+    result = export_model(model, tmp_path / "m.onnx", "onnx", name=structure)
+    assert result.images == len(list(SAMPLES_DIR.glob("*.png"))) and result.max_abs_diff <= 1e-3
+    meta = json.loads((tmp_path / "m.onnx.json").read_text())
+    assert meta["input"]["shape"][1:] == list(model.pretrained_cfg["input_size"])

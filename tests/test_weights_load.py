@@ -321,3 +321,25 @@ def test_source_identity_never_follows_weights_into_a_new_head_or_a_new_file(tmp
     zoo.save_weights(loaded, tmp_path / "mine.safetensors")
     written = json.loads(read_metadata(tmp_path / "mine.safetensors")["zoo.pretrained_cfg"])
     assert not set(SOURCE_KEYS) & set(written) and written["mean"] == list(loaded.pretrained_cfg["mean"])
+
+
+@pytest.mark.parametrize("wrapper", ["DataParallel", "compile", "compile(DataParallel)"])
+def test_a_state_dict_saved_from_a_wrapper_loads_as_zoo_eval_reads_it(wrapper, tmp_path):
+    # DDP/DataParallel prefix every key with "module.", torch.compile with "_orig_mod."; zoo eval and resume
+    # read such checkpoints, and so do create_model(checkpoint_path=) and load_weights (timm's rules).
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = zoo.create_model("resnet20").eval()
+    wrapped = {"DataParallel": lambda m: torch.nn.DataParallel(m), "compile": lambda m: torch.compile(m),
+               "compile(DataParallel)": lambda m: torch.compile(torch.nn.DataParallel(m))}[wrapper](model)  # fmt: skip
+    state = wrapped.state_dict()
+    assert all(k.startswith(("module.", "_orig_mod.")) for k in state)
+    path = tmp_path / "wrapped.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    x = torch.randn(2, 3, 32, 32)
+    loaded = zoo.create_model("resnet20", checkpoint_path=str(path)).eval()
+    again = load.load_weights(zoo.create_model("resnet20"), path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+        torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)

@@ -19,9 +19,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-__all__ = ["DTYPES", "BenchResult", "benchmark_model", "count_macs", "peak_memory_mb"]
+__all__ = ["DTYPES", "RUNTIMES", "BenchResult", "benchmark_model", "count_macs", "peak_memory_mb"]
 
 DTYPES = ("fp32", "bf16", "fp16")
+RUNTIMES = ("eager", "onnxruntime")
 
 
 @dataclass
@@ -30,6 +31,7 @@ class BenchResult:
 
     model: str
     device: str
+    runtime: str
     batch_size: int
     input_size: tuple[int, int, int]
     dtype: str
@@ -128,17 +130,31 @@ def benchmark_model(
     inference: bool = True,
     train: bool = True,
     model_kwargs: dict[str, Any] | None = None,
+    runtime: str = "eager",
+    threads: int | None = None,
 ) -> BenchResult:
     """Benchmark ``model_name`` (built with ``model_kwargs``, random weights) on random data.
 
     ``compile_mode`` runs ``torch.compile(model, mode=compile_mode)`` ("default" for its default mode).
     Training steps use SGD with momentum and cross-entropy on random labels, like timm's benchmark.
+    ``runtime="onnxruntime"`` times inference of the model exported to ONNX (at this batch size) in an ONNX
+    Runtime CPU session with ``threads`` intra-op threads (torch's thread count when None, so that the two
+    runtimes compare on the same cores): float32, no compile, no training.
     """
     from zoo.factory import create_model
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime={runtime!r} is not supported; choose one of {', '.join(RUNTIMES)}")
     dev = torch.device(device)
+    if runtime == "onnxruntime":
+        problems = [what for what, bad in (("a CPU device", dev.type != "cpu"), ("dtype fp32", dtype != "fp32"),
+                                           ("no compile", compile_mode), ("inference only", train)) if bad]  # fmt: skip
+        if problems:
+            raise ValueError(f"runtime onnxruntime needs {', '.join(problems)} (it runs the float32 ONNX export on "
+                             "the CPU; --mode inference)")  # fmt: skip
+        channels_last = False  # an ONNX graph takes NCHW
     if dtype == "fp16" and dev.type != "cuda":
         raise ValueError("dtype fp16 needs a CUDA device; use bf16 on the CPU")
     if batch_size < 1 or warmup < 0 or steps < 1:
@@ -161,8 +177,8 @@ def benchmark_model(
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, *size, generator=g).to(dev).contiguous(memory_format=memory)
     result = BenchResult(
-        model_name, str(dev), batch_size, size, dtype, channels_last, compile_mode is not None, params, macs / 1e9,
-        steps=steps,
+        model_name, str(dev), runtime, batch_size, size, dtype, channels_last, compile_mode is not None, params,
+        macs / 1e9, steps=steps,
     )  # fmt: skip
     if inference:
         model.eval()
@@ -170,6 +186,11 @@ def benchmark_model(
         def infer() -> None:
             with torch.inference_mode(), _autocast(dev, dtype):
                 runner(x)
+
+        if runtime == "onnxruntime":
+            from zoo.export import onnx_runner
+
+            infer = onnx_runner(model, x, threads or torch.get_num_threads())  # type: ignore[assignment]
 
         times = _timed_steps(infer, warmup, steps, dev)
         median = statistics.median(times)

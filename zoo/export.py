@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -21,7 +24,7 @@ import torch.nn as nn
 from zoo.errors import DependencyError, ZooError
 from zoo.utils.files import atomic_path, write_text_atomic
 
-__all__ = ["FORMATS", "ExportError", "ExportResult", "describe", "export_model", "sample_inputs"]
+__all__ = ["FORMATS", "ExportError", "ExportResult", "describe", "export_model", "onnx_runner", "sample_inputs"]
 
 FORMATS = {"onnx": ".onnx", "pt2": ".pt2"}
 
@@ -80,13 +83,43 @@ def _preprocessing(model: nn.Module, name: str, fmt: str, batch: int | None, ima
     }
 
 
-def _run_onnx(path: Path, x: torch.Tensor) -> torch.Tensor:
+def _onnx_session(path: Path, threads: int | None = None) -> Any:
     try:
         import onnxruntime as ort
     except ImportError:
-        raise DependencyError("checking an ONNX export needs onnxruntime", hint="pip install 'zoo[export]'") from None
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        raise DependencyError("running an ONNX export needs onnxruntime", hint="pip install 'zoo[export]'") from None
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _run_onnx(path: Path, x: torch.Tensor) -> torch.Tensor:
+    session = _onnx_session(path)
     return torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+
+
+def _to_onnx(model: nn.Module, example: torch.Tensor, path: Path, dims: Any = None) -> None:
+    try:
+        import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
+    except ImportError:
+        raise DependencyError("ONNX export needs onnx and onnxscript", hint="pip install 'zoo[export]'") from None
+    torch.onnx.export(model, (example,), str(path), dynamo=True, dynamic_shapes=dims, external_data=False,
+                      input_names=["image"], output_names=["logits"], verbose=False)  # fmt: skip
+
+
+def onnx_runner(model: nn.Module, example: torch.Tensor, threads: int | None = None) -> Callable[[], Any]:
+    """``model`` (float32, CPU, eval) exported to ONNX at ``example``'s shape in a temporary folder, loaded in
+    an ONNX Runtime session with ``threads`` intra-op threads (its default when None); the returned function
+    runs that session on ``example`` (what ``zoo bench --runtime onnxruntime`` times)."""
+    model = model.eval().float().cpu()
+    with tempfile.TemporaryDirectory(prefix="zoo-onnx-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        with torch.no_grad():
+            _to_onnx(model, example, path)
+        session = _onnx_session(path, threads)  # the session holds the model; the file can go
+    feed = {session.get_inputs()[0].name: example.contiguous().numpy()}
+    return lambda: session.run(None, feed)
 
 
 def export_model(
@@ -120,13 +153,7 @@ def export_model(
                 torch.export.save(program, tmp)
                 got = torch.export.load(tmp).module()(checked)
             else:
-                try:
-                    import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
-                except ImportError:
-                    raise DependencyError("ONNX export needs onnx and onnxscript",
-                                          hint="pip install 'zoo[export]'") from None  # fmt: skip
-                torch.onnx.export(model, (example,), str(tmp), dynamo=True, dynamic_shapes=dims, external_data=False,
-                                  input_names=["image"], output_names=["logits"], verbose=False)  # fmt: skip
+                _to_onnx(model, example, tmp, dims)
                 got = _run_onnx(tmp, checked)
             diff = (got - eager).abs()
             limit = atol + rtol * eager.abs()

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch.nn as nn
 
+from zoo.errors import ModelArgumentError
 from zoo.models import FeatureGetterNet, parametric_entrypoint
 from zoo.registry import filter_names, is_model, list_archs, model_entrypoint, registered, split_model_name_tag
 from zoo.utils import gc_paused
@@ -61,11 +62,19 @@ def create_model(
         out_indices: the stages ``features_only`` returns (indices into ``model.feature_info``, negative
             from the end, or an int n for the last n); default all.
         **kwargs: ``weights`` (torchvision's keyword): a :class:`zoo.weights.Weights`, ``"arch.tag"``, a tag, or
-            ``"DEFAULT"``, the same as naming the tag with ``pretrained=True``. The others are passed to the
-            builder (``num_classes``, ``in_chans``, ``stem``, ``global_pool``, ...). A
+            ``"DEFAULT"``, the same as naming the tag with ``pretrained=True``. ``img_size`` (timm's keyword: a
+            side or (height, width)) sets the input size in ``pretrained_cfg``, which the transforms, ``zoo info``,
+            ``zoo bench`` and ``zoo export`` use; the MNIST CNNs, sized for 28x28, refuse another one. timm's
+            ``scriptable``, ``exportable`` and ``no_jit`` are accepted and ignored. The others are passed to the
+            builder (``num_classes``, ``in_chans``, ``stem``, ``global_pool``, ``drop_path_rate``, ...). A
             ``num_classes`` or ``in_chans`` that differs from the weights adapts them (new head, or
             first conv summed/repeated).
+
+    Without weights, a registered architecture's ``pretrained_cfg`` gives the preprocessing of its default
+    weights, as timm's does (``resnet50``: crop_pct 0.9655 of ``resnet50.tv2_in1k``), but no tag, class
+    names or source.
     """
+    img_size = _img_size(kwargs.pop("img_size", None))
     if pretrained_cfg_overlay:
         # As in timm, the overlay is resolved before the build: its classes and channels are the builder's
         # defaults, and a file or Hub repo it names is where pretrained weights come from.
@@ -80,7 +89,7 @@ def create_model(
             model_name = f"hf-hub:{overlay['hf_hub_id']}"
     if isinstance(model_name, str) and model_name.startswith(("local-dir:", "hf-hub:")):
         return _create_from_folder(model_name, pretrained, checkpoint_path, pretrained_cfg_overlay, features_only,
-                                   out_indices, kwargs)  # fmt: skip
+                                   out_indices, kwargs, img_size)  # fmt: skip
     arch, tag = split_model_name_tag(model_name)
     if kwargs.get("weights") is not None:
         tag, pretrained = _weights_tag(arch, tag, kwargs.pop("weights")), True
@@ -98,7 +107,12 @@ def create_model(
             )
     else:
         model = builder(**kwargs)
-    return _finish(model, arch, pretrained_cfg_overlay, features_only, out_indices)
+        if is_model(arch) and hasattr(model, "pretrained_cfg"):  # a user's registered model may have none
+            from zoo.hub.load import default_weights_cfg
+
+            # timm's rule: a model built without weights describes the preprocessing of its default weights
+            model.pretrained_cfg = default_weights_cfg(model, arch)
+    return _finish(model, arch, pretrained_cfg_overlay, features_only, out_indices, img_size)
 
 
 def _finish(
@@ -107,8 +121,13 @@ def _finish(
     overlay: dict[str, Any] | None,
     features_only: bool,
     out_indices: int | Sequence[int] | None,
+    img_size: tuple[int, int] | None = None,
 ) -> nn.Module:
-    """The overlay on ``pretrained_cfg``, then ``features_only``'s wrapper."""
+    """``img_size`` and the overlay on ``pretrained_cfg``, then ``features_only``'s wrapper."""
+    if img_size is not None:
+        from zoo.models.base import with_input_size
+
+        model.pretrained_cfg = with_input_size(model, model.pretrained_cfg, *img_size)
     if overlay:
         model.pretrained_cfg = {**model.pretrained_cfg, **overlay}
     if features_only:
@@ -118,6 +137,21 @@ def _finish(
     elif out_indices is not None:
         raise ValueError("out_indices only applies with features_only=True")
     return model
+
+
+def _img_size(value: Any) -> tuple[int, int] | None:
+    """timm's ``img_size`` (an int or (height, width)) as (height, width), checked."""
+    if value is None:
+        return None
+    from zoo.hub.entry import MAX_INPUT_SIDE
+
+    sides = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
+    if len(sides) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_INPUT_SIDE
+                                  for v in sides):  # fmt: skip
+        raise ModelArgumentError(
+            f"img_size={value!r}: give a side in pixels (an int from 1 to {MAX_INPUT_SIDE}) or (height, width)"
+        )
+    return sides  # type: ignore[return-value]
 
 
 def _weights_tag(arch: str, tag: str, weights: Any) -> str:
@@ -145,6 +179,7 @@ def _create_from_folder(
     features_only: bool,
     out_indices: int | Sequence[int] | None,
     kwargs: dict[str, Any],
+    img_size: tuple[int, int] | None = None,
 ) -> nn.Module:
     """timm's ``local-dir:PATH`` and ``hf-hub:ORG/NAME``: a folder's config.json chooses the architecture and
     preprocessing, its model.safetensors (with ``pretrained``) the weights (zoo.hub.folders)."""
@@ -164,4 +199,4 @@ def _create_from_folder(
                 checkpoint_path=weights, folder_cfg=folder.pretrained_cfg,
             )  # fmt: skip
     model.pretrained_cfg = {**model.pretrained_cfg, "source": name}
-    return _finish(model, folder.arch, overlay, features_only, out_indices)
+    return _finish(model, folder.arch, overlay, features_only, out_indices, img_size)

@@ -3,6 +3,7 @@
 zoo bench resnet50                              # fp32, batch 32, channels_last, CPU or CUDA
 zoo bench 'resnet*' --batch-size 1 --mode inference --format csv --output bench.csv
 zoo bench resnet20 --dtype bf16 --compile       # bf16 autocast, torch.compile
+zoo bench resnet50 --runtime eager onnxruntime  # CPU latency of the ONNX export beside eager PyTorch
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from zoo.utils import parse_device, set_threads, write_text_atomic
 # column -> (header, format)
 _COLUMNS = {
     "model": ("model", "{}"),
+    "runtime": ("runtime", "{}"),
     "batch_size": ("batch", "{}"),
     "input_size": ("input", "{}"),
     "dtype": ("dtype", "{}"),
@@ -45,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", nargs="?", const="default", metavar="MODE",
                         help="torch.compile the model (optionally with a mode, e.g. max-autotune)")  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--runtime", nargs="+", choices=("eager", "onnxruntime"), default=["eager"],
+                        help="eager PyTorch (default) and/or the ONNX export in ONNX Runtime (CPU, fp32, inference; "
+                        "needs the export extra); one row per runtime")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps; the median is reported (default 10)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -95,8 +100,11 @@ def main(args: argparse.Namespace) -> int:
         if not matched:
             raise ValueError(f"no model matches {pattern!r}; `zoo list` lists them")
         names += matched
+    runtimes = list(dict.fromkeys(args.runtime))
+    if "onnxruntime" in runtimes and args.mode == "train":
+        raise ValueError("--runtime onnxruntime times inference only; use --mode inference or both")
     set_threads(args.threads)
-    device = str(parse_device(args.device))
+    device = str(parse_device("cpu" if args.device == "auto" and runtimes == ["onnxruntime"] else args.device))
     kwargs = {k: v for k, v in (("stem", args.stem), ("num_classes", args.num_classes)) if v is not None}
     rows = []
     for name in dict.fromkeys(names):
@@ -106,12 +114,15 @@ def main(args: argparse.Namespace) -> int:
 
             channels = create_model(name, **kwargs).in_chans
             size = (channels, args.img_size, args.img_size)
-        result = benchmark_model(
-            name, batch_size=args.batch_size, input_size=size, device=device, dtype=args.dtype,
-            channels_last=args.channels_last, compile_mode=args.compile, warmup=args.warmup, steps=args.steps,
-            inference=args.mode in ("both", "inference"), train=args.mode in ("both", "train"), model_kwargs=kwargs,
-        )  # fmt: skip
-        rows.append(result.as_dict())
+        for runtime in runtimes:
+            result = benchmark_model(
+                name, batch_size=args.batch_size, input_size=size, device=device, dtype=args.dtype,
+                channels_last=args.channels_last, compile_mode=args.compile, warmup=args.warmup, steps=args.steps,
+                inference=args.mode in ("both", "inference"),
+                train=args.mode in ("both", "train") and runtime == "eager", model_kwargs=kwargs, runtime=runtime,
+                threads=args.threads,
+            )  # fmt: skip
+            rows.append(result.as_dict())
         if args.format == "table" and args.output is None and len(names) > 1:
             print(f"{name}: done", file=sys.stderr, flush=True)
     text = _format(rows, args.format)

@@ -99,22 +99,68 @@ def resize_size(img_size: int, crop_pct: float) -> int:
     return int(math.floor(img_size / crop_pct + 1e-6))
 
 
+_CFG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+
+
+def _timm_style_cfg(
+    pretrained_cfg: Mapping[str, Any] | torch.nn.Module | int | Sequence[int] | None, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """One preprocessing dict from a pretrained_cfg (or model) or timm's positional ``input_size``, and timm's
+    keyword arguments, which win over the cfg's entries."""
+    if isinstance(pretrained_cfg, (int, tuple, list)):
+        if overrides.get("input_size") is not None:
+            raise TypeError("create_transform got input_size twice (positionally and by keyword)")
+        overrides["input_size"], pretrained_cfg = pretrained_cfg, None
+    if pretrained_cfg is None:  # timm's own call: its defaults for what is not given
+        cfg: dict[str, Any] = {"input_size": (3, 224, 224), "mean": (0.485, 0.456, 0.406),
+                               "std": (0.229, 0.224, 0.225), "crop_pct": 0.875}  # fmt: skip
+    else:
+        cfg = dict(getattr(pretrained_cfg, "pretrained_cfg", pretrained_cfg))
+    size = overrides.pop("input_size", None)
+    if size is not None:
+        channels = int(cfg["input_size"][0]) if cfg.get("input_size") else 3
+        if isinstance(size, int):
+            size = (channels, size, size)
+        elif len(size) == 2:
+            size = (channels, *size)
+        cfg["input_size"] = tuple(size)
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    return cfg
+
+
 def create_transform(
-    pretrained_cfg: Mapping[str, Any] | torch.nn.Module,
+    pretrained_cfg: Mapping[str, Any] | torch.nn.Module | int | Sequence[int] | None = None,
     training: bool = False,
     *,
     hflip: float = 0.5,
     scale: tuple[float, float] = (0.08, 1.0),
+    is_training: bool | None = None,
+    input_size: int | Sequence[int] | None = None,
+    interpolation: str | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    crop_pct: float | None = None,
+    crop_mode: str | None = None,
+    **timm_kwargs: Any,
 ):
-    """The preprocessing of a model's weights (pass ``model.pretrained_cfg`` or the model).
+    """The preprocessing of a model's weights (pass ``model.pretrained_cfg`` or the model), or timm's
+    ``create_transform`` called with its own arguments.
 
     Eval (``training=False``): Resize(floor(size / crop_pct)) -> CenterCrop(size) -> float tensor ->
     Normalize(mean, std). Training: RandomResizedCrop(size, ``scale``) -> RandomHorizontalFlip(``hflip``)
     -> float tensor -> Normalize. Images are converted to RGB (or to grey for one-channel models).
-    """
-    from torchvision import transforms as T
 
-    cfg = getattr(pretrained_cfg, "pretrained_cfg", pretrained_cfg)
+    timm's signature works too: ``input_size`` (positional or keyword), ``is_training`` (``training``'s timm
+    name), ``interpolation``, ``mean``, ``std``, ``crop_pct`` and ``crop_mode`` replace the cfg's values (with
+    timm's defaults when no cfg is given: 224 px, ImageNet statistics, crop_pct 0.875). Any other timm argument
+    (``auto_augment``, ``color_jitter``, ``re_prob``, ``no_aug``, ...) or a crop mode other than ``center``
+    hands the resolved values to ``timm.data.create_transform``, so the result is timm's, its defaults included
+    (e.g. colour jitter 0.4 when training).
+    """
+    training = training if is_training is None else bool(is_training)
+    overrides = {"input_size": input_size, "interpolation": interpolation, "mean": mean, "std": std,
+                 "crop_pct": crop_pct, "crop_mode": crop_mode}  # fmt: skip
+    cfg = _timm_style_cfg(pretrained_cfg, overrides)
     try:
         channels, height, width = (int(v) for v in cfg["input_size"])
         mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
@@ -123,28 +169,38 @@ def create_transform(
             "create_transform needs a pretrained_cfg with input_size (C, H, W), mean and std, "
             f"such as model.pretrained_cfg; got {pretrained_cfg!r}"
         ) from None
-    crop_pct = float(cfg.get("crop_pct") or 1.0)
-    if not 0 < crop_pct <= 1:
-        raise ValueError(f"crop_pct={crop_pct!r} must be in (0, 1]")
+    crop = float(cfg.get("crop_pct") or 1.0)
+    if not 0 < crop <= 1:
+        raise ValueError(f"crop_pct={crop!r} must be in (0, 1]")
     if len(mean) != channels or len(std) != channels:
         raise ValueError(f"mean {mean} and std {std} need one value per input channel ({channels})")
+    if timm_kwargs or (cfg.get("crop_mode") or "center") != "center":
+        from timm.data import create_transform as timm_create_transform
+
+        return timm_create_transform(
+            input_size=(channels, height, width), is_training=training, hflip=hflip, scale=scale,
+            interpolation=cfg.get("interpolation") or "bilinear", mean=mean, std=std, crop_pct=crop,
+            crop_mode=cfg.get("crop_mode") or "center", **timm_kwargs,
+        )  # fmt: skip
+    from torchvision import transforms as T
+
     name = str(cfg.get("interpolation") or "bilinear").upper()
     try:
-        interpolation = T.InterpolationMode[name]
+        interp = T.InterpolationMode[name]
     except KeyError:
         raise ValueError(f"interpolation={cfg.get('interpolation')!r}; use bilinear, bicubic or nearest") from None
 
     steps: list[Any] = [ConvertMode("L" if channels == 1 else "RGB")]
     if training:
-        steps += [T.RandomResizedCrop((height, width), scale=scale, interpolation=interpolation, antialias=True)]
+        steps += [T.RandomResizedCrop((height, width), scale=scale, interpolation=interp, antialias=True)]
         if hflip > 0:
             steps.append(T.RandomHorizontalFlip(hflip))
     else:
         if height == width:
-            size: int | tuple[int, int] = resize_size(height, crop_pct)  # shorter side, keeps aspect
+            size: int | tuple[int, int] = resize_size(height, crop)  # shorter side, keeps aspect
         else:
-            size = (resize_size(height, crop_pct), resize_size(width, crop_pct))
-        steps += [T.Resize(size, interpolation=interpolation, antialias=True), T.CenterCrop((height, width))]
+            size = (resize_size(height, crop), resize_size(width, crop))
+        steps += [T.Resize(size, interpolation=interp, antialias=True), T.CenterCrop((height, width))]
     steps += [ToFloatTensor(), T.Normalize(mean=mean, std=std)]
     return T.Compose(steps)
 

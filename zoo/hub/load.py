@@ -11,6 +11,7 @@ read, so they are refused here and read only by ``zoo convert`` (with ``torch.lo
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -27,11 +28,12 @@ from zoo.hub.entry import WeightsEntry
 from zoo.hub.fetch import fetch, fetch_file
 from zoo.hub.fitting import adapt_input_conv, check_finite, fit_state_dict, from_timm_layout
 from zoo.hub.verify import mark_finite, marked_finite
-from zoo.models.base import fit_channels
+from zoo.models.base import fit_channels, with_input_size
 
 __all__ = [
     "adapt_input_conv",
     "build_with_weights",
+    "default_weights_cfg",
     "empty_init",
     "fit_state_dict",
     "load_file",
@@ -40,6 +42,8 @@ __all__ = [
     "resolve_name",
 ]
 
+# What DataParallel/DDP and torch.compile put before every key of a state dict saved from the wrapper.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".pkl", ".ckpt", ".tar")
 _INIT_OPS = frozenset(
     {"normal_", "uniform_", "fill_", "zero_", "random_", "bernoulli_", "exponential_", "trunc_normal_",
@@ -152,6 +156,10 @@ def _load_into(
         check_finite(state_dict, what)
         if path is not None:
             mark_finite(path)
+    if any(k.startswith(_WRAPPER_PREFIXES) for k in state_dict):
+        from zoo.hub.pickles import strip_wrapper_prefix  # timm's clean_state_dict: the same rules as zoo eval's
+
+        state_dict = strip_wrapper_prefix(state_dict)
     state_dict = from_timm_layout(state_dict)
     sd, head_dropped = fit_state_dict(model, state_dict, what, adapt_head, adapt_in_chans, stacklevel)
     on_meta = any(t.is_meta for t in model.parameters()) or any(t.is_meta for t in model.buffers())
@@ -253,6 +261,44 @@ def _cfg_with(model: nn.Module, arch: str, tag: str | None, info: Mapping[str, A
         from zoo.hub.metadata import without_source
 
         cfg = without_source(cfg)
+    return cfg
+
+
+def default_weights_cfg(model: nn.Module, arch: str) -> dict[str, Any]:
+    """``model``'s pretrained_cfg with the preprocessing of ``arch``'s default weights, as timm reports it for a
+    model built without weights.
+
+    Only the preprocessing is taken (input size, interpolation, crop fraction and mode, mean and std fitted to
+    the model's channels): no tag, class names or source, since no weights were loaded. The cfg stays the
+    family's own when the arch has no default weights, when they were trained with another stem, or when the
+    manifest cannot be read (a bare model does not need it).
+    """
+    cfg = dict(model.pretrained_cfg)
+    try:
+        tag = manifest.default_tag(arch)
+        entry = manifest.get_entry(arch, tag) if tag else None
+    except ValueError:  # ManifestError included
+        return cfg
+    if entry is None:
+        return cfg
+    stem = getattr(model, "stem", None)
+    if stem is not None:
+        param = inspect.signature(type(model).__init__).parameters.get("stem")
+        weights_stem = (entry.model_args or {}).get("stem", param.default if param else None)
+        if weights_stem != stem:
+            return cfg
+    info = entry.preprocessing()
+    size = info.get("input_size")
+    if not cfg.get("input_size") or (size and cfg.get("fixed_input_size")
+                                     and tuple(size[1:]) != tuple(cfg["input_size"][1:])):  # fmt: skip
+        return cfg
+    cfg.update({k: info[k] for k in ("interpolation", "crop_pct", "crop_mode") if info.get(k)})
+    if size:
+        cfg = with_input_size(model, cfg, int(size[1]), int(size[2]))
+    channels = int(cfg["input_size"][0])
+    for key in ("mean", "std"):
+        if info.get(key):
+            cfg[key] = fit_channels(tuple(info[key]), channels)
     return cfg
 
 

@@ -25,6 +25,7 @@ from zoo.models.head import check_pool, make_classifier, make_pool
 __all__ = [
     "CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD", "MNIST_MEAN", "MNIST_STD", "STEMS",
     "PretrainedCfg", "ZooModel", "build_model", "check_choice", "check_common", "family_cfgs", "fit_channels",
+    "with_input_size",
 ]  # fmt: skip
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -65,6 +66,27 @@ def fit_channels(values: tuple[float, ...], in_chans: int) -> tuple[float, ...]:
         return tuple(values)
     avg = round(sum(values) / len(values), 4)
     return (avg,) * in_chans
+
+
+def with_input_size(model: nn.Module, cfg: Mapping[str, Any], height: int, width: int) -> dict[str, Any]:
+    """``cfg`` (a pretrained_cfg of ``model``) for ``height`` x ``width`` inputs: ``input_size`` and ``pool_size``.
+
+    A model whose ``fixed_input_size`` is set (the MNIST CNNs: their classifier is sized for one grid)
+    takes no other size: asking for one is a :class:`ModelArgumentError`.
+    """
+    c, h, w = (int(v) for v in cfg["input_size"])
+    if (height, width) == (h, w):
+        return dict(cfg)
+    if cfg.get("fixed_input_size"):
+        raise ModelArgumentError(
+            f"{cfg.get('architecture') or type(model).__name__} takes only {h}x{w} inputs (its classifier is sized "
+            f"for that grid), so img_size={height if height == width else (height, width)} cannot apply; "
+            f"leave img_size out or give {h}"
+        )
+    info = getattr(model, "feature_info", None)
+    reduction = info[-1]["reduction"] if info else None
+    pool_size = (math.ceil(height / reduction), math.ceil(width / reduction)) if reduction else None
+    return {**cfg, "input_size": (c, height, width), "pool_size": pool_size}
 
 
 @dataclass(frozen=True)

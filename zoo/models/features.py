@@ -85,7 +85,10 @@ class FeatureInfo:
 class FeatureGetterNet(nn.Module):
     """A model that returns the list of stage feature maps ``out_indices`` names (``features_only=True``).
 
-    The model is pruned of the layers those stages do not need, its head included.
+    The model is pruned of the layers those stages do not need, its head included. Its layers become this
+    module's own children, so parameter and ``state_dict`` names are the model's (``conv1.weight``), as in
+    timm's ``features_only`` ResNets, and a backbone's weights load into the full model and back;
+    ``.model`` is the pruned model itself.
     """
 
     def __init__(self, model: nn.Module, out_indices: int | Sequence[int] | None = None, prune: bool = True) -> None:
@@ -93,10 +96,29 @@ class FeatureGetterNet(nn.Module):
         take, _ = feature_take_indices(len(model.feature_info), out_indices)
         if prune:
             take = model.prune_intermediate_layers(take, prune_head=True)
-        self.model = model
+        if (
+            next(model.parameters(recurse=False), None) is not None
+            or next(model.buffers(recurse=False), None) is not None
+        ):
+            raise TypeError(
+                f"{type(model).__name__} keeps tensors outside its layers; FeatureGetterNet cannot adopt it"
+            )
+        for name, child in model.named_children():
+            self.add_module(name, child)
+        object.__setattr__(self, "_trunk", model)  # a plain attribute: its layers are registered once, above
         self.out_indices = tuple(take)
         self.feature_info = FeatureInfo(model.feature_info, take)
         self.pretrained_cfg = dict(getattr(model, "pretrained_cfg", {}))
+
+    @property
+    def model(self) -> nn.Module:
+        """The pruned model whose ``forward_intermediates`` this module runs (its layers are this module's)."""
+        return self._trunk
+
+    def train(self, mode: bool = True) -> FeatureGetterNet:
+        super().train(mode)
+        self._trunk.training = mode  # the trunk's own flag gates e.g. gradient checkpointing
+        return self
 
     @property
     def default_cfg(self) -> dict[str, Any]:
@@ -104,6 +126,6 @@ class FeatureGetterNet(nn.Module):
         return self.pretrained_cfg
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.model.forward_intermediates(
+        return self._trunk.forward_intermediates(
             x, indices=list(self.out_indices), stop_early=True, intermediates_only=True
         )

@@ -1,13 +1,16 @@
 """MkDocs hook: the generated pages are rendered from the registry and the manifest at build time.
 
-``models_table.md`` and ``weights_table.md`` are also committed (readable on GitHub), but the site never
-shows the committed text: each build renders them again with ``docs/gen_tables.py``, so every number on the
-site traces to the code or ``weights/manifest.json``. The papers' architecture tables in ``models.md`` are
-placeholders filled from zoo's config tables (``docs/paper_tables.py``).
+``models_table.md``, ``weights_table.md`` and the architecture pages ``models/<arch>.md`` are also committed
+(readable on GitHub), but the site never shows the committed text: each build renders them again with
+``docs/gen_tables.py``, so every number on the site traces to the code or ``weights/manifest.json``. The
+architecture pages join the nav here, one section per family, so a new architecture needs no nav edit. The
+papers' architecture tables in ``models.md`` are placeholders filled from zoo's config tables
+(``docs/paper_tables.py``). In every table on the site, a model or weights name links to its page.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,13 +22,26 @@ sys.path.insert(0, str(DOCS.parent))
 import gen_tables  # noqa: E402
 import paper_tables  # noqa: E402
 
+NAV_SECTION = "Models"  # the nav section the architecture pages are added to
+_CELL = re.compile(r"(<(td|th)(?:\s[^>]*)?>)(.*?)(</\2>)", re.S)
+_CODE = re.compile(r"<code>([A-Za-z0-9_]+(?:\.[A-Za-z0-9_\-]+)?)</code>")
+
 
 def on_config(config: Any, **kwargs: Any) -> Any:
-    """The version in the header: the site is of zoo at this version (pyproject.toml's)."""
+    """The version in the header (pyproject.toml's), and the architecture pages in the nav."""
     import tomllib
 
     version = tomllib.loads((DOCS.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
     config["site_name"] = f"zoo {version}"
+    gen_tables.clear_caches()  # `mkdocs serve` rebuilds in this process: count the models again
+    nav = config["nav"]
+    if nav is not None:
+        section = next((item[NAV_SECTION] for item in nav if isinstance(item, dict) and NAV_SECTION in item), None)
+        if not isinstance(section, list):
+            section = []
+            nav.append({NAV_SECTION: section})
+        if not any(f"{gen_tables.MODEL_PAGES}/" in str(item) for item in section):  # once per config
+            section.extend(gen_tables.model_nav())
     return config
 
 
@@ -38,3 +54,48 @@ def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
         if placeholder in markdown:
             markdown = markdown.replace(placeholder, table())
     return markdown
+
+
+def _names() -> tuple[set[str], set[str]]:
+    from zoo.factory import list_models
+    from zoo.hub import manifest
+
+    return set(list_models()), set(manifest.weight_names())
+
+
+def on_page_content(html: str, page: Any, files: Any, **kwargs: Any) -> str:
+    """Link every model name (`resnet50`) and weights name (`resnet50.tv_in1k`) in a table cell to its page.
+
+    Done on the HTML, for every table on the site, so that the committed tables stay plain Markdown whose
+    cells tests can read. A weights name links to its section of the architecture's page.
+    """
+    from markdown.extensions.toc import slugify
+
+    archs, weights = _names()
+
+    def href(name: str) -> str | None:
+        arch = name.split(".")[0]
+        if arch not in archs or (name != arch and name not in weights):
+            return None
+        target = files.get_file_from_path(f"{gen_tables.MODEL_PAGES}/{arch}.md")
+        if target is None:
+            return None
+        anchor = f"#{slugify(name, '-')}" if name != arch else ""
+        if target is page.file:
+            return anchor or None  # the page itself: only a weights name has somewhere to go
+        return target.url_relative_to(page.file) + anchor
+
+    def link_code(match: re.Match[str]) -> str:
+        url = href(match[1])
+        return f'<a class="zoo-name" href="{url}">{match[0]}</a>' if url else match[0]
+
+    def link_cell(match: re.Match[str]) -> str:
+        start, text, end = match[1], match[3], match[4]
+        if "<a " in text:  # a cell that already links somewhere keeps its links
+            return match[0]
+        url = href(text.strip())  # a cell that is a bare name, as the benchmark results print them
+        if url:
+            return f'{start}<a class="zoo-name" href="{url}">{text}</a>{end}'
+        return start + _CODE.sub(link_code, text) + end
+
+    return _CELL.sub(link_cell, html)

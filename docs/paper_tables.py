@@ -167,19 +167,41 @@ def run_curve(name: str) -> str:
     )
 
 
+MAX_COLUMNS = 11  # a results table with more columns than this is printed one column per row instead
+
+
+def _key(key: str) -> str:
+    return key.replace("_", "_<wbr>")  # the results' JSON keys: <wbr> lets a long one wrap at its underscores
+
+
+def _cell(value: object) -> str:
+    return "—" if value is None else str(value)
+
+
 def _results_table(path: Path, level: str) -> list[str]:
     data = json.loads(path.read_text(encoding="utf-8"))
     m, rows = data["machine"], data["rows"]
     gpu = f", {m['gpu']} (CUDA {m.get('cuda')}, driver {m.get('driver', '?')})" if m.get("gpu") else ""
+    keys = list(rows[0])
+    if len(keys) > MAX_COLUMNS:  # too wide for the content column: transposed, one column per result
+        table = [
+            "| " + " | ".join([_key(keys[0]), *(_cell(r.get(keys[0])) for r in rows)]) + " |",
+            "|---|" + "|".join("--:" for _ in rows) + "|",
+            *("| " + " | ".join([_key(k), *(_cell(r.get(k)) for r in rows)]) + " |" for k in keys[1:]),
+        ]
+    else:
+        table = [
+            "| " + " | ".join(map(_key, keys)) + " |",
+            "|" + "|".join("---" for _ in keys) + "|",
+            *("| " + " | ".join(map(_cell, row.values())) + " |" for row in rows),
+        ]
     return [
         f"{level} {path.stem}",
         "",
         f"`benchmarks/{path.stem.split('-')[0]}.py`, {m['date']}: {m['cpu']}, {m['cores']} cores{gpu}; "
         f"torch {m['torch']}, torchvision {m.get('torchvision')}, timm {m.get('timm')}.",
         "",
-        "| " + " | ".join(rows[0]) + " |",
-        "|" + "|".join("---" for _ in rows[0]) + "|",
-        *("| " + " | ".join("—" if v is None else str(v) for v in row.values()) + " |" for row in rows),
+        *table,
         "",
     ]
 

@@ -27,6 +27,7 @@ from zoo.hub import manifest
 from zoo.hub.entry import WeightsEntry
 from zoo.hub.fetch import fetch, fetch_file
 from zoo.hub.fitting import adapt_input_conv, check_finite, fit_state_dict, from_timm_layout
+from zoo.hub.pickles import strip_wrapper_prefix
 from zoo.hub.verify import mark_finite, marked_finite
 from zoo.models.base import fit_channels, with_input_size
 
@@ -42,8 +43,6 @@ __all__ = [
     "resolve_name",
 ]
 
-# What DataParallel/DDP and torch.compile put before every key of a state dict saved from the wrapper.
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".pkl", ".ckpt", ".tar")
 _INIT_OPS = frozenset(
     {"normal_", "uniform_", "fill_", "zero_", "random_", "bernoulli_", "exponential_", "trunc_normal_",
@@ -156,11 +155,7 @@ def _load_into(
         check_finite(state_dict, what)
         if path is not None:
             mark_finite(path)
-    if any(k.startswith(_WRAPPER_PREFIXES) for k in state_dict):
-        from zoo.hub.pickles import strip_wrapper_prefix  # timm's clean_state_dict: the same rules as zoo eval's
-
-        state_dict = strip_wrapper_prefix(state_dict)
-    state_dict = from_timm_layout(state_dict)
+    state_dict = from_timm_layout(strip_wrapper_prefix(state_dict))  # the same rules as zoo eval's
     sd, head_dropped = fit_state_dict(model, state_dict, what, adapt_head, adapt_in_chans, stacklevel)
     on_meta = any(t.is_meta for t in model.parameters()) or any(t.is_meta for t in model.buffers())
     if on_meta and head_dropped:

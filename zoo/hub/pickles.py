@@ -19,11 +19,15 @@ __all__ = ["read_pickle_checkpoint", "strip_wrapper_prefix", "unpickling_problem
 
 _EMA_KEYS = ("state_dict_ema", "model_ema")
 _PICKLE_WRAPPERS = ("state_dict", "model_state_dict", "model", "module")
+# What DataParallel/DDP and torch.compile put before every key of a state dict saved from the wrapper.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def strip_wrapper_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop the key prefixes that DataParallel/DDP (``module.``) and torch.compile (``_orig_mod.``) add, in
     either order (timm's ``clean_state_dict``)."""
+    if not any(k.startswith(_WRAPPER_PREFIXES) for k in state):
+        return dict(state)  # timm's own fast path for clean keys, without importing timm on every load
     from timm.models import clean_state_dict
 
     return clean_state_dict(dict(state))

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test lint bench bench-gpu bench-quick docs site serve-docs clean
+.PHONY: venv demo test test-floors lint bench bench-gpu bench-quick docs site serve-docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,17 @@ test: venv  ## lint, import contracts, then the whole test suite
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+FLOORS := .floors
+FLOOR_TESTS := tests/test_timm_interface.py tests/test_transforms.py tests/test_batch_augment.py tests/test_finetune.py \
+	tests/test_weights_fetch.py tests/test_weights_load.py tests/test_folder_names.py tests/test_public_weights.py
+
+test-floors: venv  ## the tests that use timm, huggingface_hub and safetensors, on the lowest versions pyproject allows
+	rm -rf $(FLOORS)
+	PIP_CONSTRAINT= $(BIN)/python -m pip install -q --target $(FLOORS) --no-deps $$($(BIN)/python scripts/floors.py)
+	PIP_CONSTRAINT= $(BIN)/python -m pip install -q --target $(FLOORS)/httpx-deps httpx
+	PYTHONPATH=$(FLOORS):$(FLOORS)/httpx-deps $(BIN)/python scripts/floors.py --check
+	PYTHONPATH=$(FLOORS):$(FLOORS)/httpx-deps $(BIN)/python -m pytest -q -n 2 --dist loadfile -p no:cacheprovider $(FLOOR_TESTS)
 
 bench: venv  ## the CPU suite against torchvision and timm (under 10 minutes on 2 cores); results in benchmarks/results/
 	$(BIN)/python benchmarks/import_time.py --runs 3

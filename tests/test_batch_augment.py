@@ -1,9 +1,9 @@
 """RandAugment: the posterize crash fixed at its cause, and the batch version that matches timm's PIL one.
 
-The crash (issue 11): timm's ``rand-m9-mstd0.5-inc1`` reaches magnitude 10 whenever its noise passes +1 (about 2 %
-of draws); ``PosterizeIncreasing`` then keeps ``4 - int(10 / 10 * 4) = 0`` bits, which Pillow refuses. It is
-the same on any image, real or synthetic: one image in about 700 meets it, so a real epoch always does and a
-test folder of a few dozen images rarely.
+The crash it guards against: timm's ``rand-m9-mstd0.5-inc1`` reaches magnitude 10 whenever its noise passes
++1 (about 2 % of draws); ``PosterizeIncreasing`` then keeps ``4 - int(10 / 10 * 4) = 0`` bits, which Pillow
+refuses. It is the same on any image, real or synthetic: one image in about 700 meets it, so a real epoch always
+does and a test folder of a few dozen images rarely.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def test_posterize_at_the_top_magnitude_keeps_one_bit(maker):
 
 @pytest.mark.realdata
 def test_the_fast_folder_recipe_augments_a_real_epoch(real_images):
-    """The transform of the issue's failing command, over 2,500 real images (about 3 crashes before the fix)."""
+    """The transform of a command that crashed about 3 times in 2,500 real images before it was fixed."""
     from zoo.training.recipes import get_recipe
 
     recipe = get_recipe("fast", "imagefolder")

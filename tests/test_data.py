@@ -268,11 +268,12 @@ def _corrupt_files(folder):
     return bad_jpg, truncated
 
 
-def test_image_folder_reports_and_skips_corrupt_files(tmp_path, capsys):
+def test_image_folder_skips_corrupt_files_when_asked_and_reports_them(tmp_path, capsys):
     good = make_image_folder(tmp_path / "photos", per_class=6)
     bad = _corrupt_files(tmp_path / "photos")
     cfg = {"input_size": (3, 16, 16), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "crop_pct": 1.0}
-    train, val, info = create_datasets("imagefolder:" + str(tmp_path / "photos"), model_cfg=cfg, val_split=0.34, seed=1)
+    train, val, info = create_datasets("imagefolder:" + str(tmp_path / "photos"), model_cfg=cfg, val_split=0.34, seed=1,
+                                       strict_images=False)  # fmt: skip
     err = capsys.readouterr().err
     for p in bad:
         assert str(p) in err
@@ -284,18 +285,19 @@ def test_image_folder_reports_and_skips_corrupt_files(tmp_path, capsys):
     x, y = val[0]
     assert x.shape == (3, 16, 16)
     # Same seed, same split; another seed, another split.
-    _, val_again, _ = create_datasets("imagefolder:" + str(tmp_path / "photos"), model_cfg=cfg, val_split=0.34, seed=1)
-    _, val_other, _ = create_datasets("imagefolder:" + str(tmp_path / "photos"), model_cfg=cfg, val_split=0.34, seed=2)
+    again = {"model_cfg": cfg, "val_split": 0.34, "strict_images": False}
+    _, val_again, _ = create_datasets("imagefolder:" + str(tmp_path / "photos"), seed=1, **again)
+    _, val_other, _ = create_datasets("imagefolder:" + str(tmp_path / "photos"), seed=2, **again)
     assert val_again.samples == val.samples and val_other.samples != val.samples
     assert set(info.extra["skipped_images"]) == {str(p) for p in bad}
 
 
-def test_image_folder_strict_fails_naming_the_file(tmp_path):
+def test_image_folder_with_a_corrupt_file_fails_naming_it_by_default(tmp_path):
     make_image_folder(tmp_path / "photos", per_class=3)
     bad, _ = _corrupt_files(tmp_path / "photos")
-    with pytest.raises(ValueError, match="unreadable image") as e:
-        create_datasets("imagefolder", str(tmp_path / "photos"), strict_images=True)
-    assert str(bad) in str(e.value)
+    with pytest.raises(DataError, match="unreadable image") as e:
+        create_datasets("imagefolder", str(tmp_path / "photos"))
+    assert str(bad) in str(e.value) and "--skip-bad-images" in str(e.value)
 
 
 def test_image_folder_train_val_trees_and_worker_safety(tmp_path):

@@ -17,6 +17,7 @@ SCRIPT = """
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -27,7 +28,7 @@ import zoo
 from zoo.data import create_datasets
 from zoo.training import fit
 from zoo.training.checkpoint import seed_everything
-from zoo.training.distributed import distributed_session
+from zoo.training.distributed import distributed_session, rank_zero_first
 from zoo.training.recipes import get_recipe
 
 data, out = sys.argv[1], Path(sys.argv[2])
@@ -66,6 +67,11 @@ def jittered_run(folder, interrupt_at=None, resume=False):
 
 
 with distributed_session("cpu") as (rank, world, _):
+    with rank_zero_first():  # rank 0 "downloads" slowly; rank 1 must find the file when it reads
+        if rank == 0:
+            time.sleep(1.0)
+            (out / "downloaded.txt").write_text("data")
+        (out / f"saw{rank}.txt").write_text(str((out / "downloaded.txt").exists()))
     train, val, info = create_datasets("fashion_mnist", data)
     seed_everything(100 + rank)  # a different initialisation on each rank: DDP must make them agree
     model = zoo.create_model("resnet20", num_classes=info.num_classes, in_chans=info.in_chans)
@@ -108,6 +114,12 @@ def ddp_runs(fashion_dir, tmp_path_factory):
     res = _torchrun(str(script), str(fashion_dir), str(out))
     assert res.returncode == 0, res.stderr[-3000:]
     return out, res
+
+
+@pytest.mark.slow
+def test_the_other_ranks_read_only_after_rank_zero_has_downloaded(ddp_runs):
+    out, _ = ddp_runs
+    assert [(out / f"saw{r}.txt").read_text() for r in (0, 1)] == ["True", "True"]
 
 
 @pytest.mark.slow

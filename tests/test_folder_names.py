@@ -89,6 +89,17 @@ def test_hf_hub_refuses_a_file_that_is_not_what_the_hub_announces(folder, weight
     assert all(p.stat().st_size < 10_000 for p in weights_env.hub_files())  # config.json only: no weights kept
 
 
+def test_hf_hub_offline_with_only_the_config_cached_says_what_to_do_once(folder, weights_env, server, monkeypatch):
+    repo = "someone/config-only"
+    server.add_hub(repo, "model.safetensors", (folder / "model.safetensors").read_bytes())
+    server.add_hub(repo, "config.json", (folder / "config.json").read_bytes(), sha256=None)
+    zoo.create_model(f"hf-hub:{repo}")  # the architecture only: config.json is cached, the weights are not
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OfflineError, match=f"hf-hub:{repo}") as caught:
+        zoo.create_model(f"hf-hub:{repo}", pretrained=True)
+    assert caught.value.hint and str(caught.value).count(caught.value.hint) == 1
+
+
 def test_hf_hub_offline_without_a_cache_says_so(weights_env, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineError, match="offline"):

@@ -59,3 +59,22 @@ def test_import_contracts_hold():
     res = subprocess.run([str(LINT_IMPORTS)], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     assert "broken" in res.stdout and "0 broken" in res.stdout
+
+
+# A bare ValueError reaches the command line as a bug (a traceback): the boundary prints only ZooError and
+# OSError as one line. These two are internal: callers re-raise the first as the right zoo type; the second is
+# reached only by a bug. (A bare TypeError stays right for a Python caller passing the wrong type.)
+INTERNAL_RAISES = {"zoo/utils/files.py", "zoo/hub/hubcache.py"}
+
+
+def test_bad_input_is_raised_as_a_zoo_error_not_a_bare_value_error():
+    offences = []
+    for path in _modules():
+        rel = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Raise) or not isinstance(node.exc, ast.Call):
+                continue
+            name = getattr(node.exc.func, "id", None)
+            if name == "ValueError" and rel not in INTERNAL_RAISES:
+                offences.append(f"{rel}:{node.lineno} raise {name}(...)")
+    assert not offences, "raise one of zoo.errors' types instead:\n" + "\n".join(offences)

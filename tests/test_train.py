@@ -432,13 +432,17 @@ def test_signal_hook_rejects_a_bad_value(monkeypatch):
 # ------------------------------------------------------------------------------------------ other datasets
 
 
-def test_image_folder_training_skips_the_corrupt_file(tmp_path):
+def test_image_folder_training_fails_on_a_corrupt_file_or_skips_it_when_asked(tmp_path):
     make_image_folder(tmp_path / "photos", per_class=6, size=20)
     bad = tmp_path / "photos" / "dog" / "bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff not an image")
     spec = f"imagefolder:{tmp_path / 'photos'}"
-    res = run_zoo("zoo", "train", "resnet20", "--dataset", spec, "--val-split", "0.34", "--epochs", "1",
-                  "--batch-size", "4", "--workers", "1", "--output", str(tmp_path / "run"))  # fmt: skip
+    argv = ["zoo", "train", "resnet20", "--dataset", spec, "--val-split", "0.34", "--epochs", "1", "--batch-size", "4",
+            "--workers", "1", "--output", str(tmp_path / "run")]  # fmt: skip
+    res = run_zoo(*argv)
+    assert res.returncode == 2 and str(bad) in res.stderr and "--skip-bad-images" in res.stderr
+    assert not (tmp_path / "run" / "best.safetensors").exists()
+    res = run_zoo(*argv, "--skip-bad-images")
     assert res.returncode == 0, res.stderr
     assert str(bad) in res.stderr and "skipping 1 unreadable image" in res.stderr
     run = json.loads((tmp_path / "run" / "run.json").read_text())

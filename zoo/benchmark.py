@@ -19,6 +19,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from zoo.errors import ArgumentValueError
+
 __all__ = ["DTYPES", "RUNTIMES", "BenchResult", "benchmark_model", "count_macs", "peak_memory_mb"]
 
 DTYPES = ("fp32", "bf16", "fp16")
@@ -144,27 +146,27 @@ def benchmark_model(
     from zoo.factory import create_model
 
     if dtype not in DTYPES:
-        raise ValueError(f"dtype={dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
+        raise ArgumentValueError(f"dtype={dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
     if runtime not in RUNTIMES:
-        raise ValueError(f"runtime={runtime!r} is not supported; choose one of {', '.join(RUNTIMES)}")
+        raise ArgumentValueError(f"runtime={runtime!r} is not supported; choose one of {', '.join(RUNTIMES)}")
     dev = torch.device(device)
     if runtime == "onnxruntime":
         problems = [what for what, bad in (("a CPU device", dev.type != "cpu"), ("dtype fp32", dtype != "fp32"),
                                            ("no compile", compile_mode), ("inference only", train)) if bad]  # fmt: skip
         if problems:
-            raise ValueError(f"runtime onnxruntime needs {', '.join(problems)} (it runs the float32 ONNX export on "
-                             "the CPU; --mode inference)")  # fmt: skip
+            raise ArgumentValueError(f"runtime onnxruntime needs {', '.join(problems)} (it runs the float32 ONNX "
+                                     "export on the CPU; --mode inference)")  # fmt: skip
         channels_last = False  # an ONNX graph takes NCHW
     if dtype == "fp16" and dev.type != "cuda":
-        raise ValueError("dtype fp16 needs a CUDA device; use bf16 on the CPU")
+        raise ArgumentValueError("dtype fp16 needs a CUDA device; use bf16 on the CPU")
     if batch_size < 1 or warmup < 0 or steps < 1:
-        raise ValueError(f"batch_size ({batch_size}) and steps ({steps}) must be >= 1, warmup ({warmup}) >= 0")
+        raise ArgumentValueError(f"batch_size ({batch_size}) and steps ({steps}) must be >= 1, warmup ({warmup}) >= 0")
     if not (inference or train):
-        raise ValueError("nothing to measure: enable inference, training or both")
+        raise ArgumentValueError("nothing to measure: enable inference, training or both")
     model = create_model(model_name, **(model_kwargs or {}))
     size = tuple(input_size) if input_size else tuple(model.pretrained_cfg["input_size"])
     if len(size) != 3 or any(not isinstance(v, int) or v < 1 for v in size):
-        raise ValueError(f"input_size={size!r} is invalid: give three positive ints, channels height width")
+        raise ArgumentValueError(f"input_size={size!r} is invalid: give three positive ints, channels height width")
     params = sum(p.numel() for p in model.parameters())
     macs = count_macs(model, torch.zeros(1, *size))
     memory = torch.channels_last if channels_last else torch.contiguous_format

@@ -11,9 +11,9 @@ Each type also derives from the built-in type a caller would otherwise catch (``
 from __future__ import annotations
 
 __all__ = [
-    "DataError", "DependencyError", "DeviceError", "IntegrityError", "ManifestError", "ModelArgumentError",
-    "NotPublishedError", "OfflineError", "OutputFolderError", "RecipeError", "RunError", "TrainingDiverged",
-    "WeightsError", "WeightsFileError", "ZooError",
+    "ArgumentValueError", "DataError", "DependencyError", "DeviceError", "IntegrityError", "ManifestError",
+    "ModelArgumentError", "NotPublishedError", "OfflineError", "OutputFolderError", "RecipeError", "RunError",
+    "TrainingDiverged", "WeightsError", "WeightsFileError", "ZooError",
 ]  # fmt: skip
 
 
@@ -61,6 +61,12 @@ class DataError(ZooError, ValueError):
 class RunError(ZooError, RuntimeError):
     """A training run folder cannot be used as asked: another process is writing to it, or a resume
     would continue it with another model, dataset, class set or settings."""
+
+
+class ArgumentValueError(ZooError, ValueError):
+    """An argument of a function or an option of a command outside the values it can take: a model
+    configuration (``depth=19``, ``global_pool="max2"``), a benchmark or export setting, a weights name that
+    does not belong to the model. The message names the argument and what would be valid."""
 
 
 class ModelArgumentError(ZooError, TypeError):

@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from zoo.errors import DataError, WeightsFileError
 from zoo.utils.files import atomic_path, parse_json
 
 __all__ = [
@@ -125,7 +126,7 @@ def evaluate(
         dist.all_reduce(confusion)
     count = int(sums[3].item())
     if count == 0:
-        raise ValueError("evaluate: the dataset is empty")
+        raise DataError("evaluate: the dataset is empty")
     cm = confusion.cpu()
     per_class_total = cm.sum(1)
     per_class = [None if t == 0 else 100.0 * float(cm[i, i]) / float(t) for i, t in enumerate(per_class_total.tolist())]
@@ -202,9 +203,12 @@ def _run_file(checkpoint: str | os.PathLike, name: str) -> dict[str, Any] | None
     folder = path if path.is_dir() else path.parent
     if (folder / name).is_file():
         try:
-            return parse_json((folder / name).read_text(encoding="utf-8"))
+            record = parse_json((folder / name).read_text(encoding="utf-8"))
         except ValueError as e:  # not JSON, not UTF-8, or nested too deeply
-            raise ValueError(f"{folder / name} is not valid JSON ({str(e).splitlines()[0][:200]})") from None
+            raise DataError(f"{folder / name} is not valid JSON ({str(e).splitlines()[0][:200]})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{folder / name} holds a {type(record).__name__}, not a JSON object")
+        return record
     return None
 
 
@@ -248,7 +252,7 @@ def load_run_model(
     if cfg:
         arch = cfg.get("architecture")
         if arch and arch != split_model_name_tag(name)[0]:
-            raise ValueError(f"{checkpoint} was trained as {arch!r}, not {name!r}")
+            raise WeightsFileError(f"{checkpoint} was trained as {arch!r}, not {name!r}")
         kwargs = {**kwargs, **cfg.get("model_args", {})}
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
@@ -260,7 +264,9 @@ def load_run_model(
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(f"{checkpoint} does not fit {name} built with {kwargs}: {str(e).splitlines()[0]}") from None
+        raise WeightsFileError(
+            f"{checkpoint} does not fit {name} built with {kwargs}: {str(e).splitlines()[0]}"
+        ) from None
     if cfg and cfg.get("pretrained_cfg"):
         model.pretrained_cfg = {**model.pretrained_cfg, **cfg["pretrained_cfg"]}
     return model, cfg

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from zoo.errors import DependencyError, ZooError
+from zoo.errors import ArgumentValueError, DependencyError, ZooError
 from zoo.utils.files import atomic_path, write_text_atomic
 
 __all__ = ["FORMATS", "ExportError", "ExportResult", "describe", "export_model", "onnx_runner", "sample_inputs"]
@@ -135,9 +135,9 @@ def export_model(
     (``batch`` None) or a fixed one; check it against eager on the sample images, and write
     ``<out>.json`` with the preprocessing. An export that disagrees raises :class:`ExportError`, keeping nothing."""
     if fmt not in FORMATS:
-        raise ValueError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+        raise ArgumentValueError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if batch is not None and batch < 1:
-        raise ValueError(f"--batch {batch}: give a positive batch size, or leave it out for a dynamic batch")
+        raise ArgumentValueError(f"--batch {batch}: give a positive batch size, or leave it out for a dynamic batch")
     out = Path(out)
     model = model.eval().float().cpu()
     start = time.perf_counter()

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from zoo.errors import ModelArgumentError
+from zoo.errors import ArgumentValueError, ModelArgumentError
 from zoo.models import FeatureGetterNet, parametric_entrypoint
 from zoo.registry import filter_names, is_model, list_archs, model_entrypoint, registered, split_model_name_tag
 from zoo.utils import gc_paused
@@ -132,10 +132,10 @@ def _finish(
         model.pretrained_cfg = {**model.pretrained_cfg, **overlay}
     if features_only:
         if not hasattr(model, "forward_intermediates"):
-            raise ValueError(f"{arch} has no forward_intermediates(), so features_only=True cannot be used")
+            raise ArgumentValueError(f"{arch} has no forward_intermediates(), so features_only=True cannot be used")
         model = FeatureGetterNet(model, out_indices)
     elif out_indices is not None:
-        raise ValueError("out_indices only applies with features_only=True")
+        raise ArgumentValueError("out_indices only applies with features_only=True")
     return model
 
 
@@ -165,9 +165,11 @@ def _weights_tag(arch: str, tag: str, weights: Any) -> str:
     if wanted == "DEFAULT":
         wanted = manifest.default_tag(arch) or ""
         if not wanted:
-            raise ValueError(f"weights='DEFAULT': {arch!r} has no weights; `zoo list --pretrained` lists those that do")
+            raise ArgumentValueError(
+                f"weights='DEFAULT': {arch!r} has no weights; `zoo list --pretrained` lists those that do"
+            )
     if wanted_arch != arch or (tag and tag != wanted):
-        raise ValueError(f"weights={name!r} are not weights of {arch + ('.' + tag if tag else '')!r}")
+        raise ArgumentValueError(f"weights={name!r} are not weights of {arch + ('.' + tag if tag else '')!r}")
     return wanted
 
 

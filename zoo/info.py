@@ -12,6 +12,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from zoo.errors import ArgumentValueError
+
 
 @dataclass
 class LayerRow:
@@ -88,13 +90,13 @@ def model_info(model_name: str, input_size: tuple[int, ...] | None = None, **kwa
     cfg = dict(model.pretrained_cfg)
     size = tuple(input_size) if input_size else tuple(cfg["input_size"])
     if len(size) != 3 or any(not isinstance(v, int) or v < 1 for v in size):
-        raise ValueError(f"input_size={size!r} is invalid: give three positive ints, channels height width")
+        raise ArgumentValueError(f"input_size={size!r} is invalid: give three positive ints, channels height width")
     if size[0] != model.in_chans:
-        raise ValueError(f"input_size has {size[0]} channels but {model_name} takes in_chans={model.in_chans}")
+        raise ArgumentValueError(f"input_size has {size[0]} channels but {model_name} takes in_chans={model.in_chans}")
     try:
         rows = layer_table(model, size)
     except RuntimeError as e:
-        raise ValueError(f"{model_name} cannot take a {size[1]}x{size[2]} input: {e}") from None
+        raise ArgumentValueError(f"{model_name} cannot take a {size[1]}x{size[2]} input: {e}") from None
     return {
         "name": model_name,
         "class": type(model).__name__,

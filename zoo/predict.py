@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from zoo.data.transforms import to_8_bit
-from zoo.errors import DataError, WeightsFileError
+from zoo.errors import ArgumentValueError, DataError, WeightsFileError
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "samples"
 # The weights that classify each bundled sample set when `zoo predict` runs without arguments.
@@ -82,7 +82,7 @@ def predict(model: nn.Module, images: Sequence[Any], topk: int = 5) -> list[Pred
     from zoo.data.transforms import create_transform
 
     if topk < 1:
-        raise ValueError(f"topk={topk} is invalid: use 1 or more")
+        raise ArgumentValueError(f"topk={topk} is invalid: use 1 or more")
     transform = create_transform(model.pretrained_cfg)
     batch = torch.stack([transform(img) for img in images])
     names = _label_names(model)
@@ -138,7 +138,7 @@ def create_for_prediction(model_name: str | None, checkpoint: str | os.PathLike[
             )
         return create_model(model_name, checkpoint_path=path)
     if model_name is None:
-        raise ValueError("name the weights to use, e.g. `zoo predict mnist_cnn.mnist IMAGE`")
+        raise ArgumentValueError("name the weights to use, e.g. `zoo predict mnist_cnn.mnist IMAGE`")
     return create_model(model_name, pretrained=True)
 
 

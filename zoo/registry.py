@@ -13,6 +13,7 @@ from typing import Any
 
 import torch.nn as nn
 
+from zoo.errors import ArgumentValueError
 from zoo.utils import natural_key
 
 _entrypoints: dict[str, Callable[..., nn.Module]] = {}
@@ -26,9 +27,11 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """
     name = fn.__name__
     if "." in name:
-        raise ValueError(f"model name {name!r} must not contain '.': the part after a dot is a weights tag")
+        raise ArgumentValueError(f"model name {name!r} must not contain '.': the part after a dot is a weights tag")
     if name in _entrypoints:
-        raise ValueError(f"model {name!r} is already registered (by {_arch_modules[name]}); pick another function name")
+        raise ArgumentValueError(
+            f"model {name!r} is already registered (by {_arch_modules[name]}); pick another function name"
+        )
     _entrypoints[name] = fn
     _arch_modules[name] = fn.__module__
     return fn
@@ -80,10 +83,10 @@ def is_model(name: str) -> bool:
     return split_model_name_tag(name)[0] in _entrypoints
 
 
-def _unknown_model_error(arch: str) -> ValueError:
+def _unknown_model_error(arch: str) -> ArgumentValueError:
     close = difflib.get_close_matches(arch, list(_entrypoints), n=5, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return ValueError(
+    return ArgumentValueError(
         f"unknown model {arch!r}.{hint} `zoo.list_models()` lists the {len(_entrypoints)} registered models."
     )
 

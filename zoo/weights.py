@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from zoo.errors import ManifestError
 from zoo.hub import manifest
 from zoo.registry import split_model_name_tag
 
@@ -87,14 +88,14 @@ def _weights(arch: str, tag: str) -> Weights:
 
 def get_weights(name: str) -> Weights:
     """The weights ``arch.tag``, or an architecture's default weights (``"resnet50"``, or ``"resnet50.DEFAULT"``
-    as in torchvision). A ValueError names what exists when there is no such set."""
+    as in torchvision). A ManifestError names what exists when there is no such set."""
     if not isinstance(name, str):
         raise TypeError(f"get_weights takes a name such as 'resnet50' or 'resnet50.tv_in1k', not {type(name).__name__}")
     arch, tag = split_model_name_tag(name)
     if not tag or tag == "DEFAULT":
         tag = manifest.default_tag(arch) or ""
         if not tag:
-            raise ValueError(f"{arch!r} has no weights in the manifest; `zoo list --pretrained` lists those that do")
+            raise ManifestError(f"{arch!r} has no weights in the manifest; `zoo list --pretrained` lists those that do")
     return _weights(arch, tag)
 
 

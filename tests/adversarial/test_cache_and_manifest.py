@@ -301,3 +301,35 @@ def test_integrity_error_names_the_file(weights_env, mnist_file):
     path.write_bytes(mnist_file.data[:-1] + b"\0")
     with pytest.raises(IntegrityError, match=str(path)):
         fetch.fetch("mnist_cnn.bundled")
+
+
+PIN_WRITER = """
+import sys
+from zoo.hub.entry import Source
+from zoo.hub.pins import write_pin
+print("ready", flush=True)
+sys.stdin.readline()  # all writers start together
+for i in range(20):
+    source = Source(type="url", url=f"http://127.0.0.1/{sys.argv[1]}/{i}.safetensors")
+    write_pin("mnist_cnn.pinned", source, {"sha256": "ab" * 32, "size": i})
+"""
+
+
+def test_pins_written_by_processes_at_once_are_all_kept(weights_env):
+    from zoo.hub.entry import Source
+    from zoo.hub.pins import read_pin
+
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    writers = [subprocess.Popen([sys.executable, "-c", PIN_WRITER, f"w{n}"], env=subprocess_env(), **pipes)
+               for n in range(4)]  # fmt: skip
+    for w in writers:
+        assert w.stdout.readline().strip() == "ready"
+    for w in writers:
+        w.stdin.write("go\n")
+        w.stdin.flush()
+    for w in writers:
+        w.communicate(timeout=120)
+        assert w.returncode == 0
+    sources = [Source(type="url", url=f"http://127.0.0.1/w{n}/{i}.safetensors") for n in range(4) for i in range(20)]
+    lost = [s.url for s in sources if read_pin("mnist_cnn.pinned", s) is None]
+    assert not lost, f"{len(lost)} of 80 pins lost"

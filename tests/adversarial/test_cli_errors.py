@@ -39,7 +39,7 @@ def test_debug_shows_the_traceback_of_an_expected_failure(tmp_path, capsys, monk
     assert "Traceback (most recent call last)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("bug", [TypeError, RuntimeError, KeyError, AttributeError])
+@pytest.mark.parametrize("bug", [ValueError, TypeError, RuntimeError, KeyError, AttributeError, IndexError])
 def test_a_bug_is_not_dressed_up_as_bad_input(monkeypatch, bug):
     def broken(args):
         raise bug("a bug in zoo")

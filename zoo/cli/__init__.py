@@ -5,11 +5,12 @@ that provides ``add_arguments(parser)`` and ``main(args) -> int``; it is importe
 runs, so ``zoo list`` stays fast. The modules hold only argument parsing and the glue to the library;
 nothing in zoo imports them.
 
-:func:`main` is the one error boundary. An expected failure (:class:`zoo.errors.ZooError`, a ``ValueError``
-from bad input, an ``OSError`` such as a full disk or a missing file) is printed as one line,
+:func:`main` is the one error boundary. An expected failure (one of zoo's own types,
+:class:`zoo.errors.ZooError`, or an ``OSError`` such as a full disk or a missing file) is printed as one line,
 ``zoo CMD: error: <what> — <what to do>`` (a listing of keys or checks may follow, indented), and the
-exit code is 2; ``zoo --debug CMD`` or ``ZOO_DEBUG=1`` prints its traceback too. Any other exception is
-a bug in zoo and keeps its traceback.
+exit code is 2; ``zoo --debug CMD`` or ``ZOO_DEBUG=1`` prints its traceback too. Any other exception, a
+plain ``ValueError`` or ``TypeError`` included, is a bug in zoo (bad input is always raised as a ZooError)
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ _OS_TYPES = {FileNotFoundError: errno.ENOENT, IsADirectoryError: errno.EISDIR, N
 
 def _expected() -> tuple[type[BaseException], ...]:
     """The exception types that are expected failures rather than bugs."""
-    types: list[type[BaseException]] = [ZooError, ValueError, OSError]
+    types: list[type[BaseException]] = [ZooError, OSError]
     torch = sys.modules.get("torch")
     oom = getattr(torch, "OutOfMemoryError", None)
     if isinstance(oom, type):

@@ -14,6 +14,7 @@ import io
 import json
 import sys
 
+from zoo.errors import ArgumentValueError
 from zoo.utils import parse_device, set_threads, write_text_atomic
 
 # column -> (header, format)
@@ -98,11 +99,11 @@ def main(args: argparse.Namespace) -> int:
     for pattern in args.models:
         matched = list_models(pattern) if any(c in pattern for c in "*?[") else [pattern]
         if not matched:
-            raise ValueError(f"no model matches {pattern!r}; `zoo list` lists them")
+            raise ArgumentValueError(f"no model matches {pattern!r}; `zoo list` lists them")
         names += matched
     runtimes = list(dict.fromkeys(args.runtime))
     if "onnxruntime" in runtimes and args.mode == "train":
-        raise ValueError("--runtime onnxruntime times inference only; use --mode inference or both")
+        raise ArgumentValueError("--runtime onnxruntime times inference only; use --mode inference or both")
     set_threads(args.threads)
     device = str(parse_device("cpu" if args.device == "auto" and runtimes == ["onnxruntime"] else args.device))
     kwargs = {k: v for k, v in (("stem", args.stem), ("num_classes", args.num_classes)) if v is not None}

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from zoo.cli.train import add_bad_image_options
+from zoo.errors import ArgumentValueError, DataError
 from zoo.utils import parse_device, write_text_atomic
 
 
@@ -33,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for CIFAR and image folders")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument("--download", action="store_true", help="let torchvision download CIFAR (needs internet)")
-    parser.add_argument("--strict-images", action="store_true", help="fail on an unreadable image instead of skipping")
+    add_bad_image_options(parser)
     parser.add_argument("--output", help="a new folder for the confusion matrix and results.json (default: "
                         "evals/<model>-<dataset>-<time>); never a run's folder")  # fmt: skip
     parser.add_argument("--confusion", help="write the confusion-matrix PNG to this file instead")
@@ -53,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
     )
 
     if not args.checkpoint and not args.pretrained:
-        raise ValueError("give --checkpoint PATH (a `zoo train` run) or --pretrained")
+        raise ArgumentValueError("give --checkpoint PATH (a `zoo train` run) or --pretrained")
     device = parse_device(args.device)  # before any data or weights are read
     kind, folder = parse_dataset(args.dataset, args.data_dir)
     out_dir = _eval_output(args, kind)
@@ -114,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
         shown = ("test" if info.eval_split == "test" else "val") if split == "val" else split
         described = info.eval_set_name if split == "val" else split
     if dataset is None:
-        raise ValueError(f"{args.dataset} has no {shown} images")
+        raise DataError(f"{args.dataset} has no {shown} images")
     recorded = ((run or {}).get("data_identity") or {}).get("val_data") if own_folder and split == "val" else None
     if recorded:
         from zoo.data import data_fingerprint
@@ -135,7 +137,9 @@ def main(args: argparse.Namespace) -> int:
                                                           **model_kwargs},
         )  # fmt: skip
     if model.num_classes != info.num_classes:
-        raise ValueError(f"{args.model} predicts {model.num_classes} classes but {info.name} has {info.num_classes}")
+        raise ArgumentValueError(
+            f"{args.model} predicts {model.num_classes} classes but {info.name} has {info.num_classes}"
+        )
     label_names = (run_cfg or {}).get("label_names") or model.pretrained_cfg.get("label_names") or info.classes
     model.to(device)
     results = evaluate(

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from zoo.errors import ArgumentValueError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``zoo export``."""
@@ -30,13 +32,15 @@ def main(args: argparse.Namespace) -> int:
 
     if is_model(split_model_name_tag(args.model)[0]) and not Path(args.model).exists():
         if not split_model_name_tag(args.model)[1]:
-            raise ValueError(f"{args.model!r} has no weights named: give arch.tag (e.g. resnet20.cifar10) or a file")
+            raise ArgumentValueError(
+                f"{args.model!r} has no weights named: give arch.tag (e.g. resnet20.cifar10) or a file"
+            )
         model, name = create_for_prediction(args.model, None), args.model
     elif Path(args.model).exists():
         model = create_for_prediction(None, args.model)
         name = Path(args.model).resolve().name.removesuffix(".safetensors")
     else:
-        raise ValueError(f"{args.model!r} is neither a model's weights (arch.tag) nor a file or folder")
+        raise ArgumentValueError(f"{args.model!r} is neither a model's weights (arch.tag) nor a file or folder")
     out = Path(args.output) if args.output else Path("exports") / f"{name}{FORMATS[args.format]}"
     print(describe(export_model(model, out, args.format, name=name, batch=args.batch, atol=args.atol,
                                 rtol=args.rtol)))  # fmt: skip

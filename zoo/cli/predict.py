@@ -10,6 +10,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from zoo.errors import ArgumentValueError
+
 
 def _print_predictions(model_name: str, paths: Sequence[str], predictions: list) -> None:
     print(f"{model_name}:")
@@ -40,12 +42,12 @@ def main(args: argparse.Namespace) -> int:
         model_name, images = None, [model_name, *images]  # `zoo predict --checkpoint RUN photo.jpg`
     if model_name is not None and not is_model(model_name):
         hint = " (it is a file: give the model first, e.g. `zoo predict mnist_cnn.mnist FILE`)"
-        raise ValueError(
+        raise ArgumentValueError(
             f"{model_name!r} is not a model name{hint if Path(model_name).exists() else ''}; "
             "`zoo list --pretrained` lists the weights"
         )
     if not images:
-        raise ValueError("no image files given: `zoo predict MODEL IMAGE [IMAGE ...]`")
+        raise ArgumentValueError("no image files given: `zoo predict MODEL IMAGE [IMAGE ...]`")
     loaded = [load_image(path) for path in images]  # a bad file fails before any weights load
     model = create_for_prediction(model_name, args.checkpoint)
     shown = model_name or f"{model.pretrained_cfg.get('architecture', '')} ({args.checkpoint})".strip()

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import RunError
+from zoo.errors import ArgumentValueError, RecipeError, RunError
 from zoo.utils import parse_device, set_threads
 
 # Recipe fields that are descriptions rather than settings: no option of their own.
@@ -30,6 +30,13 @@ def recipe_options() -> dict[str, type]:
 
     hints = typing.get_type_hints(Recipe)
     return {f.name: hints[f.name] for f in dataclasses.fields(Recipe) if f.name not in _NOT_OPTIONS}
+
+
+def add_bad_image_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--skip-bad-images`` (``args.strict_images`` False); an unreadable image is an error without it."""
+    parser.add_argument("--skip-bad-images", dest="strict_images", action="store_false",
+                        help="leave out unreadable images (listed on stderr) instead of failing")  # fmt: skip
+    parser.add_argument("--strict-images", action="store_true", help=argparse.SUPPRESS)  # the default; older commands
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "for an image folder without val/ or test/; otherwise none, and the last epoch is kept). "
                       "A test split is only reported, never used to choose")  # fmt: skip
     data.add_argument("--download", action="store_true", help="let torchvision download CIFAR (needs internet)")
-    data.add_argument("--strict-images", action="store_true", help="fail on an unreadable image instead of skipping it")
+    add_bad_image_options(data)
     data.add_argument("--train-subset", type=int, help="train on a seeded random subset of this many images")
     data.add_argument("--val-subset", type=int, help="validate and test on seeded random subsets of this many images")
 
@@ -98,7 +105,7 @@ def _key_values(items: list[str], what: str) -> dict[str, Any]:
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key:
-            raise ValueError(f"{what} {item!r}: expected NAME=VALUE")
+            raise ArgumentValueError(f"{what} {item!r}: expected NAME=VALUE")
         out[key.strip().replace("-", "_")] = _parse_value(value.strip())
     return out
 
@@ -123,7 +130,7 @@ def explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
             extra[k] = str(v)
         kinds = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
         if k in typed and typed[k] in kinds and type(extra[k]) is not typed[k]:
-            raise ValueError(f"--set {k}={v}: {k} takes {kinds[typed[k]]}")
+            raise RecipeError(f"--set {k}={v}: {k} takes {kinds[typed[k]]}")
     return {**extra, **overrides}
 
 
@@ -155,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
     from zoo.data.transforms import Augment
     from zoo.training import Recipe, fit
     from zoo.training.checkpoint import RESUME_MAY_CHANGE, seed_everything
-    from zoo.training.distributed import distributed_session
+    from zoo.training.distributed import distributed_session, rank_zero_first
     from zoo.training.finetune import build_training_model
     from zoo.training.recipes import fit_recipe_to_data, format_recipe
 
@@ -166,11 +173,11 @@ def main(args: argparse.Namespace) -> int:
         print(format_recipe(recipe))
         return 0
     if not args.model:
-        raise ValueError("name the model to train, e.g. `zoo train mnist_cnn --dataset mnist --data-dir DATA`")
+        raise ArgumentValueError("name the model to train, e.g. `zoo train mnist_cnn --dataset mnist --data-dir DATA`")
     if not args.dataset:
-        raise ValueError("--dataset is required (mnist, fashion_mnist, cifar10, cifar100, imagefolder:PATH)")
+        raise ArgumentValueError("--dataset is required (mnist, fashion_mnist, cifar10, cifar100, imagefolder:PATH)")
     if args.epochs is not None and args.epochs < 1:
-        raise ValueError(f"--epochs {args.epochs}: a run needs at least one epoch — give --epochs 1 or more")
+        raise RecipeError(f"--epochs {args.epochs}: a run needs at least one epoch — give --epochs 1 or more")
     set_threads(args.threads)
     parse_device(args.device)  # an unknown device or a missing GPU is one clear line, before any data is read
 
@@ -198,16 +205,19 @@ def main(args: argparse.Namespace) -> int:
         cfg, normalization = None, None
         start = {"pretrained": args.pretrained, "checkpoint_path": args.initial_checkpoint}
         from_weights = args.pretrained or args.initial_checkpoint is not None
-        if from_weights or dataset_kind == "imagefolder":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the model built below repeats any adaptation warning
-                cfg = build_training_model(args.model, **start, **model_kwargs).pretrained_cfg
-            normalization = (cfg["mean"], cfg["std"]) if from_weights else None
-        folder_split = args.val_split if dataset_kind == "imagefolder" else None
-        train_set, eval_set, info = create_datasets(
-            args.dataset, args.data_dir, model_cfg=cfg, augment=aug, val_split=folder_split, seed=recipe.seed,
-            strict_images=args.strict_images, download=args.download and rank == 0, normalization=normalization,
-        )  # fmt: skip
+        # Under torchrun, rank 0 downloads (the weights, --download's data set) before the other ranks read.
+        with rank_zero_first():
+            if from_weights or dataset_kind == "imagefolder":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # the model built below repeats any adaptation warning
+                    cfg = build_training_model(args.model, **start, **model_kwargs).pretrained_cfg
+                normalization = (cfg["mean"], cfg["std"]) if from_weights else None
+            folder_split = args.val_split if dataset_kind == "imagefolder" else None
+            train_set, eval_set, info = create_datasets(
+                args.dataset, args.data_dir, model_cfg=cfg, augment=aug, val_split=folder_split, seed=recipe.seed,
+                strict_images=args.strict_images, download=args.download and rank == 0,
+                normalization=normalization,
+            )  # fmt: skip
         # An official test split is only reported; the weights are kept by a held-out part of the training
         # images (--val-split) or, without one, are the last epoch's.
         val_set, test_set = (eval_set, None) if info.eval_split == "holdout" else (None, eval_set)
@@ -297,7 +307,7 @@ def _output_dir(args: argparse.Namespace, dataset_kind: str | None) -> Path:
         p = Path(args.resume)
         return p.parent if p.is_file() else p
     if args.resume is not None:
-        raise ValueError("--resume without a path needs --output RUN_FOLDER")
+        raise ArgumentValueError("--resume without a path needs --output RUN_FOLDER")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{args.model.replace('.', '_')}-{dataset_kind}-{stamp}"
 

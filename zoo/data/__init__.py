@@ -29,6 +29,7 @@ from zoo.data.folder_sets import folder_datasets
 from zoo.data.idx import IDX_DATASETS, find_idx_files, load_idx_dataset, read_idx
 from zoo.data.tensor import TensorImageDataset, TensorLoader
 from zoo.data.transforms import Augment, cifar_transform, folder_transforms
+from zoo.errors import ArgumentValueError, DataError
 
 __all__ = [
     "DATASETS",
@@ -91,12 +92,12 @@ def parse_dataset(spec: str, data_dir: str | None) -> tuple[str, Path]:
     if name == "fashionmnist":
         name = "fashion_mnist"
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {spec!r}; choose one of {', '.join(DATASETS)} (or imagefolder:PATH)")
+        raise DataError(f"unknown dataset {spec!r}; choose one of {', '.join(DATASETS)} (or imagefolder:PATH)")
     if path and name != "imagefolder":
-        raise ValueError(f"--dataset {spec!r}: only imagefolder takes a path after ':'; use --data-dir for {name}")
+        raise DataError(f"--dataset {spec!r}: only imagefolder takes a path after ':'; use --data-dir for {name}")
     folder = path or data_dir
     if not folder:
-        raise ValueError(
+        raise DataError(
             f"--dataset {name} needs --data-dir DIR" + (" (or imagefolder:PATH)" if name == "imagefolder" else "")
         )
     return name, Path(folder).expanduser()
@@ -110,7 +111,7 @@ def create_datasets(
     augment: Augment | None = None,
     val_split: float | None = None,
     seed: int = 0,
-    strict_images: bool = False,
+    strict_images: bool = True,
     download: bool = False,
     eval_transform: Callable | None = None,
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
@@ -126,13 +127,15 @@ def create_datasets(
 
     ``model_cfg`` (a model's ``pretrained_cfg``) sets an image folder's input size and normalisation;
     ``normalization`` (mean, std) replaces a known dataset's own statistics, e.g. with pretrained weights.
-    Sets not named in ``splits`` are returned as None (and not read).
+    Sets not named in ``splits`` are returned as None (and not read). An image that cannot be decoded is a
+    :class:`~zoo.errors.DataError` naming it; with ``strict_images=False`` unreadable images are listed on
+    stderr, left out and named in ``info.extra["skipped_images"]``.
     """
     kind, folder = parse_dataset(spec, data_dir)
     aug = augment or Augment()
     want_train, want_val = "train" in splits, "val" in splits
     if val_split is not None and kind != "imagefolder":
-        raise ValueError(f"--val-split applies to image folders; {kind} validates on its official test split")
+        raise ArgumentValueError(f"--val-split applies to image folders; {kind} validates on its official test split")
 
     if kind in IDX_DATASETS:
         train = load_idx_dataset(kind, folder, "train") if want_train else None
@@ -168,7 +171,7 @@ def create_datasets(
             )  # fmt: skip
             n = 10 if kind == "cifar10" else 100
             if len(sets.classes) != n:
-                raise ValueError(f"{kind} has {n} classes, but {found[1] / 'train'} has {len(sets.classes)} folders")
+                raise DataError(f"{kind} has {n} classes, but {found[1] / 'train'} has {len(sets.classes)} folders")
             info = DataInfo(kind, n, 3, (3, 32, 32), sets.classes, tuple(mean), tuple(std), str(found[1]),
                             extra=sets.extra())  # fmt: skip
             return sets.train, sets.val, info
@@ -221,7 +224,7 @@ def subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
     if n is None or n >= len(dataset):  # type: ignore[arg-type]
         return dataset
     if n < 1:
-        raise ValueError(f"a subset needs at least one image, got {n}")
+        raise ArgumentValueError(f"a subset needs at least one image, got {n}")
     idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n]  # type: ignore[arg-type]
     if isinstance(dataset, TensorImageDataset):
         return dataset.subset(idx)
@@ -286,7 +289,9 @@ def holdout_split(
         return dataset.subset(torch.tensor(train)), dataset.subset(torch.tensor(val))
     if isinstance(dataset, ImageFolderDataset):
         if eval_transform is None:
-            raise ValueError("holdout_split: a streamed image folder needs eval_transform for its held-out part")
+            raise ArgumentValueError(
+                "holdout_split: a streamed image folder needs eval_transform for its held-out part"
+            )
         train_samples, val_samples = split_samples(dataset.samples, fraction, seed)
         _require_held_out(val_samples, len(dataset), fraction)
         return (ImageFolderDataset(train_samples, dataset.classes, dataset.transform),
@@ -298,5 +303,5 @@ def holdout_split(
 
 def _require_held_out(held_out: Sequence[Any], n: int, fraction: float) -> None:
     if not held_out:
-        raise ValueError(f"--val-split {fraction} of {n} training images leaves no image to hold out "
+        raise DataError(f"--val-split {fraction} of {n} training images leaves no image to hold out "
                          "(every class has a single image)")  # fmt: skip

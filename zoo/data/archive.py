@@ -17,6 +17,8 @@ import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
 
+from zoo.errors import DataError
+
 __all__ = ["ARCHIVE_SUFFIXES", "data_cache_dir", "extract_archive", "is_archive", "safe_member"]
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar")
@@ -55,14 +57,14 @@ def _sha256(path: Path) -> str:
 
 
 def safe_member(member: tarfile.TarInfo, archive: str | os.PathLike[str]) -> tarfile.TarInfo:
-    """``member`` made safe to extract (plain permissions, no owner), or a ValueError when it could write
+    """``member`` made safe to extract (plain permissions, no owner), or a DataError when it could write
     outside the target folder: an absolute path, a ``..`` component, a link or a device file."""
     path = PurePosixPath(member.name.replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts:
-        raise ValueError(f"{archive}: refusing to extract {member.name!r}: an absolute path, or one leaving the folder")
+        raise DataError(f"{archive}: refusing to extract {member.name!r}: an absolute path, or one leaving the folder")
     if not (member.isfile() or member.isdir()):
         kind = "link" if (member.issym() or member.islnk()) else "special file"
-        raise ValueError(
+        raise DataError(
             f"{archive}: refusing to extract {member.name!r}: a {kind}; a dataset archive may hold only folders, files"
         )
     # As tarfile's "data" filter: no set-uid bits or group/other write, no owner taken from the archive.
@@ -78,7 +80,7 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
     once, and return ``dest``.
 
     A ``dest`` that already exists is taken as the finished extraction (the folder only appears, by rename,
-    once every file is written). Raises FileNotFoundError for a missing archive and ValueError for one that is
+    once every file is written). Raises FileNotFoundError for a missing archive and DataError for one that is
     not a tar archive or holds a member that could write outside ``dest``.
     """
     archive = Path(archive).expanduser()
@@ -109,7 +111,7 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
             if not dest.is_dir():  # another process finished the same extraction first: use theirs
                 raise
     except tarfile.TarError as e:
-        raise ValueError(f"{archive} is not a readable tar archive ({e}); give a .tar.gz, .tgz or .tar file") from None
+        raise DataError(f"{archive} is not a readable tar archive ({e}); give a .tar.gz, .tgz or .tar file") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
+from zoo.errors import ArgumentValueError
+
 __all__ = ["SUPPORTED_OPS", "BatchRandAugment"]
 
 _DENOM = 10.0  # timm's _LEVEL_DENOM: magnitude 10 is the full range of each operation
@@ -218,16 +220,18 @@ class BatchRandAugment:
         from timm.data.auto_augment import rand_augment_transform
 
         if not config.startswith("rand"):
-            raise ValueError(f"batch augmentation takes RandAugment strings such as rand-m9-mstd0.5, got {config!r}")
+            raise ArgumentValueError(
+                f"batch augmentation takes RandAugment strings such as rand-m9-mstd0.5, got {config!r}"
+            )
         # timm parses the string, so that every option it knows (m, n, p, mstd, mmax, inc, t) means the same here.
         try:
             ra = rand_augment_transform(config, {"img_mean": tuple(fill), **(hparams or {})})
         except (AssertionError, ValueError) as e:
-            raise ValueError(f"invalid RandAugment string {config!r}: {e or 'unknown section'}") from None
+            raise ArgumentValueError(f"invalid RandAugment string {config!r}: {e or 'unknown section'}") from None
         names = [op.name for op in ra.ops]
         unsupported = sorted(set(names) - set(_OPS))
         if unsupported:
-            raise ValueError(
+            raise ArgumentValueError(
                 f"{config!r} uses {', '.join(unsupported)}, which batch augmentation does not implement; "
                 f"supported: {', '.join(SUPPORTED_OPS)}"
             )
@@ -258,7 +262,7 @@ class BatchRandAugment:
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """A new augmented uint8 batch; ``images`` is left as it was."""
         if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(f"expected a uint8 batch (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+            raise ArgumentValueError(f"expected a uint8 batch (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         g = generator if generator is not None else torch.Generator().manual_seed(int(torch.randint(2**62, ())))
         n, k = len(images), len(self.names)
         x = images.clone()
@@ -287,7 +291,7 @@ class BatchRandAugment:
         """Operation ``name`` on each image at its own ``level`` (magnitude / 10) and ``sign`` (-1 where timm
         negates the argument): what ``timm.data.auto_augment.AugmentOp(name)`` does to one PIL image."""
         if name not in _OPS:
-            raise ValueError(f"unknown operation {name!r}; supported: {', '.join(SUPPORTED_OPS)}")
+            raise ArgumentValueError(f"unknown operation {name!r}; supported: {', '.join(SUPPORTED_OPS)}")
         fn, arg, geometric = _OPS[name]
         args = [] if arg is None else [arg(level, sign, tuple(images.shape[2:]), self.hparams).to(images.device)]
         if geometric:

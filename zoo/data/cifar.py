@@ -14,6 +14,7 @@ from torchvision.datasets import CIFAR10, CIFAR100
 
 from zoo.data.archive import extract_archive, is_archive
 from zoo.data.folder import eval_folder
+from zoo.errors import DataError
 
 __all__ = [
     "CIFAR_STATS",
@@ -80,7 +81,7 @@ def load_cifar(
 ) -> Dataset:
     """CIFAR-10 or CIFAR-100 ``split`` (``train``/``test``) from torchvision's pickled batches under ``data_dir``."""
     if split not in ("train", "test"):
-        raise ValueError(f"split={split!r}: {name} has the splits train, test")
+        raise DataError(f"split={split!r}: {name} has the splits train, test")
     data_dir = Path(data_dir).expanduser()
     root = cifar_root(name, data_dir)
     folder, files = cifar_files(name)
@@ -98,12 +99,12 @@ def load_cifar(
         cls = LocalCIFAR10 if name == "cifar10" else LocalCIFAR100
         ds = cls(str(root), train=split == "train", transform=transform)
     except Exception as e:  # pickle, key and reshape errors from a malformed file
-        raise ValueError(f"{name}: could not read the batches in {root / folder}: {type(e).__name__}: {e}") from None
+        raise DataError(f"{name}: could not read the batches in {root / folder}: {type(e).__name__}: {e}") from None
     if ds.data.ndim != 4 or ds.data.shape[1:] != (32, 32, 3):
-        raise ValueError(f"{name}: images in {root / folder} have shape {ds.data.shape[1:]}, expected 32x32x3")
+        raise DataError(f"{name}: images in {root / folder} have shape {ds.data.shape[1:]}, expected 32x32x3")
     n = len(ds.classes)
     if len(ds.targets) != len(ds.data) or (len(ds.targets) and not 0 <= min(ds.targets) <= max(ds.targets) < n):
-        raise ValueError(f"{name}: labels in {root / folder} do not match the images or the {n} classes")
+        raise DataError(f"{name}: labels in {root / folder} do not match the images or the {n} classes")
     return ds
 
 
@@ -126,10 +127,10 @@ def extract_cifar10_jpg(archive: str | os.PathLike, dest: str | os.PathLike | No
     candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())]
     found = next((c for c in candidates if _folder_layout(c)), None)
     if found is None:
-        raise ValueError(f"{archive} holds no train/ and test/ image folders (extracted into {root})")
+        raise DataError(f"{archive} holds no train/ and test/ image folders (extracted into {root})")
     classes = sorted(d.name for d in (found / "train").iterdir() if d.is_dir() and not d.name.startswith("."))
     if len(classes) != 10:
-        raise ValueError(f"{archive}: CIFAR-10 has 10 classes, but {found / 'train'} has {len(classes)} class folders")
+        raise DataError(f"{archive}: CIFAR-10 has 10 classes, but {found / 'train'} has {len(classes)} class folders")
     return found
 
 

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.transforms import to_rgb
-from zoo.errors import DataError
+from zoo.errors import ArgumentValueError, DataError
 
 __all__ = [
     "EVAL_FOLDERS",
@@ -25,6 +25,9 @@ __all__ = [
     "stratified_split",
     "verify_images",
 ]
+
+# What to do about unreadable images, said wherever a folder is checked.
+SKIP_HINT = "remove or replace them, or leave them out: zoo train/eval --skip-bad-images (strict_images=False)"
 
 # torchvision's IMG_EXTENSIONS (tests/test_data.py checks they agree), here so that importing zoo.data
 # does not import torchvision.
@@ -69,7 +72,7 @@ def scan_image_folder(
     else:
         unknown = sorted(set(found) - set(classes))
         if unknown:
-            raise ValueError(f"{root} has class folders {unknown} that the training set does not have")
+            raise DataError(f"{root} has class folders {unknown} that the training set does not have")
     index = {c: i for i, c in enumerate(classes)}
     listed = [(path, real, index[name]) for name in found for path, real in _class_images(root, root / name)]
     # One sample per real file: where links give a file several names, a name that is not a link is kept.
@@ -137,7 +140,7 @@ def verify_images(
 ) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
     """Open and decode every image once; return the readable samples and ``(path, reason)`` of the others.
 
-    With ``strict`` any unreadable image is a ValueError listing them; otherwise they are reported on
+    With ``strict`` any unreadable image is a DataError listing them; otherwise they are reported on
     stderr and left out, so a corrupt file is never found deep inside a loader worker.
     """
     with ThreadPoolExecutor(max(1, workers)) as pool:
@@ -147,7 +150,7 @@ def verify_images(
     if bad:
         listing = "\n".join(f"  {p}: {r}" for p, r in bad)
         if strict:
-            raise ValueError(f"{len(bad)} unreadable image(s):\n{listing}")
+            raise DataError(f"{len(bad)} unreadable image(s):\n{listing}", hint=SKIP_HINT)
         print(f"warning: skipping {len(bad)} unreadable image(s):\n{listing}", file=sys.stderr)
     return good, bad
 
@@ -162,7 +165,7 @@ class ImageFolderDataset(Dataset):
 
     def __init__(self, samples: Sequence[tuple[str, int]], classes: Sequence[str], transform: Callable | None = None):
         if not samples:
-            raise ValueError("an image folder dataset needs at least one image")
+            raise DataError("an image folder dataset needs at least one image")
         self.samples = list(samples)
         self.targets = [t for _, t in self.samples]
         self.classes = list(classes)
@@ -195,7 +198,7 @@ def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple
     every class has a single image.
     """
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"--val-split {fraction}: give the held-out fraction of the training images, e.g. 0.1")
+        raise ArgumentValueError(f"--val-split {fraction}: give the held-out fraction of the training images, e.g. 0.1")
     by_class: dict[int, list[int]] = {}
     for i, label in enumerate(labels):
         by_class.setdefault(int(label), []).append(i)

@@ -26,7 +26,9 @@ import numpy as np
 import torch
 
 from zoo.data.archive import data_cache_dir
+from zoo.data.folder import SKIP_HINT
 from zoo.data.transforms import to_rgb
+from zoo.errors import ArgumentValueError, DataError
 from zoo.utils.files import atomic_path, parse_json, write_json
 
 __all__ = ["MAX_SIDE", "CachedImages", "cache_budget", "cache_key", "cached_images", "image_size"]
@@ -52,7 +54,9 @@ def cache_budget() -> int:
     try:
         mb = float(text) if text else _DEFAULT_BUDGET_MB
     except ValueError:
-        raise ValueError(f"ZOO_IMAGE_CACHE_MB={text!r}: give a number of megabytes (0 turns the cache off)") from None
+        raise ArgumentValueError(
+            f"ZOO_IMAGE_CACHE_MB={text!r}: give a number of megabytes (0 turns the cache off)"
+        ) from None
     return int(mb * 2**20)
 
 
@@ -112,7 +116,7 @@ def _report(bad: Sequence[tuple[str, str]], strict: bool) -> None:
         return
     listing = "\n".join(f"  {p}: {r}" for p, r in bad)
     if strict:
-        raise ValueError(f"{len(bad)} unreadable image(s):\n{listing}")
+        raise DataError(f"{len(bad)} unreadable image(s):\n{listing}", hint=SKIP_HINT)
     print(f"warning: skipping {len(bad)} unreadable image(s):\n{listing}", file=sys.stderr)
 
 
@@ -151,7 +155,7 @@ def cached_images(
     cache when its key still matches, else decoded now and cached.
 
     Returns None when an image has another size (the folder then streams through per-sample transforms).
-    Unreadable images are reported on stderr and left out, or with ``strict`` raise a ValueError listing them.
+    Unreadable images are reported on stderr and left out, or with ``strict`` raise a DataError listing them.
     """
     folder = Path(cache_dir) if cache_dir is not None else data_cache_dir() / "image-cache"
     key = cache_key(samples, size)

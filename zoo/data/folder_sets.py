@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from zoo.data.folder import ImageFolderDataset, eval_folder, scan_image_folder, split_samples, verify_images
 from zoo.data.folder_cache import MAX_SIDE, cache_budget, cached_images, image_size
 from zoo.data.tensor import TensorImageDataset
+from zoo.errors import DataError
 
 __all__ = ["FolderSets", "folder_datasets"]
 
@@ -60,7 +61,7 @@ class _Builder:
         found = image_size(samples)
         if self.required_size and found is not None and found != self.size:
             folder = Path(samples[0][0]).parent.parent
-            raise ValueError(
+            raise DataError(
                 f"the images in {folder} are {found[1]}x{found[0]}, expected {w}x{h}; "
                 f"use --dataset imagefolder:{folder} for images of other sizes"
             )

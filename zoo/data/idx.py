@@ -76,7 +76,7 @@ def _raw_idx(path: Path) -> bytes:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as e:
-            raise ValueError(f"{path}: not a valid gzip file ({e})") from None
+            raise DataError(f"{path}: not a valid gzip file ({e})") from None
     return raw
 
 
@@ -98,16 +98,16 @@ def identify_idx(raw: bytes, stem: str) -> str | None:
 
 def _parse_idx(path: Path, raw: bytes) -> torch.Tensor:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
+        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{path}: IDX header is truncated")
+        raise DataError(f"{path}: IDX header is truncated")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     expected = header + math.prod(shape) * dtype.itemsize
     if len(raw) != expected:
-        raise ValueError(
+        raise DataError(
             f"{path}: IDX header promises shape {shape} ({expected} bytes) but the file has {len(raw)} bytes"
         )
     array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
@@ -155,9 +155,9 @@ def find_idx_files(name: str, data_dir: str | os.PathLike) -> dict[str, tuple[Pa
 def load_idx_dataset(name: str, data_dir: str | os.PathLike, split: str = "train") -> TensorImageDataset:
     """MNIST or Fashion-MNIST ``split`` (``train`` or ``test``) as an in-memory uint8 dataset."""
     if name not in IDX_DATASETS:
-        raise ValueError(f"unknown IDX dataset {name!r}; choose one of {', '.join(IDX_DATASETS)}")
+        raise DataError(f"unknown IDX dataset {name!r}; choose one of {', '.join(IDX_DATASETS)}")
     if split not in IDX_FILES:
-        raise ValueError(f"split={split!r}: {name} has the splits {', '.join(IDX_FILES)}")
+        raise DataError(f"split={split!r}: {name} has the splits {', '.join(IDX_FILES)}")
     spec = IDX_DATASETS[name]
     img_path, lbl_path = find_idx_files(name, data_dir)[split]
     img_raw, lbl_raw = _raw_idx(img_path), _raw_idx(lbl_path)
@@ -170,14 +170,14 @@ def load_idx_dataset(name: str, data_dir: str | os.PathLike, split: str = "train
             )
     images, labels = _parse_idx(img_path, img_raw), _parse_idx(lbl_path, lbl_raw)
     if images.dim() != 3 or images.dtype != torch.uint8:
-        raise ValueError(
+        raise DataError(
             f"{img_path}: expected uint8 images of shape (N, H, W), got {images.dtype} {tuple(images.shape)}"
         )
     if labels.dim() != 1 or len(labels) != len(images):
-        raise ValueError(
+        raise DataError(
             f"{lbl_path}: expected {len(images)} labels to match {img_path.name}, got {tuple(labels.shape)}"
         )
     labels = labels.long()
     if len(labels) and (labels.min() < 0 or labels.max() >= len(spec.classes)):
-        raise ValueError(f"{lbl_path}: labels must lie in 0..{len(spec.classes) - 1}")
+        raise DataError(f"{lbl_path}: labels must lie in 0..{len(spec.classes) - 1}")
     return TensorImageDataset(images.unsqueeze(1), labels, spec.classes, spec.mean, spec.std)

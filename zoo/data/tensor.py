@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from zoo.errors import ArgumentValueError, DataError
+
 __all__ = ["TensorImageDataset", "TensorLoader", "channel_stats", "normalize", "random_hflip", "random_shift"]
 
 
@@ -34,9 +36,9 @@ class TensorImageDataset(Dataset):
         if images.dim() == 3:
             images = images.unsqueeze(1)
         if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+            raise DataError(f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if len(targets) != len(images):
-            raise ValueError(f"{len(images)} images but {len(targets)} targets")
+            raise DataError(f"{len(images)} images but {len(targets)} targets")
         self.images = images
         self.targets = torch.as_tensor(targets, dtype=torch.long)
         self.classes = list(classes)
@@ -131,7 +133,7 @@ class TensorLoader:
         device: torch.device | str = "cpu",
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ArgumentValueError(f"batch_size must be >= 1, got {batch_size}")
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from zoo.errors import ArgumentValueError, DataError
+
 __all__ = [
     "Augment",
     "cifar_transform",
@@ -35,7 +37,7 @@ def to_8_bit(img: Any) -> Any:
     Pillow's own conversion to ``L`` clips such images at 255, which turns a 16-bit image nearly white.
     16-bit values are divided by 257 (65535 -> 255); 32-bit integer images are taken as 16-bit when their
     values fit, float images as [0, 1] when they fit, and otherwise scaled from their own range. NaN or
-    infinite pixels are a ValueError: no scaling makes them an image.
+    infinite pixels are a DataError (a ValueError): no scaling makes them an image.
     """
     import numpy as np
     from PIL import Image
@@ -45,7 +47,7 @@ def to_8_bit(img: Any) -> Any:
         return img
     values = np.asarray(img, dtype=np.float64)
     if not np.isfinite(values).all():
-        raise ValueError(f"{np.count_nonzero(~np.isfinite(values))} of its pixels are NaN or infinite")
+        raise DataError(f"{np.count_nonzero(~np.isfinite(values))} of its pixels are NaN or infinite")
     if mode.startswith("I;16") or (mode == "I" and values.min(initial=0) >= 0 and values.max(initial=0) <= 65535):
         scaled = values / 257.0
     elif mode == "F" and values.min(initial=0) >= 0 and values.max(initial=0) <= 1:
@@ -165,15 +167,18 @@ def create_transform(
         channels, height, width = (int(v) for v in cfg["input_size"])
         mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
     except (KeyError, TypeError, ValueError):
-        raise ValueError(
+        raise ArgumentValueError(
             "create_transform needs a pretrained_cfg with input_size (C, H, W), mean and std, "
             f"such as model.pretrained_cfg; got {pretrained_cfg!r}"
         ) from None
-    crop = float(cfg.get("crop_pct") or 1.0)
+    try:
+        crop = float(cfg.get("crop_pct") or 1.0)
+    except (TypeError, ValueError):
+        raise ArgumentValueError(f"crop_pct={cfg.get('crop_pct')!r} must be in (0, 1]") from None
     if not 0 < crop <= 1:
-        raise ValueError(f"crop_pct={crop!r} must be in (0, 1]")
+        raise ArgumentValueError(f"crop_pct={crop!r} must be in (0, 1]")
     if len(mean) != channels or len(std) != channels:
-        raise ValueError(f"mean {mean} and std {std} need one value per input channel ({channels})")
+        raise ArgumentValueError(f"mean {mean} and std {std} need one value per input channel ({channels})")
     if timm_kwargs or (cfg.get("crop_mode") or "center") != "center":
         from timm.data import create_transform as timm_create_transform
 
@@ -188,7 +193,9 @@ def create_transform(
     try:
         interp = T.InterpolationMode[name]
     except KeyError:
-        raise ValueError(f"interpolation={cfg.get('interpolation')!r}; use bilinear, bicubic or nearest") from None
+        raise ArgumentValueError(
+            f"interpolation={cfg.get('interpolation')!r}; use bilinear, bicubic or nearest"
+        ) from None
 
     steps: list[Any] = [ConvertMode("L" if channels == 1 else "RGB")]
     if training:

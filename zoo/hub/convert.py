@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from zoo.errors import WeightsError
+from zoo.errors import ArgumentValueError, WeightsError
 from zoo.hub import manifest
 from zoo.hub.entry import Source, WeightsEntry, hash_prefix
 from zoo.hub.fetch import converted_path, is_offline, sha256_file
@@ -52,7 +52,7 @@ def hub_source(arch: str, tag: str) -> Source:
 
 def _check_arch(arch: str) -> None:
     if arch not in CONVERTIBLE:
-        raise ValueError(f"cannot convert weights for {arch!r}: zoo converts {', '.join(CONVERTIBLE)}")
+        raise ArgumentValueError(f"cannot convert weights for {arch!r}: zoo converts {', '.join(CONVERTIBLE)}")
 
 
 # ------------------------------------------------------------------------------------ torchvision
@@ -66,7 +66,7 @@ def torchvision_weights(arch: str, weights: str) -> Any:
     enum = tvm.get_model_weights(arch)
     key = weights.split(".")[-1]
     if key not in enum.__members__:
-        raise ValueError(f"torchvision has no {arch} weights {weights!r}; it has {', '.join(enum.__members__)}")
+        raise ArgumentValueError(f"torchvision has no {arch} weights {weights!r}; it has {', '.join(enum.__members__)}")
     return enum[key]
 
 
@@ -75,7 +75,7 @@ def torchvision_entry(arch: str, weights: str) -> tuple[str, WeightsEntry]:
     w = torchvision_weights(arch, weights)
     if w.name not in TORCHVISION_TAGS:
         known = ", ".join(TORCHVISION_TAGS)
-        raise ValueError(f"{arch} {w.name} is not an ImageNet classifier zoo lists; convertible: {known}")
+        raise ArgumentValueError(f"{arch} {w.name} is not an ImageNet classifier zoo lists; convertible: {known}")
     tag = TORCHVISION_TAGS[w.name]
     tf = w.transforms()
     crop, resize = int(tf.crop_size[0]), int(tf.resize_size[0])
@@ -160,7 +160,7 @@ def timm_entry(name: str) -> tuple[str, str, WeightsEntry]:
     cfg = timm.models.get_pretrained_cfg(name)
     if cfg is None or not tag:
         known = ", ".join(timm.list_pretrained(f"{arch}.*")) or "none"
-        raise ValueError(f"timm has no pretrained weights {name!r}; those of {arch}: {known}")
+        raise ArgumentValueError(f"timm has no pretrained weights {name!r}; those of {arch}: {known}")
     dataset = _timm_dataset(tag)
     entry = WeightsEntry(
         status="unpublished",
@@ -255,7 +255,7 @@ def convert_checkpoint(
     """A ``torch.save`` checkpoint of a zoo model -> a verified safetensors file (default: beside it)."""
     target = Path(out) if out else Path(file).with_suffix(".safetensors")
     if target.resolve() == Path(file).resolve():
-        raise ValueError(f"--out {target} would overwrite the checkpoint; choose another path")
+        raise ArgumentValueError(f"--out {target} would overwrite the checkpoint; choose another path")
     return convert_state_dict(arch, read_pickle_checkpoint(file), target, **model_kwargs)
 
 
@@ -283,7 +283,7 @@ def convert_upstream(
         arch, tag, entry = timm_entry(model)
         state = timm_to_zoo(arch, _timm_state_dict(model, file))
     else:
-        raise ValueError(f"library={library!r}: convert from 'torchvision' or 'timm'")
+        raise ArgumentValueError(f"library={library!r}: convert from 'torchvision' or 'timm'")
     name = f"{arch}.{tag}"
     target = Path(out) if out else converted_path(name)
     upstream = WeightsMetadata(source=(entry.origin or {}).get("upstream"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
+from zoo.errors import ManifestError
 from zoo.hub import manifest
 from zoo.hub.fetch import cached_state
 from zoo.hub.load import resolve_name
@@ -92,7 +93,7 @@ def expand_names(names: list[str]) -> list[str]:
         if any(c in name for c in "*?["):
             matches = [n for n in known if fnmatch.fnmatchcase(n, name)]
             if not matches:
-                raise ValueError(f"no weights match {name!r}; `zoo list --pretrained` lists them")
+                raise ManifestError(f"no weights match {name!r}; `zoo list --pretrained` lists them")
             out += matches
         else:
             arch, tag = resolve_name(name)

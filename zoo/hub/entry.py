@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
+from zoo.errors import ManifestError
 from zoo.hub.record import Record, fits_type
 from zoo.hub.record import checked_field as _field
 
@@ -87,34 +88,36 @@ class Source(Record):
             repo = self.repo_id
             parts = repo.split("/") if isinstance(repo, str) else []
             if len(parts) != 2 or not all(_REPO_PART_RE.fullmatch(p) and p not in (".", "..") for p in parts):
-                raise ValueError(f"hub source needs repo_id 'org/name' (org may be '{{org}}'), got {repo!r}")
+                raise ManifestError(f"hub source needs repo_id 'org/name' (org may be '{{org}}'), got {repo!r}")
             if not (self.filename or "").endswith(".safetensors") or relative_path_problem(self.filename):
-                raise ValueError(f"hub source needs a relative filename ending in .safetensors, got {self.filename!r}")
+                raise ManifestError(
+                    f"hub source needs a relative filename ending in .safetensors, got {self.filename!r}"
+                )
             if self.revision is not None and (self.revision.startswith("/") or ".." in self.revision.split("/")):
-                raise ValueError(f"hub source revision {self.revision!r} must be a branch, tag or commit")
+                raise ManifestError(f"hub source revision {self.revision!r} must be a branch, tag or commit")
         elif self.type == "url":
             url = self.url
             if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-                raise ValueError(f"url source needs an http(s) URL, got {url!r}")
+                raise ManifestError(f"url source needs an http(s) URL, got {url!r}")
             file = url.split("?")[0]
             if self.format == "torch":
                 if not file.endswith(_PICKLE_SUFFIXES):
-                    raise ValueError(f"url {url!r} of format torch must end in {', '.join(_PICKLE_SUFFIXES)}")
+                    raise ManifestError(f"url {url!r} of format torch must end in {', '.join(_PICKLE_SUFFIXES)}")
                 if self.sha256 is None and self.hash_prefix is None:
-                    raise ValueError(
+                    raise ManifestError(
                         f"url {url!r} is a pickle file: it needs a pinned sha256, or a file name ending in the "
                         "first 8+ hex digits of its SHA-256 (torchvision's 'resnet50-11ad3fa6.pth')"
                     )
             elif not file.endswith(".safetensors"):
-                raise ValueError(
+                raise ManifestError(
                     f"url {url!r} must point at a .safetensors file (a torchvision .pth needs format 'torch')"
                 )
         else:
             path = self.path or ""
             if not path.endswith(".safetensors") or relative_path_problem(path):
-                raise ValueError(f"bundled source needs a .safetensors path relative to weights/, got {self.path!r}")
+                raise ManifestError(f"bundled source needs a .safetensors path relative to weights/, got {self.path!r}")
         if self.format is not None and self.type != "url":
-            raise ValueError(f"format is for url sources, not {self.type} sources")
+            raise ManifestError(f"format is for url sources, not {self.type} sources")
 
     @property
     def third_party(self) -> bool:
@@ -137,9 +140,9 @@ class Source(Record):
 
     @classmethod
     def from_dict(cls, data: Any) -> "Source":
-        """A source from its manifest object (ValueError naming what is wrong)."""
+        """A source from its manifest object (a ManifestError naming what is wrong)."""
         if not isinstance(data, Mapping) or data.get("type") not in SOURCE_TYPES:
-            raise ValueError(f"source={data!r} must be an object whose type is one of {', '.join(SOURCE_TYPES)}")
+            raise ManifestError(f"source={data!r} must be an object whose type is one of {', '.join(SOURCE_TYPES)}")
         return cls(**cls._kwargs(data, "source has "))
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,9 +158,9 @@ def _check_metrics(metrics: dict[str, Any]) -> None:
     for key in ("top1", "top5"):
         value = metrics.get(key)
         if value is not None and not fits_type(value, float):
-            raise ValueError(f"metrics.{key}={value!r} must be a number (percent) or null")
+            raise ManifestError(f"metrics.{key}={value!r} must be a number (percent) or null")
     if any(metrics.get(k) is not None for k in ("top1", "top5")) and not metrics.get("command"):
-        raise ValueError("metrics need the 'command' that measured them")
+        raise ManifestError("metrics need the 'command' that measured them")
 
 
 @dataclass(init=False, repr=False, eq=False, kw_only=True)  # Record provides these, frozen included
@@ -214,28 +217,28 @@ class WeightsEntry(Record):
     def _check(self) -> None:
         channels = self.input_size[0]
         if len(self.mean) != channels:
-            raise ValueError(f"mean={list(self.mean)!r} must be a list of {channels} numbers")
+            raise ManifestError(f"mean={list(self.mean)!r} must be a list of {channels} numbers")
         if len(self.std) != channels:
-            raise ValueError(f"std={list(self.std)!r} must be a list of {channels} positive numbers")
+            raise ManifestError(f"std={list(self.std)!r} must be a list of {channels} positive numbers")
         if self.published and (self.sha256 is None or self.size is None):
             unverifiable = [s for s in self.sources if not (s.third_party or s.sha256)]
             if unverifiable:
-                raise ValueError(
+                raise ManifestError(
                     "a published entry needs its file's sha256 and size, so that downloads can be verified (a "
                     "third-party source, a Hub repo outside {org} or a torchvision URL, is verified against "
                     "upstream's SHA-256 instead)"
                 )
         if self.fallbacks is not None and any(s.type == "bundled" for s in self.fallbacks):
-            raise ValueError("fallbacks cannot be bundled files: a bundled file is the only source of its entry")
+            raise ManifestError("fallbacks cannot be bundled files: a bundled file is the only source of its entry")
         if max(self.input_size[1:]) / self.crop_pct > MAX_RESIZE_SIDE:
-            raise ValueError(
+            raise ManifestError(
                 f"input_size {list(self.input_size)} with crop_pct={self.crop_pct} resizes to more than "
                 f"{MAX_RESIZE_SIDE} pixels"
             )
         if isinstance(self.label_names, str) and relative_path_problem(self.label_names):
-            raise ValueError(f"label_names={self.label_names!r} {relative_path_problem(self.label_names)}")
+            raise ManifestError(f"label_names={self.label_names!r} {relative_path_problem(self.label_names)}")
         if isinstance(self.label_names, tuple) and len(self.label_names) != self.num_classes:
-            raise ValueError(f"label_names has {len(self.label_names)} names but num_classes is {self.num_classes}")
+            raise ManifestError(f"label_names has {len(self.label_names)} names but num_classes is {self.num_classes}")
         if self.metrics is not None:
             _check_metrics(self.metrics)
 
@@ -260,22 +263,22 @@ class WeightsEntry(Record):
 
     @classmethod
     def from_dict(cls, data: Any, name: str | None = None) -> "WeightsEntry":
-        """An entry from its manifest object; a ValueError names the entry, the field and what is valid."""
+        """An entry from its manifest object; a ManifestError names the entry, the field and what is valid."""
         what = f"manifest entry {name!r}: " if name else ""
         try:
             if not isinstance(data, Mapping):
-                raise ValueError("must be a JSON object")
+                raise ManifestError("must be a JSON object")
             kwargs = cls._kwargs(data, "")
             kwargs["source"] = Source.from_dict(kwargs["source"])
             if kwargs.get("fallbacks") is not None:
                 if not isinstance(kwargs["fallbacks"], list):
-                    raise ValueError(f"fallbacks={kwargs['fallbacks']!r} must be a list of sources")
+                    raise ManifestError(f"fallbacks={kwargs['fallbacks']!r} must be a list of sources")
                 kwargs["fallbacks"] = tuple(Source.from_dict(f) for f in kwargs["fallbacks"])
             if kwargs.get("default") is None:
                 kwargs.pop("default", None)
             return cls(**kwargs)
         except ValueError as e:
-            raise ValueError(f"{what}{e}") from None
+            raise ManifestError(f"{what}{e}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest object, fields in schema order; unset fields are left out (``default`` when false)."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import WeightsError, WeightsFileError
+from zoo.errors import ArgumentValueError, WeightsError, WeightsFileError
 from zoo.registry import is_model
 from zoo.utils.files import parse_json
 
@@ -48,7 +48,7 @@ def read_config(path: Path, what: str) -> tuple[str, dict[str, Any], dict[str, A
 
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ValueError(f"it is larger than {MAX_CONFIG_BYTES:,} bytes")
+            raise WeightsFileError(f"it is larger than {MAX_CONFIG_BYTES:,} bytes")
         config = parse_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise WeightsFileError(f"{what} has no {CONFIG}", hint=f"a folder in timm's layout holds {CONFIG} and "
@@ -84,8 +84,10 @@ def read_config(path: Path, what: str) -> tuple[str, dict[str, Any], dict[str, A
 
 def _hub_parts(spec: str) -> tuple[str, str]:
     repo, _, revision = spec.partition("@")
-    if not _REPO_RE.fullmatch(repo) or ".." in repo:
-        raise ValueError(f"hf-hub:{spec}: give a Hub repo as hf-hub:ORG/NAME (optionally @REVISION)")
+    # The revision is checked as a manifest's Hub source checks it (Source below), but as the argument it is.
+    bad_revision = revision.startswith("/") or ".." in revision.split("/")
+    if not _REPO_RE.fullmatch(repo) or ".." in repo or bad_revision:
+        raise ArgumentValueError(f"hf-hub:{spec}: give a Hub repo as hf-hub:ORG/NAME (optionally @REVISION)")
     return repo, revision or "main"
 
 
@@ -121,7 +123,7 @@ def resolve_folder(name: str, pretrained: bool, force: bool = False) -> FolderWe
         try:
             weights = fetch_source(pin, None, source, force)  # type: ignore[arg-type]  # a Hub source needs no entry
         except WeightsError as e:
-            raise type(e)(f"hf-hub:{repo}: {e}", hint=e.hint) from None
+            raise type(e)(f"hf-hub:{repo}: {e.args[0] if e.args else e}", hint=e.hint) from None
         finally:
             lock.release()
     return FolderWeights(name, arch, args, cfg, weights)

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
-from zoo.errors import WeightsError, WeightsFileError
+from zoo.errors import ManifestError, WeightsError, WeightsFileError
 from zoo.hub import manifest
 from zoo.hub.entry import WeightsEntry
 from zoo.hub.fetch import fetch, fetch_file
@@ -201,14 +201,14 @@ def load_weights(
 
 
 def resolve_name(name: str) -> tuple[str, str]:
-    """``arch.tag`` -> (arch, tag); a bare arch gives its default tag (ValueError if it has no weights)."""
+    """``arch.tag`` -> (arch, tag); a bare arch gives its default tag (ManifestError if it has no weights)."""
     arch, _, tag = name.partition(".")
     if tag:
         manifest.get_entry(arch, tag)
         return arch, tag
     tag = manifest.default_tag(arch)
     if tag is None:
-        raise ValueError(
+        raise ManifestError(
             f"{arch} has no pretrained weights in the manifest; `zoo list --pretrained` lists those that "
             "do, or load your own file with checkpoint_path="
         )

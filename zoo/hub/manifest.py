@@ -165,7 +165,7 @@ def default_tag(arch: str) -> str | None:
     if len(entries) == 1:
         return next(iter(entries))
     if entries:
-        raise ValueError(
+        raise ManifestError(
             f"{arch} has several sets of weights ({', '.join(entries)}) and none is marked default in "
             f"{manifest_path()}; ask for one by name, e.g. '{arch}.{next(iter(entries))}'"
         )
@@ -173,13 +173,13 @@ def default_tag(arch: str) -> str | None:
 
 
 def get_entry(arch: str, tag: str) -> WeightsEntry:
-    """The manifest entry for ``arch.tag``; a ValueError lists the tags that exist when it is missing."""
+    """The manifest entry for ``arch.tag``; a ManifestError lists the tags that exist when it is missing."""
     name = f"{arch}.{tag}"
     entry = load_manifest()["weights"].get(name)
     if entry is None:
         tags = list(entries_for_arch(arch))
         known = f"its weights are: {', '.join(f'{arch}.{t}' for t in tags)}" if tags else "it has no weights"
-        raise ValueError(f"no weights named '{name}' in the manifest ({manifest_path()}); {known}")
+        raise ManifestError(f"no weights named '{name}' in the manifest ({manifest_path()}); {known}")
     return _entry(name, entry)
 
 
@@ -237,9 +237,9 @@ def _read_label_file(path: str, mtime_ns: int) -> tuple[str, ...]:
         try:
             names = parse_json(f.read())
         except ValueError as e:
-            raise ValueError(f"{path} is not valid JSON ({e})") from None
+            raise ManifestError(f"{path} is not valid JSON ({e})") from None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"{path} must hold a JSON list of class names")
+        raise ManifestError(f"{path} must hold a JSON list of class names")
     return tuple(names)
 
 
@@ -254,7 +254,7 @@ def label_names(entry: WeightsEntry) -> tuple[str, ...] | None:
             raise ManifestError(f"label_names file {labels!r} {problem}", hint=f"fix the entry in {manifest_path()}")
         path = weights_dir() / labels
         if not path.is_file():
-            raise ValueError(f"label file {labels!r} named by the manifest is missing from {weights_dir()}")
+            raise ManifestError(f"label file {labels!r} named by the manifest is missing from {weights_dir()}")
         return _read_label_file(str(path), path.stat().st_mtime_ns)
     return tuple(labels)
 
@@ -265,7 +265,7 @@ def validate_entry(
     check_files: bool = True,
     base_dir: str | os.PathLike[str] | None = None,
 ) -> WeightsEntry:
-    """The entry as a :class:`WeightsEntry`; a ValueError names the field and what is valid when it is not one.
+    """The entry as a :class:`WeightsEntry`; a ManifestError names the field and what is valid when it is not one.
 
     ``check_files`` also checks that a label file named by the entry exists in ``base_dir`` (default
     ``weights_dir()``) with ``num_classes`` names, and that a bundled file exists with the recorded size.
@@ -279,18 +279,18 @@ def validate_entry(
     if isinstance(labels, str):
         path = base / labels
         if not path.is_file():
-            raise ValueError(f"manifest entry {name!r}: label_names names {labels!r}, which is not a file in {base}")
+            raise ManifestError(f"manifest entry {name!r}: label_names names {labels!r}, which is not a file in {base}")
         count = len(_read_label_file(str(path), path.stat().st_mtime_ns))
         if count != parsed.num_classes:
-            raise ValueError(
+            raise ManifestError(
                 f"manifest entry {name!r}: label_names has {count} names but num_classes is {parsed.num_classes}"
             )
     if parsed.source.type == "bundled" and parsed.published:
         path = base / str(parsed.source.path)
         if not path.is_file():
-            raise ValueError(f"manifest entry {name!r}: bundled file {path} is missing")
+            raise ManifestError(f"manifest entry {name!r}: bundled file {path} is missing")
         if path.stat().st_size != parsed.size:
-            raise ValueError(
+            raise ManifestError(
                 f"manifest entry {name!r}: bundled file {path} has {path.stat().st_size} bytes, the entry says "
                 f"{parsed.size}"
             )
@@ -305,14 +305,14 @@ def validate_manifest(
     Label files and bundled weights are looked up in ``base_dir`` (default ``weights_dir()``).
     """
     if not isinstance(data, Mapping) or data.get("schema") != SCHEMA or not isinstance(data.get("weights"), dict):
-        raise ValueError(f"a manifest is an object with schema={SCHEMA} and a 'weights' object")
+        raise ManifestError(f"a manifest is an object with schema={SCHEMA} and a 'weights' object")
     defaults: dict[str, list[str]] = {}
     for name, entry in data["weights"].items():
         if validate_entry(name, entry, check_files=check_files, base_dir=base_dir).default:
             defaults.setdefault(name.split(".")[0], []).append(name)
     for arch, names in defaults.items():
         if len(names) > 1:
-            raise ValueError(f"{arch} has more than one default set of weights: {', '.join(names)}")
+            raise ManifestError(f"{arch} has more than one default set of weights: {', '.join(names)}")
 
 
 def _ordered_entry(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from zoo.errors import WeightsFileError
 from zoo.hub.entry import INTERPOLATIONS, MAX_INPUT_SIDE, MAX_RESIZE_SIDE
 from zoo.utils.files import parse_json
 
@@ -93,7 +94,7 @@ class WeightsMetadata:
 
     @classmethod
     def from_header(cls, header: Mapping[str, str] | None) -> WeightsMetadata:
-        """Read a header's metadata; a value that does not parse is a ValueError naming its key."""
+        """Read a header's metadata; a value that does not parse is a WeightsFileError naming its key."""
         header = dict(header or {})
         values: dict[str, Any] = {}
         for f in fields(cls):
@@ -114,8 +115,8 @@ def _is_number(v: Any) -> bool:
 
 
 def check_preprocessing(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``pretrained_cfg`` read from a file, with every preprocessing value checked; a ValueError names the
-    first one that is not sane (``input_size`` of positive ints no larger than ``MAX_INPUT_SIDE``, ``mean``
+    """A ``pretrained_cfg`` read from a file, with every preprocessing value checked; a WeightsFileError names
+    the first one that is not sane (``input_size`` of positive ints no larger than ``MAX_INPUT_SIDE``, ``mean``
     and ``std`` finite with one value per channel and ``std > 0``, ``crop_pct`` in (0, 1], a known
     ``interpolation``, a positive ``num_classes``, ``label_names`` a list of strings)."""
     out = dict(cfg)
@@ -124,9 +125,11 @@ def check_preprocessing(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if size is not None:
         ints = isinstance(size, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in size)
         if not (ints and len(size) == 3 and min(size) > 0):
-            raise ValueError(f"{where} has input_size={size!r}: it must be [channels, height, width] of positive ints")
+            raise WeightsFileError(
+                f"{where} has input_size={size!r}: it must be [channels, height, width] of positive ints"
+            )
         if max(size[1:]) > MAX_INPUT_SIDE or size[0] > 64:
-            raise ValueError(
+            raise WeightsFileError(
                 f"{where} has input_size={list(size)}: sides of at most {MAX_INPUT_SIDE} pixels and at most 64 channels"
             )
     for key in ("mean", "std"):
@@ -134,25 +137,28 @@ def check_preprocessing(cfg: Mapping[str, Any]) -> dict[str, Any]:
         if values is None:
             continue
         if not (isinstance(values, (list, tuple)) and values and all(_is_number(v) for v in values)):
-            raise ValueError(f"{where} has {key}={values!r}: it must be a list of finite numbers")
+            raise WeightsFileError(f"{where} has {key}={values!r}: it must be a list of finite numbers")
         if key == "std" and not all(v > 0 for v in values):
-            raise ValueError(f"{where} has std={list(values)!r}: every value must be positive")
+            raise WeightsFileError(f"{where} has std={list(values)!r}: every value must be positive")
         if size is not None and len(values) != size[0]:
-            raise ValueError(f"{where} has {key}={list(values)} for {size[0]} input channel(s): one value per channel")
+            raise WeightsFileError(
+                f"{where} has {key}={list(values)} for {size[0]} input channel(s): one value per channel"
+            )
     crop = out.get("crop_pct")
     if crop is not None and not (_is_number(crop) and 0 < crop <= 1):
-        raise ValueError(f"{where} has crop_pct={crop!r}: it must be in (0, 1]")
+        raise WeightsFileError(f"{where} has crop_pct={crop!r}: it must be in (0, 1]")
     if crop is not None and size is not None and max(size[1:]) / crop > MAX_RESIZE_SIDE:
-        raise ValueError(f"{where} has crop_pct={crop!r}: with input_size {list(size)} it resizes beyond "
-                         f"{MAX_RESIZE_SIDE} pixels")  # fmt: skip
+        raise WeightsFileError(
+            f"{where} has crop_pct={crop!r}: with input_size {list(size)} it resizes beyond {MAX_RESIZE_SIDE} pixels"
+        )
     if out.get("interpolation") is not None and out["interpolation"] not in INTERPOLATIONS:
-        raise ValueError(f"{where} has interpolation={out['interpolation']!r}: use {', '.join(INTERPOLATIONS)}")
+        raise WeightsFileError(f"{where} has interpolation={out['interpolation']!r}: use {', '.join(INTERPOLATIONS)}")
     classes = out.get("num_classes")
     if classes is not None and not (isinstance(classes, int) and not isinstance(classes, bool) and classes >= 0):
-        raise ValueError(f"{where} has num_classes={classes!r}: it must be a non-negative int")
+        raise WeightsFileError(f"{where} has num_classes={classes!r}: it must be a non-negative int")
     labels = out.get("label_names")
     if labels is not None and not (isinstance(labels, (list, tuple)) and all(isinstance(n, str) for n in labels)):
-        raise ValueError(f"{where} has label_names of type {type(labels).__name__}: it must be a list of names")
+        raise WeightsFileError(f"{where} has label_names of type {type(labels).__name__}: it must be a list of names")
     return out
 
 
@@ -166,7 +172,9 @@ def _parse(key: str, text: str, kind: str) -> Any:
         elif kind == "float":
             value = float(text)
     except ValueError:
-        raise ValueError(f"the zoo metadata {key}={text!r} in the file's header is not a valid {kind} value") from None
+        raise WeightsFileError(
+            f"the zoo metadata {key}={text!r} in the file's header is not a valid {kind} value"
+        ) from None
     if not isinstance(value, _KIND_TYPES[kind]):
-        raise ValueError(f"the zoo metadata {key}={text!r} in the file's header must be a JSON object")
+        raise WeightsFileError(f"the zoo metadata {key}={text!r} in the file's header must be a JSON object")
     return value

@@ -25,12 +25,15 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 def strip_wrapper_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop the key prefixes that DataParallel/DDP (``module.``) and torch.compile (``_orig_mod.``) add, in
-    either order (timm's ``clean_state_dict``)."""
-    if not any(k.startswith(_WRAPPER_PREFIXES) for k in state):
-        return dict(state)  # timm's own fast path for clean keys, without importing timm on every load
-    from timm.models import clean_state_dict
+    either order and nested (``_orig_mod.module.``): what timm's ``clean_state_dict`` does from timm 1.0.31;
+    older timm strips only ``module.`` then ``_orig_mod.``, so zoo does not depend on its version."""
 
-    return clean_state_dict(dict(state))
+    def clean(key: str) -> str:
+        while key.startswith(_WRAPPER_PREFIXES):
+            key = key.split(".", 1)[1]
+        return key
+
+    return {clean(k): v for k, v in state.items()}
 
 
 def _model_state(obj: Any, prefer_ema: bool) -> Any:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,19 @@ def _write_pins(name: str, pins: dict[str, Any]) -> None:
     write_text_atomic(_pin_path(name), json.dumps(pins, indent=1, sort_keys=True) + "\n")
 
 
+@contextmanager
+def _pins_locked(name: str) -> Iterator[None]:
+    """Hold the lock of ``name``'s pin file for a read-modify-write, so that two processes recording pins of
+    two sources (or one converting while another downloads) do not lose each other's record. It is a lock of
+    its own, not the entry's fetch lock, which the fetch that writes a pin already holds."""
+    from filelock import FileLock
+
+    lock_path = cache_dir() / "locks" / f"{manifest.check_name(name)}.pins.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock_path)):
+        yield
+
+
 def read_pin(name: str, source: Source) -> dict[str, Any] | None:
     """What this machine verified of ``source`` for ``name``: commit (Hub), sha256, size; None if nothing.
 
@@ -59,10 +74,11 @@ def read_pin(name: str, source: Source) -> dict[str, Any] | None:
 
 def write_pin(name: str, source: Source, record: dict[str, Any]) -> None:
     """Record what was verified of ``source`` for ``name`` (best effort: a read-only cache only warns)."""
-    pins = _read_pins(name)
-    pins[_source_key(source)] = record
     try:
-        _write_pins(name, pins)
+        with _pins_locked(name):
+            pins = _read_pins(name)
+            pins[_source_key(source)] = record
+            _write_pins(name, pins)
     except OSError as e:  # the file was verified; only the pin for next time is lost
         warnings.warn(f"could not record the pin of {name} in {_pin_path(name)}: {e.strerror}", stacklevel=4)
 
@@ -70,9 +86,10 @@ def write_pin(name: str, source: Source, record: dict[str, Any]) -> None:
 def record_converted(name: str, sha256: str, size: int) -> None:
     """Remember the SHA-256 of a file ``zoo convert`` made for a third-party entry (its manifest entry
     describes upstream's files, so the local conversion is pinned here instead)."""
-    pins = _read_pins(name)
-    pins["converted"] = {"sha256": sha256, "size": size}
-    _write_pins(name, pins)
+    with _pins_locked(name):
+        pins = _read_pins(name)
+        pins["converted"] = {"sha256": sha256, "size": size}
+        _write_pins(name, pins)
 
 
 def converted_record(name: str) -> tuple[str, int | None] | None:
@@ -86,12 +103,13 @@ def converted_record(name: str) -> tuple[str, int | None] | None:
 
 def remove_pins(name: str) -> bool:
     """Forget what this machine pinned for ``name`` (``zoo download --unpin``); True if there was a pin."""
-    pins = _read_pins(name)
-    kept = {k: v for k, v in pins.items() if k == "converted"}  # a local conversion is not upstream's file
-    if len(kept) == len(pins):
-        return False
-    if kept:
-        _write_pins(name, kept)
-    else:
-        _pin_path(name).unlink(missing_ok=True)
-    return True
+    with _pins_locked(name):
+        pins = _read_pins(name)
+        kept = {k: v for k, v in pins.items() if k == "converted"}  # a local conversion is not upstream's file
+        if len(kept) == len(pins):
+            return False
+        if kept:
+            _write_pins(name, kept)
+        else:
+            _pin_path(name).unlink(missing_ok=True)
+        return True

@@ -15,6 +15,8 @@ from dataclasses import MISSING, FrozenInstanceError, field, fields, is_dataclas
 from functools import cache
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from zoo.errors import ManifestError
+
 __all__ = ["Record", "checked_field", "fits_type"]
 
 
@@ -115,7 +117,7 @@ class Record:
             value, tp = getattr(self, f.name), hints[f.name]
             check = f.metadata.get("check")
             if not fits_type(value, tp) or (value is not None and check is not None and not check(value)):
-                raise ValueError(f"{f.name}={value!r} must be {f.metadata.get('must') or _describe(tp)}")
+                raise ManifestError(f"{f.name}={value!r} must be {f.metadata.get('must') or _describe(tp)}")
             if isinstance(value, list):  # frozen: JSON lists become tuples
                 object.__setattr__(self, f.name, tuple(value))
             elif isinstance(value, Mapping):  # a copy: the caller's (or the cached manifest's) stays as it is
@@ -139,10 +141,10 @@ class Record:
         unknown = sorted(set(data) - set(cls.field_names()))
         if unknown:
             known = ", ".join(cls.field_names())
-            raise ValueError(f"{what}unknown field(s) {', '.join(unknown)}; known fields: {known}")
+            raise ManifestError(f"{what}unknown field(s) {', '.join(unknown)}; known fields: {known}")
         for name in cls.required_fields():
             if name not in data:
-                raise ValueError(f"{what}missing required field {name!r}")
+                raise ManifestError(f"{what}missing required field {name!r}")
         return dict(data)
 
     def _json(self, keep_none: tuple[str, ...] = ()) -> dict[str, Any]:

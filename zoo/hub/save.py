@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn as nn
 
+from zoo.errors import ArgumentValueError
 from zoo.hub.metadata import WeightsMetadata, jsonable, without_source
 from zoo.hub.verify import mark_verified, sha256_file
 from zoo.utils.files import atomic_path
@@ -89,7 +90,7 @@ def save_weights(
         if not isinstance(tensor, torch.Tensor):
             raise TypeError(f"state dict entry {key!r} is a {type(tensor).__name__}, not a tensor")
         if tensor.is_meta:
-            raise ValueError(f"{key} is on the meta device and has no values to save")
+            raise ArgumentValueError(f"{key} is on the meta device and has no values to save")
         t = tensor.detach().to("cpu").contiguous()
         ptr = t.untyped_storage().data_ptr()
         # safetensors refuses tensors that share memory (tied or aliased weights): save copies.

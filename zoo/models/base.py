@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
-from zoo.errors import ModelArgumentError
+from zoo.errors import ArgumentValueError, ModelArgumentError
 from zoo.models.features import checkpoint_units, feature_take_indices
 from zoo.models.head import check_pool, make_classifier, make_pool
 
@@ -39,23 +39,27 @@ STEMS = ("imagenet", "cifar")
 
 
 def check_choice(param: str, value: Any, allowed: Iterable[Any]) -> None:
-    """Raise a ValueError naming ``param`` and its allowed values if ``value`` is not one of them."""
+    """Raise an ArgumentValueError (a ValueError) naming ``param`` and its allowed values unless ``value`` is one."""
     allowed = tuple(allowed)
     if value not in allowed:
-        raise ValueError(f"{param}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
+        raise ArgumentValueError(f"{param}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
 
 
 def check_common(num_classes: int, in_chans: int, drop_rate: float = 0.0) -> None:
     """Check the arguments every model takes."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-        raise ValueError(
+        raise ArgumentValueError(
             f"num_classes={num_classes!r} is invalid: use a positive int, or 0 for a model without "
             "classifier that returns pooled features"
         )
     if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
-        raise ValueError(f"in_chans={in_chans!r} is invalid: use an int >= 1 (1 for grey, 3 for RGB images)")
-    if not 0.0 <= float(drop_rate) < 1.0:
-        raise ValueError(f"drop_rate={drop_rate!r} is invalid: use a probability in [0, 1)")
+        raise ArgumentValueError(f"in_chans={in_chans!r} is invalid: use an int >= 1 (1 for grey, 3 for RGB images)")
+    try:
+        valid = 0.0 <= float(drop_rate) < 1.0
+    except (TypeError, ValueError):  # not a number (a string from `--model-arg drop_rate=...`, None)
+        valid = False
+    if not valid:
+        raise ArgumentValueError(f"drop_rate={drop_rate!r} is invalid: use a probability in [0, 1)")
 
 
 def fit_channels(values: tuple[float, ...], in_chans: int) -> tuple[float, ...]:
@@ -337,7 +341,7 @@ class ZooModel(nn.Module):
             intermediates_only: return only the list of stage outputs.
         """
         if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt={output_fmt!r} is not supported; zoo models give 'NCHW' feature maps")
+            raise ArgumentValueError(f"output_fmt={output_fmt!r} is not supported; zoo models give 'NCHW' feature maps")
         stages = self._stages()
         take, max_index = feature_take_indices(len(stages), indices)
         checkpointed = self.grad_checkpointing and self.training

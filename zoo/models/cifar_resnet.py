@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from zoo.errors import ArgumentValueError
 from zoo.models.base import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -103,7 +104,7 @@ def cifar_resnet_arch(depth: int) -> str:
 
 def _check_depth(depth: int) -> None:
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-        raise ValueError(
+        raise ArgumentValueError(
             f"depth={depth!r} is invalid for a CIFAR ResNet: use 6n+2 with n >= 1 (20, 32, 44, 56, 110, 1202, ...)"
         )
 

@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
+from zoo.errors import ArgumentValueError
+
 __all__ = ["FeatureGetterNet", "FeatureInfo", "checkpoint_units", "feature_take_indices"]
 
 
@@ -22,7 +24,7 @@ def feature_take_indices(num_features: int, indices: int | Sequence[int] | None 
         indices = num_features
     if isinstance(indices, int):
         if not 0 < indices <= num_features:
-            raise ValueError(
+            raise ArgumentValueError(
                 f"indices={indices} asks for the last {indices} stages; this model has 1 to {num_features}"
             )
         take = list(range(num_features - indices, num_features))
@@ -31,10 +33,12 @@ def feature_take_indices(num_features: int, indices: int | Sequence[int] | None 
         for i in indices:
             idx = num_features + i if i < 0 else i
             if not 0 <= idx < num_features:
-                raise ValueError(f"feature index {i} is out of range: this model has stages 0 to {num_features - 1}")
+                raise ArgumentValueError(
+                    f"feature index {i} is out of range: this model has stages 0 to {num_features - 1}"
+                )
             take.append(idx)
         if not take:
-            raise ValueError("indices is empty: name at least one stage")
+            raise ArgumentValueError("indices is empty: name at least one stage")
     return take, max(take)
 
 

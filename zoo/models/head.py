@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from zoo.errors import ArgumentValueError
+
 __all__ = ["POOL_TYPES", "AdaptiveAvgMaxPool2d", "check_pool", "make_classifier", "make_pool"]
 
 POOL_TYPES = ("avg", "max", "avgmax", "")
@@ -26,14 +28,15 @@ class AdaptiveAvgMaxPool2d(nn.Module):
 
 
 def check_pool(global_pool: str, num_classes: int, grid_head: bool) -> None:
-    """Raise a ValueError unless ``global_pool`` is a pooling type this head can use with ``num_classes``."""
+    """Raise an ArgumentValueError (a ValueError) unless ``global_pool`` is a pooling type this head can use with
+    ``num_classes``."""
     if global_pool not in POOL_TYPES:
-        raise ValueError(
+        raise ArgumentValueError(
             f"global_pool={global_pool!r} is not a pooling type; choose one of {', '.join(map(repr, POOL_TYPES))} "
             "('' = no pooling)"
         )
     if global_pool == "" and num_classes > 0 and not grid_head:
-        raise ValueError(
+        raise ArgumentValueError(
             f"global_pool='' (no pooling) leaves a feature map, which a {num_classes}-class Linear cannot take: "
             "use num_classes=0 with it, or a pooling type"
         )

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from zoo.errors import ArgumentValueError
 from zoo.models.base import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -61,7 +62,9 @@ class BasicBlock(nn.Module):
         super().__init__()
         norm_layer = norm_layer or nn.BatchNorm2d
         if groups != 1 or base_width != 64 or dilation != 1:
-            raise ValueError("BasicBlock takes no groups, width_per_group or dilation: use Bottleneck for those")
+            raise ArgumentValueError(
+                "BasicBlock takes no groups, width_per_group or dilation: use Bottleneck for those"
+            )
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = norm_layer(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -163,18 +166,20 @@ def _check_options(
     block: Block, layers: Sequence[int], groups: int, width_per_group: int, dilation: Sequence[bool] | None
 ) -> list[bool]:
     if len(layers) != 4 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in layers):
-        raise ValueError(f"layers={list(layers)!r} is invalid: give four positive block counts, e.g. [3, 4, 6, 3]")
+        raise ArgumentValueError(
+            f"layers={list(layers)!r} is invalid: give four positive block counts, e.g. [3, 4, 6, 3]"
+        )
     for name, value in (("groups", groups), ("width_per_group", width_per_group)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} is invalid: use an int >= 1")
+            raise ArgumentValueError(f"{name}={value!r} is invalid: use an int >= 1")
     dilate = [False, False, False] if dilation is None else list(dilation)
     if len(dilate) != 3 or not all(isinstance(d, bool) for d in dilate):
-        raise ValueError(
+        raise ArgumentValueError(
             f"replace_stride_with_dilation={dilation!r} is invalid: give three bools, one per stage 2-4, e.g. "
             "[False, True, True] for output stride 8"
         )
     if issubclass(block, BasicBlock) and (groups != 1 or width_per_group != 64 or any(dilate)):
-        raise ValueError(
+        raise ArgumentValueError(
             "BasicBlock (ResNet-18/34) takes groups=1, width_per_group=64 and no replace_stride_with_dilation; "
             "use Bottleneck blocks for ResNeXt, wide or dilated networks"
         )
@@ -209,7 +214,7 @@ class ResNet(ZooModel):
         self._setup(num_classes, in_chans, drop_rate, global_pool, head_grid=1)
         dilate = _check_options(block, layers, groups, width_per_group, replace_stride_with_dilation)
         if norm_layer is not None and not callable(norm_layer):
-            raise ValueError(f"norm_layer={norm_layer!r} is invalid: give a class such as torch.nn.BatchNorm2d")
+            raise ArgumentValueError(f"norm_layer={norm_layer!r} is invalid: give a class such as torch.nn.BatchNorm2d")
         norm_layer = norm_layer or nn.BatchNorm2d
         self.stem = stem
         self.groups = groups
@@ -246,7 +251,7 @@ class ResNet(ZooModel):
         3 and 4, block sizes 5 and 3, as ``timm.models.resnet.drop_blocks``): timm's layers, at timm's places."""
         for name, rate in (("drop_path_rate", drop_path_rate), ("drop_block_rate", drop_block_rate)):
             if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-                raise ValueError(f"{name}={rate!r} is invalid: give a probability in [0, 1)")
+                raise ArgumentValueError(f"{name}={rate!r} is invalid: give a probability in [0, 1)")
         from timm.layers import DropBlock2d, DropPath
 
         blocks = [b for i in range(1, 5) for b in getattr(self, f"layer{i}")]
@@ -317,7 +322,7 @@ def make_resnet(depth: int = 50, **kwargs: Any) -> ResNet:
     """Build an ImageNet-family ResNet of any of the paper's depths (18, 34, 50, 101, 152)."""
     if depth not in RESNET_DEPTHS:
         allowed = ", ".join(map(str, RESNET_DEPTHS))
-        raise ValueError(f"depth={depth!r} is not a ResNet depth; choose one of {allowed}")
+        raise ArgumentValueError(f"depth={depth!r} is not a ResNet depth; choose one of {allowed}")
     return _resnet(f"resnet{depth}", kwargs)
 
 

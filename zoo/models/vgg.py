@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from zoo.errors import ArgumentValueError
 from zoo.models.base import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -61,7 +62,7 @@ def _parse_spec(spec: LayerSpec, index: int) -> tuple[str, int, int]:
         and spec[1] % 2 == 1
     ):
         return "conv", spec[0], spec[1]
-    raise ValueError(
+    raise ArgumentValueError(
         f"cfg[{index}]={spec!r} is not a VGG layer: use a positive int (3x3 conv), 'M' (max-pool), "
         "'LRN' (local response norm) or (filters, odd kernel size)"
     )
@@ -95,17 +96,17 @@ def _resolve_cfg(cfg: str | Sequence[LayerSpec]) -> list[LayerSpec]:
         try:
             return list(VGG_CONFIGS[cfg])
         except KeyError:
-            raise ValueError(
+            raise ArgumentValueError(
                 f"cfg={cfg!r} is not a VGG configuration; use one of {', '.join(VGG_CONFIGS)} "
                 "or a list such as [64, 'M', 128, 'M', ...]"
             ) from None
     cfg = list(cfg)
     if not cfg:
-        raise ValueError("cfg is empty: a VGG config needs at least one convolution")
+        raise ArgumentValueError("cfg is empty: a VGG config needs at least one convolution")
     for i, spec in enumerate(cfg):
         _parse_spec(spec, i)
     if not any(_parse_spec(s, i)[0] == "conv" for i, s in enumerate(cfg)):
-        raise ValueError(f"cfg={cfg!r} has no convolution")
+        raise ArgumentValueError(f"cfg={cfg!r} has no convolution")
     return cfg
 
 

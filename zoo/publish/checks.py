@@ -41,6 +41,7 @@ def eval_set(run: dict[str, Any], model: nn.Module, data_dir: str | None) -> tup
         _, val_set, info = create_datasets(
             spec, data_dir or run.get("data_dir"), model_cfg=cfg, val_split=folder_split,
             seed=run.get("seed", 0), normalization=(cfg["mean"], cfg["std"]), splits=("val",),
+            strict_images=not (run.get("data") or {}).get("skipped_images"),  # as the run read its folder
         )  # fmt: skip
     except (FileNotFoundError, ValueError) as e:
         raise PublishError(f"cannot re-evaluate on {spec}: {e} (pass --data-dir)") from None

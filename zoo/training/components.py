@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Sampler
 
+from zoo.errors import ArgumentValueError, DataError
 from zoo.training.checkpoint import model_arch
 
 __all__ = ["SetupMixin", "SkipSampler", "amp_dtype", "cpu_has_native_bf16", "seed_worker"]
@@ -95,7 +96,7 @@ class SetupMixin:
         self.train_loader = self._make_train_loader()
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch == 0:
-            raise ValueError(
+            raise DataError(
                 f"the training set ({len(self.train_set)} images) gives no batch of {self.batch_size}"  # type: ignore[arg-type]
             )
         self.optimizer = create_optimizer_v2(
@@ -122,7 +123,9 @@ class SetupMixin:
     def _num_classes(self) -> int:
         n = getattr(self.model_without_ddp, "num_classes", None) or len(self.label_names)
         if not n:
-            raise ValueError("cannot tell the number of classes: give the model a num_classes or pass label_names")
+            raise ArgumentValueError(
+                "cannot tell the number of classes: give the model a num_classes or pass label_names"
+            )
         return int(n)
 
     def _make_criterion(self) -> nn.Module:
@@ -193,7 +196,7 @@ class SetupMixin:
             with torch.no_grad():
                 m(x.unsqueeze(0).to(self.device))
         except RuntimeError as e:
-            raise ValueError(
+            raise DataError(
                 f"{model_arch(m)} cannot take this dataset's images of size {tuple(x.shape)}: {str(e).splitlines()[0]}"
             ) from None
         finally:

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["any_rank", "current_group", "distributed_session", "init_distributed", "rank_world"]
+__all__ = ["any_rank", "current_group", "distributed_session", "init_distributed", "rank_world", "rank_zero_first"]
 
 
 def current_group() -> Any:
@@ -33,6 +33,25 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     d.all_reduce(t, op=d.ReduceOp.MAX)
     return bool(t.item())
+
+
+@contextmanager
+def rank_zero_first() -> Iterator[None]:
+    """Run the block on rank 0 first and on the other ranks once rank 0 is through it: a download (data set,
+    weights) that rank 0 makes and the others then read. Without a process group the block just runs.
+
+    Rank 0 leaves its barrier even when the block fails, so the others are not left waiting; they then run
+    the block themselves and fail on what is missing, with their own message.
+    """
+    d = current_group()
+    first = d is None or d.get_rank() == 0
+    if not first:
+        d.barrier()
+    try:
+        yield
+    finally:
+        if d is not None and first:
+            d.barrier()
 
 
 def init_distributed(device_arg: str) -> tuple[int, int, torch.device]:

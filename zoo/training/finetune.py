@@ -12,6 +12,8 @@ from typing import Any
 
 import torch.nn as nn
 
+from zoo.errors import ArgumentValueError
+
 __all__ = ["build_training_model"]
 
 
@@ -29,7 +31,9 @@ def build_training_model(
 
     if checkpoint_path is not None:
         if pretrained:
-            raise ValueError("give --pretrained or --initial-checkpoint FILE, not both: they name the starting weights")
+            raise ArgumentValueError(
+                "give --pretrained or --initial-checkpoint FILE, not both: they name the starting weights"
+            )
         return create_model(name, checkpoint_path=checkpoint_path, **kwargs)
     stem = kwargs.pop("stem", None)
     if not pretrained:

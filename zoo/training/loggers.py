@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from zoo.errors import DependencyError
+from zoo.errors import ArgumentValueError, DependencyError
 from zoo.utils.files import atomic_path
 
 __all__ = [
@@ -331,5 +331,5 @@ def create_loggers(
             env = visdom_env or "".join(c if c.isalnum() or c in "-_" else "_" for c in out_dir.name)
             loggers.append(VisdomLogger(visdom_server, visdom_port, env, title))
         else:
-            raise ValueError(f"unknown logger {name!r}; choose from {', '.join(LOGGERS)}")
+            raise ArgumentValueError(f"unknown logger {name!r}; choose from {', '.join(LOGGERS)}")
     return RunLoggers(loggers)

@@ -75,11 +75,11 @@ class Recipe:
             raise RecipeError(f"eval_model={self.eval_model!r}: unknown", hint="give ema or model")
 
     def replace(self, **changes: Any) -> Recipe:
-        """A copy with ``changes`` applied; unknown names are a ValueError that lists the fields."""
+        """A copy with ``changes`` applied; unknown names are a RecipeError that lists the fields."""
         names = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - names)
         if unknown:
-            raise ValueError(f"unknown recipe field(s) {', '.join(unknown)}; fields are: {', '.join(sorted(names))}")
+            raise RecipeError(f"unknown recipe field(s) {', '.join(unknown)}; fields are: {', '.join(sorted(names))}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,7 +162,7 @@ def get_recipe(name: str, dataset: str | None = None, **overrides: Any) -> Recip
     kind falls back to its base values (``fast`` then uses ``mnist``'s for unknown kinds).
     """
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+        raise RecipeError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
     base, per_dataset = RECIPES[name]
     values: dict[str, Any] = {"name": name, **base}
     if per_dataset:

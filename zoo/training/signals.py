@@ -19,6 +19,8 @@ import sys
 import threading
 from typing import Any
 
+from zoo.errors import ArgumentValueError
+
 __all__ = ["SIGNAL_HOOK_ENV", "SignalHook", "StopFlag"]
 
 SIGNAL_HOOK_ENV = "ZOO_TRAIN_SIGNAL"
@@ -70,11 +72,11 @@ class SignalHook:
             try:
                 signum, when = int(signal.Signals[name]), int(step)
             except (KeyError, ValueError):
-                raise ValueError(
+                raise ArgumentValueError(
                     f"{SIGNAL_HOOK_ENV}={value!r}: expected SIGNAL@STEP[,SIGNAL@STEP...], e.g. SIGKILL@13 or SIGINT@13"
                 ) from None
             if not at or when < 1:
-                raise ValueError(f"{SIGNAL_HOOK_ENV}={value!r}: the step after @ must be an integer >= 1")
+                raise ArgumentValueError(f"{SIGNAL_HOOK_ENV}={value!r}: the step after @ must be an integer >= 1")
             self.plan.append((when, signum))
 
     @property

@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from zoo.errors import RunError, TrainingDiverged
+from zoo.errors import RecipeError, RunError, TrainingDiverged
 from zoo.training.checkpoint import CheckpointMixin, find_resume, load_checkpoint, model_arch, run_lock, seed_everything
 from zoo.training.components import SetupMixin, amp_dtype
 from zoo.training.distributed import any_rank, current_group, rank_world
@@ -176,7 +176,7 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
         self.show_progress = progress and self.is_main
         self.model = model
         if min(self.recipe.epochs, self.recipe.batch_size) < 1:
-            raise ValueError(f"epochs={self.recipe.epochs} and batch_size={self.recipe.batch_size} must be 1 or more")
+            raise RecipeError(f"epochs={self.recipe.epochs} and batch_size={self.recipe.batch_size} must be 1 or more")
         self.resume_path = find_resume(resume) if resume else None
         self.checkpoint: dict[str, Any] | None = None
         if self.resume_path is not None:
@@ -198,7 +198,7 @@ class Trainer(SetupMixin, CheckpointMixin, ReportingMixin):
         # channels_last: a large win for convolutions on CUDA and, measured here, for oneDNN on CPU too.
         self.channels_last = r.channels_last
         if r.batch_size % self.world:
-            raise ValueError(f"batch size {r.batch_size} does not split evenly over {self.world} processes")
+            raise RecipeError(f"batch size {r.batch_size} does not split evenly over {self.world} processes")
         self.batch_size = r.batch_size // self.world
         self.use_mixup = r.mixup > 0 or r.cutmix > 0
         self.best_metric_name = "val_acc1" if val_set is not None else "last_epoch"

@@ -11,7 +11,8 @@ from zoo.hub import manifest
 from zoo.hub.fetch import sha256_file
 
 # The accuracy each bundled set of weights must reach: the goals set for them and, on CIFAR-10, the ResNet paper's.
-BARS = {"mnist_cnn.mnist": 99.2, "resnet20.fashion_mnist": 93.0, "resnet20.cifar10": 91.25, "vgg11_bn.cifar10": 91.0}
+BARS = {"mnist_cnn.mnist": 99.2, "resnet20.fashion_mnist": 93.0, "resnet20.cifar10": 91.25, "resnet32.cifar10": 92.49,
+        "vgg11_bn.cifar10": 91.0}  # fmt: skip
 MAX_BUNDLED_BYTES = 8 * 2**20  # "a few MB at most" per bundled file
 # ...but for Lab10-5's VGG (VGG-11 with batch norm, CIFAR stem: 9.2 M parameters in float32), so the lab works offline.
 LARGER = {"vgg11_bn.cifar10": 40 * 2**20}

@@ -124,8 +124,8 @@ def prepare(work: Path, archs: list[str]) -> tuple[dict[str, str], dict[str, tup
     import torchvision
     from weights_server import WeightsServer
 
-    from zoo.hub import manifest
-    from zoo.hub.convert import TORCHVISION_TAGS
+    from zoo.pretrained import manifest
+    from zoo.pretrained.convert import TORCHVISION_TAGS
 
     env = {
         **os.environ,
@@ -152,14 +152,14 @@ def prepare(work: Path, archs: list[str]) -> tuple[dict[str, str], dict[str, tup
             local = work / f"{arch}.{tag}.safetensors"
             from safetensors.torch import save
 
-            from zoo.hub.save import save_weights
+            from zoo.pretrained.files import save_weights
 
             save_weights(state, local)  # the lower bound's file, in zoo's layout
             repo = f"bench-timm/{arch}.{tag}"
             server.add_hub(repo, "model.safetensors", save(to_timm_layout(state)))
             source = {"type": "hub", "repo_id": repo, "filename": "model.safetensors", "revision": "main"}
             manifest.update_entry(f"{arch}.{tag}", {"source": source}, merge=True)
-            from zoo.hub.fetch import fetch
+            from zoo.pretrained.fetch import fetch
 
             cached = fetch(f"{arch}.{tag}")  # verified against the Hub's SHA-256, pinned, in the Hub cache
             files[arch] = (tag, str(local), str(cached))

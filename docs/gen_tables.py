@@ -27,7 +27,7 @@ ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
 
 from zoo.data.transforms import resize_size  # noqa: E402
-from zoo.hub import manifest  # noqa: E402
+from zoo.pretrained import manifest  # noqa: E402
 from zoo.utils import natural_key  # noqa: E402
 
 MODEL_PAGES = "models"  # the folder of the per-architecture pages, under docs/
@@ -116,7 +116,7 @@ STEM_CLASSES = {"cifar": 10}  # a CIFAR stem is counted with CIFAR-10's classifi
 
 
 def _build_on_meta(arch: str, **kwargs: Any) -> Any:
-    from zoo.hub.load import empty_init
+    from zoo.pretrained.load import empty_init
     from zoo.registry import model_entrypoint
 
     with empty_init():  # shapes only: nothing is allocated or initialised

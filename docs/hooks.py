@@ -58,7 +58,7 @@ def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
 
 def _names() -> tuple[set[str], set[str]]:
     from zoo.factory import list_models
-    from zoo.hub import manifest
+    from zoo.pretrained import manifest
 
     return set(list_models()), set(manifest.weight_names())
 

@@ -107,7 +107,7 @@ def cifar_resnet_table() -> str:
 def cifar10_results() -> str:
     """zoo's CIFAR-10 weights beside the ResNet paper's and a public CIFAR zoo's top-1, one row per network;
     zoo's numbers come from the manifest, the others from ``docs/cifar10_references.json``."""
-    from zoo.hub import manifest
+    from zoo.pretrained import manifest
 
     refs = json.loads((Path(__file__).resolve().parent / "cifar10_references.json").read_text(encoding="utf-8"))
     src = refs["sources"]

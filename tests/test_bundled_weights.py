@@ -7,8 +7,8 @@ import pytest
 import zoo
 from zoo.data import create_datasets
 from zoo.evaluation import evaluate
-from zoo.hub import manifest
-from zoo.hub.fetch import sha256_file
+from zoo.pretrained import manifest
+from zoo.pretrained.cache import sha256_file
 
 # The accuracy each bundled set of weights must reach: the goals set for them and, on CIFAR-10, the ResNet paper's.
 BARS = {"mnist_cnn.mnist": 99.2, "resnet20.fashion_mnist": 93.0, "resnet20.cifar10": 91.25, "resnet32.cifar10": 92.49,

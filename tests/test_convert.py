@@ -19,9 +19,8 @@ from weights_fixtures import ROOT, server_fixture, weights_env_fixture  # noqa: 
 
 import zoo
 from zoo.cli import main as cli
-from zoo.hub import convert, fetch, manifest, sources
-from zoo.hub.metadata import WeightsMetadata
-from zoo.hub.pickles import read_pickle_checkpoint
+from zoo.pretrained import cache, convert, manifest
+from zoo.pretrained.files import WeightsMetadata, read_pickle_checkpoint
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
@@ -52,7 +51,7 @@ def test_torchvision_file_with_another_hash_is_refused(repo_manifest_env, tv_res
     assert code == 2
     err = capsys.readouterr().err
     assert "is not torchvision's resnet18-f37072fd.pth" in err and "--no-check-hash" in err
-    assert not fetch.converted_path("resnet18.tv_in1k").exists()
+    assert not cache.converted_path("resnet18.tv_in1k").exists()
 
 
 def test_torchvision_conversion_writes_a_verified_file_and_the_manifest_entry(repo_manifest_env, tv_resnet18_pth):
@@ -62,12 +61,12 @@ def test_torchvision_conversion_writes_a_verified_file_and_the_manifest_entry(re
         code = cli(["convert", "torchvision", "resnet18", "--weights", "IMAGENET1K_V1", "--file", str(path),
                     "--no-check-hash"])  # fmt: skip
     assert code == 0
-    out = fetch.converted_path("resnet18.tv_in1k")
+    out = cache.converted_path("resnet18.tv_in1k")
     after = repo_manifest_env.manifest()["weights"]["resnet18.tv_in1k"]
     # The entry describes upstream's files (timm's Hub repo, torchvision's URL): the manifest is left as it
     # is and the local conversion's SHA-256 is pinned in zoo's cache instead.
     assert after == before
-    assert sources.converted_record("resnet18.tv_in1k") == (fetch.sha256_file(out), out.stat().st_size)
+    assert cache.converted_record("resnet18.tv_in1k") == (cache.sha256_file(out), out.stat().st_size)
     # The entry now loads from the converted file, without network, and equals torchvision's model.
     loaded = zoo.create_model("resnet18.tv_in1k", pretrained=True).eval()
     assert loaded.pretrained_cfg["file"] == str(out)
@@ -79,8 +78,8 @@ def test_torchvision_conversion_writes_a_verified_file_and_the_manifest_entry(re
     again = convert.convert_state_dict(
         "resnet18", model.state_dict(), out.with_name("again.safetensors"), metadata=upstream, entry=entry
     )
-    assert again.sha256 == fetch.sha256_file(out)
-    meta = WeightsMetadata.from_header(zoo.hub.load.read_metadata(out))
+    assert again.sha256 == cache.sha256_file(out)
+    meta = WeightsMetadata.from_header(zoo.pretrained.files.read_metadata(out))
     assert meta.architecture == "resnet18" and meta.source == upstream.source
     assert meta.pretrained_cfg["crop_pct"] == after["crop_pct"] and meta.model_args is None
 
@@ -128,7 +127,7 @@ def test_timm_resnet_conversion_creates_an_entry_from_timms_config(weights_env, 
 def test_timm_vgg_pre_logits_map_back_to_linear_layers():
     torch.manual_seed(3)
     theirs = timm.create_model("vgg11").eval()
-    with zoo.hub.load.empty_init():  # every tensor comes from timm's model
+    with zoo.pretrained.load.empty_init():  # every tensor comes from timm's model
         ours = zoo.create_model("vgg11").eval()
     ours.load_state_dict(convert.timm_to_zoo("vgg11", theirs.state_dict()), strict=True, assign=True)
     x = torch.randn(1, 3, 224, 224)
@@ -146,7 +145,7 @@ def test_checkpoint_conversion_reads_training_checkpoints(tmp_path, capsys):
     out = path.with_suffix(".safetensors")
     assert str(out) in capsys.readouterr().out
     loaded = zoo.create_model("mnist_cnn", checkpoint_path=out).eval()  # num_classes comes from the file
-    assert json.loads(zoo.hub.load.read_metadata(out)["zoo.model_args"]) == {"num_classes": 5}
+    assert json.loads(zoo.pretrained.files.read_metadata(out)["zoo.model_args"]) == {"num_classes": 5}
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))

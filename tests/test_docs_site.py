@@ -310,7 +310,7 @@ def _zoo_links(html: str) -> list[tuple[str, str]]:
 
 def test_every_model_has_a_page_and_every_name_in_a_table_links_to_it(site):
     """A page per architecture; in the tables, model and weights names link to it (weights to their section)."""
-    from zoo.hub import manifest
+    from zoo.pretrained import manifest
 
     archs = zoo.list_models()
     for arch in archs:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import zoo
-from zoo.hub import manifest
+from zoo.pretrained import manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +69,7 @@ def test_the_summary_numbers_are_the_manifests_and_the_models(gen):
     import torch
 
     from zoo.benchmark import count_macs
-    from zoo.hub.load import empty_init
+    from zoo.pretrained.load import empty_init
 
     rows = {r[0].strip("`"): r for r in _rows(gen.weights_table())}
     for name in ("resnet20.fashion_mnist", "vgg11_bn.cifar10", "resnet50.a1_in1k"):
@@ -121,7 +121,7 @@ def test_builder_options_are_those_the_builder_takes_with_the_architectures_valu
     vgg = dict(gen.builder_options("vgg11_bn"))
     assert "cfg" not in vgg and "batch_norm" not in vgg and vgg["drop_rate"] == 0.5
     assert "depth" not in dict(gen.builder_options("resnet20"))
-    from zoo.hub.load import empty_init
+    from zoo.pretrained.load import empty_init
 
     for arch in ("resnext50_32x4d", "vgg11_bn", "resnet20", "mnist_cnn"):
         with empty_init():

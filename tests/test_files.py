@@ -10,8 +10,8 @@ import pytest
 import torch
 from weights_fixtures import mnist_file_fixture, server_fixture, weights_env_fixture  # noqa: F401
 
-from zoo.hub import fetch, manifest
-from zoo.hub.save import save_weights
+from zoo.pretrained import fetch, manifest
+from zoo.pretrained.files import save_weights
 from zoo.utils.files import atomic_path, write_json, write_text_atomic
 
 

@@ -11,7 +11,7 @@ from weights_fixtures import IMAGENET_FIELDS, resnet18_file_fixture, server_fixt
 
 import zoo.training
 from zoo.cli import main as cli_main
-from zoo.hub.load import load_file
+from zoo.pretrained.files import load_file
 from zoo.training.loggers import read_metrics
 
 NAME = "resnet18.synth_in1k"
@@ -86,7 +86,7 @@ def test_a_vgg_changing_stem_keeps_the_convolutions_and_gets_a_fresh_head():
 
     Shapes only (the meta device): the ImageNet VGG head alone is 400 MB.
     """
-    from zoo.hub.load import fit_state_dict
+    from zoo.pretrained.load import fit_state_dict
 
     with torch.device("meta"):
         weights = zoo.create_model("vgg11_bn", num_classes=10).state_dict()

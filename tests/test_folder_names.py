@@ -13,7 +13,7 @@ from weights_fixtures import server_fixture, weights_env_fixture  # noqa: F401
 
 import zoo
 from zoo.errors import IntegrityError, OfflineError, WeightsFileError
-from zoo.hub import manifest
+from zoo.pretrained import manifest
 from zoo.publish.card import timm_config
 
 ROOT = Path(__file__).resolve().parents[1]

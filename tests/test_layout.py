@@ -44,7 +44,8 @@ def test_every_subpackage_is_importable_alone_and_zoo_stays_light():
         "import sys, zoo\n"
         "heavy = [m for m in ('torchvision', 'timm', 'huggingface_hub') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
-        "import zoo.cli, zoo.data, zoo.evaluation, zoo.hub.convert, zoo.hub.describe, zoo.predict, zoo.publish\n"
+        "import zoo.cli, zoo.data, zoo.evaluation, zoo.predict, zoo.publish\n"
+        "import zoo.pretrained.convert, zoo.pretrained.load\n"
         "import zoo.training\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -64,7 +65,7 @@ def test_import_contracts_hold():
 # A bare ValueError reaches the command line as a bug (a traceback): the boundary prints only ZooError and
 # OSError as one line. These two are internal: callers re-raise the first as the right zoo type; the second is
 # reached only by a bug. (A bare TypeError stays right for a Python caller passing the wrong type.)
-INTERNAL_RAISES = {"zoo/utils/files.py", "zoo/hub/hubcache.py"}
+INTERNAL_RAISES = {"zoo/utils/files.py", "zoo/pretrained/fetch.py"}
 
 
 def test_bad_input_is_raised_as_a_zoo_error_not_a_bare_value_error():

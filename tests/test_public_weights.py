@@ -25,7 +25,7 @@ from weights_server import COMMIT
 import zoo
 from zoo.cli import main as cli
 from zoo.errors import IntegrityError, OfflineError, WeightsError
-from zoo.hub import fetch, manifest, pins
+from zoo.pretrained import cache, fetch, manifest
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
@@ -71,7 +71,7 @@ def _add(env, name: str, repo: str | None, url: str | None = None, **fields) -> 
 
 
 def _tv_model(arch: str, state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    from zoo.hub.fitting import from_timm_layout
+    from zoo.pretrained.load import from_timm_layout
 
     model = torchvision.models.get_model(arch).eval()
     model.load_state_dict(dict(from_timm_layout(state)))
@@ -88,7 +88,7 @@ def test_timm_hub_weights_give_torchvision_outputs_and_are_pinned(weights_env, t
     with torch.no_grad():
         torch.testing.assert_close(model(X), _tv_model(arch, state)(X), rtol=0, atol=0)
     assert model.pretrained_cfg["hf_hub_id"] == repo
-    record = pins.read_pin(f"{arch}.tv_in1k", manifest.resolve_source(manifest.get_entry(arch, "tv_in1k")))
+    record = cache.read_pin(f"{arch}.tv_in1k", manifest.resolve_source(manifest.get_entry(arch, "tv_in1k")))
     assert record == {"commit": COMMIT, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     # Offline, from the pinned cache: no request, same weights.
     requests = len(weights_env.server.requests)
@@ -169,7 +169,7 @@ def test_the_torchvision_url_serves_when_the_hub_cannot(weights_env, timm_files)
     path = Path(model.pretrained_cfg["file"])
     assert path.suffix == ".safetensors" and path.is_relative_to(weights_env.cache)  # converted once
     assert not list((weights_env.cache / "downloads").iterdir())  # the .pth is not kept
-    record = pins.read_pin("resnet18.tv_in1k", manifest.resolve_sources(manifest.get_entry("resnet18", "tv_in1k"))[1])
+    record = cache.read_pin("resnet18.tv_in1k", manifest.resolve_sources(manifest.get_entry("resnet18", "tv_in1k"))[1])
     assert record["sha256"] == sha and record["size"] == len(pth)
     # Warm: the converted file, verified by its marker, no request at all.
     requests = len(weights_env.server.requests)
@@ -290,7 +290,7 @@ def test_the_repository_manifest_gives_public_sources_to_every_torchvision_weigh
     monkeypatch.delenv("ZOO_WEIGHTS_DIR", raising=False)
     import torchvision.models as tvm
 
-    from zoo.hub.convert import CONVERTIBLE, TORCHVISION_TAGS
+    from zoo.pretrained.convert import CONVERTIBLE, TORCHVISION_TAGS
 
     for arch in CONVERTIBLE:
         for w in tvm.get_model_weights(arch):

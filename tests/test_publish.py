@@ -15,9 +15,10 @@ from weights_fixtures import server_fixture, weights_env_fixture  # noqa: F401
 import zoo
 from zoo import data, evaluation
 from zoo.cli import main as cli
-from zoo.hub import fetch, load
-from zoo.hub.metadata import WeightsMetadata
-from zoo.publish import PublishError, publish
+from zoo.errors import PublishError
+from zoo.pretrained import cache, files
+from zoo.pretrained.files import WeightsMetadata
+from zoo.publish import publish
 
 
 def _train(args: list[str]) -> None:
@@ -60,10 +61,10 @@ def test_publish_writes_a_checked_hub_folder(mnist_run, weights_env, tmp_path):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "staging folder left behind"
 
     # The file holds exactly the run's best weights, and says what it is.
-    best = load.load_file(run / "best.safetensors")
-    published = load.load_file(out / "model.safetensors")
+    best = files.load_file(run / "best.safetensors")
+    published = files.load_file(out / "model.safetensors")
     assert best.keys() == published.keys() and all(torch.equal(best[k], published[k]) for k in best)
-    meta = load.read_metadata(out / "model.safetensors")
+    meta = files.read_metadata(out / "model.safetensors")
     assert meta["zoo.architecture"] == "mnist_cnn" and meta["zoo.tag"] == "synth" and meta["zoo.num_classes"] == "10"
 
     # An independent evaluation of the published weights equals the card, config and manifest numbers.
@@ -88,7 +89,7 @@ def test_publish_writes_a_checked_hub_folder(mnist_run, weights_env, tmp_path):
         "type": "bundled",
         "path": "mnist_cnn.synth.safetensors",
     }
-    assert entry["sha256"] == fetch.sha256_file(out / "model.safetensors")
+    assert entry["sha256"] == cache.sha256_file(out / "model.safetensors")
     assert entry["metrics"]["top1"] == round(fresh["acc1"], 2)
     assert entry["metrics"]["command"].startswith("zoo eval mnist_cnn.synth --pretrained --dataset mnist")
     assert entry["origin"]["command"].startswith("zoo train mnist_cnn")
@@ -184,7 +185,7 @@ def test_failed_evaluation_check_writes_nothing(mnist_run, weights_env, tmp_path
 
     run, _ = mnist_run
     # Weights whose accuracy is not the one recorded in their metadata: the fresh evaluation must catch it.
-    state = load.load_file(run / "best.safetensors")
+    state = files.load_file(run / "best.safetensors")
     state["fc.weight"] = torch.zeros_like(state["fc.weight"])
     bad = tmp_path / "bad.safetensors"
     save_file(state, bad, metadata=WeightsMetadata(metric=99.5).to_header())

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from weights_fixtures import server_fixture, weights_env_fixture  # noqa: F401
 
 from zoo.data import ImageFolderDataset, TensorImageDataset, holdout_split, scan_image_folder
-from zoo.hub.load import read_metadata
+from zoo.pretrained.files import read_metadata
 from zoo.training import fit
 from zoo.training.loggers import read_metrics
 from zoo.training.recipes import get_recipe

@@ -257,7 +257,7 @@ def test_resuming_with_more_epochs_recomputes_the_schedule(tmp_path):
 
 
 def test_without_validation_the_last_epoch_is_kept(tmp_path, capsys):
-    from zoo.hub.load import read_metadata
+    from zoo.pretrained.files import read_metadata
 
     make_image_folder(tmp_path / "photos", per_class=1, size=20)  # one image per class: nothing to hold out
     out = tmp_path / "run"

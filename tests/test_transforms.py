@@ -13,7 +13,7 @@ import torchvision
 from PIL import Image
 
 import zoo
-import zoo.hub.load
+import zoo.pretrained.load
 from zoo.data.transforms import create_transform, resize_size
 
 
@@ -48,7 +48,7 @@ def _synthetic() -> Image.Image:
 @lru_cache
 def _cfg(name: str) -> dict:
     """The pretrained_cfg a tag gives (no download; built on the meta device, as only the config matters)."""
-    with zoo.hub.load.empty_init():
+    with zoo.pretrained.load.empty_init():
         return zoo.create_model(name).pretrained_cfg
 
 

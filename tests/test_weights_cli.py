@@ -10,7 +10,7 @@ import pytest
 from weights_fixtures import mnist_file_fixture, server_fixture, subprocess_env, weights_env_fixture  # noqa: F401
 
 from zoo.cli import main as cli
-from zoo.hub import fetch, manifest
+from zoo.pretrained import fetch, manifest
 
 
 def test_download_fetches_verifies_and_prints_the_path(weights_env, mnist_file, server, capsys):

@@ -15,8 +15,8 @@ from weights_server import COMMIT
 
 import zoo
 from zoo.errors import IntegrityError, NotPublishedError, OfflineError, WeightsError
-from zoo.hub import fetch, manifest, verify
-from zoo.hub.entry import Source
+from zoo.pretrained import cache, fetch, manifest
+from zoo.pretrained.manifest import Source
 
 
 def _entry(name: str) -> manifest.WeightsEntry:
@@ -34,7 +34,7 @@ def test_url_download_verifies_caches_and_loads(weights_env, mnist_file, server)
     model = zoo.create_model("mnist_cnn", pretrained=True)  # the default tag
     assert _same_outputs(model, mnist_file.model)
     assert model.pretrained_cfg["tag"] == "web" and model.pretrained_cfg["url"] == url
-    path = fetch.url_cache_path("mnist_cnn.web", _entry("mnist_cnn.web"))
+    path = cache.url_cache_path("mnist_cnn.web", _entry("mnist_cnn.web"))
     assert path.read_bytes() == mnist_file.data
     # Second use: from the cache, no request.
     gets = server.count("GET", url.split(server.endpoint)[1])
@@ -48,7 +48,7 @@ def test_hub_download_through_hf_endpoint(weights_env, mnist_file, server):
     assert _same_outputs(model, mnist_file.model)
     assert model.pretrained_cfg["hf_hub_id"] == repo_id  # {org} filled in from ZOO_HUB_ORG
     assert server.count("GET", f"/{repo_id}/resolve/") == 1  # fetched at the commit "main" pointed to
-    cached = fetch.hub_cached_file(manifest.resolve_source(_entry("mnist_cnn.hub")))
+    cached = cache.hub_cached_file(manifest.resolve_source(_entry("mnist_cnn.hub")))
     assert cached is not None and str(cached).startswith(str(weights_env.hf_home))
     assert cached.read_bytes() == mnist_file.data
     # Warm cache: found without asking the server.
@@ -126,8 +126,8 @@ def test_verified_marker_avoids_rehashing_until_the_file_changes(weights_env, mn
     weights_env.add_url("mnist_cnn.m", mnist_file)
     path = fetch.fetch("mnist_cnn.m")  # hashed while streaming, marked verified
     calls = []
-    real = fetch.sha256_file
-    monkeypatch.setattr(verify, "sha256_file", lambda p: calls.append(p) or real(p))
+    real = cache.sha256_file
+    monkeypatch.setattr(cache, "sha256_file", lambda p: calls.append(p) or real(p))
     fetch.fetch("mnist_cnn.m")
     assert calls == []
     os.utime(path)  # touched: verified again, once
@@ -137,7 +137,7 @@ def test_verified_marker_avoids_rehashing_until_the_file_changes(weights_env, mn
 
 
 CHILD = """
-import sys, zoo.hub.fetch as f
+import sys, zoo.pretrained.fetch as f
 print(f.fetch(sys.argv[1]))
 """
 
@@ -154,14 +154,14 @@ def test_two_processes_fetching_at_once_download_once_and_agree(weights_env, mni
     assert [p.returncode for p in procs] == [0, 0]
     assert outs[0] == outs[1]
     assert server.count("GET", url.split(server.endpoint)[1]) == 1  # the second waited on the lock
-    final = fetch.url_cache_path("mnist_cnn.race", _entry("mnist_cnn.race"))
+    final = cache.url_cache_path("mnist_cnn.race", _entry("mnist_cnn.race"))
     assert final.read_bytes() == mnist_file.data
     assert sorted(p.name for p in final.parent.iterdir()) == [final.name]
 
 
 def test_interrupted_download_leaves_nothing_that_passes_as_complete(weights_env, mnist_file, server):
     url = weights_env.add_url("mnist_cnn.kill", mnist_file)
-    final = fetch.url_cache_path("mnist_cnn.kill", _entry("mnist_cnn.kill"))
+    final = cache.url_cache_path("mnist_cnn.kill", _entry("mnist_cnn.kill"))
     server.hold(url.split(server.endpoint)[1])  # the transfer stops after its first chunk
     proc = subprocess.Popen([sys.executable, "-c", CHILD, "mnist_cnn.kill"], env=subprocess_env())
     try:
@@ -225,7 +225,7 @@ def test_bundled_weights_work_offline_and_are_verified(weights_env, mnist_file, 
 
 
 def test_unpublished_entry_says_how_to_convert_it(weights_env, server):
-    from zoo.hub.convert import torchvision_entry
+    from zoo.pretrained.convert import torchvision_entry
 
     tag, entry = torchvision_entry("resnet18", "IMAGENET1K_V1")  # listed as tools/gen_manifest.py lists it
     name = f"resnet18.{tag}"
@@ -256,16 +256,16 @@ def test_hub_cache_lookup_agrees_with_huggingface_hub(weights_env, mnist_file, s
     newer = mnist_file.data[:-1] + bytes([mnist_file.data[-1] ^ 1])
     server.add_hub(repo, "model.safetensors", mnist_file.data)  # branch main -> COMMIT
     server.add_hub(repo, "model.safetensors", newer, revision="v2", commit=other)  # branch v2 -> other
-    cache = fetch.hf_hub_cache()
+    hub_cache = cache.hf_hub_cache()
     for revision in ("main", "v2"):  # a real cache, written by huggingface_hub itself
-        hf_hub_download(repo, "model.safetensors", revision=revision, cache_dir=cache, endpoint=server.endpoint)
+        hf_hub_download(repo, "model.safetensors", revision=revision, cache_dir=hub_cache, endpoint=server.endpoint)
     found = {}
     for revision in ("main", "v2", COMMIT, other, "dev", "0" * 40):
         for filename in ("model.safetensors", "other.safetensors"):
             source = Source(type="hub", repo_id=repo, filename=filename, revision=revision)
-            theirs = try_to_load_from_cache(repo, filename, cache_dir=cache, revision=revision)
+            theirs = try_to_load_from_cache(repo, filename, cache_dir=hub_cache, revision=revision)
             expected = Path(theirs) if isinstance(theirs, str) else None
-            assert fetch.hub_cached_file(source) == expected, (revision, filename)
+            assert cache.hub_cached_file(source) == expected, (revision, filename)
             found[revision, filename] = expected
     assert found["main", "model.safetensors"].read_bytes() == mnist_file.data  # branch -> its commit's snapshot
     assert found["v2", "model.safetensors"].read_bytes() == newer

@@ -22,9 +22,9 @@ from weights_fixtures import (  # noqa: F401
 
 import zoo
 from zoo.errors import WeightsError
-from zoo.hub import load, save
-from zoo.hub.fetch import sha256_file
-from zoo.hub.metadata import WeightsMetadata
+from zoo.pretrained import files, load
+from zoo.pretrained.cache import sha256_file
+from zoo.pretrained.files import WeightsMetadata
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
@@ -136,7 +136,7 @@ def test_missing_and_unexpected_keys_are_listed(resnet18_file, tmp_path):
     state["extra.weight"] = torch.zeros(3)
     del state["layer1.0.bn1.running_var"]
     path = tmp_path / "odd.safetensors"
-    save.save_weights(state, path)
+    files.save_weights(state, path)
     model = zoo.create_model("resnet18")
     before = model.conv1.weight.clone()
     with pytest.raises(WeightsError) as err:
@@ -170,8 +170,8 @@ def test_checkpoint_path_brings_its_own_config(tmp_path):
     torch.manual_seed(3)
     trained = zoo.create_model("mnist_cnn", num_classes=5)
     path = tmp_path / "run.safetensors"
-    save.save_weights(trained, path, metadata={"epochs": 3})
-    assert load.read_metadata(path)["epochs"] == "3"
+    files.save_weights(trained, path, metadata={"epochs": 3})
+    assert files.read_metadata(path)["epochs"] == "3"
     model = zoo.create_model("mnist_cnn", checkpoint_path=path)
     assert model.num_classes == 5 and model.pretrained_cfg["file"] == str(path)
     x = torch.randn(2, 1, 28, 28)
@@ -212,13 +212,13 @@ def test_save_weights_is_atomic_and_reports_the_hash(tmp_path, mnist_file):
     path = tmp_path / "w.safetensors"
     path.write_bytes(b"old contents")
     with pytest.raises(TypeError, match="not a tensor"):
-        save.save_weights({"a": torch.zeros(2), "b": "nope"}, path)
+        files.save_weights({"a": torch.zeros(2), "b": "nope"}, path)
     assert path.read_bytes() == b"old contents"
-    saved = save.save_weights(mnist_file.model, path)
+    saved = files.save_weights(mnist_file.model, path)
     assert saved.path == path and saved.size == path.stat().st_size
     assert saved.sha256 == sha256_file(path)
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temporary file left
-    assert json.loads(load.read_metadata(path)["zoo.pretrained_cfg"])["num_classes"] == 10
+    assert json.loads(files.read_metadata(path)["zoo.pretrained_cfg"])["num_classes"] == 10
 
 
 LIGHT = """
@@ -232,7 +232,7 @@ print(json.dumps({"heavy": heavy, "meta": any(t.is_meta for t in m.parameters())
 
 def test_pretrained_loading_imports_neither_torchvision_nor_timm(resnet18_env, mnist_file, server):
     resnet18_env.add_hub("mnist_cnn.hub", mnist_file)
-    zoo.hub.fetch.fetch("mnist_cnn.hub")  # warm the Hub cache
+    zoo.pretrained.fetch.fetch("mnist_cnn.hub")  # warm the Hub cache
     requests = len(server.requests)
     for name in ("resnet18.test", "mnist_cnn.hub"):
         out = subprocess.run([sys.executable, "-c", LIGHT, name], env=subprocess_env(), capture_output=True,
@@ -253,8 +253,8 @@ def test_weights_metadata_is_stored_under_zoos_header_keys(tmp_path):
     model = zoo.create_model("mnist_cnn", num_classes=5)
     meta = WeightsMetadata(architecture="mnist_cnn", tag="t", num_classes=5, model_args={"num_classes": 5},
                            source="upstream x", epoch=3, metric=97.5, extra={"note": "mine"})  # fmt: skip
-    path = save.save_weights(model, tmp_path / "m.safetensors", meta).path
-    header = load.read_metadata(path)
+    path = files.save_weights(model, tmp_path / "m.safetensors", meta).path
+    header = files.read_metadata(path)
     # The on-disk names are a file format: files written by older zoo versions and other tools rely on them.
     assert {k: header[k] for k in ("zoo.architecture", "zoo.tag", "zoo.num_classes", "zoo.epoch", "zoo.metric")} == {
         "zoo.architecture": "mnist_cnn", "zoo.tag": "t", "zoo.num_classes": "5", "zoo.epoch": "3",
@@ -292,7 +292,7 @@ def test_loading_leaves_garbage_collection_as_it_was(enabled, tmp_path):
     import gc
 
     path = tmp_path / "w.safetensors"
-    save.save_weights(zoo.create_model("mnist_cnn").state_dict(), path)
+    files.save_weights(zoo.create_model("mnist_cnn").state_dict(), path)
     previous = gc.isenabled()
     try:
         gc.enable() if enabled else gc.disable()
@@ -309,8 +309,8 @@ def test_source_identity_never_follows_weights_into_a_new_head_or_a_new_file(tmp
     """timm's filter_pretrained_cfg(remove_source=True): file, sha256, source and tag describe one file only."""
     import warnings
 
-    from zoo.hub.load import read_metadata
-    from zoo.hub.metadata import SOURCE_KEYS
+    from zoo.models.cfg import SOURCE_KEYS
+    from zoo.pretrained.files import read_metadata
 
     loaded = zoo.create_model("mnist_cnn.mnist", pretrained=True)
     assert loaded.pretrained_cfg["sha256"] and loaded.pretrained_cfg["file"] and loaded.pretrained_cfg["tag"]

@@ -11,8 +11,8 @@ import pytest
 from weights_fixtures import ROOT, entry_for, mnist_file_fixture, server_fixture, weights_env_fixture  # noqa: F401
 
 import zoo
-from zoo.hub import manifest
-from zoo.hub.entry import Source, WeightsEntry
+from zoo.pretrained import manifest
+from zoo.pretrained.manifest import Source, WeightsEntry
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ GOOD = entry_for(None, {"type": "bundled", "path": "x.safetensors"}, status="unp
         ({"source": {"type": "url", "url": "https://h/x.pth"}}, "a torchvision .pth needs format .torch."),
         ({"source": {"type": "bundled", "path": "../x.safetensors"}}, "relative to weights/"),
         ({"source": {"type": "hub", "repo_id": "noorg", "filename": "m.safetensors"}}, "org/name"),
-        ({"mean": [0.5, 0.5]}, "mean=.* list of 1 numbers"),
+        ({"mean": [0.5, 0.5]}, r"mean=\[0.5, 0.5\] for 1 input channel.*one value per channel"),
         ({"std": [0.0]}, "positive numbers"),
         ({"crop_pct": 1.5}, r"crop_pct=1.5 must be in \(0, 1\]"),
         ({"interpolation": "cubic"}, "bilinear, bicubic"),
@@ -211,7 +211,7 @@ def test_update_entry_takes_a_typed_entry_and_returns_one(weights_env, mnist_fil
 
 def test_the_weights_tables_params_are_those_of_the_model_the_weights_are_for():
     """Each row's parameter count is the model's its weights build: builder arguments, classes and channels."""
-    from zoo.hub.load import empty_init
+    from zoo.pretrained.load import empty_init
 
     rows = [r for r in (ROOT / "docs" / "weights_table.md").read_text().splitlines() if r.startswith("| `")]
     assert rows
@@ -224,3 +224,31 @@ def test_the_weights_tables_params_are_those_of_the_model_the_weights_are_for():
             model = zoo.create_model(arch, **{**(entry.model_args or {}), "num_classes": entry.num_classes,
                                               "in_chans": entry.input_size[0]})  # fmt: skip
         assert shown == f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M", name
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"input_size": (1, 5000, 5000)}, "at most 4096"),
+        ({"crop_pct": 0.001}, "resizes beyond 8192"),
+        ({"interpolation": "lanczos"}, "interpolation='lanczos'"),
+        ({"std": (0.0,)}, "positive"),
+        ({"mean": (0.1, 0.2)}, "one value per channel"),
+    ],
+)
+def test_one_set_of_preprocessing_limits_for_models_manifest_entries_and_weight_files(bad, match, tmp_path):
+    """A model's cfg, a manifest entry and a file's header refuse the same values, each with its own error."""
+    from zoo.errors import ArgumentValueError, ManifestError, WeightsFileError
+    from zoo.models import PretrainedCfg
+    from zoo.pretrained.files import save_weights
+
+    base = {"input_size": (1, 28, 28), "mean": (0.1307,), "std": (0.3081,), "crop_pct": 1.0}
+    with pytest.raises(ArgumentValueError, match=match):
+        PretrainedCfg(**{**base, **bad})
+    with pytest.raises(ManifestError, match=match):
+        WeightsEntry.from_dict({**GOOD, **{k: list(v) if isinstance(v, tuple) else v for k, v in bad.items()}})
+    model = zoo.create_model("mnist_cnn")
+    path = tmp_path / "hostile.safetensors"
+    save_weights(model.state_dict(), path, {"zoo.pretrained_cfg": {**model.pretrained_cfg, **bad}})
+    with pytest.raises(WeightsFileError, match=match):
+        zoo.create_model("mnist_cnn", checkpoint_path=path)

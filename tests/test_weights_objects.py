@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 import zoo
-from zoo.hub import manifest
 from zoo.predict import SAMPLES_DIR
+from zoo.pretrained import manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 

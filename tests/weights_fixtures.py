@@ -40,7 +40,7 @@ class WeightsFile:
 
 
 def _saved(model: torch.nn.Module, path: Path) -> WeightsFile:
-    from zoo.hub.save import save_weights
+    from zoo.pretrained.files import save_weights
 
     saved = save_weights(model.state_dict(), path)
     data = saved.path.read_bytes()
@@ -123,7 +123,7 @@ class WeightsEnv:
 
     def add(self, name: str, entry: Any) -> Any:
         """List ``entry`` (a WeightsEntry or its JSON object) as ``name``; returns the WeightsEntry written."""
-        from zoo.hub import manifest
+        from zoo.pretrained import manifest
 
         return manifest.update_entry(name, entry)
 

@@ -3,7 +3,8 @@
 Nothing is typed in by hand; every value comes from a source this script names:
 
 * torchvision's weights (``tv_in1k``, ``tv2_in1k``): preprocessing, accuracy, class names and the download
-  URL from torchvision's own ``Weights`` metadata in the installed package (``zoo.hub.convert.torchvision_entry``).
+  URL from torchvision's own ``Weights`` metadata in the installed package
+  (``zoo.pretrained.convert.torchvision_entry``).
   Their first source is the Hugging Face repo where timm publishes the same weights as safetensors
   (``timm/<arch>.<tag>``, from timm's pretrained cfg ``hf_hub_id``); torchvision's ``.pth`` URL is the fallback.
 * timm's other ImageNet-1k weights for the architectures zoo builds (``resnet50.a1_in1k`` ...): preprocessing
@@ -32,8 +33,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from zoo.hub import manifest  # noqa: E402
-from zoo.hub.convert import CONVERTIBLE, IMAGENET_LABELS, TORCHVISION_TAGS, torchvision_entry  # noqa: E402
+from zoo.pretrained import manifest  # noqa: E402
+from zoo.pretrained.convert import CONVERTIBLE, IMAGENET_LABELS, TORCHVISION_TAGS, torchvision_entry  # noqa: E402
 
 TIMM_RESULTS = ROOT / "tools" / "timm_results_imagenet.csv"
 TIMM_RESULTS_COMMIT = "aa4b5850c1543fa488abf260f18390eda46cf85d"
@@ -68,7 +69,7 @@ def _check_layout(arch: str) -> None:
     import torch
 
     import zoo
-    from zoo.hub.fitting import from_timm_layout
+    from zoo.pretrained.load import from_timm_layout
 
     with torch.device("meta"):
         theirs = from_timm_layout(timm.create_model(arch, pretrained=False).state_dict())

@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 # Heavier entry points, imported on first use so that `import zoo` costs little over `import torch`.
 _LAZY = {
     "create_transform": "zoo.data.transforms",
-    "load_weights": "zoo.hub.load",
-    "save_weights": "zoo.hub.save",
+    "load_weights": "zoo.pretrained.load",
+    "save_weights": "zoo.pretrained.files",
     "model_info": "zoo.info",
     "fit": "zoo.training",
     "evaluate": "zoo.evaluation",

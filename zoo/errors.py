@@ -12,8 +12,8 @@ from __future__ import annotations
 
 __all__ = [
     "ArgumentValueError", "DataError", "DependencyError", "DeviceError", "IntegrityError", "ManifestError",
-    "ModelArgumentError", "NotPublishedError", "OfflineError", "OutputFolderError", "RecipeError", "RunError",
-    "TrainingDiverged", "WeightsError", "WeightsFileError", "ZooError",
+    "ModelArgumentError", "NotPublishedError", "OfflineError", "OutputFolderError", "PublishError", "RecipeError",
+    "RunError", "TrainingDiverged", "WeightsError", "WeightsFileError", "ZooError",
 ]  # fmt: skip
 
 
@@ -91,3 +91,7 @@ class OutputFolderError(ZooError, ValueError):
 
 class TrainingDiverged(ZooError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+class PublishError(ZooError, RuntimeError):
+    """``zoo publish``: a check failed or the inputs are unusable; nothing was written."""

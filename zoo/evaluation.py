@@ -227,10 +227,10 @@ def load_state_dict_file(path: str | os.PathLike, prefer_ema: bool = True) -> di
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    from zoo.hub.pickles import read_pickle_checkpoint, strip_wrapper_prefix
+    from zoo.pretrained.files import read_pickle_checkpoint, strip_wrapper_prefix
 
     if path.suffix == ".safetensors":
-        from zoo.hub.load import load_file
+        from zoo.pretrained.files import load_file
 
         return strip_wrapper_prefix(load_file(path))
     return read_pickle_checkpoint(path, prefer_ema=prefer_ema)
@@ -244,7 +244,7 @@ def load_run_model(
     Without a ``config.json`` the model is built with ``default_kwargs`` (the dataset's classes and channels).
     """
     from zoo.factory import create_model
-    from zoo.hub.fitting import check_finite
+    from zoo.pretrained.load import check_finite
     from zoo.registry import split_model_name_tag
 
     cfg = read_run_config(checkpoint)

@@ -29,7 +29,7 @@ def list_models(
     """
     if not pretrained:
         return list_archs(filter, exclude_filters)
-    from zoo.hub import manifest
+    from zoo.pretrained import manifest
 
     archs = registered()
     names = (n for n in manifest.weight_names() if split_model_name_tag(n)[0] in archs)
@@ -100,7 +100,7 @@ def create_model(
     builder = (None if is_model(arch) else parametric_entrypoint(arch)) or model_entrypoint(arch)
     if pretrained or checkpoint_path or tag:
         with gc_paused():
-            from zoo.hub import load
+            from zoo.pretrained import load
 
             model = load.build_with_weights(
                 arch, tag, builder, kwargs, pretrained=pretrained, checkpoint_path=checkpoint_path
@@ -108,7 +108,7 @@ def create_model(
     else:
         model = builder(**kwargs)
         if is_model(arch) and hasattr(model, "pretrained_cfg"):  # a user's registered model may have none
-            from zoo.hub.load import default_weights_cfg
+            from zoo.pretrained.load import default_weights_cfg
 
             # timm's rule: a model built without weights describes the preprocessing of its default weights
             model.pretrained_cfg = default_weights_cfg(model, arch)
@@ -143,7 +143,7 @@ def _img_size(value: Any) -> tuple[int, int] | None:
     """timm's ``img_size`` (an int or (height, width)) as (height, width), checked."""
     if value is None:
         return None
-    from zoo.hub.entry import MAX_INPUT_SIDE
+    from zoo.models.cfg import MAX_INPUT_SIDE
 
     sides = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
     if len(sides) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_INPUT_SIDE
@@ -156,7 +156,7 @@ def _img_size(value: Any) -> tuple[int, int] | None:
 
 def _weights_tag(arch: str, tag: str, weights: Any) -> str:
     """The tag that ``weights=`` (a Weights object, ``"arch.tag"``, a tag or ``"DEFAULT"``) names for ``arch``."""
-    from zoo.hub import manifest
+    from zoo.pretrained import manifest
 
     name = getattr(weights, "name", weights)
     if not isinstance(name, str):
@@ -184,8 +184,8 @@ def _create_from_folder(
     img_size: tuple[int, int] | None = None,
 ) -> nn.Module:
     """timm's ``local-dir:PATH`` and ``hf-hub:ORG/NAME``: a folder's config.json chooses the architecture and
-    preprocessing, its model.safetensors (with ``pretrained``) the weights (zoo.hub.folders)."""
-    from zoo.hub.folders import resolve_folder
+    preprocessing, its model.safetensors (with ``pretrained``) the weights (zoo.pretrained.fetch)."""
+    from zoo.pretrained.fetch import resolve_folder
 
     folder = resolve_folder(name, pretrained and checkpoint_path is None)
     weights = checkpoint_path or folder.weights
@@ -194,7 +194,7 @@ def _create_from_folder(
         model.pretrained_cfg = {**model.pretrained_cfg, **folder.pretrained_cfg}
     else:
         with gc_paused():
-            from zoo.hub import load
+            from zoo.pretrained import load
 
             model = load.build_with_weights(
                 folder.arch, "", model_entrypoint(folder.arch), {**folder.model_args, **kwargs},

@@ -113,8 +113,7 @@ def checkpoint_architecture(path: Path) -> str | None:
     """The architecture a safetensors file's header records (None for another kind of file, or none recorded)."""
     if path.suffix != ".safetensors":
         return None
-    from zoo.hub.load import read_metadata
-    from zoo.hub.metadata import WeightsMetadata
+    from zoo.pretrained.files import WeightsMetadata, read_metadata
 
     try:
         return WeightsMetadata.from_header(read_metadata(path)).architecture
@@ -164,7 +163,7 @@ def run_samples() -> int:
     Returns 1 when any set of weights scores below what its manifest top-1 promises (:func:`below_promise`),
     so that ``make demo`` fails on weights that got worse; else 0.
     """
-    from zoo.hub.manifest import get_entry
+    from zoo.pretrained.manifest import get_entry
 
     records = json.loads((SAMPLES_DIR / "samples.json").read_text())
     total = correct = 0

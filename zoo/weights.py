@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from zoo.errors import ManifestError
-from zoo.hub import manifest
+from zoo.pretrained import manifest
 from zoo.registry import split_model_name_tag
 
 __all__ = ["Weights", "get_weights", "list_weights"]
@@ -67,7 +67,7 @@ class Weights:
 
     def is_cached(self) -> bool:
         """Whether the file is on this machine and verified (bundled, converted or downloaded); no network."""
-        from zoo.hub.fetch import cached_state
+        from zoo.pretrained.fetch import cached_state
 
         return cached_state(self.name).startswith(("bundled", "cached", "converted"))
 

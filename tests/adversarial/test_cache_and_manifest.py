@@ -19,7 +19,7 @@ from weights_fixtures import (  # noqa: F401
 )
 
 from zoo.errors import IntegrityError, WeightsError
-from zoo.hub import fetch, manifest
+from zoo.pretrained import fetch, manifest
 
 
 def _write_manifest(weights_env, weights: dict) -> None:
@@ -167,7 +167,7 @@ def _sample_png() -> Path:
 
 
 CHILD = """
-import sys, zoo.hub.fetch as f
+import sys, zoo.pretrained.fetch as f
 print("ready", flush=True)
 print(f.fetch(sys.argv[1]), flush=True)
 """
@@ -282,7 +282,7 @@ def test_a_full_cache_leaves_no_partial_file(weights_env, mnist_file, small_fs, 
 
 
 def test_files_zoo_writes_honour_the_umask(tmp_path, mnist_file):
-    from zoo.hub.save import save_weights
+    from zoo.pretrained.files import save_weights
     from zoo.utils import write_json
 
     old = os.umask(0o027)
@@ -305,8 +305,8 @@ def test_integrity_error_names_the_file(weights_env, mnist_file):
 
 PIN_WRITER = """
 import sys
-from zoo.hub.entry import Source
-from zoo.hub.pins import write_pin
+from zoo.pretrained.manifest import Source
+from zoo.pretrained.cache import write_pin
 print("ready", flush=True)
 sys.stdin.readline()  # all writers start together
 for i in range(20):
@@ -316,8 +316,8 @@ for i in range(20):
 
 
 def test_pins_written_by_processes_at_once_are_all_kept(weights_env):
-    from zoo.hub.entry import Source
-    from zoo.hub.pins import read_pin
+    from zoo.pretrained.cache import read_pin
+    from zoo.pretrained.manifest import Source
 
     pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
     writers = [subprocess.Popen([sys.executable, "-c", PIN_WRITER, f"w{n}"], env=subprocess_env(), **pipes)

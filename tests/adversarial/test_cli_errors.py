@@ -134,7 +134,7 @@ def test_label_names_that_do_not_match_the_classes_are_named_not_an_index_error(
     from PIL import Image
 
     import zoo
-    from zoo.hub.save import save_weights
+    from zoo.pretrained.files import save_weights
 
     model = zoo.create_model("mnist_cnn")
     model.pretrained_cfg = {**model.pretrained_cfg, "label_names": ["zero", "one"]}  # 2 names, 10 classes
@@ -150,7 +150,7 @@ def test_options_may_stand_between_positionals_as_in_the_course(tmp_path, capsys
     from PIL import Image
 
     import zoo
-    from zoo.hub.save import save_weights
+    from zoo.pretrained.files import save_weights
 
     save_weights(zoo.create_model("mnist_cnn"), tmp_path / "best.safetensors")
     Image.new("L", (28, 28)).save(tmp_path / "photo.png")

@@ -16,8 +16,8 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import zoo
-from zoo.hub.metadata import WeightsMetadata
 from zoo.predict import SAMPLES_DIR, load_image, predict
+from zoo.pretrained.files import WeightsMetadata
 
 
 def _mnist_state() -> dict[str, torch.Tensor]:

@@ -12,7 +12,7 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``zoo convert``."""
-    from zoo.hub.convert import CONVERTIBLE
+    from zoo.pretrained.convert import CONVERTIBLE
 
     sub = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
     tv = sub.add_parser("torchvision", help="torchvision's weights of a ResNet or VGG")
@@ -43,9 +43,9 @@ def _command(args: argparse.Namespace) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``zoo convert``."""
-    from zoo.hub import manifest
-    from zoo.hub.convert import convert_checkpoint, convert_upstream
-    from zoo.hub.fetch import converted_path
+    from zoo.pretrained import manifest
+    from zoo.pretrained.cache import converted_path
+    from zoo.pretrained.convert import convert_checkpoint, convert_upstream
 
     if args.source == "checkpoint":
         kwargs = {k: v for k, v in (("num_classes", args.num_classes), ("in_chans", args.in_chans),

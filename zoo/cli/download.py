@@ -22,10 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run ``zoo download``: fetch and verify each name, print where it is; 1 if any failed."""
     from zoo.errors import WeightsError
-    from zoo.hub import manifest
-    from zoo.hub.describe import expand_names, human_size
-    from zoo.hub.fetch import fetch_file
-    from zoo.hub.pins import remove_pins
+    from zoo.pretrained import manifest
+    from zoo.pretrained.cache import remove_pins
+    from zoo.pretrained.fetch import fetch_file
+    from zoo.pretrained.load import expand_names, human_size
 
     failed = 0
     for name in expand_names(args.names):

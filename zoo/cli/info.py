@@ -29,7 +29,7 @@ def main(args: argparse.Namespace) -> int:
 
             channels = create_model(args.model, **kwargs).in_chans
         size = (channels, args.img_size, args.img_size)
-    from zoo.hub.describe import describe_weights
+    from zoo.pretrained.load import describe_weights
 
     # Everything is worked out before anything is printed: a bad manifest entry is one error, not half a page.
     info = format_info(model_info(args.model, input_size=size, **kwargs))

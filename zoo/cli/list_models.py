@@ -32,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _where(source) -> str:  # noqa: ANN001 - a zoo.hub.entry.Source
+def _where(source) -> str:  # noqa: ANN001 - a zoo.pretrained.manifest.Source
     if source.type == "hub":
         return f"hub:{source.repo_id}"
     if source.type == "url":
@@ -43,7 +43,7 @@ def _where(source) -> str:  # noqa: ANN001 - a zoo.hub.entry.Source
 def _print_weights(names: list[str], width: int) -> None:
     """One line per weights: where the file comes from (in order), whether the manifest pins its SHA-256 (if
     not, the first download checks upstream's SHA-256 and pins it on this host), top-1."""
-    from zoo.hub import manifest
+    from zoo.pretrained import manifest
 
     rows = []
     for name in names:

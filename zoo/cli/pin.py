@@ -17,9 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run ``zoo pin``: pin each name's third-party sources; 1 if any failed."""
     from zoo.errors import WeightsError
-    from zoo.hub import manifest
-    from zoo.hub.describe import expand_names
-    from zoo.hub.pinning import pin_entry
+    from zoo.pretrained import manifest
+    from zoo.pretrained.load import expand_names
+    from zoo.pretrained.release import pin_entry
 
     if args.all == bool(args.names):
         print("zoo pin: error: give weights names or --all (not both)", file=sys.stderr)

@@ -30,6 +30,7 @@ from zoo.data.idx import IDX_DATASETS, find_idx_files, load_idx_dataset, read_id
 from zoo.data.tensor import TensorImageDataset, TensorLoader
 from zoo.data.transforms import Augment, cifar_transform, folder_transforms
 from zoo.errors import ArgumentValueError, DataError
+from zoo.models.cfg import IMAGENET_MEAN, IMAGENET_STD, fit_channels
 
 __all__ = [
     "DATASETS",
@@ -143,8 +144,6 @@ def create_datasets(
         ref = train or val
         assert ref is not None
         if normalization:
-            from zoo.models.base import fit_channels
-
             # Statistics for another channel count (RGB weights on grey digits) are averaged, as the
             # first convolution is when the model's input channels are adapted.
             channels = ref.input_size[0]
@@ -194,7 +193,7 @@ def create_datasets(
         return train, val, info
 
     # Image folder
-    cfg = dict(model_cfg or {"input_size": (3, 224, 224), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)})
+    cfg = dict(model_cfg or {"input_size": (3, 224, 224), "mean": IMAGENET_MEAN, "std": IMAGENET_STD})
     if normalization:
         cfg["mean"], cfg["std"] = tuple(normalization[0]), tuple(normalization[1])
     if len(cfg["mean"]) != 3:

@@ -29,7 +29,7 @@ def data_cache_dir() -> Path:
     env = os.environ.get("ZOO_DATA_DIR")
     if env:
         return Path(env).expanduser()
-    from zoo.hub.fetch import cache_dir
+    from zoo.pretrained.cache import cache_dir
 
     return cache_dir() / "data"
 

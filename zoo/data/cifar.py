@@ -15,6 +15,7 @@ from torchvision.datasets import CIFAR10, CIFAR100
 from zoo.data.archive import extract_archive, is_archive
 from zoo.data.folder import eval_folder
 from zoo.errors import DataError
+from zoo.models.cfg import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
 
 __all__ = [
     "CIFAR_STATS",
@@ -28,8 +29,8 @@ __all__ = [
 ]
 
 CIFAR_STATS = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
+    "cifar100": (CIFAR100_MEAN, CIFAR100_STD),
 }
 
 

@@ -15,6 +15,7 @@ import torch
 
 from zoo.data.tensor import TensorImageDataset
 from zoo.errors import DataError
+from zoo.models.cfg import FASHION_MNIST_MEAN, FASHION_MNIST_STD, MNIST_MEAN, MNIST_STD
 
 __all__ = [
     "FASHION_MNIST_CLASSES", "IDX_DATASETS", "IDX_FILES", "OFFICIAL_SHA256", "find_idx_files", "identify_idx",
@@ -43,9 +44,12 @@ class IdxSpec:
 
 
 IDX_DATASETS = {
-    "mnist": IdxSpec(("MNIST", "mnist"), tuple(str(i) for i in range(10)), (0.1307,), (0.3081,)),
+    "mnist": IdxSpec(("MNIST", "mnist"), tuple(str(i) for i in range(10)), MNIST_MEAN, MNIST_STD),
     "fashion_mnist": IdxSpec(
-        ("FashionMNIST", "fashion-mnist", "fashion_mnist", "Fashion-MNIST"), FASHION_MNIST_CLASSES, (0.2860,), (0.3530,)
+        ("FashionMNIST", "fashion-mnist", "fashion_mnist", "Fashion-MNIST"),
+        FASHION_MNIST_CLASSES,
+        FASHION_MNIST_MEAN,
+        FASHION_MNIST_STD,
     ),
 }
 

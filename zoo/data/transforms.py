@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from zoo.errors import ArgumentValueError, DataError
+from zoo.models.cfg import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "Augment",
@@ -114,8 +115,8 @@ def _timm_style_cfg(
             raise TypeError("create_transform got input_size twice (positionally and by keyword)")
         overrides["input_size"], pretrained_cfg = pretrained_cfg, None
     if pretrained_cfg is None:  # timm's own call: its defaults for what is not given
-        cfg: dict[str, Any] = {"input_size": (3, 224, 224), "mean": (0.485, 0.456, 0.406),
-                               "std": (0.229, 0.224, 0.225), "crop_pct": 0.875}  # fmt: skip
+        cfg: dict[str, Any] = {"input_size": (3, 224, 224), "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+                               "crop_pct": 0.875}  # fmt: skip
     else:
         cfg = dict(getattr(pretrained_cfg, "pretrained_cfg", pretrained_cfg))
     size = overrides.pop("input_size", None)

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import torch.nn as nn
 
-from zoo.models.base import PretrainedCfg, ZooModel
+from zoo.models.base import ZooModel
+from zoo.models.cfg import PretrainedCfg
 from zoo.models.cifar_resnet import CifarResNet, cifar_resnet_entrypoint, make_cifar_resnet
 from zoo.models.features import FeatureGetterNet, FeatureInfo
 from zoo.models.mnist import MnistCNN, MnistDeepCNN

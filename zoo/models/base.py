@@ -12,28 +12,19 @@ import dataclasses
 import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 
 from zoo.errors import ArgumentValueError, ModelArgumentError
+from zoo.models.cfg import PretrainedCfg
 from zoo.models.features import checkpoint_units, feature_take_indices
 from zoo.models.head import check_pool, make_classifier, make_pool
 
 __all__ = [
-    "CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD", "MNIST_MEAN", "MNIST_STD", "STEMS",
-    "PretrainedCfg", "ZooModel", "build_model", "check_choice", "check_common", "family_cfgs", "fit_channels",
-    "with_input_size",
+    "STEMS", "ZooModel", "build_model", "check_choice", "check_common", "family_cfgs", "with_input_size",
 ]  # fmt: skip
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-MNIST_MEAN = (0.1307,)
-MNIST_STD = (0.3081,)
 
 STEMS = ("imagenet", "cifar")
 
@@ -62,16 +53,6 @@ def check_common(num_classes: int, in_chans: int, drop_rate: float = 0.0) -> Non
         raise ArgumentValueError(f"drop_rate={drop_rate!r} is invalid: use a probability in [0, 1)")
 
 
-def fit_channels(values: tuple[float, ...], in_chans: int) -> tuple[float, ...]:
-    """Normalisation constants with one value per input channel."""
-    # Normalisation constants must have one value per input channel; for a channel count the
-    # statistics were not measured for, the mean over channels is the least surprising choice.
-    if len(values) == in_chans:
-        return tuple(values)
-    avg = round(sum(values) / len(values), 4)
-    return (avg,) * in_chans
-
-
 def with_input_size(model: nn.Module, cfg: Mapping[str, Any], height: int, width: int) -> dict[str, Any]:
     """``cfg`` (a pretrained_cfg of ``model``) for ``height`` x ``width`` inputs: ``input_size`` and ``pool_size``.
 
@@ -91,53 +72,6 @@ def with_input_size(model: nn.Module, cfg: Mapping[str, Any], height: int, width
     reduction = info[-1]["reduction"] if info else None
     pool_size = (math.ceil(height / reduction), math.ceil(width / reduction)) if reduction else None
     return {**cfg, "input_size": (c, height, width), "pool_size": pool_size}
-
-
-@dataclass(frozen=True)
-class PretrainedCfg:
-    """A model's default preprocessing and head description, field for field timm's ``pretrained_cfg``.
-
-    ``pool_size`` is the spatial size of ``forward_features``' output at ``input_size``;
-    ``fixed_input_size`` says the model takes no other size. Weights may replace the preprocessing
-    (``zoo.hub``); the model keeps the result as the plain dict :meth:`to_dict` gives.
-    """
-
-    architecture: str | None = None
-    tag: str | None = None
-    input_size: tuple[int, int, int] = (3, 224, 224)
-    interpolation: str = "bilinear"
-    crop_pct: float = 0.875
-    crop_mode: str = "center"
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    num_classes: int = 1000
-    label_names: tuple[str, ...] | None = None
-    first_conv: str = "conv1"
-    classifier: str = "fc"
-    pool_size: tuple[int, int] | None = None
-    fixed_input_size: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """The dict form models carry as ``pretrained_cfg``."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, cfg: Mapping[str, Any]) -> PretrainedCfg:
-        """The fields of ``cfg`` this class knows (JSON lists become tuples); other keys are left out."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k in names}
-        return cls(**values)
-
-    def for_model(self, in_chans: int, num_classes: int, pool_size: tuple[int, int] | None) -> PretrainedCfg:
-        """This config adapted to a model's input channels, class count and feature-map size."""
-        return dataclasses.replace(
-            self,
-            input_size=(in_chans, *self.input_size[1:]),
-            mean=fit_channels(self.mean, in_chans),
-            std=fit_channels(self.std, in_chans),
-            num_classes=num_classes,
-            pool_size=pool_size,
-        )
 
 
 def family_cfgs(archs: Iterable[str], **per_stem: PretrainedCfg) -> dict[str, dict[str, PretrainedCfg]]:

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from zoo.models.base import MNIST_MEAN, MNIST_STD, PretrainedCfg, Stages, ZooModel, build_model, family_cfgs
+from zoo.models.base import Stages, ZooModel, build_model, family_cfgs
+from zoo.models.cfg import MNIST_MEAN, MNIST_STD, PretrainedCfg
 from zoo.models.head import make_pool
 from zoo.registry import register_model
 

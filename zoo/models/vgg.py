@@ -17,16 +17,14 @@ import torch.nn as nn
 
 from zoo.errors import ArgumentValueError
 from zoo.models.base import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
     STEMS,
-    PretrainedCfg,
     Stages,
     ZooModel,
     build_model,
     check_choice,
     family_cfgs,
 )
+from zoo.models.cfg import CIFAR10_MEAN, CIFAR10_STD, PretrainedCfg
 from zoo.models.head import make_pool
 from zoo.registry import register_model
 

@@ -28,12 +28,11 @@ from typing import Any
 
 import torch.nn as nn
 
-from zoo.errors import ManifestError
-from zoo.hub.entry import Source, WeightsEntry
-from zoo.hub.manifest import check_name
-from zoo.hub.metadata import WeightsMetadata
+from zoo.errors import ManifestError, PublishError
+from zoo.pretrained.files import WeightsMetadata
+from zoo.pretrained.manifest import Source, WeightsEntry, check_name
 from zoo.publish.card import WEIGHTS_FILE, model_card, timm_config
-from zoo.publish.checks import Check, PublishError, check_eval, check_round_trip, check_torchvision
+from zoo.publish.checks import Check, check_eval, check_round_trip, check_torchvision
 from zoo.registry import is_model, split_model_name_tag
 from zoo.utils.files import atomic_path, check_output_folder, current_umask, fsync_dir, parse_json, pid_alive
 
@@ -101,7 +100,7 @@ def _recorded_top1(ckpt: Path, run: dict[str, Any]) -> float | None:
     held-out rule validated on the test split; runs that chose by training loss have no top-1 (older ones
     stored the loss negated under the same name).
     """
-    from zoo.hub.load import read_metadata
+    from zoo.pretrained.files import read_metadata
 
     try:
         meta = WeightsMetadata.from_header(read_metadata(ckpt))
@@ -122,7 +121,7 @@ def _recorded_top1(ckpt: Path, run: dict[str, Any]) -> float | None:
 def _build(arch: str, config: dict[str, Any], ckpt: Path, tag: str) -> nn.Module:
     from zoo.errors import WeightsError
     from zoo.factory import create_model
-    from zoo.hub.load import load_weights
+    from zoo.pretrained.load import load_weights
 
     model = create_model(arch, **config.get("model_args", {}))
     try:
@@ -194,7 +193,7 @@ def _install(staging: Path, out_dir: Path, force: bool) -> None:
 
 
 def _bundle(staged_weights: Path, name: str) -> str:
-    from zoo.hub.manifest import weights_dir
+    from zoo.pretrained.manifest import weights_dir
 
     target = weights_dir() / f"{name}.safetensors"
     with atomic_path(target) as tmp:
@@ -253,7 +252,7 @@ def publish(
     if out is not None and out.exists() and not force and not dry_run:
         raise PublishError(f"{out} exists; pass --force to replace it")
     if push and not repo_id:
-        from zoo.hub.manifest import hub_org
+        from zoo.pretrained.manifest import hub_org
 
         repo_id = f"{hub_org()}/{name}"
     config, run, ckpt = _load_run(Path(run_dir), Path(checkpoint) if checkpoint else None)
@@ -265,7 +264,7 @@ def publish(
     original = model.state_dict()
 
     from zoo.evaluation import plot_confusion
-    from zoo.hub.save import save_weights
+    from zoo.pretrained.files import save_weights
 
     parent = (out.parent if out is not None else Path(tempfile.gettempdir())).resolve()
     parent.mkdir(parents=True, exist_ok=True)
@@ -309,13 +308,13 @@ def publish(
             result.out_dir = None
             return result
         if default is None:
-            from zoo.hub.manifest import entries_for_arch
+            from zoo.pretrained.manifest import entries_for_arch
 
             # Publishing new weights must not silently change what other users' pretrained=True loads.
             default = not any(e.default for t, e in entries_for_arch(arch).items() if t != tag)
         entry = _manifest_entry(name, model, run, info, saved, metrics, license_id, repo_id, bundle, push, default)
         if update_manifest:
-            from zoo.hub.manifest import validate_entry
+            from zoo.pretrained.manifest import validate_entry
 
             validate_entry(name, entry, check_files=False)  # a bad entry fails before any file is moved
         if push:
@@ -323,7 +322,7 @@ def publish(
         assert out is not None
         _install(staging, out, force)
         if update_manifest:
-            from zoo.hub.manifest import update_entry
+            from zoo.pretrained.manifest import update_entry
 
             if bundle:
                 _bundle(out / WEIGHTS_FILE, name)

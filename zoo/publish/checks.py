@@ -9,9 +9,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from zoo.errors import ZooError
+from zoo.errors import PublishError
 
-__all__ = ["Check", "PublishError", "check_eval", "check_round_trip", "check_torchvision", "eval_set"]
+__all__ = ["Check", "check_eval", "check_round_trip", "check_torchvision", "eval_set"]
 
 
 @dataclass
@@ -25,10 +25,6 @@ class Check:
     def line(self) -> str:
         state = {True: "passed", False: "FAILED", None: "skipped"}[self.passed]
         return f"  {self.name:<22} {state:<8} {self.detail}"
-
-
-class PublishError(ZooError, RuntimeError):
-    """A check failed or the inputs are unusable; nothing was written."""
 
 
 def eval_set(run: dict[str, Any], model: nn.Module, data_dir: str | None) -> tuple[Any, Any]:
@@ -61,7 +57,7 @@ def eval_set(run: dict[str, Any], model: nn.Module, data_dir: str | None) -> tup
 
 
 def check_round_trip(original: dict[str, torch.Tensor], staged: Path) -> Check:
-    from zoo.hub.load import load_file
+    from zoo.pretrained.files import load_file
 
     back = load_file(staged)
     missing = sorted(set(original) - set(back))
@@ -89,7 +85,8 @@ def check_torchvision(arch: str, model: nn.Module, staged: Path) -> Check:
         return Check(name, None, "torchvision is not installed")
     if arch not in torchvision.models.list_models(module=torchvision.models):
         return Check(name, None, f"torchvision has no {arch}")
-    from zoo.hub.load import empty_init, load_file
+    from zoo.pretrained.files import load_file
+    from zoo.pretrained.load import empty_init
 
     state = load_file(staged)
     with empty_init():

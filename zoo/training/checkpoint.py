@@ -107,7 +107,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError, RuntimeError, EOFError ...: not a checkpoint zoo wrote
-        from zoo.hub.pickles import unpickling_problem
+        from zoo.pretrained.files import unpickling_problem
 
         raise RunError(
             f"{path} could not be read with torch.load(weights_only=True), which reads tensors only, never "
@@ -389,7 +389,7 @@ class CheckpointMixin:
             atomic_torch_save(self._state(epoch, batch, partial, ranks), self.out_dir / "last.pt")
 
     def _model_config(self) -> dict[str, Any]:
-        from zoo.hub.metadata import without_source
+        from zoo.models.cfg import without_source
 
         m = self.model_without_ddp
         cfg = without_source(getattr(m, "pretrained_cfg", None) or {})  # the run's weights are its own file's

@@ -44,7 +44,7 @@ def build_training_model(
     if not hasattr(weights, "stem"):
         return create_model(name, pretrained=True, stem=stem, **kwargs)  # the builder's own error for `stem`
 
-    from zoo.hub.load import fit_state_dict
+    from zoo.pretrained.load import fit_state_dict
     from zoo.registry import split_model_name_tag
 
     model = create_model(split_model_name_tag(name)[0], stem=stem, **kwargs)

@@ -135,8 +135,7 @@ class ReportingMixin:
         self.model_without_ddp.load_state_dict(state)
 
     def _save_best(self, epoch: int, metric: float, test_acc1: float | None) -> None:
-        from zoo.hub.metadata import WeightsMetadata
-        from zoo.hub.save import save_weights
+        from zoo.pretrained.files import WeightsMetadata, save_weights
 
         # With the config in its metadata, create_model(arch, checkpoint_path=...) rebuilds the model as
         # trained: classes, channels, stem, label names and normalisation. The metadata's metric is the

@@ -4,12 +4,10 @@
     zoo convert timm resnet50.a1_in1k [--file model.safetensors]
     zoo convert checkpoint my_run.pth --model mnist_cnn [--out my_run.safetensors]
 
-This module holds the reader of pickle weight files, with ``torch.load(weights_only=True)`` (tensors and
-plain containers only, never code); ``zoo eval`` uses it for training checkpoints, and ``zoo train --resume``
-reads its own ``last.pt`` the same way. The result is checked key by key against zoo's model, written
-atomically, read back and compared tensor by tensor, and its SHA-256 and size go into the manifest.
-The file goes where ``create_model(..., pretrained=True)`` looks for locally converted weights
-(``ZOO_CACHE_DIR/converted/arch.tag.safetensors``) unless ``--out`` says otherwise.
+The result is checked key by key against zoo's model, written atomically, read back and compared tensor by
+tensor, and its SHA-256 and size go into the manifest. The file goes where ``create_model(...,
+pretrained=True)`` looks for locally converted weights (``ZOO_CACHE_DIR/converted/arch.tag.safetensors``)
+unless ``--out`` says otherwise.
 """
 
 from __future__ import annotations
@@ -24,15 +22,28 @@ from typing import Any
 import torch
 
 from zoo.errors import ArgumentValueError, WeightsError
-from zoo.hub import manifest
-from zoo.hub.entry import Source, WeightsEntry, hash_prefix
-from zoo.hub.fetch import converted_path, is_offline, sha256_file
-from zoo.hub.fitting import from_timm_layout
-from zoo.hub.load import empty_init, fit_state_dict, load_file
-from zoo.hub.metadata import WeightsMetadata
-from zoo.hub.pickles import read_pickle_checkpoint
-from zoo.hub.save import SavedWeights, save_weights
-from zoo.hub.sources import record_converted
+from zoo.pretrained import manifest
+from zoo.pretrained.cache import converted_path, is_offline, record_converted, sha256_file
+from zoo.pretrained.files import SavedWeights, WeightsMetadata, load_file, read_pickle_checkpoint, save_weights
+from zoo.pretrained.load import empty_init, fit_state_dict, from_timm_layout
+from zoo.pretrained.manifest import Source, WeightsEntry, hash_prefix
+from zoo.registry import model_entrypoint
+
+__all__ = [
+    "CONVERTIBLE",
+    "IMAGENET_LABELS",
+    "TORCHVISION_TAGS",
+    "convert_checkpoint",
+    "convert_state_dict",
+    "convert_upstream",
+    "hub_source",
+    "record_conversion",
+    "timm_entry",
+    "timm_to_zoo",
+    "torchvision_entry",
+    "torchvision_weights",
+]
+
 
 TORCHVISION_TAGS = {"IMAGENET1K_V1": "tv_in1k", "IMAGENET1K_V2": "tv2_in1k"}
 # Architectures whose ImageNet layout is torchvision's, key for key (and timm's, for ResNet).
@@ -41,8 +52,9 @@ CONVERTIBLE = (
     "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
     "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
 )  # fmt: skip
+
+
 IMAGENET_LABELS = "imagenet_classes.json"
-# Where a checkpoint keeps its model's state dict: timm's (EMA first when asked for), then others'.
 
 
 def hub_source(arch: str, tag: str) -> Source:
@@ -53,9 +65,6 @@ def hub_source(arch: str, tag: str) -> Source:
 def _check_arch(arch: str) -> None:
     if arch not in CONVERTIBLE:
         raise ArgumentValueError(f"cannot convert weights for {arch!r}: zoo converts {', '.join(CONVERTIBLE)}")
-
-
-# ------------------------------------------------------------------------------------ torchvision
 
 
 def torchvision_weights(arch: str, weights: str) -> Any:
@@ -138,9 +147,6 @@ def _torchvision_state_dict(arch: str, weights: str, file: str | None, check_has
     return read_pickle_checkpoint(file)
 
 
-# ------------------------------------------------------------------------------------------- timm
-
-
 def timm_to_zoo(arch: str, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """timm's layout -> zoo's: ResNet keys are equal; VGG's conv "pre_logits" becomes classifier.0/3 Linears."""
     _check_arch(arch)
@@ -205,7 +211,6 @@ def convert_state_dict(
     ``create_model(arch, checkpoint_path=file)`` gets it back. The file is read back and every tensor
     compared with the input: a file that passes is exactly the upstream weights in zoo's layout.
     """
-    from zoo.registry import model_entrypoint
 
     builder = model_entrypoint(arch)
     with empty_init():

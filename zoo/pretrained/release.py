@@ -1,4 +1,4 @@
-"""``zoo pin``: fix every third-party file of the manifest by its Hub commit and SHA-256, for a release.
+"""The maintainer's release tool, ``zoo pin``: fix every third-party file of the manifest by commit and SHA-256.
 
 A maintainer runs it with network access. Each Hub source is asked for the commit its revision resolves
 to and the file's SHA-256 there (the resolve request's ``X-Repo-Commit`` and ``X-Linked-Etag``); each
@@ -16,10 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from zoo.errors import IntegrityError
-from zoo.hub import manifest
-from zoo.hub.entry import Source, WeightsEntry
-from zoo.hub.sources import download, hub_file_info
-from zoo.hub.verify import cache_dir
+from zoo.pretrained import manifest
+from zoo.pretrained.cache import cache_dir
+from zoo.pretrained.fetch import download, hub_file_info
+from zoo.pretrained.manifest import Source, WeightsEntry
 
 __all__ = ["pin_entry"]
 

@@ -79,3 +79,15 @@ def test_bad_input_is_raised_as_a_zoo_error_not_a_bare_value_error():
             if name == "ValueError" and rel not in INTERNAL_RAISES:
                 offences.append(f"{rel}:{node.lineno} raise {name}(...)")
     assert not offences, "raise one of zoo.errors' types instead:\n" + "\n".join(offences)
+
+
+def test_the_trainer_is_one_class_built_from_plain_parts():
+    from zoo.training import Trainer
+    from zoo.training.checkpoint import RunState
+    from zoo.training.components import Components
+
+    # No mixins: its parts are functions and small objects of components/checkpoint/reporting, in the order
+    # import-linter checks.
+    assert Trainer.__bases__ == (object,)
+    assert {"parts", "state"} <= set(Trainer._run.__code__.co_names)
+    assert Components.__bases__ == RunState.__bases__ == (object,)

@@ -160,8 +160,8 @@ def main(args: argparse.Namespace) -> int:
     """Run ``zoo train``."""
     from zoo.data import create_datasets, holdout_split, parse_dataset, subset
     from zoo.data.transforms import Augment
-    from zoo.training import Recipe, fit
-    from zoo.training.checkpoint import RESUME_MAY_CHANGE, seed_everything
+    from zoo.training import fit
+    from zoo.training.checkpoint import resumed_recipe, seed_everything
     from zoo.training.distributed import distributed_session, rank_zero_first
     from zoo.training.finetune import build_training_model
     from zoo.training.recipes import fit_recipe_to_data, format_recipe
@@ -192,8 +192,7 @@ def main(args: argparse.Namespace) -> int:
             saved = _saved_recipe(out_dir)
             if saved:
                 _refuse_changed_settings(args, saved, out_dir)
-                keep = {k: v for k, v in explicit_settings(args).items() if k in RESUME_MAY_CHANGE}
-                recipe = Recipe().replace(**{**saved, **keep})
+                recipe = resumed_recipe(saved, recipe, changed=explicit_settings(args))
         seed_everything(recipe.seed)
         model_kwargs: dict[str, Any] = _key_values(args.model_arg, "--model-arg")
         if args.stem:

@@ -13,9 +13,9 @@ import json
 import os
 import random
 import re
-import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,15 @@ import torch.nn as nn
 
 from zoo.errors import RunError
 from zoo.training.distributed import current_group
+from zoo.training.recipes import Recipe
 from zoo.utils.files import atomic_path, check_output_folder, json_default, parse_json, write_json
 
-__all__ = ["CHECKPOINT_VERSION", "CheckpointMixin", "LOCK_NAME", "RESUME_MAY_CHANGE", "atomic_torch_save",
-           "find_resume", "load_checkpoint", "model_arch", "rng_state", "run_lock", "seed_everything",
-           "set_rng_state"]  # fmt: skip
+__all__ = [
+    "CHECKPOINT_VERSION", "LOCK_NAME", "RESUME_MAY_CHANGE", "RunState", "atomic_torch_save", "check_resume",
+    "checkpoint_state", "data_identity", "find_resume", "load_checkpoint", "model_arch", "model_config",
+    "rank_states", "restore_checkpoint", "resumed_recipe", "rng_state", "run_identity", "run_lock",
+    "seed_everything", "set_rng_state", "write_run_json",
+]  # fmt: skip
 
 LOCK_NAME = ".zoo-train.lock"
 # Recipe fields a resumed run may change: they decide how long it runs and how fast, not what it computes.
@@ -184,274 +188,258 @@ def run_lock(out_dir: Path | None) -> Iterator[None]:
         lock.release()
 
 
-class CheckpointMixin:
-    """The trainer's state as a checkpoint and as the run's ``config.json`` and ``run.json``."""
+@dataclass
+class RunState:
+    """Where a run stands: what the checkpoint saves besides the weights, and what a resume restores."""
 
-    def _eval_module(self) -> nn.Module:
-        if self.ema is not None and self.recipe.eval_model == "ema":
-            return self.ema.module
-        return self.model_without_ddp
+    best_metric_name: str  # "val_acc1" (held-out top-1 chooses the kept epoch) or "last_epoch"
+    global_step: int = 0
+    start_epoch: int = 0  # the epoch to run next (or the one in progress when start_batch > 0)
+    start_batch: int = 0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    partial: dict[str, float] | None = None  # the sums of an epoch interrupted mid-way
+    schedule_changes: list[dict[str, Any]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None  # the kept epoch's weights, in memory, for the end of fit()
 
-    def _rank_states(self, partial: dict[str, float] | None) -> list[dict[str, Any]]:
-        """Every rank's RNG states and partial-epoch sums, in rank order (a collective: every rank calls it)."""
-        mine = {
-            "rng": rng_state(),
-            "loader_generator": self.loader_generator.get_state() if not self.tensor_data else None,
-            "partial": partial,
-        }
-        d = current_group()
-        if d is None:
-            return [mine]
-        states: list[Any] = [None] * self.world
-        d.all_gather_object(states, mine)
-        return states
 
-    def _state(self, epoch: int, batch: int, partial: dict[str, float] | None, ranks: list[dict]) -> dict[str, Any]:
-        return {
-            "version": CHECKPOINT_VERSION,
-            "arch": model_arch(self.model_without_ddp),
-            "epoch": epoch,  # the epoch to run next (or the one in progress when batch > 0)
-            "batch": batch,  # batches of that epoch already trained
-            "global_step": self.global_step,
-            "model": self.model_without_ddp.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "ema": self.ema.module.state_dict() if self.ema is not None else None,
-            "eval_weights": "ema" if self.ema is not None and self.recipe.eval_model == "ema" else "model",
-            "ranks": ranks,  # each rank's RNG states: its augmentation stream resumes where it stopped
-            "best_metric": self.best_metric,
-            "best_metric_name": self.best_metric_name,
-            "best_epoch": self.best_epoch,
-            "schedule_changes": self.schedule_changes,
-            "partial": partial,  # rank 0's; each rank's own is in "ranks"
-            "history": self.history,
-            "recipe": self.recipe.to_dict(),
-            "trains": self._identity(),  # what the run trains: a resume must not change it
-        }
+def resumed_recipe(saved: dict[str, Any], given: Recipe, changed: Iterable[str] = RESUME_MAY_CHANGE) -> Recipe:
+    """The recipe a resumed run continues under: the run's own, with the fields in ``changed`` (at most those
+    a resume may change) taken from ``given``. The one place where resume settings meet the caller's."""
+    return Recipe().replace(**{**saved, **{k: getattr(given, k) for k in changed if k in RESUME_MAY_CHANGE}})
 
-    def _identity(self) -> dict[str, Any]:
-        """The model, dataset, classes and the content of its splits of this run (checked on resume)."""
-        if getattr(self, "_data_identity", None) is None:
-            from zoo.data import data_fingerprint
 
-            # Hashed once: the pixels of CIFAR's training set take a quarter of a second.
-            self._data_identity = {"train_data": data_fingerprint(self.train_set),
-                                   "val_data": data_fingerprint(self.val_set)}  # fmt: skip
-        return {
-            "arch": model_arch(getattr(self, "model_without_ddp", self.model)),  # before _build: the model itself
-            "model_args": dict(self.model_args),
-            "dataset": self.run_info.get("dataset_kind"),
-            "classes": list(self.label_names),
-            "train_images": len(self.train_set),  # type: ignore[arg-type]
-            **self._data_identity,
-        }
+def data_identity(train_set: Any, val_set: Any) -> dict[str, Any]:
+    """The content of a run's training and held-out images (hashed once: CIFAR's pixels take a quarter second)."""
+    from zoo.data import data_fingerprint
 
-    def _check_resume(self, ckpt: dict[str, Any]) -> None:
-        """Refuse to continue the run in ``ckpt`` with another model, dataset, class set or recipe."""
-        folder = self.resume_path.parent
-        saved = ckpt.get("trains") or self._older_identity(ckpt)
-        now = self._identity()
-        labels = {"arch": "trains {}", "model_args": "builds the model with {}", "dataset": "trains on {}",
-                  "classes": "was trained on classes {}", "train_images": "has {} training images"}  # fmt: skip
-        problems = [
-            f"the run in {folder} {labels[key].format(saved[key])}, not {now[key]}"
-            for key in labels
-            if saved.get(key) not in (None, [], {}) and now[key] not in (None, [], {}) and saved[key] != now[key]
-        ]
-        for key, part in (("train_data", "training"), ("val_data", "held-out")):
-            before, after = saved.get(key), now.get(key)
-            if not problems and before and after and before.get("sha256") != after.get("sha256"):
-                problems.append(
-                    f"the run in {folder} used other {part} images: {before['images']} with SHA-256 "
-                    f"{before['sha256'][:12]}… of their {before['of']}, and these are {after['images']} with "
-                    f"{after['sha256'][:12]}… (another folder, an edited one, or another --train-subset/--val-subset)"
-                )
-        recipe = ckpt.get("recipe") or {}
-        given = self.recipe.to_dict()
-        changed = [f"{k}={given[k]!r} (the run's: {recipe[k]!r})" for k in recipe
-                   if k in given and k not in RESUME_MAY_CHANGE + _DESCRIPTIONS and given[k] != recipe[k]]  # fmt: skip
-        if changed:
-            problems.append(f"a resumed run keeps its recipe, but {', '.join(changed)} differ")
-        if problems:
-            raise RunError(
-                "; ".join(problems),
-                hint=f"resume with the run's own model, data and settings, or start a new run in another folder "
-                f"(to build on these weights, fine-tune from {folder / 'best.safetensors'})",
+    return {"train_data": data_fingerprint(train_set), "val_data": data_fingerprint(val_set)}
+
+
+def run_identity(
+    model: nn.Module, model_args: dict[str, Any], dataset_kind: str | None, label_names: list[str], train_images: int,
+    data: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """What a run trains, checked on resume: the model, dataset, classes and its data's :func:`data_identity`."""
+    return {"arch": model_arch(model), "model_args": dict(model_args), "dataset": dataset_kind,
+            "classes": list(label_names), "train_images": train_images, **data}  # fmt: skip
+
+
+def _older_identity(ckpt: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """What a checkpoint from before ``trains`` was recorded trains, from itself and the run's run.json."""
+    try:
+        run = parse_json((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        run = {}
+    return {"arch": ckpt.get("arch"), "model_args": run.get("model_args"), "dataset": run.get("dataset_kind"),
+            "classes": run.get("label_names"), "train_images": run.get("train_images")}  # fmt: skip
+
+
+def check_resume(ckpt: dict[str, Any], now: dict[str, Any], recipe: Recipe, folder: Path) -> None:
+    """Refuse to continue the run in ``ckpt`` (from ``folder``) with another model, dataset, class set or
+    recipe than ``now`` (:func:`run_identity`) and ``recipe`` say."""
+    saved = ckpt.get("trains") or _older_identity(ckpt, folder)
+    labels = {"arch": "trains {}", "model_args": "builds the model with {}", "dataset": "trains on {}",
+              "classes": "was trained on classes {}", "train_images": "has {} training images"}  # fmt: skip
+    problems = [
+        f"the run in {folder} {labels[key].format(saved[key])}, not {now[key]}"
+        for key in labels
+        if saved.get(key) not in (None, [], {}) and now[key] not in (None, [], {}) and saved[key] != now[key]
+    ]
+    for key, part in (("train_data", "training"), ("val_data", "held-out")):
+        before, after = saved.get(key), now.get(key)
+        if not problems and before and after and before.get("sha256") != after.get("sha256"):
+            problems.append(
+                f"the run in {folder} used other {part} images: {before['images']} with SHA-256 "
+                f"{before['sha256'][:12]}… of their {before['of']}, and these are {after['images']} with "
+                f"{after['sha256'][:12]}… (another folder, an edited one, or another --train-subset/--val-subset)"
             )
+    before_recipe, given = ckpt.get("recipe") or {}, recipe.to_dict()
+    fixed = [k for k in before_recipe if k in given and k not in RESUME_MAY_CHANGE + _DESCRIPTIONS]
+    changed = [f"{k}={given[k]!r} (the run's: {before_recipe[k]!r})" for k in fixed if given[k] != before_recipe[k]]
+    if changed:
+        problems.append(f"a resumed run keeps its recipe, but {', '.join(changed)} differ")
+    if problems:
+        raise RunError(
+            "; ".join(problems),
+            hint=f"resume with the run's own model, data and settings, or start a new run in another folder "
+            f"(to build on these weights, fine-tune from {folder / 'best.safetensors'})",
+        )
 
-    def _resume_settings(self, saved: dict[str, Any]) -> dict[str, Any]:
-        """The saved recipe's fields, with those a resume may change taken from the caller's recipe."""
-        return {**saved, **{k: getattr(self.recipe, k) for k in RESUME_MAY_CHANGE}}
 
-    def _older_identity(self, ckpt: dict[str, Any]) -> dict[str, Any]:
-        """What a checkpoint from before ``trains`` was recorded trains, from itself and the run's run.json."""
-        try:
-            run = parse_json((self.resume_path.parent / "run.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            run = {}
-        return {"arch": ckpt.get("arch"), "model_args": run.get("model_args"), "dataset": run.get("dataset_kind"),
-                "classes": run.get("label_names"), "train_images": run.get("train_images")}  # fmt: skip
+def rank_states(partial: dict[str, float] | None, loader_generator: torch.Generator | None, world: int) -> list:
+    """Every rank's RNG states and partial-epoch sums, in rank order (a collective: every rank calls it)."""
+    mine = {"rng": rng_state(), "loader_generator": loader_generator.get_state() if loader_generator else None,
+            "partial": partial}  # fmt: skip
+    d = current_group()
+    if d is None:
+        return [mine]
+    states: list[Any] = [None] * world
+    d.all_gather_object(states, mine)
+    return states
 
-    def _load_state(self, ckpt: dict[str, Any]) -> None:
-        try:
-            self._apply_state(ckpt)
-        except RunError:
-            raise
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise RunError(
-                f"{self.resume_path} does not fit this run ({type(e).__name__}: {first[:300]})",
-                hint="it is damaged or from another run: start a new run in another --output",
-            ) from None
 
-    def _apply_state(self, ckpt: dict[str, Any]) -> None:
-        if ckpt.get("version") != CHECKPOINT_VERSION:
-            raise RunError(
-                f"{self.resume_path}: unsupported checkpoint version {ckpt.get('version')} (this zoo writes "
-                f"{CHECKPOINT_VERSION})",
-                hint="resume it with the zoo version that wrote it",
-            )
-        arch = model_arch(self.model_without_ddp)
-        if ckpt.get("arch") != arch:
-            raise RunError(f"{self.resume_path} is a checkpoint of {ckpt.get('arch')}, not {arch}",
-                           hint="resume with the model the run trains")  # fmt: skip
-        self.model_without_ddp.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.global_step = ckpt["global_step"]
-        self.start_epoch, self.start_batch = ckpt["epoch"], ckpt["batch"]
-        self.schedule_changes = list(ckpt.get("schedule_changes") or [])
-        if self.scheduler is not None and ckpt.get("scheduler") is not None:
-            planned = (ckpt.get("recipe") or {}).get("epochs", self.recipe.epochs)
-            if planned == self.recipe.epochs:
-                self.scheduler.load_state_dict(ckpt["scheduler"])
-            else:
-                self._reschedule(planned)
-        if self.scaler is not None and ckpt.get("scaler") is not None:
-            self.scaler.load_state_dict(ckpt["scaler"])
-        if self.ema is not None and ckpt.get("ema") is not None:
-            self.ema.module.load_state_dict(ckpt["ema"])
-        self.best_metric, self.best_epoch = ckpt["best_metric"], ckpt["best_epoch"]
-        if ckpt.get("best_metric_name") is None and self.val_set is None and self.best_metric is not None:
-            self.best_metric = -self.best_metric  # older checkpoints kept the negated training loss
-        self.history = list(ckpt.get("history") or [])
-        self.partial = ckpt.get("partial")
-        self._restore_rank_state(ckpt)
+def checkpoint_state(
+    parts: Any, state: RunState, recipe: Recipe, trains: dict[str, Any], epoch: int, batch: int,
+    partial: dict[str, float] | None, ranks: list[dict],
+) -> dict[str, Any]:  # fmt: skip
+    """The ``last.pt`` of a run: ``parts`` (its :class:`~zoo.training.components.Components`) and ``state``."""
+    return {
+        "version": CHECKPOINT_VERSION,
+        "arch": model_arch(parts.model_without_ddp),
+        "epoch": epoch,  # the epoch to run next (or the one in progress when batch > 0)
+        "batch": batch,  # batches of that epoch already trained
+        "global_step": state.global_step,
+        "model": parts.model_without_ddp.state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
+        "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
+        "ema": parts.ema.module.state_dict() if parts.ema is not None else None,
+        "eval_weights": "ema" if parts.ema is not None and recipe.eval_model == "ema" else "model",
+        "ranks": ranks,  # each rank's RNG states: its augmentation stream resumes where it stopped
+        "best_metric": state.best_metric,
+        "best_metric_name": state.best_metric_name,
+        "best_epoch": state.best_epoch,
+        "schedule_changes": state.schedule_changes,
+        "partial": partial,  # rank 0's; each rank's own is in "ranks"
+        "history": state.history,
+        "recipe": recipe.to_dict(),
+        "trains": trains,  # what the run trains: a resume must not change it
+    }
 
-    def _restore_rank_state(self, ckpt: dict[str, Any]) -> None:
-        # Older checkpoints hold rank 0's states only.
-        ranks = ckpt.get("ranks") or [{"rng": ckpt["rng"], "loader_generator": ckpt.get("loader_generator")}]
-        if len(ranks) != self.world:
-            if self.is_main:
-                warnings.warn(
-                    f"{self.resume_path} was written by {len(ranks)} process(es) and this run has {self.world}: "
-                    "the data order and each process's random streams restart, so the resumed run is not "
-                    "identical to an uninterrupted one", stacklevel=6,
-                )  # fmt: skip
-            seed_everything(self.recipe.seed + self.global_step + self.rank)
-            return
-        mine = ranks[self.rank]
-        self.partial = mine.get("partial", self.partial)
-        set_rng_state(mine["rng"])
-        if mine.get("loader_generator") is not None and not self.tensor_data:
-            self.loader_generator.set_state(mine["loader_generator"])
 
-    def _reschedule(self, planned: int) -> None:
-        """Continue a run planned for ``planned`` epochs under a schedule for ``recipe.epochs``.
+def restore_checkpoint(
+    ckpt: dict[str, Any], path: Path, parts: Any, recipe: Recipe, *, rank: int, world: int, has_val: bool,
+) -> RunState:  # fmt: skip
+    """Load ``ckpt`` (read from ``path``) into ``parts`` and this process's RNGs; the run's state to go on from.
+    Anything that does not fit is a RunError naming the file."""
+    try:
+        return _restore(ckpt, path, parts, recipe, rank, world, has_val)
+    except RunError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise RunError(
+            f"{path} does not fit this run ({type(e).__name__}: {first[:300]})",
+            hint="it is damaged or from another run: start a new run in another --output",
+        ) from None
 
-        timm's ``load_state_dict`` would bring back the old length (``t_initial``) and so train the extra
-        epochs at ``min_lr``. The scheduler built for the new length is kept instead and placed at the
-        current step; the change is recorded in run.json and the checkpoint.
-        """
-        r = self.recipe
-        before = self.optimizer.param_groups[0]["lr"]
-        if r.sched_on_updates:
-            self.scheduler.step_update(num_updates=self.global_step)
+
+def _restore(ckpt: dict[str, Any], path: Path, parts: Any, recipe: Recipe, rank: int, world: int,
+             has_val: bool) -> RunState:  # fmt: skip
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise RunError(
+            f"{path}: unsupported checkpoint version {ckpt.get('version')} (this zoo writes {CHECKPOINT_VERSION})",
+            hint="resume it with the zoo version that wrote it",
+        )
+    arch = model_arch(parts.model_without_ddp)
+    if ckpt.get("arch") != arch:
+        raise RunError(f"{path} is a checkpoint of {ckpt.get('arch')}, not {arch}",
+                       hint="resume with the model the run trains")  # fmt: skip
+    parts.model_without_ddp.load_state_dict(ckpt["model"])
+    parts.optimizer.load_state_dict(ckpt["optimizer"])
+    state = RunState(
+        best_metric_name="val_acc1" if has_val else "last_epoch", global_step=ckpt["global_step"],
+        start_epoch=ckpt["epoch"], start_batch=ckpt["batch"], best_metric=ckpt["best_metric"],
+        best_epoch=ckpt["best_epoch"], history=list(ckpt.get("history") or []), partial=ckpt.get("partial"),
+        schedule_changes=list(ckpt.get("schedule_changes") or []),
+    )  # fmt: skip
+    if parts.scheduler is not None and ckpt.get("scheduler") is not None:
+        planned = (ckpt.get("recipe") or {}).get("epochs", recipe.epochs)
+        if planned == recipe.epochs:
+            parts.scheduler.load_state_dict(ckpt["scheduler"])
         else:
-            self.scheduler.step(self.start_epoch)
-        after = self.optimizer.param_groups[0]["lr"]
-        self.schedule_changes.append({"at_epoch": self.start_epoch, "at_step": self.global_step,
-                                      "from_epochs": planned, "to_epochs": r.epochs, "lr_before": before,
-                                      "lr_after": after})  # fmt: skip
-        if self.is_main:
+            _reschedule(parts, state, recipe, planned, warn=rank == 0)
+    if parts.scaler is not None and ckpt.get("scaler") is not None:
+        parts.scaler.load_state_dict(ckpt["scaler"])
+    if parts.ema is not None and ckpt.get("ema") is not None:
+        parts.ema.module.load_state_dict(ckpt["ema"])
+    if ckpt.get("best_metric_name") is None and not has_val and state.best_metric is not None:
+        state.best_metric = -state.best_metric  # older checkpoints kept the negated training loss
+    # Older checkpoints hold rank 0's states only.
+    ranks = ckpt.get("ranks") or [{"rng": ckpt["rng"], "loader_generator": ckpt.get("loader_generator")}]
+    if len(ranks) != world:
+        if rank == 0:
             warnings.warn(
-                f"the run was planned for {planned} epochs and now runs {r.epochs}: its {r.sched} schedule is "
-                f"recomputed for {r.epochs} epochs from step {self.global_step} (lr {before:.3g} -> {after:.3g})",
-                stacklevel=6,
-            )
+                f"{path} was written by {len(ranks)} process(es) and this run has {world}: the data order and "
+                "each process's random streams restart, so the resumed run is not identical to an "
+                "uninterrupted one", stacklevel=5,
+            )  # fmt: skip
+        seed_everything(recipe.seed + state.global_step + rank)
+        return state
+    mine = ranks[rank]
+    state.partial = mine.get("partial", state.partial)
+    set_rng_state(mine["rng"])
+    if mine.get("loader_generator") is not None and parts.loader_generator is not None:
+        parts.loader_generator.set_state(mine["loader_generator"])
+    return state
 
-    def _save_checkpoint(self, epoch: int, batch: int = 0, partial: dict[str, float] | None = None) -> None:
-        """Write last.pt (rank 0); every rank calls this, since the checkpoint gathers each rank's RNG states."""
-        if self.out_dir is None:
-            return
-        ranks = self._rank_states(partial)
-        if self.is_main:
-            atomic_torch_save(self._state(epoch, batch, partial, ranks), self.out_dir / "last.pt")
 
-    def _model_config(self) -> dict[str, Any]:
-        from zoo.models.cfg import without_source
+def _reschedule(parts: Any, state: RunState, recipe: Recipe, planned: int, warn: bool) -> None:
+    """Continue a run planned for ``planned`` epochs under a schedule for ``recipe.epochs``.
 
-        m = self.model_without_ddp
-        cfg = without_source(getattr(m, "pretrained_cfg", None) or {})  # the run's weights are its own file's
-        cfg["num_classes"] = self._num_classes()
-        if self.label_names:
-            cfg["label_names"] = list(self.label_names)
-        mean, std = getattr(self.train_set, "mean", None), getattr(self.train_set, "std", None)
-        if mean is not None and std is not None:
-            cfg["mean"], cfg["std"] = tuple(mean), tuple(std)
-        input_size = self.run_info.get("input_size")
-        if input_size:
-            cfg["input_size"] = tuple(input_size)
-        return {
-            "architecture": model_arch(m),
-            "model_args": self.model_args,
-            "num_classes": cfg["num_classes"],
-            "num_features": getattr(m, "num_features", None),
-            "label_names": cfg.get("label_names"),
-            "pretrained_cfg": cfg,
-            "weights": "best.safetensors",
-        }
+    timm's ``load_state_dict`` would bring back the old length (``t_initial``) and so train the extra
+    epochs at ``min_lr``. The scheduler built for the new length is kept instead and placed at the
+    current step; the change is recorded in run.json and the checkpoint.
+    """
+    r = recipe
+    before = parts.optimizer.param_groups[0]["lr"]
+    if r.sched_on_updates:
+        parts.scheduler.step_update(num_updates=state.global_step)
+    else:
+        parts.scheduler.step(state.start_epoch)
+    after = parts.optimizer.param_groups[0]["lr"]
+    state.schedule_changes.append({"at_epoch": state.start_epoch, "at_step": state.global_step,
+                                   "from_epochs": planned, "to_epochs": r.epochs, "lr_before": before,
+                                   "lr_after": after})  # fmt: skip
+    if warn:
+        warnings.warn(
+            f"the run was planned for {planned} epochs and now runs {r.epochs}: its {r.sched} schedule is "
+            f"recomputed for {r.epochs} epochs from step {state.global_step} (lr {before:.3g} -> {after:.3g})",
+            stacklevel=6,
+        )
 
-    def _write_run_json(self, status: str, error: str | None = None, final: bool = False) -> None:
-        """Write run.json; a ``final`` status must land even on a full disk (then it overwrites in place)."""
-        if self.out_dir is None or not self.is_main:
-            return
-        record = self._run_record(status, error)
+
+def model_config(
+    model: nn.Module, num_classes: int, label_names: list[str], train_set: Any, input_size: Any,
+    model_args: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """A run's ``config.json``: how to rebuild its model, with the preprocessing it was trained with."""
+    from zoo.models.cfg import without_source
+
+    cfg = without_source(getattr(model, "pretrained_cfg", None) or {})  # the run's weights are its own file's
+    cfg["num_classes"] = num_classes
+    if label_names:
+        cfg["label_names"] = list(label_names)
+    mean, std = getattr(train_set, "mean", None), getattr(train_set, "std", None)
+    if mean is not None and std is not None:
+        cfg["mean"], cfg["std"] = tuple(mean), tuple(std)
+    if input_size:
+        cfg["input_size"] = tuple(input_size)
+    return {
+        "architecture": model_arch(model),
+        "model_args": model_args,
+        "num_classes": num_classes,
+        "num_features": getattr(model, "num_features", None),
+        "label_names": cfg.get("label_names"),
+        "pretrained_cfg": cfg,
+        "weights": "best.safetensors",
+    }
+
+
+def write_run_json(out_dir: Path, record: dict[str, Any], final: bool = False) -> None:
+    """Write run.json; a ``final`` record must land even on a full disk (then it overwrites in place)."""
+    try:
+        write_json(record, out_dir / "run.json")
+    except OSError:
+        if not final:
+            raise
+        # No room for a temporary file: overwrite run.json in place (its old blocks are reused).
         try:
-            write_json(record, self.out_dir / "run.json")
-        except OSError:
-            if not final:
-                raise
-            # No room for a temporary file: overwrite run.json in place (its old blocks are reused).
-            try:
-                with open(self.out_dir / "run.json", "r+" if (self.out_dir / "run.json").exists() else "w") as f:
-                    f.truncate(0)
-                    f.write(json.dumps(record, indent=2, default=json_default) + "\n")
-            except OSError as e:
-                warnings.warn(f"could not record the run's end ({status}) in {self.out_dir / 'run.json'}: {e}",
-                              stacklevel=3)  # fmt: skip
-
-    def _run_record(self, status: str, error: str | None) -> dict[str, Any]:
-        return {
-            **self.run_info,
-            "status": status,
-            "error": error,
-            "architecture": model_arch(self.model_without_ddp),
-            "model_args": self.model_args,
-            "label_names": self.label_names,
-            "data_identity": {k: v for k, v in self._identity().items() if k in ("train_data", "val_data")},
-            "recipe": self.recipe.to_dict(),
-            "device": str(self.device),
-            "precision": f"{str(self.amp_dtype).removeprefix('torch.')} autocast" if self.amp else "float32",
-            "world_size": self.world,
-            "deterministic": self.deterministic,
-            "epochs_done": len(self.history),
-            "best_metric": self.best_metric,
-            "best_metric_name": self.best_metric_name,
-            "best_epoch": self.best_epoch,
-            "schedule_changes": self.schedule_changes,
-            "warnings": getattr(self, "warnings", []),
-            "last": self.history[-1] if self.history else None,
-            "torch": torch.__version__,
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
+            with open(out_dir / "run.json", "r+" if (out_dir / "run.json").exists() else "w") as f:
+                f.truncate(0)
+                f.write(json.dumps(record, indent=2, default=json_default) + "\n")
+        except OSError as e:
+            warnings.warn(f"could not record the run's end ({record.get('status')}) in {out_dir / 'run.json'}: {e}",
+                          stacklevel=3)  # fmt: skip

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import functools
 import random
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from zoo.errors import ArgumentValueError, DataError
 from zoo.training.checkpoint import model_arch
+from zoo.training.recipes import Recipe
 
-__all__ = ["SetupMixin", "SkipSampler", "amp_dtype", "cpu_has_native_bf16", "seed_worker"]
+__all__ = [
+    "Components", "SkipSampler", "amp_dtype", "build_components", "check_input", "cpu_has_native_bf16",
+    "make_criterion", "make_scheduler", "make_train_loader", "num_classes_of", "seed_worker",
+]  # fmt: skip
 
 
 @functools.cache
@@ -75,129 +81,161 @@ def seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
 
 
-class SetupMixin:
-    """Builds the trainer's components from its recipe, model and data."""
+@dataclass
+class Components:
+    """What a run trains with, built once by :func:`build_components` (``model`` is DDP-wrapped under torchrun)."""
 
-    def _build(self) -> None:
-        from timm.optim import create_optimizer_v2
+    model: nn.Module
+    model_without_ddp: nn.Module
+    train_loader: Any
+    steps_per_epoch: int
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler | None
+    ema: Any
+    mixup: Any
+    criterion: nn.Module
+    sampler: SkipSampler | None = None  # a DataLoader's; a TensorLoader shuffles by itself
+    loader_generator: torch.Generator | None = None
 
-        r = self.recipe
-        if self.use_cuda and not self.deterministic:
-            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
-        self.model.to(self.device)
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.model_without_ddp = self.model
-        if self.world > 1:
-            from torch.nn.parallel import DistributedDataParallel
+    def eval_module(self, eval_model: str) -> nn.Module:
+        """The weights a run evaluates and keeps: the EMA's when the recipe says so, else the model's own."""
+        return self.ema.module if self.ema is not None and eval_model == "ema" else self.model_without_ddp
 
-            ids = [self.device.index] if self.use_cuda else None
-            self.model = DistributedDataParallel(self.model, device_ids=ids)
-        self.train_loader = self._make_train_loader()
-        self.steps_per_epoch = len(self.train_loader)
-        if self.steps_per_epoch == 0:
-            raise DataError(
-                f"the training set ({len(self.train_set)} images) gives no batch of {self.batch_size}"  # type: ignore[arg-type]
-            )
-        self.optimizer = create_optimizer_v2(
-            self.model_without_ddp, opt=r.opt, lr=r.lr, weight_decay=r.weight_decay, momentum=r.momentum,
-            filter_bias_and_bn=r.filter_bias_and_bn,
-        )  # fmt: skip
-        self.scheduler = self._make_scheduler()
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp) if self.use_cuda else None  # bf16 needs no scaling
-        self.ema = None
-        if r.ema:
-            from timm.utils import ModelEmaV3
-
-            self.ema = ModelEmaV3(self.model_without_ddp, decay=r.ema_decay, use_warmup=True)
-        self.mixup = None
-        if self.use_mixup:
-            from timm.data import Mixup
-
-            self.mixup = Mixup(
-                mixup_alpha=r.mixup, cutmix_alpha=r.cutmix, prob=r.mixup_prob, label_smoothing=r.label_smoothing,
-                num_classes=self._num_classes(),
-            )  # fmt: skip
-        self.criterion = self._make_criterion()
-
-    def _num_classes(self) -> int:
-        n = getattr(self.model_without_ddp, "num_classes", None) or len(self.label_names)
-        if not n:
-            raise ArgumentValueError(
-                "cannot tell the number of classes: give the model a num_classes or pass label_names"
-            )
-        return int(n)
-
-    def _make_criterion(self) -> nn.Module:
-        from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-
-        if self.use_mixup:
-            return SoftTargetCrossEntropy()
-        if self.recipe.label_smoothing > 0:
-            return LabelSmoothingCrossEntropy(smoothing=self.recipe.label_smoothing)
-        return nn.CrossEntropyLoss()
-
-    def _make_scheduler(self):
-        r = self.recipe
-        if r.sched in ("", "none"):
-            return None
-        from timm.scheduler import create_scheduler_v2
-
-        per_update = r.sched_on_updates
-        warmup = r.warmup_epochs if per_update else int(round(r.warmup_epochs))
-        scheduler, _ = create_scheduler_v2(
-            self.optimizer, sched=r.sched, num_epochs=r.epochs, decay_epochs=r.decay_epochs or 1,
-            decay_rate=r.decay_rate, min_lr=r.min_lr, warmup_lr=r.warmup_lr, warmup_epochs=warmup,
-            step_on_epochs=not per_update, updates_per_epoch=self.steps_per_epoch,
-        )  # fmt: skip
-        return scheduler
-
-    def _make_train_loader(self):
-        from zoo.data.tensor import TensorLoader
-
-        r = self.recipe
-        if self.tensor_data:
-            return TensorLoader(
-                self.train_set, self.batch_size, shuffle=True, drop_last=self.use_mixup, shift=r.crop_pad,  # type: ignore[arg-type]
-                hflip=r.hflip, rand_augment=r.rand_augment, seed=r.seed, rank=self.rank, world_size=self.world,
-                device=self.device,
-            )  # fmt: skip
-        from torch.utils.data import DistributedSampler
-
-        # DistributedSampler is also a seeded, epoch-aware shuffler for one process.
-        base = DistributedSampler(self.train_set, num_replicas=self.world, rank=self.rank, shuffle=True, seed=r.seed)
-        self.sampler = SkipSampler(base)
-        self.loader_generator = torch.Generator()
-        return DataLoader(
-            self.train_set, batch_size=self.batch_size, sampler=self.sampler, num_workers=r.workers,
-            drop_last=self.use_mixup, pin_memory=self.use_cuda, worker_init_fn=seed_worker,
-            generator=self.loader_generator, persistent_workers=False,
-        )  # fmt: skip
-
-    def _set_epoch(self, epoch: int, start_batch: int) -> None:
-        if self.tensor_data:
+    def set_epoch(self, epoch: int, start_batch: int, seed: int, rank: int, batch_size: int) -> None:
+        """Put the loader at ``start_batch`` of ``epoch``: the same order and augmentation as an unbroken run."""
+        if self.sampler is None:
             self.train_loader.set_epoch(epoch, start_batch)
-        else:
-            self.sampler.set_epoch(epoch, start_batch * self.batch_size)
-            # Worker seeds come from this generator: fixed per epoch, so a resumed epoch augments the same way,
-            # and per rank, so that the ranks of a DDP run augment their shares differently.
-            seed = self.recipe.seed * 1_000_003 + epoch
-            self.loader_generator.manual_seed(seed * 1_000_003 + self.rank if self.rank else seed)
+            return
+        self.sampler.set_epoch(epoch, start_batch * batch_size)
+        # Worker seeds come from this generator: fixed per epoch, so a resumed epoch augments the same way,
+        # and per rank, so that the ranks of a DDP run augment their shares differently.
+        epoch_seed = seed * 1_000_003 + epoch
+        self.loader_generator.manual_seed(epoch_seed * 1_000_003 + rank if rank else epoch_seed)  # type: ignore[union-attr]
 
-    def _check_input(self) -> None:
-        sample = self.train_set[0]
-        x = sample[0] if isinstance(sample, (tuple, list)) else sample
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"the training set yields {type(x).__name__} images; fit() needs tensors (add a transform)")
-        m = self.model_without_ddp
-        was_training = m.training
-        m.eval()
-        try:
-            with torch.no_grad():
-                m(x.unsqueeze(0).to(self.device))
-        except RuntimeError as e:
-            raise DataError(
-                f"{model_arch(m)} cannot take this dataset's images of size {tuple(x.shape)}: {str(e).splitlines()[0]}"
-            ) from None
-        finally:
-            m.train(was_training)
+
+def num_classes_of(model: nn.Module, label_names: list[str]) -> int:
+    """The class count of a run: the model's ``num_classes``, else the number of label names."""
+    n = getattr(model, "num_classes", None) or len(label_names)
+    if not n:
+        raise ArgumentValueError("cannot tell the number of classes: give the model a num_classes or pass label_names")
+    return int(n)
+
+
+def make_criterion(recipe: Recipe, soft_targets: bool) -> nn.Module:
+    """The loss: soft-target cross-entropy under mixup/cutmix, label smoothing if the recipe asks, else plain."""
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+    if soft_targets:
+        return SoftTargetCrossEntropy()
+    if recipe.label_smoothing > 0:
+        return LabelSmoothingCrossEntropy(smoothing=recipe.label_smoothing)
+    return nn.CrossEntropyLoss()
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int) -> Any:
+    """timm's scheduler for the recipe (None for ``sched`` ``""``/``"none"``)."""
+    r = recipe
+    if r.sched in ("", "none"):
+        return None
+    from timm.scheduler import create_scheduler_v2
+
+    per_update = r.sched_on_updates
+    warmup = r.warmup_epochs if per_update else int(round(r.warmup_epochs))
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched=r.sched, num_epochs=r.epochs, decay_epochs=r.decay_epochs or 1,
+        decay_rate=r.decay_rate, min_lr=r.min_lr, warmup_lr=r.warmup_lr, warmup_epochs=warmup,
+        step_on_epochs=not per_update, updates_per_epoch=steps_per_epoch,
+    )  # fmt: skip
+    return scheduler
+
+
+def make_train_loader(
+    train_set: Dataset, recipe: Recipe, batch_size: int, rank: int, world: int, device: torch.device, drop_last: bool
+) -> tuple[Any, SkipSampler | None, torch.Generator | None]:
+    """The training loader, its sampler and its workers' seed generator (None, None for a tensor dataset)."""
+    from zoo.data.tensor import TensorImageDataset, TensorLoader
+
+    r = recipe
+    if isinstance(train_set, TensorImageDataset):
+        loader = TensorLoader(
+            train_set, batch_size, shuffle=True, drop_last=drop_last, shift=r.crop_pad, hflip=r.hflip,
+            rand_augment=r.rand_augment, seed=r.seed, rank=rank, world_size=world, device=device,
+        )  # fmt: skip
+        return loader, None, None
+    from torch.utils.data import DistributedSampler
+
+    # DistributedSampler is also a seeded, epoch-aware shuffler for one process.
+    sampler = SkipSampler(DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=r.seed))
+    generator = torch.Generator()
+    loader = DataLoader(
+        train_set, batch_size=batch_size, sampler=sampler, num_workers=r.workers, drop_last=drop_last,
+        pin_memory=device.type == "cuda", worker_init_fn=seed_worker, generator=generator, persistent_workers=False,
+    )  # fmt: skip
+    return loader, sampler, generator
+
+
+def build_components(
+    model: nn.Module, train_set: Dataset, recipe: Recipe, *, device: torch.device, rank: int, world: int,
+    batch_size: int, num_classes: int, deterministic: bool, amp: bool,
+) -> Components:  # fmt: skip
+    """Move ``model`` to ``device`` (DDP-wrapped when ``world > 1``) and build what trains it from ``recipe``."""
+    from timm.optim import create_optimizer_v2
+
+    r = recipe
+    use_cuda = device.type == "cuda"
+    if use_cuda and not deterministic:
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
+    model.to(device)
+    if r.channels_last:
+        model.to(memory_format=torch.channels_last)
+    model_without_ddp = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None)
+    use_mixup = r.mixup > 0 or r.cutmix > 0
+    loader, sampler, generator = make_train_loader(train_set, r, batch_size, rank, world, device, drop_last=use_mixup)
+    steps = len(loader)
+    if steps == 0:
+        raise DataError(f"the training set ({len(train_set)} images) gives no batch of {batch_size}")  # type: ignore[arg-type]
+    optimizer = create_optimizer_v2(
+        model_without_ddp, opt=r.opt, lr=r.lr, weight_decay=r.weight_decay, momentum=r.momentum,
+        filter_bias_and_bn=r.filter_bias_and_bn,
+    )  # fmt: skip
+    ema = None
+    if r.ema:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model_without_ddp, decay=r.ema_decay, use_warmup=True)
+    mixup = None
+    if use_mixup:
+        from timm.data import Mixup
+
+        mixup = Mixup(mixup_alpha=r.mixup, cutmix_alpha=r.cutmix, prob=r.mixup_prob,
+                      label_smoothing=r.label_smoothing, num_classes=num_classes)  # fmt: skip
+    return Components(
+        model=model, model_without_ddp=model_without_ddp, train_loader=loader, steps_per_epoch=steps,
+        optimizer=optimizer, scheduler=make_scheduler(optimizer, r, steps),
+        scaler=torch.amp.GradScaler("cuda", enabled=amp) if use_cuda else None,  # bf16 needs no scaling
+        ema=ema, mixup=mixup, criterion=make_criterion(r, use_mixup), sampler=sampler, loader_generator=generator,
+    )  # fmt: skip
+
+
+def check_input(train_set: Dataset, model: nn.Module, device: torch.device) -> None:
+    """Refuse, before the first epoch, a dataset whose images the model cannot take (one clear line)."""
+    sample = train_set[0]
+    x = sample[0] if isinstance(sample, (tuple, list)) else sample
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"the training set yields {type(x).__name__} images; fit() needs tensors (add a transform)")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x.unsqueeze(0).to(device))
+    except RuntimeError as e:
+        raise DataError(
+            f"{model_arch(model)} cannot take this dataset's images of size {tuple(x.shape)}: {str(e).splitlines()[0]}"
+        ) from None
+    finally:
+        model.train(was_training)

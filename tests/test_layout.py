@@ -91,3 +91,13 @@ def test_the_trainer_is_one_class_built_from_plain_parts():
     assert Trainer.__bases__ == (object,)
     assert {"parts", "state"} <= set(Trainer._run.__code__.co_names)
     assert Components.__bases__ == RunState.__bases__ == (object,)
+
+
+def test_every_subpackage_is_reachable_as_an_attribute_of_zoo():
+    import zoo
+
+    packages = {p.name for p in (ROOT / "zoo").iterdir() if (p / "__init__.py").is_file() or p.suffix == ".py"}
+    public = {p.removesuffix(".py") for p in packages if not p.startswith("_")}
+    assert public == set(zoo._SUBMODULES)
+    for name in zoo._SUBMODULES:
+        assert getattr(zoo, name).__name__ == f"zoo.{name}"

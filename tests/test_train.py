@@ -46,7 +46,7 @@ def test_print_recipe_shows_resolved_values(capsys):
     assert cli_main(["train", "--recipe", "seed-mnist", "--print-recipe"]) == 0
     out = capsys.readouterr().out
     values = dict(line.split(None, 1) for line in out.splitlines() if line and not line.startswith("#"))
-    # The Lab10-2 recipe: Adam 1e-3, batch 100, 15 epochs.
+    # The course's Lab10-2 recipe: Adam 1e-3, batch 100, 15 epochs.
     assert (values["opt"], float(values["lr"]), values["batch_size"], values["epochs"]) == ("adam", 1e-3, "100", "15")
     assert values["sched"] == "none" and values["ema"] == "False"
 

@@ -39,8 +39,8 @@ __all__ = [
 
 
 # Submodules reachable as attributes (``zoo.training.fit(...)``) without importing them up front.
-_SUBMODULES = ("cli", "data", "errors", "evaluation", "export", "factory", "hub", "info", "models", "predict",
-               "publish", "registry", "training", "utils", "weights")  # fmt: skip
+_SUBMODULES = ("benchmark", "cli", "data", "errors", "evaluation", "export", "factory", "info", "models", "predict",
+               "pretrained", "publish", "registry", "training", "utils", "weights")  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

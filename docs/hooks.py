@@ -53,7 +53,22 @@ def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
     for placeholder, table in paper_tables.PLACEHOLDERS.items():
         if placeholder in markdown:
             markdown = markdown.replace(placeholder, table())
-    return markdown
+    return METRIC.sub(lambda m: metric(m[1], m[2]), markdown)
+
+
+# A figure of a set of weights in prose, from the manifest: <!-- zoo:metric resnet20.cifar10 top1 --> -> 92.20
+METRIC = re.compile(r"<!-- zoo:metric ([A-Za-z0-9_]+\.[A-Za-z0-9_\-]+) (top1|top5) -->")
+
+
+def metric(name: str, key: str) -> str:
+    """The manifest's ``key`` of the weights ``name``, as the tables print it (two decimals)."""
+    from zoo.pretrained import manifest
+
+    arch, tag = name.split(".", 1)
+    value = (manifest.get_entry(arch, tag).metrics or {}).get(key)
+    if value is None:
+        raise ValueError(f"{name} has no {key} in the manifest")
+    return f"{value:.2f}"
 
 
 def _names() -> tuple[set[str], set[str]]:

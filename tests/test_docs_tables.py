@@ -162,3 +162,45 @@ def test_wide_benchmark_results_are_printed_one_column_per_result(gen, tmp_path)
     (tmp_path / "load_pretrained.json").write_text(json.dumps({"machine": machine, "rows": wide}))
     page = paper_tables.benchmark_results(tmp_path)
     assert "| model | resnet50 | vgg16 |" in page and "| col_<wbr>3 | 3 | 3 |" in page
+
+
+def _own_metrics() -> dict[str, tuple[str, str]]:
+    """ "99.29 %" -> (weights, key) for every top-1/top-5 of zoo's own weights (bundled or {org} on the Hub)."""
+    figures = {}
+    for name in manifest.weight_names():
+        entry = manifest.get_entry(*name.split(".", 1))
+        if entry.third_party:
+            continue
+        for key in ("top1", "top5"):
+            value = (entry.metrics or {}).get(key)
+            if value is not None:
+                figures[f"{value:.2f} %"] = (name, key)
+    return figures
+
+
+def test_prose_figures_of_zoos_weights_come_from_the_manifest():
+    """A top-1 or top-5 of zoo's own weights in a page's text is a <!-- zoo:metric NAME KEY --> placeholder, so that
+    a retrained set of weights cannot leave an old figure behind (recorded outputs in code blocks and the
+    changelog's history are what they were)."""
+    figures = _own_metrics()
+    assert figures
+    typed = []
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        if page.name == "changelog.md" or "runs" in page.parts:
+            continue
+        text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
+        typed += [
+            f"{page.relative_to(ROOT)}: {f} ({figures[f]})" for f in figures if re.search(rf"(?<![\d.]){f}", text)
+        ]
+    assert not typed, typed
+
+
+def test_a_metric_placeholder_renders_the_manifests_figure(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "docs"))
+    import hooks
+
+    entry = manifest.get_entry("resnet20", "cifar10")
+    page = type("Page", (), {"file": type("File", (), {"src_uri": "tutorials/x.md"})()})()
+    text = hooks.on_page_markdown("top-1 <!-- zoo:metric resnet20.cifar10 top1 --> %", page)
+    assert text == f"top-1 {entry.metrics['top1']:.2f} %"
+    assert hooks.metric("mnist_cnn.mnist", "top5") == f"{manifest.get_entry('mnist_cnn', 'mnist').metrics['top5']:.2f}"

@@ -229,7 +229,38 @@ def benchmark_results(folder: Path | None = None) -> str:
     return "\n".join(parts)
 
 
+def mnist_recipes(path: Path | None = None) -> str:
+    """The seed course's MNIST recipe against zoo's fast one, from ``benchmarks/results/train_mnist.json``
+    (``python benchmarks/train_mnist.py --runs 3 --seed-recipe``)."""
+    path = path or Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "train_mnist.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    m = data["machine"]
+    lines = [
+        "| recipe | test top-1 after each epoch | last epoch | time to {target} % | wall |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    target = data["rows"][0]["target_pct"]
+    for row in data["rows"]:
+        if row.get("test_top1_per_epoch") is None:
+            continue
+        reached = (
+            f"{row['median_time_to_target_s']:.1f} s (epoch {row['epoch_at_target']})"
+            if row["median_time_to_target_s"] is not None
+            else "not reached"
+        )
+        lines.append(
+            f"| `{row['recipe']}` ({row['epochs']} epochs) | {row['test_top1_per_epoch']} | "
+            f"{row['median_final_pct']:.2f} % | {reached} | {row['median_wall_s']:.1f} s |"
+        )
+    runs = data["rows"][0]["runs"]
+    median = f"medians of {runs} runs; the curve is the median run's" if runs > 1 else "one run"
+    return "\n".join([
+        line.replace("{target}", f"{target:g}") for line in lines
+    ] + ["", f"*{m['date']}, {m['cpu']}, {m['cores']} cores, torch {m['torch']}; {median}.*", ""])  # fmt: skip
+
+
 PLACEHOLDERS: dict[str, Callable[[], str]] = {
+    "<!-- zoo:mnist-recipes -->": mnist_recipes,
     "<!-- zoo:benchmark-charts -->": bench_charts.benchmark_charts,
     "<!-- zoo:benchmark-results -->": benchmark_results,
     "<!-- zoo:vgg-table -->": vgg_table,

@@ -204,3 +204,18 @@ def test_a_metric_placeholder_renders_the_manifests_figure(monkeypatch):
     text = hooks.on_page_markdown("top-1 <!-- zoo:metric resnet20.cifar10 top1 --> %", page)
     assert text == f"top-1 {entry.metrics['top1']:.2f} %"
     assert hooks.metric("mnist_cnn.mnist", "top5") == f"{manifest.get_entry('mnist_cnn', 'mnist').metrics['top5']:.2f}"
+
+
+def test_the_mnist_recipe_table_is_the_benchmarks_result(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "docs"))
+    import paper_tables
+
+    data = json.loads((ROOT / "benchmarks" / "results" / "train_mnist.json").read_text())
+    table = paper_tables.mnist_recipes()
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert len(rows) == len([r for r in data["rows"] if r.get("test_top1_per_epoch")]) >= 1
+    for row, line in zip(data["rows"], rows, strict=False):
+        assert f"`{row['recipe']}` ({row['epochs']} epochs)" in line
+        assert row["test_top1_per_epoch"] in line and f"{row['median_wall_s']:.1f} s" in line
+    for page in ("training.md", "tutorials/lab10-2-mnist.md"):
+        assert "<!-- zoo:mnist-recipes -->" in (ROOT / "docs" / page).read_text()

@@ -259,8 +259,29 @@ def mnist_recipes(path: Path | None = None) -> str:
     ] + ["", f"*{m['date']}, {m['cpu']}, {m['cores']} cores, torch {m['torch']}; {median}.*", ""])  # fmt: skip
 
 
+def load_pretrained(path: Path | None = None) -> str:
+    """zoo's cold start against the lower bound, from ``benchmarks/results/load_pretrained.json``."""
+    path = path or Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "load_pretrained.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    m, rows = data["machine"], data["rows"]
+    lines = [
+        "| model | lower bound | zoo | zoo / lower bound | import + load: zoo / lower bound |",
+        "| --- | --: | --: | --: | --: |",
+    ]
+    for r in rows:
+        both = r["zoo_import_load_s"] / r["lower_bound_import_load_s"]
+        lines.append(
+            f"| {r['model']} | {r['lower_bound_load_s'] * 1000:.1f} ms | {r['zoo_load_s'] * 1000:.1f} ms | "
+            f"{r['zoo_over_lower_bound']:.2f}x | {both:.2f}x |"
+        )
+    where = f"{m['date']}, {m['cpu']}, {m['cores']} cores, torch {m['torch']}"
+    note = f"*{where}; medians of {rows[0]['repeats']} fresh processes.*"
+    return "\n".join([*lines, "", note, ""])
+
+
 PLACEHOLDERS: dict[str, Callable[[], str]] = {
     "<!-- zoo:mnist-recipes -->": mnist_recipes,
+    "<!-- zoo:load-pretrained -->": load_pretrained,
     "<!-- zoo:benchmark-charts -->": bench_charts.benchmark_charts,
     "<!-- zoo:benchmark-results -->": benchmark_results,
     "<!-- zoo:vgg-table -->": vgg_table,

@@ -219,3 +219,15 @@ def test_the_mnist_recipe_table_is_the_benchmarks_result(monkeypatch):
         assert row["test_top1_per_epoch"] in line and f"{row['median_wall_s']:.1f} s" in line
     for page in ("training.md", "tutorials/lab10-2-mnist.md"):
         assert "<!-- zoo:mnist-recipes -->" in (ROOT / "docs" / page).read_text()
+
+
+def test_the_load_time_table_is_the_benchmarks_result(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "docs"))
+    import paper_tables
+
+    data = json.loads((ROOT / "benchmarks" / "results" / "load_pretrained.json").read_text())
+    rows = [line for line in paper_tables.load_pretrained().splitlines() if line.startswith("| ") and "ms" in line]
+    assert [line.split("|")[1].strip() for line in rows] == [r["model"] for r in data["rows"]]
+    for r, line in zip(data["rows"], rows, strict=True):
+        assert f"{r['zoo_load_s'] * 1000:.1f} ms" in line and f"{r['zoo_over_lower_bound']:.2f}x" in line
+    assert "<!-- zoo:load-pretrained -->" in (ROOT / "docs" / "weights.md").read_text()

@@ -142,7 +142,10 @@ class PretrainedCfg:
     fixed_input_size: bool = False
 
     def __post_init__(self) -> None:
-        check_preprocessing(dataclasses.asdict(self), "PretrainedCfg", error=ArgumentValueError)
+        # The checked fields only (not asdict's deep copy): every model build and `import zoo` make a few of these.
+        checked = ("input_size", "mean", "std", "crop_pct", "interpolation", "num_classes", "label_names")
+        values = {k: getattr(self, k) for k in checked}
+        check_preprocessing(values, "PretrainedCfg", error=ArgumentValueError)
 
     def to_dict(self) -> dict[str, Any]:
         """The dict form models carry as ``pretrained_cfg``."""

@@ -120,3 +120,20 @@ def test_training_starts_from_a_file_with_initial_checkpoint(tmp_path):
     both = run_zoo("zoo", "train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(tmp_path), "--pretrained",
                    "--initial-checkpoint", str(tmp_path / "start.safetensors"))  # fmt: skip
     assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_zoo_train_builds_a_fine_tuned_model_once_when_the_dataset_shape_is_known(imagenet_weights, tmp_path,
+                                                                                  monkeypatch):  # fmt: skip
+    """CIFAR-10's classes and channels are known before its files are read: the weights are loaded into one model."""
+    import zoo.training.finetune as finetune
+
+    built = []
+    real = finetune.build_training_model
+    monkeypatch.setattr(finetune, "build_training_model", lambda *a, **k: built.append(k) or real(*a, **k))
+    make_cifar(tmp_path, "cifar10", per_batch=2, n_test=4)
+    argv = ["train", NAME, "--pretrained", "--stem", "cifar", "--dataset", "cifar10", "--data-dir", str(tmp_path),
+            "--epochs", "1", "--batch-size", "10", "--workers", "0", "--output", str(tmp_path / "run")]  # fmt: skip
+    assert cli_main(argv) == 0
+    assert len(built) == 1 and built[0]["num_classes"] == 10 and built[0]["in_chans"] == 3
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["num_classes"] == 10 and config["pretrained_cfg"]["mean"] == IMAGENET_FIELDS["mean"]

@@ -158,7 +158,7 @@ def _refuse_changed_settings(args: argparse.Namespace, saved: dict[str, Any], ou
 
 def main(args: argparse.Namespace) -> int:
     """Run ``zoo train``."""
-    from zoo.data import create_datasets, holdout_split, parse_dataset, subset
+    from zoo.data import create_datasets, holdout_split, known_shape, parse_dataset, subset
     from zoo.data.transforms import Augment
     from zoo.training import fit
     from zoo.training.checkpoint import resumed_recipe, seed_everything
@@ -201,16 +201,24 @@ def main(args: argparse.Namespace) -> int:
         # and, with --pretrained, every dataset the weights' normalisation. Train and validation transforms
         # both work at that input size (the stem's: 32x32 for the CIFAR stem, whatever the weights had).
         aug = Augment(crop_pad=recipe.crop_pad, hflip=recipe.hflip, rand_augment=recipe.rand_augment)
-        cfg, normalization = None, None
+        cfg, normalization, model = None, None, None
         start = {"pretrained": args.pretrained, "checkpoint_path": args.initial_checkpoint}
         from_weights = args.pretrained or args.initial_checkpoint is not None
+        shape = known_shape(dataset_kind) if dataset_kind else None
         # Under torchrun, rank 0 downloads (the weights, --download's data set) before the other ranks read.
         with rank_zero_first():
-            if from_weights or dataset_kind == "imagefolder":
+            if from_weights and shape is not None:
+                # Classes and channels are known before the data is read: the one model, built now.
+                fitted = {**model_kwargs, "num_classes": shape[0], "in_chans": shape[1]}
+                model = build_training_model(args.model, **start, **fitted)
+                cfg = model.pretrained_cfg
+            elif from_weights or dataset_kind == "imagefolder":
+                # An image folder's classes are known only once it is read, and its transforms need the
+                # model's input size: a model for its cfg, then the one that trains.
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # the model built below repeats any adaptation warning
                     cfg = build_training_model(args.model, **start, **model_kwargs).pretrained_cfg
-                normalization = (cfg["mean"], cfg["std"]) if from_weights else None
+            normalization = (cfg["mean"], cfg["std"]) if from_weights and cfg is not None else None
             folder_split = args.val_split if dataset_kind == "imagefolder" else None
             train_set, eval_set, info = create_datasets(
                 args.dataset, args.data_dir, model_cfg=cfg, augment=aug, val_split=folder_split, seed=recipe.seed,
@@ -234,7 +242,8 @@ def main(args: argparse.Namespace) -> int:
                     print(f"recipe: {note} (set the option to keep the recipe's value)", flush=True)
             recipe = fitted
         model_kwargs.update(num_classes=info.num_classes, in_chans=info.in_chans)
-        model = build_training_model(args.model, **start, **model_kwargs)
+        if model is None or (shape[0], shape[1]) != (info.num_classes, info.in_chans):  # type: ignore[index]
+            model = build_training_model(args.model, **start, **model_kwargs)
         run_info = {
             "dataset": args.dataset,
             "dataset_kind": info.name,

@@ -45,6 +45,7 @@ __all__ = [
     "extract_archive",
     "find_idx_files",
     "holdout_split",
+    "known_shape",
     "load_idx_dataset",
     "parse_dataset",
     "read_idx",
@@ -84,6 +85,13 @@ class DataInfo:
 
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
+
+
+def known_shape(kind: str) -> tuple[int, int] | None:
+    """(classes, channels) of a dataset kind whose shape does not depend on its files; None for an image folder."""
+    if kind in IDX_DATASETS:
+        return len(IDX_DATASETS[kind].classes), 1
+    return {"cifar10": (10, 3), "cifar100": (100, 3)}.get(kind)
 
 
 def parse_dataset(spec: str, data_dir: str | None) -> tuple[str, Path]:

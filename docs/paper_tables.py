@@ -229,20 +229,25 @@ def benchmark_results(folder: Path | None = None) -> str:
     return "\n".join(parts)
 
 
-def mnist_recipes(path: Path | None = None) -> str:
+def _results(name: str) -> dict:
+    return json.loads((Path(__file__).resolve().parent.parent / "benchmarks" / "results" / name).read_text("utf-8"))
+
+
+def _measured_on(m: dict) -> str:
+    """Where a results file was measured, for the note under a table rendered from it."""
+    return f"{m['date']}, {m['cpu']}, {m['cores']} cores, torch {m['torch']}"
+
+
+def mnist_recipes() -> str:
     """The seed course's MNIST recipe against zoo's fast one, from ``benchmarks/results/train_mnist.json``
     (``python benchmarks/train_mnist.py --runs 3 --seed-recipe``)."""
-    path = path or Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "train_mnist.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    m = data["machine"]
+    data = _results("train_mnist.json")
+    rows = [row for row in data["rows"] if row.get("test_top1_per_epoch") is not None]
     lines = [
-        "| recipe | test top-1 after each epoch | last epoch | time to {target} % | wall |",
+        f"| recipe | test top-1 after each epoch | last epoch | time to {rows[0]['target_pct']:g} % | wall |",
         "| --- | --- | --- | --- | --- |",
     ]
-    target = data["rows"][0]["target_pct"]
-    for row in data["rows"]:
-        if row.get("test_top1_per_epoch") is None:
-            continue
+    for row in rows:
         reached = (
             f"{row['median_time_to_target_s']:.1f} s (epoch {row['epoch_at_target']})"
             if row["median_time_to_target_s"] is not None
@@ -252,18 +257,15 @@ def mnist_recipes(path: Path | None = None) -> str:
             f"| `{row['recipe']}` ({row['epochs']} epochs) | {row['test_top1_per_epoch']} | "
             f"{row['median_final_pct']:.2f} % | {reached} | {row['median_wall_s']:.1f} s |"
         )
-    runs = data["rows"][0]["runs"]
+    runs = rows[0]["runs"]
     median = f"medians of {runs} runs; the curve is the median run's" if runs > 1 else "one run"
-    return "\n".join([
-        line.replace("{target}", f"{target:g}") for line in lines
-    ] + ["", f"*{m['date']}, {m['cpu']}, {m['cores']} cores, torch {m['torch']}; {median}.*", ""])  # fmt: skip
+    return "\n".join([*lines, "", f"*{_measured_on(data['machine'])}; {median}.*", ""])
 
 
-def load_pretrained(path: Path | None = None) -> str:
+def load_pretrained() -> str:
     """zoo's cold start against the lower bound, from ``benchmarks/results/load_pretrained.json``."""
-    path = path or Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "load_pretrained.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    m, rows = data["machine"], data["rows"]
+    data = _results("load_pretrained.json")
+    rows = data["rows"]
     lines = [
         "| model | lower bound | zoo | zoo / lower bound | import + load: zoo / lower bound |",
         "| --- | --: | --: | --: | --: |",
@@ -274,8 +276,7 @@ def load_pretrained(path: Path | None = None) -> str:
             f"| {r['model']} | {r['lower_bound_load_s'] * 1000:.1f} ms | {r['zoo_load_s'] * 1000:.1f} ms | "
             f"{r['zoo_over_lower_bound']:.2f}x | {both:.2f}x |"
         )
-    where = f"{m['date']}, {m['cpu']}, {m['cores']} cores, torch {m['torch']}"
-    note = f"*{where}; medians of {rows[0]['repeats']} fresh processes.*"
+    note = f"*{_measured_on(data['machine'])}; medians of {rows[0]['repeats']} fresh processes.*"
     return "\n".join([*lines, "", note, ""])
 
 

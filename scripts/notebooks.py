@@ -411,9 +411,11 @@ def run(nb, cwd: Path, timeout: int = 1200) -> None:  # noqa: ANN001
     """Execute ``nb`` in ``cwd`` (its outputs stored in it), with zoo's ``.venv`` first on PATH for ``!zoo``."""
     from nbclient import NotebookClient
 
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    # The kernel's environment only: this process's PATH stays as it is (the tests run one notebook after another).
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
+    client.execute(env=env)
 
 
 _BAR = re.compile(r"\d+%\|.*\| *\d+/\d+ \[")  # a tqdm bar: "epoch 1/3:  50%|##   | 6/12 [00:01<00:01, ..."

@@ -310,12 +310,12 @@ def checkpoint_state(
 
 
 def restore_checkpoint(
-    ckpt: dict[str, Any], path: Path, parts: Any, recipe: Recipe, *, rank: int, world: int, has_val: bool,
+    ckpt: dict[str, Any], path: Path, parts: Any, recipe: Recipe, *, rank: int, world: int, best_metric_name: str,
 ) -> RunState:  # fmt: skip
-    """Load ``ckpt`` (read from ``path``) into ``parts`` and this process's RNGs; the run's state to go on from.
-    Anything that does not fit is a RunError naming the file."""
+    """Load ``ckpt`` (read from ``path``) into ``parts`` and this process's RNGs; the run's state to go on from
+    (kept by ``best_metric_name``). Anything that does not fit is a RunError naming the file."""
     try:
-        return _restore(ckpt, path, parts, recipe, rank, world, has_val)
+        return _restore(ckpt, path, parts, recipe, rank, world, best_metric_name)
     except RunError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
@@ -327,7 +327,7 @@ def restore_checkpoint(
 
 
 def _restore(ckpt: dict[str, Any], path: Path, parts: Any, recipe: Recipe, rank: int, world: int,
-             has_val: bool) -> RunState:  # fmt: skip
+             best_metric_name: str) -> RunState:  # fmt: skip
     if ckpt.get("version") != CHECKPOINT_VERSION:
         raise RunError(
             f"{path}: unsupported checkpoint version {ckpt.get('version')} (this zoo writes {CHECKPOINT_VERSION})",
@@ -340,7 +340,7 @@ def _restore(ckpt: dict[str, Any], path: Path, parts: Any, recipe: Recipe, rank:
     parts.model_without_ddp.load_state_dict(ckpt["model"])
     parts.optimizer.load_state_dict(ckpt["optimizer"])
     state = RunState(
-        best_metric_name="val_acc1" if has_val else "last_epoch", global_step=ckpt["global_step"],
+        best_metric_name=best_metric_name, global_step=ckpt["global_step"],
         start_epoch=ckpt["epoch"], start_batch=ckpt["batch"], best_metric=ckpt["best_metric"],
         best_epoch=ckpt["best_epoch"], history=list(ckpt.get("history") or []), partial=ckpt.get("partial"),
         schedule_changes=list(ckpt.get("schedule_changes") or []),
@@ -355,7 +355,7 @@ def _restore(ckpt: dict[str, Any], path: Path, parts: Any, recipe: Recipe, rank:
         parts.scaler.load_state_dict(ckpt["scaler"])
     if parts.ema is not None and ckpt.get("ema") is not None:
         parts.ema.module.load_state_dict(ckpt["ema"])
-    if ckpt.get("best_metric_name") is None and not has_val and state.best_metric is not None:
+    if ckpt.get("best_metric_name") is None and best_metric_name == "last_epoch" and state.best_metric is not None:
         state.best_metric = -state.best_metric  # older checkpoints kept the negated training loss
     # Older checkpoints hold rank 0's states only.
     ranks = ckpt.get("ranks") or [{"rng": ckpt["rng"], "loader_generator": ckpt.get("loader_generator")}]

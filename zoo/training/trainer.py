@@ -255,7 +255,7 @@ class Trainer:
         if self.checkpoint is not None:
             assert self.resume_path is not None
             self.state = restore_checkpoint(self.checkpoint, self.resume_path, self.parts, r, rank=self.rank,
-                                            world=self.world, has_val=self.val_set is not None)  # fmt: skip
+                                            world=self.world, best_metric_name=self.best_metric_name)  # fmt: skip
         else:
             self.state = RunState(best_metric_name=self.best_metric_name)
             if self.world > 1:
@@ -516,10 +516,14 @@ class Trainer:
 
     def _identity(self) -> dict[str, Any]:
         """What this run trains (checked on resume); its data hashed once."""
+        return run_identity(self.model, self.model_args, self.run_info.get("dataset_kind"), self.label_names,
+                            len(self.train_set), self._data())  # type: ignore[arg-type]  # fmt: skip
+
+    def _data(self) -> dict[str, Any]:
+        """The content of the run's training and held-out images, hashed once (:func:`data_identity`)."""
         if self._data_identity is None:
             self._data_identity = data_identity(self.train_set, self.val_set)
-        return run_identity(self.model, self.model_args, self.run_info.get("dataset_kind"), self.label_names,
-                            len(self.train_set), self._data_identity)  # type: ignore[arg-type]  # fmt: skip
+        return self._data_identity
 
     def _config(self) -> dict[str, Any]:
         return model_config(self.model, self.num_classes, self.label_names, self.train_set,
@@ -538,7 +542,7 @@ class Trainer:
     def _write_run_json(self, status: str, error: str | None = None, final: bool = False) -> None:
         if self.out_dir is None or not self.is_main:
             return
-        st = getattr(self, "state", None) or RunState(best_metric_name=self.best_metric_name)
+        st = self.state
         record = {
             **self.run_info,
             "status": status,
@@ -546,7 +550,7 @@ class Trainer:
             "architecture": model_arch(self.model),
             "model_args": self.model_args,
             "label_names": self.label_names,
-            "data_identity": {k: v for k, v in self._identity().items() if k in ("train_data", "val_data")},
+            "data_identity": self._data(),
             "recipe": self.recipe.to_dict(),
             "device": str(self.device),
             "precision": f"{str(self.amp_dtype).removeprefix('torch.')} autocast" if self.amp else "float32",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,18 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "MNIST" / "raw").is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (set ZOO_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The same for session- and module-wide fixtures (a finished run, a weights file), made before any test's
+    own setting applies."""
+    cache = tmp_path_factory.getbasetemp() / "caches"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ZOO_CACHE_DIR", str(cache / "zoo"))
+        patch.setenv("HF_HOME", str(cache / "hf"))
+        patch.setenv("TORCH_HOME", str(cache / "torch"))
+        yield
 
 
 @pytest.fixture(autouse=True)

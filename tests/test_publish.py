@@ -145,6 +145,35 @@ def test_force_never_replaces_a_folder_zoo_did_not_publish(mnist_run, weights_en
     assert "mnist_cnn.synth" not in weights_env.manifest()["weights"]
 
 
+def test_publishing_under_a_name_the_manifest_has_needs_force_and_never_replaces_a_users_file(
+    mnist_run, weights_env, tmp_path, capsys
+):
+    """The weights of a name in the manifest are what `pretrained=True` loads: replaced only with --force. A
+    file in weights/ that the manifest does not list as the name's bundled file is the user's: never replaced."""
+    run, _ = mnist_run
+    assert cli(["publish", str(run), "--name", "mnist_cnn.kept", "--out", str(tmp_path / "a"), "--bundle"]) == 0
+    before = _snapshot(weights_env.dir)
+    assert cli(["publish", str(run), "--name", "mnist_cnn.kept", "--out", str(tmp_path / "b"), "--bundle"]) == 2
+    err = capsys.readouterr().err
+    assert "already has weights 'mnist_cnn.kept'" in err and "pass --force" in err
+    assert _snapshot(weights_env.dir) == before and not (tmp_path / "b").exists()
+    assert (
+        cli(["publish", str(run), "--name", "mnist_cnn.kept", "--out", str(tmp_path / "b"), "--bundle", "--force"]) == 0
+    )
+    users = weights_env.dir / "mnist_cnn.mine.safetensors"
+    users.write_bytes(b"the user's own weights")
+    for extra in ([], ["--force"]):
+        assert (
+            cli(["publish", str(run), "--name", "mnist_cnn.mine", "--out", str(tmp_path / "c"), "--bundle", *extra])
+            == 2
+        )
+        assert "does not replace a file it did not write" in capsys.readouterr().err
+        assert (
+            users.read_bytes() == b"the user's own weights"
+            and "mnist_cnn.mine" not in weights_env.manifest()["weights"]
+        )
+
+
 def test_a_killed_publish_leaves_no_staging_folder_for_good(mnist_run, weights_env, tmp_path):
     run, _ = mnist_run
     stale = tmp_path / ".mnist_cnn.synth.staging-999999999-abc"  # no such process

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,7 +23,10 @@ import torch.nn as nn
 
 from zoo.errors import ArgumentValueError
 
-__all__ = ["DTYPES", "RUNTIMES", "BenchResult", "benchmark_model", "count_macs", "peak_memory_mb"]
+__all__ = [
+    "DTYPES", "RUNTIMES", "BenchResult", "benchmark_model", "check_bench_size", "count_macs", "device_memory_bytes",
+    "peak_memory_mb",
+]  # fmt: skip
 
 DTYPES = ("fp32", "bf16", "fp16")
 RUNTIMES = ("eager", "onnxruntime")
@@ -82,6 +87,65 @@ def peak_memory_mb(device: torch.device) -> float:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+
+
+def _ram_bytes() -> int | None:
+    """This machine's memory in bytes, or a container's smaller cgroup limit; None where neither can be read."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        total = None
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max" (or a huge number) means no limit
+            total = int(text) if total is None else min(total, int(text))
+        break
+    return total
+
+
+def device_memory_bytes(device: torch.device) -> int | None:
+    """Memory the benchmark's tensors can live in on ``device``, in bytes (None where it cannot be told).
+
+    The input batch is made in CPU memory first, so a GPU's memory counts only up to the machine's; an Apple
+    GPU shares the machine's memory.
+    """
+    ram = _ram_bytes()
+    if device.type == "cuda" and torch.cuda.is_available():
+        gpu = torch.cuda.get_device_properties(device).total_memory
+        return gpu if ram is None else min(gpu, ram)
+    return ram
+
+
+def check_bench_size(batch_size: int, size: tuple[int, int, int], device: torch.device) -> None:
+    """Refuse an input no benchmark could take, before anything is allocated.
+
+    Sides and channels are bounded as a model's pretrained config is (``MAX_INPUT_SIDE``, ``MAX_CHANNELS``),
+    and a batch whose float32 input alone cannot be held twice (``torch.randn``, then its device or
+    channels-last copy) in the device's memory is refused: otherwise the allocator fails with a RuntimeError
+    traceback, or the kernel kills the process, only after the model was built and its MACs counted.
+    """
+    from zoo.models.cfg import MAX_CHANNELS, MAX_INPUT_SIDE
+
+    c, h, w = size
+    if c > MAX_CHANNELS or max(h, w) > MAX_INPUT_SIDE:
+        raise ArgumentValueError(
+            f"input_size={c}x{h}x{w} is beyond what zoo benchmarks",
+            hint=f"give at most {MAX_CHANNELS} channels and sides of at most {MAX_INPUT_SIDE} pixels",
+        )
+    needed = 2 * batch_size * c * h * w * 4  # bytes: two float32 copies of the input batch
+    memory = device_memory_bytes(device)
+    if memory is not None and needed > memory:
+        fits = memory // (2 * c * h * w * 4)
+        raise ArgumentValueError(
+            f"batch_size={batch_size} of {c}x{h}x{w} inputs needs {needed / 2**30:,.1f} GiB for its two float32 "
+            f"copies alone, and the {device.type} has {memory / 2**30:,.1f} GiB",
+            hint=f"give a batch size of at most {fits:,} (fewer still, for the activations) or a smaller input"
+            if fits
+            else "give a smaller input size",
+        )
 
 
 def _autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
@@ -167,6 +231,7 @@ def benchmark_model(
     size = tuple(input_size) if input_size else tuple(model.pretrained_cfg["input_size"])
     if len(size) != 3 or any(not isinstance(v, int) or v < 1 for v in size):
         raise ArgumentValueError(f"input_size={size!r} is invalid: give three positive ints, channels height width")
+    check_bench_size(batch_size, size, dev)  # type: ignore[arg-type]
     params = sum(p.numel() for p in model.parameters())
     macs = count_macs(model, torch.zeros(1, *size))
     memory = torch.channels_last if channels_last else torch.contiguous_format

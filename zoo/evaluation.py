@@ -160,6 +160,22 @@ def format_results(results: dict[str, Any], title: str = "") -> str:
     return "\n".join(lines)
 
 
+# The PNG text chunk that marks a confusion matrix as zoo's: ``zoo eval --confusion FILE`` replaces an existing
+# FILE only when it carries this (an earlier evaluation's), never a picture of the user's or a run's curves.png.
+CONFUSION_PNG_KEY, CONFUSION_PNG_VALUE = "Description", "zoo eval confusion matrix"
+
+
+def is_confusion_png(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a confusion matrix :func:`plot_confusion` wrote (a PNG carrying zoo's mark)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.format == "PNG" and getattr(img, "text", {}).get(CONFUSION_PNG_KEY) == CONFUSION_PNG_VALUE
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # not an image, or not one to trust
+        return False
+
+
 def plot_confusion(
     confusion: Sequence[Sequence[int]], label_names: Sequence[str], path: str | os.PathLike, title: str = ""
 ) -> Path:
@@ -190,7 +206,7 @@ def plot_confusion(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", metadata={CONFUSION_PNG_KEY: CONFUSION_PNG_VALUE})
     return path
 
 

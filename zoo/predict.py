@@ -116,21 +116,44 @@ def checkpoint_architecture(path: Path) -> str | None:
     from zoo.pretrained.files import WeightsMetadata, read_metadata
 
     try:
-        return WeightsMetadata.from_header(read_metadata(path)).architecture
-    except WeightsFileError:
+        header = read_metadata(path)
+    except WeightsFileError:  # names the file already
         raise
     except ValueError as e:
         raise WeightsFileError(f"{path}: {e}") from None
+    try:
+        return WeightsMetadata.from_header(header).architecture
+    except ValueError as e:  # a value that does not parse (a WeightsFileError naming only its key): name the file
+        raise WeightsFileError(f"{path}: {e}", hint="the file's metadata is damaged; fix or remove it") from None
 
 
 def create_for_prediction(model_name: str | None, checkpoint: str | os.PathLike[str] | None) -> nn.Module:
     """The weights ``model_name`` (``arch.tag``) or a local checkpoint (a file, a run or a published folder),
-    ready to predict. With a checkpoint, ``model_name`` may be None: the file's header names the architecture."""
+    ready to predict. With a checkpoint, ``model_name`` is the architecture (no tag), or None: the file's header
+    names it; an architecture other than the one the header records is a WeightsFileError."""
     from zoo.factory import create_model
+    from zoo.registry import split_model_name_tag
 
     if checkpoint:
+        if model_name is not None and split_model_name_tag(model_name)[1]:
+            # arch.tag names published weights, --checkpoint other ones: which to use would be a guess (the
+            # checkpoint's used to win while the tag was printed as if it had been used).
+            arch = split_model_name_tag(model_name)[0]
+            raise ArgumentValueError(
+                f"{model_name!r} names published weights and --checkpoint {checkpoint} names other weights",
+                hint=f"give the architecture with --checkpoint (`zoo predict {arch} --checkpoint {checkpoint} "
+                f"...`), or drop --checkpoint to use {model_name}",
+            )
         path = resolve_checkpoint(checkpoint)
-        model_name = model_name or checkpoint_architecture(path)
+        recorded = checkpoint_architecture(path)
+        if model_name is not None and recorded is not None and model_name != recorded:
+            # Building one architecture and loading another's tensors fails with a long key listing and a
+            # misleading hint; the file's header already says which architecture its tensors belong to.
+            raise WeightsFileError(
+                f"{path} holds weights of {recorded!r}, not of {model_name!r}",
+                hint=f"name {recorded} (or no architecture: `zoo predict --checkpoint {checkpoint} IMAGE`)",
+            )
+        model_name = model_name or recorded
         if model_name is None:
             raise WeightsFileError(
                 f"{path} does not record its architecture", hint=f"name it: `zoo predict ARCH --checkpoint {path} ...`"

@@ -18,6 +18,7 @@ from weights_fixtures import (  # noqa: F401
     weights_env_fixture,
 )
 
+import zoo
 from zoo.errors import IntegrityError, WeightsError
 from zoo.pretrained import fetch, manifest
 
@@ -147,6 +148,25 @@ def test_no_network_is_said_once_with_every_way_to_get_the_weights(weights_env, 
     assert err.count("the connection was refused") == 2 and "broke off" not in err
     assert err.count("copy ZOO_CACHE_DIR and HF_HOME here") == 1
     assert "zoo convert torchvision mnist_cnn --weights V1 --file mnist_cnn-0123abcd.pth" in err
+
+
+def test_a_host_name_that_does_not_resolve_is_said_as_such(weights_env, mnist_file, monkeypatch, capsys):
+    """No DNS (a machine without network): the error says the host name did not resolve, once per source, with
+    the ways to get the weights once, and never that a transfer broke off."""
+    import socket
+
+    def no_dns(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)  # resolves nothing: no query leaves the machine
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.example")
+    entry = _hub_entry(weights_env, mnist_file, "mnist_cnn.nodns")
+    entry["fallbacks"] = [{"type": "url", "url": "http://files.example/mnist_cnn-0123abcd.pth", "format": "torch"}]
+    weights_env.add("mnist_cnn.nodns", entry)
+    assert cli("download", "mnist_cnn.nodns") != 0
+    err = capsys.readouterr().err
+    assert err.count("did not resolve") == 2 and "broke off" not in err and "Traceback" not in err
+    assert err.count("copy ZOO_CACHE_DIR and HF_HOME here") == 1
 
 
 def test_a_hub_transfer_cut_mid_body_is_a_clear_error(weights_env, mnist_file, monkeypatch, capsys):
@@ -333,3 +353,37 @@ def test_pins_written_by_processes_at_once_are_all_kept(weights_env):
     sources = [Source(type="url", url=f"http://127.0.0.1/w{n}/{i}.safetensors") for n in range(4) for i in range(20)]
     lost = [s.url for s in sources if read_pin("mnist_cnn.pinned", s) is None]
     assert not lost, f"{len(lost)} of 80 pins lost"
+
+
+@pytest.mark.parametrize("header", ["honest", "etag", "commit"])
+def test_zoo_convert_timm_fetches_timms_file_through_zoos_checks(weights_env, server, tmp_path, header):
+    """Without --file, `zoo convert timm NAME` downloads timm's Hub file itself, as zoo downloads weights: a
+    hostile X-Linked-Etag or X-Repo-Commit never names a file (huggingface_hub's download would write it)."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    model = timm.create_model("resnet18").eval()
+    save_file(model.state_dict(), tmp_path / "model.safetensors")
+    victim = weights_env.hf_home.parent / "victim.txt"
+    victim.write_text("the user's file")
+    repo = "timm/resnet18.a1_in1k"
+    server.add_hub(repo, "model.safetensors", (tmp_path / "model.safetensors").read_bytes())
+    for path in [p for p in server.etags if p.startswith(f"/{repo}/")]:
+        if header == "etag":
+            server.etags[path] = "../../../../victim.txt"
+        elif header == "commit":
+            server.commits[path] = "../../../../pwn"
+    code = cli("convert", "timm", "resnet18.a1_in1k", "--out", tmp_path / "out.safetensors")
+    assert victim.read_text() == "the user's file" and not (weights_env.hf_home.parent / "pwn").exists()
+    if header != "honest":
+        assert code == 2 and not (tmp_path / "out.safetensors").exists()
+        return
+    assert code == 0
+    loaded = zoo.create_model("resnet18", checkpoint_path=tmp_path / "out.safetensors").eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    blobs = [p.relative_to(weights_env.hf_home / "hub") for p in weights_env.hub_files()]
+    assert [b.parts[0] for b in blobs] == ["models--timm--resnet18.a1_in1k"]

@@ -46,6 +46,18 @@ def test_resume_refuses_another_dataset(run_copy, fashion_dir, capsys):
     assert _files(run_copy) == before
 
 
+def test_a_checkpoint_without_its_record_of_the_data_still_refuses_other_images(run_copy, tmp_path, capsys):
+    from synth_data import make_idx_dataset
+
+    ckpt = torch.load(run_copy / "last.pt", weights_only=True)
+    torch.save({**ckpt, "trains": None}, run_copy / "last.pt")  # as a checkpoint older than the record, or damaged
+    other = make_idx_dataset(tmp_path / "other" / "MNIST" / "raw", n_train=64, n_test=32, seed=9)
+    before = _files(run_copy)
+    assert cli(*train_argv(other, run_copy, "--resume", epochs=2)) == 2
+    assert "used other training images" in capsys.readouterr().err  # run.json's record of the data decides
+    assert _files(run_copy) == before
+
+
 def test_resume_refuses_another_model(run_copy, mnist_dir, capsys):
     argv = train_argv(mnist_dir, run_copy, "--resume", epochs=2)
     argv[1] = "resnet20"
@@ -166,6 +178,10 @@ def _damaged_checkpoints():
         ("optimizer as a list", change("optimizer", []), "optimizer (list)"),
         ("weights of another shape", wrong_shapes, "does not fit this run"),
         ("an optimizer of another model", change("optimizer", {"state": {}, "param_groups": []}), "does not fit"),
+        ("a negative epoch", change("epoch", -5), "epoch -5"),
+        ("an epoch beyond its history", change("epoch", 10**6), "epoch 1000000 after the 1 epochs of its history"),
+        ("a kept epoch it never ran", change("best_epoch", 7), "best_epoch 7 of 1 epochs"),
+        ("a negative step count", change("global_step", -1), "global_step -1"),
     ]
 
 
@@ -222,17 +238,35 @@ def test_zero_epochs_a_mistyped_setting_and_an_output_that_is_a_file(mnist_dir, 
     assert file.read_text() == "mine"
 
 
-def test_an_output_folder_that_is_not_a_run_is_left_alone(mnist_dir, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"config.json": '{"mine": true}', "metrics.csv": "my,numbers\n", ".notes.txt.123.456.tmp": "not zoo's"},
+        # named as a run's files, but the user's: no run.json of zoo's says this is a run
+        {"best.safetensors": "my weights", "metrics.csv": "my,numbers\n"},
+        {"config.json": '{"mine": true}', ".run.json.123.456.tmp": "looks like zoo's temporary file"},
+        {"run.json": '{"status": "mine"}'},
+    ],
+)
+def test_an_output_folder_that_is_not_a_run_is_left_alone(mnist_dir, tmp_path, capsys, files):
     mine = tmp_path / "project"
     mine.mkdir()
-    (mine / "config.json").write_text('{"mine": true}')
-    (mine / "metrics.csv").write_text("my,numbers\n")
-    (mine / ".notes.txt.123.456.tmp").write_text("looks like zoo's temp file, is not")
+    for name, text in files.items():
+        (mine / name).write_text(text)
     before = _files(mine)
     assert cli(*train_argv(mnist_dir, mine)) == 2
     err = capsys.readouterr().err
     assert err.startswith("zoo train: error: ") and "holds files that zoo did not write" in err
     assert _files(mine) == before
+
+
+def test_a_run_killed_before_its_first_file_can_be_started_again(mnist_dir, tmp_path):
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / ".zoo-train.lock").touch()  # what a run killed at once leaves, with a half-written run.json
+    (killed / ".run.json.123.456.tmp").write_text('{"status": "run')
+    assert cli(*train_argv(mnist_dir, killed)) == 0
+    assert _status(killed)["status"] == "finished"
 
 
 def test_a_run_folder_and_an_empty_folder_are_still_written(mnist_dir, tmp_path, run_copy):

@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Sequence
 from importlib import import_module
 
-from zoo.errors import ZooError
+from zoo.errors import ArgumentValueError, ZooError
 from zoo.utils import env_flag
 
 # name -> one-line help; the command lives in zoo.cli.<name> (``add_arguments`` and ``main``).
@@ -116,6 +116,22 @@ def error_lines(command: str, error: BaseException) -> str:
         return "\n".join([f"zoo {command}: error: {first}", *rest, f"  — {hint}"])
     head = f"zoo {command}: error: {first}" + (f" — {hint}" if hint else "")
     return "\n".join([head, *rest])
+
+
+def check_size_options(img_size: int | None, input_size: Sequence[int] | None) -> None:
+    """``--img-size`` and ``--input-size`` within the limits a model's config has (``MAX_INPUT_SIDE`` pixels a
+    side, ``MAX_CHANNELS`` channels), checked before a model or an input is built: a 100000-pixel side would
+    otherwise end in an allocator failure. Values below 1 are left to the library, whose errors name them."""
+    from zoo.models.cfg import MAX_CHANNELS, MAX_INPUT_SIDE
+
+    if img_size is not None and img_size > MAX_INPUT_SIDE:
+        raise ArgumentValueError(f"--img-size {img_size}: larger than the {MAX_INPUT_SIDE} pixels a side zoo takes",
+                                 hint=f"give at most {MAX_INPUT_SIDE}")  # fmt: skip
+    if input_size is not None and (input_size[0] > MAX_CHANNELS or max(input_size[1:]) > MAX_INPUT_SIDE):
+        raise ArgumentValueError(
+            f"--input-size {' '.join(map(str, input_size))}: beyond what zoo takes",
+            hint=f"give at most {MAX_CHANNELS} channels and sides of at most {MAX_INPUT_SIDE} pixels",
+        )
 
 
 def _debug_requested(argv: list[str]) -> tuple[bool, list[str]]:

@@ -14,6 +14,7 @@ import io
 import json
 import sys
 
+from zoo.cli import check_size_options
 from zoo.errors import ArgumentValueError
 from zoo.utils import parse_device, set_threads, write_text_atomic
 
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "needs the export extra); one row per runtime")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps; the median is reported (default 10)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads, at most 4 per core (default: torch's choice)")
     parser.add_argument("--stem", choices=("imagenet", "cifar"), help="build ResNet/VGG with this stem")
     parser.add_argument("--num-classes", type=int, help="build with this many classes")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
@@ -104,6 +105,7 @@ def main(args: argparse.Namespace) -> int:
     runtimes = list(dict.fromkeys(args.runtime))
     if "onnxruntime" in runtimes and args.mode == "train":
         raise ArgumentValueError("--runtime onnxruntime times inference only; use --mode inference or both")
+    check_size_options(args.img_size, args.input_size)
     set_threads(args.threads)
     device = str(parse_device("cpu" if args.device == "auto" and runtimes == ["onnxruntime"] else args.device))
     kwargs = {k: v for k, v in (("stem", args.stem), ("num_classes", args.num_classes)) if v is not None}

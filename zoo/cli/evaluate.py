@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from zoo.cli.train import add_bad_image_options
-from zoo.errors import ArgumentValueError, DataError
+from zoo.errors import ArgumentValueError, DataError, OutputFolderError
 from zoo.utils import parse_device, write_text_atomic
 
 
@@ -38,8 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_bad_image_options(parser)
     parser.add_argument("--output", help="a new folder for the confusion matrix and results.json (default: "
                         "evals/<model>-<dataset>-<time>); never a run's folder")  # fmt: skip
-    parser.add_argument("--confusion", help="write the confusion-matrix PNG to this file instead")
-    parser.add_argument("--json", dest="json_out", help="also write the results as JSON here")
+    parser.add_argument("--confusion", help="write the confusion-matrix PNG to this file instead (a new file or "
+                        "one zoo eval wrote; never one in a run's folder)")  # fmt: skip
+    parser.add_argument("--json", dest="json_out", help="also write the results as JSON here (a new file or one "
+                        "zoo eval wrote; never one in a run's folder)")  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -56,9 +58,19 @@ def main(args: argparse.Namespace) -> int:
 
     if not args.checkpoint and not args.pretrained:
         raise ArgumentValueError("give --checkpoint PATH (a `zoo train` run) or --pretrained")
+    if args.checkpoint and "." in args.model:
+        from zoo.registry import split_model_name_tag
+
+        # arch.tag names published weights, --checkpoint others: evaluating one under the other's name misleads.
+        raise ArgumentValueError(
+            f"{args.model!r} names published weights and --checkpoint {args.checkpoint} names other weights",
+            hint=f"give the architecture with --checkpoint (`zoo eval {split_model_name_tag(args.model)[0]} "
+            f"--checkpoint {args.checkpoint} ...`), or --pretrained instead of --checkpoint",
+        )
     device = parse_device(args.device)  # before any data or weights are read
     kind, folder = parse_dataset(args.dataset, args.data_dir)
     out_dir = _eval_output(args, kind)
+    _check_result_files(args)  # before any data or weights are read, as the output folder is
     model_kwargs = {"stem": args.stem} if args.stem else {}
     eval_transform = None
     normalization = None
@@ -140,13 +152,16 @@ def main(args: argparse.Namespace) -> int:
         raise ArgumentValueError(
             f"{args.model} predicts {model.num_classes} classes but {info.name} has {info.num_classes}"
         )
-    label_names = (run_cfg or {}).get("label_names") or model.pretrained_cfg.get("label_names") or info.classes
+    known = (run_cfg or {}).get("label_names") or model.pretrained_cfg.get("label_names")
+    if kind == "imagefolder" and known:
+        _check_same_classes([str(n) for n in known], list(info.classes), source_of(args), args.dataset)
+    label_names = known or info.classes
     model.to(device)
     results = evaluate(
         model, dataset, batch_size=args.batch_size, workers=args.workers, device=device,
         label_names=label_names, amp=device.type == "cuda", progress=True,
     )  # fmt: skip
-    source = args.checkpoint or f"{args.model} (pretrained)"
+    source = source_of(args)
     title = f"{args.model} on {info.name} ({described}): {source}"
     print(format_results(results, title))
     record = {"model": args.model, "source": str(source), "dataset": info.name, "eval_set": described, **results}
@@ -164,6 +179,99 @@ def main(args: argparse.Namespace) -> int:
 
 
 EVAL_FILES = frozenset({"confusion.png", "results.json"})
+# The keys every results JSON of zoo eval holds: an existing --json file with them is an earlier result.
+RESULT_KEYS = frozenset({"model", "source", "dataset", "eval_set", "acc1", "confusion"})
+# A results JSON is a few MB at most (a 1000-class confusion matrix); a larger file is not one: not read.
+_MAX_RESULTS_BYTES = 64 << 20
+# How many class names an error lists.
+_SHOWN_CLASSES = 10
+
+
+def source_of(args: argparse.Namespace) -> str:
+    """What ``zoo eval`` evaluates, as its title and results name it: the checkpoint, or the published weights."""
+    return args.checkpoint or f"{args.model} (pretrained)"
+
+
+def _check_same_classes(known: list[str], found: list[str], source: str, dataset: str) -> None:
+    """An image folder's classes (its sub-folders) must be the ones the weights were trained on, in order: the
+    model's output k means the weights' class k, so scoring it against other classes measures nothing."""
+    if known == found:
+        return
+    differ = next(
+        (i for i, (a, b) in enumerate(zip(known, found, strict=False)) if a != b), min(len(known), len(found))
+    )
+    # Past the names shown, say where the lists part (a class added or renamed late in a long list).
+    where = ""
+    if differ >= _SHOWN_CLASSES:
+        where = f"; class {differ} is {_at(known, differ)} for the weights, {_at(found, differ)} there"
+    raise ArgumentValueError(
+        f"{source} was trained on the classes {_listed(known)} but {dataset} has {_listed(found)}{where}: "
+        "a model cannot be scored on classes it does not know",
+        hint="evaluate it on a folder with one sub-folder per class it was trained on, named as in training",
+    )
+
+
+def _listed(names: list[str], shown: int = _SHOWN_CLASSES) -> str:
+    # 1000 ImageNet classes would make the one error line unreadable: the first few and the count.
+    text = ", ".join(names[:shown])
+    return f"{text}, … ({len(names)} classes)" if len(names) > shown else text
+
+
+def _at(names: list[str], i: int) -> str:
+    return repr(names[i]) if i < len(names) else "missing"
+
+
+def _is_results_json(path: Path) -> bool:
+    """Whether ``path`` holds the results of an earlier ``zoo eval`` (which a new one may replace)."""
+    from zoo.utils.files import parse_json
+
+    try:
+        if path.stat().st_size > _MAX_RESULTS_BYTES:
+            return False
+        record = parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
+        return False
+    return isinstance(record, dict) and record.keys() >= RESULT_KEYS
+
+
+def _check_result_files(args: argparse.Namespace) -> None:
+    """``--json`` and ``--confusion``: the write-safety rule of :func:`zoo.utils.files.check_output_folder`
+    (which judges folders), for one file. A new file, a link (replaced, never written through) or an earlier
+    result of ``zoo eval`` may be written; a file in a training run's folder (its metrics.csv, curves.png) or
+    one zoo did not write may not."""
+    from zoo.evaluation import is_confusion_png
+
+    options = (("--confusion", args.confusion, is_confusion_png), ("--json", args.json_out, _is_results_json))
+    targets = [(option, Path(p), ours) for option, p, ours in options if p]
+    if len(targets) == 2 and os.path.realpath(targets[0][1]) == os.path.realpath(targets[1][1]):
+        raise ArgumentValueError(f"--confusion and --json both name {targets[0][1]}", hint="give two different files")
+    for option, path, ours in targets:
+        # The folder it lands in: a link to a run's folder is the run's folder.
+        folder = Path(os.path.realpath(path.parent))
+        if _is_run_folder(folder):
+            raise OutputFolderError(
+                f"{option} {path} is in the training run folder {folder}: zoo eval never writes a run's files",
+                hint="give a path outside the run, or --output DIR for a new folder",
+            )
+        if path.is_symlink() or not path.exists():
+            continue  # written as a new entry: a link there is replaced, never followed
+        if path.is_dir():
+            raise OutputFolderError(f"{option} {path} is a folder, not a file", hint="give a file name for the result")
+        if not ours(path):
+            raise OutputFolderError(
+                f"{option} {path} is a file that zoo eval did not write: it replaces only its own results",
+                hint="give a new file name, or move that file away first",
+            )
+
+
+def _is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a training run's: zoo's run.json marker, or only a run's files (not an empty folder)."""
+    from zoo.training.checkpoint import is_run_folder
+
+    try:
+        return folder.is_dir() and bool(os.listdir(folder)) and is_run_folder(folder)
+    except OSError:  # an unreadable folder is nobody's run; writing into it fails with its own error
+        return False
 
 
 def _eval_output(args: argparse.Namespace, kind: str) -> Path:

@@ -17,8 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``zoo info``."""
+    from zoo.cli import check_size_options
     from zoo.info import format_info, model_info
 
+    check_size_options(args.img_size, args.input_size)
     kwargs = {k: v for k, v in (("stem", args.stem), ("num_classes", args.num_classes),
                                 ("in_chans", args.in_chans)) if v is not None}  # fmt: skip
     size = tuple(args.input_size) if args.input_size else None

@@ -23,7 +23,7 @@ def _print_predictions(model_name: str, paths: Sequence[str], predictions: list)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``zoo predict``."""
     parser.add_argument("model", nargs="?", help="weights to use, arch.tag (e.g. mnist_cnn.mnist); with --checkpoint "
-                        "the architecture, which may be left out when the file records it")  # fmt: skip
+                        "the architecture (no tag), which may be left out when the file records it")  # fmt: skip
     parser.add_argument("images", nargs="*", help="image files (any size or mode)")
     parser.add_argument("--topk", type=int, default=5, help="how many classes to show per image (default 5)")
     parser.add_argument("--checkpoint", help="use this local safetensors file, `zoo train` run folder or published "
@@ -50,6 +50,8 @@ def main(args: argparse.Namespace) -> int:
         raise ArgumentValueError("no image files given: `zoo predict MODEL IMAGE [IMAGE ...]`")
     loaded = [load_image(path) for path in images]  # a bad file fails before any weights load
     model = create_for_prediction(model_name, args.checkpoint)
-    shown = model_name or f"{model.pretrained_cfg.get('architecture', '')} ({args.checkpoint})".strip()
+    # With --checkpoint the heading names the file: the weights used are its, whatever architecture was named.
+    arch = model_name or model.pretrained_cfg.get("architecture", "")
+    shown = f"{arch} ({args.checkpoint})".strip() if args.checkpoint else model_name
     _print_predictions(shown, images, predict(model, loaded, topk=args.topk))
     return 0

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from zoo.data.transforms import to_rgb
+from zoo.data.transforms import to_8_bit, to_rgb
 from zoo.errors import ArgumentValueError, DataError
 
 __all__ = [
@@ -53,12 +53,15 @@ def scan_image_folder(
 
     The samples are what torchvision's ``ImageFolder`` lists (files with an image extension, walked in sorted
     order, symlinks followed), except that each image and folder is taken once: a link back up the tree (a
-    loop) or a second link to the same file adds nothing, and a class folder that is, or holds, the image
-    folder itself (a link to ``/``) is refused. ``classes`` maps the folders onto another set's labels (a
-    ``val/`` tree onto ``train/``'s); hidden folders (``.ipynb_checkpoints``) are no class.
+    loop) or a second link to the same file adds nothing, and a class folder that is, or holds a link to, the
+    image folder itself or a folder above it (a link to ``/``) is refused. ``classes`` maps the folders onto
+    another set's labels (a ``val/`` tree onto ``train/``'s); hidden folders (``.ipynb_checkpoints``) are no
+    class.
 
-    A training tree (``classes`` None) needs two classes or more, each with an image: one class would train a
-    model that is always right, and an empty folder would be a class the model can never learn.
+    Every class folder found needs a readable image (one is checked per class; the rest are left to
+    :func:`verify_images`), in a ``val/`` or ``test/`` tree too: an empty folder, or one that
+    ``--skip-bad-images`` would empty, is a class that can never be learned or scored. A training tree
+    (``classes`` None) needs two classes or more: one class would train a model that is always right.
     """
     root = Path(root)
     if not root.is_dir():
@@ -86,31 +89,69 @@ def scan_image_folder(
     empty = [name for name in found if index[name] not in held]
     if not samples:
         raise FileNotFoundError(f"image folder {root} has no images ({', '.join(IMG_EXTENSIONS)}) in its class folders")
-    if training and empty:
+    # An empty class folder is refused in every tree: in train/ it is a class that can never be learned, in
+    # val/ or test/ a folder whose images went missing, which would score the other classes only.
+    why = "a class without images cannot be learned" if training else "its images are missing from this tree"
+    if empty:
         raise DataError(f"image folder {root}: class folder(s) {', '.join(empty)} hold no images",
-                        hint="add images to them or remove them: a class without images cannot be learned")  # fmt: skip
+                        hint=f"add images to them or remove them: {why}")  # fmt: skip
+    # A class whose every file is unreadable is empty once --skip-bad-images leaves them out (and without it,
+    # skipping would not help): found here, before any file is skipped, by one readable image per class.
+    unreadable = _classes_without_readable_images(samples, found, index)
+    if unreadable:
+        # One line: each class with its count and the first file's reason (they are usually all alike).
+        listing = "; ".join(f"{name}: {len(bad)} file(s), e.g. {bad[0][0]}: {bad[0][1]}"
+                            for name, bad in unreadable.items())  # fmt: skip
+        raise DataError(
+            f"image folder {root}: class folder(s) {', '.join(unreadable)} hold no readable images ({listing})",
+            hint=f"add readable images to them or remove them: {why}",
+        )
     if training and len(classes) < 2:
         raise DataError(f"image folder {root} has one class ({classes[0]}): a classifier needs two or more",
                         hint="add a folder of images for each other class")  # fmt: skip
     return list(classes), samples
 
 
+def _holds(real: str, real_root: str) -> bool:
+    """Whether the real folder ``real`` is the image folder ``real_root`` or a folder above it (``/`` too)."""
+    return real == real_root or real_root.startswith(real.rstrip(os.sep) + os.sep)
+
+
 def _class_images(root: Path, folder: Path) -> list[tuple[str, str]]:
     """``(path, real path)`` of the image files under ``folder`` in torchvision's order, each folder walked once
-    (links included)."""
+    (links included).
+
+    A link anywhere below ``folder`` to the image folder or a folder above it is refused before it is
+    entered: followed, it would file every image of every class (or of the whole disk) under this one.
+    """
     real_root, real = os.path.realpath(root), os.path.realpath(folder)
-    if real == os.path.dirname(real) or real_root == real or real_root.startswith(real.rstrip(os.sep) + os.sep):
+    if _holds(real, real_root):
         raise DataError(f"{folder} is linked to {real}, which holds the image folder itself",
                         hint="link a class folder only to a folder of that class's images")  # fmt: skip
     seen_dirs: set[str] = set()
+    reals = {os.fspath(folder): real}  # each folder's real path, found once by the folder above it
     found: list[tuple[str, str, list[str]]] = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        here = os.path.realpath(dirpath)
-        if here in seen_dirs:  # a loop, or a second link to a folder already walked
+        here = reals[dirpath]
+        if here in seen_dirs:  # a second link to a folder already walked (a sibling's)
             dirnames[:] = []
             continue
         seen_dirs.add(here)
         found.append((dirpath, here, filenames))
+        keep = []
+        for name in sorted(dirnames):  # sorted: which of two links to one folder is walked does not vary
+            sub = os.path.join(dirpath, name)
+            reals[sub] = os.path.realpath(sub)
+            if _holds(reals[sub], real_root):
+                what = "the image folder itself" if reals[sub] == real_root else "a folder above the image folder"
+                raise DataError(
+                    f"{sub} in class folder {folder} is linked to {reals[sub]}, {what} ({root})",
+                    hint="link inside a class folder only to folders of that class's images, never to the image "
+                    "folder or a folder above it",
+                )
+            if reals[sub] not in seen_dirs:  # else a loop: a link back to a folder on the way down
+                keep.append(name)
+        dirnames[:] = keep
     out = []
     for dirpath, here, filenames in sorted(found):  # torchvision sorts the walk the same way
         for name in sorted(filenames):
@@ -119,6 +160,33 @@ def _class_images(root: Path, folder: Path) -> list[tuple[str, str]]:
                 # Only a file that is itself a link needs resolving: the folder's real path is known.
                 out.append((path, os.path.realpath(path) if os.path.islink(path) else os.path.join(here, name)))
     return out
+
+
+def _classes_without_readable_images(
+    samples: Sequence[tuple[str, int]], names: Sequence[str], index: dict[str, int], workers: int = 4
+) -> dict[str, list[tuple[str, str]]]:
+    """The class folders among ``names`` none of whose ``samples`` is readable, each with its ``(path, reason)``s.
+
+    Each class's files are checked in order up to the first readable one, so a sound folder costs one check
+    per class.
+    """
+    by_label: dict[int, list[str]] = {}
+    for path, label in samples:
+        by_label.setdefault(label, []).append(path)
+
+    def unreadable(paths: list[str]) -> list[tuple[str, str]] | None:
+        bad = []
+        for path in paths:
+            reason = _check_image(path)
+            if reason is None:
+                return None
+            bad.append((path, reason))
+        return bad
+
+    held = [name for name in names if index[name] in by_label]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        results = list(pool.map(unreadable, [by_label[index[name]] for name in held]))
+    return {name: bad for name, bad in zip(held, results, strict=True) if bad is not None}
 
 
 def _check_image(path: str) -> str | None:
@@ -130,6 +198,9 @@ def _check_image(path: str) -> str | None:
         with Image.open(path) as im:
             im.draft(im.mode, (64, 64))  # JPEG decodes at reduced scale: fast, still reads the whole stream
             im.load()
+            # What reading it will do to a 16-bit or float image: NaN or infinite pixels fail here, so the
+            # file is a bad image now rather than a read error in the middle of a run.
+            to_8_bit(im)
     except Exception as e:  # PIL raises many types for bad files
         return f"{type(e).__name__}: {e}"
     return None

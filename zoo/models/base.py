@@ -18,15 +18,21 @@ import torch
 import torch.nn as nn
 
 from zoo.errors import ArgumentValueError, ModelArgumentError
-from zoo.models.cfg import PretrainedCfg
+from zoo.models.cfg import MAX_CHANNELS, PretrainedCfg
 from zoo.models.features import checkpoint_units, feature_take_indices
 from zoo.models.head import check_pool, make_classifier, make_pool
 
 __all__ = [
-    "STEMS", "ZooModel", "build_model", "check_choice", "check_common", "family_cfgs", "with_input_size",
+    "MAX_NUM_CLASSES", "STEMS", "ZooModel", "build_model", "check_choice", "check_common", "family_cfgs",
+    "with_input_size",
 ]  # fmt: skip
 
 STEMS = ("imagenet", "cifar")
+# The most classes a model may be built with: 46 times ImageNet-21k's 21,841, yet a classifier a machine can
+# hold (at most 16 GB of float32, behind VGG's 4096-wide head). Like MAX_INPUT_SIDE and MAX_CHANNELS in
+# zoo.models.cfg, it turns a slip (`--num-classes 1000000000`) into an error naming the limit, raised before
+# anything is allocated, instead of an allocator failure.
+MAX_NUM_CLASSES = 1_000_000
 
 
 def check_choice(param: str, value: Any, allowed: Iterable[Any]) -> None:
@@ -37,14 +43,28 @@ def check_choice(param: str, value: Any, allowed: Iterable[Any]) -> None:
 
 
 def check_common(num_classes: int, in_chans: int, drop_rate: float = 0.0) -> None:
-    """Check the arguments every model takes."""
+    """Check the arguments every model takes, before any layer is allocated.
+
+    ``num_classes`` is at most ``MAX_NUM_CLASSES`` and ``in_chans`` at most ``MAX_CHANNELS``: without a bound,
+    ``num_classes=10**9`` asks the allocator for a 256 GB classifier and dies with its RuntimeError.
+    """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
         raise ArgumentValueError(
             f"num_classes={num_classes!r} is invalid: use a positive int, or 0 for a model without "
             "classifier that returns pooled features"
         )
+    if num_classes > MAX_NUM_CLASSES:
+        raise ArgumentValueError(
+            f"num_classes={num_classes} is more than {MAX_NUM_CLASSES:,}, the most classes a zoo model may have",
+            hint=f"use at most {MAX_NUM_CLASSES:,} (ImageNet-21k has 21,841)",
+        )
     if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
         raise ArgumentValueError(f"in_chans={in_chans!r} is invalid: use an int >= 1 (1 for grey, 3 for RGB images)")
+    if in_chans > MAX_CHANNELS:
+        raise ArgumentValueError(
+            f"in_chans={in_chans} is more than {MAX_CHANNELS}, the most input channels a zoo model may have",
+            hint=f"use at most {MAX_CHANNELS} (1 for grey, 3 for RGB, a few hundred for multispectral images)",
+        )
     try:
         valid = 0.0 <= float(drop_rate) < 1.0
     except (TypeError, ValueError):  # not a number (a string from `--model-arg drop_rate=...`, None)

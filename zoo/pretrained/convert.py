@@ -24,6 +24,7 @@ import torch
 from zoo.errors import ArgumentValueError, WeightsError
 from zoo.pretrained import manifest
 from zoo.pretrained.cache import converted_path, is_offline, record_converted, sha256_file
+from zoo.pretrained.fetch import fetch_hub_file
 from zoo.pretrained.files import SavedWeights, WeightsMetadata, load_file, read_pickle_checkpoint, save_weights
 from zoo.pretrained.load import empty_init, fit_state_dict, from_timm_layout
 from zoo.pretrained.manifest import Source, WeightsEntry, hash_prefix
@@ -187,14 +188,28 @@ def timm_entry(name: str) -> tuple[str, str, WeightsEntry]:
 
 def _timm_state_dict(name: str, file: str | None) -> dict[str, torch.Tensor]:
     if file is None:
-        import timm
-
-        if is_offline():
-            raise WeightsError(f"offline mode is on: pass timm's {name} file with --file")
-        return timm.create_model(name, pretrained=True).state_dict()
+        file = str(timm_hub_file(name))
     if Path(file).suffix == ".safetensors":
         return load_file(file)
     return read_pickle_checkpoint(file, prefer_ema=True)  # timm's training checkpoints: their EMA weights
+
+
+def timm_hub_file(name: str) -> Path:
+    """timm's safetensors file of ``name`` from its Hub repo, downloaded and verified as zoo downloads weights.
+
+    Not through ``timm.create_model(pretrained=True)``: that calls ``hf_hub_download``, which names the files
+    it writes after the server's ETag and commit headers unchecked (docs/weights.md, "Known upstream issues").
+    """
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None or not cfg.hf_hub_id:
+        raise ArgumentValueError(f"timm's {name} has no Hub repo to download from: pass its file with --file")
+    filename = cfg.hf_hub_filename or "model.safetensors"
+    source = Source(type="hub", repo_id=cfg.hf_hub_id, filename=filename, revision="main")
+    if is_offline():
+        raise WeightsError(f"offline mode is on: pass timm's {name} file ({cfg.hf_hub_id}, {filename}) with --file")
+    return fetch_hub_file(name, source)
 
 
 def convert_state_dict(

@@ -427,6 +427,17 @@ def _fetch_hub(name: str, source: Source, force: bool) -> Path:
     return path
 
 
+def fetch_hub_file(name: str, source: Source, force: bool = False) -> Path:
+    """The verified local file of a Hub ``source`` that no manifest entry describes (timm's own repos, for
+    ``zoo convert timm``): checked against the Hub's SHA-256, which is then pinned on this machine as for
+    an unpinned manifest source. Takes ``name``'s entry lock."""
+    lock = entry_lock(name)
+    try:
+        return _fetch_hub(name, source, force)
+    finally:
+        lock.release()
+
+
 def hub_small_file(repo_id: str, filename: str, revision: str, what: str, limit: int, force: bool = False) -> Path:
     """A small Hub file that carries no SHA-256 (a git file such as ``config.json``), at ``revision``, in
     huggingface_hub's cache layout: from the cache when there, else downloaded (at most ``limit`` bytes) at

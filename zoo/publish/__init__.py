@@ -192,6 +192,26 @@ def _install(staging: Path, out_dir: Path, force: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _check_manifest_name(name: str, bundle: bool, force: bool) -> None:
+    """Publishing under a name the manifest has replaces what ``pretrained=True`` loads for it: only with
+    --force. A bundled file zoo did not record is a user's file, never replaced."""
+    from zoo.pretrained.manifest import load_manifest, weights_dir
+
+    listed = load_manifest()["weights"].get(name)
+    if listed is not None and not force:
+        raise PublishError(
+            f"the manifest already has weights {name!r}; publishing would replace them for every "
+            "`pretrained=True` user: pass --force to replace them, or choose another --name"
+        )
+    target = weights_dir() / f"{name}.safetensors"
+    ours = listed is not None and (listed.get("source") or {}).get("path") == target.name
+    if bundle and (target.exists() or target.is_symlink()) and not ours:
+        raise PublishError(
+            f"{target} exists and the manifest does not list it as the bundled file of {name!r}: zoo does not "
+            "replace a file it did not write; move it away or choose another --name"
+        )
+
+
 def _bundle(staged_weights: Path, name: str) -> str:
     from zoo.pretrained.manifest import weights_dir
 
@@ -251,6 +271,8 @@ def publish(
         check_output_folder(out, "--out", "published folder", is_published_folder)
     if out is not None and out.exists() and not force and not dry_run:
         raise PublishError(f"{out} exists; pass --force to replace it")
+    if update_manifest:
+        _check_manifest_name(name, bundle, force)
     if push and not repo_id:
         from zoo.pretrained.manifest import hub_org
 

@@ -128,6 +128,18 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             + ", ".join(f"{k} ({'/'.join(t.__name__ for t in v)})" for k, v in _CHECKPOINT_FIELDS.items()),
             hint="start a new run in another --output (best.safetensors in that folder still holds its kept weights)",
         )
+    done = len(ckpt["history"])
+    bad = [f"{key} {ckpt[key]}" for key in ("epoch", "batch", "global_step") if ckpt[key] < 0]
+    if ckpt["epoch"] != done:
+        bad.append(f"epoch {ckpt['epoch']} after the {done} epochs of its history")
+    if ckpt["best_epoch"] is not None and not 1 <= ckpt["best_epoch"] <= done:
+        bad.append(f"best_epoch {ckpt['best_epoch']} of {done} epochs")
+    if bad:
+        raise RunError(
+            f"{path} is damaged: {', '.join(bad)} (its epoch is the number of epochs in its history, and no count "
+            "is negative)",
+            hint="start a new run in another --output (best.safetensors in that folder still holds its kept weights)",
+        )
     return ckpt
 
 
@@ -142,22 +154,21 @@ _CHECKPOINT_FIELDS: dict[str, tuple[type, ...]] = {
 }  # fmt: skip
 
 
-# What a run writes into its folder; a folder holding only these (or a run.json of zoo's) is a run.
-RUN_FILES = frozenset({"config.json", "run.json", "metrics.csv", "curves.png", "last.pt", "best.safetensors",
-                       "tensorboard", LOCK_NAME})  # fmt: skip
-_RUN_TEMP_RE = re.compile(r"^\.(.+)\.\d+\.\d+\.(tmp|part)$")
+# A run writes its run.json before any other file; until then its folder holds at most its lock and the
+# temporary file of that first write.
+_RUN_TEMP_RE = re.compile(r"^\.run\.json\.\d+\.\d+\.(tmp|part)$")
 
 
 def is_run_folder(folder: Path) -> bool:
-    """Whether ``folder`` is a training run of zoo's: its ``run.json`` says so, or it holds only a run's files."""
+    """Whether ``folder`` is a training run of zoo's: its ``run.json`` says so, or it was killed before writing it
+    (nothing but the run's lock and a temporary run.json). Files named like a run's do not make one."""
     try:
         record = parse_json((folder / "run.json").read_text(encoding="utf-8"))
         if isinstance(record, dict) and "status" in record and "recipe" in record:
             return True
     except (OSError, ValueError, RecursionError):
         pass
-    names = os.listdir(folder)
-    return all(n in RUN_FILES or (_RUN_TEMP_RE.match(n) and _RUN_TEMP_RE.match(n)[1] in RUN_FILES) for n in names)
+    return all(n == LOCK_NAME or _RUN_TEMP_RE.match(n) for n in os.listdir(folder))
 
 
 @contextlib.contextmanager
@@ -227,13 +238,17 @@ def run_identity(
 
 
 def _older_identity(ckpt: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """What a checkpoint from before ``trains`` was recorded trains, from itself and the run's run.json."""
+    """What a checkpoint without ``trains`` (from before it was recorded, or damaged) trains, from itself and the
+    run's run.json, whose data identity is compared too."""
     try:
         run = parse_json((folder / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         run = {}
+    run = run if isinstance(run, dict) else {}
+    data = run.get("data_identity") if isinstance(run.get("data_identity"), dict) else {}
     return {"arch": ckpt.get("arch"), "model_args": run.get("model_args"), "dataset": run.get("dataset_kind"),
-            "classes": run.get("label_names"), "train_images": run.get("train_images")}  # fmt: skip
+            "classes": run.get("label_names"), "train_images": run.get("train_images"),
+            "train_data": data.get("train_data"), "val_data": data.get("val_data")}  # fmt: skip
 
 
 def check_resume(ckpt: dict[str, Any], now: dict[str, Any], recipe: Recipe, folder: Path) -> None:

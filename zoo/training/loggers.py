@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from zoo.errors import ArgumentValueError, DependencyError
+from zoo.errors import ArgumentValueError, DependencyError, RunError
 from zoo.utils.files import atomic_path
 
 __all__ = [
@@ -51,25 +51,54 @@ class _Logger:
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The rows of a metrics.csv, with numbers parsed (empty cells become None)."""
+    """The rows of a metrics.csv, with numbers parsed (empty cells become None).
+
+    A file that is not a metrics.csv (not text, a row longer than the header, no ``epoch`` column, an epoch
+    or metric that is not a number: another file written over it) is a RunError naming it, not a TypeError
+    deep inside a resume.
+    """
     path = Path(path)
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+
+    def damaged(why: str) -> RunError:
+        return RunError(
+            f"{path} is not a metrics.csv of zoo's: {why}",
+            hint="restore it, or delete it (a resume then starts a new one, without the earlier epochs)",
+        )
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = reader.fieldnames or []
+    except (UnicodeDecodeError, csv.Error) as e:  # a binary file, NUL bytes, a field over csv's size limit
+        raise damaged(str(e).splitlines()[0][:100]) from None
+    if rows and "epoch" not in header:
+        raise damaged(f"its header has no epoch column ({_cut(','.join(header))})")
     out = []
-    for row in rows:
+    for n, row in enumerate(rows, start=1):
+        if None in row:  # DictReader puts the cells past the header's under the key None, as a list
+            raise damaged(f"row {n} has {len(header) + len(row[None])} cells, its header {len(header)}")
         parsed: dict[str, Any] = {}
         for k, v in row.items():
             if v in ("", None):
                 parsed[k] = None
-            else:
-                try:
-                    parsed[k] = int(v) if k == "epoch" else float(v)
-                except ValueError:
-                    parsed[k] = v
+                continue
+            try:
+                parsed[k] = int(v) if k == "epoch" else float(v)
+            except ValueError:
+                # Columns zoo writes hold numbers; a resume compares epochs and plots the metrics.
+                if k in METRIC_FIELDS:
+                    raise damaged(f"row {n}: its {k} {_cut(v)!r} is not a number") from None
+                parsed[k] = v
         out.append(parsed)
     return out
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    """``text`` shortened for a one-line error: a damaged file's cell can be a whole file's worth."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class CSVLogger(_Logger):

@@ -8,6 +8,7 @@ tuned for short runs. A recipe can differ per dataset kind: ``get_recipe("fast",
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +70,10 @@ class Recipe:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise RecipeError(f"{name}={value!r}: must be a number", hint=f"give {_range_text(low, high, closed)}")
+            # NaN fails every comparison and inf has no upper bound to fail, so both would pass the range
+            # check below and reach the optimiser, the loss or run.json; no setting means anything at either.
+            if not math.isfinite(value):
+                raise RecipeError(f"{name}={value}: not a finite number", hint=f"give {_range_text(low, high, closed)}")
             if value < low or (high is not None and (value > high if closed else value >= high)):
                 raise RecipeError(f"{name}={value}: out of range", hint=f"give {_range_text(low, high, closed)}")
         if self.eval_model not in ("ema", "model"):
@@ -99,7 +104,7 @@ _RANGES: dict[str, tuple[float, float | None, bool]] = {
 
 def _range_text(low: float, high: float | None, closed: bool) -> str:
     if high is None:
-        return f"a number of at least {low:g}"
+        return f"a finite number of at least {low:g}"
     return f"a number from {low:g} to {high:g}" if closed else f"a number from {low:g} up to, not including, {high:g}"
 
 

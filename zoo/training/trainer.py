@@ -268,6 +268,9 @@ class Trainer:
             from zoo.training.loggers import create_loggers
 
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            if self.checkpoint is None:
+                # A new run's run.json first: a folder holding a run's files but no run.json of zoo's is not a run
+                self._write_run_json("running")
             write_json(self._config(), self.out_dir / "config.json")
             done = len(self.state.history) if self.checkpoint is not None else None
             step = self.state.global_step if self.checkpoint is not None else None
@@ -275,7 +278,8 @@ class Trainer:
                 self.out_dir, self.logger_names, resume_epoch=done, resume_step=step,
                 title=f"{model_arch(self.model)}", **self.logger_options,
             )  # fmt: skip
-        self._write_run_json("running")
+        if self.checkpoint is not None:  # a resumed run's: only once its files have been read back
+            self._write_run_json("running")
         if self.is_main:
             where = f" -> {self.out_dir}" if self.out_dir else ""
             resumed = (

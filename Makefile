@@ -58,6 +58,7 @@ bench-quick: venv  ## every benchmark script once on tiny settings (CI): checks 
 	$(BIN)/python benchmarks/cifar_epoch.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/train_timm.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/models.py --quick --out $$(mktemp -d)
+	$(BIN)/python benchmarks/lab_runs.py --quick --out $$(mktemp -d)
 
 docs: venv  ## rewrite the committed tables in docs/ from the registry and the manifest
 	$(BIN)/python docs/gen_tables.py

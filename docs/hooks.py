@@ -53,9 +53,24 @@ def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
     for placeholder, table in paper_tables.PLACEHOLDERS.items():
         if placeholder in markdown:
             markdown = markdown.replace(placeholder, table())
-    return METRIC.sub(lambda m: metric(m[1], m[2]), markdown)
+    markdown = _outside_code(RESULT, lambda m: paper_tables.result(m[1]), markdown)
+    return _outside_code(METRIC, lambda m: metric(m[1], m[2]), markdown)
 
 
+# Code blocks and inline code show a placeholder as it is written (the architecture page explains them).
+CODE = re.compile(r"^```.*?^```|`[^`\n]*`", re.S | re.M)
+
+
+def _outside_code(pattern: re.Pattern[str], render: Any, markdown: str) -> str:
+    parts, end = [], 0
+    for code in CODE.finditer(markdown):
+        parts += [pattern.sub(render, markdown[end : code.start()]), code[0]]
+        end = code.end()
+    return "".join([*parts, pattern.sub(render, markdown[end:])])
+
+
+# A figure of a benchmark in prose, from benchmarks/results/: <!-- zoo:result FILE FIELD KEY=VALUE ... -->
+RESULT = re.compile(r"<!-- zoo:result (.+?) -->")
 # A figure of a set of weights in prose, from the manifest: <!-- zoo:metric resnet20.cifar10 top1 --> -> 92.20
 METRIC = re.compile(r"<!-- zoo:metric ([A-Za-z0-9_]+\.[A-Za-z0-9_\-]+) (top1|top5) -->")
 

@@ -206,6 +206,13 @@ def _results_table(path: Path, level: str) -> list[str]:
     ]
 
 
+# Results whose rows are long per-epoch curves: the pages they belong to render them.
+SHOWN_ELSEWHERE = {
+    "lab_runs": "the tutorials' pages ([Lab10-4](tutorials/lab10-4-image-folder.md), "
+    "[Lab10-5](tutorials/lab10-5-vgg-cifar.md), [Lab10-6](tutorials/lab10-6-resnet-cifar.md))",
+}
+
+
 def benchmark_results(folder: Path | None = None) -> str:
     """Every results file in ``folder`` (benchmarks/results/) as a table with its machine: the CPU files, then
     the GPU run's under a heading that names the GPU, driver, CUDA and torch."""
@@ -213,9 +220,12 @@ def benchmark_results(folder: Path | None = None) -> str:
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not files:
         return "No results are committed yet: run `make bench`.\n"
+    elsewhere = [f for f in files if f.stem in SHOWN_ELSEWHERE]
+    files = [f for f in files if f not in elsewhere]
     cpu = [f for f in files if "-cuda" not in f.stem]
     gpu = [f for f in files if "-cuda" in f.stem]
     parts = ["### On the CPU", ""]
+    parts += [f"`{f.stem}` is shown on {SHOWN_ELSEWHERE[f.stem]}.\n" for f in elsewhere]
     for path in cpu:
         parts += _results_table(path, "####")
     if gpu:
@@ -280,6 +290,73 @@ def load_pretrained() -> str:
     return "\n".join([*lines, "", note, ""])
 
 
+def result(spec: str) -> str:
+    """One figure of a benchmark's results, for prose: ``FILE FIELD [KEY=VALUE ...] [fmt=SPEC] [scale=N]``.
+
+    ``<!-- zoo:result models-cuda train_img_s model=resnet50 batch=256 dtype=fp32 compiled=false -->`` is the
+    ``train_img_s`` of the one row of ``benchmarks/results/models-cuda.json`` that has those values. Without
+    ``fmt`` a number of 1,000 or more is printed with thousands separators and no decimals, a smaller one as
+    the results file stores it; ``scale`` multiplies first (seconds into milliseconds: ``scale=1000``).
+    """
+    import shlex
+
+    words = shlex.split(spec)
+    if len(words) < 2 or any("=" in w for w in words[:2]):
+        raise ValueError(f"zoo:result {spec!r}: expected FILE FIELD [KEY=VALUE ...] [fmt=SPEC] [scale=N]")
+    name, field, *pairs = words
+    where = dict(pair.split("=", 1) for pair in pairs)
+    fmt, scale = where.pop("fmt", None), float(where.pop("scale", 1))
+    rows = [
+        r
+        for r in _results(f"{name}.json")["rows"]
+        if all(k in r and (r[k] if isinstance(r[k], str) else json.dumps(r[k])) == v for k, v in where.items())
+    ]
+    if len(rows) != 1:
+        raise ValueError(f"zoo:result {spec!r}: {len(rows)} rows of {name}.json match {where}, expected exactly 1")
+    if rows[0].get(field) is None:
+        raise ValueError(f"zoo:result {spec!r}: the row has no {field!r}; it has {', '.join(rows[0])}")
+    value = rows[0][field]
+    if isinstance(value, str):
+        return value
+    if fmt is not None:
+        return format(value * scale, fmt)
+    value = value * scale if scale != 1 else value
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:g}"
+
+
+def _lab_rows(*labs: str) -> tuple[list[dict], dict]:
+    data = _results("lab_runs.json")
+    return [r for r in data["rows"] if r["lab"] in labs], data["machine"]
+
+
+def seed_runs(*labs: str) -> str:
+    """The seed recipes' runs of ``labs`` (``python benchmarks/lab_runs.py``): top-1 after every epoch, and time."""
+    rows, machine = _lab_rows(*labs)
+    lines = ["| model | recipe | training images | train top-1 per epoch (augmented) | test top-1 per epoch "
+             "| training time |", "| --- | --- | --: | --- | --- | --: |"]  # fmt: skip
+    for r in rows:
+        words = r["command"].split()
+        model = " ".join(words[2 : words.index("--dataset")])
+        recipe = words[words.index("--recipe") + 1]
+        lines.append(f"| `{model}` | `{recipe}` | {r['train_images']:,} | {r['train_top1_per_epoch']} | "
+                     f"{r['top1_per_epoch']} | {r['train_s']:.0f} s ({r['median_img_s']:.0f} img/s) |")  # fmt: skip
+    note = f"*{_measured_on(machine)}; float32; the commands are in `benchmarks/results/lab_runs.json`.*"
+    return "\n".join([*lines, "", note, ""])
+
+
+def folder_runs() -> str:
+    """Lab10-4's runs on its folder (``python benchmarks/lab_runs.py --only lab10-4``): held-out top-1."""
+    rows, machine = _lab_rows("lab10-4")
+    lines = ["| | held-out top-1, epochs 1-10 | best (kept) | last | training time |",
+             "| --- | --- | --: | --: | --: |"]  # fmt: skip
+    for r in rows:
+        what = "fine-tuned from `resnet20.cifar10`" if "--pretrained" in r["command"] else "from scratch"
+        first = ", ".join(r["top1_per_epoch"].split(", ")[:10])
+        lines.append(f"| {what} | {first} | {r['kept_top1']:.2f} % (epoch {r['kept_epoch']}) | "
+                     f"{r['last_top1']:.2f} % | {r['train_s']:.0f} s |")  # fmt: skip
+    return "\n".join([*lines, "", f"*{_measured_on(machine)}.*", ""])
+
+
 PLACEHOLDERS: dict[str, Callable[[], str]] = {
     "<!-- zoo:mnist-recipes -->": mnist_recipes,
     "<!-- zoo:load-pretrained -->": load_pretrained,
@@ -289,6 +366,10 @@ PLACEHOLDERS: dict[str, Callable[[], str]] = {
     "<!-- zoo:resnet-table -->": resnet_table,
     "<!-- zoo:cifar-resnet-table -->": cifar_resnet_table,
     "<!-- zoo:cifar10-results -->": cifar10_results,
+    "<!-- zoo:seed-runs -->": lambda: seed_runs("lab10-5", "lab10-6"),
+    "<!-- zoo:seed-runs lab10-5 -->": lambda: seed_runs("lab10-5"),
+    "<!-- zoo:seed-runs lab10-6 -->": lambda: seed_runs("lab10-6"),
+    "<!-- zoo:folder-runs -->": folder_runs,
 }
 # Each run recorded under docs/runs/ has its placeholder, <!-- zoo:run NAME -->.
 PLACEHOLDERS.update({f"<!-- zoo:run {p.name} -->": (lambda n=p.name: run_curve(n)) for p in sorted(RUNS.glob("*"))})

@@ -97,3 +97,18 @@ def test_results_page_shows_the_gpu_run_as_its_own_labelled_section(tmp_path, mo
     cpu_part = page[: page.index(heading)]
     assert "H200" not in cpu_part
     assert "`benchmarks/inference.py`, 2026-11-30: AMD EPYC, 2 cores; torch 2.14.1" in cpu_part
+
+
+def test_a_lab_run_keeps_the_epoch_its_run_kept(tmp_path):
+    """lab_runs: a run with held-out images reports the epoch the run kept and its held-out top-1, the
+    per-epoch curve on those images, and the command as the lab page prints it."""
+    torch.manual_seed(0)
+    fit(Tiny(), Stripes(64, seed=0), Stripes(32, seed=1), _recipe(3), tmp_path / "run", progress=False)
+    rows = read_metrics(tmp_path / "run" / "metrics.csv")
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    shown = ["resnet20", "--dataset", "imagefolder:photos"]
+    row = _load("lab_runs").summarise("lab10-4", "scratch", shown, rows, run, 1.0)
+    assert row["measured_on"] == "val" and row["kept_epoch"] == run["best_epoch"]
+    assert row["kept_top1"] == round(rows[run["best_epoch"] - 1]["val_acc1"], 2)
+    assert row["top1_per_epoch"] == ", ".join(f"{r['val_acc1']:.2f}" for r in rows)
+    assert row["command"] == "zoo train resnet20 --dataset imagefolder:photos" and row["epochs"] == 3

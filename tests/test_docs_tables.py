@@ -195,6 +195,79 @@ def test_prose_figures_of_zoos_weights_come_from_the_manifest():
     assert not typed, typed
 
 
+# A time, a throughput or a speed ratio typed into prose: "42.2 s", "1,049 img/s", "1.65x", "3 hours".
+TYPED_TIMING = re.compile(
+    r"(?<![\w.,])\d[\d,]*(?:\.\d+)?\s?(?:img/s|images/s|ms|µs|s|seconds?|min|minutes?|hours?)(?![\w/])"
+    r"|(?<![\w.,])\d+\.\d+x(?!\w)"
+)
+
+
+def _prose(page: Path) -> str:
+    """A page's text without code blocks, inline code and HTML comments (the placeholders)."""
+
+    def blank(match: re.Match[str]) -> str:  # keeps the line numbers
+        return "\n" * match[0].count("\n")
+
+    text = re.sub(r"^```.*?^```", blank, page.read_text(encoding="utf-8"), flags=re.S | re.M)
+    return re.sub(r"`[^`\n]*`|<!--.*?-->", blank, text, flags=re.S)
+
+
+def test_prose_timings_come_from_the_benchmark_results(monkeypatch):
+    """Times, speeds and speed ratios in a page's text are <!-- zoo:result ... --> placeholders or tables rendered
+    from ``benchmarks/results/``, so that a benchmark run again cannot leave an old figure behind (recorded
+    outputs in code blocks and the changelog's history are what they were)."""
+    monkeypatch.syspath_prepend(str(ROOT / "docs"))
+    import gen_tables
+
+    typed = []
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        uri = page.relative_to(ROOT / "docs").as_posix()
+        if uri == "changelog.md" or uri in gen_tables.TABLES:  # history; pages rendered from the manifest
+            continue
+        text = _prose(page)
+        typed += [f"docs/{uri}:{text.count(chr(10), 0, m.start()) + 1}: {m[0]}" for m in TYPED_TIMING.finditer(text)]
+    assert not typed, typed
+
+
+def test_every_result_placeholder_on_the_site_names_one_figure(monkeypatch):
+    """Each <!-- zoo:result ... --> in the docs matches exactly one row of its results file (the build would
+    fail otherwise), and renders as the number in that row."""
+    monkeypatch.syspath_prepend(str(ROOT / "docs"))
+    import hooks
+    import paper_tables
+
+    pages = [hooks.CODE.sub("", page.read_text(encoding="utf-8")) for page in (ROOT / "docs").rglob("*.md")]
+    specs = [m[1] for text in pages for m in hooks.RESULT.finditer(text)]
+    assert len(specs) >= 20
+    for spec in specs:
+        value = paper_tables.result(spec)
+        assert re.fullmatch(r"-?[\d,]+(\.\d+)?", value), (spec, value)
+
+
+def test_a_result_placeholder_reads_its_row(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(ROOT / "docs"))
+    import paper_tables
+
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    rows = [
+        {"model": "resnet50", "batch": 32, "compiled": False, "img_s": 1234.56, "load_s": 0.0323, "what": "a b"},
+        {"model": "resnet50", "batch": 256, "compiled": True, "img_s": 15.25, "load_s": 0.5, "what": "c"},
+    ]
+    (results / "x.json").write_text(json.dumps({"machine": {}, "rows": rows}))
+    monkeypatch.setattr(paper_tables, "__file__", str(tmp_path / "docs" / "paper_tables.py"))
+    assert paper_tables.result("x img_s batch=32") == "1,235"
+    assert paper_tables.result("x img_s compiled=true") == "15.25"
+    assert paper_tables.result('x img_s "what=a b"') == "1,235"
+    assert paper_tables.result("x load_s batch=32 scale=1000 fmt=.1f") == "32.3"
+    with pytest.raises(ValueError, match="2 rows of x.json match"):
+        paper_tables.result("x img_s model=resnet50")
+    with pytest.raises(ValueError, match="0 rows"):
+        paper_tables.result("x img_s batch=64")
+    with pytest.raises(ValueError, match="has no 'gmacs'"):
+        paper_tables.result("x gmacs batch=32")
+
+
 def test_a_metric_placeholder_renders_the_manifests_figure(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "docs"))
     import hooks
@@ -203,6 +276,8 @@ def test_a_metric_placeholder_renders_the_manifests_figure(monkeypatch):
     page = type("Page", (), {"file": type("File", (), {"src_uri": "tutorials/x.md"})()})()
     text = hooks.on_page_markdown("top-1 <!-- zoo:metric resnet20.cifar10 top1 --> %", page)
     assert text == f"top-1 {entry.metrics['top1']:.2f} %"
+    shown = "`<!-- zoo:metric resnet20.cifar10 top1 -->` and `<!-- zoo:result models train_img_s model=x -->`"
+    assert hooks.on_page_markdown(shown, page) == shown  # inline code shows the placeholder as written
     assert hooks.metric("mnist_cnn.mnist", "top5") == f"{manifest.get_entry('mnist_cnn', 'mnist').metrics['top5']:.2f}"
 
 
@@ -231,3 +306,26 @@ def test_the_load_time_table_is_the_benchmarks_result(monkeypatch):
     for r, line in zip(data["rows"], rows, strict=True):
         assert f"{r['zoo_load_s'] * 1000:.1f} ms" in line and f"{r['zoo_over_lower_bound']:.2f}x" in line
     assert "<!-- zoo:load-pretrained -->" in (ROOT / "docs" / "weights.md").read_text()
+
+
+def test_the_labs_run_tables_are_the_benchmarks_results(monkeypatch):
+    """The tutorials' seed-recipe and image-folder tables show each run of ``benchmarks/results/lab_runs.json``."""
+    monkeypatch.syspath_prepend(str(ROOT / "docs"))
+    import paper_tables
+
+    rows = json.loads((ROOT / "benchmarks" / "results" / "lab_runs.json").read_text())["rows"]
+    assert {r["lab"] for r in rows} == {"lab10-4", "lab10-5", "lab10-6"}
+    seeds, folder = paper_tables.seed_runs("lab10-5", "lab10-6"), paper_tables.folder_runs()
+    for r in rows:
+        if r["lab"] == "lab10-4":
+            what = "| fine-tuned" if "--pretrained" in r["command"] else "| from scratch"
+            line = next(x for x in folder.splitlines() if x.startswith(what))
+            assert r["top1_per_epoch"].startswith(line.split(" | ")[1]) and f"{r['kept_top1']:.2f} % (epoch " in line
+        else:
+            line = next(x for x in seeds.splitlines() if r["top1_per_epoch"] in x and r["train_top1_per_epoch"] in x)
+            assert f"{r['train_images']:,}" in line and f"{r['train_s']:.0f} s" in line
+    for page, placeholder in [("tutorials/lab10-4-image-folder.md", "<!-- zoo:folder-runs -->"),
+                              ("tutorials/lab10-5-vgg-cifar.md", "<!-- zoo:seed-runs lab10-5 -->"),
+                              ("tutorials/lab10-6-resnet-cifar.md", "<!-- zoo:seed-runs lab10-6 -->"),
+                              ("training.md", "<!-- zoo:seed-runs -->")]:  # fmt: skip
+        assert placeholder in (ROOT / "docs" / page).read_text()

@@ -104,6 +104,8 @@ def test_a_small_folder_gets_a_recipe_scaled_to_it():
     assert fitted.warmup_epochs == pytest.approx(0.3) and not fitted.ema  # 42 steps: too few to average
     assert fitted.mixup == fitted.cutmix == 0.0
     assert len(fitted.notes) == 4 and all("->" in n or n.startswith("no ") for n in fitted.notes)
+    assert "210 images give 14 steps an epoch" in fitted.notes[0]  # 13 of 16 and one of 2, as the run steps
+    assert "15 images give 2 steps an epoch" in fit_recipe_to_data(folder, 15, explicit={"epochs"}).notes[0]
     longer = fit_recipe_to_data(folder.replace(epochs=10), 210, explicit={"epochs"})
     assert longer.ema and longer.ema_decay == pytest.approx(1 - 5 / (14 * 10), abs=1e-4)  # a fifth of 140 steps
     kept = fit_recipe_to_data(folder, 210, explicit={"epochs", "batch_size", "mixup", "cutmix", "ema"})

@@ -207,8 +207,9 @@ def fit_recipe_to_data(recipe: Recipe, train_images: int, explicit: set[str] | f
         fitted = max(8, 2 ** max(3, (train_images // MIN_STEPS_PER_EPOCH).bit_length() - 1))
         if fitted < batch:
             changes["batch_size"] = batch = fitted
+            # Counted as the run will count them (the last, smaller batch is a step too: see `steps`).
             notes.append(f"batch {recipe.batch_size} -> {fitted}: {train_images} images give "
-                         f"{train_images // fitted} steps an epoch")  # fmt: skip
+                         f"{-(-train_images // fitted)} steps an epoch")  # fmt: skip
     steps = max(1, -(-train_images // batch)) * recipe.epochs
     if "warmup_epochs" not in explicit and recipe.warmup_epochs > 0.1 * recipe.epochs:
         changes["warmup_epochs"] = round(0.1 * recipe.epochs, 3)

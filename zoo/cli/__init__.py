@@ -122,16 +122,14 @@ def check_size_options(img_size: int | None, input_size: Sequence[int] | None) -
     """``--img-size`` and ``--input-size`` within the limits a model's config has (``MAX_INPUT_SIDE`` pixels a
     side, ``MAX_CHANNELS`` channels), checked before a model or an input is built: a 100000-pixel side would
     otherwise end in an allocator failure. Values below 1 are left to the library, whose errors name them."""
-    from zoo.models.cfg import MAX_CHANNELS, MAX_INPUT_SIDE
+    from zoo.models.cfg import INPUT_LIMITS, MAX_INPUT_SIDE, input_size_within_limits
 
     if img_size is not None and img_size > MAX_INPUT_SIDE:
         raise ArgumentValueError(f"--img-size {img_size}: larger than the {MAX_INPUT_SIDE} pixels a side zoo takes",
                                  hint=f"give at most {MAX_INPUT_SIDE}")  # fmt: skip
-    if input_size is not None and (input_size[0] > MAX_CHANNELS or max(input_size[1:]) > MAX_INPUT_SIDE):
-        raise ArgumentValueError(
-            f"--input-size {' '.join(map(str, input_size))}: beyond what zoo takes",
-            hint=f"give at most {MAX_CHANNELS} channels and sides of at most {MAX_INPUT_SIDE} pixels",
-        )
+    if input_size is not None and not input_size_within_limits(input_size):
+        raise ArgumentValueError(f"--input-size {' '.join(map(str, input_size))}: beyond what zoo takes",
+                                 hint=f"give {INPUT_LIMITS}")  # fmt: skip
 
 
 def _debug_requested(argv: list[str]) -> tuple[bool, list[str]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -23,8 +23,9 @@ from zoo.errors import ArgumentValueError, WeightsFileError, ZooError
 __all__ = [
     "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD",
     "FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "IMAGENET_MEAN", "IMAGENET_STD",
-    "INTERPOLATIONS", "MAX_CHANNELS", "MAX_INPUT_SIDE", "MAX_RESIZE_SIDE", "MNIST_MEAN", "MNIST_STD", "SOURCE_KEYS",
-    "Interpolation", "PretrainedCfg", "check_preprocessing", "fit_channels", "without_source",
+    "INPUT_LIMITS", "INTERPOLATIONS", "MAX_CHANNELS", "MAX_INPUT_SIDE", "MAX_RESIZE_SIDE", "MNIST_MEAN", "MNIST_STD",
+    "SOURCE_KEYS", "Interpolation", "PretrainedCfg", "check_preprocessing", "fit_channels", "input_size_within_limits",
+    "without_source",
 ]  # fmt: skip
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -45,6 +46,14 @@ INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
 MAX_INPUT_SIDE = 4096
 MAX_RESIZE_SIDE = 8192  # the side an image is resized to before the centre crop: input side / crop_pct
 MAX_CHANNELS = 1024  # multispectral inputs run to a few hundred bands
+INPUT_LIMITS = f"at most {MAX_CHANNELS} channels and sides of at most {MAX_INPUT_SIDE} pixels"
+
+
+def input_size_within_limits(size: Sequence[int]) -> bool:
+    """Whether ``size`` ([channels, height, width] of positive ints) is within :data:`INPUT_LIMITS`: the one
+    bound on an input for a file's config, the manifest, ``zoo info``/``zoo bench`` options and benchmarks."""
+    return size[0] <= MAX_CHANNELS and max(size[1:]) <= MAX_INPUT_SIDE
+
 
 SOURCE_KEYS = ("file", "sha256", "source", "url", "hf_hub_id", "hf_hub_filename", "tag")
 
@@ -83,7 +92,7 @@ def check_preprocessing(
         ints = isinstance(size, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in size)
         if not (ints and len(size) == 3 and min(size) > 0):
             raise error(f"{where} has input_size={size!r}: it must be [channels, height, width] of positive ints")
-        if max(size[1:]) > MAX_INPUT_SIDE or size[0] > MAX_CHANNELS:
+        if not input_size_within_limits(size):
             raise error(
                 f"{where} has input_size={list(size)}: sides of at most {MAX_INPUT_SIDE} pixels and at most "
                 f"{MAX_CHANNELS} channels"

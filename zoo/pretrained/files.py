@@ -29,6 +29,7 @@ import torch.nn as nn
 from zoo.errors import ArgumentValueError, WeightsFileError
 from zoo.models.cfg import without_source
 from zoo.pretrained.cache import mark_verified, sha256_file
+from zoo.utils import shorten
 from zoo.utils.files import atomic_path, parse_json
 
 __all__ = [
@@ -200,18 +201,6 @@ class WeightsMetadata:
         return cls(**values, extra=header)
 
 
-# How much of a bad header value an error echoes: a header value can be megabytes (a hostile file's
-# ``[[[[...``), and the error is one line on a terminal.
-_SHOWN_CHARS = 80
-
-
-def _shown(text: str) -> str:
-    """``text`` as an error quotes it: its repr, cut to :data:`_SHOWN_CHARS` characters with its length said."""
-    if len(text) <= _SHOWN_CHARS:
-        return repr(text)
-    return f"{text[:_SHOWN_CHARS]!r}… ({len(text):,} characters)"
-
-
 def _parse(key: str, text: str, kind: str) -> Any:
     value: Any = text
     try:
@@ -223,10 +212,12 @@ def _parse(key: str, text: str, kind: str) -> Any:
             value = float(text)
     except ValueError:
         raise WeightsFileError(
-            f"the zoo metadata {key}={_shown(text)} in the file's header is not a valid {kind} value"
+            f"the zoo metadata {key}={shorten(repr(text))} in the file's header is not a valid {kind} value"
         ) from None
     if not isinstance(value, _KIND_TYPES[kind]):
-        raise WeightsFileError(f"the zoo metadata {key}={_shown(text)} in the file's header must be a JSON object")
+        raise WeightsFileError(
+            f"the zoo metadata {key}={shorten(repr(text))} in the file's header must be a JSON object"
+        )
     return value
 
 

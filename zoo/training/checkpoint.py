@@ -106,6 +106,9 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
             raise
 
 
+_DAMAGED_HINT = "start a new run in another --output (best.safetensors in that folder still holds its kept weights)"
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A ``last.pt`` read with ``weights_only=True``; anything else (a pickle carrying code) is a RunError."""
     try:
@@ -126,7 +129,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise RunError(
             f"{path} is damaged or not a zoo train checkpoint: {', '.join(wrong)} where a checkpoint has "
             + ", ".join(f"{k} ({'/'.join(t.__name__ for t in v)})" for k, v in _CHECKPOINT_FIELDS.items()),
-            hint="start a new run in another --output (best.safetensors in that folder still holds its kept weights)",
+            hint=_DAMAGED_HINT,
         )
     done = len(ckpt["history"])
     bad = [f"{key} {ckpt[key]}" for key in ("epoch", "batch", "global_step") if ckpt[key] < 0]
@@ -138,7 +141,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise RunError(
             f"{path} is damaged: {', '.join(bad)} (its epoch is the number of epochs in its history, and no count "
             "is negative)",
-            hint="start a new run in another --output (best.safetensors in that folder still holds its kept weights)",
+            hint=_DAMAGED_HINT,
         )
     return ckpt
 

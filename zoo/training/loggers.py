@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from zoo.errors import ArgumentValueError, DependencyError, RunError
+from zoo.utils import shorten
 from zoo.utils.files import atomic_path
 
 __all__ = [
@@ -75,7 +76,7 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     except (UnicodeDecodeError, csv.Error) as e:  # a binary file, NUL bytes, a field over csv's size limit
         raise damaged(str(e).splitlines()[0][:100]) from None
     if rows and "epoch" not in header:
-        raise damaged(f"its header has no epoch column ({_cut(','.join(header))})")
+        raise damaged(f"its header has no epoch column ({shorten(','.join(header), 60)})")
     out = []
     for n, row in enumerate(rows, start=1):
         if None in row:  # DictReader puts the cells past the header's under the key None, as a list
@@ -90,15 +91,10 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
             except ValueError:
                 # Columns zoo writes hold numbers; a resume compares epochs and plots the metrics.
                 if k in METRIC_FIELDS:
-                    raise damaged(f"row {n}: its {k} {_cut(v)!r} is not a number") from None
+                    raise damaged(f"row {n}: its {k} {shorten(v, 60)!r} is not a number") from None
                 parsed[k] = v
         out.append(parsed)
     return out
-
-
-def _cut(text: str, limit: int = 60) -> str:
-    """``text`` shortened for a one-line error: a damaged file's cell can be a whole file's worth."""
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class CSVLogger(_Logger):

@@ -14,7 +14,7 @@ from zoo.utils.files import atomic_path, fsync_dir, write_json, write_text_atomi
 
 __all__ = [
     "atomic_path", "env_flag", "fsync_dir", "gc_paused", "max_threads", "natural_key", "parse_device", "progress",
-    "set_threads", "write_json", "write_text_atomic",
+    "set_threads", "shorten", "write_json", "write_text_atomic",
 ]  # fmt: skip
 
 _TRUE = ("1", "true", "yes", "on")
@@ -84,6 +84,15 @@ def parse_device(name: str | None) -> Any:
             raise DeviceError(f"--device {name}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}",
                               hint="choose one of those")  # fmt: skip
     return torch.device(text)
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` as a one-line error quotes it: whole when short, else its first ``limit`` characters and its length.
+
+    What errors quote can come from a damaged or hostile file (a megabyte of ``[[[[`` in a header, a whole file
+    written over metrics.csv); the error stays one line on a terminal.
+    """
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
 def max_threads() -> int:

@@ -122,18 +122,46 @@ def test_training_starts_from_a_file_with_initial_checkpoint(tmp_path):
     assert both.returncode == 2 and "not both" in both.stderr
 
 
-def test_zoo_train_builds_a_fine_tuned_model_once_when_the_dataset_shape_is_known(imagenet_weights, tmp_path,
-                                                                                  monkeypatch):  # fmt: skip
-    """CIFAR-10's classes and channels are known before its files are read: the weights are loaded into one model."""
+def _tar_gz(folder, archive):
+    import tarfile
+
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=".")
+    return archive
+
+
+@pytest.mark.parametrize(
+    ("dataset", "start", "classes", "size"),
+    [
+        ("cifar10", ["--pretrained", "--stem", "cifar"], 10, 32),
+        ("folder", ["--pretrained", "--stem", "cifar"], 3, 32),
+        ("folder", ["--pretrained"], 3, 224),
+        ("folder", [], 3, 224),
+        ("tar.gz", [], 3, 224),
+    ],
+)
+def test_zoo_train_builds_its_model_once(imagenet_weights, tmp_path, monkeypatch, dataset, start, classes, size):
+    """A dataset's classes and channels are known before its images are read (an image folder's from its class
+    folders, even inside a .tar.gz): the one model is built first and its input size sizes the folder's images."""
     import zoo.training.finetune as finetune
 
     built = []
     real = finetune.build_training_model
     monkeypatch.setattr(finetune, "build_training_model", lambda *a, **k: built.append(k) or real(*a, **k))
-    make_cifar(tmp_path, "cifar10", per_batch=2, n_test=4)
-    argv = ["train", NAME, "--pretrained", "--stem", "cifar", "--dataset", "cifar10", "--data-dir", str(tmp_path),
-            "--epochs", "1", "--batch-size", "10", "--workers", "0", "--output", str(tmp_path / "run")]  # fmt: skip
+    if dataset == "cifar10":
+        make_cifar(tmp_path, "cifar10", per_batch=2, n_test=4)
+        data = ["--dataset", "cifar10", "--data-dir", str(tmp_path)]
+    else:
+        make_image_folder(tmp_path / "photos", per_class=2, size=40)
+        spec = tmp_path / "photos"
+        if dataset == "tar.gz":
+            spec = _tar_gz(spec, tmp_path / "photos.tar.gz")
+        data = ["--dataset", f"imagefolder:{spec}", "--val-split", "0.5", "--mixup", "0", "--cutmix", "0"]
+    argv = ["train", NAME, *start, *data, "--epochs", "1", "--batch-size", "10", "--workers", "0",
+            "--output", str(tmp_path / "run")]  # fmt: skip
     assert cli_main(argv) == 0
-    assert len(built) == 1 and built[0]["num_classes"] == 10 and built[0]["in_chans"] == 3
+    assert len(built) == 1 and built[0]["num_classes"] == classes and built[0]["in_chans"] == 3
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["num_classes"] == 10 and config["pretrained_cfg"]["mean"] == IMAGENET_FIELDS["mean"]
+    assert config["num_classes"] == classes and config["pretrained_cfg"]["input_size"] == [3, size, size]
+    if start:
+        assert config["pretrained_cfg"]["mean"] == IMAGENET_FIELDS["mean"]

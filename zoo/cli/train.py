@@ -13,7 +13,6 @@ import shlex
 import sys
 import time
 import typing
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +157,7 @@ def _refuse_changed_settings(args: argparse.Namespace, saved: dict[str, Any], ou
 
 def main(args: argparse.Namespace) -> int:
     """Run ``zoo train``."""
-    from zoo.data import create_datasets, holdout_split, known_shape, parse_dataset, subset
+    from zoo.data import create_datasets, dataset_shape, holdout_split, parse_dataset, subset
     from zoo.data.transforms import Augment
     from zoo.training import fit
     from zoo.training.checkpoint import resumed_recipe, seed_everything
@@ -197,27 +196,20 @@ def main(args: argparse.Namespace) -> int:
         model_kwargs: dict[str, Any] = _key_values(args.model_arg, "--model-arg")
         if args.stem:
             model_kwargs["stem"] = args.stem
-        # The dataset decides classes and channels; a model built first tells an image folder its input size
+        # The dataset decides classes and channels, known before its images are read (an image folder's from
+        # its class folders): the one model is built first, and its cfg tells an image folder its input size
         # and, with --pretrained, every dataset the weights' normalisation. Train and validation transforms
         # both work at that input size (the stem's: 32x32 for the CIFAR stem, whatever the weights had).
         aug = Augment(crop_pad=recipe.crop_pad, hflip=recipe.hflip, rand_augment=recipe.rand_augment)
         cfg, normalization, model = None, None, None
         start = {"pretrained": args.pretrained, "checkpoint_path": args.initial_checkpoint}
         from_weights = args.pretrained or args.initial_checkpoint is not None
-        shape = known_shape(dataset_kind) if dataset_kind else None
         # Under torchrun, rank 0 downloads (the weights, --download's data set) before the other ranks read.
         with rank_zero_first():
-            if from_weights and shape is not None:
-                # Classes and channels are known before the data is read: the one model, built now.
-                fitted = {**model_kwargs, "num_classes": shape[0], "in_chans": shape[1]}
-                model = build_training_model(args.model, **start, **fitted)
+            shape = dataset_shape(args.dataset, args.data_dir)
+            if shape is not None:
+                model = build_training_model(args.model, **start, **{**model_kwargs, **_shape_kwargs(shape)})
                 cfg = model.pretrained_cfg
-            elif from_weights or dataset_kind == "imagefolder":
-                # An image folder's classes are known only once it is read, and its transforms need the
-                # model's input size: a model for its cfg, then the one that trains.
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # the model built below repeats any adaptation warning
-                    cfg = build_training_model(args.model, **start, **model_kwargs).pretrained_cfg
             normalization = (cfg["mean"], cfg["std"]) if from_weights and cfg is not None else None
             folder_split = args.val_split if dataset_kind == "imagefolder" else None
             train_set, eval_set, info = create_datasets(
@@ -241,8 +233,8 @@ def main(args: argparse.Namespace) -> int:
                 for note in fitted.notes[len(recipe.notes) :]:
                     print(f"recipe: {note} (set the option to keep the recipe's value)", flush=True)
             recipe = fitted
-        model_kwargs.update(num_classes=info.num_classes, in_chans=info.in_chans)
-        if model is None or (shape[0], shape[1]) != (info.num_classes, info.in_chans):  # type: ignore[index]
+        model_kwargs.update(_shape_kwargs((info.num_classes, info.in_chans)))
+        if shape != (info.num_classes, info.in_chans):  # the folder's class folders changed while it was read
             model = build_training_model(args.model, **start, **model_kwargs)
         run_info = {
             "dataset": args.dataset,
@@ -275,6 +267,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"done: {_best_line(result)}; run folder {out_dir}")
     # Stopped by a signal: exit as a shell reports it, 128 + its number (130 Ctrl-C, 143 SIGTERM).
     return 128 + (result.stopped_by or 2) if result.status == "interrupted" else 0
+
+
+def _shape_kwargs(shape: tuple[int, int]) -> dict[str, int]:
+    return {"num_classes": shape[0], "in_chans": shape[1]}
 
 
 def _best_line(result: Any) -> str:

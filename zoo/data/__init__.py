@@ -24,7 +24,14 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.archive import data_cache_dir, extract_archive, is_archive
-from zoo.data.folder import ImageFolderDataset, scan_image_folder, split_samples, stratified_split, verify_images
+from zoo.data.folder import (
+    ImageFolderDataset,
+    class_folders,
+    scan_image_folder,
+    split_samples,
+    stratified_split,
+    verify_images,
+)
 from zoo.data.folder_sets import folder_datasets
 from zoo.data.idx import IDX_DATASETS, find_idx_files, load_idx_dataset, read_idx
 from zoo.data.tensor import TensorImageDataset, TensorLoader
@@ -40,12 +47,12 @@ __all__ = [
     "TensorImageDataset",
     "TensorLoader",
     "create_datasets",
+    "dataset_shape",
     "data_cache_dir",
     "data_fingerprint",
     "extract_archive",
     "find_idx_files",
     "holdout_split",
-    "known_shape",
     "load_idx_dataset",
     "parse_dataset",
     "read_idx",
@@ -87,11 +94,23 @@ class DataInfo:
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
 
 
-def known_shape(kind: str) -> tuple[int, int] | None:
-    """(classes, channels) of a dataset kind whose shape does not depend on its files; None for an image folder."""
+def dataset_shape(spec: str, data_dir: str | None = None) -> tuple[int, int] | None:
+    """(classes, channels) of ``--dataset spec --data-dir data_dir`` before any image is read, so that a model can
+    be built for it first (its input size then sizes an image folder's transforms).
+
+    MNIST-style and CIFAR sets have a fixed shape. An image folder (or its ``.tar.gz``, extracted once) has a
+    class per sub-folder of ``train/`` (or of the folder itself) and three channels (images are read as RGB);
+    None when it has no class sub-folders, which reading it then reports.
+    """
+    kind, folder = parse_dataset(spec, data_dir)
     if kind in IDX_DATASETS:
         return len(IDX_DATASETS[kind].classes), 1
-    return {"cifar10": (10, 3), "cifar100": (100, 3)}.get(kind)
+    if kind != "imagefolder":
+        return {"cifar10": (10, 3), "cifar100": (100, 3)}[kind]
+    if is_archive(folder):
+        folder = extract_archive(folder)
+    classes = class_folders(folder / "train" if (folder / "train").is_dir() else folder)
+    return (len(classes), 3) if classes else None
 
 
 def parse_dataset(spec: str, data_dir: str | None) -> tuple[str, Path]:

@@ -19,6 +19,7 @@ __all__ = [
     "EVAL_FOLDERS",
     "IMG_EXTENSIONS",
     "ImageFolderDataset",
+    "class_folders",
     "eval_folder",
     "scan_image_folder",
     "split_samples",
@@ -46,6 +47,14 @@ def eval_folder(root: str | os.PathLike) -> Path | None:
     return next((root / d for d in EVAL_FOLDERS if (root / d).is_dir()), None)
 
 
+def class_folders(root: Path) -> list[str]:
+    """The class names of an image folder: its sub-folders (links to folders too), sorted, hidden ones left out;
+    none when ``root`` is not a folder."""
+    if not root.is_dir():
+        return []
+    return sorted(d.name for d in os.scandir(root) if d.is_dir() and not d.name.startswith("."))
+
+
 def scan_image_folder(
     root: str | os.PathLike, classes: Sequence[str] | None = None
 ) -> tuple[list[str], list[tuple[str, int]]]:
@@ -66,7 +75,7 @@ def scan_image_folder(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
-    found = sorted(d.name for d in os.scandir(root) if d.is_dir() and not d.name.startswith("."))
+    found = class_folders(root)
     if not found:
         raise FileNotFoundError(f"image folder {root} has no class sub-folders; expected {root}/<class>/<image>.png")
     training = classes is None

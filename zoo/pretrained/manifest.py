@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
 from zoo.errors import ManifestError
-from zoo.models.cfg import MAX_INPUT_SIDE, Interpolation, check_preprocessing
+from zoo.models.cfg import Interpolation, check_preprocessing
 from zoo.utils import natural_key
 from zoo.utils.files import parse_json, write_text_atomic
 
@@ -353,10 +353,6 @@ class Source(Record):
         return self._json()
 
 
-def _positive(values: Any) -> bool:
-    return all(v > 0 for v in values)
-
-
 def _check_metrics(metrics: dict[str, Any]) -> None:
     for key in ("top1", "top5"):
         value = metrics.get(key)
@@ -388,17 +384,14 @@ class WeightsEntry(Record):
     label_names: tuple[str, ...] | str | None = checked_field(
         "a list of names or the name of a JSON file in weights/", default=None
     )
-    input_size: tuple[int, int, int] = checked_field(
-        f"[channels, height, width] of positive ints, each side at most {MAX_INPUT_SIDE}",
-        check=lambda v: _positive(v) and max(v[1:]) <= MAX_INPUT_SIDE,
-    )
+    # The fields' types are checked here, their values (sides, crop, positive std) by check_preprocessing in
+    # _check: the one set of limits that models and weight files share.
+    input_size: tuple[int, int, int] = checked_field("[channels, height, width] of positive ints")
     interpolation: Interpolation
-    crop_pct: float = checked_field(
-        "in (0, 1]: the centre crop's share of the resized image", check=lambda v: 0 < v <= 1
-    )
+    crop_pct: float = checked_field("a number in (0, 1]: the centre crop's share of the resized image")
     crop_mode: Literal["center"] | None = checked_field("'center' (the only one supported)", default=None)
     mean: tuple[float, ...] = checked_field("a list of numbers, one per input channel")
-    std: tuple[float, ...] = checked_field("a list of positive numbers, one per input channel", check=_positive)
+    std: tuple[float, ...] = checked_field("a list of positive numbers, one per input channel")
     model_args: dict[str, Any] | None = checked_field("an object of builder keyword arguments", default=None)
     dataset: str | None = checked_field("a string", default=None)
     metrics: dict[str, Any] | None = checked_field(

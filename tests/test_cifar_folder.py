@@ -229,6 +229,20 @@ def test_extract_archive_defaults_to_the_data_cache_and_reuses_it(tmp_path, data
         extract_archive(tmp_path / "not.tar.gz")
 
 
+def test_an_archive_replaced_under_its_name_is_extracted_anew(tmp_path, data_cache):
+    """The archive's hash names its extraction and is computed once per process for an unchanged file: a new file
+    under the same name (other size, newer mtime) is hashed again and never served the old extraction."""
+    for split in ("train", "test"):
+        make_image_folder(tmp_path / "src" / split, classes=("cat", "dog"), per_class=1, size=8)
+    archive = tar_gz(tmp_path / "src", tmp_path / "photos.tar.gz")
+    first = extract_archive(archive)
+    make_image_folder(tmp_path / "src" / "train", classes=("horse",), per_class=2, size=8)
+    tar_gz(tmp_path / "src", archive)
+    second = extract_archive(archive)
+    assert second != first and sorted(p.name for p in (second / "train").iterdir()) == ["cat", "dog", "horse"]
+    assert sorted(p.name for p in (first / "train").iterdir()) == ["cat", "dog"]
+
+
 def test_archive_layouts_for_imagefolder_too(tmp_path, data_cache):
     make_image_folder(tmp_path / "src" / "train", per_class=2, size=32)
     make_image_folder(tmp_path / "src" / "val", per_class=1, size=32)

@@ -127,23 +127,30 @@ def checkpoint_architecture(path: Path) -> str | None:
         raise WeightsFileError(f"{path}: {e}", hint="the file's metadata is damaged; fix or remove it") from None
 
 
+def refuse_tag_with_checkpoint(model_name: str | None, checkpoint: Any, command: str, instead: str) -> None:
+    """``arch.tag`` names published weights and ``--checkpoint`` other ones: given both, which weights were used
+    would be a guess (``zoo predict``, ``zoo eval``). ``instead`` is the other way out the hint offers."""
+    from zoo.registry import split_model_name_tag
+
+    if not checkpoint or model_name is None:
+        return
+    arch, tag = split_model_name_tag(model_name)
+    if tag:
+        raise ArgumentValueError(
+            f"{model_name!r} names published weights and --checkpoint {checkpoint} names other weights",
+            hint=f"give the architecture with --checkpoint (`zoo {command} {arch} --checkpoint {checkpoint} ...`), "
+            f"or {instead}",
+        )
+
+
 def create_for_prediction(model_name: str | None, checkpoint: str | os.PathLike[str] | None) -> nn.Module:
     """The weights ``model_name`` (``arch.tag``) or a local checkpoint (a file, a run or a published folder),
     ready to predict. With a checkpoint, ``model_name`` is the architecture (no tag), or None: the file's header
     names it; an architecture other than the one the header records is a WeightsFileError."""
     from zoo.factory import create_model
-    from zoo.registry import split_model_name_tag
 
     if checkpoint:
-        if model_name is not None and split_model_name_tag(model_name)[1]:
-            # arch.tag names published weights, --checkpoint other ones: which to use would be a guess (the
-            # checkpoint's used to win while the tag was printed as if it had been used).
-            arch = split_model_name_tag(model_name)[0]
-            raise ArgumentValueError(
-                f"{model_name!r} names published weights and --checkpoint {checkpoint} names other weights",
-                hint=f"give the architecture with --checkpoint (`zoo predict {arch} --checkpoint {checkpoint} "
-                f"...`), or drop --checkpoint to use {model_name}",
-            )
+        refuse_tag_with_checkpoint(model_name, checkpoint, "predict", f"drop --checkpoint to use {model_name}")
         path = resolve_checkpoint(checkpoint)
         recorded = checkpoint_architecture(path)
         if model_name is not None and recorded is not None and model_name != recorded:

@@ -13,6 +13,7 @@ cache, run folders and output folders.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -24,12 +25,21 @@ from synth_data import make_idx_dataset
 
 from zoo.cli import main as zoo_main
 
+# The one line every expected failure prints: what went wrong, then after " — " what to do.
+ERROR_LINE = re.compile(r"^zoo [a-z]+: error: \S.* — \S.*$")
 TINY_TRAIN = ("--recipe", "fast", "--batch-size", "16", "--train-subset", "64", "--val-subset", "32")
 
 
 def cli(*argv: str) -> int:
     """Run ``zoo ARGV`` in this process; returns its exit code."""
     return zoo_main([str(a) for a in argv])
+
+
+def one_error_line(err: str) -> str:
+    """``err`` (a failed command's stderr), checked to be one line of the form every zoo error takes."""
+    err = err.strip()
+    assert len(err.splitlines()) == 1 and ERROR_LINE.match(err), err[:2000]
+    return err
 
 
 def train_argv(data: Path, out: Path, *extra: str, epochs: int = 1, dataset: str = "mnist") -> list[str]:

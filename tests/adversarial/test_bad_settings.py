@@ -9,23 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from adversarial_fixtures import cli, mnist_dir_fixture  # noqa: F401
+from adversarial_fixtures import cli, mnist_dir_fixture, one_error_line  # noqa: F401
 
 from zoo.errors import ArgumentValueError, DeviceError, RecipeError
-
-LINE = re.compile(r"^zoo [a-z]+: error: \S.* — \S.*$")
-
-
-def _one_line(err: str) -> str:
-    err = err.strip()
-    assert len(err.splitlines()) == 1 and LINE.match(err), err
-    return err
 
 
 def _train(mnist_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -64,7 +55,7 @@ def test_every_float_recipe_field_must_be_finite(name, value):
 def test_nan_and_inf_settings_are_refused_before_a_run_starts(mnist_dir, tmp_path, capsys, extra, named):
     out = tmp_path / "run"
     assert cli(*_train(mnist_dir, out, *extra)) == 2
-    err = _one_line(capsys.readouterr().err)
+    err = one_error_line(capsys.readouterr().err)
     assert named in err and "not a finite number" in err, err
     assert not out.exists()  # no run.json with NaN in it
 
@@ -93,7 +84,7 @@ def test_num_classes_and_in_chans_have_an_upper_bound():
 )
 def test_a_huge_class_or_channel_count_is_one_line_not_an_allocator_failure(capsys, argv, named, limit):
     assert cli(*argv, *(["--steps", "1", "--warmup", "0"] if argv[0] == "bench" else [])) == 2
-    err = _one_line(capsys.readouterr().err)
+    err = one_error_line(capsys.readouterr().err)
     assert named in err and limit in err, err
 
 
@@ -114,7 +105,7 @@ def test_a_huge_class_or_channel_count_is_one_line_not_an_allocator_failure(caps
 )  # fmt: skip
 def test_an_input_that_cannot_fit_is_one_line_not_an_allocator_failure(capsys, argv, named, limit):
     assert cli(*argv, *(["--steps", "1", "--warmup", "0"] if argv[0] == "bench" else [])) == 2
-    err = _one_line(capsys.readouterr().err)
+    err = one_error_line(capsys.readouterr().err)
     assert named in err and limit in err, err
 
 
@@ -153,6 +144,6 @@ def test_too_many_threads_is_one_line_not_a_crash(mnist_dir, tmp_path, command):
     res = subprocess.run([sys.executable, "-m", "zoo", *argv, "--threads", "100000"], capture_output=True,
                          text=True, timeout=300)  # fmt: skip
     assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
-    err = _one_line(res.stderr)
+    err = one_error_line(res.stderr)
     assert f"zoo {command}: error: --threads 100000" in err and f"more than {4 * (os.cpu_count() or 1)}" in err, err
     assert not out.exists()

@@ -7,22 +7,24 @@ and leaves every file it was pointed at as it was: a run's own files, a user's f
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
 import pytest
-from adversarial_fixtures import cli, finished_run_fixture, mnist_dir_fixture, run_copy_fixture, train_argv  # noqa: F401
+from adversarial_fixtures import (  # noqa: F401
+    cli,
+    finished_run_fixture,
+    mnist_dir_fixture,
+    one_error_line,
+    run_copy_fixture,
+    train_argv,
+)
 from synth_data import make_image_folder
-
-LINE = re.compile(r"^zoo [a-z]+: error: \S.* — \S.*$")
 
 
 def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
     """The error line of the command that just failed (and that it is one line of the form all errors take)."""
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and LINE.match(err), err[:2000]
-    return err
+    return one_error_line(capsys.readouterr().err)
 
 
 def _files(folder: Path) -> dict[str, bytes]:

@@ -55,18 +55,11 @@ def main(args: argparse.Namespace) -> int:
         read_run_config,
         read_run_record,
     )
+    from zoo.predict import refuse_tag_with_checkpoint
 
     if not args.checkpoint and not args.pretrained:
         raise ArgumentValueError("give --checkpoint PATH (a `zoo train` run) or --pretrained")
-    if args.checkpoint and "." in args.model:
-        from zoo.registry import split_model_name_tag
-
-        # arch.tag names published weights, --checkpoint others: evaluating one under the other's name misleads.
-        raise ArgumentValueError(
-            f"{args.model!r} names published weights and --checkpoint {args.checkpoint} names other weights",
-            hint=f"give the architecture with --checkpoint (`zoo eval {split_model_name_tag(args.model)[0]} "
-            f"--checkpoint {args.checkpoint} ...`), or --pretrained instead of --checkpoint",
-        )
+    refuse_tag_with_checkpoint(args.model, args.checkpoint, "eval", "--pretrained instead of --checkpoint")
     device = parse_device(args.device)  # before any data or weights are read
     kind, folder = parse_dataset(args.dataset, args.data_dir)
     out_dir = _eval_output(args, kind)

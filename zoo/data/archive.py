@@ -11,6 +11,7 @@ used.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import os
 import shutil
@@ -48,7 +49,11 @@ def _stem(path: Path) -> str:
     return name
 
 
-def _sha256(path: Path) -> str:
+@functools.lru_cache(maxsize=16)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    # Once per process for a file that has not changed (size and mtime are the key's): `zoo train` finds an
+    # image folder's classes in the extraction before it reads the images from it, and a large archive takes
+    # seconds to hash.
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -87,7 +92,8 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
     if not archive.is_file():
         raise FileNotFoundError(f"archive {archive} does not exist")
     if dest is None:
-        dest = data_cache_dir() / f"{_stem(archive)}-{_sha256(archive)[:12]}"
+        st = archive.stat()
+        dest = data_cache_dir() / f"{_stem(archive)}-{_sha256(archive.resolve(), st.st_size, st.st_mtime_ns)[:12]}"
     dest = Path(dest).expanduser()
     if dest.is_dir():
         return dest

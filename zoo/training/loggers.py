@@ -74,7 +74,7 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
             rows = list(reader)
             header = reader.fieldnames or []
     except (UnicodeDecodeError, csv.Error) as e:  # a binary file, NUL bytes, a field over csv's size limit
-        raise damaged(str(e).splitlines()[0][:100]) from None
+        raise damaged(shorten(str(e).splitlines()[0], 100)) from None
     if rows and "epoch" not in header:
         raise damaged(f"its header has no epoch column ({shorten(','.join(header), 60)})")
     out = []

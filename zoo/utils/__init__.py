@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from zoo.utils.checks import shorten
 from zoo.utils.files import atomic_path, fsync_dir, write_json, write_text_atomic
 
 __all__ = [
@@ -84,15 +85,6 @@ def parse_device(name: str | None) -> Any:
             raise DeviceError(f"--device {name}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}",
                               hint="choose one of those")  # fmt: skip
     return torch.device(text)
-
-
-def shorten(text: str, limit: int = 80) -> str:
-    """``text`` as a one-line error quotes it: whole when short, else its first ``limit`` characters and its length.
-
-    What errors quote can come from a damaged or hostile file (a megabyte of ``[[[[`` in a header, a whole file
-    written over metrics.csv); the error stays one line on a terminal.
-    """
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
 def max_threads() -> int:

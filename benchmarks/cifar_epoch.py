@@ -41,10 +41,9 @@ BATCH = 128
 
 
 def _images(data_dir: Path, n: int) -> tuple[Any, str]:
-    from zoo.data import TensorImageDataset
-    from zoo.data.cifar import CIFAR_STATS
+    from zoo.data import KINDS, TensorImageDataset
 
-    mean, std = CIFAR_STATS["cifar10"]
+    mean, std = KINDS["cifar10"].mean, KINDS["cifar10"].std
     if (data_dir / "cifar-10-batches-py" / "data_batch_1").is_file():
         from zoo.data import create_datasets
 

@@ -188,16 +188,14 @@ def _one_source(source: manifest.Source) -> str:
             return f"Hub `{repo}`"
         return f"Hub [`{repo}`](https://huggingface.co/{repo})"
     if source.type == "url":
-        return f"[torchvision .pth]({source.url})" if source.format == "torch" else f"[URL]({source.url})"
+        return f"[torchvision .pth]({source.url})"
     return f"bundled `weights/{source.path}`"
 
 
 def _sha(entry: manifest.WeightsEntry) -> str:
     if entry.sha256:
         return f"`{entry.sha256}`"
-    if entry.third_party and entry.pinned:
-        return f"pinned `{entry.source.sha256}`"
-    return "not pinned: checked against upstream's SHA-256" if entry.published else "—"
+    return "upstream's SHA-256, then pinned on your machine" if entry.published else "—"
 
 
 def _metric(metrics: dict, key: str) -> str:
@@ -208,8 +206,7 @@ def _metric(metrics: dict, key: str) -> str:
 def _size(entry: manifest.WeightsEntry) -> str:
     if not entry.published:
         return "not published yet"
-    size = entry.size or next((s.size for s in entry.sources if s.size), None)
-    return f"{size / 2**20:.1f} MiB" if size else "—"
+    return f"{entry.size / 2**20:.1f} MiB" if entry.size else "—"
 
 
 def _input(size: tuple[int, ...] | list[int]) -> str:
@@ -416,7 +413,7 @@ def _weights_section(name: str, e: manifest.WeightsEntry) -> list[str]:
     args = ", ".join(f"{k}={_value(v)}" for k, v in (e.model_args or {}).items())
     file = _size(e) + (f" ({e.size:,} bytes)" if e.size else "")
     if file == "—":
-        file = "size not recorded (`zoo pin` records it with the SHA-256)"
+        file = "size not recorded (upstream's file: the first download pins its SHA-256 and size on your machine)"
     sources = ", else ".join(_one_source(s) for s in e.sources)
     lines = [
         f"### `{name}`",

@@ -234,17 +234,17 @@ def lab10_4() -> list[tuple[str, str]]:
             "code",
             "from PIL import Image\n\n"
             "from zoo.data import create_datasets\n\n"
-            "# CIFAR-10's test images, as torchvision's CIFAR10 dataset reads them (.data, .targets, .classes)\n"
+            "# CIFAR-10's test images: one uint8 tensor (N, 3, 32, 32), .targets and .classes\n"
             '_, cifar_test, _ = create_datasets("cifar10", DATA, download=True, splits=("val",))\n'
             "per_class = 30 if QUICK else 150\n"
             'photos = Path("photos")\n'
             "counts = {}\n"
-            "for image, label in zip(cifar_test.data, cifar_test.targets, strict=True):\n"
+            "for image, label in zip(cifar_test.images, cifar_test.targets.tolist(), strict=True):\n"
             "    name = cifar_test.classes[label]\n"
             '    if name in ("cat", "dog", "horse") and counts.get(name, 0) < per_class:\n'
             "        counts[name] = counts.get(name, 0) + 1\n"
             "        (photos / name).mkdir(parents=True, exist_ok=True)\n"
-            '        Image.fromarray(image).save(photos / name / f"{counts[name]:04d}.png")\n'
+            '        Image.fromarray(image.permute(1, 2, 0).numpy()).save(photos / name / f"{counts[name]:04d}.png")\n'
             "print(counts)",
         ),
         (

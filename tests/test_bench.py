@@ -110,7 +110,7 @@ def test_the_timed_onnx_session_computes_the_models_outputs():
         (["bench", "nosuch*"], "no model matches"),
         (["bench", "nosuchmodel"], "unknown model"),
         (["bench", "mnist_cnn", "--steps", "0"], "must be >= 1"),
-        (["bench", "mnist_cnn", "--input-size", "1", "0", "28"], "input_size"),
+        (["bench", "mnist_cnn", "--input-size", "1", "0", "28"], "--input-size"),
         (["bench", "mnist_cnn", "--runtime", "onnxruntime", "--mode", "train"], "inference only"),
         (["bench", "mnist_cnn", "--runtime", "onnxruntime", "--dtype", "bf16"], "needs dtype fp32"),
     ],

@@ -38,7 +38,7 @@ def test_atomic_write_replaces_or_leaves_the_file_untouched(tmp_path):
 def _manifest_entry(url: str) -> dict:
     from weights_fixtures import entry_for
 
-    return entry_for(None, {"type": "url", "url": url}, status="unpublished")
+    return entry_for(None, {"type": "url", "url": url})
 
 
 WRITERS = {
@@ -47,7 +47,7 @@ WRITERS = {
     "save_weights": lambda target: save_weights({"w": torch.arange(4.0)}, target),
     "write_manifest": lambda target: manifest.write_manifest({"schema": 1, "weights": {}}, target),
     "update_entry": lambda target: manifest.update_entry(
-        "mnist_cnn.x", _manifest_entry("https://h/x.safetensors"), path=target
+        "mnist_cnn.x", _manifest_entry("https://h/x-0123abcd.pth"), path=target
     ),
 }
 
@@ -96,7 +96,7 @@ def test_each_writer_leaves_no_temporary_file_when_it_fails(tmp_path, writer):
 
 
 def test_url_download_syncs_the_file_and_its_folder(weights_env, mnist_file, fsynced):
-    weights_env.add_url("mnist_cnn.sync", mnist_file)
+    weights_env.add_hub("mnist_cnn.sync", mnist_file)
     path = fetch.fetch("mnist_cnn.sync")
     assert _ident(path) in fsynced and _ident(path.parent) in fsynced
     assert _leftovers(path.parent) == []

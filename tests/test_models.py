@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 import torch
 import torch.nn as nn
 
 import zoo
+from zoo.errors import ArgumentValueError
 from zoo.models import VGG_CONFIGS, make_cifar_resnet, make_resnet, make_vgg
+from zoo.models.resnet import BasicBlock, Bottleneck
 
 TORCHVISION_ARCHS = [
     "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
@@ -138,19 +141,27 @@ def test_frozen_batchnorm_backbone_for_detection(torchvision):
     assert not any("num_batches_tracked" in k for k in ours.state_dict())
 
 
+def refused(name: str, build: Callable[[], object]) -> ArgumentValueError:
+    """The ArgumentValueError ``build()`` raises, which names the argument ``name``."""
+    with pytest.raises(ArgumentValueError) as e:
+        build()
+    assert e.value.name == name
+    return e.value
+
+
 def test_bad_resnet_options():
-    with pytest.raises(ValueError, match=r"BasicBlock.*groups=1, width_per_group=64.*Bottleneck"):
-        zoo.models.ResNet(zoo.models.resnet.BasicBlock, [2, 2, 2, 2], groups=32)
-    with pytest.raises(ValueError, match=r"BasicBlock.*replace_stride_with_dilation"):
-        zoo.create_model("resnet18", replace_stride_with_dilation=[False, False, True])
-    with pytest.raises(ValueError, match=r"replace_stride_with_dilation=\[True\] is invalid: give three bools"):
-        zoo.create_model("resnet50", replace_stride_with_dilation=[True])
-    with pytest.raises(ValueError, match=r"layers=\[3, 4, 6\] is invalid: give four"):
-        zoo.models.ResNet(zoo.models.resnet.Bottleneck, [3, 4, 6])
-    with pytest.raises(ValueError, match=r"groups=0 is invalid"):
-        zoo.models.ResNet(zoo.models.resnet.Bottleneck, [1, 1, 1, 1], groups=0)
-    with pytest.raises(TypeError, match=r"resnet50\(\) got unexpected keyword argument\(s\) 'block'"):
-        zoo.create_model("resnet50", block=zoo.models.resnet.BasicBlock)  # the name fixes the block and depth
+    refused("groups", lambda: zoo.models.ResNet(BasicBlock, [2, 2, 2, 2], groups=32))  # BasicBlock takes no groups
+    dilated = [False, False, True]
+    refused("replace_stride_with_dilation", lambda: zoo.create_model("resnet18", replace_stride_with_dilation=dilated))
+    e = refused(
+        "replace_stride_with_dilation", lambda: zoo.create_model("resnet50", replace_stride_with_dilation=[True])
+    )
+    assert e.value == [True]
+    assert refused("layers", lambda: zoo.models.ResNet(Bottleneck, [3, 4, 6])).value == [3, 4, 6]
+    assert refused("groups", lambda: zoo.models.ResNet(Bottleneck, [1, 1, 1, 1], groups=0)).value == 0
+    with pytest.raises(TypeError) as e:
+        zoo.create_model("resnet50", block=BasicBlock)  # the name fixes the block and depth
+    assert "'block'" in str(e.value)
 
 
 # Parameter counts of the paper's CIFAR networks as He et al. (2015) report them in Table 6, in millions.
@@ -306,14 +317,14 @@ def test_unregistered_cifar_depth_is_named_apart_and_evaluates(tmp_path):
 
     rebuilt, _ = load_run_model("cifar_resnet50", tmp_path)
     assert isinstance(rebuilt, zoo.models.CifarResNet) and rebuilt.depth == 50
-    with pytest.raises(ValueError, match="was trained as 'cifar_resnet50', not 'resnet50'"):
+    with pytest.raises(ValueError) as e:
         load_run_model("resnet50", tmp_path)
+    assert "cifar_resnet50" in str(e.value)  # the run's own architecture
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt.eval()(x), model.eval()(x))
     assert zoo.create_model("cifar_resnet26", shortcut="B").depth == 26
-    with pytest.raises(ValueError, match=r"depth=27.*6n\+2"):
-        zoo.create_model("cifar_resnet27")
+    assert refused("depth", lambda: zoo.create_model("cifar_resnet27")).value == 27
 
 
 def test_zero_init_residual_makes_blocks_identity():
@@ -379,50 +390,44 @@ def test_in_chans_changes_first_conv_and_normalisation(name):
 
 
 def test_unknown_model_suggests_close_names():
-    with pytest.raises(ValueError, match=r"unknown model 'resnet5'.*resnet50"):
+    with pytest.raises(ArgumentValueError) as e:
         zoo.create_model("resnet5")
+    assert "'resnet5'" in str(e.value) and "resnet50" in str(e.value)
 
 
 def test_unknown_vgg_config_letter():
-    with pytest.raises(ValueError, match=r"cfg='F'.*A, A-LRN, B, C, D, E"):
-        make_vgg("F")
+    assert refused("cfg", lambda: make_vgg("F")).value == "F"
 
 
-@pytest.mark.parametrize("bad", [[64, "X"], [0, "M"], [(64, 2)], []])
-def test_bad_vgg_config_list(bad):
-    with pytest.raises(ValueError, match="cfg"):
-        make_vgg(bad)
+@pytest.mark.parametrize("bad, name", [([64, "X"], "cfg[1]"), ([0, "M"], "cfg[0]"), ([(64, 2)], "cfg[0]"), ([], "cfg")])
+def test_bad_vgg_config_list(bad, name):
+    refused(name, lambda: make_vgg(bad))
 
 
 def test_invalid_depths():
-    with pytest.raises(ValueError, match=r"depth=42.*18, 34, 50, 101, 152"):
-        make_resnet(42)
-    with pytest.raises(ValueError, match=r"depth=21.*6n\+2"):
-        make_cifar_resnet(21)
+    assert refused("depth", lambda: make_resnet(42)).value == 42
+    assert refused("depth", lambda: make_cifar_resnet(21)).value == 21
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet20", "vgg11", "mnist_cnn"])
 def test_bad_num_classes_and_in_chans(name):
-    with pytest.raises(ValueError, match=r"num_classes=-1.*positive int, or 0"):
-        zoo.create_model(name, num_classes=-1)
-    with pytest.raises(ValueError, match=r"in_chans=0.*>= 1"):
-        zoo.create_model(name, in_chans=0)
+    assert refused("num_classes", lambda: zoo.create_model(name, num_classes=-1)).value == -1
+    assert refused("in_chans", lambda: zoo.create_model(name, in_chans=0)).value == 0
 
 
 def test_bad_stem():
-    with pytest.raises(ValueError, match=r"stem='mnist'.*'imagenet', 'cifar'"):
-        zoo.create_model("resnet18", stem="mnist")
-    with pytest.raises(ValueError, match=r"stem='imagenet'.*'cifar'"):
-        zoo.create_model("resnet20", stem="imagenet")
+    assert refused("stem", lambda: zoo.create_model("resnet18", stem="mnist")).value == "mnist"
+    assert refused("stem", lambda: zoo.create_model("resnet20", stem="imagenet")).value == "imagenet"
 
 
-def test_unexpected_kwarg_lists_accepted_ones():
-    with pytest.raises(TypeError, match=r"resnet18\(\) got unexpected keyword argument\(s\) 'depth'.*stem"):
-        zoo.create_model("resnet18", depth=50)
-    with pytest.raises(TypeError, match=r"mnist_cnn\(\).*'stem'.*num_classes, in_chans"):
-        zoo.create_model("mnist_cnn", stem="cifar")
+@pytest.mark.parametrize(
+    "name, kwargs, accepted", [("resnet18", {"depth": 50}, "stem"), ("mnist_cnn", {"stem": "cifar"}, "in_chans")]
+)
+def test_unexpected_kwarg_lists_accepted_ones(name, kwargs, accepted):
+    with pytest.raises(TypeError) as e:
+        zoo.create_model(name, **kwargs)
+    assert repr(*kwargs) in str(e.value) and accepted in str(e.value)  # the refused keyword, those it takes
 
 
 def test_bad_shortcut_option():
-    with pytest.raises(ValueError, match=r"shortcut='C'.*'A', 'B'"):
-        zoo.create_model("resnet20", shortcut="C")
+    assert refused("shortcut", lambda: zoo.create_model("resnet20", shortcut="C")).value == "C"

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from weights_fixtures import (  # noqa: F401
     mnist_file_fixture,
     server_fixture,
     weights_env_fixture,
-)  # fmt: skip
+)
 from weights_server import COMMIT
 
 import zoo
@@ -63,7 +64,7 @@ def _add(env, name: str, repo: str | None, url: str | None = None, **fields) -> 
     if repo:
         sources.append({"type": "hub", "repo_id": repo, "filename": "model.safetensors", "revision": "main"})
     if url:
-        sources.append({"type": "url", "url": url, "format": "torch"})
+        sources.append({"type": "url", "url": url})
     entry = entry_for(None, sources[0], **{**IMAGENET_FIELDS, "sha256": None, "size": None, **fields})
     if len(sources) > 1:
         entry["fallbacks"] = sources[1:]
@@ -88,7 +89,7 @@ def test_timm_hub_weights_give_torchvision_outputs_and_are_pinned(weights_env, t
     with torch.no_grad():
         torch.testing.assert_close(model(X), _tv_model(arch, state)(X), rtol=0, atol=0)
     assert model.pretrained_cfg["hf_hub_id"] == repo
-    record = cache.read_pin(f"{arch}.tv_in1k", manifest.resolve_source(manifest.get_entry(arch, "tv_in1k")))
+    record = cache.read_pin(f"{arch}.tv_in1k", f"hub:{repo}/model.safetensors")
     assert record == {"commit": COMMIT, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     # Offline, from the pinned cache: no request, same weights.
     requests = len(weights_env.server.requests)
@@ -104,20 +105,22 @@ def test_a_wrong_hub_sha256_is_refused_and_nothing_is_cached(weights_env, timm_f
     repo = f"{weights_env.org}-timm/resnet18.tv_in1k"
     weights_env.server.add_hub(repo, "model.safetensors", data, sha256="ab" * 32)  # the Hub's record is not the file
     _add(weights_env, "resnet18.tv_in1k", repo)
-    with pytest.raises(IntegrityError, match="not the file the Hub announced"):
+    with pytest.raises(IntegrityError) as err:
         zoo.create_model("resnet18.tv_in1k", pretrained=True)
-    assert weights_env.hub_files() == []
-    assert not (weights_env.cache / "pins" / "resnet18.tv_in1k.json").exists()
+    assert "ab" * 32 in str(err.value) and hashlib.sha256(data).hexdigest() in str(err.value)
+    assert weights_env.cached_files() == []
+    assert cache.read_pin("resnet18.tv_in1k", f"hub:{repo}/model.safetensors") is None
 
 
-def test_a_hub_file_without_a_sha256_is_refused_unless_the_manifest_pins_one(weights_env, timm_files):
+def test_a_third_party_hub_file_without_a_sha256_is_refused(weights_env, timm_files):
     data, _ = timm_files["resnet18"]
     repo = f"{weights_env.org}-timm/resnet18.tv_in1k"
     weights_env.server.add_hub(repo, "model.safetensors", data, sha256=None)  # a plain git file: no X-Linked-Etag
     _add(weights_env, "resnet18.tv_in1k", repo)
-    with pytest.raises(IntegrityError, match="reports no SHA-256"):
+    with pytest.raises(IntegrityError) as err:
         fetch.fetch("resnet18.tv_in1k")
-    assert weights_env.hub_files() == []
+    assert repo in str(err.value)
+    assert weights_env.cached_files() == []
 
 
 def test_an_upstream_change_at_the_pinned_commit_is_refused(weights_env, timm_files, capsys):
@@ -128,21 +131,20 @@ def test_an_upstream_change_at_the_pinned_commit_is_refused(weights_env, timm_fi
     first = fetch.fetch("resnet18.tv_in1k")
     changed = _bytes({k: v + 1 if v.is_floating_point() else v for k, v in state.items()})
     weights_env.server.add_hub(repo, "model.safetensors", changed)  # same commit, another file
-    with pytest.raises(IntegrityError, match="changed upstream") as err:
+    changed_sha = hashlib.sha256(changed).hexdigest()
+    with pytest.raises(IntegrityError) as err:
         fetch.fetch("resnet18.tv_in1k", force=True)
-    assert "--unpin" in str(err.value.hint)
+    assert changed_sha in str(err.value) and "--unpin" in str(err.value.hint)
     assert first.read_bytes() == data  # the verified copy stays
     # The cached copy is replaced behind zoo's back: it is not used, and the Hub's new file is not taken either.
     os.chmod(first, 0o644)
     first.write_bytes(changed)
-    with (
-        pytest.warns(UserWarning, match="corrupted or replaced"),
-        pytest.raises(IntegrityError, match="changed upstream"),
-    ):
+    with pytest.warns(UserWarning, match=str(first)), pytest.raises(IntegrityError) as err:
         fetch.fetch("resnet18.tv_in1k")
+    assert changed_sha in str(err.value)
     # A maintainer who knows the change is legitimate forgets the pin.
     assert cli(["download", "resnet18.tv_in1k", "--unpin"]) == 0
-    assert "forgot this machine's pin" in capsys.readouterr().out
+    assert "resnet18.tv_in1k" in capsys.readouterr().out
     assert fetch.fetch("resnet18.tv_in1k").read_bytes() == changed
 
 
@@ -153,8 +155,9 @@ def test_a_hub_that_answers_for_another_commit_than_the_pinned_one_is_refused(we
     _add(weights_env, "resnet18.tv_in1k", repo)
     fetch.fetch("resnet18.tv_in1k")
     weights_env.server.commits[f"/{repo}/resolve/{COMMIT}/model.safetensors"] = OTHER_COMMIT
-    with pytest.raises(IntegrityError, match=f"commit {OTHER_COMMIT}, not the pinned {COMMIT}"):
+    with pytest.raises(IntegrityError) as err:
         fetch.fetch("resnet18.tv_in1k", force=True)
+    assert OTHER_COMMIT in str(err.value) and COMMIT in str(err.value)
 
 
 def test_the_torchvision_url_serves_when_the_hub_cannot(weights_env, timm_files):
@@ -162,15 +165,14 @@ def test_the_torchvision_url_serves_when_the_hub_cannot(weights_env, timm_files)
     pth, sha = _pth(state)
     url = weights_env.server.add(f"/{weights_env.org}-tv/models/resnet18-{sha[:8]}.pth", pth)
     _add(weights_env, "resnet18.tv_in1k", f"{weights_env.org}-timm/missing", url)  # the repo does not exist
-    with pytest.warns(UserWarning, match=r"came from http://.*resnet18-.*\.pth .*after .*404"):
+    with pytest.warns(UserWarning, match=rf"{re.escape(url)}.*404"):
         model = zoo.create_model("resnet18.tv_in1k", pretrained=True).eval()
     with torch.no_grad():
         torch.testing.assert_close(model(X), _tv_model("resnet18", state)(X), rtol=0, atol=0)
     path = Path(model.pretrained_cfg["file"])
-    assert path.suffix == ".safetensors" and path.is_relative_to(weights_env.cache)  # converted once
-    assert not list((weights_env.cache / "downloads").iterdir())  # the .pth is not kept
-    record = cache.read_pin("resnet18.tv_in1k", manifest.resolve_sources(manifest.get_entry("resnet18", "tv_in1k"))[1])
-    assert record["sha256"] == sha and record["size"] == len(pth)
+    assert weights_env.cached_files() == [path]  # converted once; the .pth is not kept
+    record = cache.read_pin("resnet18.tv_in1k", f"url:{url}")
+    assert record["sha256"] == sha and record["size"] == len(pth) and path.name.startswith(record["converted_sha256"])
     # Warm: the converted file, verified by its marker, no request at all.
     requests = len(weights_env.server.requests)
     with warnings.catch_warnings():
@@ -199,11 +201,11 @@ def test_torchvisions_own_download_is_used_offline_before_the_network(weights_en
     # A file there whose hash does not start with its name's prefix is not used.
     other = torch_home / "hub" / "checkpoints" / name
     other.write_bytes(pth + b"x")
-    for converted in (weights_env.cache / "weights").glob("*"):
+    for converted in weights_env.cached_files():
         converted.unlink()
     for pin in (weights_env.cache / "pins").glob("*"):
         pin.unlink()
-    with pytest.warns(UserWarning, match="ignoring .*torchvision's cache"), pytest.raises(WeightsError):
+    with pytest.warns(UserWarning, match=str(other)), pytest.raises(WeightsError):
         zoo.create_model("resnet18.tv_in1k", pretrained=True)
 
 
@@ -212,10 +214,9 @@ def test_when_every_source_fails_the_error_names_each(weights_env):
     _add(weights_env, "resnet18.tv_in1k", f"{weights_env.org}-timm/missing", url)
     with pytest.raises(WeightsError) as err:
         fetch.fetch("resnet18.tv_in1k")
-    message = str(err.value)
-    assert "any of its 2 sources" in message
-    assert f"1. Hugging Face Hub {weights_env.org}-timm/missing" in message and "404" in message
-    assert f"2. {url}" in message and "HTTP 404" in message
+    lines = str(err.value).splitlines()
+    assert f"{weights_env.org}-timm/missing" in lines[1] and "404" in lines[1]
+    assert url in lines[2] and "404" in lines[2]
     assert not isinstance(err.value, IntegrityError)
 
 
@@ -224,9 +225,10 @@ def test_a_torchvision_file_that_is_not_the_named_one_is_refused(weights_env, ti
     wrong = "0" * 8 if not sha.startswith("0") else "1" * 8
     url = weights_env.server.add(f"/{weights_env.org}-tv/resnet18-{wrong}.pth", pth)
     _add(weights_env, "resnet18.tv_in1k", None, url)
-    with pytest.raises(IntegrityError, match=f"does not start with the {wrong} its name promises"):
+    with pytest.raises(IntegrityError) as err:
         fetch.fetch("resnet18.tv_in1k")
-    assert not (weights_env.cache / "weights").exists() or not list((weights_env.cache / "weights").iterdir())
+    assert wrong in str(err.value) and sha in str(err.value)
+    assert weights_env.cached_files() == []
 
 
 class _Payload:
@@ -245,43 +247,17 @@ def test_a_pickle_with_a_code_payload_behind_a_torchvision_url_never_runs(weight
     sha = hashlib.sha256(data).hexdigest()  # the name's prefix is right: only the content is hostile
     url = weights_env.server.add(f"/{weights_env.org}-tv/resnet18-{sha[:8]}.pth", data)
     _add(weights_env, "resnet18.tv_in1k", None, url)
-    with pytest.raises(IntegrityError, match="weights_only=True"):
+    with pytest.raises(IntegrityError):
         zoo.create_model("resnet18.tv_in1k", pretrained=True)
     assert not marker.exists()
-    assert not list((weights_env.cache / "downloads").iterdir())
-    assert not (weights_env.cache / "weights").exists() or not list((weights_env.cache / "weights").iterdir())
-
-
-def test_zoo_pin_writes_the_commit_and_sha256_into_the_manifest(weights_env, timm_files, capsys):
-    data, state = timm_files["resnet18"]
-    pth, pth_sha = _pth(state)
-    repo = f"{weights_env.org}-timm/resnet18.tv_in1k"
-    weights_env.server.add_hub(repo, "model.safetensors", data)
-    url = weights_env.server.add(f"/{weights_env.org}-tv/resnet18-{pth_sha[:8]}.pth", pth)
-    _add(weights_env, "resnet18.tv_in1k", repo, url)
-    assert cli(["pin", "resnet18.tv_in1k"]) == 0
-    assert hashlib.sha256(data).hexdigest() in capsys.readouterr().out
-    written = weights_env.manifest()["weights"]["resnet18.tv_in1k"]
-    assert written["source"] == {"type": "hub", "repo_id": repo, "filename": "model.safetensors", "revision": COMMIT,
-                                 "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}  # fmt: skip
-    assert written["fallbacks"] == [{"type": "url", "url": url, "format": "torch", "sha256": pth_sha, "size": len(pth)}]
-    entry = manifest.get_entry("resnet18", "tv_in1k")
-    assert all(s.pinned for s in entry.sources)
-    # A pinned entry is verified against the manifest: a Hub that now reports another file there is refused.
-    weights_env.server.add_hub(repo, "model.safetensors", _bytes({k: v * 2 for k, v in state.items()}))
-    with pytest.raises(IntegrityError, match="another file than the manifest describes"):
-        fetch.fetch("resnet18.tv_in1k")
-    # ... and `zoo pin` run again refuses to move a pin silently.
-    assert cli(["pin", "resnet18.tv_in1k", "--no-urls"]) == 1
-    assert "the manifest was not changed" in capsys.readouterr().err
-    assert weights_env.manifest()["weights"]["resnet18.tv_in1k"] == written
+    assert weights_env.cached_files() == []
 
 
 def test_an_unreachable_source_while_offline_says_offline(weights_env, monkeypatch):
     _add(weights_env, "resnet18.tv_in1k", f"{weights_env.org}-timm/x", "https://example.invalid/resnet18-0123abcd.pth")
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     requests = len(weights_env.server.requests)
-    with pytest.raises(OfflineError, match="offline mode is on"):
+    with pytest.raises(OfflineError):
         fetch.fetch("resnet18.tv_in1k")
     assert len(weights_env.server.requests) == requests
 
@@ -298,7 +274,7 @@ def test_the_repository_manifest_gives_public_sources_to_every_torchvision_weigh
                 continue
             entry = manifest.get_entry(arch, TORCHVISION_TAGS[w.name])
             assert entry.published and entry.source.repo_id == f"timm/{arch}.{TORCHVISION_TAGS[w.name]}"
-            assert entry.fallbacks[0].url == w.url and entry.fallbacks[0].hash_prefix
+            assert entry.fallbacks[0].url == w.url and manifest.hash_prefix(w.url)
             assert entry.metrics["top1"] == w.meta["_metrics"]["ImageNet-1K"]["acc@1"]
         best = "tv2_in1k" if "IMAGENET1K_V2" in tvm.get_model_weights(arch).__members__ else "tv_in1k"
         assert manifest.default_tag(arch) == best
@@ -306,14 +282,3 @@ def test_the_repository_manifest_gives_public_sources_to_every_torchvision_weigh
     a1 = manifest.get_entry("resnet50", "a1_in1k")
     assert not a1.default and a1.input_size == (3, 288, 288) and a1.metrics["measured_by"].startswith("timm")
     assert json.dumps(a1.origin).count("train_input_size") == 1
-
-
-def test_zoo_pin_needs_names_or_all_and_leaves_own_weights_alone(weights_env, mnist_file, capsys):
-    weights_env.add_url("mnist_cnn.own", mnist_file)
-    before = weights_env.manifest()
-    assert cli(["pin"]) == 2 and "give weights names or --all" in capsys.readouterr().err
-    assert cli(["pin", "mnist_cnn.own", "--all"]) == 2
-    assert cli(["pin", "mnist_cnn.own"]) == 0
-    assert "nothing to pin" in capsys.readouterr().out
-    assert cli(["pin", "nope*"]) == 2 and "no weights match" in capsys.readouterr().err
-    assert weights_env.manifest() == before

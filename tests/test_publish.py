@@ -121,7 +121,8 @@ def test_publishing_over_an_existing_folder_needs_force(mnist_run, weights_env, 
     assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(out), "--no-manifest"]) == 0
     first = _snapshot(out)
     assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(out)]) == 2
-    assert "exists; pass --force" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert str(out) in err and "--force" in err
     assert _snapshot(out) == first
     assert "mnist_cnn.synth" not in weights_env.manifest()["weights"]
 
@@ -139,8 +140,7 @@ def test_force_never_replaces_a_folder_zoo_did_not_publish(mnist_run, weights_en
     for out in (data, bundled):
         before = _snapshot(out)
         assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(out), "--force"]) == 2
-        err = capsys.readouterr().err
-        assert "holds files that zoo did not write" in err and "published folder" in err
+        assert str(out) in capsys.readouterr().err
         assert _snapshot(out) == before
     assert "mnist_cnn.synth" not in weights_env.manifest()["weights"]
 
@@ -155,7 +155,7 @@ def test_publishing_under_a_name_the_manifest_has_needs_force_and_never_replaces
     before = _snapshot(weights_env.dir)
     assert cli(["publish", str(run), "--name", "mnist_cnn.kept", "--out", str(tmp_path / "b"), "--bundle"]) == 2
     err = capsys.readouterr().err
-    assert "already has weights 'mnist_cnn.kept'" in err and "pass --force" in err
+    assert "'mnist_cnn.kept'" in err and "--force" in err
     assert _snapshot(weights_env.dir) == before and not (tmp_path / "b").exists()
     assert (
         cli(["publish", str(run), "--name", "mnist_cnn.kept", "--out", str(tmp_path / "b"), "--bundle", "--force"]) == 0
@@ -167,7 +167,7 @@ def test_publishing_under_a_name_the_manifest_has_needs_force_and_never_replaces
             cli(["publish", str(run), "--name", "mnist_cnn.mine", "--out", str(tmp_path / "c"), "--bundle", *extra])
             == 2
         )
-        assert "does not replace a file it did not write" in capsys.readouterr().err
+        assert str(users) in capsys.readouterr().err
         assert (
             users.read_bytes() == b"the user's own weights"
             and "mnist_cnn.mine" not in weights_env.manifest()["weights"]
@@ -189,7 +189,7 @@ def test_a_name_too_long_for_a_file_name_is_refused_before_writing(mnist_run, we
     run, _ = mnist_run
     name = "mnist_cnn." + "x" * 240
     assert cli(["publish", str(run), "--name", name, "--out", str(tmp_path / "out"), "--bundle"]) == 2
-    assert "at most 128 characters" in capsys.readouterr().err
+    assert repr(name) in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and name not in weights_env.manifest()["weights"]
 
 
@@ -225,7 +225,9 @@ def test_failed_evaluation_check_writes_nothing(mnist_run, weights_env, tmp_path
     )
     err = capsys.readouterr().err
     assert code == 2
-    assert "fresh evaluation failed" in err and "recorded 99.50 %" in err and "allowed 0.10" in err
+    assert (
+        "fresh evaluation" in err and "99.50" in err and "0.10" in err
+    )  # the check, the recorded top-1, the tolerance
     assert not out.exists() and not list((tmp_path / "hub").iterdir())
     assert (weights_env.dir / "manifest.json").read_bytes() == manifest_before
     assert not (weights_env.dir / "mnist_cnn.bad.safetensors").exists()
@@ -235,16 +237,21 @@ def test_bad_inputs_are_clear_and_write_nothing(mnist_run, weights_env, tmp_path
     run, _ = mnist_run
     empty = tmp_path / "empty-run"
     shutil.copytree(run, empty, ignore=shutil.ignore_patterns("*.safetensors"))
+    damaged = Path(shutil.copytree(run, tmp_path / "damaged-run"))
+    config = json.loads((damaged / "config.json").read_text())
+    (damaged / "config.json").write_text(json.dumps({**config, "model_args": [1, 2]}))
     cases = [
-        ([str(tmp_path / "nope"), "--name", "mnist_cnn.x"], "does not exist"),
-        ([str(empty), "--name", "mnist_cnn.x"], "no checkpoint to publish"),
-        ([str(run), "--name", "mnist_cnn"], "needs a weights tag"),
-        ([str(run), "--name", "resnet20.x"], "trained 'mnist_cnn', not 'resnet20'"),
-        ([str(run), "--name", "nosuch.x"], "not a registered model"),
+        ([str(tmp_path / "nope"), "--name", "mnist_cnn.x"], [str(tmp_path / "nope")]),
+        ([str(empty), "--name", "mnist_cnn.x"], [str(empty / "best.safetensors")]),
+        ([str(run), "--name", "mnist_cnn"], ["'mnist_cnn'"]),
+        ([str(run), "--name", "resnet20.x"], ["'mnist_cnn'", "'resnet20'"]),
+        ([str(run), "--name", "nosuch.x"], ["'nosuch'"]),
+        ([str(damaged), "--name", "mnist_cnn.x"], [str(damaged / "config.json"), "model_args=[1, 2]"]),
     ]
-    for args, message in cases:
+    for args, named in cases:
         assert cli(["publish", *args, "--out", str(tmp_path / "out")]) == 2
-        assert message in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert err.startswith("zoo publish: error: ") and all(n in err for n in named), (named, err)
     assert not (tmp_path / "out").exists()
     assert weights_env.manifest()["weights"] == {}
 
@@ -292,8 +299,9 @@ def test_push_uploads_the_checked_folder(mnist_run, weights_env, tmp_path):
 def test_push_over_an_existing_revision_needs_force(mnist_run, weights_env, tmp_path):
     run, _ = mnist_run
     api = RecordingHfApi(existing={"model.safetensors"})
-    with pytest.raises(PublishError, match="already has a model.safetensors; pass --force"):
+    with pytest.raises(PublishError) as e:
         publish(run, "mnist_cnn.synth", tmp_path / "o", repo_id="me/m", push=True, api=api)
+    assert "me/m" in str(e.value)
     assert "upload_folder" not in [c[0] for c in api.calls]
     assert not (tmp_path / "o").exists() and weights_env.manifest()["weights"] == {}
     publish(run, "mnist_cnn.synth", tmp_path / "o", repo_id="me/m", push=True, api=api, force=True)
@@ -309,6 +317,7 @@ def test_dry_run_writes_nothing(mnist_run, weights_env, tmp_path, capsys):
     assert not (tmp_path / "o").exists() and weights_env.manifest()["weights"] == {}
 
 
+@pytest.mark.slow
 def test_torchvision_and_timm_load_a_published_resnet18(resnet18_run, weights_env, tmp_path):
     timm = pytest.importorskip("timm")
     torchvision = pytest.importorskip("torchvision")

@@ -11,6 +11,7 @@ import torch
 
 import zoo
 from zoo import registry
+from zoo.errors import ArgumentValueError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,24 +45,27 @@ def test_names_with_tags():
     assert not zoo.is_model("resnet51")
     assert zoo.split_model_name_tag("resnet50.tv2_in1k") == ("resnet50", "tv2_in1k")
     assert zoo.model_entrypoint("resnet50.anything") is zoo.model_entrypoint("resnet50")
-    with pytest.raises(ValueError, match=r"Did you mean: .*vgg16\b"):
+    with pytest.raises(ArgumentValueError) as e:
         zoo.model_entrypoint("vgg61")
+    assert "vgg16" in str(e.value)  # a close name
 
 
 def test_register_model_rejects_duplicates_and_dots():
     def resnet50():
         """A second resnet50."""
 
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(ArgumentValueError) as e:
         zoo.register_model(resnet50)
+    assert "resnet50" in str(e.value)
     assert zoo.model_entrypoint("resnet50") is not resnet50
 
     def _fn():
         pass
 
     _fn.__name__ = "my.model"
-    with pytest.raises(ValueError, match="must not contain '.'"):
+    with pytest.raises(ArgumentValueError) as e:
         zoo.register_model(_fn)
+    assert "my.model" in str(e.value)
 
 
 def test_register_a_user_model_and_create_it():
@@ -85,8 +89,9 @@ def test_torch_hub_load_local_passes_kwargs():
     model = torch.hub.load(str(ROOT), "resnet18", source="local", num_classes=10, stem="cifar")
     assert isinstance(model, zoo.models.ResNet) and model.num_classes == 10 and model.stem == "cifar"
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
-    with pytest.raises(ValueError, match="stem="):
+    with pytest.raises(ArgumentValueError) as e:
         torch.hub.load(str(ROOT), "resnet18", source="local", stem="tiny")
+    assert (e.value.name, e.value.value) == ("stem", "tiny")
 
 
 @pytest.fixture
@@ -173,9 +178,9 @@ def test_cli_bad_input_exits_with_clear_errors(capsys):
     from zoo.cli import main
 
     assert main(["info", "resnet5"]) == 2
-    assert "Did you mean" in capsys.readouterr().err
+    assert "resnet50" in capsys.readouterr().err  # a close name
     assert main(["info", "mnist_cnn", "--img-size", "14"]) == 2
-    assert "cannot take a 14x14 input" in capsys.readouterr().err
+    assert "14x14" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["frobnicate"])
 
@@ -194,5 +199,5 @@ def test_submodules_are_reachable_as_attributes():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["fit", "evaluate", "create_transform"]
-    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+    with pytest.raises(AttributeError, match="nonexistent"):
         zoo.nonexistent  # noqa: B018

@@ -63,8 +63,9 @@ def test_holdout_split_is_seeded_disjoint_and_complete():
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 10])
 def test_holdout_split_rejects_fractions_outside_0_1(fraction):
     ds = TensorImageDataset(torch.zeros(20, 1, 2, 2, dtype=torch.uint8), torch.zeros(20), ["a"], (0.5,), (0.5,))
-    with pytest.raises(ValueError, match="held-out fraction"):
+    with pytest.raises(ValueError) as e:
         holdout_split(ds, fraction, seed=0)
+    assert str(fraction) in str(e.value)
 
 
 def test_holdout_split_keeps_every_class_on_both_sides():
@@ -81,8 +82,9 @@ def test_holdout_split_keeps_every_class_on_both_sides():
     singles = TensorImageDataset(
         torch.zeros(3, 1, 2, 2, dtype=torch.uint8), torch.arange(3), list("abc"), (0.5,), (0.5,)
     )
-    with pytest.raises(ValueError, match="leaves no image"):
+    with pytest.raises(ValueError) as e:
         holdout_split(singles, 0.5, seed=0)
+    assert "0.5" in str(e.value)
 
 
 def test_a_streamed_folders_held_out_part_is_not_augmented(tmp_path):
@@ -96,6 +98,7 @@ def test_a_streamed_folders_held_out_part_is_not_augmented(tmp_path):
         holdout_split(ImageFolderDataset(samples, classes, augment), 0.25, seed=0)
 
 
+@pytest.mark.slow
 def test_the_test_set_never_changes_what_is_kept(tmp_path):
     """Two runs that differ only in their test set (one with every label flipped) keep the same epoch and
     the same weights, chosen by the held-out validation top-1."""
@@ -130,6 +133,7 @@ def test_without_a_validation_set_the_last_epoch_is_kept_whatever_the_test_says(
     assert json.loads((tmp_path / "run" / "run.json").read_text())["best_epoch"] == 3
 
 
+@pytest.mark.slow
 def test_zoo_train_holds_out_part_of_the_training_images_and_publish_reproduces_the_test_top1(weights_env, tmp_path):
     from zoo.publish import publish
 
@@ -152,6 +156,7 @@ def test_zoo_train_holds_out_part_of_the_training_images_and_publish_reproduces_
     assert published.metrics["top1"] == pytest.approx(round(kept["test_acc1"], 2))
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_held_out_selection_on_real_mnist(shared_data, tmp_path):
     out = tmp_path / "run"
@@ -170,9 +175,10 @@ def test_a_recipe_without_a_dataset_kind_says_which_settings_it_used():
 
     from zoo.training.recipes import get_recipe
 
-    with pytest.warns(UserWarning, match="no dataset kind was given; using the fast recipe's settings for mnist"):
+    with pytest.warns(UserWarning) as warned:
         recipe = get_recipe("fast")
-    assert recipe.notes and "no dataset kind" in recipe.notes[0]
+    assert len(warned) == 1 and "mnist" in str(warned[0].message)  # the dataset kind whose settings it used
+    assert recipe.notes and "mnist" in recipe.notes[0]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert get_recipe("fast", "cifar10").notes == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -19,10 +20,11 @@ from torch.utils.data import Dataset
 
 import zoo
 from zoo.cli import main as cli_main
+from zoo.errors import RecipeError
 from zoo.evaluation import evaluate
 from zoo.training import TrainingDiverged, fit
 from zoo.training.loggers import read_metrics
-from zoo.training.recipes import get_recipe
+from zoo.training.recipes import Recipe, get_recipe
 
 COMPARED = ("epoch", "lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "test_loss", "test_acc1")
 
@@ -103,9 +105,9 @@ def test_a_small_folder_gets_a_recipe_scaled_to_it():
     assert fitted.batch_size == 16 and 210 // 16 >= 10  # ten steps an epoch or more
     assert fitted.warmup_epochs == pytest.approx(0.3) and not fitted.ema  # 42 steps: too few to average
     assert fitted.mixup == fitted.cutmix == 0.0
-    assert len(fitted.notes) == 4 and all("->" in n or n.startswith("no ") for n in fitted.notes)
-    assert "210 images give 14 steps an epoch" in fitted.notes[0]  # 13 of 16 and one of 2, as the run steps
-    assert "15 images give 2 steps an epoch" in fit_recipe_to_data(folder, 15, explicit={"epochs"}).notes[0]
+    assert len(fitted.notes) == 4  # one note a change: batch, warm-up, EMA, mixup/CutMix
+    assert {"210", "14"} <= set(re.findall(r"\d+", fitted.notes[0]))  # 13 steps of 16 and one of 2, as the run steps
+    assert {"15", "2"} <= set(re.findall(r"\d+", fit_recipe_to_data(folder, 15, explicit={"epochs"}).notes[0]))
     longer = fit_recipe_to_data(folder.replace(epochs=10), 210, explicit={"epochs"})
     assert longer.ema and longer.ema_decay == pytest.approx(1 - 5 / (14 * 10), abs=1e-4)  # a fifth of 140 steps
     kept = fit_recipe_to_data(folder, 210, explicit={"epochs", "batch_size", "mixup", "cutmix", "ema"})
@@ -114,11 +116,12 @@ def test_a_small_folder_gets_a_recipe_scaled_to_it():
     assert fit_recipe_to_data(big, 50_000) is big  # what the recipe was made for: unchanged
 
 
+@pytest.mark.slow
 def test_weights_that_score_about_chance_are_called_out(tmp_path):
     recipe = _small_recipe(epochs=1, lr=0.0, min_lr=0.0, warmup_lr=0.0, ema=False)  # nothing can be learned
     torch.manual_seed(0)
     result = fit(Tiny(), BrightDark(32, seed=0), BrightDark(32, seed=1), recipe, tmp_path / "run", progress=False)
-    assert len(result.warnings) == 1 and "about chance for 2 classes (50.0 %)" in result.warnings[0]
+    assert len(result.warnings) == 1 and "50.0 %" in result.warnings[0]  # chance for 2 classes
     assert json.loads((tmp_path / "run" / "run.json").read_text())["warnings"] == result.warnings
     recipe = _small_recipe(epochs=6, lr=0.2, ema=False)
     learned = fit(Tiny(), BrightDark(64, seed=0), BrightDark(32, seed=1), recipe, None, progress=False)
@@ -127,9 +130,22 @@ def test_weights_that_score_about_chance_are_called_out(tmp_path):
 
 def test_bad_recipe_input_is_a_clear_error(capsys):
     assert cli_main(["train", "--recipe", "slow", "--print-recipe"]) == 2
-    assert "unknown recipe 'slow'; choose one of seed-mnist" in capsys.readouterr().err
+    assert "'slow'" in capsys.readouterr().err
     assert cli_main(["train", "--set", "lrr=1", "--print-recipe"]) == 2
-    assert "unknown recipe field(s) lrr" in capsys.readouterr().err
+    assert "lrr" in capsys.readouterr().err
+    with pytest.raises(RecipeError) as e:
+        get_recipe("fast", "mnist").replace(lrr=1)
+    assert e.value.name == "lrr"
+
+
+@pytest.mark.parametrize(
+    "field, value", [("batch_size", "64"), ("batch_size", 0), ("epochs", 2.5), ("ema", 1), ("eval_model", "best"),
+                     ("rand_augment", 5), ("lr", float("nan")), ("notes", "a note")],
+)  # fmt: skip
+def test_every_recipe_field_is_checked_for_its_type_and_range(field, value):
+    with pytest.raises(RecipeError) as e:
+        Recipe(**{field: value})
+    assert e.value.name == field and e.value.value is value
 
 
 # ------------------------------------------------------------------------------------------------ Python API
@@ -152,6 +168,7 @@ class BrightDark(Dataset):
         return self.images[i], int(self.labels[i])
 
 
+@pytest.mark.slow
 def test_fit_accepts_any_dataset(tmp_path):
     torch.manual_seed(0)
     model = zoo.create_model("resnet20", num_classes=2)
@@ -239,7 +256,7 @@ def test_resuming_with_more_epochs_recomputes_the_schedule(tmp_path):
     recipe = _small_recipe(epochs=2, lr=0.05, min_lr=1e-4, warmup_epochs=0.5, warmup_lr=1e-3, ema=False)
     torch.manual_seed(0)
     fit(Tiny(), train, val, recipe, tmp_path / "run", progress=False)
-    with pytest.warns(UserWarning, match="planned for 2 epochs and now runs 4"):
+    with pytest.warns(UserWarning):  # the schedule is recomputed for the new length
         result = fit(Tiny(), train, val, recipe.replace(epochs=4), tmp_path / "run", resume=tmp_path / "run",
                      progress=False)  # fmt: skip
     assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
@@ -258,6 +275,7 @@ def test_resuming_with_more_epochs_recomputes_the_schedule(tmp_path):
     assert [(c["from_epochs"], c["to_epochs"], c["at_epoch"], c["at_step"]) for c in changes] == [(2, 4, 2, 8)]
 
 
+@pytest.mark.slow
 def test_without_validation_the_last_epoch_is_kept(tmp_path, capsys):
     from zoo.pretrained.files import read_metadata
 
@@ -266,8 +284,7 @@ def test_without_validation_the_last_epoch_is_kept(tmp_path, capsys):
     argv = ["train", "resnet20", "--dataset", f"imagefolder:{tmp_path / 'photos'}", "--epochs", "3", "--batch-size",
             "3", "--workers", "0", "--mixup", "0", "--cutmix", "0", "--output", str(out)]  # fmt: skip
     assert cli_main(argv) == 0
-    stdout = capsys.readouterr().out
-    assert "val top-1" not in stdout and "kept the last epoch, 3" in stdout
+    assert all(row["val_acc1"] is None for row in read_metrics(out / "metrics.csv"))
     run = json.loads((out / "run.json").read_text())
     assert run["val_images"] == 0 and run["best_metric_name"] == "last_epoch" and run["best_epoch"] == 3
     meta = read_metadata(out / "best.safetensors")
@@ -290,14 +307,17 @@ class InfAfter(Dataset):
         return (x if self.reads <= self.good else torch.full_like(x, math.inf)), y
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     torch.manual_seed(0)
     model = zoo.create_model("resnet20", num_classes=2)
     recipe = get_recipe("seed-mnist").replace(epochs=3, batch_size=16, workers=0)
     train = InfAfter(BrightDark(32, seed=0), good=32 + 8)  # epoch 1 clean, epoch 2 breaks in its first batch
-    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 2, batch 1") as e:
+    with pytest.raises(TrainingDiverged) as e:
         fit(model, train, BrightDark(16, seed=1), recipe, tmp_path / "run", progress=False)
-    assert str(tmp_path / "run" / "last.pt") in str(e.value)
+    assert (
+        "epoch 2" in str(e.value) and "batch 1 " in str(e.value) and str(tmp_path / "run" / "last.pt") in str(e.value)
+    )
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["batch"] == 0
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
@@ -313,9 +333,9 @@ def test_a_nan_loss_read_back_late_still_names_its_batch(tmp_path):
     recipe = get_recipe("seed-mnist").replace(epochs=2, batch_size=16, workers=0)
     # 40 steps an epoch, read back every 2: batch 8 is the second of the window holding batches 7 and 8
     train = InfAfter(BrightDark(640, seed=0), good=16 * 7 + 3)
-    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 1, batch 8 ") as e:
+    with pytest.raises(TrainingDiverged) as e:
         fit(model, train, None, recipe, tmp_path / "run", progress=False)
-    assert "no checkpoint was written yet" in str(e.value)
+    assert "epoch 1" in str(e.value) and "batch 8 " in str(e.value) and "last.pt" not in str(e.value)
     assert not (tmp_path / "run" / "last.pt").exists() and not (tmp_path / "run" / "best.safetensors").exists()
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "diverged"
 
@@ -324,7 +344,7 @@ def test_nan_from_the_cli_is_a_clear_error(mnist_dir, tmp_path, capsys):
     argv = train_args(mnist_dir, tmp_path / "run", "--recipe", "seed-mnist", "--lr", "1e30")
     assert cli_main(argv[1:]) == 2
     err = capsys.readouterr().err
-    assert "zoo train: error: the training loss became" in err and "no checkpoint was written" in err
+    assert err.startswith("zoo train: error: ") and "1e+30" in err and "last.pt" not in err  # the lr; no checkpoint
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "diverged"
 
 
@@ -342,6 +362,7 @@ def reference_run(mnist_dir, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_cli_run_folder(reference_run, mnist_dir):
     rows = read_metrics(reference_run / "metrics.csv")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
@@ -360,6 +381,7 @@ def test_cli_run_folder(reference_run, mnist_dir):
     model.load_state_dict(load_file(reference_run / "best.safetensors"))
 
 
+@pytest.mark.slow
 def test_progress_bars_are_quiet_without_a_terminal(reference_run):
     stdout = (reference_run.parent / "stdout.txt").read_text()
     stderr = (reference_run.parent / "stderr.txt").read_text()
@@ -367,10 +389,12 @@ def test_progress_bars_are_quiet_without_a_terminal(reference_run):
     assert "epoch 3/3" in stdout and "top-1" in stdout
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_a_run(reference_run, mnist_dir, capsys):
+    before = (reference_run / "last.pt").read_bytes()
     assert cli_main(train_args(mnist_dir, reference_run)[1:]) == 2
-    err = capsys.readouterr().err
-    assert "already holds a run" in err and "--resume" in err
+    assert str(reference_run) in capsys.readouterr().err
+    assert (reference_run / "last.pt").read_bytes() == before
 
 
 def _stop_env(signal_at: str) -> dict:
@@ -411,7 +435,7 @@ def test_ctrl_c_saves_exits_cleanly_and_resumes_exactly(reference_run, mnist_dir
     out = tmp_path / "run"
     stopped = run_zoo(*train_args(mnist_dir, out), env=_stop_env("SIGINT@13"))
     assert stopped.returncode == 130, stopped.stderr
-    assert "Traceback" not in stopped.stderr and "interrupt: stopping after this batch" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
     assert f"interrupted: saved {out / 'last.pt'}" in stopped.stdout
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert (ckpt["epoch"], ckpt["batch"], ckpt["global_step"]) == (1, 3, 13)  # saved right after that batch
@@ -428,12 +452,13 @@ def test_signal_hook_rejects_a_bad_value(monkeypatch):
     for bad in ("SIGKILL", "NOPE@3", "SIGINT@x", "SIGINT@0"):
         with pytest.raises(ValueError, match="ZOO_TRAIN_SIGNAL"):
             SignalHook(bad)
-    assert SignalHook("").signum is None
+    assert SignalHook("").plan == []
 
 
 # ------------------------------------------------------------------------------------------ other datasets
 
 
+@pytest.mark.slow
 def test_image_folder_training_fails_on_a_corrupt_file_or_skips_it_when_asked(tmp_path):
     make_image_folder(tmp_path / "photos", per_class=6, size=20)
     bad = tmp_path / "photos" / "dog" / "bad.jpg"
@@ -446,13 +471,14 @@ def test_image_folder_training_fails_on_a_corrupt_file_or_skips_it_when_asked(tm
     assert not (tmp_path / "run" / "best.safetensors").exists()
     res = run_zoo(*argv, "--skip-bad-images")
     assert res.returncode == 0, res.stderr
-    assert str(bad) in res.stderr and "skipping 1 unreadable image" in res.stderr
+    assert str(bad) in res.stderr
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["train_images"] == 12 and run["val_images"] == 6 and run["data"]["skipped_images"] == [str(bad)]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["label_names"] == ["cat", "dog", "fish"] and config["pretrained_cfg"]["input_size"] == [3, 32, 32]
 
 
+@pytest.mark.slow
 def test_cifar_training_and_a_model_that_does_not_fit(tmp_path, capsys):
     make_cifar(tmp_path, "cifar10", per_batch=8, n_test=16)
     res = run_zoo("zoo", "train", "resnet20", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--epochs", "1",
@@ -461,12 +487,14 @@ def test_cifar_training_and_a_model_that_does_not_fit(tmp_path, capsys):
     assert len(read_metrics(tmp_path / "run" / "metrics.csv")) == 1
     argv = ["train", "mnist_cnn", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--output", str(tmp_path / "x")]
     assert cli_main(argv) == 2
-    assert "mnist_cnn cannot take this dataset's images of size (3, 32, 32)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "mnist_cnn" in err and "(3, 32, 32)" in err
 
 
 # ---------------------------------------------------------------------------------------------- real data
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_short_training_on_real_mnist(shared_data, tmp_path):
     out = tmp_path / "run"

@@ -57,6 +57,7 @@ def _traces(vis, win: str, env: str) -> dict[str, tuple[list[float], list[float]
     return {t["name"]: (t["x"], t["y"]) for t in data["content"]["data"]}
 
 
+@pytest.mark.slow
 def test_training_plots_live_to_visdom(visdom_server, tmp_path):
     make_idx_dataset(tmp_path / "data", n_train=96, n_test=32)
     out = tmp_path / "run"

@@ -21,7 +21,7 @@ from weights_fixtures import (  # noqa: F401
 )
 
 import zoo
-from zoo.errors import WeightsError
+from zoo.errors import WeightsError, WeightsFileError
 from zoo.pretrained import files, load
 from zoo.pretrained.cache import sha256_file
 from zoo.pretrained.files import WeightsMetadata
@@ -80,7 +80,7 @@ def test_state_dict_layout_equals_torchvisions(arch):
 
 
 def test_new_head_keeps_the_backbone_and_warns_naming_the_keys(resnet18_env, resnet18_file):
-    with pytest.warns(UserWarning, match=r"dropped the classifier keys fc\.weight, fc\.bias.*1000 classes.*10"):
+    with pytest.warns(UserWarning, match=r"fc\.weight, fc\.bias.*1000.*10"):
         model = zoo.create_model("resnet18.test", pretrained=True, num_classes=10).eval()
     assert _no_meta(model) and model.fc.weight.shape == (10, 512)
     assert model.fc.weight.std() > 0  # initialised, not left empty
@@ -94,7 +94,7 @@ def test_new_head_keeps_the_backbone_and_warns_naming_the_keys(resnet18_env, res
 
 
 def test_num_classes_zero_gives_pooled_features(resnet18_env, resnet18_file):
-    with pytest.warns(UserWarning, match="dropped the classifier"):
+    with pytest.warns(UserWarning, match=r"fc\.weight, fc\.bias"):
         model = zoo.create_model("resnet18.test", pretrained=True, num_classes=0).eval()
     tv = resnet18_file.model
     tv_features = torch.nn.Sequential(*list(tv.children())[:-1])
@@ -103,7 +103,7 @@ def test_num_classes_zero_gives_pooled_features(resnet18_env, resnet18_file):
 
 
 def test_one_input_channel_sums_over_rgb(resnet18_env, resnet18_file):
-    with pytest.warns(UserWarning, match="conv1.weight adapted from 3 to 1 input channels"):
+    with pytest.warns(UserWarning, match=r"conv1\.weight.* 3 .* 1 "):
         model = zoo.create_model("resnet18.test", pretrained=True, in_chans=1).eval()
     grey = X[:, :1]
     with torch.no_grad():
@@ -113,7 +113,7 @@ def test_one_input_channel_sums_over_rgb(resnet18_env, resnet18_file):
 
 @pytest.mark.parametrize("in_chans", [4, 6])
 def test_n_input_channels_repeat_and_rescale(resnet18_env, resnet18_file, in_chans):
-    with pytest.warns(UserWarning, match=f"from 3 to {in_chans} input channels"):
+    with pytest.warns(UserWarning, match=rf"conv1\.weight.* 3 .* {in_chans} "):
         model = zoo.create_model("resnet18.test", pretrained=True, in_chans=in_chans).eval()
     original = resnet18_file.model.conv1.weight
     w = model.conv1.weight.detach()
@@ -127,8 +127,8 @@ def test_n_input_channels_repeat_and_rescale(resnet18_env, resnet18_file, in_cha
 def test_mismatch_is_an_error_listing_what_differs(resnet18_env):
     with pytest.raises(WeightsError) as err:
         zoo.create_model("resnet18.test", pretrained=True, stem="cifar")
-    message = str(err.value)
-    assert "shape mismatch (1)" in message and "conv1.weight: weights (64, 3, 7, 7), model (64, 3, 3, 3)" in message
+    assert err.value.mismatched == ["conv1.weight"] and not err.value.missing and not err.value.unexpected
+    assert "(64, 3, 7, 7)" in str(err.value) and "(64, 3, 3, 3)" in str(err.value)
 
 
 def test_missing_and_unexpected_keys_are_listed(resnet18_file, tmp_path):
@@ -141,17 +141,16 @@ def test_missing_and_unexpected_keys_are_listed(resnet18_file, tmp_path):
     before = model.conv1.weight.clone()
     with pytest.raises(WeightsError) as err:
         zoo.load_weights(model, path)
-    message = str(err.value)
-    assert "missing from the weights (1):\n    layer1.0.bn1.running_var" in message
-    assert "unexpected in the weights (1):\n    extra.weight" in message
+    assert err.value.missing == ["layer1.0.bn1.running_var"] and err.value.unexpected == ["extra.weight"]
     assert torch.equal(model.conv1.weight, before)  # nothing was loaded
 
 
 def test_a_different_head_without_num_classes_is_an_error_with_a_hint(resnet18_file, tmp_path):
     model = zoo.create_model("resnet18", num_classes=10)
-    with pytest.raises(WeightsError, match="pass num_classes=10"):
+    with pytest.raises(WeightsError) as err:
         zoo.load_weights(model, resnet18_file.path)
-    with pytest.warns(UserWarning, match="dropped the classifier"):
+    assert sorted(err.value.mismatched) == ["fc.bias", "fc.weight"] and "num_classes=10" in str(err.value)
+    with pytest.warns(UserWarning, match=r"fc\.weight, fc\.bias"):
         zoo.load_weights(model, resnet18_file.path, adapt=True)
     assert torch.equal(model.layer4[1].conv2.weight, resnet18_file.model.layer4[1].conv2.weight)
 
@@ -194,9 +193,10 @@ def test_pickle_files_are_refused_and_never_unpickled(tmp_path, suffix):
     evidence = tmp_path / "pwned"
     path = tmp_path / f"evil{suffix}"
     path.write_bytes(pickle.dumps({"conv1.weight": _Boom(str(evidence))}))
-    with pytest.raises(ValueError, match="pickle checkpoint.*zoo convert checkpoint"):
+    with pytest.raises(WeightsFileError) as err:
         zoo.create_model("mnist_cnn", checkpoint_path=path)
-    with pytest.raises(ValueError, match="pickle"):
+    assert str(path) in str(err.value) and "zoo convert checkpoint" in err.value.hint
+    with pytest.raises(WeightsFileError):
         zoo.load_weights(zoo.create_model("mnist_cnn"), path)
     assert not evidence.exists()
 
@@ -204,14 +204,15 @@ def test_pickle_files_are_refused_and_never_unpickled(tmp_path, suffix):
 def test_torch_save_zip_files_are_refused(tmp_path):
     path = tmp_path / "model.safetensors"  # the name does not matter, the content does
     torch.save(zoo.create_model("mnist_cnn").state_dict(), path)
-    with pytest.raises(ValueError, match="pickle checkpoint"):
+    with pytest.raises(WeightsFileError) as err:
         zoo.load_weights(zoo.create_model("mnist_cnn"), path)
+    assert "zoo convert checkpoint" in err.value.hint
 
 
 def test_save_weights_is_atomic_and_reports_the_hash(tmp_path, mnist_file):
     path = tmp_path / "w.safetensors"
     path.write_bytes(b"old contents")
-    with pytest.raises(TypeError, match="not a tensor"):
+    with pytest.raises(TypeError, match="'b'"):
         files.save_weights({"a": torch.zeros(2), "b": "nope"}, path)
     assert path.read_bytes() == b"old contents"
     saved = files.save_weights(mnist_file.model, path)
@@ -232,13 +233,19 @@ print(json.dumps({"heavy": heavy, "meta": any(t.is_meta for t in m.parameters())
 
 def test_pretrained_loading_imports_neither_torchvision_nor_timm(resnet18_env, mnist_file, server):
     resnet18_env.add_hub("mnist_cnn.hub", mnist_file)
-    zoo.pretrained.fetch.fetch("mnist_cnn.hub")  # warm the Hub cache
+    zoo.pretrained.fetch.fetch("mnist_cnn.hub")  # warm the cache
     requests = len(server.requests)
     for name in ("resnet18.test", "mnist_cnn.hub"):
-        out = subprocess.run([sys.executable, "-c", LIGHT, name], env=subprocess_env(), capture_output=True,
-                             text=True, timeout=120, check=True)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", LIGHT, name],
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         assert json.loads(out.stdout) == {"heavy": [], "meta": False}, name
-    assert len(server.requests) == requests  # a warm Hub cache needs no request (and no huggingface_hub)
+    assert len(server.requests) == requests  # a warm cache needs no request (and no huggingface_hub)
 
 
 @pytest.mark.parametrize("in_chans", [1, 2, 3, 4, 6, 7])
@@ -251,15 +258,26 @@ def test_adapt_input_conv_equals_timms(in_chans):
 
 def test_weights_metadata_is_stored_under_zoos_header_keys(tmp_path):
     model = zoo.create_model("mnist_cnn", num_classes=5)
-    meta = WeightsMetadata(architecture="mnist_cnn", tag="t", num_classes=5, model_args={"num_classes": 5},
-                           source="upstream x", epoch=3, metric=97.5, extra={"note": "mine"})  # fmt: skip
+    meta = WeightsMetadata(
+        architecture="mnist_cnn",
+        tag="t",
+        num_classes=5,
+        model_args={"num_classes": 5},
+        source="upstream x",
+        epoch=3,
+        metric=97.5,
+        extra={"note": "mine"},
+    )
     path = files.save_weights(model, tmp_path / "m.safetensors", meta).path
     header = files.read_metadata(path)
     # The on-disk names are a file format: files written by older zoo versions and other tools rely on them.
     assert {k: header[k] for k in ("zoo.architecture", "zoo.tag", "zoo.num_classes", "zoo.epoch", "zoo.metric")} == {
-        "zoo.architecture": "mnist_cnn", "zoo.tag": "t", "zoo.num_classes": "5", "zoo.epoch": "3",
+        "zoo.architecture": "mnist_cnn",
+        "zoo.tag": "t",
+        "zoo.num_classes": "5",
+        "zoo.epoch": "3",
         "zoo.metric": "97.5",
-    }  # fmt: skip
+    }
     assert json.loads(header["zoo.model_args"]) == {"num_classes": 5} and header["zoo.source"] == "upstream x"
     assert json.loads(header["zoo.pretrained_cfg"])["num_classes"] == 5  # the model's own cfg, added by save_weights
     assert header["format"] == "pt" and header["note"] == "mine"
@@ -269,21 +287,14 @@ def test_weights_metadata_is_stored_under_zoos_header_keys(tmp_path):
     assert zoo.create_model("mnist_cnn", checkpoint_path=path).num_classes == 5
 
 
-def test_metadata_written_by_older_versions_is_read():
-    old_train = {"architecture": "resnet20", "epoch": "7", "metric": "91.25", "zoo.model_args": '{"stem": "cifar"}'}
-    meta = WeightsMetadata.from_header(old_train)
-    assert (meta.architecture, meta.epoch, meta.metric, meta.model_args) == ("resnet20", 7, 91.25, {"stem": "cifar"})
-    assert WeightsMetadata.from_header({"zoo.arch": "vgg11", "format": "pt"}).architecture == "vgg11"
-    assert WeightsMetadata.from_header({"zoo.architecture": "a", "zoo.arch": "b"}).architecture == "a"
-
-
 def test_bad_metadata_is_an_error_naming_the_file_and_key(tmp_path):
     from safetensors.torch import save_file
 
     path = tmp_path / "bad.safetensors"
     save_file(zoo.create_model("mnist_cnn").state_dict(), path, metadata={"zoo.model_args": "{not json"})
-    with pytest.raises(ValueError, match=r"bad.safetensors: the zoo metadata zoo.model_args='\{not json'"):
+    with pytest.raises(WeightsFileError) as err:
         zoo.create_model("mnist_cnn", checkpoint_path=path)
+    assert err.value.name == "zoo.model_args" and err.value.value == "{not json"
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -331,8 +342,11 @@ def test_a_state_dict_saved_from_a_wrapper_loads_as_zoo_eval_reads_it(wrapper, t
 
     torch.manual_seed(0)
     model = zoo.create_model("resnet20").eval()
-    wrapped = {"DataParallel": lambda m: torch.nn.DataParallel(m), "compile": lambda m: torch.compile(m),
-               "compile(DataParallel)": lambda m: torch.compile(torch.nn.DataParallel(m))}[wrapper](model)  # fmt: skip
+    wrapped = {
+        "DataParallel": lambda m: torch.nn.DataParallel(m),
+        "compile": lambda m: torch.compile(m),
+        "compile(DataParallel)": lambda m: torch.compile(torch.nn.DataParallel(m)),
+    }[wrapper](model)
     state = wrapped.state_dict()
     assert all(k.startswith(("module.", "_orig_mod.")) for k in state)
     path = tmp_path / "wrapped.safetensors"

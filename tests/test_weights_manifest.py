@@ -47,11 +47,11 @@ def test_generated_files_are_current(repo_manifest, script):
 def test_hub_org_comes_from_the_environment(repo_manifest, monkeypatch):
     entry = manifest.get_entry("vgg11_bn", "fashion_mnist")  # only this project can publish it
     assert entry.source.repo_id == "{org}/vgg11_bn.fashion_mnist"
-    assert manifest.resolve_source(entry).repo_id == "zoo-models/vgg11_bn.fashion_mnist"
+    assert entry.source.resolved().repo_id == "zoo-models/vgg11_bn.fashion_mnist"
     monkeypatch.setenv("ZOO_HUB_ORG", "my-mirror")
-    assert manifest.resolve_source(entry).repo_id == "my-mirror/vgg11_bn.fashion_mnist"
+    assert entry.source.resolved().repo_id == "my-mirror/vgg11_bn.fashion_mnist"
     # third-party repos keep their owner
-    assert manifest.resolve_source(manifest.get_entry("resnet50", "tv2_in1k")).repo_id == "timm/resnet50.tv2_in1k"
+    assert manifest.get_entry("resnet50", "tv2_in1k").source.resolved().repo_id == "timm/resnet50.tv2_in1k"
 
 
 def test_unknown_names_list_the_existing_tags(repo_manifest):
@@ -63,55 +63,47 @@ GOOD = entry_for(None, {"type": "bundled", "path": "x.safetensors"}, status="unp
 
 
 @pytest.mark.parametrize(
-    ("change", "match"),
+    ("change", "field"),
     [
-        ({"status": "done"}, "status='done' must be one of published, unpublished"),
-        ({"status": "published"}, "needs its file's sha256 and size"),
-        ({"sha256": "abc"}, "full 64-digit"),
-        ({"source": {"type": "ftp"}}, "type is one of hub, url, bundled"),
-        ({"source": {"type": "url", "url": "https://h/x.pth"}}, "a torchvision .pth needs format .torch."),
-        ({"source": {"type": "bundled", "path": "../x.safetensors"}}, "relative to weights/"),
-        ({"source": {"type": "hub", "repo_id": "noorg", "filename": "m.safetensors"}}, "org/name"),
-        ({"mean": [0.5, 0.5]}, r"mean=\[0.5, 0.5\] for 1 input channel.*one value per channel"),
-        ({"std": [0.0]}, r"std=\[0.0\]: every value must be positive"),
-        ({"crop_pct": 1.5}, r"crop_pct=1.5: it must be in \(0, 1\]"),
-        ({"interpolation": "cubic"}, "bilinear, bicubic"),
-        ({"label_names": ["a", "b"]}, "2 names but num_classes is 10"),
-        ({"metrics": {"top1": 99.0}}, "need the 'command'"),
-        ({"colour": "red"}, "unknown field"),
-        ({"num_classes": "10"}, "num_classes='10' must be a positive int"),
-        ({"num_classes": True}, "num_classes=True must be a positive int"),
-        ({"default": "yes"}, "default='yes' must be true or false"),
-        ({"input_size": [1, 28]}, r"input_size=\[1, 28\] must be \[channels, height, width\]"),
-        ({"mean": "0.5"}, "mean='0.5' must be a list of numbers"),
-        ({"crop_mode": "random"}, "crop_mode='random' must be 'center'"),
-        ({"model_args": ["cifar"]}, "model_args=.* must be an object of builder keyword arguments"),
-        ({"label_names": 3}, "label_names=3 must be a list of names or the name of a JSON file"),
-        ({"metrics": {"top1": "high", "command": "x"}}, "metrics.top1='high' must be a number"),
-        ({"source": {"type": "url", "url": "https://h/x.safetensors", "mirror": "y"}}, "source has unknown field"),
-        (
-            {"source": {"type": "url", "url": "https://h/x.pth", "format": "torch"}},
-            "needs a pinned sha256, or a file name",
-        ),
-        ({"source": {"type": "url", "url": "https://h/x-0123abcd.txt", "format": "torch"}}, "must end in .pth"),
-        (
-            {"source": {"type": "url", "url": "https://h/x.safetensors", "format": "onnx"}},
-            "format='onnx' must be one of",
-        ),
-        ({"source": {"type": "bundled", "path": "x.safetensors", "format": "torch"}}, "format is for url sources"),
-        ({"fallbacks": {"type": "url", "url": "https://h/y.safetensors"}}, "fallbacks=.* must be a list of sources"),
-        ({"fallbacks": [{"type": "bundled", "path": "y.safetensors"}]}, "fallbacks cannot be bundled files"),
-        ({"fallbacks": [{"type": "url", "url": "ftp://h/y.safetensors"}]}, "needs an http.s. URL"),
-        (
-            {"source": {"type": "url", "url": "https://h/x.safetensors", "sha256": "abc"}},
-            "sha256='abc' must be the full",
-        ),
+        ({"status": "done"}, "status"),
+        ({"status": "published"}, "sha256"),  # this project's own file needs its hash and size
+        ({"sha256": "abc"}, "sha256"),
+        ({"source": {"type": "ftp"}}, "type"),
+        ({"source": {"type": "bundled", "path": "../x.safetensors"}}, "path"),
+        ({"source": {"type": "bundled", "path": "x.safetensors", "url": "https://h/x-0123abcd.pth"}}, "url"),
+        ({"source": {"type": "hub", "repo_id": "noorg", "filename": "m.safetensors"}}, "repo_id"),
+        ({"source": {"type": "hub", "repo_id": "a/b", "filename": "m.safetensors", "revision": "../x"}}, "revision"),
+        ({"source": {"type": "url", "url": "https://h/x.pth"}}, "url"),  # no SHA-256 prefix in its name
+        ({"source": {"type": "url", "url": "https://h/x-0123abcd.txt"}}, "url"),
+        ({"source": {"type": "url", "url": "https://h/x-0123abcd.pth", "format": "torch"}}, "format"),
+        ({"mean": [0.5, 0.5]}, "mean"),
+        ({"std": [0.0]}, "std"),
+        ({"crop_pct": 1.5}, "crop_pct"),
+        ({"interpolation": "cubic"}, "interpolation"),
+        ({"label_names": ["a", "b"]}, "label_names"),
+        ({"label_names": 3}, "label_names"),
+        ({"metrics": {"top1": 99.0}}, "command"),
+        ({"metrics": {"top1": "high", "command": "x"}}, "top1"),
+        ({"colour": "red"}, "colour"),
+        ({"num_classes": "10"}, "num_classes"),
+        ({"num_classes": True}, "num_classes"),
+        ({"default": "yes"}, "default"),
+        ({"input_size": [1, 28]}, "input_size"),
+        ({"mean": "0.5"}, "mean"),
+        ({"crop_mode": "random"}, "crop_mode"),
+        ({"model_args": ["cifar"]}, "model_args"),
+        ({"fallbacks": {"type": "url", "url": "https://h/y-0123abcd.pth"}}, "fallbacks"),
+        ({"fallbacks": [{"type": "bundled", "path": "y.safetensors"}]}, "fallbacks"),
+        ({"fallbacks": [{"type": "url", "url": "ftp://h/y-0123abcd.pth"}]}, "url"),
     ],
 )
-def test_bad_entries_are_rejected_without_touching_the_file(weights_env, change, match):
+def test_bad_entries_are_rejected_naming_the_field_without_touching_the_file(weights_env, change, field):
+    from zoo.errors import ManifestError
+
     before = (weights_env.dir / "manifest.json").read_bytes()
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ManifestError) as err:
         manifest.update_entry("mnist_cnn.bad", {**GOOD, **change})
+    assert field in str(err.value) and "mnist_cnn.bad" in str(err.value)
     assert (weights_env.dir / "manifest.json").read_bytes() == before
 
 
@@ -140,21 +132,24 @@ def test_one_default_per_arch(weights_env, mnist_file):
     data = weights_env.manifest()["weights"]
     assert manifest.default_tag("mnist_cnn") == "b" and "default" not in data["mnist_cnn.a"]
     manifest.update_entry("mnist_cnn.b", {"default": False}, merge=True)
-    with pytest.raises(ValueError, match="none is marked default"):
+    with pytest.raises(ValueError) as err:  # two entries, none marked: which one pretrained=True means is unsaid
         zoo.create_model("mnist_cnn", pretrained=True)
+    assert "a, b" in str(err.value)  # the tags to choose from
 
 
 def test_bundled_entry_must_match_its_file(weights_env, mnist_file):
     (weights_env.dir / "w.safetensors").write_bytes(mnist_file.data[:-1])
     entry = entry_for(mnist_file, {"type": "bundled", "path": "w.safetensors"})
-    with pytest.raises(ValueError, match=f"has {mnist_file.size - 1} bytes, the entry says {mnist_file.size}"):
+    with pytest.raises(ValueError) as err:
         manifest.update_entry("mnist_cnn.w", entry)
+    assert str(mnist_file.size - 1) in str(err.value) and str(mnist_file.size) in str(err.value)
 
 
 def test_a_missing_required_field_is_named(weights_env):
     entry = {k: v for k, v in GOOD.items() if k != "std"}
-    with pytest.raises(ValueError, match="manifest entry 'mnist_cnn.x': missing required field 'std'"):
+    with pytest.raises(ValueError) as err:
         manifest.update_entry("mnist_cnn.x", entry)
+    assert err.value.name == "std" and "mnist_cnn.x" in str(err.value)
 
 
 def test_entries_are_typed_and_round_trip_to_the_same_json(repo_manifest):
@@ -171,33 +166,19 @@ def test_entries_are_typed_and_round_trip_to_the_same_json(repo_manifest):
     assert list(raw["mnist_cnn.mnist"]) == [f for f in WeightsEntry.field_names() if f in raw["mnist_cnn.mnist"]]
 
 
-def test_entries_are_frozen_copies_of_the_manifest(repo_manifest):
+def test_entries_are_frozen_valid_copies_of_the_manifest(repo_manifest):
     entry = manifest.get_entry("resnet50", "tv2_in1k")
+    assert entry is manifest.get_entry("resnet50", "tv2_in1k")  # parsed once per version of the file
     with pytest.raises(dataclasses.FrozenInstanceError):
         entry.status = "published"  # type: ignore[misc]
-    entry.metrics["top1"] = 0.0  # a caller scribbling on its copy does not change the cached manifest
-    assert manifest.get_entry("resnet50", "tv2_in1k").metrics["top1"] > 80
+    assert dataclasses.replace(entry, notes="n").notes == "n" and entry.notes != "n"
+    entry.metrics["top1"] = 0.0  # a caller scribbling on the returned copy does not change the file's JSON
+    assert manifest.load_manifest()["weights"]["resnet50.tv2_in1k"]["metrics"]["top1"] > 80
     own = manifest.get_entry("vgg11_bn", "fashion_mnist")
-    with pytest.raises(ValueError, match="needs its file's sha256 and size"):
+    with pytest.raises(ValueError):
         dataclasses.replace(own, status="published")  # a WeightsEntry is valid or is not made
-
-
-def test_entries_behave_as_frozen_keyword_only_dataclasses(repo_manifest):
-    """WeightsEntry and Source write their own __init__, __eq__, __hash__ and __repr__ (no generated code)."""
-    a, b = manifest.get_entry("resnet50", "tv2_in1k"), manifest.get_entry("resnet50", "tv2_in1k")
-    other = manifest.get_entry("resnet50", "tv_in1k")
-    assert a == b and a is not b and a != other and a != "resnet50.tv2_in1k"
-    assert hash(a.source) == hash(b.source) and {a.source, b.source, other.source} == {a.source, other.source}
-    assert repr(a.source).startswith("Source(type='hub', repo_id='timm/resnet50.tv2_in1k'")
-    assert dataclasses.is_dataclass(a) and dataclasses.replace(a, notes="n").notes == "n" and a.notes != "n"
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        del a.source
-    with pytest.raises(TypeError, match="missing required keyword argument 'type'"):
-        Source(repo_id="timm/x")
-    with pytest.raises(TypeError, match="unexpected keyword argument"):
-        Source(type="hub", repo_id="timm/x", filename="model.safetensors", colour="red")
     with pytest.raises(TypeError):
-        Source("hub")  # keyword-only, as the dataclass declared
+        Source("hub")  # keyword-only
 
 
 def test_update_entry_takes_a_typed_entry_and_returns_one(weights_env, mnist_file):
@@ -229,11 +210,11 @@ def test_the_weights_tables_params_are_those_of_the_model_the_weights_are_for():
 @pytest.mark.parametrize(
     "bad, match",
     [
-        ({"input_size": (1, 5000, 5000)}, "at most 4096"),
-        ({"crop_pct": 0.001}, "resizes beyond 8192"),
-        ({"interpolation": "lanczos"}, "interpolation='lanczos'"),
-        ({"std": (0.0,)}, "positive"),
-        ({"mean": (0.1, 0.2)}, "one value per channel"),
+        ({"input_size": (1, 5000, 5000)}, "5000"),
+        ({"crop_pct": 0.001}, "0.001"),
+        ({"interpolation": "lanczos"}, "lanczos"),
+        ({"std": (0.0,)}, "std"),
+        ({"mean": (0.1, 0.2)}, "mean"),
     ],
 )
 def test_one_set_of_preprocessing_limits_for_models_manifest_entries_and_weight_files(bad, match, tmp_path):

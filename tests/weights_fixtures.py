@@ -127,12 +127,6 @@ class WeightsEnv:
 
         return manifest.update_entry(name, entry)
 
-    def add_url(self, name: str, file: WeightsFile, mode: str = "ok", **fields: Any) -> str:
-        """Serve ``file`` at a URL of its own and list it as ``name``; returns the URL."""
-        url = self.server.add(f"{self.prefix}/{name}.safetensors", file.data, mode)
-        self.add(name, entry_for(file, {"type": "url", "url": url}, **fields))
-        return url
-
     def add_hub(self, name: str, file: WeightsFile, mode: str = "ok", data: bytes | None = None, **fields: Any) -> str:
         """Serve ``file`` (or other ``data``) as Hub repo ``{org}/name``; returns the repo id."""
         repo_id = f"{self.org}/{name}"
@@ -147,10 +141,14 @@ class WeightsEnv:
         self.add(name, entry_for(file, {"type": "bundled", "path": path.name}, **fields))
         return path
 
-    def hub_files(self) -> list[Path]:
-        """Every real file in the Hugging Face cache (blobs), for checking that nothing bad stayed."""
-        hub = self.hf_home / "hub"
-        return [p for p in hub.rglob("*") if p.is_file() and not p.is_symlink() and "blobs" in p.parts]
+    def cached_files(self) -> list[Path]:
+        """Every file in zoo's cache of downloads (``files/``), temporary ones included."""
+        folder = self.cache / "files"
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+
+    def hf_files(self) -> list[Path]:
+        """Every file in the Hugging Face cache: zoo reads it, never writes it."""
+        return [p for p in (self.hf_home / "hub").rglob("*") if p.is_file()]
 
 
 @pytest.fixture(name="weights_env")

@@ -17,8 +17,7 @@ Nothing is typed in by hand; every value comes from a source this script names:
     python tools/gen_manifest.py           # rewrite the entries
     python tools/gen_manifest.py --check   # exit 1 if the manifest differs from what would be written
 
-What a later step recorded is kept: sources pinned by ``zoo pin`` (commit, sha256, size), and every entry
-this script does not generate (bundled MNIST weights, zoo's own unpublished ones).
+Every entry this script does not generate (bundled weights, zoo's own unpublished ones) is kept as it is.
 """
 
 from __future__ import annotations
@@ -43,24 +42,6 @@ TIMM_VALIDATE = "python validate.py /path/to/imagenet --model {name} --pretraine
 
 def _hub(repo_id: str) -> dict[str, Any]:
     return {"type": "hub", "repo_id": repo_id, "filename": "model.safetensors", "revision": "main"}
-
-
-def _keep_pins(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
-    """Sources of ``new`` take over what ``zoo pin`` recorded in the same sources of ``old``."""
-
-    def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-        return all(a.get(k) == b.get(k) for k in ("type", "repo_id", "filename", "url", "format"))
-
-    old_sources = [old.get("source", {}), *old.get("fallbacks", [])]
-    for i, source in enumerate([new["source"], *new.get("fallbacks", [])]):
-        match = next((o for o in old_sources if same(o, source) and o.get("sha256")), None)
-        if match is not None:
-            pinned = {**source, **{k: match[k] for k in ("revision", "sha256", "size") if k in match}}
-            if i == 0:
-                new["source"] = pinned
-            else:
-                new["fallbacks"][i - 1] = pinned
-    return new
 
 
 def _check_layout(arch: str) -> None:
@@ -106,10 +87,10 @@ def _torchvision_entries(weights: dict[str, Any]) -> list[str]:
             if w is best:
                 new["default"] = True
             new.update(status="published", sha256=None, size=None, source=_hub(cfg.hf_hub_id),
-                       fallbacks=[{"type": "url", "url": w.url, "format": "torch"}])  # fmt: skip
+                       fallbacks=[{"type": "url", "url": w.url}])  # fmt: skip
             origin = {k: v for k, v in new["origin"].items() if k != "command"}
             new["origin"] = {**origin, "hf_hub": f"{cfg.hf_hub_id} (timm's copy of torchvision's weights)"}
-            weights[name] = _keep_pins(new, weights.get(name, {}))
+            weights[name] = new
             names = list(w.meta["categories"])
             if categories is not None and names != categories:
                 raise SystemExit(f"{arch} {w.name} has other ImageNet class names than the others")
@@ -152,7 +133,7 @@ def _timm_entries(weights: dict[str, Any]) -> None:
                 "metrics": metrics, "license": cfg.license or "unknown", "origin": origin,
             }  # fmt: skip
             new = {k: v for k, v in new.items() if v is not None or k in ("sha256", "size")}
-            weights[name] = _keep_pins(new, weights.get(name, {}))
+            weights[name] = new
 
 
 def generate(current: dict) -> tuple[dict, list[str]]:

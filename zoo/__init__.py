@@ -40,7 +40,7 @@ __all__ = [
 
 # Submodules reachable as attributes (``zoo.training.fit(...)``) without importing them up front.
 _SUBMODULES = ("benchmark", "cli", "data", "errors", "evaluation", "export", "factory", "info", "models", "predict",
-               "pretrained", "publish", "registry", "training", "utils", "weights")  # fmt: skip
+               "pretrained", "publish", "registry", "runs", "training", "utils", "weights")  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

@@ -127,11 +127,9 @@ def check_bench_size(batch_size: int, size: tuple[int, int, int], device: torch.
     channels-last copy) in the device's memory is refused: otherwise the allocator fails with a RuntimeError
     traceback, or the kernel kills the process, only after the model was built and its MACs counted.
     """
-    from zoo.models.cfg import INPUT_LIMITS, input_size_within_limits
+    from zoo.utils.checks import input_size
 
-    c, h, w = size
-    if not input_size_within_limits(size):
-        raise ArgumentValueError(f"input_size={c}x{h}x{w} is beyond what zoo benchmarks", hint=f"give {INPUT_LIMITS}")
+    c, h, w = input_size("input_size", size)
     needed = 2 * batch_size * c * h * w * 4  # bytes: two float32 copies of the input batch
     memory = device_memory_bytes(device)
     if memory is not None and needed > memory:

@@ -1,8 +1,8 @@
 """Evaluation: top-1, top-5, loss, per-class accuracy and a confusion matrix.
 
-:func:`evaluate` takes any model and dataset (or an iterable of batches) and is what training, ``zoo eval``
-and the publish step use. Under ``torch.distributed`` each rank evaluates its share and the sums are
-all-reduced, so every rank returns the metrics of the whole set.
+:func:`evaluate` takes any model and dataset (or an iterable of batches) and is what training, ``zoo eval`` and
+``zoo publish`` use; under ``torch.distributed`` every rank returns the metrics of the whole set.
+:func:`evaluate_weights` is what ``zoo eval`` does: a run's checkpoint or published weights on a dataset's split.
 """
 
 from __future__ import annotations
@@ -18,48 +18,21 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.errors import DataError, WeightsFileError
-from zoo.utils.files import atomic_path, parse_json
-
-__all__ = [
-    "eval_batches",
-    "evaluate",
-    "format_results",
-    "load_run_model",
-    "plot_confusion",
-    "read_run_config",
-    "read_run_record",
-]
+from zoo.errors import ArgumentValueError, DataError
+from zoo.utils.files import atomic_path
 
 
-def _dist_info() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def eval_batches(
-    dataset: Dataset | Iterable,
-    batch_size: int = 500,
-    workers: int = 0,
-    device: torch.device | str = "cpu",
-    rank: int = 0,
-    world_size: int = 1,
-) -> Iterable:
-    """Batches of ``dataset`` in order; with ``world_size > 1`` only this rank's share (no padding)."""
+def _batches(dataset: Any, batch_size: int, workers: int, device: torch.device, rank: int, world: int) -> Iterable:
+    """Batches of ``dataset`` in order; under ``torch.distributed`` only this rank's share (no padding)."""
     from zoo.data import TensorImageDataset, TensorLoader
 
     if isinstance(dataset, TensorImageDataset):
-        return TensorLoader(dataset, batch_size, rank=rank, world_size=world_size, pad=False, device=device)
+        return TensorLoader(dataset, batch_size, rank=rank, world_size=world, pad=False, device=device)
     if not isinstance(dataset, Dataset):
         return dataset  # already batches
-    indices = list(range(rank, len(dataset), world_size))  # type: ignore[arg-type]
-    return DataLoader(
-        dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
-        pin_memory=torch.device(device).type == "cuda", generator=torch.Generator().manual_seed(0),
-    )  # fmt: skip
+    pin, order = device.type == "cuda", torch.Generator().manual_seed(0)
+    indices = list(range(rank, len(dataset), world))  # type: ignore[arg-type]
+    return DataLoader(dataset, batch_size, sampler=indices, num_workers=workers, pin_memory=pin, generator=order)
 
 
 @torch.no_grad()
@@ -85,13 +58,14 @@ def evaluate(
     import torch.distributed as dist
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    rank, world = _dist_info()
+    grouped = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if grouped else (0, 1)
     num_classes = num_classes or getattr(model, "num_classes", None)
     was_training = model.training
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1, top-5, count
     confusion = None
-    batches = eval_batches(dataset, batch_size, workers, device, rank, world)
+    batches = _batches(dataset, batch_size, workers, device, rank, world)
     if progress:
         from zoo.utils import progress as bar
 
@@ -199,8 +173,15 @@ def plot_confusion(
         for i in range(n):
             for j in range(n):
                 if cm[i, j]:
-                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
-                            color="white" if rates[i, j] > 0.5 else "black")  # fmt: skip
+                    ax.text(
+                        j,
+                        i,
+                        int(cm[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if rates[i, j] > 0.5 else "black",
+                    )
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
     fig.tight_layout()
     path = Path(path)
@@ -210,79 +191,153 @@ def plot_confusion(
     return path
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Loading a model from a run folder or a checkpoint file
+def evaluate_weights(
+    model: str,
+    dataset: str,
+    data_dir: str | None = None,
+    *,
+    checkpoint: str | os.PathLike[str] | None = None,
+    pretrained: bool = False,
+    split: str | None = None,
+    val_split: float | None = None,
+    seed: int | None = None,
+    stem: str | None = None,
+    batch_size: int = 500,
+    workers: int = 2,
+    device: str = "auto",
+    download: bool = False,
+    skip_bad_images: bool = False,
+) -> dict[str, Any]:
+    """What ``zoo eval`` measures: a run's ``checkpoint`` (a run folder, its best.safetensors or last.pt) or the
+    ``pretrained`` weights of ``model`` on a split of ``dataset``.
+
+    ``split``: ``test`` (the official test split; for the image folder a run trained on, its held-out images,
+    split again with the run's seed and fraction; ``val`` is the same), ``train`` or ``all``; default ``test``,
+    but ``all`` of an image folder that is not the run's and has no val/ or test/. Held-out images other than
+    the ones the run validated on are warned about. Returns :func:`evaluate`'s results with the ``model``,
+    ``source``, ``dataset`` and ``eval_set`` they are of.
+    """
+    import warnings
+
+    from zoo.data import create_datasets, data_fingerprint, dataset_shape, parse_dataset
+    from zoo.data.transforms import create_transform
+    from zoo.factory import create_model
+    from zoo.registry import split_model_name_tag
+    from zoo.runs import RUN_JSON, load_model, read_run, refuse_tag_with_checkpoint
+    from zoo.utils import parse_device
+
+    if not checkpoint and not pretrained:
+        raise ArgumentValueError("give --checkpoint PATH (a `zoo train` run) or --pretrained")
+    refuse_tag_with_checkpoint(model, checkpoint, "eval", "--pretrained instead of --checkpoint")
+    dev = parse_device(device)  # before any data or weights are read
+    kind, folder = parse_dataset(dataset, data_dir)
+    kwargs = {"stem": stem} if stem else {}
+    run, source = None, f"{model} (pretrained)"
+    if checkpoint:  # the model first: its input size and normalisation size the images
+        shape = dataset_shape(dataset, data_dir)
+        shaped = {"num_classes": shape[0], "in_chans": shape[1]} if shape else {}
+        net = load_model(checkpoint, split_model_name_tag(model)[0], **kwargs, **shaped)
+        run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+        run, source = read_run(run_dir) if (run_dir / RUN_JSON).is_file() else None, str(checkpoint)
+    else:
+        net = create_model(model, pretrained=True, **kwargs)
+    cfg = net.pretrained_cfg
+    # The image folder a run trained on is split again as the run split it, so that only its held-out images are
+    # evaluated; another folder is new to the model: all of it.
+    own = run is not None and _same_folder(run.data_dir, folder, Path(checkpoint))
+    chosen = split or ("all" if kind == "imagefolder" and not own and val_split is None else "test")
+    seed = seed if seed is not None else run.seed if run is not None and run.seed is not None else 42
+    val_split = val_split if val_split is not None or not own else run.val_split
+    splits = {"all": ("train", "val"), "train": ("train",)}.get(chosen, ("val",))
+    eval_tf = create_transform(cfg) if pretrained and kind in ("cifar10", "cifar100", "imagefolder") else None
+    norm = (cfg["mean"], cfg["std"]) if len(cfg["mean"]) in (1, 3) else None
+    train_set, val_set, info = create_datasets(
+        dataset,
+        data_dir,
+        model_cfg=cfg,
+        val_split=(0.0 if chosen == "all" else val_split) if kind == "imagefolder" else None,
+        seed=seed,
+        strict_images=not skip_bad_images,
+        download=download,
+        eval_transform=eval_tf,
+        normalization=norm,
+        splits=splits,
+    )
+    if train_set is not None and kind == "imagefolder":  # the training images as the model sees them at test time
+        train_set.transform = eval_tf or create_transform(cfg)
+    parts = [d for d in (train_set, val_set) if d is not None and len(d)]
+    data = parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts) if parts else None
+    if data is None:
+        raise DataError(f"{dataset} has no {chosen} images")
+    described = info.eval_set_name if splits == ("val",) else chosen
+    recorded = run.data_identity.get("val_data") if own and splits == ("val",) else None
+    now = data_fingerprint(data) if recorded else None
+    if now is not None and now["sha256"] != recorded.get("sha256"):
+        warnings.warn(
+            f"these are not the held-out images the run validated on: {now['images']} images with SHA-256 "
+            f"{now['sha256'][:12]}… of their {now['of']}, the run's were {recorded.get('images')} with "
+            f"{str(recorded.get('sha256'))[:12]}… (the folder changed since the run)",
+            stacklevel=2,
+        )
+    if net.num_classes != info.num_classes:
+        raise ArgumentValueError(f"{model} predicts {net.num_classes} classes but {info.name} has {info.num_classes}")
+    known = cfg.get("label_names")
+    if kind == "imagefolder" and known:
+        _check_same_classes([str(n) for n in known], list(info.classes), source, dataset)
+    net.to(dev)
+    results = evaluate(
+        net,
+        data,
+        batch_size=batch_size,
+        workers=workers,
+        device=dev,
+        label_names=known or info.classes,
+        amp=dev.type == "cuda",
+        progress=True,
+    )
+    return {"model": model, "source": source, "dataset": info.name, "eval_set": described, **results}
 
 
-def _run_file(checkpoint: str | os.PathLike, name: str) -> dict[str, Any] | None:
-    path = Path(checkpoint)
-    folder = path if path.is_dir() else path.parent
-    if (folder / name).is_file():
-        try:
-            record = parse_json((folder / name).read_text(encoding="utf-8"))
-        except ValueError as e:  # not JSON, not UTF-8, or nested too deeply
-            raise DataError(f"{folder / name} is not valid JSON ({str(e).splitlines()[0][:200]})") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{folder / name} holds a {type(record).__name__}, not a JSON object")
-        return record
-    return None
+def _same_folder(recorded: str | None, folder: Path, checkpoint: Path) -> bool:
+    """Whether ``folder`` is the data folder a run recorded (relative to where it was trained, or to the run)."""
+    if not recorded:
+        return False
+    run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    candidates = [Path(recorded).expanduser()]
+    if not Path(recorded).is_absolute():
+        candidates.append(run_dir.parent.parent / recorded)  # runs/NAME beside the working folder it was made in
+    return any(c.resolve() == folder.resolve() for c in candidates)
 
 
-def read_run_config(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
-    """The ``config.json`` written beside a training run's checkpoints (how to rebuild the model), if any."""
-    return _run_file(checkpoint, "config.json")
+def _check_same_classes(known: list[str], found: list[str], source: str, dataset: str, shown: int = 10) -> None:
+    """An image folder's classes must be the weights' own, in order: output k means the weights' class k."""
+    if known == found:
+        return
+    differ = next(
+        (i for i, (a, b) in enumerate(zip(known, found, strict=False)) if a != b), min(len(known), len(found))
+    )
 
+    def listed(names: list[str]) -> str:  # 1000 ImageNet classes would make the line unreadable
+        return ", ".join(names[:shown]) + (f", … ({len(names)} classes)" if len(names) > shown else "")
 
-def read_run_record(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
-    """The ``run.json`` beside a training run's checkpoints (dataset, ``seed``, ``val_split``, recipe), if any."""
-    return _run_file(checkpoint, "run.json")
+    def at(names: list[str]) -> str:
+        return repr(names[differ]) if differ < len(names) else "missing"
 
-
-def load_state_dict_file(path: str | os.PathLike, prefer_ema: bool = True) -> dict[str, torch.Tensor]:
-    """Weights from a ``.safetensors`` file or a training checkpoint (``last.pt``: its EMA or model weights)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    from zoo.pretrained.files import read_pickle_checkpoint, strip_wrapper_prefix
-
-    if path.suffix == ".safetensors":
-        from zoo.pretrained.files import load_file
-
-        return strip_wrapper_prefix(load_file(path))
-    return read_pickle_checkpoint(path, prefer_ema=prefer_ema)
+    where = f"; class {differ} is {at(known)} for the weights, {at(found)} there" if differ >= shown else ""
+    raise ArgumentValueError(
+        f"{source} was trained on the classes {listed(known)} but {dataset} has {listed(found)}{where}: "
+        "a model cannot be scored on classes it does not know",
+        hint="evaluate it on a folder with one sub-folder per class it was trained on, named as in training",
+    )
 
 
 def load_run_model(
-    name: str, checkpoint: str | os.PathLike, *, default_kwargs: dict[str, Any] | None = None
-) -> tuple[nn.Module, dict[str, Any] | None]:
-    """Build ``name`` with the arguments its run recorded (``config.json``) and load the checkpoint's weights.
-
-    Without a ``config.json`` the model is built with ``default_kwargs`` (the dataset's classes and channels).
-    """
-    from zoo.factory import create_model
-    from zoo.pretrained.load import check_finite
+    name: str, checkpoint: str | os.PathLike[str], *, default_kwargs: dict[str, Any] | None = None
+) -> tuple[nn.Module, Any]:
+    """The model of a run's checkpoint and the run's config.json (None without one): :func:`zoo.runs.load_model`."""
     from zoo.registry import split_model_name_tag
+    from zoo.runs import CONFIG_JSON, load_model, read_config
 
-    cfg = read_run_config(checkpoint)
-    kwargs = dict(default_kwargs or {})
-    if cfg:
-        arch = cfg.get("architecture")
-        if arch and arch != split_model_name_tag(name)[0]:
-            raise WeightsFileError(f"{checkpoint} was trained as {arch!r}, not {name!r}")
-        kwargs = {**kwargs, **cfg.get("model_args", {})}
-    checkpoint = Path(checkpoint)
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / "best.safetensors"
-    model = create_model(split_model_name_tag(name)[0], **kwargs)
-    state = load_state_dict_file(checkpoint)
-    # A diverged run's weights would be "evaluated" at chance level; say what is wrong instead.
-    check_finite(state, str(checkpoint), hint="the run diverged before this checkpoint; evaluate an earlier one")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise WeightsFileError(
-            f"{checkpoint} does not fit {name} built with {kwargs}: {str(e).splitlines()[0]}"
-        ) from None
-    if cfg and cfg.get("pretrained_cfg"):
-        model.pretrained_cfg = {**model.pretrained_cfg, **cfg["pretrained_cfg"]}
-    return model, cfg
+    folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    config = read_config(folder) if (folder / CONFIG_JSON).is_file() else None
+    return load_model(checkpoint, split_model_name_tag(name)[0], **(default_kwargs or {})), config

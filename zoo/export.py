@@ -1,10 +1,8 @@
 """``zoo export``: a model with its weights as ONNX or a ``torch.export`` program, checked against eager.
 
-The export is run, not only written: the bundled sample images (real test images of MNIST, Fashion-MNIST
-and CIFAR-10), put through the weights' own transform, go through the exported model (ONNX Runtime for
-ONNX, the reloaded program for pt2) and through the eager model, and the export is kept only when every
-output agrees within ``atol + rtol * |eager|``. The preprocessing is written beside it as JSON, so that a
-deployment does not have to guess the input size, resizing, mean, std or class names.
+The bundled sample images go through the exported model (ONNX Runtime, or the reloaded program) and the eager one;
+the export is kept only when every output agrees within ``atol + rtol * |eager|``. Its preprocessing is written
+beside it as JSON, so that a deployment does not guess the input size, resizing, mean, std or class names.
 """
 
 from __future__ import annotations
@@ -23,8 +21,6 @@ import torch.nn as nn
 
 from zoo.errors import ArgumentValueError, DependencyError, ZooError
 from zoo.utils.files import atomic_path, write_text_atomic
-
-__all__ = ["FORMATS", "ExportError", "ExportResult", "describe", "export_model", "onnx_runner", "sample_inputs"]
 
 FORMATS = {"onnx": ".onnx", "pt2": ".pt2"}
 
@@ -63,11 +59,7 @@ def _preprocessing(model: nn.Module, name: str, fmt: str, batch: int | None, ima
         "model": name,
         "architecture": cfg.get("architecture"),
         "format": fmt,
-        "input": {
-            "shape": [batch if batch else "batch", channels, height, width],
-            "dtype": "float32",
-            "layout": "NCHW",
-        },  # fmt: skip
+        "input": {"shape": [batch or "batch", channels, height, width], "dtype": "float32", "layout": "NCHW"},
         "preprocessing": {
             "convert": "L" if channels == 1 else "RGB",
             "resize_shorter_side": int(math.floor(min(height, width) / crop_pct)),
@@ -77,7 +69,7 @@ def _preprocessing(model: nn.Module, name: str, fmt: str, batch: int | None, ima
             "mean": list(cfg["mean"]),
             "std": list(cfg["std"]),
         },
-        "output": {"shape": [batch if batch else "batch", model.num_classes], "kind": "logits"},
+        "output": {"shape": [batch or "batch", model.num_classes], "kind": "logits"},
         "label_names": list(cfg.get("label_names") or []),
         "checked": {"images": images, "max_abs_diff": diff, "against": "the eager model on the bundled samples"},
     }
@@ -104,8 +96,17 @@ def _to_onnx(model: nn.Module, example: torch.Tensor, path: Path, dims: Any = No
         import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
     except ImportError:
         raise DependencyError("ONNX export needs onnx and onnxscript", hint="pip install 'zoo[export]'") from None
-    torch.onnx.export(model, (example,), str(path), dynamo=True, dynamic_shapes=dims, external_data=False,
-                      input_names=["image"], output_names=["logits"], verbose=False)  # fmt: skip
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        dynamo=True,
+        dynamic_shapes=dims,
+        external_data=False,
+        input_names=["image"],
+        output_names=["logits"],
+        verbose=False,
+    )
 
 
 def onnx_runner(model: nn.Module, example: torch.Tensor, threads: int | None = None) -> Callable[[], Any]:
@@ -170,5 +171,7 @@ def export_model(
 
 def describe(result: ExportResult) -> str:
     """One line: where the export is and how close it is to eager."""
-    return (f"wrote {result.path} ({result.format}) and {result.preprocessing_path.name}: max |export - eager| "
-            f"{result.max_abs_diff:.2g} on {result.images} sample images, {result.seconds:.1f} s")  # fmt: skip
+    return (
+        f"wrote {result.path} ({result.format}) and {result.preprocessing_path.name}: max |export - eager| "
+        f"{result.max_abs_diff:.2g} on {result.images} sample images, {result.seconds:.1f} s"
+    )

@@ -7,10 +7,11 @@ from typing import Any
 
 import torch.nn as nn
 
-from zoo.errors import ArgumentValueError, ModelArgumentError
+from zoo.errors import ArgumentValueError, ModelArgumentError, WeightsFileError
 from zoo.models import FeatureGetterNet, parametric_entrypoint
 from zoo.registry import filter_names, is_model, list_archs, model_entrypoint, registered, split_model_name_tag
 from zoo.utils import gc_paused
+from zoo.utils.checks import MAX_INPUT_SIDE, Invalid, int_in, reported
 
 __all__ = ["create_model", "list_models"]
 
@@ -88,8 +89,16 @@ def create_model(
         elif pretrained and overlay.get("hf_hub_id") and not checkpoint_path:
             model_name = f"hf-hub:{overlay['hf_hub_id']}"
     if isinstance(model_name, str) and model_name.startswith(("local-dir:", "hf-hub:")):
-        return _create_from_folder(model_name, pretrained, checkpoint_path, pretrained_cfg_overlay, features_only,
-                                   out_indices, kwargs, img_size)  # fmt: skip
+        return _create_from_folder(
+            model_name,
+            pretrained,
+            checkpoint_path,
+            pretrained_cfg_overlay,
+            features_only,
+            out_indices,
+            kwargs,
+            img_size,
+        )
     arch, tag = split_model_name_tag(model_name)
     if kwargs.get("weights") is not None:
         tag, pretrained = _weights_tag(arch, tag, kwargs.pop("weights")), True
@@ -106,12 +115,7 @@ def create_model(
                 arch, tag, builder, kwargs, pretrained=pretrained, checkpoint_path=checkpoint_path
             )
     else:
-        model = builder(**kwargs)
-        if is_model(arch) and hasattr(model, "pretrained_cfg"):  # a user's registered model may have none
-            from zoo.pretrained.load import default_weights_cfg
-
-            # timm's rule: a model built without weights describes the preprocessing of its default weights
-            model.pretrained_cfg = default_weights_cfg(model, arch)
+        model = builder(**kwargs)  # its family's cfg describes its default weights' preprocessing, as in timm
     return _finish(model, arch, pretrained_cfg_overlay, features_only, out_indices, img_size)
 
 
@@ -140,18 +144,14 @@ def _finish(
 
 
 def _img_size(value: Any) -> tuple[int, int] | None:
-    """timm's ``img_size`` (an int or (height, width)) as (height, width), checked."""
+    """timm's ``img_size`` (a side or (height, width)) as (height, width), checked."""
     if value is None:
         return None
-    from zoo.models.cfg import MAX_INPUT_SIDE
-
-    sides = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
-    if len(sides) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_INPUT_SIDE
-                                  for v in sides):  # fmt: skip
-        raise ModelArgumentError(
-            f"img_size={value!r}: give a side in pixels (an int from 1 to {MAX_INPUT_SIDE}) or (height, width)"
-        )
-    return sides  # type: ignore[return-value]
+    sides = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
+    with reported("create_model", ModelArgumentError, hint="give a side in pixels, or (height, width)"):
+        if len(sides) != 2:
+            raise Invalid("img_size", value, "must be a side or (height, width)")
+        return tuple(int_in("img_size", v, 1, MAX_INPUT_SIDE) for v in sides)  # type: ignore[return-value]
 
 
 def _weights_tag(arch: str, tag: str, weights: Any) -> str:
@@ -159,7 +159,7 @@ def _weights_tag(arch: str, tag: str, weights: Any) -> str:
     from zoo.pretrained import manifest
 
     name = getattr(weights, "name", weights)
-    if not isinstance(name, str):
+    if not isinstance(name, str) or not name.strip(". "):  # "" is no weights' name, not the default
         raise TypeError(f"weights={weights!r}: give zoo.get_weights(...), 'arch.tag', a tag or 'DEFAULT'")
     wanted_arch, wanted = split_model_name_tag(name) if "." in name else (arch, name)
     if wanted == "DEFAULT":
@@ -186,19 +186,31 @@ def _create_from_folder(
     """timm's ``local-dir:PATH`` and ``hf-hub:ORG/NAME``: a folder's config.json chooses the architecture and
     preprocessing, its model.safetensors (with ``pretrained``) the weights (zoo.pretrained.fetch)."""
     from zoo.pretrained.fetch import resolve_folder
+    from zoo.pretrained.load import empty_init
 
     folder = resolve_folder(name, pretrained and checkpoint_path is None)
+    builder = model_entrypoint(folder.arch)
+    try:  # a file's model_args are the builder's own: never create_model's (pretrained, checkpoint_path ...)
+        with empty_init():
+            builder(**folder.model_args)
+    except ModelArgumentError as e:
+        raise WeightsFileError(f"{name}: the model_args of its config.json: {e.args[0]}") from None
     weights = checkpoint_path or folder.weights
     if weights is None:  # timm's meaning: the folder's architecture and preprocessing, random weights
-        model = create_model(folder.arch, **{**folder.model_args, **kwargs})
+        kwargs.pop("allow_nonfinite", None)
+        model = builder(**{**folder.model_args, **kwargs})
         model.pretrained_cfg = {**model.pretrained_cfg, **folder.pretrained_cfg}
     else:
         with gc_paused():
             from zoo.pretrained import load
 
             model = load.build_with_weights(
-                folder.arch, "", model_entrypoint(folder.arch), {**folder.model_args, **kwargs},
-                checkpoint_path=weights, folder_cfg=folder.pretrained_cfg,
-            )  # fmt: skip
+                folder.arch,
+                "",
+                builder,
+                {**folder.model_args, **kwargs},
+                checkpoint_path=weights,
+                folder_cfg=folder.pretrained_cfg,
+            )
     model.pretrained_cfg = {**model.pretrained_cfg, "source": name}
     return _finish(model, folder.arch, overlay, features_only, out_indices, img_size)

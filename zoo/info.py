@@ -143,3 +143,59 @@ def format_info(info: dict[str, Any]) -> str:
     total = sum(r.params for r in rows)
     lines.append(f"  {'total':<{name_w}}  {'':<{kind_w}}  {'':<{shape_w}}  {total:>10,}")
     return "\n".join(lines)
+
+
+def describe_weights(name: str, stem: str | None = None) -> str:
+    """What ``zoo info`` prints about the weights of ``name`` (an arch: all its tags; ``arch.tag``: that one); with
+    ``stem``, only the weights trained with that stem."""
+    import inspect
+
+    from zoo.pretrained import manifest
+    from zoo.pretrained.fetch import cached_state
+    from zoo.registry import model_entrypoint
+
+    arch, _, tag = name.partition(".")
+    entries = manifest.entries_for_arch(arch)
+    entries = {tag: entries[tag]} if tag in entries else {} if tag else entries
+    if stem is not None and entries:
+        from zoo.pretrained.load import empty_init
+
+        with empty_init():  # the builder's default stem, on the meta device: nothing is allocated
+            built = model_entrypoint(arch)()
+        param = inspect.signature(type(built).__init__).parameters.get("stem")
+        own = param.default if param is not None else None
+        entries = {t: e for t, e in entries.items() if (e.model_args or {}).get("stem", own) == stem}
+    default = manifest.default_tag(arch) if entries else None
+    lines = ["pretrained weights:"] if entries else []
+    for t, e in entries.items():
+        metrics, size = e.metrics or {}, f"{e.size / 2**20:.1f} MiB ({e.size:,} bytes)" if e.size else "not recorded"
+        checked = (
+            "the Hub's X-Linked-Etag or torchvision's hash prefix, then this machine's pin"
+            if e.third_party
+            else (f"sha256 {e.sha256}, size {size}")
+        )
+        lines += [
+            f"  {arch}.{t}{'  (default)' if t == default else ''}",
+            f"    status       {e.status}",
+            *(f"    {'source' if i == 0 else 'else':<12} {s.resolved().describe()}" for i, s in enumerate(e.sources)),
+            f"    checked by   {checked}",
+            f"    on this host {cached_state(f'{arch}.{t}')}",
+            f"    dataset      {e.dataset or 'unknown'}, {e.num_classes} classes",
+            f"    input        {' x '.join(map(str, e.input_size))}, {e.interpolation}, crop_pct {e.crop_pct:.4g}",
+            f"    mean / std   {tuple(e.mean)} / {tuple(e.std)}",
+        ]
+        top = ", ".join(f"{k} {metrics[k]:.3f}%" for k in ("top1", "top5") if metrics.get(k) is not None)
+        if top:
+            on = f" on the {metrics['eval_set']}" if metrics.get("eval_set") else ""
+            lines.append(f"    metrics      {top}{on} (measured by {metrics.get('measured_by', 'unknown')})")
+        lines += [
+            f"    {k:<12} {v}"
+            for k, v in (
+                ("measured by", metrics.get("command")),
+                ("license", e.license),
+                ("produced by", (e.origin or {}).get("command")),
+                *((k, (e.origin or {}).get(k)) for k in ("upstream", "hf_hub", "url", "recipe")),
+            )
+            if v
+        ]
+    return "\n".join(lines)

@@ -1,12 +1,8 @@
 """Prediction: classify image files with a model's weights and the preprocessing that came with them.
 
-    zoo predict mnist_cnn.mnist digit.png another.png     # top-5 labels with probabilities
-    zoo predict                                           # the sample images bundled with zoo
-
-Images of any size or mode are converted and resized by the weights' own transform
-(``zoo.create_transform(model.pretrained_cfg)``). High-bit-depth images (16-bit PNG and TIFF, 32-bit
-integer and float greys) are scaled to 8 bits first, not clipped; images beyond Pillow's
-decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) are refused before they are decoded.
+Images of any size or mode go through the weights' own transform (``zoo.create_transform(model.pretrained_cfg)``);
+high-bit-depth images are scaled to 8 bits first, not clipped; images beyond Pillow's decompression-bomb limit
+(``PIL.Image.MAX_IMAGE_PIXELS``) are refused before they are decoded.
 """
 
 from __future__ import annotations
@@ -95,89 +91,23 @@ def predict(model: nn.Module, images: Sequence[Any], topk: int = 5) -> list[Pred
     ]
 
 
-def resolve_checkpoint(checkpoint: str | os.PathLike[str]) -> Path:
-    """A weights file: ``checkpoint`` itself, or the weights in a ``zoo train`` run or a published folder."""
-    path = Path(checkpoint)
-    if not path.is_dir():
-        return path
-    for name in ("best.safetensors", "model.safetensors"):
-        if (path / name).is_file():
-            return path / name
-    raise WeightsFileError(
-        f"{path} is a folder without best.safetensors (a `zoo train` run) or model.safetensors (a published "
-        "folder)", hint="give the weights file itself, or a run folder",
-    )  # fmt: skip
-
-
-def checkpoint_architecture(path: Path) -> str | None:
-    """The architecture a safetensors file's header records (None for another kind of file, or none recorded)."""
-    if path.suffix != ".safetensors":
-        return None
-    from zoo.pretrained.files import WeightsMetadata, read_metadata
-
-    try:
-        header = read_metadata(path)
-    except WeightsFileError:  # names the file already
-        raise
-    except ValueError as e:
-        raise WeightsFileError(f"{path}: {e}") from None
-    try:
-        return WeightsMetadata.from_header(header).architecture
-    except ValueError as e:  # a value that does not parse (a WeightsFileError naming only its key): name the file
-        raise WeightsFileError(f"{path}: {e}", hint="the file's metadata is damaged; fix or remove it") from None
-
-
-def refuse_tag_with_checkpoint(model_name: str | None, checkpoint: Any, command: str, instead: str) -> None:
-    """``arch.tag`` names published weights and ``--checkpoint`` other ones: given both, which weights were used
-    would be a guess (``zoo predict``, ``zoo eval``). ``instead`` is the other way out the hint offers."""
-    from zoo.registry import split_model_name_tag
-
-    if not checkpoint or model_name is None:
-        return
-    arch, tag = split_model_name_tag(model_name)
-    if tag:
-        raise ArgumentValueError(
-            f"{model_name!r} names published weights and --checkpoint {checkpoint} names other weights",
-            hint=f"give the architecture with --checkpoint (`zoo {command} {arch} --checkpoint {checkpoint} ...`), "
-            f"or {instead}",
-        )
-
-
 def create_for_prediction(model_name: str | None, checkpoint: str | os.PathLike[str] | None) -> nn.Module:
-    """The weights ``model_name`` (``arch.tag``) or a local checkpoint (a file, a run or a published folder),
-    ready to predict. With a checkpoint, ``model_name`` is the architecture (no tag), or None: the file's header
-    names it; an architecture other than the one the header records is a WeightsFileError."""
+    """The weights ``model_name`` (``arch.tag``), or those of a local ``checkpoint`` (a file, a run or a published
+    folder, :func:`zoo.runs.load_model`; ``model_name`` is then its architecture, or None for the recorded one)."""
     from zoo.factory import create_model
+    from zoo.runs import load_model, refuse_tag_with_checkpoint
 
     if checkpoint:
         refuse_tag_with_checkpoint(model_name, checkpoint, "predict", f"drop --checkpoint to use {model_name}")
-        path = resolve_checkpoint(checkpoint)
-        recorded = checkpoint_architecture(path)
-        if model_name is not None and recorded is not None and model_name != recorded:
-            # Building one architecture and loading another's tensors fails with a long key listing and a
-            # misleading hint; the file's header already says which architecture its tensors belong to.
-            raise WeightsFileError(
-                f"{path} holds weights of {recorded!r}, not of {model_name!r}",
-                hint=f"name {recorded} (or no architecture: `zoo predict --checkpoint {checkpoint} IMAGE`)",
-            )
-        model_name = model_name or recorded
-        if model_name is None:
-            raise WeightsFileError(
-                f"{path} does not record its architecture", hint=f"name it: `zoo predict ARCH --checkpoint {path} ...`"
-            )
-        return create_model(model_name, checkpoint_path=path)
+        return load_model(checkpoint, model_name)
     if model_name is None:
         raise ArgumentValueError("name the weights to use, e.g. `zoo predict mnist_cnn.mnist IMAGE`")
     return create_model(model_name, pretrained=True)
 
 
 def below_promise(hits: int, n: int, top1: float | None, alpha: float = 0.01) -> bool:
-    """Whether ``hits`` right out of ``n`` is below what a test-set top-1 of ``top1`` % makes plausible.
-
-    A few images cannot match a percentage exactly (one miss in ten is 90 %), so the count is held against the
-    binomial spread of that accuracy: below the promise means a model with ``top1`` would score this few or
-    fewer with probability under ``alpha``. No promise (``top1`` None) is never broken.
-    """
+    """Whether ``hits`` right out of ``n`` is below what a test-set top-1 of ``top1`` % makes plausible: a model
+    with that accuracy would score this few or fewer with probability under ``alpha`` (the binomial tail)."""
     if top1 is None or n == 0:
         return False
     p = min(max(top1 / 100.0, 0.0), 1.0)
@@ -186,13 +116,8 @@ def below_promise(hits: int, n: int, top1: float | None, alpha: float = 0.01) ->
 
 
 def run_samples() -> int:
-    """Classify the bundled sample images, mark each prediction right or wrong, and count them.
-
-    The samples are the first test image of each class, chosen without looking at any model, so a hard
-    one can be misread; the full test-set accuracy of each set of weights is printed beside the count.
-    Returns 1 when any set of weights scores below what its manifest top-1 promises (:func:`below_promise`),
-    so that ``make demo`` fails on weights that got worse; else 0.
-    """
+    """Classify the bundled sample images (the first test image of each class), mark each right or wrong, and
+    return 1 when some weights score below what their manifest top-1 promises (:func:`below_promise`), else 0."""
     from zoo.pretrained.manifest import get_entry
 
     records = json.loads((SAMPLES_DIR / "samples.json").read_text())
@@ -207,8 +132,10 @@ def run_samples() -> int:
         for record, pred in zip(samples, predictions, strict=True):
             ok = pred.labels[0] == record["label"]
             hits += ok
-            print(f"  {record['file']:<40} true {record['label']:<12} predicted {pred.labels[0]:<12} "
-                  f"{pred.probs[0]:6.1%}  {'right' if ok else 'WRONG'}")  # fmt: skip
+            print(
+                f"  {record['file']:<40} true {record['label']:<12} predicted {pred.labels[0]:<12} "
+                f"{pred.probs[0]:6.1%}  {'right' if ok else 'WRONG'}"
+            )
         top1 = (get_entry(*model_name.split(".", 1)).metrics or {}).get("top1")
         full = f"; on the whole {dataset} test set: {top1:.2f} %" if top1 is not None else ""
         print(f"  {hits}/{len(samples)} right{full}")

@@ -1,7 +1,7 @@
-"""The model registry: architecture names, their builders and their default preprocessing.
+"""The model registry: architecture names and their builders.
 
-A model name is ``arch`` or ``arch.tag`` (timm's convention): ``arch`` picks the builder, ``tag``
-picks one set of pretrained weights for it from the manifest in ``weights/``.
+A model name is ``arch`` or ``arch.tag`` (timm's convention): ``arch`` picks the builder, ``tag`` one set of
+weights for it from the manifest in ``weights/``.
 """
 
 from __future__ import annotations
@@ -21,10 +21,7 @@ _arch_modules: dict[str, str] = {}
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register a model builder under its function name (``@register_model``).
-
-    Registering the same name twice is an error: the second builder would silently shadow the first.
-    """
+    """Register a model builder under its function name (``@register_model``); a name is registered once."""
     name = fn.__name__
     if "." in name:
         raise ArgumentValueError(f"model name {name!r} must not contain '.': the part after a dot is a weights tag")
@@ -48,29 +45,18 @@ def split_model_name_tag(name: str) -> tuple[str, str]:
     return arch, tag
 
 
-def _as_patterns(value: str | Iterable[str]) -> list[str]:
-    if isinstance(value, str):
-        return [value] if value else []
-    return [v for v in value if v]
-
-
 def filter_names(
     names: Iterable[str],
     filter: str | Iterable[str] = "",
     exclude_filters: str | Iterable[str] = (),  # noqa: A002
 ) -> list[str]:
-    """``names`` in natural order that match a ``filter`` pattern and no ``exclude_filters`` one.
-
-    Patterns are ``fnmatch`` style (``"resnet*"``); a list matches when any of its patterns does.
-    """
+    """``names`` in natural order that match a ``filter`` pattern (``"resnet*"``, or a list) and no excluded one."""
+    include = [filter] if isinstance(filter, str) else list(filter)
+    exclude = [exclude_filters] if isinstance(exclude_filters, str) else list(exclude_filters)
     names = sorted(names, key=natural_key)
-    include = _as_patterns(filter)
-    exclude = _as_patterns(exclude_filters)
-    if include:
-        names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in include)]
-    if exclude:
-        names = [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in exclude)]
-    return names
+    if any(include):
+        names = [n for n in names if any(p and fnmatch.fnmatchcase(n, p) for p in include)]
+    return [n for n in names if not any(p and fnmatch.fnmatchcase(n, p) for p in exclude)]
 
 
 def list_archs(filter: str | Iterable[str] = "", exclude_filters: str | Iterable[str] = ()) -> list[str]:  # noqa: A002
@@ -83,21 +69,14 @@ def is_model(name: str) -> bool:
     return split_model_name_tag(name)[0] in _entrypoints
 
 
-def _unknown_model_error(arch: str) -> ArgumentValueError:
-    close = difflib.get_close_matches(arch, list(_entrypoints), n=5, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return ArgumentValueError(
-        f"unknown model {arch!r}.{hint} `zoo.list_models()` lists the {len(_entrypoints)} registered models."
-    )
-
-
 def model_entrypoint(name: str) -> Callable[..., nn.Module]:
     """The builder function registered for the architecture part of ``name``."""
     arch = split_model_name_tag(name)[0]
-    try:
-        return _entrypoints[arch]
-    except KeyError:
-        raise _unknown_model_error(arch) from None
+    if arch not in _entrypoints:
+        close = difflib.get_close_matches(arch, list(_entrypoints), n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ArgumentValueError(f"unknown model {arch!r}.{hint} `zoo.list_models()` lists the registered models.")
+    return _entrypoints[arch]
 
 
 def model_summary_line(name: str) -> str:

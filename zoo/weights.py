@@ -33,7 +33,16 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
+# The dataset names torchvision's ``meta["_metrics"]`` uses as keys.
+_DATASET_NAMES = {
+    "imagenet-1k": "ImageNet-1K",
+    "cifar10": "CIFAR-10",
+    "mnist": "MNIST",
+    "fashion_mnist": "FashionMNIST",
+}
+
+
+@dataclass(frozen=True, repr=False)
 class Weights:
     """One set of weights of the manifest: its facts, and the transform its metrics were measured with."""
 
@@ -55,9 +64,14 @@ class Weights:
 
     @property
     def meta(self) -> Mapping[str, Any]:
-        """torchvision's ``weights.meta`` view: ``categories``, ``num_params`` is not known before a build."""
-        return MappingProxyType({"categories": self.label_names, "_metrics": self.metrics,
-                                 "license": self.license, "dataset": self.dataset})  # fmt: skip
+        """torchvision's ``weights.meta``: ``categories`` and ``_metrics`` shaped as torchvision's
+        (``{"ImageNet-1K": {"acc@1": ..., "acc@5": ...}}``), with zoo's own ``dataset`` and ``license``."""
+        top = {f"acc@{k[3:]}": v for k, v in self.metrics.items() if k in ("top1", "top5") and v is not None}
+        dataset = _DATASET_NAMES.get(self.dataset or "", self.dataset or "unknown")
+        metrics = {dataset: top} if top else {}
+        return MappingProxyType(
+            {"categories": self.label_names, "_metrics": metrics, "license": self.license, "dataset": self.dataset}
+        )
 
     def transforms(self, training: bool = False) -> Any:
         """The torchvision transform of these weights (eval: resize, centre crop, tensor, normalise)."""
@@ -74,16 +88,29 @@ class Weights:
     def __str__(self) -> str:
         return self.name
 
+    def __repr__(self) -> str:
+        return f"Weights({self.name!r})"  # one line, as torchvision's enum members print
+
 
 def _weights(arch: str, tag: str) -> Weights:
     entry = manifest.get_entry(arch, tag)
     return Weights(
-        name=f"{arch}.{tag}", arch=arch, tag=tag, default=entry.default, status=entry.status,
-        num_classes=entry.num_classes, label_names=manifest.label_names(entry), dataset=entry.dataset,
-        metrics=_frozen(entry.metrics or {}), preprocessing=_frozen(entry.preprocessing()),
-        model_args=_frozen(entry.model_args or {}), source=manifest.describe_source(entry), sha256=entry.sha256,
-        size=entry.size, license=entry.license,
-    )  # fmt: skip
+        name=f"{arch}.{tag}",
+        arch=arch,
+        tag=tag,
+        default=entry.default,
+        status=entry.status,
+        num_classes=entry.num_classes,
+        label_names=manifest.label_names(entry),
+        dataset=entry.dataset,
+        metrics=_frozen(entry.metrics or {}),
+        preprocessing=_frozen(entry.preprocessing()),
+        model_args=_frozen(entry.model_args or {}),
+        source=manifest.describe_source(entry),
+        sha256=entry.sha256,
+        size=entry.size,
+        license=entry.license,
+    )
 
 
 def get_weights(name: str) -> Weights:

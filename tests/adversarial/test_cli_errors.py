@@ -59,15 +59,13 @@ def test_publish_never_replaces_the_run_it_publishes(run_copy, weights_env, caps
     before = sorted(p.name for p in run_copy.iterdir())
     for out in (run_copy, run_copy.parent):
         assert cli("publish", str(run_copy), "--name", "mnist_cnn.x", "--out", str(out), "--force") == 2
-        err = capsys.readouterr().err
-        assert err.startswith("zoo publish: error: ") and "run folder" in err
+        assert str(out) in one_error_line(capsys.readouterr().err)
     assert sorted(p.name for p in run_copy.iterdir()) == before
 
 
 def test_publish_name_with_a_slash_is_a_clear_error(run_copy, weights_env, tmp_path, capsys):
     assert cli("publish", str(run_copy), "--name", "mnist_cnn.a/b", "--out", str(tmp_path / "o")) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("zoo publish: error: ") and "'mnist_cnn.a/b'" in err and "arch.tag" in err
+    assert "'mnist_cnn.a/b'" in one_error_line(capsys.readouterr().err)
 
 
 def test_published_folders_and_files_honour_the_umask(run_copy, weights_env, tmp_path):
@@ -91,8 +89,8 @@ def test_published_folders_and_files_honour_the_umask(run_copy, weights_env, tmp
         (["--device", "quantum"], "--device quantum"),
         (["--device", "cuda:x"], "--device cuda:x"),
         (["--device", "cpu:1"], "--device cpu:1"),
-        (["--threads", "-1"], "--threads -1"),
-        (["--threads", "0"], "--threads 0"),
+        (["--threads", "-1"], "--threads=-1"),
+        (["--threads", "0"], "--threads=0"),
         (["--set", "label_smoothing=2"], "label_smoothing=2"),
         (["--label-smoothing", "1"], "label_smoothing=1"),
         (["--ema-decay", "1.5"], "ema_decay=1.5"),
@@ -161,7 +159,7 @@ def test_options_may_stand_between_positionals_as_in_the_course(tmp_path, capsys
     assert f"{tmp_path / 'photo.png'}:" in capsys.readouterr().out
 
 
-def test_result_files_replace_a_link_and_never_write_through_it(mnist_dir, tmp_path):
+def test_result_files_never_replace_a_link_or_write_through_it(mnist_dir, tmp_path, capsys):
     victim = tmp_path / "victim.txt"
     victim.write_text("the user's own file\n")
     for name, command in (
@@ -171,6 +169,6 @@ def test_result_files_replace_a_link_and_never_write_through_it(mnist_dir, tmp_p
     ):  # fmt: skip
         link = tmp_path / name
         link.symlink_to(victim)
-        assert cli(*command, link) == 0
-        assert victim.read_text() == "the user's own file\n"
-        assert not link.is_symlink() and link.stat().st_size > 0
+        assert cli(*command, link) == 2
+        assert str(link) in one_error_line(capsys.readouterr().err)
+        assert victim.read_text() == "the user's own file\n" and link.is_symlink()

@@ -47,15 +47,15 @@ def test_eval_never_writes_its_results_over_a_runs_files_or_a_users(run_copy, mn
     mine.write_text("the user's own notes\n")
     (tmp_path / "to-run").symlink_to(run_copy)
     ev = ["eval", "mnist_cnn", "--checkpoint", run_copy, "--dataset", "mnist", "--data-dir", mnist_dir]
-    for outputs, named in (
-        (["--confusion", run_copy / "curves.png", "--json", run_copy / "metrics.csv"], "curves.png"),
-        (["--json", run_copy / "results.json"], "training run folder"),  # a new file, but in the run
-        (["--json", tmp_path / "to-run" / "results.json"], "training run folder"),  # through a link to it
-        (["--json", mine], "did not write"),
-        (["--confusion", mine], "did not write"),
+    for outputs in (
+        ["--confusion", run_copy / "curves.png", "--json", run_copy / "metrics.csv"],
+        ["--json", run_copy / "results.json"],  # a new file, but in the run
+        ["--json", tmp_path / "to-run" / "results.json"],  # through a link to it
+        ["--json", mine],
+        ["--confusion", mine],
     ):
         assert cli(*ev, *outputs, "--output", tmp_path / "ev") == 2, outputs
-        assert named in _one_line(capsys)
+        assert str(outputs[1]) in _one_line(capsys)  # the file refused
     assert _files(run_copy) == before and mine.read_text() == "the user's own notes\n"
     assert not (tmp_path / "ev").exists()  # refused before anything was written
     # Fresh paths work, and so does the same command again: it replaces its own results.
@@ -85,13 +85,13 @@ def _results_json(run: Path) -> str:
 def test_resume_names_a_damaged_metrics_csv(damage, run_copy, mnist_dir, capsys):
     (run_copy / "metrics.csv").write_text(damage(run_copy))
     assert cli(*train_argv(mnist_dir, run_copy, "--resume", epochs=2)) == 2
-    assert f"{run_copy / 'metrics.csv'} is not a metrics.csv" in _one_line(capsys)
+    assert str(run_copy / "metrics.csv") in _one_line(capsys)
 
 
 def test_resume_names_a_binary_metrics_csv(run_copy, mnist_dir, capsys):
     shutil.copyfile(run_copy / "curves.png", run_copy / "metrics.csv")
     assert cli(*train_argv(mnist_dir, run_copy, "--resume", epochs=2)) == 2
-    assert f"{run_copy / 'metrics.csv'} is not a metrics.csv" in _one_line(capsys)
+    assert str(run_copy / "metrics.csv") in _one_line(capsys)
 
 
 # ------------------------------------------------------------------------------------------ eval: classes
@@ -106,8 +106,8 @@ def test_eval_refuses_an_image_folder_of_other_classes(tmp_path, capsys):
     capsys.readouterr()
     ev = ["eval", "resnet20", "--checkpoint", run, "--workers", "0"]
     assert cli(*ev, "--dataset", f"imagefolder:{tmp_path / 'n11'}", "--output", tmp_path / "ev") == 2
-    err = _one_line(capsys)
-    assert "cat, dog, fish" in err and "ant, bee, cow" in err, err
+    err = one_error_line(capsys.readouterr().err.splitlines()[-1])  # after the data's notes, if any
+    assert all(name in err for name in ("cat", "dog", "fish", "ant", "bee", "cow")), err
     assert not (tmp_path / "ev").exists()
     # The classes it knows, in another folder: scored as before.
     make_image_folder(tmp_path / "more", per_class=2, size=20)
@@ -151,7 +151,7 @@ def test_eval_refuses_published_weights_named_with_a_checkpoint(run_copy, mnist_
     argv = ["eval", "mnist_cnn.mnist", "--checkpoint", run_copy, "--dataset", "mnist", "--data-dir", mnist_dir]
     assert cli(*argv) == 2
     err = _one_line(capsys)
-    assert "mnist_cnn.mnist" in err and str(run_copy) in err and "zoo eval mnist_cnn --checkpoint" in err, err
+    assert "mnist_cnn.mnist" in err and str(run_copy) in err, err
 
 
 def test_predict_refuses_another_architecture_than_the_checkpoint_records(run_copy, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -17,6 +18,7 @@ from adversarial_fixtures import (  # noqa: F401
     fashion_dir_fixture,
     finished_run_fixture,
     mnist_dir_fixture,
+    one_error_line,
     run_copy_fixture,
     small_fs_fixture,
     train_argv,
@@ -50,11 +52,12 @@ def test_a_checkpoint_without_its_record_of_the_data_still_refuses_other_images(
     from synth_data import make_idx_dataset
 
     ckpt = torch.load(run_copy / "last.pt", weights_only=True)
-    torch.save({**ckpt, "trains": None}, run_copy / "last.pt")  # as a checkpoint older than the record, or damaged
+    torch.save({**ckpt, "trains": None}, run_copy / "last.pt")  # a damaged checkpoint: what it trains is unknown
     other = make_idx_dataset(tmp_path / "other" / "MNIST" / "raw", n_train=64, n_test=32, seed=9)
     before = _files(run_copy)
     assert cli(*train_argv(other, run_copy, "--resume", epochs=2)) == 2
-    assert "used other training images" in capsys.readouterr().err  # run.json's record of the data decides
+    err = capsys.readouterr().err
+    assert "trains" in err and str(run_copy / "last.pt") in err  # refused, naming the field
     assert _files(run_copy) == before
 
 
@@ -83,9 +86,10 @@ def test_resume_refuses_another_class_set(tmp_path):
 
     recipe = Recipe(epochs=1, batch_size=4, workers=0)
     fit(model(), data(["cat", "dog"]), None, recipe, tmp_path / "run", progress=False)
-    with pytest.raises(RunError, match=r"classes .*cat.*dog.* not .*ant.*bee"):
+    with pytest.raises(RunError) as e:
         fit(model(), data(["ant", "bee"]), None, recipe.replace(epochs=2), tmp_path / "run", resume=tmp_path / "run",
             progress=False)  # fmt: skip
+    assert all(name in str(e.value) for name in ("cat", "dog", "ant", "bee"))
 
 
 def test_resume_refuses_another_folder_with_the_same_classes(tmp_path, capsys):
@@ -103,7 +107,7 @@ def test_resume_refuses_another_folder_with_the_same_classes(tmp_path, capsys):
     resume = ["train", "resnet20", "--epochs", "2", "--workers", "0", "--output", run, "--resume"]
     assert cli(*resume, "--dataset", f"imagefolder:{other}") == 2
     err = capsys.readouterr().err
-    assert "used other training images" in err and recorded["train_data"]["sha256"][:12] in err
+    assert recorded["train_data"]["sha256"][:12] in err.splitlines()[-1]
     assert _files(run) == before
 
 
@@ -112,7 +116,7 @@ def test_resume_refuses_a_changed_val_subset_which_would_choose_the_kept_epoch(m
     assert cli(*train_argv(mnist_dir, run, "--val-split", "0.25", "--val-subset", "8")) == 0
     before = _files(run)
     assert cli(*train_argv(mnist_dir, run, "--val-split", "0.25", "--val-subset", "12", "--resume", epochs=2)) == 2
-    assert "used other held-out images: 8 with SHA-256" in capsys.readouterr().err
+    assert _status(run)["data_identity"]["val_data"]["sha256"][:12] in one_error_line(capsys.readouterr().err)
     assert _files(run) == before
     assert cli(*train_argv(mnist_dir, run, "--val-split", "0.25", "--val-subset", "8", "--resume", epochs=2)) == 0
 
@@ -122,7 +126,9 @@ def test_resume_refuses_changed_settings_and_names_them(run_copy, mnist_dir, cap
     argv = train_argv(mnist_dir, run_copy, "--resume", "--lr", "0.5", "--set", "weight_decay=0.3", epochs=2)
     assert cli(*argv) == 2
     err = capsys.readouterr().err
-    assert "--resume" in err and "--lr 0.5" in err and "--weight-decay 0.3" in err and str(saved["lr"]) in err
+    assert (
+        "lr=0.5" in err and "weight_decay=0.3" in err and str(saved["lr"]) in err and str(saved["weight_decay"]) in err
+    )
     # Repeating the run's own values, or a longer --epochs, is fine.
     assert cli(*train_argv(mnist_dir, run_copy, "--resume", "--batch-size", "16", epochs=2)) == 0
     assert len(read_metrics(run_copy / "metrics.csv")) == 2
@@ -145,19 +151,20 @@ def test_resume_from_a_pickle_payload_is_refused_without_running_it(run_copy, mn
 @pytest.mark.parametrize(
     "damage, named",
     [
-        ("{not json", "is not valid JSON"),
-        ("[1, 2, 3]", "holds a list"),
-        ('{"recipe": "fast"}', "its recipe is a str"),
+        ("{not json", "run.json"),
+        ("[1, 2, 3]", "[1, 2, 3]"),
+        ('{"recipe": "fast"}', "recipe='fast'"),
         ('{"recipe": {"lr": "fast"}}', "lr='fast'"),
         ('{"recipe": {"no_such_field": 1}}', "no_such_field"),
+        ('{"recipe": {"batch_size": "64"}}', "batch_size='64'"),
     ],
 )
 def test_a_damaged_run_json_is_named_on_resume(run_copy, mnist_dir, capsys, damage, named):
     (run_copy / "run.json").write_text(damage)
     before = (run_copy / "last.pt").read_bytes()
     assert cli(*train_argv(mnist_dir, run_copy, "--resume", epochs=2)) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("zoo train: error: ") and len(err.splitlines()) == 1 and named in err, err
+    err = one_error_line(capsys.readouterr().err)
+    assert str(run_copy / "run.json") in err and named in err, err
     assert (run_copy / "last.pt").read_bytes() == before  # the checkpoint is left as it was
 
 
@@ -172,16 +179,17 @@ def _damaged_checkpoints():
         return {**c, "model": {k: torch.zeros(3) for k in c["model"]}}
 
     return [
-        ("no model", drop("model"), "model (missing)"),
-        ("epoch as text", change("epoch", "1"), "epoch (str)"),
-        ("history as a dict", change("history", {}), "history (dict)"),
-        ("optimizer as a list", change("optimizer", []), "optimizer (list)"),
-        ("weights of another shape", wrong_shapes, "does not fit this run"),
-        ("an optimizer of another model", change("optimizer", {"state": {}, "param_groups": []}), "does not fit"),
-        ("a negative epoch", change("epoch", -5), "epoch -5"),
-        ("an epoch beyond its history", change("epoch", 10**6), "epoch 1000000 after the 1 epochs of its history"),
-        ("a kept epoch it never ran", change("best_epoch", 7), "best_epoch 7 of 1 epochs"),
-        ("a negative step count", change("global_step", -1), "global_step -1"),
+        ("no model", drop("model"), "model="),
+        ("epoch as text", change("epoch", "1"), "epoch='1'"),
+        ("history as a dict", change("history", {}), "history={}"),
+        ("optimizer as a list", change("optimizer", []), "optimizer=[]"),
+        ("weights of another shape", wrong_shapes, "RuntimeError"),
+        ("an optimizer of another model", change("optimizer", {"state": {}, "param_groups": []}), "ValueError"),
+        ("a negative epoch", change("epoch", -5), "epoch=-5"),
+        ("an epoch beyond its history", change("epoch", 10**6), "epoch=1000000"),
+        ("a kept epoch it never ran", change("best_epoch", 7), "best_epoch=7"),
+        ("a negative step count", change("global_step", -1), "global_step=-1"),
+        ("an unknown field", change("rng", {}), "rng="),
     ]
 
 
@@ -190,9 +198,8 @@ def test_a_damaged_checkpoint_is_named_on_resume(run_copy, mnist_dir, capsys, wh
     ckpt = torch.load(run_copy / "last.pt", weights_only=True)
     torch.save(damage(ckpt), run_copy / "last.pt")
     assert cli(*train_argv(mnist_dir, run_copy, "--resume", epochs=2)) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("zoo train: error: ") and len(err.splitlines()) == 1 and named in err, err
-    assert "last.pt" in err
+    err = one_error_line(capsys.readouterr().err)
+    assert named in err and str(run_copy / "last.pt") in err, err
 
 
 def test_predict_takes_a_run_folder_and_reads_the_architecture_from_the_weights(run_copy, capsys):
@@ -210,7 +217,7 @@ def test_predict_takes_a_run_folder_and_reads_the_architecture_from_the_weights(
     empty = run_copy.parent / "empty"
     empty.mkdir()
     assert cli("predict", "--checkpoint", empty, digit) == 2
-    assert "without best.safetensors" in capsys.readouterr().err
+    assert str(empty) in one_error_line(capsys.readouterr().err)
 
 
 def test_a_resumed_run_keeps_the_command_that_started_it(run_copy, mnist_dir):
@@ -226,15 +233,14 @@ def test_a_resumed_run_keeps_the_command_that_started_it(run_copy, mnist_dir):
 
 def test_zero_epochs_a_mistyped_setting_and_an_output_that_is_a_file(mnist_dir, tmp_path, capsys):
     assert cli(*train_argv(mnist_dir, tmp_path / "run", epochs=0)) == 2
-    assert "--epochs 0" in capsys.readouterr().err
+    assert "epochs=0" in capsys.readouterr().err
     assert cli(*train_argv(mnist_dir, tmp_path / "run", "--set", "warmup_epochs=soon")) == 2
-    assert "warmup_epochs takes a number" in capsys.readouterr().err
+    assert "warmup_epochs='soon'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
     file = tmp_path / "notes.txt"
     file.write_text("mine")
     assert cli(*train_argv(mnist_dir, file)) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("zoo train: error: ") and f"--output {file} is a file" in err
+    assert str(file) in one_error_line(capsys.readouterr().err)
     assert file.read_text() == "mine"
 
 
@@ -255,8 +261,7 @@ def test_an_output_folder_that_is_not_a_run_is_left_alone(mnist_dir, tmp_path, c
         (mine / name).write_text(text)
     before = _files(mine)
     assert cli(*train_argv(mnist_dir, mine)) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("zoo train: error: ") and "holds files that zoo did not write" in err
+    assert str(mine) in one_error_line(capsys.readouterr().err)
     assert _files(mine) == before
 
 
@@ -281,6 +286,7 @@ def test_a_run_folder_and_an_empty_folder_are_still_written(mnist_dir, tmp_path,
 # ------------------------------------------------------------------------------------------ signals and the lock
 
 
+@pytest.mark.slow
 def test_a_second_process_cannot_write_into_a_running_run_and_sigterm_stops_it_cleanly(mnist_dir, tmp_path, capsys):
     out = tmp_path / "run"
     # The first run stops itself (SIGSTOP) right after optimiser step 2, holding the run folder.
@@ -292,8 +298,7 @@ def test_a_second_process_cannot_write_into_a_running_run_and_sigterm_stops_it_c
         assert os.WIFSTOPPED(status), "the first run ended instead of stopping"
         before = _files(out)
         assert cli(*train_argv(mnist_dir, out, epochs=2)) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("zoo train: error: ") and "another process" in err and str(out) in err
+        assert str(out / ".zoo-train.lock") in one_error_line(capsys.readouterr().err)  # the lock that holds it
         assert _files(out) == before
         first.send_signal(signal.SIGTERM)  # as a scheduler would: finish the batch, save, record, exit
     finally:
@@ -313,16 +318,16 @@ def test_a_double_ctrl_c_still_records_how_the_run_ended(mnist_dir, tmp_path, mo
     out = tmp_path / "run"
     assert cli(*train_argv(mnist_dir, out)) == 130
     status = _status(out)
-    assert status["status"] == "interrupted" and "aborted" in status["error"]
+    assert status["status"] == "interrupted" and status["error"]
 
 
 def test_a_full_disk_ends_the_run_as_failed_with_a_clear_error(mnist_dir, small_fs, capsys):
     out = small_fs / "run"  # last.pt (800 KB) does not fit on the 512 KiB file system
     assert cli(*train_argv(mnist_dir, out)) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("zoo train: error: ") and "No space left on device" in err and "free" in err
+    err = one_error_line(capsys.readouterr().err)
+    assert os.strerror(errno.ENOSPC) in err  # the OSError, named as the system names it
     status = _status(out)
-    assert status["status"].startswith("failed") and "No space left" in status["error"]
+    assert status["status"].startswith("failed") and os.strerror(errno.ENOSPC) in status["error"]
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -338,6 +343,7 @@ atomic_torch_save({"junk": torch.zeros(1000)}, __import__("pathlib").Path(sys.ar
 """
 
 
+@pytest.mark.slow
 def test_a_kill_during_the_checkpoint_save_leaves_nothing_behind(run_copy, mnist_dir):
     last = (run_copy / "last.pt").read_bytes()
     killed = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(run_copy / "last.pt")], env=subprocess_env())

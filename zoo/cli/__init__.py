@@ -1,16 +1,9 @@
-"""The ``zoo`` command line.
+"""The ``zoo`` command line: one module per sub-command (``add_arguments(parser)``, ``main(args) -> int``),
+imported only when it runs. The modules parse arguments and call the library; nothing in zoo imports them.
 
-Each sub-command is a module of this package (``zoo.cli.train``, ``zoo.cli.evaluate`` for ``eval`` ...)
-that provides ``add_arguments(parser)`` and ``main(args) -> int``; it is imported only when that sub-command
-runs, so ``zoo list`` stays fast. The modules hold only argument parsing and the glue to the library;
-nothing in zoo imports them.
-
-:func:`main` is the one error boundary. An expected failure (one of zoo's own types,
-:class:`zoo.errors.ZooError`, or an ``OSError`` such as a full disk or a missing file) is printed as one line,
-``zoo CMD: error: <what> — <what to do>`` (a listing of keys or checks may follow, indented), and the
-exit code is 2; ``zoo --debug CMD`` or ``ZOO_DEBUG=1`` prints its traceback too. Any other exception, a
-plain ``ValueError`` or ``TypeError`` included, is a bug in zoo (bad input is always raised as a ZooError)
-and keeps its traceback.
+:func:`main` is the one error boundary: an expected failure (a :class:`zoo.errors.ZooError`, an ``OSError``,
+running out of memory) is one line, ``zoo CMD: error: <what> — <what to do>``, exit code 2 (``--debug`` or
+``ZOO_DEBUG=1`` adds the traceback); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -31,7 +24,6 @@ COMMANDS: dict[str, str] = {
     "list": "list registered models (or, with --pretrained, every arch.tag with weights)",
     "info": "parameters, default config, weights and a layer table with output sizes",
     "download": "fetch and verify weights into the cache, for offline use",
-    "pin": "write the Hub commit and SHA-256 of third-party weights into the manifest",
     "convert": "convert torchvision or timm weights to a verified safetensors file",
     "train": "train a model on MNIST, Fashion-MNIST, CIFAR or an image folder",
     "eval": "evaluate a model or checkpoint: top-1/top-5, loss, per-class, confusion",
@@ -78,34 +70,39 @@ _OS_HINTS = {
     errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
     errno.EEXIST: "choose another path",
 }
-_OS_TYPES = {FileNotFoundError: errno.ENOENT, IsADirectoryError: errno.EISDIR, NotADirectoryError: errno.ENOTDIR,
-             PermissionError: errno.EACCES, FileExistsError: errno.EEXIST}  # fmt: skip
+_OS_TYPES = {
+    FileNotFoundError: errno.ENOENT,
+    IsADirectoryError: errno.EISDIR,
+    NotADirectoryError: errno.ENOTDIR,
+    PermissionError: errno.EACCES,
+    FileExistsError: errno.EEXIST,
+}
 
 
-def _expected() -> tuple[type[BaseException], ...]:
-    """The exception types that are expected failures rather than bugs."""
-    types: list[type[BaseException]] = [ZooError, OSError]
-    torch = sys.modules.get("torch")
-    oom = getattr(torch, "OutOfMemoryError", None)
-    if isinstance(oom, type):
-        types.append(oom)
-    return tuple(types)
+def _out_of_memory(error: BaseException) -> bool:
+    """torch's out-of-memory error, or the CPU allocator's, which torch raises as a plain RuntimeError."""
+    return type(error).__name__ == "OutOfMemoryError" or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+    )
 
 
 def _what_and_hint(error: BaseException) -> tuple[str, str | None]:
     if isinstance(error, ZooError):
         return (str(error.args[0]) if error.args else type(error).__name__), error.hint
-    if isinstance(error, OSError) and not isinstance(error, ValueError):
-        code = error.errno if error.errno is not None else next(
+    if _out_of_memory(error):
+        first = str(error).strip().splitlines()[0]
+        return first, "use a smaller --batch-size or input size, or another device"
+    code = (
+        error.errno
+        if error.errno is not None
+        else next(  # type: ignore[attr-defined]
             (c for t, c in _OS_TYPES.items() if isinstance(error, t)), None
-        )  # fmt: skip
-        if error.strerror and error.filename is not None:
-            where = f"{error.filename}" + (f" -> {error.filename2}" if error.filename2 is not None else "")
-            return f"{where}: {error.strerror}", _OS_HINTS.get(code)
-        return str(error) or type(error).__name__, _OS_HINTS.get(code)
-    if type(error).__name__ == "OutOfMemoryError":
-        return str(error).splitlines()[0], "use a smaller --batch-size, or another device"
-    return str(error) or type(error).__name__, None
+        )
+    )
+    if error.strerror and error.filename is not None:  # type: ignore[attr-defined]
+        where = f"{error.filename}" + (f" -> {error.filename2}" if error.filename2 is not None else "")  # type: ignore[attr-defined]
+        return f"{where}: {error.strerror}", _OS_HINTS.get(code)  # type: ignore[attr-defined]
+    return str(error) or type(error).__name__, _OS_HINTS.get(code)
 
 
 def error_lines(command: str, error: BaseException) -> str:
@@ -119,17 +116,16 @@ def error_lines(command: str, error: BaseException) -> str:
 
 
 def check_size_options(img_size: int | None, input_size: Sequence[int] | None) -> None:
-    """``--img-size`` and ``--input-size`` within the limits a model's config has (``MAX_INPUT_SIDE`` pixels a
-    side, ``MAX_CHANNELS`` channels), checked before a model or an input is built: a 100000-pixel side would
-    otherwise end in an allocator failure. Values below 1 are left to the library, whose errors name them."""
-    from zoo.models.cfg import INPUT_LIMITS, MAX_INPUT_SIDE, input_size_within_limits
+    """``--img-size`` and ``--input-size`` within the limits of a model's config, before anything is built: a
+    100000-pixel side would otherwise end in an allocator failure."""
+    from zoo.utils import checks
 
-    if img_size is not None and img_size > MAX_INPUT_SIDE:
-        raise ArgumentValueError(f"--img-size {img_size}: larger than the {MAX_INPUT_SIDE} pixels a side zoo takes",
-                                 hint=f"give at most {MAX_INPUT_SIDE}")  # fmt: skip
-    if input_size is not None and not input_size_within_limits(input_size):
-        raise ArgumentValueError(f"--input-size {' '.join(map(str, input_size))}: beyond what zoo takes",
-                                 hint=f"give {INPUT_LIMITS}")  # fmt: skip
+    limits = f"sides of 1 to {checks.MAX_INPUT_SIDE} pixels, at most {checks.MAX_CHANNELS} channels"
+    with checks.reported("the options", ArgumentValueError, hint=f"give {limits}"):
+        if img_size is not None:
+            checks.int_in("--img-size", img_size, 1, checks.MAX_INPUT_SIDE)
+        if input_size is not None:
+            checks.input_size("--input-size", input_size)
 
 
 def _debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
@@ -164,8 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`zoo list | head`): stop quietly, as shell tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except _expected() as e:
-        # An expected failure: its message names the problem and what is valid; a traceback adds nothing.
+    except Exception as e:
+        # An expected failure (bad input, a missing file, a full disk or memory) is one line; anything else, a
+        # plain ValueError or TypeError included, is a bug in zoo and keeps its traceback.
+        if not (isinstance(e, (ZooError, OSError)) or _out_of_memory(e)):
+            raise
         if debug:
             traceback.print_exc()
         print(error_lines(argv[0], e), file=sys.stderr)

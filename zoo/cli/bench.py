@@ -13,10 +13,12 @@ import csv
 import io
 import json
 import sys
+from pathlib import Path
 
 from zoo.cli import check_size_options
 from zoo.errors import ArgumentValueError
 from zoo.utils import parse_device, set_threads, write_text_atomic
+from zoo.utils.files import check_output_file
 
 # column -> (header, format)
 _COLUMNS = {
@@ -44,21 +46,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     size.add_argument("--img-size", type=int, help="square input size, keeping the model's channels")
     parser.add_argument("--mode", choices=("both", "inference", "train"), default="both", help="what to time")
     parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast dtype (fp16: GPU)")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
-                        help="NHWC memory format (default on)")  # fmt: skip
-    parser.add_argument("--compile", nargs="?", const="default", metavar="MODE",
-                        help="torch.compile the model (optionally with a mode, e.g. max-autotune)")  # fmt: skip
+    parser.add_argument(
+        "--channels-last", action=argparse.BooleanOptionalAction, default=True, help="NHWC memory format (default on)"
+    )
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        metavar="MODE",
+        help="torch.compile the model (optionally with a mode, e.g. max-autotune)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    parser.add_argument("--runtime", nargs="+", choices=("eager", "onnxruntime"), default=["eager"],
-                        help="eager PyTorch (default) and/or the ONNX export in ONNX Runtime (CPU, fp32, inference; "
-                        "needs the export extra); one row per runtime")  # fmt: skip
+    parser.add_argument(
+        "--runtime",
+        nargs="+",
+        choices=("eager", "onnxruntime"),
+        default=["eager"],
+        help="eager PyTorch (default) and/or the ONNX export in ONNX Runtime (CPU, fp32, inference; "
+        "needs the export extra); one row per runtime",
+    )
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps; the median is reported (default 10)")
     parser.add_argument("--threads", type=int, help="torch CPU threads, at most 4 per core (default: torch's choice)")
     parser.add_argument("--stem", choices=("imagenet", "cifar"), help="build ResNet/VGG with this stem")
     parser.add_argument("--num-classes", type=int, help="build with this many classes")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
-    parser.add_argument("--output", help="write the results to this file instead of standard output")
+    parser.add_argument(
+        "--output", help="write the results to this new file (or one zoo bench wrote) instead of standard output"
+    )
+    parser.add_argument("--force", action="store_true", help="replace --output even if zoo bench did not write it")
 
 
 def _format(rows: list[dict], fmt: str) -> str:
@@ -80,14 +96,26 @@ def _format(rows: list[dict], fmt: str) -> str:
             cells.append("-" if value is None else spec.format(value))
         table.append(cells)
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-             for r in table]  # fmt: skip
+    lines = [
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in table
+    ]
     first = rows[0]
     lines.append(
         f"device {first['device']}, channels_last {first['channels_last']}, compiled {first['compiled']}, "
         f"median of {first['steps']} timed steps, torch {first['torch_version']}"
     )
     return "\n".join(lines) + "\n"
+
+
+def _is_bench_output(path: Path) -> bool:
+    """Whether ``path`` holds results zoo bench wrote (its columns, in any of its formats)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            head = f.read(4096)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return any(mark in head for mark in ("infer_samples_per_s", "infer img/s"))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -106,6 +134,8 @@ def main(args: argparse.Namespace) -> int:
     if "onnxruntime" in runtimes and args.mode == "train":
         raise ArgumentValueError("--runtime onnxruntime times inference only; use --mode inference or both")
     check_size_options(args.img_size, args.input_size)
+    if args.output:  # checked before anything is measured
+        check_output_file(args.output, "--output", _is_bench_output, args.force)
     set_threads(args.threads)
     device = str(parse_device("cpu" if args.device == "auto" and runtimes == ["onnxruntime"] else args.device))
     kwargs = {k: v for k, v in (("stem", args.stem), ("num_classes", args.num_classes)) if v is not None}
@@ -119,12 +149,21 @@ def main(args: argparse.Namespace) -> int:
             size = (channels, args.img_size, args.img_size)
         for runtime in runtimes:
             result = benchmark_model(
-                name, batch_size=args.batch_size, input_size=size, device=device, dtype=args.dtype,
-                channels_last=args.channels_last, compile_mode=args.compile, warmup=args.warmup, steps=args.steps,
+                name,
+                batch_size=args.batch_size,
+                input_size=size,
+                device=device,
+                dtype=args.dtype,
+                channels_last=args.channels_last,
+                compile_mode=args.compile,
+                warmup=args.warmup,
+                steps=args.steps,
                 inference=args.mode in ("both", "inference"),
-                train=args.mode in ("both", "train") and runtime == "eager", model_kwargs=kwargs, runtime=runtime,
+                train=args.mode in ("both", "train") and runtime == "eager",
+                model_kwargs=kwargs,
+                runtime=runtime,
                 threads=args.threads,
-            )  # fmt: skip
+            )
             rows.append(result.as_dict())
         if args.format == "table" and args.output is None and len(names) > 1:
             print(f"{name}: done", file=sys.stderr, flush=True)

@@ -22,10 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run ``zoo download``: fetch and verify each name, print where it is; 1 if any failed."""
     from zoo.errors import WeightsError
-    from zoo.pretrained import manifest
     from zoo.pretrained.cache import remove_pins
     from zoo.pretrained.fetch import fetch_file
-    from zoo.pretrained.load import expand_names, human_size
+    from zoo.pretrained.load import expand_names
 
     failed = 0
     for name in expand_names(args.names):
@@ -37,6 +36,6 @@ def main(args: argparse.Namespace) -> int:
             print(f"{name}: error: {e}", file=sys.stderr)
             failed += 1
             continue
-        served = manifest.describe(source) if source is not None else "converted locally"
-        print(f"{name}  {path}  ({human_size(path.stat().st_size)}, verified; from {served})")
+        served = source.describe() if source is not None else "converted locally"
+        print(f"{name}  {path}  ({path.stat().st_size / 2**20:.1f} MiB, verified; from {served})")
     return 1 if failed else 0

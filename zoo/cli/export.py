@@ -14,10 +14,17 @@ from zoo.errors import ArgumentValueError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``zoo export``."""
-    parser.add_argument("model", help="arch.tag (its published weights), or a run folder, published folder or "
-                        ".safetensors file (the architecture from its header)")  # fmt: skip
-    parser.add_argument("--format", default="onnx", choices=("onnx", "pt2"),
-                        help="onnx (checked with ONNX Runtime) or pt2 (torch.export.save)")  # fmt: skip
+    parser.add_argument(
+        "model",
+        help="arch.tag (its published weights), or a run folder, published folder or "
+        ".safetensors file (the architecture from its header)",
+    )
+    parser.add_argument(
+        "--format",
+        default="onnx",
+        choices=("onnx", "pt2"),
+        help="onnx (checked with ONNX Runtime) or pt2 (torch.export.save)",
+    )
     parser.add_argument("--output", help="the file to write (default exports/<name>.<format>)")
     parser.add_argument("--batch", type=int, help="a fixed batch size (default: a dynamic batch dimension)")
     parser.add_argument("--atol", type=float, default=1e-4, help="allowed absolute difference from eager")
@@ -42,6 +49,5 @@ def main(args: argparse.Namespace) -> int:
     else:
         raise ArgumentValueError(f"{args.model!r} is neither a model's weights (arch.tag) nor a file or folder")
     out = Path(args.output) if args.output else Path("exports") / f"{name}{FORMATS[args.format]}"
-    print(describe(export_model(model, out, args.format, name=name, batch=args.batch, atol=args.atol,
-                                rtol=args.rtol)))  # fmt: skip
+    print(describe(export_model(model, out, args.format, name=name, batch=args.batch, atol=args.atol, rtol=args.rtol)))
     return 0

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run ``zoo info``."""
     from zoo.cli import check_size_options
-    from zoo.info import format_info, model_info
+    from zoo.info import describe_weights, format_info, model_info
 
     check_size_options(args.img_size, args.input_size)
     kwargs = {k: v for k, v in (("stem", args.stem), ("num_classes", args.num_classes),
@@ -31,11 +31,9 @@ def main(args: argparse.Namespace) -> int:
 
             channels = create_model(args.model, **kwargs).in_chans
         size = (channels, args.img_size, args.img_size)
-    from zoo.pretrained.load import describe_weights
-
     # Everything is worked out before anything is printed: a bad manifest entry is one error, not half a page.
     info = format_info(model_info(args.model, input_size=size, **kwargs))
-    text = describe_weights(args.model)
+    text = describe_weights(args.model, args.stem)
     print(info)
     if text:
         print()

@@ -32,32 +32,20 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _where(source) -> str:  # noqa: ANN001 - a zoo.pretrained.manifest.Source
-    if source.type == "hub":
-        return f"hub:{source.repo_id}"
-    if source.type == "url":
-        return "torchvision-url" if source.format == "torch" else "url"
-    return "bundled"
-
-
 def _print_weights(names: list[str], width: int) -> None:
-    """One line per weights: where the file comes from (in order), whether the manifest pins its SHA-256 (if
-    not, the first download checks upstream's SHA-256 and pins it on this host), top-1."""
+    """One line per weights: where the file comes from (in order), what its SHA-256 is checked against, top-1."""
     from zoo.pretrained import manifest
 
     rows = []
     for name in names:
         entry = manifest.get_entry(*name.split(".", 1))
-        sources = manifest.resolve_sources(entry)
-        if not entry.published:
-            pinned = "unpublished"
-        elif entry.third_party:
-            pinned = "yes" if entry.pinned else "no"
-        else:
-            pinned = "yes"  # zoo's own file: its SHA-256 is in the manifest
+        where = ", ".join(s.type if s.type != "hub" else f"hub:{s.resolved().repo_id}" for s in entry.sources)
+        checked = "upstream, then pin" if entry.third_party else "manifest"
         top1 = (entry.metrics or {}).get("top1")
-        rows.append((name, ", ".join(_where(s) for s in sources), pinned, f"{top1:.2f}" if top1 is not None else "-"))
+        rows.append(
+            (name, where, checked if entry.published else "unpublished", "-" if top1 is None else f"{top1:.2f}")
+        )
     source_width = max(len(r[1]) for r in rows)
-    print(f"{'weights':<{width}}  {'sources (tried in order)':<{source_width}}  {'pinned':<11}  top-1")
-    for name, where, pinned, top1 in rows:
-        print(f"{name:<{width}}  {where:<{source_width}}  {pinned:<11}  {top1}")
+    print(f"{'weights':<{width}}  {'sources (tried in order)':<{source_width}}  {'sha256 from':<18}  top-1")
+    for name, where, checked, top1 in rows:
+        print(f"{name:<{width}}  {where:<{source_width}}  {checked:<18}  {top1}")

@@ -22,12 +22,19 @@ def _print_predictions(model_name: str, paths: Sequence[str], predictions: list)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``zoo predict``."""
-    parser.add_argument("model", nargs="?", help="weights to use, arch.tag (e.g. mnist_cnn.mnist); with --checkpoint "
-                        "the architecture (no tag), which may be left out when the file records it")  # fmt: skip
+    parser.add_argument(
+        "model",
+        nargs="?",
+        help="weights to use, arch.tag (e.g. mnist_cnn.mnist); with --checkpoint "
+        "the architecture (no tag), which may be left out when the file records it",
+    )
     parser.add_argument("images", nargs="*", help="image files (any size or mode)")
     parser.add_argument("--topk", type=int, default=5, help="how many classes to show per image (default 5)")
-    parser.add_argument("--checkpoint", help="use this local safetensors file, `zoo train` run folder or published "
-                        "folder instead of the model's weights")  # fmt: skip
+    parser.add_argument(
+        "--checkpoint",
+        help="use this local safetensors file, `zoo train` run folder or published "
+        "folder instead of the model's weights",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -47,7 +54,9 @@ def main(args: argparse.Namespace) -> int:
             "`zoo list --pretrained` lists the weights"
         )
     if not images:
-        raise ArgumentValueError("no image files given: `zoo predict MODEL IMAGE [IMAGE ...]`")
+        raise ArgumentValueError(
+            f"no image files given to {model_name or args.checkpoint}", hint="`zoo predict MODEL IMAGE [IMAGE ...]`"
+        )
     loaded = [load_image(path) for path in images]  # a bad file fails before any weights load
     model = create_for_prediction(model_name, args.checkpoint)
     # With --checkpoint the heading names the file: the weights used are its, whatever architecture was named.

@@ -7,13 +7,14 @@ zoo publish runs/resnet20-fmnist --name resnet20.fashion_mnist --repo-id ORG/res
 from __future__ import annotations
 
 import argparse
+import inspect
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``zoo publish``."""
-    parser.add_argument("run", help="the run folder of `zoo train` (its --output)")
+    parser.add_argument("run_dir", metavar="run", help="the run folder of `zoo train` (its --output)")
     parser.add_argument("--name", required=True, help="the weights' name, arch.tag (e.g. mnist_cnn.mnist)")
-    parser.add_argument("--out", help="folder to write (model.safetensors, config.json, README.md, ...)")
+    parser.add_argument("--out", dest="out_dir", help="folder to write (model.safetensors, config.json, README.md ...)")
     parser.add_argument("--checkpoint", help="publish this safetensors file instead of the run's best.safetensors")
     parser.add_argument("--data-dir", help="where the evaluation data is (default: the run's)")
     parser.add_argument("--repo-id", help="Hugging Face repo id (default: $ZOO_HUB_ORG/NAME)")
@@ -21,12 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="run the checks and show what would be written")
     parser.add_argument("--force", action="store_true", help="replace an existing folder or Hub revision")
     parser.add_argument("--bundle", action="store_true", help="also copy the weights into weights/ (small files)")
-    parser.add_argument("--no-manifest", action="store_true", help="leave weights/manifest.json as it is")
     parser.add_argument(
-        "--default", action=argparse.BooleanOptionalAction, default=None,
+        "--no-manifest", dest="update_manifest", action="store_false", help="leave weights/manifest.json as it is"
+    )
+    parser.add_argument(
+        "--default",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="make these the weights pretrained=True picks for the bare arch (default: only if the arch has none)",
-    )  # fmt: skip
-    parser.add_argument("--license", default="bsd-3-clause", help="licence of the weights (default bsd-3-clause)")
+    )
+    parser.add_argument("--license", dest="license_id", default="bsd-3-clause", help="licence of the weights")
     parser.add_argument("--tolerance", type=float, default=0.1, help="allowed top-1 drift in points (default 0.1)")
 
 
@@ -34,13 +39,8 @@ def main(args: argparse.Namespace) -> int:
     """Run ``zoo publish``."""
     from zoo.publish import publish
 
-    # A failed check or a bad input is a PublishError: zoo.cli's error boundary prints it (exit code 2).
-    result = publish(
-        args.run, args.name, args.out, checkpoint=args.checkpoint, data_dir=args.data_dir, repo_id=args.repo_id,
-        push=args.push, dry_run=args.dry_run, force=args.force, bundle=args.bundle,
-        update_manifest=not args.no_manifest, default=args.default, license_id=args.license,
-        tolerance=args.tolerance,
-    )  # fmt: skip
+    # The options are named as publish's parameters. A failed check or a bad input is a PublishError.
+    result = publish(**{k: v for k, v in vars(args).items() if k in inspect.signature(publish).parameters})
     print("checks:")
     print("\n".join(c.line() for c in result.checks))
     print(f"model.safetensors  sha256 {result.sha256}  {result.size:,} bytes")

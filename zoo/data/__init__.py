@@ -1,16 +1,10 @@
 """Datasets for training and evaluation: MNIST-style IDX files, CIFAR-10/100 and image folders.
 
-MNIST, Fashion-MNIST, CIFAR's training images and folders of small images are held as one uint8 tensor
-(:class:`~zoo.data.tensor.TensorImageDataset`; for image folders a memory-mapped on-disk cache, see
-:mod:`zoo.data.folder_cache`) and batched, augmented and normalised as whole tensors by
-:class:`~zoo.data.tensor.TensorLoader`. Folders of larger images go through an ordinary ``DataLoader`` with
-workers and per-sample transforms.
-
-CIFAR-10 comes as torchvision's pickled batches or as an image folder with ``train/`` and ``test/`` (the JPEG
-``.tar.gz``, which ``--data-dir`` also accepts as it is: it is extracted into zoo's data cache once).
-
-``create_datasets(name, data_dir, ...)`` builds the train and validation sets for the ``zoo train`` and
-``zoo eval`` commands; each set carries ``classes`` (label names) and the normalisation it uses.
+Each kind of data set is a row of :data:`KINDS`. Every set whose images are small and of one size (MNIST,
+Fashion-MNIST, CIFAR as pickled batches or as image files, small image folders through the on-disk cache of
+:mod:`zoo.data.folder_cache`) is a :class:`~zoo.data.tensor.TensorImageDataset`, train and test alike, which
+:class:`~zoo.data.tensor.TensorLoader` batches and augments as whole tensors. Larger image folders stream through
+DataLoader workers with timm's training transform and zoo's eval transform.
 """
 
 from __future__ import annotations
@@ -18,38 +12,44 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch.utils.data import Dataset
 
 from zoo.data.archive import data_cache_dir, extract_archive, is_archive
+from zoo.data.cifar import cifar_root, find_cifar, load_cifar
 from zoo.data.folder import (
     ImageFolderDataset,
     class_folders,
+    eval_folder,
     scan_image_folder,
-    split_samples,
     stratified_split,
     verify_images,
 )
-from zoo.data.folder_sets import folder_datasets
+from zoo.data.folder_cache import MAX_SIDE, cache_budget, cached_images
 from zoo.data.idx import IDX_DATASETS, find_idx_files, load_idx_dataset, read_idx
-from zoo.data.tensor import TensorImageDataset, TensorLoader
-from zoo.data.transforms import Augment, cifar_transform, folder_transforms
-from zoo.errors import ArgumentValueError, DataError
-from zoo.models.cfg import IMAGENET_MEAN, IMAGENET_STD, fit_channels
+from zoo.data.tensor import TensorImageDataset, TensorLoader, TransformedImages
+from zoo.data.transforms import Augment, folder_transforms
+from zoo.errors import DataError
+from zoo.models import cfg as stats
+from zoo.models.cfg import fit_channels
+from zoo.utils.checks import Invalid
 
 __all__ = [
-    "DATASETS",
+    "KINDS",
     "Augment",
     "DataInfo",
+    "DatasetKind",
+    "DatasetSpec",
     "ImageFolderDataset",
     "TensorImageDataset",
     "TensorLoader",
+    "TransformedImages",
     "create_datasets",
-    "dataset_shape",
     "data_cache_dir",
     "data_fingerprint",
+    "dataset_shape",
     "extract_archive",
     "find_idx_files",
     "holdout_split",
@@ -75,15 +75,13 @@ class DataInfo:
     std: tuple[float, ...]
     root: str
     extra: dict[str, Any] = field(default_factory=dict)
-    # What the second set create_datasets returns is: "test", an official split (a dataset's test set, an
-    # image folder's val/ or test/), reported but never used to choose weights; or "holdout", a seeded part
-    # of the training images, which may choose them.
+    # The second set create_datasets returns: "test", an official split (reported, never used to choose weights),
+    # or "holdout", a seeded part of the training images, which may choose them.
     eval_split: str = "test"
 
     @property
     def eval_set_name(self) -> str:
-        """Which images the evaluation set is, as reports name it: CIFAR's pickled batches are "the original
-        test set"; the same test set as image files (e.g. re-encoded as JPEG) is named as such."""
+        """Which images the evaluation set is, as reports name it."""
         if self.eval_split == "holdout":
             return "val, held out of the training images"
         if self.name in ("cifar10", "cifar100"):
@@ -91,48 +89,176 @@ class DataInfo:
         return "test"
 
 
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
+_SPLITS = ("train", "val")  # create_datasets' names for a set's training images and its evaluation images
 
 
-def dataset_shape(spec: str, data_dir: str | None = None) -> tuple[int, int] | None:
-    """(classes, channels) of ``--dataset spec --data-dir data_dir`` before any image is read, so that a model can
-    be built for it first (its input size then sizes an image folder's transforms).
+class _Sets(NamedTuple):
+    train: Dataset | None
+    val: Dataset | None
+    classes: list[str]
+    root: Path
+    extra: dict[str, Any]
+    official_eval: bool = True  # val is the data set's own test split, not a part of its training images
 
-    MNIST-style and CIFAR sets have a fixed shape. An image folder (or its ``.tar.gz``, extracted once) has a
-    class per sub-folder of ``train/`` (or of the folder itself) and three channels (images are read as RGB);
-    None when it has no class sub-folders, which reading it then reports.
-    """
-    kind, folder = parse_dataset(spec, data_dir)
-    if kind in IDX_DATASETS:
-        return len(IDX_DATASETS[kind].classes), 1
-    if kind != "imagefolder":
-        return {"cifar10": (10, 3), "cifar100": (100, 3)}[kind]
+
+@dataclass(frozen=True)
+class _Request:
+    """What create_datasets asks of a kind's loader."""
+
+    kind: DatasetKind
+    size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    splits: Sequence[str]
+    strict: bool
+    download: bool
+    val_split: float | None
+    seed: int
+    # A streamed folder's (train, eval) transforms, made when first needed; None: every image must be a tensor.
+    transforms: Callable[[], tuple[Callable, Callable]] | None
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """One kind of data set: its classes (None: an image folder's class folders), channels, statistics, image size
+    (None: the model's input size) and the loader that reads it."""
+
+    name: str
+    num_classes: int | None
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    size: tuple[int, int] | None
+    loader: Callable[[Path, _Request], _Sets]
+
+
+class DatasetSpec(NamedTuple):
+    """A parsed ``--dataset``/``--data-dir``: the kind's name and the folder (or archive) it is read from."""
+
+    name: str
+    folder: Path
+
+    @property
+    def kind(self) -> DatasetKind:
+        return KINDS[self.name]
+
+
+def _idx_sets(folder: Path, r: _Request) -> _Sets:
+    name = r.kind.name
+    train, val = (
+        load_idx_dataset(name, folder, split, r.mean, r.std) if want in r.splits else None
+        for split, want in zip(("train", "test"), _SPLITS, strict=True)
+    )
+    return _Sets(train, val, list(IDX_DATASETS[name][0]), find_idx_files(name, folder)["train"][0].parent, {})
+
+
+def _cifar_sets(folder: Path, r: _Request) -> _Sets:
+    found = find_cifar(r.kind.name, folder)
+    if found is not None and found[0] == "folder":  # CIFAR as image files (the JPEG tar.gz, extracted)
+        return _folder_sets(found[1], r)
+    root = found[1] if found is not None else folder
+    train, val = (
+        load_cifar(r.kind.name, root, split, download=r.download, mean=r.mean, std=r.std) if want in r.splits else None
+        for split, want in zip(("train", "test"), _SPLITS, strict=True)
+    )
+    classes = (train if train is not None else val).classes  # type: ignore[union-attr]
+    return _Sets(train, val, classes, cifar_root(r.kind.name, root), {"layout": "batches"})
+
+
+def _folder_sets(folder: Path, r: _Request) -> _Sets:
+    """An image folder's sets at ``r.size``: ``train/`` beside ``val/``, ``validation/`` or ``test/``, else one
+    folder split by a seeded fraction. Small images of that size are cached tensors; others stream."""
     if is_archive(folder):
         folder = extract_archive(folder)
-    classes = class_folders(folder / "train" if (folder / "train").is_dir() else folder)
-    return (len(classes), 3) if classes else None
+    val_dir = eval_folder(folder)
+    base = folder / "train" if (folder / "train").is_dir() else folder
+    classes, samples = scan_image_folder(base)
+    budget, skipped, caches = cache_budget(), [], []
+
+    def read(samples: list[tuple[str, int]]) -> Dataset:
+        """The readable ``samples`` as a tensor set where they can be, else as files."""
+        fits = max(r.size) <= MAX_SIDE and len(samples) * 3 * r.size[0] * r.size[1] <= budget
+        if r.transforms is None or fits:
+            required = folder if r.transforms is None else None  # CIFAR: every image its size
+            cached = cached_images(samples, r.size, strict=r.strict, write=fits, required=required)
+            if cached is not None:
+                skipped.extend(p for p, _ in cached.skipped)
+                caches.extend([str(cached.path)] if cached.path else [])
+                targets = torch.tensor([t for _, t in cached.samples], dtype=torch.long)
+                return TensorImageDataset(cached.images, targets, classes, r.mean, r.std)
+        good, bad = verify_images(samples, strict=r.strict)
+        skipped.extend(p for p, _ in bad)
+        return ImageFolderDataset(good, classes)
+
+    if val_dir is not None:
+        train = read(samples) if "train" in r.splits else None
+        val = read(scan_image_folder(val_dir, classes)[1]) if "val" in r.splits else None
+        layout = f"{base} + {val_dir}"
+    else:
+        # Split only readable images, so the split does not depend on which files happen to be broken.
+        fraction = 0.1 if r.val_split is None else r.val_split
+        whole = read(samples)
+        labels = [int(t) for t in whole.targets]  # type: ignore[attr-defined]
+        rows = stratified_split(labels, fraction, r.seed) if fraction else (list(range(len(labels))), [])
+        train, val = (_rows(whole, rows[i]) if rows[i] and want in r.splits else None for i, want in enumerate(_SPLITS))
+        layout = f"{base} split {1 - fraction:.2g}/{fraction:.2g} with seed {r.seed}"
+    if isinstance(train, ImageFolderDataset) or isinstance(val, ImageFolderDataset):
+        train_tf, eval_tf = r.transforms()  # type: ignore[misc]
+        for ds, tf in ((train, train_tf), (val, eval_tf)):
+            if isinstance(ds, ImageFolderDataset):
+                ds.transform = tf
+    extra = {"layout": layout, "skipped_images": skipped, "image_cache": caches}
+    return _Sets(train, val, classes, folder, extra, official_eval=val_dir is not None)
 
 
-def parse_dataset(spec: str, data_dir: str | None) -> tuple[str, Path]:
-    """``"mnist"`` + data dir, or ``"imagefolder:PATH"``, -> (kind, folder)."""
+def _rows(dataset: Dataset, rows: list[int]) -> Dataset:
+    if isinstance(dataset, TensorImageDataset):
+        return dataset.subset(torch.tensor(rows, dtype=torch.long))
+    return ImageFolderDataset([dataset.samples[i] for i in rows], dataset.classes)  # type: ignore[attr-defined]
+
+
+KINDS = {
+    kind.name: kind
+    for kind in (
+        DatasetKind("mnist", 10, 1, stats.MNIST_MEAN, stats.MNIST_STD, (28, 28), _idx_sets),
+        DatasetKind("fashion_mnist", 10, 1, stats.FASHION_MNIST_MEAN, stats.FASHION_MNIST_STD, (28, 28), _idx_sets),
+        DatasetKind("cifar10", 10, 3, stats.CIFAR10_MEAN, stats.CIFAR10_STD, (32, 32), _cifar_sets),
+        DatasetKind("cifar100", 100, 3, stats.CIFAR100_MEAN, stats.CIFAR100_STD, (32, 32), _cifar_sets),
+        DatasetKind("imagefolder", None, 3, stats.IMAGENET_MEAN, stats.IMAGENET_STD, None, _folder_sets),
+    )
+}
+
+
+def parse_dataset(spec: str | DatasetSpec, data_dir: str | None = None) -> DatasetSpec:
+    """``"mnist"`` and a data folder, or ``"imagefolder:PATH"``, as a :class:`DatasetSpec` (a ``(kind, folder)``
+    pair); a DatasetSpec is returned as it is, so that a run parses its ``--dataset`` once."""
+    if isinstance(spec, DatasetSpec):
+        return spec
     name, _, path = spec.partition(":")
     name = name.lower().replace("-", "_")
-    if name == "fashionmnist":
-        name = "fashion_mnist"
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {spec!r}; choose one of {', '.join(DATASETS)} (or imagefolder:PATH)")
+    name = "fashion_mnist" if name == "fashionmnist" else name
+    if name not in KINDS:
+        raise Invalid("--dataset", spec, f"must be one of {', '.join(KINDS)} (imagefolder:PATH names its folder)")
     if path and name != "imagefolder":
-        raise DataError(f"--dataset {spec!r}: only imagefolder takes a path after ':'; use --data-dir for {name}")
-    folder = path or data_dir
-    if not folder:
-        raise DataError(
-            f"--dataset {name} needs --data-dir DIR" + (" (or imagefolder:PATH)" if name == "imagefolder" else "")
-        )
-    return name, Path(folder).expanduser()
+        raise Invalid("--dataset", spec, f"only imagefolder takes a path after ':'; give --data-dir for {name}")
+    if not (path or data_dir):
+        raise Invalid("--data-dir", data_dir, f"--dataset {name} needs a folder (--data-dir DIR or imagefolder:PATH)")
+    return DatasetSpec(name, Path(path or data_dir).expanduser())  # type: ignore[arg-type]
+
+
+def dataset_shape(spec: str | DatasetSpec, data_dir: str | None = None) -> tuple[int, int] | None:
+    """(classes, channels) of a data set before any image is read, so that a model can be built for it first: an
+    image folder's (or its archive's, extracted once) class folders, None when it has none."""
+    spec = parse_dataset(spec, data_dir)
+    if spec.kind.num_classes is not None:
+        return spec.kind.num_classes, spec.kind.channels
+    folder = extract_archive(spec.folder) if is_archive(spec.folder) else spec.folder
+    classes = class_folders(folder / "train" if (folder / "train").is_dir() else folder)
+    return (len(classes), spec.kind.channels) if classes else None
 
 
 def create_datasets(
-    spec: str,
+    spec: str | DatasetSpec,
     data_dir: str | None = None,
     *,
     model_cfg: dict[str, Any] | None = None,
@@ -145,112 +271,71 @@ def create_datasets(
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     splits: Sequence[str] = ("train", "val"),
 ) -> tuple[Dataset | None, Dataset | None, DataInfo]:
-    """Train and evaluation sets for ``--dataset spec --data-dir data_dir``.
+    """Train and evaluation sets (None where not in ``splits``, and not read) and their :class:`DataInfo`.
 
-    MNIST-style and CIFAR sets evaluate on their official test split. Image folders use ``train/`` and
-    ``val/`` (or ``validation/``, or ``test/``) sub-folders when present, else a seeded ``val_split`` of one
-    folder (default 0.1; ``info.eval_split`` is then ``"holdout"``). A ``.tar.gz`` of an image folder is
-    extracted into zoo's data cache first. :func:`holdout_split` carves a validation set out of the training
-    images where an official test split exists.
-
-    ``model_cfg`` (a model's ``pretrained_cfg``) sets an image folder's input size and normalisation;
-    ``normalization`` (mean, std) replaces a known dataset's own statistics, e.g. with pretrained weights.
-    Sets not named in ``splits`` are returned as None (and not read). An image that cannot be decoded is a
-    :class:`~zoo.errors.DataError` naming it; with ``strict_images=False`` unreadable images are listed on
-    stderr, left out and named in ``info.extra["skipped_images"]``.
+    The evaluation set is the official test split, an image folder's ``val/``/``validation/``/``test/``, else a
+    seeded ``val_split`` of its images (default 0.1). ``model_cfg`` sets an image folder's input size, statistics
+    and transforms; ``normalization`` (mean, std) replaces any set's statistics; ``eval_transform`` reads the
+    evaluation images one at a time through it. ``strict_images=False`` leaves unreadable images out.
     """
-    kind, folder = parse_dataset(spec, data_dir)
-    aug = augment or Augment()
-    want_train, want_val = "train" in splits, "val" in splits
-    if val_split is not None and kind != "imagefolder":
-        raise ArgumentValueError(f"--val-split applies to image folders; {kind} validates on its official test split")
+    spec = parse_dataset(spec, data_dir)
+    kind = spec.kind
+    if val_split is not None and kind.num_classes is not None:
+        raise Invalid("--val-split", val_split, f"applies to image folders; {kind.name} has an official test split")
+    cfg = dict(model_cfg or {}) if kind.size is None else {}
+    size = kind.size or tuple(cfg.get("input_size", (3, 224, 224)))[1:]
+    given = normalization or (cfg.get("mean", kind.mean), cfg.get("std", kind.std))
+    # Statistics for another channel count (RGB weights on grey digits) are averaged, as the first convolution is
+    # when the model's input channels are adapted.
+    mean, std = (fit_channels(tuple(s), kind.channels) for s in given)
+    cfg.update(input_size=(kind.channels, *size), mean=mean, std=std)
 
-    if kind in IDX_DATASETS:
-        train = load_idx_dataset(kind, folder, "train") if want_train else None
-        val = load_idx_dataset(kind, folder, "test") if want_val else None
-        ref = train or val
-        assert ref is not None
-        if normalization:
-            # Statistics for another channel count (RGB weights on grey digits) are averaged, as the
-            # first convolution is when the model's input channels are adapted.
-            channels = ref.input_size[0]
-            for ds in (train, val):
-                if ds is not None:
-                    ds.mean = fit_channels(tuple(normalization[0]), channels)
-                    ds.std = fit_channels(tuple(normalization[1]), channels)
-        root = str(find_idx_files(kind, folder)["train"][0].parent)
-        info = DataInfo(kind, len(ref.classes), ref.input_size[0], ref.input_size, ref.classes, ref.mean, ref.std, root)
-        return train, val, info
+    def transforms() -> tuple[Callable, Callable]:
+        return folder_transforms(cfg, augment or Augment(), eval_transform)
 
-    from zoo.data.cifar import CIFAR_STATS, cifar_root, find_cifar, load_cifar
-
-    if kind in CIFAR_STATS:
-        mean, std = normalization or CIFAR_STATS[kind]
-        found = find_cifar(kind, folder)
-        if found is not None and found[0] == "folder":
-            # CIFAR as image files (the JPEG tar.gz, extracted): the same tensors and batch augmentation.
-            sets = folder_datasets(
-                found[1], size=(32, 32), mean=mean, std=std, train_transform=cifar_transform(True, aug, mean, std),
-                val_transform=eval_transform or cifar_transform(False, aug, mean, std),
-                cache_val=eval_transform is None, strict=strict_images, want_train=want_train, want_val=want_val,
-                required_size=True,
-            )  # fmt: skip
-            n = 10 if kind == "cifar10" else 100
-            if len(sets.classes) != n:
-                raise DataError(f"{kind} has {n} classes, but {found[1] / 'train'} has {len(sets.classes)} folders")
-            info = DataInfo(kind, n, 3, (3, 32, 32), sets.classes, tuple(mean), tuple(std), str(found[1]),
-                            extra=sets.extra())  # fmt: skip
-            return sets.train, sets.val, info
-        root = found[1] if found is not None else folder
-        val_tf = eval_transform or cifar_transform(False, aug, mean, std)
-        try:
-            train = load_cifar(kind, root, "train", None, download) if want_train else None
-            val = load_cifar(kind, root, "test", val_tf, download) if want_val else None
-        except FileNotFoundError as e:
-            raise FileNotFoundError(
-                f"{e}\nOr give a folder with train/ and test/ image folders (CIFAR-10 as JPEGs), or its .tar.gz."
-            ) from None
-        ref = train or val
-        if train is not None:
-            # The pickled batches are already one uint8 array: batched and augmented as whole tensors.
-            images = torch.from_numpy(train.data).permute(0, 3, 1, 2).contiguous()
-            train = TensorImageDataset(images, torch.tensor(train.targets), list(train.classes), mean, std)
-        info = DataInfo(kind, len(ref.classes), 3, (3, 32, 32), list(ref.classes), tuple(mean), tuple(std),
-                        str(cifar_root(kind, root)), extra={"layout": "batches"})  # fmt: skip
-        return train, val, info
-
-    # Image folder
-    cfg = dict(model_cfg or {"input_size": (3, 224, 224), "mean": IMAGENET_MEAN, "std": IMAGENET_STD})
-    if normalization:
-        cfg["mean"], cfg["std"] = tuple(normalization[0]), tuple(normalization[1])
-    if len(cfg["mean"]) != 3:
-        # Folder images are read as RGB; a grey model's single statistic is repeated.
-        cfg["mean"], cfg["std"] = (cfg["mean"][0],) * 3, (cfg["std"][0],) * 3
-    cfg["input_size"] = (3, *tuple(cfg["input_size"])[1:])
-    if is_archive(folder):
-        folder = extract_archive(folder)
-    train_tf, val_tf = folder_transforms(cfg, aug, eval_transform)
-    sets = folder_datasets(
-        folder, size=tuple(cfg["input_size"][1:]), mean=cfg["mean"], std=cfg["std"], train_transform=train_tf,
-        val_transform=val_tf, cache_val=eval_transform is None, val_split=val_split, seed=seed, strict=strict_images,
-        want_train=want_train, want_val=want_val,
-    )  # fmt: skip
+    request = _Request(
+        kind,
+        size,
+        mean,
+        std,
+        tuple(splits),
+        strict_images,
+        download,
+        val_split,
+        seed,
+        transforms if kind.size is None else None,
+    )
+    sets = kind.loader(spec.folder, request)
+    if kind.num_classes is not None and len(sets.classes) != kind.num_classes:
+        raise DataError(f"{kind.name} has {kind.num_classes} classes, but {sets.root} has {len(sets.classes)}")
+    ref = sets.train if sets.train is not None else sets.val
+    input_size = ref.input_size if isinstance(ref, TensorImageDataset) else (kind.channels, *size)
+    val = sets.val
+    if eval_transform is not None and isinstance(val, TensorImageDataset):
+        val = TransformedImages(val, eval_transform)
+    eval_split = "test" if sets.official_eval else "holdout"
     info = DataInfo(
-        "imagefolder", len(sets.classes), 3, tuple(cfg["input_size"]), sets.classes, tuple(cfg["mean"]),
-        tuple(cfg["std"]), str(folder), extra=sets.extra(), eval_split="test" if sets.official_eval else "holdout",
-    )  # fmt: skip
-    return sets.train, sets.val, info
+        kind.name,
+        len(sets.classes),
+        kind.channels,
+        input_size,
+        list(sets.classes),
+        mean,
+        std,
+        str(sets.root),
+        sets.extra,
+        eval_split,
+    )
+    return sets.train, val, info
 
 
 def subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
-    """A seeded random subset of ``n`` items (all of ``dataset`` when ``n`` is None or not smaller).
-
-    The subset keeps the dataset's ``classes``, ``mean`` and ``std``.
-    """
+    """A seeded random subset of ``n`` items (all of ``dataset`` when ``n`` is None or not smaller), keeping the
+    dataset's ``classes``, ``mean`` and ``std``."""
     if n is None or n >= len(dataset):  # type: ignore[arg-type]
         return dataset
     if n < 1:
-        raise ArgumentValueError(f"a subset needs at least one image, got {n}")
+        raise Invalid("subset", n, "needs at least one image")
     idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n]  # type: ignore[arg-type]
     if isinstance(dataset, TensorImageDataset):
         return dataset.subset(idx)
@@ -264,19 +349,15 @@ def subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
 
 
 def data_fingerprint(dataset: Dataset | None) -> dict[str, Any] | None:
-    """What a split holds, as a content hash a run records and a resume compares.
-
-    A tensor set (IDX, CIFAR batches, a decoded image folder) is hashed by its pixels and labels; a streamed
-    image folder by each file's class folder, name, size and label (reading every file would cost an epoch).
-    None for a dataset of another kind, which is then not compared.
-    """
+    """What a split holds, as a content hash a run records and a resume compares: a tensor set's pixels and labels,
+    a streamed folder's file names, sizes and labels (reading every file would cost an epoch); None otherwise."""
     import hashlib
     import os
 
     from torch.utils.data import Subset
 
-    if dataset is None:
-        return None
+    if isinstance(dataset, TransformedImages):
+        return data_fingerprint(dataset.dataset)
     digest = hashlib.sha256()
     if isinstance(dataset, Subset):
         inner = data_fingerprint(dataset.dataset)
@@ -303,31 +384,30 @@ def data_fingerprint(dataset: Dataset | None) -> dict[str, Any] | None:
 def holdout_split(
     dataset: Dataset, fraction: float, seed: int, eval_transform: Callable | None = None
 ) -> tuple[Dataset, Dataset]:
-    """Split a training set into (train, held-out validation): a seeded ``fraction`` of each class's images.
-
-    The held-out part chooses a run's weights, so the official test split is never used for that. Its
-    images are not augmented: tensor sets are augmented by the loader only while training, and an image
-    folder's held-out part takes ``eval_transform`` (required for a streamed :class:`ImageFolderDataset`).
-    """
+    """(train, held-out validation): a seeded ``fraction`` of each class's images, which then choose a run's
+    weights instead of the official test split. The held-out part is not augmented: a streamed
+    :class:`ImageFolderDataset`'s takes ``eval_transform`` (required for one)."""
     if isinstance(dataset, TensorImageDataset):
-        train, val = stratified_split(dataset.targets.tolist(), fraction, seed)
-        _require_held_out(val, len(dataset), fraction)
-        return dataset.subset(torch.tensor(train)), dataset.subset(torch.tensor(val))
-    if isinstance(dataset, ImageFolderDataset):
+        labels = dataset.targets.tolist()
+    elif isinstance(dataset, ImageFolderDataset):
         if eval_transform is None:
-            raise ArgumentValueError(
-                "holdout_split: a streamed image folder needs eval_transform for its held-out part"
-            )
-        train_samples, val_samples = split_samples(dataset.samples, fraction, seed)
-        _require_held_out(val_samples, len(dataset), fraction)
-        return (ImageFolderDataset(train_samples, dataset.classes, dataset.transform),
-                ImageFolderDataset(val_samples, dataset.classes, eval_transform))  # fmt: skip
-    raise TypeError(
-        f"holdout_split: cannot split a {type(dataset).__name__}; give a TensorImageDataset or an ImageFolderDataset"
+            raise Invalid("eval_transform", None, "is required to hold out part of a streamed image folder")
+        labels = dataset.targets
+    else:
+        raise TypeError(
+            f"holdout_split: cannot split a {type(dataset).__name__}; give a TensorImageDataset or an "
+            "ImageFolderDataset"
+        )
+    train, val = stratified_split(labels, fraction, seed)
+    if not val:
+        raise DataError(
+            f"--val-split {fraction} of {len(labels)} training images leaves no image to hold out "
+            "(every class has a single image)"
+        )
+    if isinstance(dataset, TensorImageDataset):
+        return dataset.subset(torch.tensor(train)), dataset.subset(torch.tensor(val))
+    samples = dataset.samples  # type: ignore[attr-defined]
+    return (
+        ImageFolderDataset([samples[i] for i in train], dataset.classes, dataset.transform),
+        ImageFolderDataset([samples[i] for i in val], dataset.classes, eval_transform),
     )
-
-
-def _require_held_out(held_out: Sequence[Any], n: int, fraction: float) -> None:
-    if not held_out:
-        raise DataError(f"--val-split {fraction} of {n} training images leaves no image to hold out "
-                         "(every class has a single image)")  # fmt: skip

@@ -1,26 +1,21 @@
 """Dataset archives (``.tar.gz`` and other tar files) extracted safely, once, into zoo's data cache.
 
-``extract_archive("cifar10-jpg.tar.gz")`` unpacks into ``ZOO_DATA_DIR`` (default ``ZOO_CACHE_DIR/data``,
-i.e. ``~/.cache/zoo/data``) under a name that carries the archive's SHA-256, and returns that folder; the
-next call finds it and returns at once. Every member is checked: absolute paths, ``..`` components, links
-and device files are refused, so an archive cannot write outside its folder. The files land in a temporary
-folder that is renamed into place (and removed if anything is refused), so a half-extracted folder is never
-used.
+Every member is checked: absolute paths, ``..`` components, links and device files are refused, so an archive
+cannot write outside its folder. The files land in a temporary folder renamed into place (removed if anything
+is refused), so a half-extracted folder is never used.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import os
 import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
 
 from zoo.errors import DataError
-
-__all__ = ["ARCHIVE_SUFFIXES", "data_cache_dir", "extract_archive", "is_archive", "safe_member"]
+from zoo.utils.files import sha256_file
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar")
 
@@ -41,29 +36,16 @@ def is_archive(path: str | os.PathLike[str]) -> bool:
     return p.name.lower().endswith(ARCHIVE_SUFFIXES) and p.is_file()
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in ARCHIVE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 @functools.lru_cache(maxsize=16)
 def _sha256(path: Path, size: int, mtime_ns: int) -> str:
-    # Once per process for a file that has not changed (size and mtime are the key's): `zoo train` finds an
-    # image folder's classes in the extraction before it reads the images from it, and a large archive takes
-    # seconds to hash.
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    # Once per process for an unchanged file (size and mtime are in the key): `zoo train` finds an image folder's
+    # classes in the extraction before it reads the images, and a large archive takes seconds to hash.
+    return sha256_file(path)
 
 
 def safe_member(member: tarfile.TarInfo, archive: str | os.PathLike[str]) -> tarfile.TarInfo:
-    """``member`` made safe to extract (plain permissions, no owner), or a DataError when it could write
-    outside the target folder: an absolute path, a ``..`` component, a link or a device file."""
+    """``member`` with plain permissions and no owner, or a DataError when it could write outside the target
+    folder: an absolute path, a ``..`` component, a link or a device file."""
     path = PurePosixPath(member.name.replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts:
         raise DataError(f"{archive}: refusing to extract {member.name!r}: an absolute path, or one leaving the folder")
@@ -81,19 +63,17 @@ def safe_member(member: tarfile.TarInfo, archive: str | os.PathLike[str]) -> tar
 
 
 def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str] | None = None) -> Path:
-    """Extract the tar archive ``archive`` into ``dest`` (default: ``data_cache_dir()/<name>-<sha256[:12]>``),
-    once, and return ``dest``.
-
-    A ``dest`` that already exists is taken as the finished extraction (the folder only appears, by rename,
-    once every file is written). Raises FileNotFoundError for a missing archive and DataError for one that is
-    not a tar archive or holds a member that could write outside ``dest``.
-    """
+    """Extract the tar archive ``archive`` once into ``dest`` (default ``data_cache_dir()/<name>-<sha256[:12]>``)
+    and return ``dest``; an existing ``dest`` is the finished extraction (it appears, by rename, when complete)."""
     archive = Path(archive).expanduser()
     if not archive.is_file():
         raise FileNotFoundError(f"archive {archive} does not exist")
     if dest is None:
         st = archive.stat()
-        dest = data_cache_dir() / f"{_stem(archive)}-{_sha256(archive.resolve(), st.st_size, st.st_mtime_ns)[:12]}"
+        stem = next(
+            (archive.name[: -len(s)] for s in ARCHIVE_SUFFIXES if archive.name.lower().endswith(s)), archive.name
+        )
+        dest = data_cache_dir() / f"{stem}-{_sha256(archive.resolve(), st.st_size, st.st_mtime_ns)[:12]}"
     dest = Path(dest).expanduser()
     if dest.is_dir():
         return dest
@@ -102,11 +82,11 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        # One pass over the stream, each member checked as it comes; anything refused leaves nothing behind.
-        # (tarfile's own "data" filter checks the same things, but resolves two real paths a member: 5x slower
-        # on 60,000 small files, and it cannot find more in a new empty folder without links.)
+        # One pass over the stream, each member checked as it comes. (tarfile's own "data" filter checks the same,
+        # but resolves two real paths per member: 5x slower on 60,000 small files, and it finds nothing more in a
+        # new empty folder without links.)
         with tarfile.open(archive, "r|*") as tar:
-            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: the filter runs on each member
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 (and 3.10.12): the filter runs on each member
                 tar.extractall(tmp, filter=lambda m, _: safe_member(m, archive))
             else:
                 for member in tar:

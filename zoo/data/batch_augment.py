@@ -1,15 +1,7 @@
 """RandAugment on whole uint8 batches: timm's ``rand-*`` strings, applied image by image without PIL.
 
-``BatchRandAugment("rand-m9-mstd0.5-inc1")`` draws, for every image of a batch, what timm's PIL RandAugment
-draws for one image: ``n`` operations (uniformly with replacement, or by weight without), each applied with
-probability ``p`` at a magnitude with Gaussian noise ``mstd`` clipped to ``[0, mmax]``, with a random sign
-where timm negates. The images that drew the same operation are then transformed together, as tensors, so a
-batch of 256 small images costs a few milliseconds instead of 512 PIL round trips.
-
-The operations follow PIL's (``ImageOps``, ``ImageEnhance``, affine transforms) as timm calls them, and match
-PIL's output to within one grey level (tests/test_batch_augment.py); timm's random choice between bilinear
-and bicubic resampling is always bilinear here.
-Posterize keeps at least one bit (see :func:`zoo.data.transforms.keep_one_bit`).
+Every image draws what timm's PIL RandAugment draws for one image; the images that drew the same operation are
+then transformed together as tensors, matching PIL's output to within one grey level (bilinear resampling only).
 """
 
 from __future__ import annotations
@@ -22,8 +14,6 @@ import torch
 import torch.nn.functional as F
 
 from zoo.errors import ArgumentValueError
-
-__all__ = ["SUPPORTED_OPS", "BatchRandAugment"]
 
 _DENOM = 10.0  # timm's _LEVEL_DENOM: magnitude 10 is the full range of each operation
 
@@ -83,19 +73,15 @@ def _sharpness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return _blend(degenerate, x, factor)
 
 
-def _autocontrast(x: torch.Tensor) -> torch.Tensor:
-    lo = x.amin(dim=(2, 3), keepdim=True).float()
-    hi = x.amax(dim=(2, 3), keepdim=True).float()
-    flat = hi <= lo  # a single-level channel stays as it is, as in PIL
-    scale = 255.0 / torch.where(flat, torch.ones_like(hi), hi - lo)
-    out = ((x.float() - lo) * scale).floor_().clamp_(0, 255).to(torch.uint8)
-    return torch.where(flat, x, out)
+def _torchvision(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """torchvision's batched operation ``name`` (one without an argument), imported when first used."""
 
+    def op(x: torch.Tensor) -> torch.Tensor:
+        from torchvision.transforms.v2 import functional as TF
 
-def _equalize(x: torch.Tensor) -> torch.Tensor:
-    from torchvision.transforms.v2 import functional as TF
+        return getattr(TF, name)(x)
 
-    return TF.equalize(x)
+    return op
 
 
 def _posterize(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
@@ -147,7 +133,7 @@ def _rotate(x: torch.Tensor, degrees: torch.Tensor, fill: torch.Tensor) -> torch
     h, w = x.shape[2:]
     a = degrees.to(x.device) * (math.pi / 180.0)
     cos, sin = torch.cos(a), torch.sin(a)
-    m = torch.zeros(len(x), 2, 3, device=x.device)
+    m = _matrices(len(x), x.device)
     cx, cy = w / 2.0, h / 2.0
     m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = cos, -sin, sin, cos
     m[:, 0, 2] = cx - cos * cx + sin * cy
@@ -183,8 +169,8 @@ def _enhance(level: torch.Tensor, sign: torch.Tensor, increasing: bool) -> torch
 # The level arguments are timm's LEVEL_TO_ARG functions, vectorised. Geometric operations also take the fill.
 _ENHANCE = {"Color": _color, "Contrast": _contrast, "Brightness": _brightness, "Sharpness": _sharpness}
 _OPS: dict[str, tuple[Callable, Callable | None, bool]] = {
-    "AutoContrast": (_autocontrast, None, False),
-    "Equalize": (_equalize, None, False),
+    "AutoContrast": (_torchvision("autocontrast"), None, False),
+    "Equalize": (_torchvision("equalize"), None, False),
     "Invert": (lambda x: 255 - x, None, False),
     "Rotate": (_rotate, lambda lv, s, size, hp: lv * 30.0 * s, True),
     "Posterize": (_posterize, lambda lv, s, size, hp: (lv * 4).floor(), False),
@@ -209,12 +195,8 @@ SUPPORTED_OPS = tuple(sorted(_OPS))
 
 
 class BatchRandAugment:
-    """timm's RandAugment (``config`` as in ``timm.data.auto_augment.rand_augment_transform``) on uint8
-    batches ``(N, C, H, W)``, each image with its own draws from ``generator``.
-
-    ``fill`` is the colour (0-255 per channel) that rotations, shears and translations leave behind:
-    timm uses the dataset mean.
-    """
+    """timm's RandAugment ``config`` on uint8 batches ``(N, C, H, W)``, each image with its own draws; ``fill``
+    (0-255 per channel, timm's dataset mean) is what rotations, shears and translations leave behind."""
 
     def __init__(self, config: str, fill: Sequence[int] = (128, 128, 128), hparams: dict | None = None) -> None:
         from timm.data.auto_augment import rand_augment_transform

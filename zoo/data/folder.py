@@ -13,19 +13,8 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.transforms import to_8_bit, to_rgb
-from zoo.errors import ArgumentValueError, DataError
-
-__all__ = [
-    "EVAL_FOLDERS",
-    "IMG_EXTENSIONS",
-    "ImageFolderDataset",
-    "class_folders",
-    "eval_folder",
-    "scan_image_folder",
-    "split_samples",
-    "stratified_split",
-    "verify_images",
-]
+from zoo.errors import DataError
+from zoo.utils.checks import Invalid, is_number
 
 # What to do about unreadable images, said wherever a folder is checked.
 SKIP_HINT = "remove or replace them, or leave them out: zoo train/eval --skip-bad-images (strict_images=False)"
@@ -60,17 +49,10 @@ def scan_image_folder(
 ) -> tuple[list[str], list[tuple[str, int]]]:
     """Classes (sorted sub-folder names) and ``(path, label)`` samples of a one-folder-per-class tree.
 
-    The samples are what torchvision's ``ImageFolder`` lists (files with an image extension, walked in sorted
-    order, symlinks followed), except that each image and folder is taken once: a link back up the tree (a
-    loop) or a second link to the same file adds nothing, and a class folder that is, or holds a link to, the
-    image folder itself or a folder above it (a link to ``/``) is refused. ``classes`` maps the folders onto
-    another set's labels (a ``val/`` tree onto ``train/``'s); hidden folders (``.ipynb_checkpoints``) are no
-    class.
-
-    Every class folder found needs a readable image (one is checked per class; the rest are left to
-    :func:`verify_images`), in a ``val/`` or ``test/`` tree too: an empty folder, or one that
-    ``--skip-bad-images`` would empty, is a class that can never be learned or scored. A training tree
-    (``classes`` None) needs two classes or more: one class would train a model that is always right.
+    The samples are what torchvision's ``ImageFolder`` lists, each real file and folder once (loops and second
+    links add nothing); a link to the image folder or a folder above it is refused. ``classes`` maps the folders
+    onto another tree's labels (``val/`` onto ``train/``'s). Every class needs a readable image, and a training
+    tree (``classes`` None) two classes or more.
     """
     root = Path(root)
     if not root.is_dir():
@@ -98,45 +80,50 @@ def scan_image_folder(
     empty = [name for name in found if index[name] not in held]
     if not samples:
         raise FileNotFoundError(f"image folder {root} has no images ({', '.join(IMG_EXTENSIONS)}) in its class folders")
-    # An empty class folder is refused in every tree: in train/ it is a class that can never be learned, in
-    # val/ or test/ a folder whose images went missing, which would score the other classes only.
+    # In val/ or test/ an empty class folder is one whose images went missing: the other classes alone are scored.
     why = "a class without images cannot be learned" if training else "its images are missing from this tree"
     if empty:
-        raise DataError(f"image folder {root}: class folder(s) {', '.join(empty)} hold no images",
-                        hint=f"add images to them or remove them: {why}")  # fmt: skip
+        raise DataError(
+            f"image folder {root}: class folder(s) {', '.join(empty)} hold no images",
+            hint=f"add images to them or remove them: {why}",
+        )
     # A class whose every file is unreadable is empty once --skip-bad-images leaves them out (and without it,
     # skipping would not help): found here, before any file is skipped, by one readable image per class.
     unreadable = _classes_without_readable_images(samples, found, index)
     if unreadable:
         # One line: each class with its count and the first file's reason (they are usually all alike).
-        listing = "; ".join(f"{name}: {len(bad)} file(s), e.g. {bad[0][0]}: {bad[0][1]}"
-                            for name, bad in unreadable.items())  # fmt: skip
+        listing = "; ".join(
+            f"{name}: {len(bad)} file(s), e.g. {bad[0][0]}: {bad[0][1]}" for name, bad in unreadable.items()
+        )
         raise DataError(
             f"image folder {root}: class folder(s) {', '.join(unreadable)} hold no readable images ({listing})",
             hint=f"add readable images to them or remove them: {why}",
         )
     if training and len(classes) < 2:
-        raise DataError(f"image folder {root} has one class ({classes[0]}): a classifier needs two or more",
-                        hint="add a folder of images for each other class")  # fmt: skip
+        raise DataError(
+            f"image folder {root} has one class ({classes[0]}): a classifier needs two or more",
+            hint="add a folder of images for each other class",
+        )
     return list(classes), samples
 
 
 def _holds(real: str, real_root: str) -> bool:
-    """Whether the real folder ``real`` is the image folder ``real_root`` or a folder above it (``/`` too)."""
+    """Whether the real folder ``real`` is the image folder ``real_root`` or a folder above it."""
     return real == real_root or real_root.startswith(real.rstrip(os.sep) + os.sep)
 
 
 def _class_images(root: Path, folder: Path) -> list[tuple[str, str]]:
-    """``(path, real path)`` of the image files under ``folder`` in torchvision's order, each folder walked once
-    (links included).
+    """``(path, real path)`` of the image files under ``folder`` in torchvision's order, each folder walked once.
 
-    A link anywhere below ``folder`` to the image folder or a folder above it is refused before it is
-    entered: followed, it would file every image of every class (or of the whole disk) under this one.
+    A link below ``folder`` to the image folder or a folder above it is refused before it is entered: followed,
+    it would file every image of every class (or of the whole disk) under this one.
     """
     real_root, real = os.path.realpath(root), os.path.realpath(folder)
     if _holds(real, real_root):
-        raise DataError(f"{folder} is linked to {real}, which holds the image folder itself",
-                        hint="link a class folder only to a folder of that class's images")  # fmt: skip
+        raise DataError(
+            f"{folder} is linked to {real}, which holds the image folder itself",
+            hint="link a class folder only to a folder of that class's images",
+        )
     seen_dirs: set[str] = set()
     reals = {os.fspath(folder): real}  # each folder's real path, found once by the folder above it
     found: list[tuple[str, str, list[str]]] = []
@@ -174,11 +161,8 @@ def _class_images(root: Path, folder: Path) -> list[tuple[str, str]]:
 def _classes_without_readable_images(
     samples: Sequence[tuple[str, int]], names: Sequence[str], index: dict[str, int], workers: int = 4
 ) -> dict[str, list[tuple[str, str]]]:
-    """The class folders among ``names`` none of whose ``samples`` is readable, each with its ``(path, reason)``s.
-
-    Each class's files are checked in order up to the first readable one, so a sound folder costs one check
-    per class.
-    """
+    """The class folders among ``names`` none of whose ``samples`` is readable, with their ``(path, reason)``s;
+    a sound class costs one check (its files are checked up to the first readable one)."""
     by_label: dict[int, list[str]] = {}
     for path, label in samples:
         by_label.setdefault(label, []).append(path)
@@ -215,32 +199,33 @@ def _check_image(path: str) -> str | None:
     return None
 
 
+def report_unreadable(bad: Sequence[tuple[str, str]], strict: bool) -> None:
+    """``(path, reason)`` of unreadable images: with ``strict`` a DataError listing them, else a warning."""
+    if not bad:
+        return
+    listing = "\n".join(f"  {p}: {r}" for p, r in bad)
+    if strict:
+        raise DataError(f"{len(bad)} unreadable image(s):\n{listing}", hint=SKIP_HINT)
+    print(f"warning: skipping {len(bad)} unreadable image(s):\n{listing}", file=sys.stderr)
+
+
 def verify_images(
     samples: Sequence[tuple[str, int]], strict: bool = False, workers: int = 4
 ) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
-    """Open and decode every image once; return the readable samples and ``(path, reason)`` of the others.
-
-    With ``strict`` any unreadable image is a DataError listing them; otherwise they are reported on
-    stderr and left out, so a corrupt file is never found deep inside a loader worker.
-    """
+    """Decode every image once: the readable samples and ``(path, reason)`` of the others, which are left out
+    (or with ``strict`` a DataError), so a corrupt file is never found deep inside a loader worker."""
     with ThreadPoolExecutor(max(1, workers)) as pool:
         reasons = list(pool.map(_check_image, [p for p, _ in samples]))
     bad = [(p, r) for (p, _), r in zip(samples, reasons, strict=True) if r is not None]
-    good = [s for s, r in zip(samples, reasons, strict=True) if r is None]
-    if bad:
-        listing = "\n".join(f"  {p}: {r}" for p, r in bad)
-        if strict:
-            raise DataError(f"{len(bad)} unreadable image(s):\n{listing}", hint=SKIP_HINT)
-        print(f"warning: skipping {len(bad)} unreadable image(s):\n{listing}", file=sys.stderr)
-    return good, bad
+    report_unreadable(bad, strict)
+    return [s for s, r in zip(samples, reasons, strict=True) if r is None], bad
 
 
 class ImageFolderDataset(Dataset):
     """``(path, label)`` samples read with PIL as RGB and passed through ``transform``.
 
-    The samples are the files :func:`scan_image_folder` and :func:`verify_images` found readable (those that
-    were not are skipped there, and counted). A file that breaks after that check is a :class:`DataError`
-    naming it: silently reading a neighbour instead would train on, or count, another image under this label.
+    A file that breaks after :func:`verify_images` is a DataError naming it: reading a neighbour instead would
+    train on, or count, another image under this label.
     """
 
     def __init__(self, samples: Sequence[tuple[str, int]], classes: Sequence[str], transform: Callable | None = None):
@@ -271,14 +256,10 @@ class ImageFolderDataset(Dataset):
 
 
 def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Seeded per-class split of positions ``0..len(labels)-1`` into sorted (train, held-out) lists.
-
-    About ``fraction`` of each class is held out, at least one image of every class that has two or more,
-    so a small or unbalanced set still has every class on both sides. The held-out list is empty when
-    every class has a single image.
-    """
-    if not 0.0 < fraction < 1.0:
-        raise ArgumentValueError(f"--val-split {fraction}: give the held-out fraction of the training images, e.g. 0.1")
+    """Seeded per-class split of positions ``0..len(labels)-1`` into sorted (train, held-out) lists: about
+    ``fraction`` of each class, at least one image of every class that has two or more."""
+    if not (is_number(fraction) and 0 < fraction < 1):
+        raise Invalid("--val-split", fraction, "must be the held-out fraction of the training images, in (0, 1)")
     by_class: dict[int, list[int]] = {}
     for i, label in enumerate(labels):
         by_class.setdefault(int(label), []).append(i)
@@ -289,14 +270,3 @@ def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple
         k = min(max(round(len(idx) * fraction), 1 if len(idx) > 1 else 0), len(idx) - 1)
         held.update(idx[p] for p in torch.randperm(len(idx), generator=g)[:k].tolist())
     return [i for i in range(len(labels)) if i not in held], sorted(held)
-
-
-def split_samples(
-    samples: Sequence[tuple[str, int]], fraction: float, seed: int
-) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """A seeded per-class split of ``(path, label)`` samples into (train, validation): :func:`stratified_split`;
-    ``fraction`` 0 holds nothing out (every image, for evaluating a whole folder)."""
-    if fraction == 0.0:
-        return list(samples), []
-    train, val = stratified_split([label for _, label in samples], fraction, seed)
-    return [samples[i] for i in train], [samples[i] for i in val]

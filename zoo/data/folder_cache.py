@@ -1,15 +1,8 @@
 """Small-image folders decoded once into a uint8 tensor, kept on disk and memory-mapped.
 
-Reading 32x32 JPEGs one at a time through PIL and per-sample transforms costs far more than training a small
-model on them. A folder whose images are small (at most 64x64) and exactly the model's input size, and
-whose pixels fit ``ZOO_IMAGE_CACHE_MB`` (default 4096; 0 turns the cache off), is decoded once into an
-``(N, 3, H, W)`` uint8 array in ``data_cache_dir()/image-cache``. Later runs map that file into memory
-(``numpy.load(mmap_mode="c")``): no decoding, and the pages are shared between processes.
-
-The cache is keyed by the list of files, their labels, sizes and modification times: adding, removing,
-renaming or touching any image writes a new cache (and removes the old one). It is written atomically, so a
-run that is stopped half way leaves no broken cache behind. Unreadable images are left out, and reported,
-as :func:`zoo.data.folder.verify_images` does.
+A folder whose images are at most 64x64 and the model's input size, and whose pixels fit ``ZOO_IMAGE_CACHE_MB``
+(default 4096; 0 turns the cache off), is decoded once into ``data_cache_dir()/image-cache``, keyed by its files'
+names, labels, sizes and times, and written atomically; later runs map it into memory without decoding.
 """
 
 from __future__ import annotations
@@ -26,16 +19,15 @@ import numpy as np
 import torch
 
 from zoo.data.archive import data_cache_dir
-from zoo.data.folder import SKIP_HINT
+from zoo.data.folder import report_unreadable
 from zoo.data.transforms import to_rgb
-from zoo.errors import ArgumentValueError, DataError
+from zoo.errors import DataError
+from zoo.utils.checks import json_object, number_in, read_bounded
 from zoo.utils.files import atomic_path, parse_json, write_json
 
-__all__ = ["MAX_SIDE", "CachedImages", "cache_budget", "cache_key", "cached_images", "image_size"]
-
 MAX_SIDE = 64  # larger images stream through DataLoader workers instead
-_DEFAULT_BUDGET_MB = 4096
 _VERSION = 1
+_META_LIMIT = 64 << 20  # the meta JSON lists skipped files: generous, but never a whole disk read
 
 
 @dataclass
@@ -45,40 +37,22 @@ class CachedImages:
     images: torch.Tensor  # uint8 (N, 3, H, W), memory-mapped when ``path`` is set
     samples: list[tuple[str, int]]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
-    path: Path | None = None  # the .npy file, or None when the cache folder could not be written
+    path: Path | None = None  # the .npy file, or None when the images are held in memory only
 
 
 def cache_budget() -> int:
     """The largest cache in bytes: ``ZOO_IMAGE_CACHE_MB`` megabytes (default 4096; 0 turns caching off)."""
-    text = os.environ.get("ZOO_IMAGE_CACHE_MB", "").strip()
+    text = os.environ.get("ZOO_IMAGE_CACHE_MB", "").strip() or "4096"
     try:
-        mb = float(text) if text else _DEFAULT_BUDGET_MB
+        mb: object = float(text)
     except ValueError:
-        raise ArgumentValueError(
-            f"ZOO_IMAGE_CACHE_MB={text!r}: give a number of megabytes (0 turns the cache off)"
-        ) from None
-    return int(mb * 2**20)
-
-
-def image_size(samples: Sequence[tuple[str, int]], tries: int = 8) -> tuple[int, int] | None:
-    """(height, width) of the first readable image among the first ``tries`` (None when none opens)."""
-    from PIL import Image
-
-    for path, _ in samples[:tries]:
-        try:
-            with Image.open(path) as im:
-                return im.height, im.width
-        except Exception:  # PIL raises many types for bad files; they are reported when decoded
-            continue
-    return None
+        mb = text
+    return int(number_in("ZOO_IMAGE_CACHE_MB", mb, 0) * 2**20)
 
 
 def cache_key(samples: Sequence[tuple[str, int]], size: tuple[int, int]) -> str:
-    """SHA-256 over the image size and every sample's path, label, file size, modification and change time.
-
-    The change time (ctime) is what catches an edit that kept the size and set the mtime back: any write
-    changes it, and user space cannot set it.
-    """
+    """SHA-256 over the image size and every sample's path, label, file size, modification and change time."""
+    # The change time catches an edit that kept the size and set the mtime back: any write changes it.
     h = hashlib.sha256(json.dumps({"version": _VERSION, "size": list(size)}).encode())
     for path, label in samples:
         st = os.stat(path)
@@ -87,7 +61,7 @@ def cache_key(samples: Sequence[tuple[str, int]], size: tuple[int, int]) -> str:
 
 
 class _OtherSize(Exception):
-    """An image of another size: the folder is not cached (it streams through the per-sample path)."""
+    """An image of another size (and how many before it had the size): the folder is not cached."""
 
 
 def _decode(samples: Sequence[tuple[str, int]], size: tuple[int, int]) -> tuple[np.ndarray, list[tuple[str, str]]]:
@@ -105,19 +79,10 @@ def _decode(samples: Sequence[tuple[str, int]], size: tuple[int, int]) -> tuple[
             bad.append((path, f"{type(e).__name__}: {e}"))
             continue
         if arr.shape[:2] != (h, w):
-            raise _OtherSize(f"{path} is {arr.shape[1]}x{arr.shape[0]}, not {w}x{h}")
+            raise _OtherSize(f"{path} is {arr.shape[1]}x{arr.shape[0]}, not {w}x{h}", n)
         out[n] = arr.transpose(2, 0, 1)
         n += 1
     return out[:n], bad
-
-
-def _report(bad: Sequence[tuple[str, str]], strict: bool) -> None:
-    if not bad:
-        return
-    listing = "\n".join(f"  {p}: {r}" for p, r in bad)
-    if strict:
-        raise DataError(f"{len(bad)} unreadable image(s):\n{listing}", hint=SKIP_HINT)
-    print(f"warning: skipping {len(bad)} unreadable image(s):\n{listing}", file=sys.stderr)
 
 
 def _paths(samples: Sequence[tuple[str, int]], key: str, cache_dir: Path) -> tuple[Path, Path, str]:
@@ -130,14 +95,14 @@ def _paths(samples: Sequence[tuple[str, int]], key: str, cache_dir: Path) -> tup
 
 def _load(npy: Path, meta: Path, key: str, samples: Sequence[tuple[str, int]]) -> CachedImages | None:
     try:
-        info = parse_json(meta.read_text())
+        info = json_object("image cache", parse_json(read_bounded(meta, _META_LIMIT, str(meta))))
         if info.get("key") != key or not npy.is_file():
             return None
-        skipped = [tuple(x) for x in info.get("skipped", [])]
+        skipped = [(str(p), str(r)) for p, r in info.get("skipped", [])]
         bad = {p for p, _ in skipped}
         kept = [s for s in samples if s[0] not in bad]
         arr = np.load(npy, mmap_mode="c")  # copy-on-write: writable for torch, the file is never changed
-    except (OSError, ValueError):
+    except (OSError, TypeError, ValueError):  # a damaged cache is rebuilt
         return None
     if arr.dtype != np.uint8 or arr.ndim != 4 or len(arr) != len(kept):
         return None
@@ -150,34 +115,38 @@ def cached_images(
     *,
     strict: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
+    write: bool = True,
+    required: str | os.PathLike[str] | None = None,
 ) -> CachedImages | None:
-    """The images of ``samples`` (``(path, label)``) as one uint8 tensor of ``size`` (height, width), from the
-    cache when its key still matches, else decoded now and cached.
-
-    Returns None when an image has another size (the folder then streams through per-sample transforms).
-    Unreadable images are reported on stderr and left out, or with ``strict`` raise a DataError listing them.
-    """
+    """The readable images of ``samples`` as one uint8 tensor of ``size`` (height, width), from the cache or decoded
+    and cached now (in memory only with ``write`` False). An image of another size gives None, or a DataError
+    where the data set in the folder ``required`` must have that size (CIFAR)."""
     folder = Path(cache_dir) if cache_dir is not None else data_cache_dir() / "image-cache"
     key = cache_key(samples, size)
     npy, meta, stem = _paths(samples, key, folder)
     found = _load(npy, meta, key, samples) if meta.is_file() else None
     if found is not None:
-        _report(found.skipped, strict)
+        report_unreadable(found.skipped, strict)
         return found
     try:
         arr, bad = _decode(samples, size)
     except _OtherSize as e:
-        print(f"note: not caching the images in memory: {e}", file=sys.stderr)
+        if required is not None:
+            raise DataError(e.args[0], hint=f"use --dataset imagefolder:{required} for images of other sizes") from None
+        if e.args[1]:  # images of the size came first: say why the folder is not cached after all
+            print(f"note: not caching the images: {e.args[0]}", file=sys.stderr)
         return None
-    _report(bad, strict)
+    report_unreadable(bad, strict)
     bad_paths = {p for p, _ in bad}
     kept = [s for s in samples if s[0] not in bad_paths]
+    if not write:
+        return CachedImages(torch.from_numpy(arr), kept, bad, None)
     try:
         with atomic_path(npy) as tmp, open(tmp, "wb") as f:
             np.save(f, arr)
         write_json({"key": key, "shape": list(arr.shape), "skipped": bad, "samples": len(samples)}, meta)
     except OSError as e:
-        print(f"note: could not write the image cache in {folder} ({e}); keeping the images in memory", file=sys.stderr)
+        print(f"note: could not write the image cache in {folder} ({e}); keeping them in memory", file=sys.stderr)
         return CachedImages(torch.from_numpy(arr), kept, bad, None)
     for old in folder.glob(f"{stem}-*"):  # caches of earlier versions of this folder
         if old not in (npy, meta) and not old.name.startswith("."):

@@ -1,10 +1,10 @@
-"""Preprocessing that travels with the weights: ``create_transform(model.pretrained_cfg)``.
+"""Preprocessing that travels with the weights (``create_transform(model.pretrained_cfg)``), and the
+per-sample transforms of image folders too large to be held as tensors.
 
-The eval transform is timm's and torchvision's: resize the shorter side to ``floor(size / crop_pct)``,
-take the centre ``size`` crop, scale to [0, 1] and normalise with the weights' mean and std. For weights
-converted from torchvision it gives exactly what ``Weights.transforms()`` gives.
-
-torchvision is imported when a transform is created, not when zoo is imported.
+The eval transform is timm's and torchvision's: resize the shorter side to ``floor(size / crop_pct)``, take the
+centre ``size`` crop, scale to [0, 1] and normalise. It is written here on torchvision alone because importing
+``timm.data`` (which imports every timm model) costs about a second more: ``zoo predict`` and
+``create_model(pretrained=True)`` + ``create_transform`` do without it.
 """
 
 from __future__ import annotations
@@ -16,30 +16,15 @@ from typing import Any
 
 import torch
 
-from zoo.errors import ArgumentValueError, DataError
-from zoo.models.cfg import IMAGENET_MEAN, IMAGENET_STD
-
-__all__ = [
-    "Augment",
-    "cifar_transform",
-    "create_transform",
-    "folder_transforms",
-    "keep_one_bit",
-    "posterize_keep_one_bit",
-    "resize_size",
-    "to_8_bit",
-    "to_rgb",
-]
+from zoo.errors import DataError
+from zoo.models.cfg import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS
+from zoo.utils import checks
+from zoo.utils.checks import Invalid, is_number
 
 
 def to_8_bit(img: Any) -> Any:
-    """A high-bit-depth grey image (modes ``I;16*``, ``I``, ``F``) scaled to an 8-bit ``L`` image; others as given.
-
-    Pillow's own conversion to ``L`` clips such images at 255, which turns a 16-bit image nearly white.
-    16-bit values are divided by 257 (65535 -> 255); 32-bit integer images are taken as 16-bit when their
-    values fit, float images as [0, 1] when they fit, and otherwise scaled from their own range. NaN or
-    infinite pixels are a DataError (a ValueError): no scaling makes them an image.
-    """
+    """A 16-bit, 32-bit integer or float grey image as an 8-bit ``L`` image (others as given), scaled rather
+    than clipped at 255 as Pillow's own conversion does; NaN or infinite pixels are a DataError."""
     import numpy as np
     from PIL import Image
 
@@ -49,6 +34,8 @@ def to_8_bit(img: Any) -> Any:
     values = np.asarray(img, dtype=np.float64)
     if not np.isfinite(values).all():
         raise DataError(f"{np.count_nonzero(~np.isfinite(values))} of its pixels are NaN or infinite")
+    # 16-bit values map 65535 -> 255; 32-bit integers are taken as 16-bit and floats as [0, 1] where they fit,
+    # and are otherwise scaled from their own range.
     if mode.startswith("I;16") or (mode == "I" and values.min(initial=0) >= 0 and values.max(initial=0) <= 65535):
         scaled = values / 257.0
     elif mode == "F" and values.min(initial=0) >= 0 and values.max(initial=0) <= 1:
@@ -60,8 +47,7 @@ def to_8_bit(img: Any) -> Any:
 
 
 def to_rgb(img: Any) -> Any:
-    """``img.convert("RGB")`` (what torchvision's ImageFolder reads), after :func:`to_8_bit` for 16-bit and float
-    images, which Pillow's own conversion turns nearly white."""
+    """``img.convert("RGB")``, as torchvision's ImageFolder reads an image, after :func:`to_8_bit`."""
     return to_8_bit(img).convert("RGB")
 
 
@@ -94,15 +80,9 @@ class ToFloatTensor:
 
 
 def resize_size(img_size: int, crop_pct: float) -> int:
-    """The resize before the centre crop: ``floor(img_size / crop_pct)``.
-
-    The small tolerance keeps a crop_pct stored as a float (224/232 = 0.96551...) from landing one
-    pixel short of the size it was computed from.
-    """
+    """The resize before the centre crop: ``floor(img_size / crop_pct)``."""
+    # The tolerance keeps a crop_pct stored as a float (224/232 = 0.96551...) from landing one pixel short.
     return int(math.floor(img_size / crop_pct + 1e-6))
-
-
-_CFG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
 
 
 def _timm_style_cfg(
@@ -115,8 +95,8 @@ def _timm_style_cfg(
             raise TypeError("create_transform got input_size twice (positionally and by keyword)")
         overrides["input_size"], pretrained_cfg = pretrained_cfg, None
     if pretrained_cfg is None:  # timm's own call: its defaults for what is not given
-        cfg: dict[str, Any] = {"input_size": (3, 224, 224), "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
-                               "crop_pct": 0.875}  # fmt: skip
+        cfg: dict[str, Any] = {"input_size": (3, 224, 224), "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+        cfg["crop_pct"] = 0.875
     else:
         cfg = dict(getattr(pretrained_cfg, "pretrained_cfg", pretrained_cfg))
     size = overrides.pop("input_size", None)
@@ -146,83 +126,56 @@ def create_transform(
     crop_mode: str | None = None,
     **timm_kwargs: Any,
 ):
-    """The preprocessing of a model's weights (pass ``model.pretrained_cfg`` or the model), or timm's
-    ``create_transform`` called with its own arguments.
-
-    Eval (``training=False``): Resize(floor(size / crop_pct)) -> CenterCrop(size) -> float tensor ->
-    Normalize(mean, std). Training: RandomResizedCrop(size, ``scale``) -> RandomHorizontalFlip(``hflip``)
-    -> float tensor -> Normalize. Images are converted to RGB (or to grey for one-channel models).
-
-    timm's signature works too: ``input_size`` (positional or keyword), ``is_training`` (``training``'s timm
-    name), ``interpolation``, ``mean``, ``std``, ``crop_pct`` and ``crop_mode`` replace the cfg's values (with
-    timm's defaults when no cfg is given: 224 px, ImageNet statistics, crop_pct 0.875). Any other timm argument
-    (``auto_augment``, ``color_jitter``, ``re_prob``, ``no_aug``, ...) or a crop mode other than ``center``
-    hands the resolved values to ``timm.data.create_transform``, so the result is timm's, its defaults included
-    (e.g. colour jitter 0.4 when training).
+    """The preprocessing of a model's weights (``model.pretrained_cfg`` or the model), or timm's ``create_transform``
+    called with its arguments, which replace the cfg's; other timm arguments, or a crop mode other than ``center``,
+    hand the call to timm. Eval: Resize -> CenterCrop -> Normalize; training: RandomResizedCrop -> flip -> Normalize.
     """
     training = training if is_training is None else bool(is_training)
-    overrides = {"input_size": input_size, "interpolation": interpolation, "mean": mean, "std": std,
-                 "crop_pct": crop_pct, "crop_mode": crop_mode}  # fmt: skip
-    cfg = _timm_style_cfg(pretrained_cfg, overrides)
-    try:
-        channels, height, width = (int(v) for v in cfg["input_size"])
-        mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
-    except (KeyError, TypeError, ValueError):
-        raise ArgumentValueError(
-            "create_transform needs a pretrained_cfg with input_size (C, H, W), mean and std, "
-            f"such as model.pretrained_cfg; got {pretrained_cfg!r}"
-        ) from None
-    try:
-        crop = float(cfg.get("crop_pct") or 1.0)
-    except (TypeError, ValueError):
-        raise ArgumentValueError(f"crop_pct={cfg.get('crop_pct')!r} must be in (0, 1]") from None
-    if not 0 < crop <= 1:
-        raise ArgumentValueError(f"crop_pct={crop!r} must be in (0, 1]")
-    if len(mean) != channels or len(std) != channels:
-        raise ArgumentValueError(f"mean {mean} and std {std} need one value per input channel ({channels})")
+    overrides = {"input_size": input_size, "interpolation": interpolation, "mean": mean, "std": std}
+    cfg = _timm_style_cfg(pretrained_cfg, {**overrides, "crop_pct": crop_pct, "crop_mode": crop_mode})
+    channels, height, width = checks.input_size("input_size", tuple(cfg.get("input_size") or ()))
+    for name in ("mean", "std"):
+        if len(cfg.get(name) or ()) != channels:
+            raise Invalid(name, cfg.get(name), f"needs one value per input channel ({channels})")
+    mean, std, crop = tuple(cfg["mean"]), tuple(cfg["std"]), cfg.get("crop_pct") or 1.0
+    if not (is_number(crop) and 0 < crop <= 1):
+        raise Invalid("crop_pct", crop, "must be in (0, 1]")
     if timm_kwargs or (cfg.get("crop_mode") or "center") != "center":
         from timm.data import create_transform as timm_create_transform
 
         return timm_create_transform(
-            input_size=(channels, height, width), is_training=training, hflip=hflip, scale=scale,
-            interpolation=cfg.get("interpolation") or "bilinear", mean=mean, std=std, crop_pct=crop,
-            crop_mode=cfg.get("crop_mode") or "center", **timm_kwargs,
-        )  # fmt: skip
+            input_size=(channels, height, width),
+            is_training=training,
+            hflip=hflip,
+            scale=scale,
+            interpolation=cfg.get("interpolation") or "bilinear",
+            mean=mean,
+            std=std,
+            crop_pct=crop,
+            crop_mode=cfg.get("crop_mode") or "center",
+            **timm_kwargs,
+        )
     from torchvision import transforms as T
 
-    name = str(cfg.get("interpolation") or "bilinear").upper()
-    try:
-        interp = T.InterpolationMode[name]
-    except KeyError:
-        raise ArgumentValueError(
-            f"interpolation={cfg.get('interpolation')!r}; use bilinear, bicubic or nearest"
-        ) from None
-
+    interpolation = checks.one_of("interpolation", cfg.get("interpolation") or "bilinear", INTERPOLATIONS)
+    interp = T.InterpolationMode[interpolation.upper()]
     steps: list[Any] = [ConvertMode("L" if channels == 1 else "RGB")]
     if training:
-        steps += [T.RandomResizedCrop((height, width), scale=scale, interpolation=interp, antialias=True)]
+        steps.append(T.RandomResizedCrop((height, width), scale=scale, interpolation=interp, antialias=True))
         if hflip > 0:
             steps.append(T.RandomHorizontalFlip(hflip))
     else:
-        if height == width:
-            size: int | tuple[int, int] = resize_size(height, crop)  # shorter side, keeps aspect
-        else:
-            size = (resize_size(height, crop), resize_size(width, crop))
+        # A square input resizes the shorter side, keeping the aspect ratio.
+        size = resize_size(height, crop) if height == width else (resize_size(height, crop), resize_size(width, crop))
         steps += [T.Resize(size, interpolation=interp, antialias=True), T.CenterCrop((height, width))]
-    steps += [ToFloatTensor(), T.Normalize(mean=mean, std=std)]
-    return T.Compose(steps)
+    return T.Compose([*steps, ToFloatTensor(), T.Normalize(mean=mean, std=std)])
 
 
 def posterize_keep_one_bit(img: Any, bits_to_keep: int, **kwargs: Any) -> Any:
-    """timm's posterize, keeping at least one bit per channel.
-
-    timm maps the magnitude to the bits kept linearly and lets the end of the range reach 0 bits:
-    ``PosterizeIncreasing`` at magnitude 10 (which ``rand-m9-mstd0.5`` reaches whenever its Gaussian
-    noise passes +1, about 2 % of draws) and ``Posterize`` below magnitude 2.5. Older Pillow turned 0 bits
-    into a black image; recent Pillow (13 here) raises ``ValueError: bits must be between or equal to 1 and
-    8``, which kills the DataLoader worker about once in 700 images, so any real epoch, while a test folder of
-    a few dozen images rarely meets it. One bit is what the reference RandAugment code keeps at level 0.
-    """
+    """timm's posterize, keeping at least one bit per channel."""
+    # timm lets the end of the magnitude range ask for 0 bits (PosterizeIncreasing at magnitude 10, which
+    # rand-m9-mstd0.5 reaches in about 2 % of draws); Pillow 13 raises ValueError for it, which killed a DataLoader
+    # worker about once in 700 images. One bit is what the reference RandAugment keeps at level 0.
     from timm.data.auto_augment import posterize
 
     return posterize(img, max(1, int(bits_to_keep)), **kwargs)
@@ -233,19 +186,15 @@ def keep_one_bit(transform: Any) -> Any:
     with :func:`posterize_keep_one_bit`; returns ``transform``."""
     from timm.data import auto_augment as aa
 
-    def fix(op: Any) -> None:
-        if getattr(op, "aug_fn", None) is aa.posterize:
-            op.aug_fn = posterize_keep_one_bit
-
     pending = [transform]
     while pending:
         t = pending.pop()
-        for op in getattr(t, "ops", None) or ():  # RandAugment, AugMix
-            fix(op)
-        for sub_policy in getattr(t, "policy", None) or ():  # AutoAugment: a list of sub-policies of ops
-            for op in sub_policy:
-                fix(op)
-        pending.extend(getattr(t, "transforms", None) or ())  # Compose
+        # RandAugment and AugMix hold ops; AutoAugment a list of sub-policies of ops; Compose transforms.
+        ops = [*(getattr(t, "ops", None) or ()), *(op for sub in getattr(t, "policy", None) or () for op in sub)]
+        for op in ops:
+            if getattr(op, "aug_fn", None) is aa.posterize:
+                op.aug_fn = posterize_keep_one_bit
+        pending.extend(getattr(t, "transforms", None) or ())
     return transform
 
 
@@ -258,41 +207,24 @@ class Augment:
     rand_augment: str = ""
 
 
-def cifar_transform(train: bool, aug: Augment, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    from torchvision import transforms as T
-
-    ops: list[Callable] = []
-    if train:
-        if aug.crop_pad:
-            ops.append(T.RandomCrop(32, padding=aug.crop_pad))
-        if aug.hflip:
-            ops.append(T.RandomHorizontalFlip(aug.hflip))
-        if aug.rand_augment:
-            from timm.data.auto_augment import rand_augment_transform
-
-            ra = rand_augment_transform(aug.rand_augment, {"img_mean": tuple(round(255 * m) for m in mean)})
-            ops.append(keep_one_bit(ra))
-    ops += [T.ToTensor(), T.Normalize(mean, std)]
-    return T.Compose(ops)
-
-
 def folder_transforms(
     cfg: dict[str, Any], aug: Augment, eval_transform: Callable | None = None
 ) -> tuple[Callable, Callable]:
-    """timm's train and eval transforms at the model's input size and normalisation."""
-    from timm.data import create_transform
+    """The (train, eval) transforms of a streamed image folder at the model's input size and normalisation:
+    timm's training transform with ``aug``, and :func:`create_transform`'s eval transform (or ``eval_transform``)."""
+    from timm.data import create_transform as timm_create_transform
 
-    size = tuple(cfg["input_size"])
-    common = {
-        "interpolation": cfg.get("interpolation", "bilinear"),
-        "mean": tuple(cfg["mean"]),
-        "std": tuple(cfg["std"]),
-    }
-    train_tf = keep_one_bit(
-        create_transform(
-            size, is_training=True, hflip=aug.hflip, auto_augment=aug.rand_augment or None, color_jitter=0.0, **common
-        )
+    size, interpolation = tuple(cfg["input_size"]), cfg.get("interpolation") or "bilinear"
+    train = timm_create_transform(
+        size,
+        is_training=True,
+        hflip=aug.hflip,
+        auto_augment=aug.rand_augment or None,
+        color_jitter=0.0,
+        interpolation=interpolation,
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
     )
-    if eval_transform is None:
-        eval_transform = create_transform(size, is_training=False, crop_pct=cfg.get("crop_pct", 0.875), **common)
-    return train_tf, eval_transform
+    # timm's default crop_pct where the model's cfg has none.
+    evaluated = {**cfg, "input_size": size, "interpolation": interpolation, "crop_pct": cfg.get("crop_pct") or 0.875}
+    return keep_one_bit(train), eval_transform or create_transform(evaluated)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import torch.nn as nn
-
-from zoo.models.base import ZooModel
+from zoo.models.base import FeatureGetterNet, ZooModel
 from zoo.models.cfg import PretrainedCfg
-from zoo.models.cifar_resnet import CifarResNet, cifar_resnet_entrypoint, make_cifar_resnet
-from zoo.models.features import FeatureGetterNet, FeatureInfo
+from zoo.models.cifar_resnet import CifarResNet, make_cifar_resnet
+from zoo.models.cifar_resnet import cifar_resnet_entrypoint as parametric_entrypoint
 from zoo.models.mnist import MnistCNN, MnistDeepCNN
 from zoo.models.resnet import ResNet, make_resnet
 from zoo.models.vgg import VGG, VGG_CONFIGS, make_vgg
@@ -19,7 +15,6 @@ __all__ = [
     "VGG_CONFIGS",
     "CifarResNet",
     "FeatureGetterNet",
-    "FeatureInfo",
     "MnistCNN",
     "MnistDeepCNN",
     "PretrainedCfg",
@@ -30,9 +25,3 @@ __all__ = [
     "make_vgg",
     "parametric_entrypoint",
 ]
-
-
-def parametric_entrypoint(name: str) -> Callable[..., nn.Module] | None:
-    """The builder for an architecture named by its parameters rather than registered (``cifar_resnet50``),
-    or None if ``name`` is not such a name."""
-    return cifar_resnet_entrypoint(name)

@@ -1,9 +1,8 @@
-"""What every zoo model shares: argument checks, the typed default config, the head API and timm's interface.
+"""What every zoo model shares: argument checks, the head, the default config and timm's interface.
 
-Each family keeps a ``default_cfgs`` table (architecture -> stem -> :class:`PretrainedCfg`) outside its
-model class, as timm does, and names its architecture from its structure, so that a model built directly
-(``ResNet(Bottleneck, [3, 4, 6, 3])``) knows it is ``resnet50``. ``model.pretrained_cfg`` stays a plain
-dict, the form timm and the rest of zoo read.
+Each family keeps a ``default_cfgs`` table (architecture -> stem -> :class:`PretrainedCfg`) outside its model class,
+as timm does, and names its architecture from its structure: ``ResNet(Bottleneck, [3, 4, 6, 3])`` is ``resnet50``.
+timm is imported only inside what needs it (feature maps, ``"avgmax"`` pooling): importing it takes seconds.
 """
 
 from __future__ import annotations
@@ -16,69 +15,65 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 
-from zoo.errors import ArgumentValueError, ModelArgumentError
-from zoo.models.cfg import MAX_CHANNELS, PretrainedCfg
-from zoo.models.features import checkpoint_units, feature_take_indices
-from zoo.models.head import check_pool, make_classifier, make_pool
-
-__all__ = [
-    "MAX_NUM_CLASSES", "STEMS", "ZooModel", "build_model", "check_choice", "check_common", "family_cfgs",
-    "with_input_size",
-]  # fmt: skip
+from zoo.errors import ModelArgumentError
+from zoo.models.cfg import PretrainedCfg
+from zoo.utils import checks
+from zoo.utils.checks import MAX_CHANNELS, MAX_NUM_CLASSES, Invalid
 
 STEMS = ("imagenet", "cifar")
-# The most classes a model may be built with: 46 times ImageNet-21k's 21,841, yet a classifier a machine can
-# hold (at most 16 GB of float32, behind VGG's 4096-wide head). Like MAX_INPUT_SIDE and MAX_CHANNELS in
-# zoo.models.cfg, it turns a slip (`--num-classes 1000000000`) into an error naming the limit, raised before
-# anything is allocated, instead of an allocator failure.
-MAX_NUM_CLASSES = 1_000_000
+POOL_TYPES = ("avg", "max", "avgmax", "")
+Stages = list[list[Callable[[torch.Tensor], torch.Tensor]]]
 
-
-def check_choice(param: str, value: Any, allowed: Iterable[Any]) -> None:
-    """Raise an ArgumentValueError (a ValueError) naming ``param`` and its allowed values unless ``value`` is one."""
-    allowed = tuple(allowed)
-    if value not in allowed:
-        raise ArgumentValueError(f"{param}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
+_HINTS = {
+    "num_classes": f"give 0 (no classifier: pooled features) to {MAX_NUM_CLASSES:,}; ImageNet-21k has 21,841 classes",
+    "in_chans": "1 for grey, 3 for RGB, a few hundred for multispectral images",
+    "drop_rate": "a probability such as 0.2",
+}
 
 
 def check_common(num_classes: int, in_chans: int, drop_rate: float = 0.0) -> None:
-    """Check the arguments every model takes, before any layer is allocated.
-
-    ``num_classes`` is at most ``MAX_NUM_CLASSES`` and ``in_chans`` at most ``MAX_CHANNELS``: without a bound,
-    ``num_classes=10**9`` asks the allocator for a 256 GB classifier and dies with its RuntimeError.
-    """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-        raise ArgumentValueError(
-            f"num_classes={num_classes!r} is invalid: use a positive int, or 0 for a model without "
-            "classifier that returns pooled features"
-        )
-    if num_classes > MAX_NUM_CLASSES:
-        raise ArgumentValueError(
-            f"num_classes={num_classes} is more than {MAX_NUM_CLASSES:,}, the most classes a zoo model may have",
-            hint=f"use at most {MAX_NUM_CLASSES:,} (ImageNet-21k has 21,841)",
-        )
-    if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
-        raise ArgumentValueError(f"in_chans={in_chans!r} is invalid: use an int >= 1 (1 for grey, 3 for RGB images)")
-    if in_chans > MAX_CHANNELS:
-        raise ArgumentValueError(
-            f"in_chans={in_chans} is more than {MAX_CHANNELS}, the most input channels a zoo model may have",
-            hint=f"use at most {MAX_CHANNELS} (1 for grey, 3 for RGB, a few hundred for multispectral images)",
-        )
+    """Check what every model takes before a layer is allocated: ``num_classes=10**9`` would ask for 256 GB."""
     try:
-        valid = 0.0 <= float(drop_rate) < 1.0
-    except (TypeError, ValueError):  # not a number (a string from `--model-arg drop_rate=...`, None)
-        valid = False
-    if not valid:
-        raise ArgumentValueError(f"drop_rate={drop_rate!r} is invalid: use a probability in [0, 1)")
+        checks.int_in("num_classes", num_classes, 0, MAX_NUM_CLASSES)
+        checks.int_in("in_chans", in_chans, 1, MAX_CHANNELS)
+        checks.number_in("drop_rate", drop_rate, 0.0, below=1.0)
+    except Invalid as e:
+        e.hint = _HINTS[e.name]  # the command line prints what to do after the error
+        raise
+
+
+def check_pool(global_pool: str, num_classes: int, grid_head: bool) -> None:
+    """``global_pool`` must be a pooling type this head can use with ``num_classes``."""
+    checks.one_of("global_pool", global_pool, POOL_TYPES)
+    if global_pool == "" and num_classes > 0 and not grid_head:
+        must = f"is a feature map, which a {num_classes}-class Linear cannot take: use num_classes=0 or a pooling type"
+        raise Invalid("global_pool", global_pool, must)
+
+
+def make_pool(global_pool: str, output_size: int) -> nn.Module:
+    """torch's adaptive pooling for ``global_pool`` (timm's for ``"avgmax"``), Identity for ``""``."""
+    if global_pool == "avgmax":
+        from timm.layers import AdaptiveAvgMaxPool2d
+
+        return AdaptiveAvgMaxPool2d(output_size)
+    pools = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
+    return pools[global_pool]((output_size, output_size)) if global_pool else nn.Identity()
+
+
+def take_indices(num_stages: int, indices: int | Sequence[int] | None) -> tuple[list[int], int]:
+    """timm's reading of ``indices`` (None: every stage, n: the last n, a list: these) and the largest."""
+    from timm.models._features import feature_take_indices
+
+    try:
+        return feature_take_indices(num_stages, indices)
+    except (AssertionError, ValueError):  # timm asserts the range; an empty list fails max()
+        raise Invalid("indices", indices, f"must name stages 0 to {num_stages - 1}, or count from the end") from None
 
 
 def with_input_size(model: nn.Module, cfg: Mapping[str, Any], height: int, width: int) -> dict[str, Any]:
-    """``cfg`` (a pretrained_cfg of ``model``) for ``height`` x ``width`` inputs: ``input_size`` and ``pool_size``.
-
-    A model whose ``fixed_input_size`` is set (the MNIST CNNs: their classifier is sized for one grid)
-    takes no other size: asking for one is a :class:`ModelArgumentError`.
-    """
+    """``cfg`` (``model``'s pretrained_cfg) for ``height`` x ``width`` inputs; a fixed-size model takes no other."""
     c, h, w = (int(v) for v in cfg["input_size"])
     if (height, width) == (h, w):
         return dict(cfg)
@@ -94,24 +89,24 @@ def with_input_size(model: nn.Module, cfg: Mapping[str, Any], height: int, width
     return {**cfg, "input_size": (c, height, width), "pool_size": pool_size}
 
 
-def family_cfgs(archs: Iterable[str], **per_stem: PretrainedCfg) -> dict[str, dict[str, PretrainedCfg]]:
-    """A family's ``default_cfgs`` table: for each architecture, the stem templates named after it."""
-    return {a: {stem: dataclasses.replace(c, architecture=a) for stem, c in per_stem.items()} for a in archs}
+def family_cfgs(
+    archs: Iterable[str], stems: Mapping[str, PretrainedCfg], weights: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, dict[str, PretrainedCfg]]:
+    """A family's ``default_cfgs``: per architecture and stem, the stem's template with what differs in the
+    preprocessing of the architecture's default weights (``weights``: stem -> arch -> fields)."""
+    weights = weights or {}
+    return {
+        a: {s: dataclasses.replace(c, architecture=a, **weights.get(s, {}).get(a, {})) for s, c in stems.items()}
+        for a in archs
+    }
 
 
 def build_model(model_cls: type[nn.Module], arch: str, kwargs: dict[str, Any], **fixed: Any) -> nn.Module:
-    """Instantiate ``model_cls`` for the registered ``arch``.
-
-    ``fixed`` holds what the architecture name decides (depth, block, config); ``kwargs`` comes from
-    the user, so a keyword the model doesn't take, or one the name already fixes, is a TypeError
-    that lists what the model accepts.
-    """
-    params = [
-        name
-        for name, p in inspect.signature(model_cls.__init__).parameters.items()
-        if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    ]
-    accepted = [p for p in params if p not in fixed]
+    """``model_cls`` for ``arch``: ``fixed`` is what the name decides; a keyword the class does not take, or that
+    the name fixes, is a ModelArgumentError (a TypeError) listing those it accepts."""
+    params = inspect.signature(model_cls.__init__).parameters.items()
+    accepted = [n for n, p in params if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    accepted = [n for n in accepted if n not in fixed]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise ModelArgumentError(
@@ -121,22 +116,13 @@ def build_model(model_cls: type[nn.Module], arch: str, kwargs: dict[str, Any], *
     return model_cls(**fixed, **kwargs)
 
 
-Stages = list[list[Callable[[torch.Tensor], torch.Tensor]]]
-
-
 class ZooModel(nn.Module):
-    """The interface of every zoo model, timm >= 1.0's: head API, feature taps and compile-friendly forward.
+    """timm >= 1.0's model interface: head API, feature maps and a compile-friendly forward.
 
-    A family sets the class attributes and, in ``__init__``, calls :meth:`_setup` first and
-    :meth:`_set_default_cfg` last; it implements ``forward_features``, ``forward_head``, :meth:`_stages`
-    and :meth:`_prune_stages`. ``num_features`` is the channel count of ``forward_features``' output,
-    ``head_hidden_size`` the width ``forward_head(x, pre_logits=True)`` returns.
-
-    ``global_pool`` is ``"avg"``, ``"max"``, ``"avgmax"`` (their mean) or ``""`` for no pooling. A
-    global head (ResNets) pools to 1x1; without pooling it returns the feature map, so it needs
-    ``num_classes=0``. A grid head (VGG, the MNIST CNNs) pools to the fixed grid its hidden layers were
-    sized for (7x7 for ImageNet VGG); without pooling it flattens the map as it is, so the input must
-    give exactly that grid.
+    A family calls :meth:`_setup` first and :meth:`_set_default_cfg` last in ``__init__`` and implements
+    ``forward_features``, ``forward_head``, ``group_matcher``, ``_stages`` (one list of callables per ``feature_info``
+    entry) and ``_prune_stages``. A global head (``grid_head=False``) pools to 1x1; a grid head (VGG, the MNIST CNNs)
+    pools to the grid its hidden layers were sized for, or with ``global_pool=""`` flattens the map as it is.
     """
 
     # TorchScript compiles properties; this one returns a dict of mixed types it cannot type.
@@ -147,10 +133,9 @@ class ZooModel(nn.Module):
     grid_head: ClassVar[bool] = False
     pool_attr: ClassVar[str] = "avgpool"
     classifier_attr: ClassVar[str] = "fc"
-    classifier_init: ClassVar[str] = "default"
+    classifier_init: ClassVar[str] = "default"  # PyTorch's; "normal" is VGG's N(0, 0.01), "xavier" the course's
 
     def _setup(self, num_classes: int, in_chans: int, drop_rate: float, global_pool: str, head_grid: int) -> None:
-        """Check and store what every model takes; call before building layers."""
         check_common(num_classes, in_chans, drop_rate)
         check_pool(global_pool, num_classes, self.grid_head)
         self.num_classes = num_classes
@@ -162,13 +147,11 @@ class ZooModel(nn.Module):
         self.grad_checkpointing = False
 
     def _set_default_cfg(self, arch: str | None, stem: str) -> None:
-        """Set ``pretrained_cfg`` from the family's table; call once ``feature_info`` is known."""
-        # A name outside the table (``cifar_resnet50``) takes its stem's defaults under its own name.
+        # A name outside the table (``cifar_resnet50``) takes its stem's template under its own name.
         template = self.default_cfgs.get(arch or "", {}).get(stem) or self.stem_cfgs[stem]
-        template = dataclasses.replace(template, architecture=arch)
         reduction = self.feature_info[-1]["reduction"]
         pool_size = tuple(math.ceil(s / reduction) for s in template.input_size[1:])
-        cfg = template.for_model(self.in_chans, self.num_classes, pool_size)  # type: ignore[arg-type]
+        cfg = dataclasses.replace(template, architecture=arch).for_model(self.in_chans, self.num_classes, pool_size)
         self.pretrained_cfg = cfg.to_dict()
 
     @property
@@ -181,12 +164,7 @@ class ZooModel(nn.Module):
         self.pretrained_cfg = value
 
     def _init_weights(self, zero_init_last: type[nn.Module] | tuple[type[nn.Module], ...] = ()) -> None:
-        """torchvision's initialisation, so that training from scratch behaves as it does there.
-
-        He-normal (fan-out) convolutions with zero bias, unit batch and group norms and, for models whose
-        ``classifier_init`` is ``"normal"`` (VGG), N(0, 0.01) Linear layers. Blocks of the ``zero_init_last``
-        types start with their last norm at zero, so each starts as the identity (Goyal et al., 2017).
-        """
+        """torchvision's initialisation; blocks of the ``zero_init_last`` types start as the identity (Goyal et al.)."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -206,7 +184,15 @@ class ZooModel(nn.Module):
     # ---- head -----------------------------------------------------------------------------------------
 
     def _new_classifier(self, num_classes: int) -> nn.Module:
-        return make_classifier(self.head_hidden_size, num_classes, self.classifier_init)
+        if num_classes == 0:
+            return nn.Identity()
+        fc = nn.Linear(self.head_hidden_size, num_classes)
+        if self.classifier_init == "normal":
+            nn.init.normal_(fc.weight, 0, 0.01)
+            nn.init.constant_(fc.bias, 0)
+        elif self.classifier_init == "xavier":
+            nn.init.xavier_uniform_(fc.weight)
+        return fc
 
     def get_classifier(self) -> nn.Module:
         """The final layer (Linear, or Identity when ``num_classes == 0``)."""
@@ -216,11 +202,7 @@ class ZooModel(nn.Module):
         setattr(self, self.classifier_attr, module)
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """A fresh final layer for ``num_classes`` (0 removes it), and another pooling if ``global_pool`` is given.
-
-        The new layer is built on the default device, so this also initialises the head of a model
-        built on the meta device.
-        """
+        """A new final layer for ``num_classes`` (0: none) on the default device, and ``global_pool`` if given."""
         pool = self.global_pool if global_pool is None else global_pool
         check_common(num_classes, self.in_chans)
         check_pool(pool, num_classes, self.grid_head)
@@ -238,29 +220,14 @@ class ZooModel(nn.Module):
     # ---- timm's training hooks --------------------------------------------------------------------------
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each stage's activations in backward instead of storing them (in training mode only).
-
-        Batch norm layers then see every batch twice, so their running statistics move twice as fast.
-        """
+        """Recompute each stage's activations in backward (training mode only); batch norm sees each batch twice."""
         self.grad_checkpointing = bool(enable)
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names to keep out of weight decay (none beyond timm's own 1-d rule)."""
         return set()
 
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        """Regexes grouping parameter names into stem and blocks, for layer-wise learning-rate decay."""
-        raise NotImplementedError
-
     # ---- feature maps -----------------------------------------------------------------------------------
-
-    def _stages(self) -> Stages:
-        """One list of callables per ``feature_info`` entry; running them in order is ``forward_features``."""
-        raise NotImplementedError
-
-    def _prune_stages(self, last: int) -> None:
-        """Drop every layer after stage ``last``."""
-        raise NotImplementedError
 
     def _remove_head(self) -> None:
         """No pooling, no hidden layers, no classifier: ``forward_head`` returns the feature map."""
@@ -273,7 +240,8 @@ class ZooModel(nn.Module):
 
     def _forward_checkpointed(self, x: torch.Tensor) -> torch.Tensor:
         for units in self._stages():
-            x = checkpoint_units(units, x)
+            for unit in units:
+                x = checkpoint(unit, x, use_reentrant=False)
         return x
 
     def forward_intermediates(
@@ -285,27 +253,15 @@ class ZooModel(nn.Module):
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """``forward_features`` that also returns the stage outputs ``feature_info`` describes.
-
-        Args:
-            indices: the last n stages if an int, all if None, else these (negative from the end).
-            norm: accepted for timm's signature; no zoo model has a final norm.
-            stop_early: stop after the last stage asked for (the final output is then that stage's).
-            output_fmt: only ``"NCHW"``.
-            intermediates_only: return only the list of stage outputs.
-        """
-        if output_fmt != "NCHW":
-            raise ArgumentValueError(f"output_fmt={output_fmt!r} is not supported; zoo models give 'NCHW' feature maps")
+        """``forward_features`` and the stage outputs ``indices`` names (timm's signature; no zoo model has a norm)."""
+        checks.one_of("output_fmt", output_fmt, ("NCHW",))
         stages = self._stages()
-        take, max_index = feature_take_indices(len(stages), indices)
+        take, max_index = take_indices(len(stages), indices)
         checkpointed = self.grad_checkpointing and self.training
         intermediates = []
         for i, units in enumerate(stages[: max_index + 1] if stop_early else stages):
-            if checkpointed:
-                x = checkpoint_units(units, x)
-            else:
-                for unit in units:
-                    x = unit(x)
+            for unit in units:
+                x = checkpoint(unit, x, use_reentrant=False) if checkpointed else unit(x)
             if i in take:
                 intermediates.append(x)
         return intermediates if intermediates_only else (x, intermediates)
@@ -314,12 +270,44 @@ class ZooModel(nn.Module):
         self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
         """Remove the layers the stages ``indices`` do not need (and the head); returns the kept indices."""
-        take, max_index = feature_take_indices(len(self.feature_info), indices)
+        take, max_index = take_indices(len(self.feature_info), indices)
         prune_end = max_index < len(self.feature_info) - 1
         self._prune_stages(max_index)
-        if prune_end:
-            # The head was sized for the last stage, so it goes with it.
+        if prune_end:  # the head was sized for the last stage, so it goes with it
             self.num_features = self.feature_info[max_index]["num_chs"]
         if prune_head or prune_end:
             self._remove_head()
         return take
+
+
+class FeatureGetterNet(nn.Module):
+    """``features_only=True``: the stage maps ``out_indices`` names, from the model pruned of what they do not need.
+
+    timm's FeatureGetterNet holds the model as ``.model``, prefixing every ``state_dict`` key with ``model.``; here
+    the model's layers are this module's own children, so the keys are the model's (``conv1.weight``, as timm's
+    ResNet backbones have) and a backbone's weights load into the full model and back.
+    """
+
+    def __init__(self, model: nn.Module, out_indices: int | Sequence[int] | None = None) -> None:
+        from timm.models import FeatureInfo
+
+        super().__init__()
+        if any(True for _ in model.parameters(recurse=False)) or any(True for _ in model.buffers(recurse=False)):
+            raise TypeError(
+                f"{type(model).__name__} keeps tensors outside its layers; FeatureGetterNet cannot adopt it"
+            )
+        take = model.prune_intermediate_layers(len(model.feature_info) if out_indices is None else out_indices)
+        for name, child in model.named_children():
+            self.add_module(name, child)
+        object.__setattr__(self, "model", model)  # a plain attribute: its layers are registered once, above
+        self.out_indices = tuple(take)
+        self.feature_info = FeatureInfo(model.feature_info, self.out_indices)
+        self.pretrained_cfg = self.default_cfg = dict(getattr(model, "pretrained_cfg", {}))
+
+    def train(self, mode: bool = True) -> FeatureGetterNet:
+        super().train(mode)
+        self.model.training = mode  # the model's own flag gates gradient checkpointing
+        return self
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.model.forward_intermediates(x, list(self.out_indices), stop_early=True, intermediates_only=True)

@@ -1,9 +1,8 @@
-"""The CIFAR-10 ResNets of He et al. (2015), section 4.2: 6n+2 layers, three stages of n BasicBlocks
-with 16, 32 and 64 filters on 32x32 inputs: resnet20/32/44/56/110/1202.
+"""The CIFAR-10 ResNets of He et al. (2015), section 4.2: 6n+2 layers in three stages of n BasicBlocks with 16, 32
+and 64 filters, for 32x32 inputs, with torchvision's ResNet module names.
 
-Shortcut option A (the paper's choice for CIFAR, the default) is parameter-free: it subsamples and pads
-the new channels with zeros. Option B projects with a 1x1 convolution and batch norm where shapes change.
-Module names follow torchvision's ResNet (``conv1``, ``bn1``, ``layer1..3``, ``fc``).
+Shortcut option A (the paper's, the default) subsamples and zero-pads the new channels, without parameters;
+option B projects with a 1x1 convolution and batch norm where shapes change.
 """
 
 from __future__ import annotations
@@ -16,21 +15,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zoo.errors import ArgumentValueError
-from zoo.models.base import (
-    Stages,
-    ZooModel,
-    build_model,
-    check_choice,
-    family_cfgs,
-)
+from zoo.models.base import Stages, build_model, family_cfgs, make_pool
 from zoo.models.cfg import CIFAR10_MEAN, CIFAR10_STD, PretrainedCfg
-from zoo.models.head import make_pool
+from zoo.models.resnet import ResNetBase
 from zoo.registry import register_model
-
-__all__ = [
-    "CIFAR_DEPTHS", "CifarResNet", "cifar_resnet_arch", "cifar_resnet_entrypoint", "default_cfgs", "make_cifar_resnet",
-]  # fmt: skip
+from zoo.utils import checks
+from zoo.utils.checks import Invalid
 
 
 class PadShortcut(nn.Module):
@@ -81,18 +71,16 @@ class CifarBasicBlock(nn.Module):
         return self.relu(out)
 
 
-# The paper's depths carry the registered names; any other 6n+2 depth is ``cifar_resnet<depth>``, never the
-# ImageNet family's ``resnet50``, and create_model rebuilds it from that name.
+# The paper's depths are registered names; another 6n+2 depth is ``cifar_resnet<depth>`` (never ImageNet's
+# ``resnet50``), a name create_model rebuilds it from.
 CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
-_CIFAR_ARCH_RE = re.compile(r"cifar_resnet(\d+)")
 
 _STEM_CFGS = {
-    "cifar": PretrainedCfg(
-        input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, crop_pct=1.0, num_classes=10,
-        first_conv="conv1", classifier="fc",
-    ),
-}  # fmt: skip
-default_cfgs = family_cfgs([f"resnet{d}" for d in CIFAR_DEPTHS], **_STEM_CFGS)
+    "cifar": PretrainedCfg(input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, crop_pct=1.0, num_classes=10)
+}
+# The default weights' preprocessing where it differs from the stem's: tools/gen_default_cfgs.py writes it.
+_WEIGHTS_CFGS: dict[str, dict[str, dict[str, Any]]] = {}
+default_cfgs = family_cfgs([f"resnet{d}" for d in CIFAR_DEPTHS], _STEM_CFGS, _WEIGHTS_CFGS)
 
 
 def cifar_resnet_arch(depth: int) -> str:
@@ -101,13 +89,11 @@ def cifar_resnet_arch(depth: int) -> str:
 
 
 def _check_depth(depth: int) -> None:
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-        raise ArgumentValueError(
-            f"depth={depth!r} is invalid for a CIFAR ResNet: use 6n+2 with n >= 1 (20, 32, 44, 56, 110, 1202, ...)"
-        )
+    if checks.int_in("depth", depth, 8) % 6 != 2:
+        raise Invalid("depth", depth, "must be 6n+2 (20, 32, 44, 56, 110, 1202, ...)")
 
 
-class CifarResNet(ZooModel):
+class CifarResNet(ResNetBase):
     """The paper's CIFAR ResNet of ``depth = 6n + 2`` layers."""
 
     default_cfgs = default_cfgs
@@ -126,10 +112,8 @@ class CifarResNet(ZooModel):
     ) -> None:
         super().__init__()
         self._setup(num_classes, in_chans, drop_rate, global_pool, head_grid=1)
-        check_choice("shortcut", shortcut, ("A", "B"))
-        # Only the CIFAR stem exists for these networks; the argument is accepted so that the
-        # same command line (``--stem cifar``) works for every family.
-        check_choice("stem", stem, ("cifar",))
+        checks.one_of("shortcut", shortcut, ("A", "B"))
+        checks.one_of("stem", stem, ("cifar",))  # the one stem, taken so that `--stem cifar` works for every family
         _check_depth(depth)
         n = (depth - 2) // 6
         self.depth = depth
@@ -139,16 +123,10 @@ class CifarResNet(ZooModel):
         self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
         self.inplanes = 16
-        self.layer1 = self._make_layer(16, n, 1)
-        self.layer2 = self._make_layer(32, n, 2)
-        self.layer3 = self._make_layer(64, n, 2)
-        self.feature_info = [
-            dict(num_chs=16, reduction=1, module="relu"),
-            *(
-                dict(num_chs=c, reduction=r, module=f"layer{i + 1}")
-                for i, (c, r) in enumerate(((16, 1), (32, 2), (64, 4)))
-            ),
-        ]
+        self.feature_info = [dict(num_chs=16, reduction=1, module="relu")]
+        for i, planes in enumerate((16, 32, 64)):
+            setattr(self, f"layer{i + 1}", self._make_layer(planes, n, 1 if i == 0 else 2))
+            self.feature_info.append(dict(num_chs=planes, reduction=2**i, module=f"layer{i + 1}"))
         self.avgpool = make_pool(global_pool, 1)
         self.num_features = self.head_hidden_size = 64
         self.fc = self._new_classifier(num_classes)
@@ -161,19 +139,8 @@ class CifarResNet(ZooModel):
         layers += [CifarBasicBlock(planes, planes, 1, self.shortcut) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        """Stem, then one group per stage (``coarse``) or per block."""
-        return dict(stem=r"^conv1|^bn1", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")
-
-    def _stem(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.bn1(self.conv1(x)))
-
     def _stages(self) -> Stages:
         return [[self._stem], [*self.layer1], [*self.layer2], [*self.layer3]]
-
-    def _prune_stages(self, last: int) -> None:
-        for i in range(last + 1, 4):
-            setattr(self, f"layer{i}", nn.Sequential())
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's 64-channel feature map, before pooling."""
@@ -182,25 +149,15 @@ class CifarResNet(ZooModel):
         x = self.relu(self.bn1(self.conv1(x)))
         return self.layer3(self.layer2(self.layer1(x)))
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Global pool, dropout and, unless ``pre_logits``, the classifier."""
-        x = self.avgpool(x)
-        if self.head_flatten:
-            x = torch.flatten(x, 1)
-        if self.drop_rate > 0.0:
-            x = F.dropout(x, p=self.drop_rate, training=self.training)
-        return x if pre_logits else self.fc(x)
-
 
 def make_cifar_resnet(depth: int = 20, **kwargs: Any) -> CifarResNet:
-    """Build the paper's CIFAR ResNet of any depth 6n+2 (named ``resnet<depth>`` or ``cifar_resnet<depth>``)."""
-    _check_depth(depth)
+    """The paper's CIFAR ResNet of any depth 6n+2 (named ``resnet<depth>`` or ``cifar_resnet<depth>``)."""
     return _cifar(depth, kwargs)
 
 
 def cifar_resnet_entrypoint(name: str) -> Callable[..., CifarResNet] | None:
     """The builder for a ``cifar_resnet<depth>`` name (any 6n+2 depth), or None for another name."""
-    match = _CIFAR_ARCH_RE.fullmatch(name)
+    match = re.fullmatch(r"cifar_resnet(\d+)", name)
     if match is None:
         return None
     depth = int(match[1])

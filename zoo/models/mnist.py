@@ -1,11 +1,7 @@
-"""The seed course's MNIST CNN (Lab10-1 to Lab10-3) and a deeper variant, for 28x28 grey images.
+"""The seed course's MNIST CNN (Lab10-1 to Lab10-3) and a deeper variant, for 28x28 grey images, with its names.
 
-``mnist_cnn``: two blocks of 3x3 conv (padding 1), ReLU and 2x2 max-pool (1->32->64 channels), then a
-Linear 7*7*64 = 3136 -> 10. ``mnist_cnn_deep`` adds a third block of 128 channels (its pool pads by one,
-7 -> 4) and a 625-wide hidden layer with dropout. Module names are the course's (``layer1``, ``fc`` ...).
-
-The course flattens the last feature map without pooling (``global_pool=""``), so both take 28x28 inputs
-only; a pooling type (``"avg"`` ...) pools to the same 7x7 (4x4) grid first, for other sizes.
+Both flatten the last feature map as the course does (``global_pool=""``), so they take 28x28 inputs only; a
+pooling type pools to the same 7x7 (4x4) grid first.
 """
 
 from __future__ import annotations
@@ -16,12 +12,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from zoo.models.base import Stages, ZooModel, build_model, family_cfgs
+from zoo.models.base import Stages, ZooModel, build_model, family_cfgs, make_pool
 from zoo.models.cfg import MNIST_MEAN, MNIST_STD, PretrainedCfg
-from zoo.models.head import make_pool
 from zoo.registry import register_model
-
-__all__ = ["MnistCNN", "MnistDeepCNN", "default_cfgs"]
 
 
 def _block(in_ch: int, out_ch: int, pool_padding: int = 0) -> nn.Sequential:
@@ -36,13 +29,13 @@ def _block_info(widths: tuple[int, ...]) -> list[dict[str, Any]]:
     return [dict(num_chs=w, reduction=2 ** (i + 1), module=f"layer{i + 1}") for i, w in enumerate(widths)]
 
 
-_MNIST_CFG = PretrainedCfg(
-    input_size=(1, 28, 28), mean=MNIST_MEAN, std=MNIST_STD, crop_pct=1.0, num_classes=10, first_conv="layer1.0",
-    fixed_input_size=True,
-)  # fmt: skip
+_MNIST_CFG = dict(input_size=(1, 28, 28), mean=MNIST_MEAN, std=MNIST_STD, crop_pct=1.0, num_classes=10)
+_STEM_CFGS = {"mnist": PretrainedCfg(**_MNIST_CFG, first_conv="layer1.0", fixed_input_size=True)}
+# The default weights' preprocessing where it differs from the stem's: tools/gen_default_cfgs.py writes it.
+_WEIGHTS_CFGS: dict[str, dict[str, dict[str, Any]]] = {}
 default_cfgs = {
-    **family_cfgs(["mnist_cnn"], mnist=replace(_MNIST_CFG, classifier="fc")),
-    **family_cfgs(["mnist_cnn_deep"], mnist=replace(_MNIST_CFG, classifier="fc2")),
+    **family_cfgs(["mnist_cnn"], _STEM_CFGS, _WEIGHTS_CFGS),
+    **family_cfgs(["mnist_cnn_deep"], {"mnist": replace(_STEM_CFGS["mnist"], classifier="fc2")}, _WEIGHTS_CFGS),
 }
 
 

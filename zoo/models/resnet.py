@@ -1,11 +1,8 @@
-"""ResNet-18/34/50/101/152 (He et al., "Deep Residual Learning for Image Recognition", 2015), ResNeXt (Xie et
-al., 2017) and wide ResNets (Zagoruyko & Komodakis, 2016) as torchvision builds them: BasicBlock and
-Bottleneck with the stride on the 3x3 convolution ("ResNet v1.5"), and torchvision's options ``groups``,
-``width_per_group``, ``replace_stride_with_dilation`` and ``norm_layer``.
+"""ResNet-18 to 152 (He et al., 2015), ResNeXt (Xie et al., 2017) and wide ResNets (Zagoruyko & Komodakis, 2016) as
+torchvision builds them ("ResNet v1.5": the stride on the 3x3 convolution), with its options and ``state_dict()``.
 
-``stem="imagenet"`` is the 7x7/2 convolution and 3x3/2 max-pool, and the ``state_dict()`` is
-torchvision's, key for key. ``stem="cifar"`` is a 3x3/1 convolution and no max-pool for 32x32 inputs;
-its keys are the same, only ``conv1.weight`` changes shape.
+``stem="imagenet"`` is the 7x7/2 convolution and 3x3/2 max-pool; ``stem="cifar"`` a 3x3/1 convolution and no max-pool
+for 32x32 inputs, whose keys are the same (only ``conv1.weight`` changes shape).
 """
 
 from __future__ import annotations
@@ -17,20 +14,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zoo.errors import ArgumentValueError
-from zoo.models.base import (
-    STEMS,
-    Stages,
-    ZooModel,
-    build_model,
-    check_choice,
-    family_cfgs,
-)
+from zoo.models.base import STEMS, Stages, ZooModel, build_model, family_cfgs, make_pool
 from zoo.models.cfg import CIFAR10_MEAN, CIFAR10_STD, PretrainedCfg
-from zoo.models.head import make_pool
 from zoo.registry import register_model
-
-__all__ = ["BasicBlock", "Bottleneck", "ResNet", "RESNET_ARCHS", "RESNET_DEPTHS", "default_cfgs", "make_resnet"]
+from zoo.utils import checks
+from zoo.utils.checks import Invalid
 
 NormLayer = Callable[[int], nn.Module]
 
@@ -49,20 +37,23 @@ def _zero_weight(norm: nn.Module) -> None:
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with a residual connection."""
+    """Two 3x3 convolutions with a residual connection (``ResNet`` refuses groups, width and dilation for it)."""
 
     expansion = 1
 
     def __init__(
-        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, groups: int = 1,
-        base_width: int = 64, dilation: int = 1, norm_layer: NormLayer | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        dilation: int = 1,
+        norm_layer: NormLayer | None = None,
+    ) -> None:
         super().__init__()
         norm_layer = norm_layer or nn.BatchNorm2d
-        if groups != 1 or base_width != 64 or dilation != 1:
-            raise ArgumentValueError(
-                "BasicBlock takes no groups, width_per_group or dilation: use Bottleneck for those"
-            )
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = norm_layer(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -83,8 +74,8 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         if self.drop_path is not None:
             out = self.drop_path(out)
-        # The shortcut last, as torchvision does: its output is not held through the main branch.
-        out += x if self.downsample is None else self.downsample(x)  # in place: no extra activation-sized tensor
+        # The shortcut last and in place, as torchvision: no second activation-sized tensor is held.
+        out += x if self.downsample is None else self.downsample(x)
         return self.relu(out)
 
 
@@ -94,9 +85,16 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(
-        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, groups: int = 1,
-        base_width: int = 64, dilation: int = 1, norm_layer: NormLayer | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        dilation: int = 1,
+        norm_layer: NormLayer | None = None,
+    ) -> None:
         super().__init__()
         norm_layer = norm_layer or nn.BatchNorm2d
         width = int(planes * (base_width / 64.0)) * groups
@@ -122,7 +120,7 @@ class Bottleneck(nn.Module):
         out = self.bn3(self.conv3(out))
         if self.drop_path is not None:
             out = self.drop_path(out)
-        out += x if self.downsample is None else self.downsample(x)  # the shortcut last, in place, as torchvision
+        out += x if self.downsample is None else self.downsample(x)
         return self.relu(out)
 
 
@@ -146,12 +144,23 @@ RESNET_DEPTHS: dict[int, tuple[Block, list[int]]] = {
 }
 
 _STEM_CFGS = {
-    "imagenet": PretrainedCfg(first_conv="conv1", classifier="fc"),
-    "cifar": PretrainedCfg(
-        input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, crop_pct=1.0, first_conv="conv1", classifier="fc"
-    ),
+    "imagenet": PretrainedCfg(),
+    "cifar": PretrainedCfg(input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, crop_pct=1.0),
 }
-default_cfgs = family_cfgs(RESNET_ARCHS, **_STEM_CFGS)
+# The default weights' preprocessing where it differs from the stem's: tools/gen_default_cfgs.py writes it.
+_WEIGHTS_CFGS: dict[str, dict[str, dict[str, Any]]] = {
+    "imagenet": {
+        "resnet50": {"crop_pct": 0.9655172413793104},
+        "resnet101": {"crop_pct": 0.9655172413793104},
+        "resnet152": {"crop_pct": 0.9655172413793104},
+        "resnext50_32x4d": {"crop_pct": 0.9655172413793104},
+        "resnext101_32x8d": {"crop_pct": 0.9655172413793104},
+        "resnext101_64x4d": {"crop_pct": 0.9655172413793104},
+        "wide_resnet50_2": {"crop_pct": 0.9655172413793104},
+        "wide_resnet101_2": {"crop_pct": 0.9655172413793104},
+    },
+}
+default_cfgs = family_cfgs(RESNET_ARCHS, _STEM_CFGS, _WEIGHTS_CFGS)
 
 
 def resnet_arch(block: Block, layers: Sequence[int], groups: int, width_per_group: int) -> str | None:
@@ -160,31 +169,46 @@ def resnet_arch(block: Block, layers: Sequence[int], groups: int, width_per_grou
     return next((name for name, spec in RESNET_ARCHS.items() if spec == key), None)
 
 
-def _check_options(
-    block: Block, layers: Sequence[int], groups: int, width_per_group: int, dilation: Sequence[bool] | None
-) -> list[bool]:
-    if len(layers) != 4 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in layers):
-        raise ArgumentValueError(
-            f"layers={list(layers)!r} is invalid: give four positive block counts, e.g. [3, 4, 6, 3]"
-        )
-    for name, value in (("groups", groups), ("width_per_group", width_per_group)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ArgumentValueError(f"{name}={value!r} is invalid: use an int >= 1")
-    dilate = [False, False, False] if dilation is None else list(dilation)
+class ResNetBase(ZooModel):
+    """What the ImageNet and CIFAR ResNets share: the conv1-bn1-relu stem, stages ``layer1..`` and a global pool."""
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Stem, then one group per stage (``coarse``) or per block."""
+        return dict(stem=r"^conv1|^bn1|^maxpool", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn1(self.conv1(x)))
+
+    def _prune_stages(self, last: int) -> None:
+        for i in range(last + 1, len(self.feature_info)):
+            setattr(self, f"layer{i}", nn.Sequential())  # empty, not Identity: the stage lists still iterate
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global pool, dropout and, unless ``pre_logits``, the classifier."""
+        x = self.avgpool(x)
+        if self.head_flatten:
+            x = torch.flatten(x, 1)
+        if self.drop_rate > 0.0:
+            x = F.dropout(x, p=self.drop_rate, training=self.training)
+        return x if pre_logits else self.fc(x)
+
+
+def _check_options(block: Block, layers: Sequence[int], groups: int, width: int, dilation: Any) -> list[bool]:
+    if not (len(layers) == 4 and all(checks.is_int(n) and n > 0 for n in layers)):
+        raise Invalid("layers", layers, "must be four block counts of at least 1, e.g. [3, 4, 6, 3]")
+    checks.int_in("groups", groups, 1)
+    checks.int_in("width_per_group", width, 1)
+    dilate = [False] * 3 if dilation is None else list(dilation)
     if len(dilate) != 3 or not all(isinstance(d, bool) for d in dilate):
-        raise ArgumentValueError(
-            f"replace_stride_with_dilation={dilation!r} is invalid: give three bools, one per stage 2-4, e.g. "
-            "[False, True, True] for output stride 8"
-        )
-    if issubclass(block, BasicBlock) and (groups != 1 or width_per_group != 64 or any(dilate)):
-        raise ArgumentValueError(
-            "BasicBlock (ResNet-18/34) takes groups=1, width_per_group=64 and no replace_stride_with_dilation; "
-            "use Bottleneck blocks for ResNeXt, wide or dilated networks"
-        )
+        raise Invalid("replace_stride_with_dilation", dilation, "must be three bools, one per stage 2-4")
+    if issubclass(block, BasicBlock):  # ResNeXt, wide and dilated networks need Bottleneck
+        checks.one_of("groups", groups, (1,))
+        checks.one_of("width_per_group", width, (64,))
+        checks.one_of("replace_stride_with_dilation", dilate, ([False] * 3,))
     return dilate
 
 
-class ResNet(ZooModel):
+class ResNet(ResNetBase):
     """ResNet with torchvision's module names; the stem picks ImageNet or CIFAR input handling."""
 
     default_cfgs = default_cfgs
@@ -208,11 +232,13 @@ class ResNet(ZooModel):
         drop_block_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        check_choice("stem", stem, STEMS)
+        checks.one_of("stem", stem, STEMS)
         self._setup(num_classes, in_chans, drop_rate, global_pool, head_grid=1)
         dilate = _check_options(block, layers, groups, width_per_group, replace_stride_with_dilation)
+        checks.number_in("drop_path_rate", drop_path_rate, 0.0, below=1.0)
+        checks.number_in("drop_block_rate", drop_block_rate, 0.0, below=1.0)
         if norm_layer is not None and not callable(norm_layer):
-            raise ArgumentValueError(f"norm_layer={norm_layer!r} is invalid: give a class such as torch.nn.BatchNorm2d")
+            raise Invalid("norm_layer", norm_layer, "must be a class such as torch.nn.BatchNorm2d")
         norm_layer = norm_layer or nn.BatchNorm2d
         self.stem = stem
         self.groups = groups
@@ -231,8 +257,9 @@ class ResNet(ZooModel):
         for i, planes in enumerate((64, 128, 256, 512)):
             dilated = i > 0 and dilate[i - 1]
             layer_stride = 1 if i == 0 else 2
-            layer = self._make_layer(block, planes, layers[i], layer_stride, dilated, norm_layer)
-            setattr(self, f"layer{i + 1}", layer)
+            setattr(
+                self, f"layer{i + 1}", self._make_layer(block, planes, layers[i], layer_stride, dilated, norm_layer)
+            )
             stride *= 1 if dilated else layer_stride
             self.feature_info.append(dict(num_chs=planes * block.expansion, reduction=stride, module=f"layer{i + 1}"))
         self.avgpool = make_pool(global_pool, 1)
@@ -245,11 +272,7 @@ class ResNet(ZooModel):
             self._add_regularisers(drop_path_rate, drop_block_rate)
 
     def _add_regularisers(self, drop_path_rate: float, drop_block_rate: float) -> None:
-        """timm's stochastic depth (rising linearly over the blocks to ``drop_path_rate``) and DropBlock (stages
-        3 and 4, block sizes 5 and 3, as ``timm.models.resnet.drop_blocks``): timm's layers, at timm's places."""
-        for name, rate in (("drop_path_rate", drop_path_rate), ("drop_block_rate", drop_block_rate)):
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-                raise ArgumentValueError(f"{name}={rate!r} is invalid: give a probability in [0, 1)")
+        """timm's stochastic depth (rising linearly over the blocks) and DropBlock (stages 3, 4), at timm's places."""
         from timm.layers import DropBlock2d, DropPath
 
         blocks = [b for i in range(1, 5) for b in getattr(self, f"layer{i}")]
@@ -279,22 +302,8 @@ class ResNet(ZooModel):
         layers += [block(self.inplanes, planes, dilation=self.dilation, **shared) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        """Stem, then one group per stage (``coarse``) or per block."""
-        return dict(stem=r"^conv1|^bn1|^maxpool", blocks=r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)")
-
-    def _stem(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.bn1(self.conv1(x)))
-
     def _stages(self) -> Stages:
         return [[self._stem], [self.maxpool, *self.layer1], [*self.layer2], [*self.layer3], [*self.layer4]]
-
-    def _prune_stages(self, last: int) -> None:
-        for i in range(last + 1, 5):
-            # Empty, not Identity, so that the stage lists still iterate.
-            setattr(self, f"layer{i}", nn.Sequential())
-        if last == 0:
-            self.maxpool = nn.Identity()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map, before pooling."""
@@ -306,28 +315,16 @@ class ResNet(ZooModel):
         x = self.layer3(x)
         return self.layer4(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Global pool, dropout and, unless ``pre_logits``, the classifier."""
-        x = self.avgpool(x)
-        if self.head_flatten:
-            x = torch.flatten(x, 1)
-        if self.drop_rate > 0.0:
-            x = F.dropout(x, p=self.drop_rate, training=self.training)
-        return x if pre_logits else self.fc(x)
-
 
 def make_resnet(depth: int = 50, **kwargs: Any) -> ResNet:
-    """Build an ImageNet-family ResNet of any of the paper's depths (18, 34, 50, 101, 152)."""
-    if depth not in RESNET_DEPTHS:
-        allowed = ", ".join(map(str, RESNET_DEPTHS))
-        raise ArgumentValueError(f"depth={depth!r} is not a ResNet depth; choose one of {allowed}")
+    """An ImageNet-family ResNet of one of the paper's depths (18, 34, 50, 101, 152)."""
+    checks.one_of("depth", depth, tuple(RESNET_DEPTHS))
     return _resnet(f"resnet{depth}", kwargs)
 
 
 def _resnet(arch: str, kwargs: dict[str, Any]) -> ResNet:
     block, layers, groups, width = RESNET_ARCHS[arch]
-    # As torchvision's builders do, groups and width_per_group may be given: resnet50(groups=32,
-    # width_per_group=4) is ResNeXt-50 32x4d (and gets that architecture's configuration).
+    # As in torchvision, resnet50(groups=32, width_per_group=4) is ResNeXt-50 32x4d (and gets its configuration).
     kwargs = dict(kwargs)
     groups, width = kwargs.pop("groups", groups), kwargs.pop("width_per_group", width)
     fixed = dict(block=block, layers=list(layers), groups=groups, width_per_group=width)

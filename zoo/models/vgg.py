@@ -1,9 +1,7 @@
-"""VGG: every configuration of Table 1 of Simonyan & Zisserman, "Very Deep Convolutional Networks for
-Large-Scale Image Recognition" (2014), with torchvision's layout.
+"""VGG: every configuration of Table 1 of Simonyan & Zisserman (2014), with torchvision's layout.
 
-With the ImageNet stem the module tree is torchvision's (``features``, ``avgpool``, ``classifier``), so
-``state_dict()`` keys and shapes equal ``torchvision.models.vgg*``. The CIFAR stem keeps the same
-``features`` but ends in a global pool and a 512-wide classifier instead of the 25088-wide layer.
+The ImageNet stem's module tree and ``state_dict()`` are torchvision's; the CIFAR stem keeps ``features`` but ends
+in a global pool and a 512-wide classifier instead of the 25088-wide layer.
 """
 
 from __future__ import annotations
@@ -15,26 +13,16 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from zoo.errors import ArgumentValueError
-from zoo.models.base import (
-    STEMS,
-    Stages,
-    ZooModel,
-    build_model,
-    check_choice,
-    family_cfgs,
-)
+from zoo.models.base import STEMS, Stages, ZooModel, build_model, family_cfgs, make_pool
 from zoo.models.cfg import CIFAR10_MEAN, CIFAR10_STD, PretrainedCfg
-from zoo.models.head import make_pool
 from zoo.registry import register_model
-
-__all__ = ["VGG", "VGG_ARCHS", "VGG_CONFIGS", "default_cfgs", "make_features", "make_vgg", "vgg_arch"]
+from zoo.utils import checks
+from zoo.utils.checks import Invalid
 
 # A config entry is one of: an int (3x3 conv with that many filters), "M" (2x2 max-pool),
 # "LRN" (local response normalisation) or a (filters, kernel) pair for other kernel sizes.
 LayerSpec = int | str | tuple[int, int]
 
-# fmt: off
 VGG_CONFIGS: dict[str, list[LayerSpec]] = {
     "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "A-LRN": [64, "LRN", "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -43,27 +31,18 @@ VGG_CONFIGS: dict[str, list[LayerSpec]] = {
     "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
     "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
 }
-# fmt: on
 
 
 def _parse_spec(spec: LayerSpec, index: int) -> tuple[str, int, int]:
+    """(kind, filters, kernel) of one config entry."""
     if spec in ("M", "LRN"):
         return str(spec), 0, 0
-    if isinstance(spec, bool):
-        spec = None  # type: ignore[assignment]
-    if isinstance(spec, int) and spec > 0:
+    if checks.is_int(spec) and spec > 0:
         return "conv", spec, 3
-    if (
-        isinstance(spec, (tuple, list))
-        and len(spec) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in spec)
-        and spec[1] % 2 == 1
-    ):
+    pair = isinstance(spec, (tuple, list)) and len(spec) == 2 and all(checks.is_int(v) and v > 0 for v in spec)
+    if pair and spec[1] % 2:
         return "conv", spec[0], spec[1]
-    raise ArgumentValueError(
-        f"cfg[{index}]={spec!r} is not a VGG layer: use a positive int (3x3 conv), 'M' (max-pool), "
-        "'LRN' (local response norm) or (filters, odd kernel size)"
-    )
+    raise Invalid(f"cfg[{index}]", spec, "must be a positive int (3x3 conv), 'M', 'LRN' or (filters, odd kernel)")
 
 
 def make_features(
@@ -91,21 +70,10 @@ def make_features(
 
 def _resolve_cfg(cfg: str | Sequence[LayerSpec]) -> list[LayerSpec]:
     if isinstance(cfg, str):
-        try:
-            return list(VGG_CONFIGS[cfg])
-        except KeyError:
-            raise ArgumentValueError(
-                f"cfg={cfg!r} is not a VGG configuration; use one of {', '.join(VGG_CONFIGS)} "
-                "or a list such as [64, 'M', 128, 'M', ...]"
-            ) from None
-    cfg = list(cfg)
-    if not cfg:
-        raise ArgumentValueError("cfg is empty: a VGG config needs at least one convolution")
-    for i, spec in enumerate(cfg):
-        _parse_spec(spec, i)
-    if not any(_parse_spec(s, i)[0] == "conv" for i, s in enumerate(cfg)):
-        raise ArgumentValueError(f"cfg={cfg!r} has no convolution")
-    return cfg
+        return list(VGG_CONFIGS[checks.one_of("cfg", cfg, tuple(VGG_CONFIGS))])
+    if "conv" not in [_parse_spec(s, i)[0] for i, s in enumerate(cfg)]:
+        raise Invalid("cfg", cfg, "must hold a convolution")
+    return list(cfg)
 
 
 def _feature_info(features: nn.Sequential) -> tuple[list[dict[str, Any]], list[int]]:
@@ -127,27 +95,41 @@ def _feature_info(features: nn.Sequential) -> tuple[list[dict[str, Any]], list[i
     return info, ends
 
 
-# The registered name of each (config, batch norm) pair; other configs have no name.
-VGG_ARCHS: dict[tuple[str, bool], str] = {
-    ("A", False): "vgg11", ("A-LRN", False): "vgg11_lrn", ("B", False): "vgg13", ("C", False): "vgg16c",
-    ("D", False): "vgg16", ("E", False): "vgg19", ("A", True): "vgg11_bn", ("B", True): "vgg13_bn",
-    ("C", True): "vgg16c_bn", ("D", True): "vgg16_bn", ("E", True): "vgg19_bn",
-}  # fmt: skip
+# What each registered name fixes: config and batch norm; other configs have no name.
+VGG_ARCHS: dict[str, tuple[str, bool]] = {
+    "vgg11": ("A", False),
+    "vgg11_lrn": ("A-LRN", False),
+    "vgg13": ("B", False),
+    "vgg16c": ("C", False),
+    "vgg16": ("D", False),
+    "vgg19": ("E", False),
+    "vgg11_bn": ("A", True),
+    "vgg13_bn": ("B", True),
+    "vgg16c_bn": ("C", True),
+    "vgg16_bn": ("D", True),
+    "vgg19_bn": ("E", True),
+}
 
 _STEM_CFGS = {
     "imagenet": PretrainedCfg(first_conv="features.0", classifier="classifier.6"),
     "cifar": PretrainedCfg(
-        input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, crop_pct=1.0, first_conv="features.0",
+        input_size=(3, 32, 32),
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
+        crop_pct=1.0,
+        first_conv="features.0",
         classifier="classifier.3",
     ),
-}  # fmt: skip
-default_cfgs = family_cfgs(VGG_ARCHS.values(), **_STEM_CFGS)
+}
+# The default weights' preprocessing where it differs from the stem's: tools/gen_default_cfgs.py writes it.
+_WEIGHTS_CFGS: dict[str, dict[str, dict[str, Any]]] = {}
+default_cfgs = family_cfgs(VGG_ARCHS, _STEM_CFGS, _WEIGHTS_CFGS)
 
 
 def vgg_arch(cfg: Sequence[LayerSpec], batch_norm: bool) -> str | None:
     """The registered name of a layer list (one of Table 1's configs), or None."""
     letter = next((k for k, v in VGG_CONFIGS.items() if list(v) == list(cfg)), None)
-    return VGG_ARCHS.get((letter, bool(batch_norm))) if letter else None
+    return next((name for name, spec in VGG_ARCHS.items() if spec == (letter, bool(batch_norm))), None)
 
 
 class VGG(ZooModel):
@@ -171,17 +153,16 @@ class VGG(ZooModel):
         global_pool: str = "avg",
     ) -> None:
         super().__init__()
-        check_choice("stem", stem, STEMS)
+        checks.one_of("stem", stem, STEMS)
         # The ImageNet head pools to torchvision's 7x7 grid for its 25088-wide layer; the CIFAR head to 1x1.
         self._setup(num_classes, in_chans, drop_rate, global_pool, head_grid=7 if stem == "imagenet" else 1)
         layers = _resolve_cfg(cfg)
         self.cfg = layers
         self.stem = stem
-        width = [s for i, s in enumerate(layers) if _parse_spec(s, i)[0] == "conv"][-1]
-        width = width if isinstance(width, int) else width[0]
         # The CIFAR head rounds pooled sizes up so that 28x28 inputs (MNIST) survive five pools.
         self.features = make_features(layers, in_chans, batch_norm, ceil_mode=stem == "cifar")
         self.feature_info, self.feature_ends = _feature_info(self.features)
+        width = self.feature_info[-1]["num_chs"]
         self.avgpool = make_pool(global_pool, self.head_grid)
         hidden = 4096 if stem == "imagenet" else 512
         self.num_features, self.head_hidden_size = width, hidden
@@ -247,76 +228,77 @@ class VGG(ZooModel):
 
 
 def make_vgg(cfg: str | Sequence[LayerSpec] = "D", batch_norm: bool = False, **kwargs: Any) -> VGG:
-    """Build a VGG from any config: a letter of the paper's Table 1 (``"A"``, ``"A-LRN"``, ``"B"``,
-    ``"C"``, ``"D"``, ``"E"``) or a list such as the seed course's ``[64, "M", 128, "M", ...]``."""
+    """A VGG from any config: a letter of the paper's Table 1 (``"A"``, ``"A-LRN"``, ``"B"`` to ``"E"``) or a list
+    such as the seed course's ``[64, "M", 128, "M", ...]``."""
     return build_model(VGG, "vgg", {"cfg": cfg, "batch_norm": batch_norm, **kwargs})  # type: ignore[return-value]
 
 
-def _vgg(arch: str, cfg: str, batch_norm: bool, kwargs: dict[str, Any]) -> VGG:
+def _vgg(arch: str, kwargs: dict[str, Any]) -> VGG:
+    cfg, batch_norm = VGG_ARCHS[arch]
     return build_model(VGG, arch, kwargs, cfg=cfg, batch_norm=batch_norm)  # type: ignore[return-value]
 
 
 @register_model
 def vgg11(**kwargs: Any) -> VGG:
     """VGG-11 (config A, 11 weight layers)."""
-    return _vgg("vgg11", "A", False, kwargs)
+    return _vgg("vgg11", kwargs)
 
 
 @register_model
 def vgg11_lrn(**kwargs: Any) -> VGG:
     """VGG-11 with local response normalisation after the first conv (config A-LRN)."""
-    return _vgg("vgg11_lrn", "A-LRN", False, kwargs)
+    return _vgg("vgg11_lrn", kwargs)
 
 
 @register_model
 def vgg13(**kwargs: Any) -> VGG:
     """VGG-13 (config B, 13 weight layers)."""
-    return _vgg("vgg13", "B", False, kwargs)
+    return _vgg("vgg13", kwargs)
 
 
 @register_model
 def vgg16c(**kwargs: Any) -> VGG:
     """VGG-16 config C: 1x1 convolutions as the last conv of stages 3-5."""
-    return _vgg("vgg16c", "C", False, kwargs)
+    return _vgg("vgg16c", kwargs)
 
 
 @register_model
 def vgg16(**kwargs: Any) -> VGG:
     """VGG-16 (config D, 16 weight layers)."""
-    return _vgg("vgg16", "D", False, kwargs)
+    return _vgg("vgg16", kwargs)
 
 
 @register_model
 def vgg19(**kwargs: Any) -> VGG:
     """VGG-19 (config E, 19 weight layers)."""
-    return _vgg("vgg19", "E", False, kwargs)
+    return _vgg("vgg19", kwargs)
 
 
 @register_model
 def vgg11_bn(**kwargs: Any) -> VGG:
     """VGG-11 (config A) with batch normalisation after every conv."""
-    return _vgg("vgg11_bn", "A", True, kwargs)
+    return _vgg("vgg11_bn", kwargs)
 
 
 @register_model
 def vgg13_bn(**kwargs: Any) -> VGG:
     """VGG-13 (config B) with batch normalisation after every conv."""
-    return _vgg("vgg13_bn", "B", True, kwargs)
+    return _vgg("vgg13_bn", kwargs)
 
 
 @register_model
 def vgg16c_bn(**kwargs: Any) -> VGG:
     """VGG-16 config C (1x1 convs in stages 3-5) with batch normalisation after every conv."""
-    return _vgg("vgg16c_bn", "C", True, kwargs)
+    return _vgg("vgg16c_bn", kwargs)
 
 
 @register_model
 def vgg16_bn(**kwargs: Any) -> VGG:
     """VGG-16 (config D) with batch normalisation after every conv."""
-    return _vgg("vgg16_bn", "D", True, kwargs)
+    return _vgg("vgg16_bn", kwargs)
 
 
 @register_model
 def vgg19_bn(**kwargs: Any) -> VGG:
     """VGG-19 (config E) with batch normalisation after every conv."""
-    return _vgg("vgg19_bn", "E", True, kwargs)
+    return _vgg("vgg19_bn", kwargs)

@@ -23,31 +23,24 @@ import torch
 
 from zoo.errors import ArgumentValueError, WeightsError
 from zoo.pretrained import manifest
-from zoo.pretrained.cache import converted_path, is_offline, record_converted, sha256_file
-from zoo.pretrained.fetch import fetch_hub_file
-from zoo.pretrained.files import SavedWeights, WeightsMetadata, load_file, read_pickle_checkpoint, save_weights
+from zoo.pretrained.cache import converted_path, entry_lock, is_offline, torchvision_cache_file, write_pin
+from zoo.pretrained.fetch import download, hub_file
+from zoo.pretrained.files import (
+    SavedWeights,
+    WeightsMetadata,
+    is_zoo_weights,
+    load_file,
+    read_pickle_checkpoint,
+    save_weights,
+)
 from zoo.pretrained.load import empty_init, fit_state_dict, from_timm_layout
 from zoo.pretrained.manifest import Source, WeightsEntry, hash_prefix
 from zoo.registry import model_entrypoint
-
-__all__ = [
-    "CONVERTIBLE",
-    "IMAGENET_LABELS",
-    "TORCHVISION_TAGS",
-    "convert_checkpoint",
-    "convert_state_dict",
-    "convert_upstream",
-    "hub_source",
-    "record_conversion",
-    "timm_entry",
-    "timm_to_zoo",
-    "torchvision_entry",
-    "torchvision_weights",
-]
-
+from zoo.utils.files import check_output_file, sha256_file
 
 TORCHVISION_TAGS = {"IMAGENET1K_V1": "tv_in1k", "IMAGENET1K_V2": "tv2_in1k"}
-# Architectures whose ImageNet layout is torchvision's, key for key (and timm's, for ResNet).
+# Architectures whose ImageNet layout is torchvision's, key for key (and timm's, for ResNet). A table, one line per
+# family (fmt: skip, since one name per line would not read as one).
 CONVERTIBLE = (
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
     "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
@@ -122,30 +115,24 @@ def torchvision_entry(arch: str, weights: str) -> tuple[str, WeightsEntry]:
 
 def _torchvision_state_dict(arch: str, weights: str, file: str | None, check_hash: bool) -> dict[str, torch.Tensor]:
     w = torchvision_weights(arch, weights)
-    if file is None:
-        from torch.hub import get_dir
-
-        cached = Path(get_dir()) / "checkpoints" / w.url.rsplit("/", 1)[-1]
-        if is_offline() and not cached.is_file():
-            raise WeightsError(
-                f"offline mode is on and torchvision's {arch} {w.name} file is not in {cached.parent}; download "
-                f"{w.url} elsewhere and pass it with --file"
-            )
-        file = str(cached) if cached.is_file() else None
-    if file is None:
-        return torch.hub.load_state_dict_from_url(w.url, map_location="cpu", check_hash=True, weights_only=True)
-    expected = hash_prefix(w.url)
-    if expected:
-        actual = sha256_file(file)
+    fetched = None
+    if file is None:  # torchvision's own download, else zoo's: both checked below as a --file is
+        file = torchvision_cache_file(w.url)
+        if file is None and is_offline():
+            raise WeightsError(f"offline mode is on: download {w.url} elsewhere and pass it with --file")
+        if file is None:
+            file = fetched = download(w.url, f"torchvision's {arch} {w.name}", prefix=hash_prefix(w.url), suffix=".pth")
+    try:
+        actual, expected = sha256_file(file), str(hash_prefix(w.url))
         if not actual.startswith(expected):
-            message = (
-                f"{file} is not torchvision's {w.url.rsplit('/', 1)[-1]}: its SHA-256 starts with "
-                f"{actual[: len(expected)]}, torchvision's with {expected}"
-            )
+            message = f"{file} is not torchvision's {w.url.rsplit('/', 1)[-1]}: its SHA-256 is {actual}"
             if check_hash:
-                raise WeightsError(message + "; pass --no-check-hash to convert it anyway")
+                raise WeightsError(message, hint="pass --no-check-hash to convert it anyway")
             warnings.warn(message, stacklevel=2)
-    return read_pickle_checkpoint(file)
+        return read_pickle_checkpoint(file)
+    finally:
+        if fetched is not None:
+            fetched.unlink(missing_ok=True)
 
 
 def timm_to_zoo(arch: str, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -209,7 +196,11 @@ def timm_hub_file(name: str) -> Path:
     source = Source(type="hub", repo_id=cfg.hf_hub_id, filename=filename, revision="main")
     if is_offline():
         raise WeightsError(f"offline mode is on: pass timm's {name} file ({cfg.hf_hub_id}, {filename}) with --file")
-    return fetch_hub_file(name, source)
+    lock = entry_lock(name)
+    try:  # checked against the Hub's SHA-256 and pinned on this machine, as an unpinned manifest source
+        return hub_file(name, source, None, None, False, network=True)  # type: ignore[return-value]
+    finally:
+        lock.release()
 
 
 def convert_state_dict(
@@ -256,7 +247,7 @@ def record_conversion(name: str, entry: WeightsEntry, saved: SavedWeights, comma
     existing = manifest.get_entry(arch, tag)
     if existing.third_party:
         # The entry describes upstream's files: the local conversion is pinned in zoo's cache, not the manifest.
-        record_converted(name, saved.sha256, saved.size)
+        write_pin(name, "converted", {"sha256": saved.sha256, "size": saved.size})
         return existing
     if existing.sha256 and existing.sha256 != saved.sha256:
         if existing.published:
@@ -276,6 +267,7 @@ def convert_checkpoint(
     target = Path(out) if out else Path(file).with_suffix(".safetensors")
     if target.resolve() == Path(file).resolve():
         raise ArgumentValueError(f"--out {target} would overwrite the checkpoint; choose another path")
+    check_output_file(target, "--out", is_zoo_weights)
     return convert_state_dict(arch, read_pickle_checkpoint(file), target, **model_kwargs)
 
 
@@ -305,7 +297,7 @@ def convert_upstream(
     else:
         raise ArgumentValueError(f"library={library!r}: convert from 'torchvision' or 'timm'")
     name = f"{arch}.{tag}"
-    target = Path(out) if out else converted_path(name)
+    target = check_output_file(out, "--out", is_zoo_weights) if out else converted_path(name)
     upstream = WeightsMetadata(source=(entry.origin or {}).get("upstream"))
     saved = convert_state_dict(arch, state, target, metadata=upstream, entry=entry)
     if record_as:

@@ -1,18 +1,10 @@
 """Publishing: turn a finished training run into a verified model folder ready for the Hugging Face Hub.
 
-    zoo publish runs/mnist_cnn-fast --name mnist_cnn.mnist --out hub/mnist_cnn.mnist --bundle
-    zoo publish runs/resnet20-fmnist --name resnet20.fashion_mnist --repo-id ORG/resnet20.fashion_mnist --push
-
-The folder holds ``model.safetensors`` (with the architecture, tag, classes and preprocessing in its
-metadata), ``config.json`` in timm's layout, a ``README.md`` model card, the training curves and the
-confusion matrix of a fresh evaluation. Before anything is written, three checks must pass:
-
-1. the safetensors round trip gives back every tensor of the checkpoint, bit for bit;
-2. where torchvision builds the same architecture, its model loads the file and gives the same outputs;
-3. a fresh evaluation of the exported file reproduces the run's recorded top-1 within ``tolerance`` points.
-
-A failed check writes nothing and says which check failed and by how much. The manifest entry
-(SHA-256, size, metrics and the commands behind them) is written last, after the folder is in place.
+The folder holds ``model.safetensors`` (architecture, tag, classes and preprocessing in its metadata), timm's
+``config.json``, a ``README.md`` model card, the training curves and a fresh evaluation's confusion matrix. Nothing
+is written unless three checks pass: the safetensors round trip gives back every tensor bit for bit; torchvision's
+model of the same architecture, where there is one, loads the file and gives the same outputs; a fresh evaluation
+of the file reproduces the run's recorded top-1 within ``tolerance`` points. The manifest entry comes last.
 """
 
 from __future__ import annotations
@@ -34,9 +26,8 @@ from zoo.pretrained.manifest import Source, WeightsEntry, check_name
 from zoo.publish.card import WEIGHTS_FILE, model_card, timm_config
 from zoo.publish.checks import Check, check_eval, check_round_trip, check_torchvision
 from zoo.registry import is_model, split_model_name_tag
-from zoo.utils.files import atomic_path, check_output_folder, current_umask, fsync_dir, parse_json, pid_alive
-
-__all__ = ["WEIGHTS_FILE", "PublishError", "PublishResult", "publish"]
+from zoo.runs import CONFIG_JSON, RUN_JSON, RunConfig, RunRecord, read_config, read_run
+from zoo.utils.files import atomic_path, check_output_folder, current_umask, fsync_dir, pid_alive
 
 
 @dataclass
@@ -54,24 +45,14 @@ class PublishResult:
     commit_url: str | None = None
 
 
-# ---------------------------------------------------------------------------------------------- inputs
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise PublishError(f"{path.parent} has no {path.name}: {what}")
-    try:
-        return parse_json(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise PublishError(f"{path} is not valid JSON ({e})") from None
-
-
-def _load_run(run_dir: Path, checkpoint: Path | None) -> tuple[dict[str, Any], dict[str, Any], Path]:
+def _load_run(run_dir: Path, checkpoint: Path | None) -> tuple[RunConfig, RunRecord, Path]:
     if not run_dir.is_dir():
         raise PublishError(f"run folder {run_dir} does not exist (give the --output folder of `zoo train`)")
-    config = _read_json(run_dir / "config.json", "it is not a finished `zoo train` run folder")
-    run = _read_json(run_dir / "run.json", "it is not a `zoo train` run folder")
-    ckpt = checkpoint or run_dir / config.get("weights", "best.safetensors")
+    for name in (CONFIG_JSON, RUN_JSON):
+        if not (run_dir / name).is_file():
+            raise PublishError(f"{run_dir} has no {name}: it is not a finished `zoo train` run folder")
+    config, run = read_config(run_dir), read_run(run_dir)
+    ckpt = checkpoint or run_dir / config.weights
     if not ckpt.is_file():
         raise PublishError(
             f"no checkpoint to publish: {ckpt} does not exist (`zoo train` writes best.safetensors after its "
@@ -82,66 +63,38 @@ def _load_run(run_dir: Path, checkpoint: Path | None) -> tuple[dict[str, Any], d
 
 def _train_seconds(run_dir: Path) -> float | None:
     """The run's training time: the sum of its epochs' times in metrics.csv (None if it has none)."""
-    import csv
+    from zoo.training.loggers import read_metrics
 
-    path = run_dir / "metrics.csv"
-    if not path.is_file():
-        return None
-    with open(path, newline="", encoding="utf-8") as f:
-        per_epoch = {row["epoch"]: float(row["epoch_time"]) for row in csv.DictReader(f) if row.get("epoch_time")}
+    per_epoch = {r["epoch"]: r["epoch_time"] for r in read_metrics(run_dir / "metrics.csv") if r.get("epoch_time")}
     return round(sum(per_epoch.values()), 1) if per_epoch else None
 
 
-def _recorded_top1(ckpt: Path, run: dict[str, Any]) -> float | None:
+def _recorded_top1(ckpt: Path, run: RunRecord) -> float | None:
     """The top-1 the run recorded for these weights on the set that publishing evaluates, or None.
 
-    A run with a test set recorded that set's top-1 at the kept epoch (``zoo.test_acc1``). A run whose only
-    evaluation set is an image folder's held-out split recorded its validation top-1. Runs from before the
-    held-out rule validated on the test split; runs that chose by training loss have no top-1 (older ones
-    stored the loss negated under the same name).
+    A run with a test set recorded that set's top-1 at the kept epoch (``zoo.test_acc1``); one whose only
+    evaluation set is an image folder's held-out split recorded its validation top-1; one kept by being the last
+    epoch has none.
     """
     from zoo.pretrained.files import read_metadata
 
-    try:
-        meta = WeightsMetadata.from_header(read_metadata(ckpt))
-    except ValueError:
-        meta = WeightsMetadata()
+    meta = WeightsMetadata.from_header(read_metadata(ckpt))
     if meta.extra.get("zoo.test_acc1") is not None:
         return float(meta.extra["zoo.test_acc1"])
     if meta.extra.get("zoo.selected_by", "val_acc1") != "val_acc1":
         return None
     if meta.metric is not None:
-        return meta.metric if meta.metric >= 0 else None
-    best = run.get("best_metric")
-    if best is None or run.get("best_metric_name", "val_acc1") != "val_acc1" or best < 0:
-        return None
-    return float(best)
+        return meta.metric
+    return run.best_metric if run.best_metric_name == "val_acc1" else None
 
 
-def _build(arch: str, config: dict[str, Any], ckpt: Path, tag: str) -> nn.Module:
-    from zoo.errors import WeightsError
-    from zoo.factory import create_model
-    from zoo.pretrained.load import load_weights
+def _build(arch: str, config: RunConfig, ckpt: Path, tag: str) -> nn.Module:
+    """The checkpoint's model (:func:`zoo.runs.load_model`), its pretrained_cfg naming the published weights."""
+    from zoo.runs import load_model
 
-    model = create_model(arch, **config.get("model_args", {}))
-    try:
-        load_weights(model, ckpt)
-    except WeightsError as e:
-        raise PublishError(str(e)) from None
-    cfg = {**model.pretrained_cfg, **config.get("pretrained_cfg", {})}
-    cfg.update(architecture=arch, tag=tag, num_classes=model.num_classes)
-    if config.get("label_names"):
-        cfg["label_names"] = list(config["label_names"])
-    cfg["input_size"] = tuple(cfg["input_size"])
-    model.pretrained_cfg = cfg
-    return model.eval()
-
-
-# ---------------------------------------------------------------------------------------------- files
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8")
+    model = load_model(ckpt, arch, config).eval()
+    model.pretrained_cfg = {**model.pretrained_cfg, "architecture": arch, "tag": tag, "num_classes": model.num_classes}
+    return model
 
 
 def _check_out(out: Path, run_dir: Path) -> None:
@@ -164,10 +117,6 @@ def is_published_folder(folder: Path) -> bool:
     """Whether ``folder`` is a folder zoo published: its weights and nothing but the files publish writes."""
     names = set(os.listdir(folder))
     return WEIGHTS_FILE in names and names <= PUBLISHED_FILES
-
-
-def _staging_prefix(name: str, pid: int) -> str:
-    return f".{name}.staging-{pid}-"
 
 
 def _remove_stale_staging(parent: Path, name: str) -> None:
@@ -212,18 +161,6 @@ def _check_manifest_name(name: str, bundle: bool, force: bool) -> None:
         )
 
 
-def _bundle(staged_weights: Path, name: str) -> str:
-    from zoo.pretrained.manifest import weights_dir
-
-    target = weights_dir() / f"{name}.safetensors"
-    with atomic_path(target) as tmp:
-        shutil.copyfile(staged_weights, tmp)
-    return target.name
-
-
-# ---------------------------------------------------------------------------------------------- publish
-
-
 def publish(
     run_dir: str | os.PathLike[str],
     name: str,
@@ -245,22 +182,17 @@ def publish(
 ) -> PublishResult:
     """Check a training run's weights and write them as a Hub-ready folder (see the module docstring).
 
-    ``bundle`` also copies the weights into ``weights/`` as a bundled file; ``push`` uploads the folder
-    to ``repo_id`` through ``huggingface_hub`` (``api`` replaces its ``HfApi``); ``dry_run`` runs every
-    check and shows what would be written and uploaded, writing nothing. ``default`` marks the weights as
-    what ``pretrained=True`` picks for the bare arch; None: only if no other weights of the arch are marked.
+    ``bundle`` also copies the weights into ``weights/``; ``push`` uploads the folder to ``repo_id`` (``api``
+    replaces huggingface_hub's ``HfApi``); ``dry_run`` runs every check and writes nothing. ``default`` makes them
+    the weights ``pretrained=True`` picks for the bare arch (None: only if no others of the arch are).
     """
     arch, tag = split_model_name_tag(name)
     if not tag:
         raise PublishError(f"--name {name!r} needs a weights tag: 'arch.tag', e.g. '{arch}.mnist'")
     try:
         check_name(name)  # it becomes file and folder names: no '/', no '..'
-    except ManifestError:
-        raise PublishError(
-            f"--name {name!r} must be 'arch.tag' (letters, digits and '_'; '-' allowed in the tag), at most 128 "
-            "characters",
-            hint=f"e.g. '{arch}.mnist'",
-        ) from None
+    except ManifestError as e:
+        raise PublishError(f"--name: {e.args[0]}", hint=f"e.g. '{arch}.mnist'") from None
     if not is_model(arch):
         raise PublishError(f"--name {name!r}: {arch!r} is not a registered model (`zoo list`)")
     if out_dir is None and not dry_run:
@@ -278,11 +210,10 @@ def publish(
 
         repo_id = f"{hub_org()}/{name}"
     config, run, ckpt = _load_run(Path(run_dir), Path(checkpoint) if checkpoint else None)
-    run = {**run, "train_seconds": _train_seconds(Path(run_dir))}
-    if config.get("architecture") and config["architecture"] != arch:
-        raise PublishError(f"{run_dir} trained {config['architecture']!r}, not {arch!r} (from --name {name!r})")
-    recorded = _recorded_top1(ckpt, run)
+    if config.architecture != arch:
+        raise PublishError(f"{run_dir} trained {config.architecture!r}, not {arch!r} (from --name {name!r})")
     model = _build(arch, config, ckpt, tag)
+    recorded = _recorded_top1(ckpt, run)
     original = model.state_dict()
 
     from zoo.evaluation import plot_confusion
@@ -291,19 +222,16 @@ def publish(
     parent = (out.parent if out is not None else Path(tempfile.gettempdir())).resolve()
     parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_staging(parent, name)
-    staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(name, os.getpid()), dir=parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.staging-{os.getpid()}-", dir=parent))
     try:
         os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it 0700; the published folder is a plain one
-        meta = WeightsMetadata(architecture=arch, tag=tag, num_classes=model.num_classes,
-                               model_args=config.get("model_args", {}))  # fmt: skip
+        meta = WeightsMetadata(architecture=arch, tag=tag, num_classes=model.num_classes, model_args=config.model_args)
         saved = save_weights(model, staging / WEIGHTS_FILE, meta)
         checks = [check_round_trip(original, saved.path), check_torchvision(arch, model, saved.path)]
-        data_hint = data_dir or run.get("data_dir") or "DATA"
-        eval_command = (
-            f"zoo eval {name} --pretrained --dataset {run['dataset']} --data-dir {shlex.quote(str(data_hint))}"
-        )
+        data_hint = shlex.quote(str(data_dir or run.data_dir or "DATA"))
+        eval_command = f"zoo eval {name} --pretrained --dataset {run.dataset} --data-dir {data_hint}"
         if checks[0].passed:
-            check, results, info = check_eval(saved.path, arch, run, recorded, data_dir, tolerance, batch_size)
+            check, results, info = check_eval(saved.path, run, recorded, data_dir, tolerance, batch_size)
             checks.append(check)
         failed = [c for c in checks if c.passed is False]
         if failed:
@@ -317,12 +245,25 @@ def publish(
         title = f"{name} ({info.name} test)"
         plot_confusion(results["confusion"], results["label_names"], staging / "confusion.png", title)
         extra_files.append("confusion.png")
-        _write_text(staging / "config.json", json.dumps(timm_config(model, arch, config), indent=2) + "\n")
-        card = model_card(name, model, config, run, results, info, checks, license_id, repo_id, eval_command,
-                           extra_files)  # fmt: skip
-        _write_text(staging / "README.md", card)
+        (staging / "config.json").write_text(json.dumps(timm_config(model, arch, vars(config)), indent=2) + "\n")
+        train_seconds = _train_seconds(Path(run_dir))
+        card = model_card(
+            name,
+            model,
+            config,
+            run,
+            train_seconds,
+            results,
+            info,
+            checks,
+            license_id,
+            repo_id,
+            eval_command,
+            extra_files,
+        )
+        (staging / "README.md").write_text(card, encoding="utf-8")
         keep = ("acc1", "acc5", "loss", "count", "per_class_acc", "label_names", "confusion")
-        _write_text(staging / "eval.json", json.dumps({k: results[k] for k in keep}, indent=1) + "\n")
+        (staging / "eval.json").write_text(json.dumps({k: results[k] for k in keep}, indent=1) + "\n", encoding="utf-8")
         files = sorted(p.name for p in staging.iterdir())
         metrics = {"top1": round(results["acc1"], 2), "top5": round(results["acc5"], 2), "command": eval_command}
         result = PublishResult(name, out, saved.sha256, saved.size, metrics, checks, files)
@@ -334,70 +275,53 @@ def publish(
 
             # Publishing new weights must not silently change what other users' pretrained=True loads.
             default = not any(e.default for t, e in entries_for_arch(arch).items() if t != tag)
-        entry = _manifest_entry(name, model, run, info, saved, metrics, license_id, repo_id, bundle, push, default)
-        if update_manifest:
-            from zoo.pretrained.manifest import validate_entry
-
-            validate_entry(name, entry, check_files=False)  # a bad entry fails before any file is moved
+        source = Source(type="hub", repo_id=repo_id or f"{{org}}/{name}", filename=WEIGHTS_FILE, revision="main")
+        cfg, fresh = model.pretrained_cfg, "zoo publish (fresh evaluation of the exported file)"
+        entry = WeightsEntry(
+            status="published" if bundle or push else "unpublished",
+            default=default,
+            source=Source(type="bundled", path=f"{name}.safetensors") if bundle else source,
+            sha256=saved.sha256,
+            size=saved.size,
+            num_classes=model.num_classes,
+            label_names=tuple(cfg.get("label_names") or ()) or None,
+            input_size=tuple(cfg["input_size"]),
+            interpolation=cfg.get("interpolation", "bilinear"),
+            crop_pct=cfg.get("crop_pct", 1.0),
+            mean=tuple(cfg["mean"]),
+            std=tuple(cfg["std"]),
+            model_args={k: v for k, v in run.model_args.items() if k not in ("num_classes", "in_chans")},
+            dataset=info.name,
+            metrics={**metrics, "eval_set": info.eval_set_name, "measured_by": fresh},
+            license=license_id,
+            origin={
+                "command": run.zoo_command or run.command or "",
+                **({"resumed_with": run.resumed_with} if run.resumed_with else {}),
+                **({"schedule_changes": run.schedule_changes} if run.schedule_changes else {}),
+                "recipe": (run.recipe or {}).get("name", ""),
+                "best_epoch": run.best_epoch,
+                "epochs": run.epochs_done,
+                "selection": run.selection or run.best_metric_name,  # how best_epoch was chosen: never by the test
+                "train_seconds": train_seconds,
+                "device": run.device,
+                "precision": run.precision,
+                "published_by": f"zoo publish {name}",
+            },
+        )  # a typed record: a bad entry fails here, before any file is moved
         if push:
             result.commit_url = _push(staging, repo_id, name, force, api)  # type: ignore[arg-type]
         assert out is not None
         _install(staging, out, force)
         if update_manifest:
-            from zoo.pretrained.manifest import update_entry
+            from zoo.pretrained.manifest import update_entry, weights_dir
 
             if bundle:
-                _bundle(out / WEIGHTS_FILE, name)
+                with atomic_path(weights_dir() / f"{name}.safetensors") as tmp:
+                    shutil.copyfile(out / WEIGHTS_FILE, tmp)
             result.manifest_entry = update_entry(name, entry)
         return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _manifest_entry(
-    name: str, model: nn.Module, run: dict[str, Any], info: Any, saved: Any, metrics: dict[str, Any],
-    license_id: str, repo_id: str | None, bundle: bool, push: bool, default: bool,
-) -> WeightsEntry:  # fmt: skip
-    cfg = model.pretrained_cfg
-    if bundle:
-        source = Source(type="bundled", path=f"{name}.safetensors")
-    else:
-        source = Source(type="hub", repo_id=repo_id or f"{{org}}/{name}", filename=WEIGHTS_FILE, revision="main")
-    return WeightsEntry(
-        status="published" if bundle or push else "unpublished",
-        default=default,
-        source=source,
-        sha256=saved.sha256,
-        size=saved.size,
-        num_classes=model.num_classes,
-        label_names=tuple(cfg.get("label_names") or ()) or None,
-        input_size=tuple(cfg["input_size"]),
-        interpolation=cfg.get("interpolation", "bilinear"),
-        crop_pct=cfg.get("crop_pct", 1.0),
-        mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]),
-        model_args={k: v for k, v in run.get("model_args", {}).items() if k not in ("num_classes", "in_chans")},
-        dataset=info.name,
-        metrics={
-            **metrics,
-            "eval_set": info.eval_set_name,
-            "measured_by": "zoo publish (fresh evaluation of the exported file)",
-        },
-        license=license_id,
-        origin={
-            "command": run.get("zoo_command") or run.get("command", ""),
-            **{k: run[k] for k in ("resumed_with", "schedule_changes") if run.get(k)},
-            "recipe": (run.get("recipe") or {}).get("name", ""),
-            "best_epoch": run.get("best_epoch"),
-            "epochs": run.get("epochs_done"),
-            # how best_epoch was chosen: never by the test set whose top-1 is in metrics
-            "selection": run.get("selection") or run.get("best_metric_name"),
-            "train_seconds": run.get("train_seconds"),
-            "device": run.get("device"),
-            "precision": run.get("precision"),
-            "published_by": f"zoo publish {name}",
-        },
-    )
 
 
 def _push(folder: Path, repo_id: str, name: str, force: bool, api: Any) -> str:

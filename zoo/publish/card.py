@@ -9,8 +9,7 @@ import torch.nn as nn
 
 from zoo.publish.checks import Check
 from zoo.registry import split_model_name_tag
-
-__all__ = ["DATASET_CARDS", "model_card", "timm_config"]
+from zoo.runs import RunConfig, RunRecord
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -24,6 +23,7 @@ DATASET_CARDS = {
 
 
 def timm_config(model: nn.Module, arch: str, config: dict[str, Any]) -> dict[str, Any]:
+    """timm's config.json for ``model``, with the builder arguments of the run's ``config`` (config.json's content)."""
     cfg = model.pretrained_cfg
     pretrained_cfg = {
         "tag": cfg.get("tag"),
@@ -79,16 +79,27 @@ def usage_text(name: str, arch: str, repo_id: str | None, tv_ok: bool, timm_ok: 
 
 
 def model_card(
-    name: str, model: nn.Module, config: dict[str, Any], run: dict[str, Any], results: dict[str, Any],
-    info: Any, checks: list[Check], license_id: str, repo_id: str | None, eval_command: str, extra_files: list[str],
-) -> str:  # fmt: skip
+    name: str,
+    model: nn.Module,
+    config: RunConfig,
+    run: RunRecord,
+    train_seconds: float | None,
+    results: dict[str, Any],
+    info: Any,
+    checks: list[Check],
+    license_id: str,
+    repo_id: str | None,
+    eval_command: str,
+    extra_files: list[str],
+) -> str:
+    """The model card (README.md): what the weights are, how to use them, their evaluation, training and checks."""
     arch, tag = split_model_name_tag(name)
     kind = info.name
     hub_dataset, display, data_licence = DATASET_CARDS.get(kind, (None, kind, "see the dataset"))
     tv_ok = any(c.name == "torchvision layout" and c.passed for c in checks)
-    timm_ok = timm_has(arch) and config.get("model_args", {}).get("stem", "imagenet") == "imagenet"
+    timm_ok = timm_has(arch) and config.model_args.get("stem", "imagenet") == "imagenet"
     params = sum(p.numel() for p in model.parameters())
-    recipe = run.get("recipe", {})
+    recipe = run.recipe or {}
     recipe_rows = "\n".join(f"| {k} | {v} |" for k, v in recipe.items() if k not in ("notes", "description"))
     per_class = "\n".join(
         f"| {label} | {'-' if acc is None else f'{acc:.2f} %'} |"
@@ -125,11 +136,11 @@ def model_card(
         *(["![confusion matrix](confusion.png)", ""] if "confusion.png" in extra_files else []),
         "## Training",
         "",
-        f"Command: `{run.get('zoo_command') or run.get('command', 'unknown')}`",
+        f"Command: `{run.zoo_command or run.command or 'unknown'}`",
         "",
-        f"Kept epoch {run.get('best_epoch')} of {run.get('epochs_done')} ({_selection(run)}); "
-        + (f"{run['train_seconds']:.0f} s of training " if run.get("train_seconds") else "")
-        + f"on {run.get('device', 'cpu')}, torch {run.get('torch', torch.__version__)}.",
+        f"Kept epoch {run.best_epoch} of {run.epochs_done} ({_selection(run)}); "
+        + (f"{train_seconds:.0f} s of training " if train_seconds else "")
+        + f"on {run.device or 'cpu'}, torch {run.torch or torch.__version__}.",
         "",
         *(["![training curves](curves.png)", ""] if "curves.png" in extra_files else []),
         f"Recipe `{recipe.get('name', 'custom')}`: {recipe.get('description', '')}",
@@ -149,21 +160,19 @@ def model_card(
         *[f"- {c.name}: {({True: 'passed', None: 'not applicable'})[c.passed]} ({c.detail})" for c in checks],
         "",
     ]
-    return _card(name, license_id, timm_ok, hub_dataset, kind, display, results, "\n".join(body))
-
-
-def _card(
-    name: str, license_id: str, timm_ok: bool, hub_dataset: str | None, kind: str, display: str,
-    results: dict[str, Any], body: str,
-) -> str:  # fmt: skip
-    """The card: Hub metadata (YAML front matter; the test accuracies as model-index results), then ``body``."""
+    # The Hub's metadata comes first, as YAML front matter: the test accuracies are its model-index results.
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     def accuracy(key: str, label: str) -> EvalResult:
         return EvalResult(
-            task_type="image-classification", dataset_type=hub_dataset or kind, dataset_name=display,
-            dataset_split="test", metric_type="accuracy", metric_value=round(results[key], 2), metric_name=label,
-        )  # fmt: skip
+            task_type="image-classification",
+            dataset_type=hub_dataset or kind,
+            dataset_name=display,
+            dataset_split="test",
+            metric_type="accuracy",
+            metric_value=round(results[key], 2),
+            metric_name=label,
+        )
 
     data = ModelCardData(
         license=license_id,
@@ -175,7 +184,7 @@ def _card(
         model_name=name,
         eval_results=[accuracy("acc1", "top-1 accuracy"), accuracy("acc5", "top-5 accuracy")],
     )
-    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)))
 
 
 def timm_has(arch: str) -> bool:
@@ -186,13 +195,8 @@ def timm_has(arch: str) -> bool:
     return arch in timm.list_models(arch)
 
 
-def _selection(run: dict[str, Any]) -> str:
+def _selection(run: RunRecord) -> str:
     """How the run chose the published epoch, in words; the test set never does."""
-    name = run.get("best_metric_name")
-    if name == "val_acc1":
-        return (
-            "best top-1 on images held out of the training set" if run.get("test_images") else ("best validation top-1")
-        )
-    if name == "last_epoch":
+    if run.best_metric_name == "last_epoch":
         return "the last epoch"
-    return f"chosen by {name}" if name else "selection not recorded"
+    return "best top-1 on images held out of the training set" if run.test_images else "best validation top-1"

@@ -10,8 +10,7 @@ import torch
 import torch.nn as nn
 
 from zoo.errors import PublishError
-
-__all__ = ["Check", "check_eval", "check_round_trip", "check_torchvision", "eval_set"]
+from zoo.runs import RunRecord
 
 
 @dataclass
@@ -27,52 +26,45 @@ class Check:
         return f"  {self.name:<22} {state:<8} {self.detail}"
 
 
-def eval_set(run: dict[str, Any], model: nn.Module, data_dir: str | None) -> tuple[Any, Any]:
-    from zoo.data import create_datasets
+def eval_set(run: RunRecord, model: nn.Module, data_dir: str | None) -> tuple[Any, Any]:
+    """The images the run's weights are evaluated on afresh: its evaluation split, read as the run read it."""
+    from zoo.data import create_datasets, subset
 
     cfg = model.pretrained_cfg
-    spec = run["dataset"]
-    folder_split = run.get("val_split") if (run.get("dataset_kind") or spec).startswith("imagefolder") else None
+    if not run.dataset:
+        raise PublishError("the run's run.json does not name its dataset: there is nothing to re-evaluate on")
+    folder = (run.dataset_kind or run.dataset).startswith("imagefolder")
     try:
         _, val_set, info = create_datasets(
-            spec, data_dir or run.get("data_dir"), model_cfg=cfg, val_split=folder_split,
-            seed=run.get("seed", 0), normalization=(cfg["mean"], cfg["std"]), splits=("val",),
-            strict_images=not (run.get("data") or {}).get("skipped_images"),  # as the run read its folder
-        )  # fmt: skip
+            run.dataset,
+            data_dir or run.data_dir,
+            model_cfg=cfg,
+            val_split=run.val_split if folder else None,
+            seed=run.seed or 0,
+            normalization=(cfg["mean"], cfg["std"]),
+            splits=("val",),
+            strict_images=not run.data.get("skipped_images"),  # as the run read its folder
+        )
     except (FileNotFoundError, ValueError) as e:
-        raise PublishError(f"cannot re-evaluate on {spec}: {e} (pass --data-dir)") from None
+        raise PublishError(f"cannot re-evaluate on {run.dataset}: {e} (pass --data-dir)") from None
     if val_set is None:
-        raise PublishError(f"{spec} has no validation images to re-evaluate on")
-    # Runs from before held-out selection counted their test images as val_images.
-    recorded = run.get("test_images") if info.eval_split == "test" and "test_images" in run else run.get("val_images")
-    if recorded and recorded < len(val_set):
-        from zoo.data import subset
-
-        # The run evaluated a seeded subset (--val-subset); measure the same images.
-        val_set = subset(val_set, recorded, run.get("seed", 0) + 1)
+        raise PublishError(f"{run.dataset} has no validation images to re-evaluate on")
+    recorded = run.test_images if info.eval_split == "test" else run.val_images
+    if recorded and recorded < len(val_set):  # the run evaluated a seeded subset (--val-subset): the same images
+        val_set = subset(val_set, recorded, (run.seed or 0) + 1)
     return val_set, info
 
 
-# ---------------------------------------------------------------------------------------------- checks
-
-
 def check_round_trip(original: dict[str, torch.Tensor], staged: Path) -> Check:
+    """The written file gives back every tensor of the checkpoint, bit for bit and with its dtype."""
     from zoo.pretrained.files import load_file
 
     back = load_file(staged)
-    missing = sorted(set(original) - set(back))
-    extra = sorted(set(back) - set(original))
-    differ = [
-        k for k in original
-        if k in back and (back[k].dtype != original[k].dtype or not torch.equal(back[k], original[k]))
-    ]  # fmt: skip
+    missing, extra = original.keys() - back.keys(), back.keys() - original.keys()
+    same = {k for k in original.keys() & back.keys() if back[k].dtype == original[k].dtype}
+    differ = sorted(k for k in original.keys() & back.keys() if k not in same or not torch.equal(back[k], original[k]))
     if missing or extra or differ:
-        worst = max(
-            ((back[k].double() - original[k].double()).abs().max().item() for k in differ
-             if back[k].shape == original[k].shape),
-            default=float("nan"),
-        )  # fmt: skip
-        detail = f"{len(differ)} tensors differ (max abs diff {worst:.3g}), {len(missing)} missing, {len(extra)} extra"
+        detail = f"{len(differ)} tensors differ ({', '.join(differ[:3])}), {len(missing)} missing, {len(extra)} extra"
         return Check("safetensors round trip", False, detail)
     return Check("safetensors round trip", True, f"{len(original)} tensors identical")
 
@@ -104,23 +96,20 @@ def check_torchvision(arch: str, model: nn.Module, staged: Path) -> Check:
     return Check(name, diff <= 1e-5, f"torchvision's {arch} loads the file; max output difference {diff:.3g}")
 
 
-def check_eval(staged: Path, arch: str, run: dict[str, Any], recorded: float | None, data_dir: str | None,
-               tolerance: float, batch_size: int) -> tuple[Check, dict[str, Any], Any]:  # fmt: skip
-    """Evaluate the exported file afresh; it must reproduce the run's ``recorded`` top-1 within ``tolerance``.
-
-    Without a recorded top-1 (a run with neither a validation nor a test set) there is nothing to reproduce:
-    the check is skipped, and the fresh measurement is the only top-1 that gets published.
-    """
+def check_eval(
+    staged: Path, run: RunRecord, recorded: float | None, data_dir: str | None, tolerance: float, batch_size: int
+) -> tuple[Check, dict[str, Any], Any]:
+    """Evaluate the exported file afresh; it must reproduce the run's ``recorded`` top-1 within ``tolerance`` (a run
+    without one, kept by being the last epoch, has nothing to reproduce: the fresh top-1 is what gets published)."""
     from zoo.evaluation import evaluate
-    from zoo.factory import create_model
+    from zoo.runs import load_model
 
-    exported = create_model(arch, checkpoint_path=staged)  # the path users take, metadata included
+    exported = load_model(staged)  # as users load it: the file's header builds the model
     dataset, info = eval_set(run, exported, data_dir)
     results = evaluate(exported, dataset, batch_size=batch_size, label_names=info.classes)
     measured = f"top-1 {results['acc1']:.2f} % on {results['count']} {info.name} images ({info.eval_set_name})"
     if recorded is None:
-        chosen_by = run.get("best_metric_name") or "training loss"
-        detail = f"{measured}; the run recorded no top-1 to compare (its epoch was chosen by {chosen_by})"
+        detail = f"{measured}; the run recorded no top-1 to compare (its epoch was chosen by {run.best_metric_name})"
         return Check("fresh evaluation", None, detail), results, info
     off = abs(results["acc1"] - recorded)
     detail = f"{measured} vs recorded {recorded:.2f} % (off by {off:.2f} points, allowed {tolerance:.2f})"

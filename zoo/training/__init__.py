@@ -1,6 +1,8 @@
-"""Training: recipes, the trainer (:func:`fit`), checkpoints and exact resume, loggers and distributed set-up."""
+"""Training: recipes, the trainer (:func:`fit`), what ``zoo train`` does (:func:`train`), checkpoints and exact
+resume, loggers and distributed set-up."""
 
 from zoo.training.recipes import RECIPES, Recipe, format_recipe, get_recipe, list_recipes
+from zoo.training.runner import train
 from zoo.training.trainer import FitResult, Trainer, TrainingDiverged, fit
 
 __all__ = [
@@ -13,4 +15,5 @@ __all__ = [
     "format_recipe",
     "get_recipe",
     "list_recipes",
+    "train",
 ]

@@ -14,19 +14,15 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from zoo.errors import ArgumentValueError, DataError
-from zoo.training.checkpoint import model_arch
+from zoo.runs import model_arch
+from zoo.training.distributed import rank_world
 from zoo.training.recipes import Recipe
-
-__all__ = [
-    "Components", "SkipSampler", "amp_dtype", "build_components", "check_input", "cpu_has_native_bf16",
-    "make_criterion", "make_scheduler", "make_train_loader", "num_classes_of", "seed_worker",
-]  # fmt: skip
 
 
 @functools.cache
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX), where oneDNN runs bf16 convolutions
-    natively. Elsewhere bf16 is emulated and slower than float32, so mixed precision stays off there."""
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower
+    than float32, so mixed precision stays off there."""
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:
@@ -41,23 +37,17 @@ def cpu_has_native_bf16() -> bool:
 
 def amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     """The autocast dtype of a recipe's ``amp`` on ``device``: float16 on CUDA (with a gradient scaler), bfloat16
-    on a CPU with native bf16 (resnet20 trains 1.65x faster than in float32 there: benchmarks/cifar_epoch.py),
-    else None."""
-    if not amp:
-        return None
-    if device.type == "cuda":
+    on a CPU with native bf16 (1.65x faster for resnet20: benchmarks/cifar_epoch.py), else None."""
+    if amp and device.type == "cuda":
         return torch.float16
-    if device.type == "cpu" and cpu_has_native_bf16():
-        return torch.bfloat16
-    return None
+    return torch.bfloat16 if amp and device.type == "cpu" and cpu_has_native_bf16() else None
 
 
 class SkipSampler(Sampler):
     """Wraps a sampler to drop its first ``skip`` indices (to resume in the middle of an epoch)."""
 
     def __init__(self, sampler: Sampler, skip: int = 0) -> None:
-        self.sampler = sampler
-        self.skip = skip
+        self.sampler, self.skip = sampler, skip
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         self.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
@@ -74,8 +64,7 @@ class SkipSampler(Sampler):
 
 
 def seed_worker(worker_id: int) -> None:
-    # torch seeds each worker from the loader's generator; Python's and NumPy's RNGs (used by timm's
-    # RandAugment and mixup) follow from that seed rather than being copies of the parent's.
+    # Python's and NumPy's RNGs (timm's RandAugment and mixup use them) follow the seed torch gives the worker.
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
@@ -91,7 +80,7 @@ class Components:
     steps_per_epoch: int
     optimizer: torch.optim.Optimizer
     scheduler: Any
-    scaler: torch.amp.GradScaler | None
+    scaler: torch.amp.GradScaler  # a no-op unless float16 autocast runs on CUDA
     ema: Any
     mixup: Any
     criterion: nn.Module
@@ -122,17 +111,6 @@ def num_classes_of(model: nn.Module, label_names: list[str]) -> int:
     return int(n)
 
 
-def make_criterion(recipe: Recipe, soft_targets: bool) -> nn.Module:
-    """The loss: soft-target cross-entropy under mixup/cutmix, label smoothing if the recipe asks, else plain."""
-    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-
-    if soft_targets:
-        return SoftTargetCrossEntropy()
-    if recipe.label_smoothing > 0:
-        return LabelSmoothingCrossEntropy(smoothing=recipe.label_smoothing)
-    return nn.CrossEntropyLoss()
-
-
 def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int) -> Any:
     """timm's scheduler for the recipe (None for ``sched`` ``""``/``"none"``)."""
     r = recipe
@@ -140,28 +118,41 @@ def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_e
         return None
     from timm.scheduler import create_scheduler_v2
 
-    per_update = r.sched_on_updates
-    warmup = r.warmup_epochs if per_update else int(round(r.warmup_epochs))
     scheduler, _ = create_scheduler_v2(
-        optimizer, sched=r.sched, num_epochs=r.epochs, decay_epochs=r.decay_epochs or 1,
-        decay_rate=r.decay_rate, min_lr=r.min_lr, warmup_lr=r.warmup_lr, warmup_epochs=warmup,
-        step_on_epochs=not per_update, updates_per_epoch=steps_per_epoch,
-    )  # fmt: skip
+        optimizer,
+        r.sched,
+        r.epochs,
+        decay_epochs=r.decay_epochs or 1,
+        decay_rate=r.decay_rate,
+        min_lr=r.min_lr,
+        warmup_lr=r.warmup_lr,
+        warmup_epochs=r.warmup_epochs if r.sched_on_updates else int(round(r.warmup_epochs)),
+        step_on_epochs=not r.sched_on_updates,
+        updates_per_epoch=steps_per_epoch,
+    )
     return scheduler
 
 
 def make_train_loader(
-    train_set: Dataset, recipe: Recipe, batch_size: int, rank: int, world: int, device: torch.device, drop_last: bool
+    train_set: Dataset, recipe: Recipe, batch_size: int, device: torch.device, drop_last: bool
 ) -> tuple[Any, SkipSampler | None, torch.Generator | None]:
     """The training loader, its sampler and its workers' seed generator (None, None for a tensor dataset)."""
     from zoo.data.tensor import TensorImageDataset, TensorLoader
 
-    r = recipe
+    r, (rank, world) = recipe, rank_world()
     if isinstance(train_set, TensorImageDataset):
+        augment = {"shift": r.crop_pad, "hflip": r.hflip, "rand_augment": r.rand_augment}
         loader = TensorLoader(
-            train_set, batch_size, shuffle=True, drop_last=drop_last, shift=r.crop_pad, hflip=r.hflip,
-            rand_augment=r.rand_augment, seed=r.seed, rank=rank, world_size=world, device=device,
-        )  # fmt: skip
+            train_set,
+            batch_size,
+            shuffle=True,
+            drop_last=drop_last,
+            **augment,
+            seed=r.seed,
+            rank=rank,
+            world_size=world,
+            device=device,
+        )
         return loader, None, None
     from torch.utils.data import DistributedSampler
 
@@ -169,57 +160,58 @@ def make_train_loader(
     sampler = SkipSampler(DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=r.seed))
     generator = torch.Generator()
     loader = DataLoader(
-        train_set, batch_size=batch_size, sampler=sampler, num_workers=r.workers, drop_last=drop_last,
-        pin_memory=device.type == "cuda", worker_init_fn=seed_worker, generator=generator, persistent_workers=False,
-    )  # fmt: skip
+        train_set,
+        batch_size,
+        sampler=sampler,
+        num_workers=r.workers,
+        drop_last=drop_last,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=seed_worker,
+        generator=generator,
+    )
     return loader, sampler, generator
 
 
 def build_components(
-    model: nn.Module, train_set: Dataset, recipe: Recipe, *, device: torch.device, rank: int, world: int,
-    batch_size: int, num_classes: int, deterministic: bool, amp: bool,
-) -> Components:  # fmt: skip
-    """Move ``model`` to ``device`` (DDP-wrapped when ``world > 1``) and build what trains it from ``recipe``."""
+    model: nn.Module, train_set: Dataset, recipe: Recipe, device: torch.device, num_classes: int, amp: bool
+) -> Components:
+    """Move ``model`` to ``device`` (DDP-wrapped under torchrun) and build what trains it from ``recipe``."""
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
     from timm.optim import create_optimizer_v2
 
-    r = recipe
-    use_cuda = device.type == "cuda"
-    if use_cuda and not deterministic:
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
+    r, (_, world), bare = recipe, rank_world(), model
     model.to(device)
     if r.channels_last:
         model.to(memory_format=torch.channels_last)
-    model_without_ddp = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        model = DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None)
-    use_mixup = r.mixup > 0 or r.cutmix > 0
-    loader, sampler, generator = make_train_loader(train_set, r, batch_size, rank, world, device, drop_last=use_mixup)
-    steps = len(loader)
-    if steps == 0:
-        raise DataError(f"the training set ({len(train_set)} images) gives no batch of {batch_size}")  # type: ignore[arg-type]
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    mixing = r.mixup > 0 or r.cutmix > 0
+    loader, sampler, generator = make_train_loader(train_set, r, r.batch_size // world, device, drop_last=mixing)
+    if len(loader) == 0:
+        raise DataError(f"the training set ({len(train_set)} images) gives no batch of {r.batch_size // world}")  # type: ignore[arg-type]
     optimizer = create_optimizer_v2(
-        model_without_ddp, opt=r.opt, lr=r.lr, weight_decay=r.weight_decay, momentum=r.momentum,
-        filter_bias_and_bn=r.filter_bias_and_bn,
-    )  # fmt: skip
-    ema = None
+        bare, r.opt, r.lr, r.weight_decay, r.momentum, filter_bias_and_bn=r.filter_bias_and_bn
+    )
+    ema = mixup = None
     if r.ema:
         from timm.utils import ModelEmaV3
 
-        ema = ModelEmaV3(model_without_ddp, decay=r.ema_decay, use_warmup=True)
-    mixup = None
-    if use_mixup:
+        ema = ModelEmaV3(bare, decay=r.ema_decay, use_warmup=True)
+    if mixing:
         from timm.data import Mixup
 
-        mixup = Mixup(mixup_alpha=r.mixup, cutmix_alpha=r.cutmix, prob=r.mixup_prob,
-                      label_smoothing=r.label_smoothing, num_classes=num_classes)  # fmt: skip
+        mixup = Mixup(r.mixup, r.cutmix, prob=r.mixup_prob, label_smoothing=r.label_smoothing, num_classes=num_classes)
+    # Soft-target cross-entropy under mixup/cutmix (their targets are soft), label smoothing if asked, else plain.
+    criterion = SoftTargetCrossEntropy() if mixing else LabelSmoothingCrossEntropy(r.label_smoothing)
+    if not mixing and r.label_smoothing == 0:
+        criterion = nn.CrossEntropyLoss()
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")  # bf16 needs no scaling
+    scheduler = make_scheduler(optimizer, r, len(loader))
     return Components(
-        model=model, model_without_ddp=model_without_ddp, train_loader=loader, steps_per_epoch=steps,
-        optimizer=optimizer, scheduler=make_scheduler(optimizer, r, steps),
-        scaler=torch.amp.GradScaler("cuda", enabled=amp) if use_cuda else None,  # bf16 needs no scaling
-        ema=ema, mixup=mixup, criterion=make_criterion(r, use_mixup), sampler=sampler, loader_generator=generator,
-    )  # fmt: skip
+        model, bare, loader, len(loader), optimizer, scheduler, scaler, ema, mixup, criterion, sampler, generator
+    )
 
 
 def check_input(train_set: Dataset, model: nn.Module, device: torch.device) -> None:

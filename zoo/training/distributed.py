@@ -9,8 +9,6 @@ from typing import Any
 
 import torch
 
-__all__ = ["any_rank", "current_group", "distributed_session", "init_distributed", "rank_world", "rank_zero_first"]
-
 
 def current_group() -> Any:
     """``torch.distributed`` when a process group is initialised, else None."""
@@ -37,12 +35,8 @@ def any_rank(flag: bool, device: torch.device) -> bool:
 
 @contextmanager
 def rank_zero_first() -> Iterator[None]:
-    """Run the block on rank 0 first and on the other ranks once rank 0 is through it: a download (data set,
-    weights) that rank 0 makes and the others then read. Without a process group the block just runs.
-
-    Rank 0 leaves its barrier even when the block fails, so the others are not left waiting; they then run
-    the block themselves and fail on what is missing, with their own message.
-    """
+    """Run the block on rank 0, then on the other ranks: what rank 0 downloads, the others read. Rank 0 leaves its
+    barrier even when the block fails, so the others run it and fail with their own message."""
     d = current_group()
     first = d is None or d.get_rank() == 0
     if not first:
@@ -57,11 +51,12 @@ def rank_zero_first() -> Iterator[None]:
 def init_distributed(device_arg: str) -> tuple[int, int, torch.device]:
     """Join the process group ``torchrun`` describes (gloo on CPU, nccl on CUDA); returns (rank, world, device)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device_arg == "auto" else device_arg.startswith("cuda")
-    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu") if device_arg in ("auto", "cuda") else None
-    if device is None:
+    if device_arg in ("auto", "cuda"):
+        cuda = device_arg == "cuda" or torch.cuda.is_available()
+        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if cuda else "cpu")
+    else:
         device = torch.device(device_arg)
+    use_cuda = device.type == "cuda"
     if world > 1:
         import torch.distributed as dist
 
@@ -77,9 +72,8 @@ def init_distributed(device_arg: str) -> tuple[int, int, torch.device]:
 def distributed_session(device_arg: str) -> Iterator[tuple[int, int, torch.device]]:
     """``init_distributed`` for the length of a block, then a barrier and ``destroy_process_group`` on every rank.
 
-    The barrier keeps a rank from tearing its group down while another still uses it (rank 0 writing the
-    run's last files): a one-sided teardown aborts the other ranks' communication threads. On an error the
-    barrier is skipped, since the other ranks may never reach it, and the group is still destroyed.
+    The barrier keeps a rank from tearing its group down while another still writes (a one-sided teardown aborts
+    the others); on an error it is skipped, since the other ranks may never reach it.
     """
     rank, world, device = init_distributed(device_arg)
     failed = False

@@ -1,10 +1,5 @@
-"""Models to train: from scratch, or fine-tuned from published weights with either stem.
-
-``zoo train resnet18 --stem cifar --pretrained`` starts from ImageNet weights built for a 7x7 stem. The
-CIFAR stem's 3x3 first convolution cannot take them, so it is freshly initialised (with a warning naming
-it) and every other tensor is loaded. The model's ``pretrained_cfg`` keeps its own input size (32x32
-for the CIFAR stem) with the weights' normalisation, so that training and validation transforms agree.
-"""
+"""Models to train: from scratch, or fine-tuned from published weights with either stem (``zoo train resnet18
+--stem cifar --pretrained``: every tensor but the 7x7 first convolution, which the 3x3 CIFAR stem replaces)."""
 
 from __future__ import annotations
 
@@ -14,19 +9,13 @@ import torch.nn as nn
 
 from zoo.errors import ArgumentValueError
 
-__all__ = ["build_training_model"]
-
 
 def build_training_model(
     name: str, pretrained: bool = False, checkpoint_path: str | None = None, **kwargs: Any
 ) -> nn.Module:
-    """``create_model(name, pretrained=pretrained, **kwargs)``, where ``stem`` may differ from the weights'.
-
-    A ``num_classes`` or ``in_chans`` other than the weights' adapts the classifier or the first
-    convolution, as ``create_model`` does; a ``stem`` other than the weights' keeps every tensor but the
-    first convolution's. ``checkpoint_path`` starts from a local safetensors file instead (``zoo train
-    --initial-checkpoint``, timm's name), adapted the same way.
-    """
+    """``create_model(name, pretrained=pretrained, **kwargs)``, where ``stem`` may differ from the weights' (every
+    tensor but the first convolution's is kept; the model keeps its own input size with the weights'
+    normalisation). ``checkpoint_path`` starts from a local safetensors file instead (``--initial-checkpoint``)."""
     from zoo.factory import create_model
 
     if checkpoint_path is not None:
@@ -52,6 +41,9 @@ def build_training_model(
     state, _ = fit_state_dict(model, weights.state_dict(), what, False, False, stacklevel=3, adapt_stem=True)
     model.load_state_dict(state, strict=False)  # fit_state_dict checked that only the first conv is left out
     # The model's own input size (its stem's), with the normalisation the weights were trained with.
-    model.pretrained_cfg = {**model.pretrained_cfg, "mean": weights.pretrained_cfg["mean"],
-                            "std": weights.pretrained_cfg["std"]}  # fmt: skip
+    model.pretrained_cfg = {
+        **model.pretrained_cfg,
+        "mean": weights.pretrained_cfg["mean"],
+        "std": weights.pretrained_cfg["std"],
+    }
     return model

@@ -1,9 +1,5 @@
-"""Seeing a run: metrics.csv, curves.png, TensorBoard and Visdom (progress bars: ``zoo.utils.progress``).
-
-Every logger has the same small interface (``log_step``, ``log_epoch``, ``log_samples``, ``close``), and
-:class:`RunLoggers` fans one call out to all of them. matplotlib, TensorBoard and Visdom are imported only
-when used.
-"""
+"""Seeing a run: metrics.csv, curves.png, TensorBoard and Visdom, each behind one small interface (``log_step``,
+``log_epoch``, ``log_samples``, ``close``) that :class:`RunLoggers` fans out."""
 
 from __future__ import annotations
 
@@ -21,43 +17,39 @@ from zoo.errors import ArgumentValueError, DependencyError, RunError
 from zoo.utils import shorten
 from zoo.utils.files import atomic_path
 
-__all__ = [
-    "CSVLogger",
-    "CurvesPlot",
-    "RunLoggers",
-    "TensorBoardLogger",
-    "VisdomLogger",
-    "create_loggers",
-    "read_metrics",
-]
-
 METRIC_FIELDS = [
-    "epoch", "lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "test_loss", "test_acc1",
-    "test_acc5", "epoch_time", "img_per_s", "time",
-]  # fmt: skip
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc1",
+    "val_loss",
+    "val_acc1",
+    "val_acc5",
+    "test_loss",
+    "test_acc1",
+    "test_acc5",
+    "epoch_time",
+    "img_per_s",
+    "time",
+]
 
 
 class _Logger:
-    def log_step(self, step: int, values: dict[str, float]) -> None:
-        """Called every few training batches with ``loss`` and ``lr``."""
+    """``log_step``: every few batches, ``loss`` and ``lr``; ``log_epoch``: a finished epoch's row and every row so
+    far; ``log_samples``: images in [0, 1] with their 'pred / true' titles."""
 
-    def log_epoch(self, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
-        """Called once per finished epoch with its row of metrics and every row so far."""
+    def log_step(self, step: int, values: dict[str, float]) -> None: ...
 
-    def log_samples(self, epoch: int, images: torch.Tensor, titles: list[str]) -> None:
-        """Called once per epoch with de-normalised images in [0, 1] and their 'pred / true' titles."""
+    def log_epoch(self, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None: ...
 
-    def close(self) -> None:
-        pass
+    def log_samples(self, epoch: int, images: torch.Tensor, titles: list[str]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The rows of a metrics.csv, with numbers parsed (empty cells become None).
-
-    A file that is not a metrics.csv (not text, a row longer than the header, no ``epoch`` column, an epoch
-    or metric that is not a number: another file written over it) is a RunError naming it, not a TypeError
-    deep inside a resume.
-    """
+    """The rows of a metrics.csv, with numbers parsed (empty cells become None); a file that is not one (not
+    text, a row longer than the header, no ``epoch`` column, a metric that is not a number) is a RunError."""
     path = Path(path)
     if not path.is_file():
         return []
@@ -178,10 +170,8 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike, titl
 class TensorBoardLogger(_Logger):
     """Scalars (loss, lr, accuracy) and a sample grid with ``torch.utils.tensorboard``.
 
-    ``purge_step``: a resumed run's first new step. TensorBoard then hides every event of the earlier
-    session from that step on (``SummaryWriter(purge_step=...)``), so the steps trained again after a crash
-    appear once. Epoch-level values are logged at the epoch number, which is never above the step count,
-    so the same purge step is right for them too.
+    ``purge_step``, a resumed run's first new step, hides the earlier session's events from that step on, so
+    the steps trained again after a crash appear once (epoch numbers never exceed step counts: right for both).
     """
 
     def __init__(self, log_dir: str | os.PathLike, purge_step: int | None = None) -> None:
@@ -219,21 +209,15 @@ class TensorBoardLogger(_Logger):
 
 
 class VisdomLogger(_Logger):
-    """The seed's Lab10-3 live plots: loss per step, loss and accuracy per epoch, sample predictions.
-
-    Needs a running server (``python -m visdom.server``). If it cannot be reached, training goes on and a
-    warning says so.
-    """
+    """The seed's Lab10-3 live plots: loss per step, loss and accuracy per epoch, sample predictions; without a
+    server (``python -m visdom.server``) training goes on and a warning says so."""
 
     def __init__(self, server: str = "http://localhost", port: int = 8097, env: str = "main", title: str = "") -> None:
         try:
             import visdom
         except ImportError as e:
-            raise DependencyError(
-                f"--logger visdom needs the visdom package: {e}", hint="pip install 'zoo[visdom]'"
-            ) from None
-        self.env = env
-        self.title = title
+            raise DependencyError(f"--logger visdom needs visdom: {e}", hint="pip install 'zoo[visdom]'") from None
+        self.env, self.title, self._started = env, title, set()
         try:
             self.vis = visdom.Visdom(
                 server=server, port=port, env=env, use_incoming_socket=False, raise_exceptions=True
@@ -245,30 +229,33 @@ class VisdomLogger(_Logger):
             warnings.warn(
                 f"no Visdom server at {server}:{port}; start one with `python -m visdom.server`", stacklevel=2
             )
-        self.windows = {"step_loss": f"{env}_step_loss", "loss": f"{env}_loss", "acc": f"{env}_acc",
-                        "samples": f"{env}_samples", "predictions": f"{env}_predictions"}  # fmt: skip
-        self._started: set[str] = set()
 
-    def _line(self, key: str, x: float, ys: dict[str, float], title: str, ylabel: str, xlabel: str) -> None:
-        names = [n for n, v in ys.items() if v is not None and math.isfinite(v)]
-        if not self.ok or not names:
-            return
-        win = self.windows[key]
-        for name in names:
+    def _send(self, method: str, *args: Any, **kwargs: Any) -> bool:
+        """Call the server; one that went away stops the logging, never the training."""
+        try:
+            getattr(self.vis, method)(*args, **kwargs)
+            return True
+        except Exception as e:
+            self.ok = False
+            warnings.warn(f"Visdom logging stopped: {e}", stacklevel=3)
+            return False
+
+    def _line(self, key: str, x: float, ys: dict[str, float | None], title: str, ylabel: str, xlabel: str) -> None:
+        opts = dict(title=f"{self.title} {title}".strip(), xlabel=xlabel, ylabel=ylabel, showlegend=True)
+        for name, y in ys.items():
             # The first trace creates the window; later ones (and new trace names) are appended to it.
-            update = "append" if key in self._started else None
-            opts = dict(title=f"{self.title} {title}".strip(), xlabel=xlabel, ylabel=ylabel, showlegend=True)
-            try:
-                self.vis.line(X=torch.tensor([float(x)]), Y=torch.tensor([float(ys[name])]), win=win, name=name,
-                              update=update, opts=opts)  # fmt: skip
-            except Exception as e:  # a server that went away must not stop training
-                self._fail(e)
-                return
-            self._started.add(key)
-
-    def _fail(self, e: Exception) -> None:
-        self.ok = False
-        warnings.warn(f"Visdom logging stopped: {e}", stacklevel=3)
+            if self.ok and y is not None and math.isfinite(y):
+                update = "append" if key in self._started else None
+                if self._send(
+                    "line",
+                    X=torch.tensor([float(x)]),
+                    Y=torch.tensor([float(y)]),
+                    win=f"{self.env}_{key}",
+                    name=name,
+                    update=update,
+                    opts=opts,
+                ):
+                    self._started.add(key)
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
         self._line("step_loss", step, {"train loss": values.get("loss")}, "loss per step", "loss", "step")
@@ -279,27 +266,19 @@ class VisdomLogger(_Logger):
         self._line("acc", epoch, {k: metrics.get(f"{k}_acc1") for k in splits}, "accuracy", "accuracy (%)", "epoch")
 
     def log_samples(self, epoch: int, images: torch.Tensor, titles: list[str]) -> None:
-        if not self.ok:
-            return
-        try:
-            self.vis.images(
-                images,
-                nrow=8,
-                win=self.windows["samples"],
-                opts=dict(title=f"{self.title} samples, epoch {epoch}".strip(), caption=" | ".join(titles)),
-            )
+        opts = dict(title=f"{self.title} samples, epoch {epoch}".strip(), caption=" | ".join(titles))
+        if self.ok and self._send("images", images, nrow=8, win=f"{self.env}_samples", opts=opts):
             rows = "".join(f"<li>{i}: {t}</li>" for i, t in enumerate(titles))
-            self.vis.text(f"<b>epoch {epoch}: prediction / truth</b><ol start=0>{rows}</ol>",
-                          win=self.windows["predictions"])  # fmt: skip
-        except Exception as e:
-            self._fail(e)
+            html = f"<b>epoch {epoch}: prediction / truth</b><ol start=0>{rows}</ol>"
+            self._send("text", html, win=f"{self.env}_predictions")
 
 
-class RunLoggers(_Logger):
-    """Several loggers behind one interface."""
+class RunLoggers:
+    """Several loggers behind one interface: each call goes to every one of them."""
 
     def __init__(self, loggers: Sequence[_Logger]) -> None:
         self.loggers = list(loggers)
+        self.wants_samples = any(isinstance(lg, (TensorBoardLogger, VisdomLogger)) for lg in self.loggers)
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
         for lg in self.loggers:
@@ -312,10 +291,6 @@ class RunLoggers(_Logger):
     def log_samples(self, epoch: int, images: torch.Tensor, titles: list[str]) -> None:
         for lg in self.loggers:
             lg.log_samples(epoch, images, titles)
-
-    @property
-    def wants_samples(self) -> bool:
-        return any(isinstance(lg, (TensorBoardLogger, VisdomLogger)) for lg in self.loggers)
 
     def close(self) -> None:
         for lg in self.loggers:
@@ -336,11 +311,8 @@ def create_loggers(
     visdom_port: int = 8097,
     visdom_env: str | None = None,
 ) -> RunLoggers:
-    """metrics.csv and curves.png always, plus the named extra loggers (``tensorboard``, ``visdom``).
-
-    A resumed run passes the epochs and optimiser steps its checkpoint holds (``resume_epoch``,
-    ``resume_step``): what was logged after them is dropped, as the run trains it again.
-    """
+    """metrics.csv and curves.png always, plus the named extra loggers (``tensorboard``, ``visdom``); a resumed
+    run passes the epochs and steps its checkpoint holds, and what was logged after them is dropped."""
     out_dir = Path(out_dir)
     loggers: list[_Logger] = [
         CSVLogger(out_dir / "metrics.csv", resume_epoch),

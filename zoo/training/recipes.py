@@ -1,23 +1,22 @@
 """Training recipes: named, printable sets of hyper-parameters that command-line options override.
 
-The ``seed-*`` recipes are the seed course's labs as they were written; ``fast`` is a modern recipe (AdamW
-or SGD-Nesterov, cosine schedule with warm-up, label smoothing, EMA, augmentation that fits the dataset)
-tuned for short runs. A recipe can differ per dataset kind: ``get_recipe("fast", "cifar10")`` resolves it.
+The ``seed-*`` recipes are the seed course's labs as written; ``fast`` is a modern recipe tuned for short runs, with
+values per dataset kind (``get_recipe("fast", "cifar10")``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoo.errors import RecipeError
+from zoo.errors import RecipeError, RunError
+from zoo.utils.checks import Invalid, int_in, number_in, one_of, record, reported, text
 
-__all__ = [
-    "RECIPES", "Recipe", "fit_recipe_to_data", "format_recipe", "get_recipe", "list_recipes", "resolve_recipe",
-]  # fmt: skip
+# Recipe fields a resumed run may change: they decide how long it runs and how fast, not what it computes.
+RESUME_MAY_CHANGE = ("epochs", "workers", "eval_batch_size")
 
 
 @dataclass
@@ -66,46 +65,48 @@ class Recipe:
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for name, (low, high, closed) in _RANGES.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise RecipeError(f"{name}={value!r}: must be a number", hint=f"give {_range_text(low, high, closed)}")
-            # NaN fails every comparison and inf has no upper bound to fail, so both would pass the range
-            # check below and reach the optimiser, the loss or run.json; no setting means anything at either.
-            if not math.isfinite(value):
-                raise RecipeError(f"{name}={value}: not a finite number", hint=f"give {_range_text(low, high, closed)}")
-            if value < low or (high is not None and (value > high if closed else value >= high)):
-                raise RecipeError(f"{name}={value}: out of range", hint=f"give {_range_text(low, high, closed)}")
-        if self.eval_model not in ("ema", "model"):
-            raise RecipeError(f"eval_model={self.eval_model!r}: unknown", hint="give ema or model")
+        with reported("recipe", RecipeError, hint="`zoo train --print-recipe` shows every setting of a recipe"):
+            text("name", self.name, 200)
+            text("description", self.description)
+            int_in("epochs", self.epochs, 1)
+            int_in("batch_size", self.batch_size, 1)
+            text("opt", self.opt, 100)
+            self.lr = float(number_in("lr", self.lr, 0))
+            self.momentum = float(number_in("momentum", self.momentum, 0, below=1))
+            self.weight_decay = float(number_in("weight_decay", self.weight_decay, 0))
+            one_of("filter_bias_and_bn", self.filter_bias_and_bn, (True, False))
+            text("sched", self.sched, 100)
+            one_of("sched_on_updates", self.sched_on_updates, (True, False))
+            self.decay_epochs = float(number_in("decay_epochs", self.decay_epochs, 0))
+            self.decay_rate = float(number_in("decay_rate", self.decay_rate, 0))
+            self.warmup_epochs = float(number_in("warmup_epochs", self.warmup_epochs, 0))
+            self.warmup_lr = float(number_in("warmup_lr", self.warmup_lr, 0))
+            self.min_lr = float(number_in("min_lr", self.min_lr, 0))
+            self.label_smoothing = float(number_in("label_smoothing", self.label_smoothing, 0, below=1))
+            self.mixup = float(number_in("mixup", self.mixup, 0))
+            self.cutmix = float(number_in("cutmix", self.cutmix, 0))
+            self.mixup_prob = float(number_in("mixup_prob", self.mixup_prob, 0, 1))
+            one_of("ema", self.ema, (True, False))
+            self.ema_decay = float(number_in("ema_decay", self.ema_decay, 0, below=1))
+            self.grad_clip = float(number_in("grad_clip", self.grad_clip, 0))
+            int_in("crop_pad", self.crop_pad, 0)
+            self.hflip = float(number_in("hflip", self.hflip, 0, 1))
+            text("rand_augment", self.rand_augment, 200)
+            one_of("amp", self.amp, (True, False))
+            one_of("channels_last", self.channels_last, (True, False))
+            int_in("workers", self.workers, 0)
+            int_in("eval_batch_size", self.eval_batch_size, 1)
+            int_in("seed", self.seed)
+            one_of("eval_model", self.eval_model, ("ema", "model"))
+            if not isinstance(self.notes, list) or not all(isinstance(n, str) for n in self.notes):
+                raise Invalid("notes", self.notes, "must be a list of strings")
 
     def replace(self, **changes: Any) -> Recipe:
-        """A copy with ``changes`` applied; unknown names are a RecipeError that lists the fields."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - names)
-        if unknown:
-            raise RecipeError(f"unknown recipe field(s) {', '.join(unknown)}; fields are: {', '.join(sorted(names))}")
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` applied; an unknown field or a wrong value is a RecipeError naming it."""
+        return record(Recipe, {**self.to_dict(), **changes}, "recipe", RecipeError)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-# field -> (lowest, highest or None, whether the highest is allowed): the values each numeric setting can take.
-_RANGES: dict[str, tuple[float, float | None, bool]] = {
-    "lr": (0.0, None, True), "momentum": (0.0, 1.0, False), "weight_decay": (0.0, None, True),
-    "decay_epochs": (0.0, None, True), "decay_rate": (0.0, None, True), "warmup_epochs": (0.0, None, True),
-    "warmup_lr": (0.0, None, True), "min_lr": (0.0, None, True), "label_smoothing": (0.0, 1.0, False),
-    "mixup": (0.0, None, True), "cutmix": (0.0, None, True), "mixup_prob": (0.0, 1.0, True),
-    "ema_decay": (0.0, 1.0, False), "grad_clip": (0.0, None, True), "crop_pad": (0, None, True),
-    "hflip": (0.0, 1.0, True), "workers": (0, None, True), "eval_batch_size": (1, None, True),
-}  # fmt: skip
-
-
-def _range_text(low: float, high: float | None, closed: bool) -> str:
-    if high is None:
-        return f"a finite number of at least {low:g}"
-    return f"a number from {low:g} to {high:g}" if closed else f"a number from {low:g} up to, not including, {high:g}"
 
 
 # The seed labs ran in float32 and decayed every parameter; channels_last only changes speed, so it stays on.
@@ -114,45 +115,116 @@ _SEED = {"amp": False, "filter_bias_and_bn": False, "eval_model": "model"}
 # name -> (base values, {dataset kind -> values that differ for it})
 RECIPES: dict[str, tuple[dict[str, Any], dict[str, dict[str, Any]]]] = {
     "seed-mnist": (
-        dict(description="Lab10-2: Adam 1e-3, batch 100, 15 epochs, no schedule or augmentation",
-             epochs=15, batch_size=100, opt="adam", lr=1e-3, **_SEED),
+        dict(
+            description="Lab10-2: Adam 1e-3, batch 100, 15 epochs, no schedule or augmentation",
+            epochs=15,
+            batch_size=100,
+            opt="adam",
+            lr=1e-3,
+            **_SEED,
+        ),
         {},
     ),
     "seed-vgg-cifar": (
-        dict(description="Lab10-5: SGD 0.005 momentum 0.9, StepLR(5, 0.9), batch 512, 50 epochs",
-             epochs=50, batch_size=512, opt="momentum", lr=0.005, momentum=0.9, sched="step", decay_epochs=5,
-             decay_rate=0.9, **_SEED),
+        dict(
+            description="Lab10-5: SGD 0.005 momentum 0.9, StepLR(5, 0.9), batch 512, 50 epochs",
+            epochs=50,
+            batch_size=512,
+            opt="momentum",
+            lr=0.005,
+            momentum=0.9,
+            sched="step",
+            decay_epochs=5,
+            decay_rate=0.9,
+            **_SEED,
+        ),
         {},
     ),
     "seed-resnet-cifar": (
-        dict(description="Lab10-6: SGD 0.1 momentum 0.9 wd 5e-4, StepLR(10, 0.5), batch 256, random crop",
-             epochs=150, batch_size=256, opt="momentum", lr=0.1, momentum=0.9, weight_decay=5e-4, sched="step",
-             decay_epochs=10, decay_rate=0.5, crop_pad=4, **_SEED),
+        dict(
+            description="Lab10-6: SGD 0.1 momentum 0.9 wd 5e-4, StepLR(10, 0.5), batch 256, random crop",
+            epochs=150,
+            batch_size=256,
+            opt="momentum",
+            lr=0.1,
+            momentum=0.9,
+            weight_decay=5e-4,
+            sched="step",
+            decay_epochs=10,
+            decay_rate=0.5,
+            crop_pad=4,
+            **_SEED,
+        ),
         {},
     ),
     "fast": (
-        dict(description="cosine with warm-up per batch, label smoothing, EMA, augmentation fitted to the dataset",
-             sched="cosine", sched_on_updates=True, label_smoothing=0.1, ema=True),
+        dict(
+            description="cosine with warm-up per batch, label smoothing, EMA, augmentation fitted to the dataset",
+            sched="cosine",
+            sched_on_updates=True,
+            label_smoothing=0.1,
+            ema=True,
+        ),
         {
             # Tuned on this project's 2-core CPU: >= 99.2 % MNIST test accuracy inside 90 s (benchmarks/).
             # Over 4 seeds: +-1 px shifts beat +-2 px and none, lr 5e-3 beat 3e-3 (final 99.25-99.32 %).
-            "mnist": dict(epochs=4, batch_size=128, opt="adamw", lr=5e-3, weight_decay=0.01, warmup_epochs=0.3,
-                          warmup_lr=1e-4, min_lr=1e-5, crop_pad=1, ema_decay=0.998),
-            "fashion_mnist": dict(epochs=10, batch_size=128, opt="adamw", lr=3e-3, weight_decay=0.05,
-                                  warmup_epochs=0.5, warmup_lr=1e-4, min_lr=1e-5, crop_pad=2, hflip=0.5,
-                                  ema_decay=0.998),
-            "cifar10": dict(epochs=30, batch_size=256, opt="sgd", lr=0.2, momentum=0.9, weight_decay=5e-4,
-                            warmup_epochs=1, warmup_lr=0.01, crop_pad=4, hflip=0.5, rand_augment="rand-m5-n2-mstd0.5",
-                            ema_decay=0.999),
-            "cifar100": dict(epochs=40, batch_size=256, opt="sgd", lr=0.2, momentum=0.9, weight_decay=5e-4,
-                             warmup_epochs=1, warmup_lr=0.01, crop_pad=4, hflip=0.5,
-                             rand_augment="rand-m5-n2-mstd0.5", ema_decay=0.999),
-            "imagefolder": dict(epochs=30, batch_size=64, opt="adamw", lr=1e-3, weight_decay=0.05, warmup_epochs=2,
-                                hflip=0.5, rand_augment="rand-m9-mstd0.5-inc1", mixup=0.2, cutmix=1.0,
-                                mixup_prob=0.5, ema_decay=0.998),
+            "mnist": dict(
+                epochs=4,
+                batch_size=128,
+                opt="adamw",
+                lr=5e-3,
+                weight_decay=0.01,
+                warmup_epochs=0.3,
+                warmup_lr=1e-4,
+                min_lr=1e-5,
+                crop_pad=1,
+                ema_decay=0.998,
+            ),
+            "fashion_mnist": dict(
+                epochs=10,
+                batch_size=128,
+                opt="adamw",
+                lr=3e-3,
+                weight_decay=0.05,
+                warmup_epochs=0.5,
+                warmup_lr=1e-4,
+                min_lr=1e-5,
+                crop_pad=2,
+                hflip=0.5,
+                ema_decay=0.998,
+            ),
+            "cifar10": dict(
+                epochs=30,
+                batch_size=256,
+                opt="sgd",
+                lr=0.2,
+                momentum=0.9,
+                weight_decay=5e-4,
+                warmup_epochs=1,
+                warmup_lr=0.01,
+                crop_pad=4,
+                hflip=0.5,
+                rand_augment="rand-m5-n2-mstd0.5",
+                ema_decay=0.999,
+            ),
+            "imagefolder": dict(
+                epochs=30,
+                batch_size=64,
+                opt="adamw",
+                lr=1e-3,
+                weight_decay=0.05,
+                warmup_epochs=2,
+                hflip=0.5,
+                rand_augment="rand-m9-mstd0.5-inc1",
+                mixup=0.2,
+                cutmix=1.0,
+                mixup_prob=0.5,
+                ema_decay=0.998,
+            ),
         },
     ),
-}  # fmt: skip
+}
+RECIPES["fast"][1]["cifar100"] = {**RECIPES["fast"][1]["cifar10"], "epochs": 40}
 
 
 def list_recipes() -> list[str]:
@@ -189,16 +261,13 @@ MIN_STEPS_PER_EPOCH = 10
 MIN_STEPS_FOR_MIXUP = 1000
 
 
-def fit_recipe_to_data(recipe: Recipe, train_images: int, explicit: set[str] | frozenset[str] = frozenset()) -> Recipe:
-    """``recipe`` scaled to a small training set, each change said in ``notes``; fields in ``explicit`` (set on
-    the command line) are left as they are.
+def fit_recipe_to_data(recipe: Recipe, train_images: int, explicit: Collection[str] = ()) -> Recipe:
+    """``recipe`` scaled to a small training set, each change said in ``notes``; fields in ``explicit`` (set by
+    the user) are left as they are.
 
-    A recipe tuned for thousands of images and 30 epochs does not work on a few hundred for a few epochs:
-    a batch of 64 gives three steps an epoch, a 2-epoch warm-up never reaches the learning rate, an EMA with
-    a horizon of 500 steps still averages the random start, and mixup/CutMix keep the model from fitting at
-    all. So: at least ``MIN_STEPS_PER_EPOCH`` steps an epoch (a smaller batch, not below 8), warm-up at most a
-    tenth of the run, an EMA horizon at most a fifth of it (none under 50 steps), and no mixup/CutMix under
-    ``MIN_STEPS_FOR_MIXUP`` steps.
+    A recipe tuned for 30 epochs of thousands of images fails on a few hundred: so at least
+    ``MIN_STEPS_PER_EPOCH`` steps an epoch (a smaller batch, not below 8), warm-up at most a tenth of the run, an
+    EMA horizon at most a fifth of it (none under 50 steps), and no mixup/CutMix under ``MIN_STEPS_FOR_MIXUP`` steps.
     """
     changes: dict[str, Any] = {}
     notes = list(recipe.notes)
@@ -206,11 +275,12 @@ def fit_recipe_to_data(recipe: Recipe, train_images: int, explicit: set[str] | f
     if "batch_size" not in explicit and train_images // batch < MIN_STEPS_PER_EPOCH and batch > 8:
         fitted = max(8, 2 ** max(3, (train_images // MIN_STEPS_PER_EPOCH).bit_length() - 1))
         if fitted < batch:
-            changes["batch_size"] = batch = fitted
+            changes["batch_size"] = fitted
             # Counted as the run will count them (the last, smaller batch is a step too: see `steps`).
-            notes.append(f"batch {recipe.batch_size} -> {fitted}: {train_images} images give "
-                         f"{-(-train_images // fitted)} steps an epoch")  # fmt: skip
-    steps = max(1, -(-train_images // batch)) * recipe.epochs
+            notes.append(
+                f"batch {batch} -> {fitted}: {train_images} images give {-(-train_images // fitted)} steps an epoch"
+            )
+    steps = max(1, -(-train_images // changes.get("batch_size", batch))) * recipe.epochs
     if "warmup_epochs" not in explicit and recipe.warmup_epochs > 0.1 * recipe.epochs:
         changes["warmup_epochs"] = round(0.1 * recipe.epochs, 3)
         notes.append(f"warm-up {recipe.warmup_epochs} -> {changes['warmup_epochs']} epochs (a tenth of the run)")
@@ -230,11 +300,7 @@ def fit_recipe_to_data(recipe: Recipe, train_images: int, explicit: set[str] | f
 
 def resolve_recipe(recipe: Recipe | str | None, dataset_kind: str | None) -> Recipe:
     """A :class:`Recipe` as given, a recipe name resolved for ``dataset_kind``, or None: the ``fast`` recipe."""
-    if recipe is None:
-        return get_recipe("fast", dataset_kind)
-    if isinstance(recipe, str):
-        return get_recipe(recipe, dataset_kind)
-    return recipe
+    return recipe if isinstance(recipe, Recipe) else get_recipe(recipe or "fast", dataset_kind)
 
 
 def format_recipe(recipe: Recipe) -> str:
@@ -244,3 +310,36 @@ def format_recipe(recipe: Recipe) -> str:
     lines = [f"{k:<{width}}  {v if v != '' else repr(v)}" for k, v in d.items() if k != "notes"]
     lines += [f"# {n}" for n in recipe.notes]
     return "\n".join(lines)
+
+
+def read_recipe(data: Any, where: str, hint: str | None = None) -> Recipe:
+    """The recipe a run recorded (in run.json or last.pt); a wrong value is a RunError naming ``where``."""
+    try:
+        return record(Recipe, data, f"{where}: recipe", RunError)
+    except RecipeError as e:
+        raise RunError(f"{where}: {e.args[0]}", hint=hint) from None
+    except RunError as e:
+        e.hint = e.hint or hint
+        raise
+
+
+def resume_recipe(saved: Recipe, given: Recipe, explicit: Collection[str] | None = None) -> Recipe:
+    """The recipe a resumed run continues under: the run's own, with ``given``'s values of RESUME_MAY_CHANGE.
+
+    ``explicit`` names the fields the caller set (default: every setting); one of them that differs from the run's
+    and may not change is a RunError naming it and both values: half-way, it would make a run no recipe describes.
+    """
+    settings = [f.name for f in dataclasses.fields(Recipe) if f.name not in ("name", "description", "notes")]
+    compared = [k for k in (settings if explicit is None else explicit) if k not in RESUME_MAY_CHANGE]
+    changed = [
+        f"{k}={getattr(given, k)!r} (the run's: {getattr(saved, k)!r})"
+        for k in compared
+        if getattr(given, k) != getattr(saved, k)
+    ]
+    if changed:
+        raise RunError(
+            f"a resumed run keeps its recipe, but {', '.join(changed)} differ",
+            hint="only epochs, workers and eval_batch_size may change; to train with other settings, start a new "
+            "run in another folder (fine-tuning from this run's best.safetensors)",
+        )
+    return saved.replace(**{k: getattr(given, k) for k in RESUME_MAY_CHANGE if explicit is None or k in explicit})

@@ -1,8 +1,5 @@
-"""What a run reports: the loss sums, divergence, the kept weights, sample predictions, the epoch line.
-
-Weights are kept by the validation set alone (held out of the training data) or, without one, by being the
-last epoch's: the test set is measured for the report and never chooses, so its number stays honest.
-"""
+"""What a run reports: the loss sums, divergence, weights that score about chance, sample predictions, the epoch
+line."""
 
 from __future__ import annotations
 
@@ -17,11 +14,6 @@ from zoo.data.tensor import channel_stats
 from zoo.errors import TrainingDiverged
 from zoo.training.checkpoint import rng_state, set_rng_state
 
-__all__ = [
-    "chance_warning", "denormalize", "divergence_message", "epoch_line", "sample_predictions", "save_best",
-    "sum_losses",
-]  # fmt: skip
-
 
 def denormalize(images: torch.Tensor, mean: Any, std: Any) -> torch.Tensor:
     """Undo normalisation for display (min-max scaling when the statistics are unknown)."""
@@ -33,11 +25,8 @@ def denormalize(images: torch.Tensor, mean: Any, std: Any) -> torch.Tensor:
 
 
 def sum_losses(window: list[tuple[int, torch.Tensor, int]], diverged: Callable[[int, float], str]) -> float:
-    """The sample-weighted loss sum of the steps in ``window`` (batch index, loss, batch size), emptied.
-
-    One host synchronisation for many steps: reading each step's loss at once would stall a GPU every step.
-    Raises :class:`TrainingDiverged` with ``diverged(batch, value)`` for the first NaN or infinite loss.
-    """
+    """The sample-weighted loss sum of the steps in ``window`` (batch index, loss, batch size), emptied; one
+    host synchronisation for many steps. The first NaN or infinite loss raises ``TrainingDiverged``."""
     if not window:
         return 0.0
     losses = torch.stack([loss.float() for _, loss, _ in window]).cpu()
@@ -80,28 +69,6 @@ def chance_warning(history: list[dict[str, Any]], best_epoch: int | None, num_cl
         f"chance for {num_classes} classes ({chance:.1f} %): the model has not learned. Train for more epochs, "
         "with a lower --lr, or on more images"
     ]
-
-
-def save_best(
-    path: Path, module: nn.Module, config: dict[str, Any], epoch: int, metric: float | None,
-    selected_by: str, test_acc1: float | None,
-) -> None:  # fmt: skip
-    """Write the kept weights with the run's ``config`` in their metadata.
-
-    With it, ``create_model(arch, checkpoint_path=...)`` rebuilds the model as trained: classes, channels,
-    stem, label names and normalisation. ``metric`` is the validation top-1 that chose the epoch, if one did;
-    the test top-1 is recorded apart, for ``zoo publish`` to reproduce.
-    """
-    from zoo.pretrained.files import WeightsMetadata, save_weights
-
-    extra = {"zoo.selected_by": selected_by}
-    if test_acc1 is not None:
-        extra["zoo.test_acc1"] = repr(test_acc1)
-    meta = WeightsMetadata(
-        architecture=config["architecture"], epoch=epoch + 1, metric=metric, model_args=config["model_args"],
-        pretrained_cfg=config["pretrained_cfg"], extra=extra,
-    )  # fmt: skip
-    save_weights(module.state_dict(), path, meta)
 
 
 def sample_predictions(

@@ -1,14 +1,9 @@
 """Signals during training: Ctrl-C and SIGTERM stop cleanly, and a test hook raises signals at chosen steps.
 
-Ctrl-C (SIGINT) or SIGTERM (a scheduler's or ``kill``'s polite stop) once: the run finishes the current
-batch, saves and records ``interrupted``; ``zoo train`` exits with 128 + the signal number (130, 143).
-A second one aborts at once (``KeyboardInterrupt``); the run still records ``interrupted`` in run.json.
-
-``ZOO_TRAIN_SIGNAL=NAME@STEP[,NAME@STEP...]`` (e.g. ``SIGKILL@13``, ``SIGINT@13`` or ``SIGINT@2,SIGINT@2``)
-makes the training process send itself each signal right after optimiser step ``STEP``. The crash and
-Ctrl-C recovery tests use it to stop a run at a known point, without timing: ``SIGKILL`` is a crash (the
-run resumes from its last epoch checkpoint), ``SIGINT`` is a Ctrl-C (the run saves after that batch and
-exits with status 130), ``SIGSTOP`` holds a run still while a test looks at it.
+Once, the run finishes its batch, saves, records ``interrupted`` and ``zoo train`` exits with 128 + the signal
+number; twice, it aborts (still recording ``interrupted``). ``ZOO_TRAIN_SIGNAL=NAME@STEP[,NAME@STEP...]`` (e.g.
+``SIGKILL@13``) makes the process send itself each signal right after optimiser step ``STEP``: the crash and
+Ctrl-C recovery tests stop runs at a known point this way.
 """
 
 from __future__ import annotations
@@ -21,19 +16,12 @@ from typing import Any
 
 from zoo.errors import ArgumentValueError
 
-__all__ = ["SIGNAL_HOOK_ENV", "SignalHook", "StopFlag"]
-
 SIGNAL_HOOK_ENV = "ZOO_TRAIN_SIGNAL"
-
-
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StopFlag:
-    """Ctrl-C or SIGTERM once: finish the current batch, save and stop. Twice: abort at once.
-
-    ``signum`` is the signal that asked for the stop (None while none did).
-    """
+    """Ctrl-C or SIGTERM once: finish the current batch, save and stop (``signum`` says which). Twice: abort."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -78,15 +66,6 @@ class SignalHook:
             if not at or when < 1:
                 raise ArgumentValueError(f"{SIGNAL_HOOK_ENV}={value!r}: the step after @ must be an integer >= 1")
             self.plan.append((when, signum))
-
-    @property
-    def signum(self) -> int | None:
-        """The first planned signal (None without a plan)."""
-        return self.plan[0][1] if self.plan else None
-
-    @property
-    def step(self) -> int:
-        return self.plan[0][0] if self.plan else -1
 
     def after_step(self, global_step: int) -> None:
         """Raise the signals planned for ``global_step`` (a Python handler runs before each call returns)."""

@@ -88,30 +88,21 @@ def parse_device(name: str | None) -> Any:
 
 
 def max_threads() -> int:
-    """The most CPU threads ``--threads`` may ask for: four per core of ``os.cpu_count()``.
-
-    torch's intra-op pool gains nothing past one thread per core, and a few per core only add contention;
-    far beyond that, thread stacks exhaust the address space and ``torch.set_num_threads(100000)`` ends the
-    process with a segmentation fault (exit 139) rather than an error. Four per core still lets a user
-    oversubscribe on purpose (to measure it) and stays well below where threads fail to start.
-    """
+    """The most CPU threads ``--threads`` may ask for: four per core. torch gains nothing past one per core, and far
+    beyond, thread stacks exhaust the address space: ``torch.set_num_threads(100000)`` is a segmentation fault."""
     return 4 * (os.cpu_count() or 1)
 
 
 def set_threads(threads: int | None) -> None:
-    """``--threads``: torch's CPU threads (None leaves torch's choice); a number below 1 or above
-    :func:`max_threads` is a clear error, raised before torch is asked for that many."""
+    """``--threads``: torch's CPU threads (None leaves torch's choice), checked before torch is asked."""
     if threads is None:
         return
     from zoo.errors import DeviceError
+    from zoo.utils.checks import int_in, reported
 
-    cores, most = os.cpu_count() or 1, max_threads()
-    hint = f"give 1 to {cores} (this machine's cores; {most} at most), or leave it out"
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise DeviceError(f"--threads {threads}: the number of CPU threads must be 1 or more", hint=hint)
-    if threads > most:
-        raise DeviceError(f"--threads {threads}: more than {most} CPU threads (4 per core of this machine's "
-                          f"{cores}) would only slow torch down, or crash it", hint=hint)  # fmt: skip
+    hint = f"give 1 to {os.cpu_count() or 1} (this machine's cores; {max_threads()} at most), or leave it out"
+    with reported("the options", DeviceError, hint=hint):
+        int_in("--threads", threads, 1, max_threads())
     import torch
 
     torch.set_num_threads(threads)

@@ -16,7 +16,7 @@ import re
 import stat
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from zoo.errors import ArgumentValueError, ZooError
@@ -24,7 +24,7 @@ from zoo.errors import ArgumentValueError, ZooError
 __all__ = [
     "MAX_CHANNELS", "MAX_INPUT_SIDE", "MAX_NUM_CLASSES", "MAX_RESIZE_SIDE", "MIN_STD", "Invalid", "input_size",
     "int_in", "is_int", "is_number", "json_object", "number_in", "one_of", "read_bounded", "record", "relative_path",
-    "reported", "repo_id", "revision", "sha256", "shorten", "text",
+    "regular_file", "reported", "repo_id", "revision", "sha256", "shorten", "text",
 ]  # fmt: skip
 
 # What a file or an option may ask for: a header is untrusted input, and a 10^6-pixel side, a 10^4-channel mean or
@@ -76,11 +76,14 @@ def is_number(value: Any) -> bool:
 
 
 def _range(low: float | None, high: float | None, below: float | None) -> str:
+    def show(v: float) -> str:
+        return str(v) if is_int(v) else f"{v:g}"
+
     if high is not None:
-        return f"from {low:g} to {high:g}" if low is not None else f"at most {high:g}"
+        return f"from {show(low)} to {show(high)}" if low is not None else f"at most {show(high)}"
     if below is not None:
-        return f"from {low:g} up to, not including, {below:g}" if low is not None else f"below {below:g}"
-    return f"at least {low:g}" if low is not None else "any"
+        return f"from {show(low)} up to, not including, {show(below)}" if low is not None else f"below {show(below)}"
+    return f"at least {show(low)}" if low is not None else "any"
 
 
 def int_in(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
@@ -166,6 +169,18 @@ def input_size(name: str, value: Any) -> tuple[int, int, int]:
             f"{MAX_INPUT_SIDE} pixels",
         )  # fmt: skip
     return tuple(value)  # type: ignore[return-value]
+
+
+def regular_file(name: str, path: str | os.PathLike[str]) -> Path:
+    """``path`` if it is a regular file (links followed): a FIFO would hang a reader, a device feed it for ever."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist") from None
+    if not stat.S_ISREG(mode):
+        kind = "folder" if stat.S_ISDIR(mode) else "FIFO" if stat.S_ISFIFO(mode) else "device or special file"
+        raise Invalid(name, str(path), f"is a {kind}, not a regular file")
+    return Path(path)
 
 
 def read_bounded(path: str | os.PathLike[str], limit: int, what: str = "file") -> bytes:

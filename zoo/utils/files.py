@@ -13,6 +13,7 @@ A process killed mid-write leaves its temporary file (``.NAME.PID.THREAD.tmp``) 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -25,9 +26,19 @@ from typing import Any
 from zoo.errors import OutputFolderError
 
 __all__ = [
-    "atomic_path", "check_output_folder", "current_umask", "fsync_dir", "json_default", "parse_json", "pid_alive",
-    "remove_stale_temp_files", "write_json", "write_text_atomic",
-]  # fmt: skip
+    "atomic_path",
+    "check_output_file",
+    "check_output_folder",
+    "current_umask",
+    "fsync_dir",
+    "json_default",
+    "parse_json",
+    "pid_alive",
+    "remove_stale_temp_files",
+    "sha256_file",
+    "write_json",
+    "write_text_atomic",
+]
 
 _UMASK_LOCK = threading.Lock()
 # What temp_path_for names: ".<target>.<pid>.<thread>.<suffix>".
@@ -69,9 +80,12 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike[str], suffix: str = ".tmp", name: Callable[[], str] | None = None
+) -> Iterator[Path]:
     """Yield a new, empty temporary file beside ``path``; when the block succeeds it is synced and renamed
-    to ``path`` (replacing a link there, never writing through it), with the mode the umask gives.
+    to ``path`` (replacing a link there, never writing through it), with the mode the umask gives. ``name``, if
+    given, is called after the block for the file name in ``path``'s folder (a file named by its content).
 
     If the block raises, the temporary file is removed and ``path`` is left as it was.
     """
@@ -89,7 +103,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, target)
+        os.replace(tmp, target.with_name(name()) if name else target)
         fsync_dir(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
@@ -177,6 +191,34 @@ def check_output_folder(folder: str | os.PathLike[str], option: str, kind: str, 
         f"folder, or into a {kind} of its own",
         hint=f"give a new folder for the {kind}",
     )
+
+
+def check_output_file(
+    path: str | os.PathLike[str], option: str, ours: Callable[[Path], bool] | None = None, force: bool = False
+) -> Path:
+    """The one rule for a file a user names for zoo to write (and every file zoo writes beside it): it must be new,
+    or a regular file that zoo wrote (``ours`` knows it by its content), or with ``force`` any regular file. Never
+    a link (replacing it would surprise whoever made it), a folder, a device or a FIFO (``/dev/null`` as root).
+    Checked before anything is computed; the write itself then replaces the entry (:func:`atomic_path`)."""
+    target = Path(path)
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        kind = "a link" if target.is_symlink() else "a folder" if target.is_dir() else "not a regular file"
+        raise OutputFolderError(f"{option} {target} is {kind}", hint="give the path of a new file")
+    if target.exists() and not force and not (ours is not None and ours(target)):
+        raise OutputFolderError(
+            f"{option} {target} is a file zoo did not write: zoo replaces only its own files",
+            hint="give a new file name, or pass --force to replace it",
+        )
+    return target
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def parse_json(text: str | bytes) -> Any:

@@ -22,7 +22,7 @@ measuring and the processes run with HF_HUB_OFFLINE=1: a warm cache must need no
 process also reports a checksum of the classifier, which must agree across the four methods.
 
     python benchmarks/load_pretrained.py            # resnet50, resnet152, vgg16, vgg19_bn; 5 processes each
-    python benchmarks/load_pretrained.py --quick    # 3 processes each
+    python benchmarks/load_pretrained.py --quick    # 2 processes each (a warm-up and a measurement)
 """
 
 from __future__ import annotations
@@ -185,12 +185,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
     parser.add_argument("--repeats", type=int, default=5, help="fresh processes per measurement (default 5)")
-    parser.add_argument("--quick", action="store_true", help="resnet50 only, 2 processes per measurement")
+    parser.add_argument("--quick", action="store_true", help="resnet50 only, 1 process per measurement")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
     parser.add_argument("--json", help="also write the raw timings here")
     parser.add_argument("--workdir", help="keep the generated weights and caches here (default: a temporary folder)")
     args = parser.parse_args()
-    repeats = 2 if args.quick else args.repeats
+    repeats = 1 if args.quick else args.repeats
     if args.quick:
         args.archs = ["resnet50"]
     info = machine_info()

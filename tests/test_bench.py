@@ -76,6 +76,7 @@ def test_cli_csv_and_json(capsys, tmp_path):
                                                                          torch.zeros(1, 3, 32, 32)) / 1e9  # fmt: skip
 
 
+@pytest.mark.slow
 def test_onnxruntime_rows_beside_eager(capsys):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
@@ -90,6 +91,7 @@ def test_onnxruntime_rows_beside_eager(capsys):
     assert onnx["params"] == eager["params"] and onnx["channels_last"] == "False"
 
 
+@pytest.mark.slow
 def test_the_timed_onnx_session_computes_the_models_outputs():
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
@@ -106,13 +108,13 @@ def test_the_timed_onnx_session_computes_the_models_outputs():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["bench", "mnist_cnn", "--dtype", "fp16", "--device", "cpu"], "fp16 needs a CUDA device"),
-        (["bench", "nosuch*"], "no model matches"),
-        (["bench", "nosuchmodel"], "unknown model"),
-        (["bench", "mnist_cnn", "--steps", "0"], "must be >= 1"),
+        (["bench", "mnist_cnn", "--dtype", "fp16", "--device", "cpu"], "fp16"),
+        (["bench", "nosuch*"], "'nosuch*'"),
+        (["bench", "nosuchmodel"], "'nosuchmodel'"),
+        (["bench", "mnist_cnn", "--steps", "0"], "steps=0"),
         (["bench", "mnist_cnn", "--input-size", "1", "0", "28"], "--input-size"),
-        (["bench", "mnist_cnn", "--runtime", "onnxruntime", "--mode", "train"], "inference only"),
-        (["bench", "mnist_cnn", "--runtime", "onnxruntime", "--dtype", "bf16"], "needs dtype fp32"),
+        (["bench", "mnist_cnn", "--runtime", "onnxruntime", "--mode", "train"], "onnxruntime"),
+        (["bench", "mnist_cnn", "--runtime", "onnxruntime", "--dtype", "bf16"], "onnxruntime"),
     ],
 )
 def test_bad_options_are_one_line_errors(argv, message, capsys):

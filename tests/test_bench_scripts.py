@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from test_selection import Stripes, _recipe
 from test_train import Tiny
@@ -39,6 +40,7 @@ def test_time_to_accuracy_of_a_finished_run(tmp_path):
     assert out[2]["train_s_to_target"] is None and out[2]["final_test_pct"] == rows[-1]["test_acc1"]
 
 
+@pytest.mark.slow
 def test_timm_train_script_builds_zoos_model_through_timms_registry(tmp_path):
     """train_timm runs timm's train.py in a process where zoo's model is a timm model: timm.create_model,
     called as timm's script calls it (its generic options included), must return zoo's network."""

@@ -39,6 +39,7 @@ def test_bundled_file_matches_its_entry(name):
     assert entry.origin["command"].startswith("zoo train ")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_weights_reach_their_accuracy_on_the_real_test_set(name, shared_data):
     entry = manifest.get_entry(*name.split("."))

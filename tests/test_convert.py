@@ -15,7 +15,7 @@ import pytest
 import timm
 import torch
 import torchvision
-from weights_fixtures import ROOT, server_fixture, weights_env_fixture  # noqa: F401
+from helpers import ROOT
 
 import zoo
 from zoo.cli import main as cli
@@ -128,6 +128,7 @@ def test_timm_resnet_conversion_creates_an_entry_from_timms_config(weights_env, 
         torch.testing.assert_close(loaded(X), model(X), rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_timm_vgg_pre_logits_map_back_to_linear_layers():
     torch.manual_seed(3)
     theirs = timm.create_model("vgg11").eval()
@@ -163,6 +164,7 @@ class _Boom:
         return (open, (self.target, "w"))
 
 
+@pytest.mark.slow
 def test_compiled_ddp_checkpoint_is_read(tmp_path):
     """torch.compile of a DDP model saves keys as ``_orig_mod.module.*``; the hand-written stripping missed it."""
     import torch.distributed as dist

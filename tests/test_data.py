@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import os
 import re
 
 import numpy as np
@@ -413,12 +414,12 @@ def test_a_folder_that_cannot_train_a_classifier_is_refused(tmp_path):
     make_image_folder(tmp_path / "one", classes=("cat",), per_class=4)
     with pytest.raises(DataError) as e:
         create_datasets("imagefolder:" + str(tmp_path / "one"))
-    assert f"{tmp_path / 'one'} has one class (cat)" in str(e.value)
+    assert str(tmp_path / "one") in str(e.value) and "(cat)" in str(e.value)  # the folder and its one class
     make_image_folder(tmp_path / "gap", classes=("cat", "dog"), per_class=4)
     (tmp_path / "gap" / "fish").mkdir()
     with pytest.raises(DataError) as e:
         create_datasets("imagefolder:" + str(tmp_path / "gap"))
-    assert f"{tmp_path / 'gap'}: class folder(s) fish " in str(e.value)
+    assert str(tmp_path / "gap") in str(e.value) and " fish " in str(e.value)  # the folder and its empty class
 
 
 def test_links_in_an_image_folder_neither_hang_nor_repeat_images(tmp_path):
@@ -436,7 +437,7 @@ def test_links_in_an_image_folder_neither_hang_nor_repeat_images(tmp_path):
         (photos / name).symlink_to(target)
         with pytest.raises(DataError) as e:
             scan_image_folder(photos)
-        assert f"{photos / name} is linked to {target}" in str(e.value)
+        assert str(photos / name) in str(e.value) and os.path.realpath(target) in str(e.value)  # the link, its target
         (photos / name).unlink()
 
 
@@ -451,7 +452,7 @@ def test_one_data_set_given_as_the_other_is_refused_by_content(tmp_path, monkeyp
     folder = make_idx_dataset(tmp_path / "MNIST" / "raw", n_train=40, n_test=20, gz=False)
     # Let these small files stand for Fashion-MNIST's official ones, as the real files do for the real hashes.
     digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
-    monkeypatch.setitem(idx.OFFICIAL_SHA256, "fashion_mnist", digests)
+    monkeypatch.setattr(idx, "OFFICIAL_SHA256", {digest: "fashion_mnist" for digest in digests.values()})
     with pytest.raises(DataError) as e:
         create_datasets("mnist", str(tmp_path))
     assert str(folder / "train-images-idx3-ubyte") in str(e.value) and "--dataset fashion_mnist" in e.value.hint

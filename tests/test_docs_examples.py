@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA
+from helpers import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "<!-- runnable -->"
@@ -42,6 +42,7 @@ def test_the_docs_have_runnable_blocks():
     assert len(BLOCKS) >= 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where, language, code", BLOCKS, ids=[b[0] for b in BLOCKS])
 def test_block_runs(where, language, code, tmp_path):
     if "$DATA" in code and not (SHARED_DATA / "MNIST" / "raw").is_dir():

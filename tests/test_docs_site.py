@@ -37,7 +37,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
 
-pytestmark = pytest.mark.skipif(not MKDOCS.exists(), reason="MkDocs is not installed (pip install -e '.[docs]')")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not MKDOCS.exists(), reason="MkDocs is not installed (pip install -e '.[docs]')"),
+]
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 
 WIDTH, HEIGHT = 1400, 1000  # a laptop's browser window: both sidebars show from 1220 px

@@ -46,6 +46,7 @@ def test_every_architecture_has_a_committed_page_and_no_page_is_left_over(gen):
     assert pages <= set(gen.TABLES)
 
 
+@pytest.mark.slow
 def test_the_weights_summary_lists_each_set_once_grouped_by_family_and_dataset(gen):
     text = gen.weights_table()
     heads = [line for line in text.splitlines() if line.startswith("| weights |")]

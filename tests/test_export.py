@@ -25,7 +25,7 @@ def test_onnx_export_of_the_bundled_cifar_weights_runs_in_onnx_runtime(tmp_path,
     ort = pytest.importorskip("onnxruntime")
     out = tmp_path / "r20.onnx"
     assert cli(["export", "resnet20.cifar10", "--format", "onnx", "--output", str(out)]) == 0
-    assert "max |export - eager|" in capsys.readouterr().out
+    assert str(out) in capsys.readouterr().out  # what it wrote
     meta = json.loads((tmp_path / "r20.onnx.json").read_text())
     model = zoo.create_model("resnet20.cifar10", pretrained=True).eval()
     assert meta["preprocessing"]["mean"] == list(model.pretrained_cfg["mean"])

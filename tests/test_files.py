@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from weights_fixtures import mnist_file_fixture, server_fixture, weights_env_fixture  # noqa: F401
 
 from zoo.pretrained import fetch, manifest
 from zoo.pretrained.files import save_weights
@@ -36,7 +35,7 @@ def test_atomic_write_replaces_or_leaves_the_file_untouched(tmp_path):
 
 # Every writer of a file that must never be seen half written, with a target path chosen by the test.
 def _manifest_entry(url: str) -> dict:
-    from weights_fixtures import entry_for
+    from helpers import entry_for
 
     return entry_for(None, {"type": "url", "url": url})
 

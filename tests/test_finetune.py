@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
+from helpers import IMAGENET_FIELDS
 from synth_data import make_cifar, make_image_folder
-from weights_fixtures import IMAGENET_FIELDS, resnet18_file_fixture, server_fixture, weights_env_fixture  # noqa: F401
 
 import zoo.training.trainer
 from zoo.cli import main as cli_main

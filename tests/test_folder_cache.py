@@ -10,8 +10,7 @@ import torch
 from synth_data import make_image_folder
 
 from zoo.data import ImageFolderDataset, TensorImageDataset, create_datasets
-from zoo.data.folder import scan_image_folder
-from zoo.data.folder_cache import cached_images
+from zoo.data.folder import cached_images, scan_image_folder
 from zoo.errors import DataError
 from zoo.utils.checks import Invalid
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from weights_fixtures import server_fixture, weights_env_fixture  # noqa: F401
 
 import zoo
 from zoo.errors import IntegrityError, OfflineError, WeightsFileError

@@ -39,6 +39,7 @@ def test_no_private_name_is_imported_from_another_module():
     assert not offences, "\n".join(offences)
 
 
+@pytest.mark.slow
 def test_every_subpackage_is_importable_alone_and_zoo_stays_light():
     code = (
         "import sys, zoo\n"

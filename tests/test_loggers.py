@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from synth_data import make_idx_dataset, run_zoo
 
-from zoo.training.loggers import CSVLogger, plot_curves, read_metrics
+from zoo.training.loggers import RunLoggers, plot_curves, read_metrics
 
 
 def _row(epoch, **kw):
@@ -19,15 +19,16 @@ def _row(epoch, **kw):
 
 def test_csv_appends_and_a_resume_drops_rows_past_the_checkpoint(tmp_path):
     path = tmp_path / "metrics.csv"
-    log = CSVLogger(path)
+    log, history = RunLoggers(tmp_path), []
     for e in (1, 2, 3):
-        log.log_epoch(e, _row(e), [])
+        history.append(_row(e))
+        log.log_epoch(e, _row(e), history)
     rows = read_metrics(path)
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert rows[2]["train_loss"] == 1.0 / 3  # full precision survives the round trip
-    CSVLogger(path, resume_epoch=2)  # epoch 3 was logged, but the checkpoint is from epoch 2
+    RunLoggers(tmp_path, resume_epoch=2)  # epoch 3 was logged, but the checkpoint is from epoch 2
     assert [r["epoch"] for r in read_metrics(path)] == [1, 2]
-    CSVLogger(path)  # a new run starts a new file
+    RunLoggers(tmp_path)  # a new run starts a new file
     assert read_metrics(path) == []
 
 

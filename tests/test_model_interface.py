@@ -134,7 +134,9 @@ def test_directly_built_models_know_their_architecture():
     assert cases["vgg11_lrn"].pretrained_cfg["classifier"] == "classifier.3"
 
 
-@pytest.mark.parametrize("arch", zoo.list_models())
+@pytest.mark.parametrize(
+    "arch", [pytest.param(a, marks=pytest.mark.slow) if a == "resnet1202" else a for a in zoo.list_models()]
+)
 def test_a_bare_model_preprocesses_as_its_default_weights(arch, monkeypatch):
     """The family tables hold the manifest's default weights' preprocessing (tools/gen_default_cfgs.py writes them),
     fitted to the model's channels, unless the weights were trained with another stem."""
@@ -158,6 +160,7 @@ def test_a_bare_model_preprocesses_as_its_default_weights(arch, monkeypatch):
     assert {k: created.pretrained_cfg[k] for k in PREPROCESSING} == expected
 
 
+@pytest.mark.slow
 def test_a_bare_model_opens_no_file_and_imports_no_weights_module():
     code = (
         "import sys, zoo; opened = []; sys.addaudithook(lambda e, a: e == 'open' and opened.append(a[0]));"

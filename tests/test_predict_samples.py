@@ -33,7 +33,7 @@ def test_weights_that_got_worse_make_the_demo_fail(monkeypatch, capsys):
     monkeypatch.setattr(zoo.predict, "create_for_prediction", always_the_first_class)
     assert cli(["predict"]) == 1
     out = capsys.readouterr().out
-    assert "1/10 right" in out
-    assert "FAIL mnist_cnn.mnist: 1/10 right is below its promised" in out
-    assert "FAIL resnet20.fashion_mnist: 1/10 right" in out
-    assert "FAIL resnet20.cifar10: 1/10 right" in out and "3/30 predictions right" in out
+    failed = [line.split()[1] for line in out.splitlines() if line.startswith("FAIL ")]
+    assert failed == ["mnist_cnn.mnist:", "resnet20.fashion_mnist:", "resnet20.cifar10:"]  # every model, named
+    assert all("1/10" in line for line in out.splitlines() if line.startswith("FAIL "))
+    assert out.count("  1/10 ") == 3 and "3/30 " in out  # each set's score, and the total

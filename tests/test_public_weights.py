@@ -14,13 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from weights_fixtures import (  # noqa: F401
-    IMAGENET_FIELDS,
-    entry_for,
-    mnist_file_fixture,
-    server_fixture,
-    weights_env_fixture,
-)
+from helpers import IMAGENET_FIELDS, entry_for
 from weights_server import COMMIT
 
 import zoo
@@ -79,6 +73,7 @@ def _tv_model(arch: str, state: dict[str, torch.Tensor]) -> torch.nn.Module:
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["resnet18", "vgg11"])
 def test_timm_hub_weights_give_torchvision_outputs_and_are_pinned(weights_env, timm_files, arch, monkeypatch):
     data, state = timm_files[arch]

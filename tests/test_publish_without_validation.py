@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 from synth_data import make_idx_dataset
-from weights_fixtures import server_fixture, weights_env_fixture  # noqa: F401
 
 import zoo
 from zoo.data import create_datasets
@@ -17,6 +16,7 @@ from zoo.training import fit
 from zoo.training.recipes import get_recipe
 
 
+@pytest.mark.slow
 def test_publish_measures_the_top1_a_run_without_validation_lacks(weights_env, tmp_path):
     data = make_idx_dataset(tmp_path / "data", n_train=64, n_test=40)
     train, _, info = create_datasets("mnist", str(data), splits=("train",))

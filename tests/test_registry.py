@@ -111,6 +111,7 @@ def test_torch_hub_list_and_help(hub_cache):
     assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
 
 
+@pytest.mark.slow
 def test_hubconf_has_no_side_effects_beyond_its_entries():
     code = (
         "import sys, runpy; before = set(sys.modules);"
@@ -129,6 +130,7 @@ def test_hubconf_has_no_side_effects_beyond_its_entries():
 # ---- import cost -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_import_zoo_imports_no_heavy_libraries():
     code = (
         "import sys, zoo; m = zoo.create_model('resnet18');"
@@ -185,6 +187,7 @@ def test_cli_bad_input_exits_with_clear_errors(capsys):
         main(["frobnicate"])
 
 
+@pytest.mark.slow
 def test_console_script_runs():
     exe = Path(sys.executable).with_name("zoo")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "zoo"]
@@ -192,6 +195,7 @@ def test_console_script_runs():
     assert out.stdout.split() == ["resnet18", "resnet101", "resnet110", "resnet152", "resnet1202"]
 
 
+@pytest.mark.slow
 def test_submodules_are_reachable_as_attributes():
     # `zoo.training.fit(...)` as the docs show, without an explicit `import zoo.train`.
     code = (

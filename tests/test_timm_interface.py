@@ -59,6 +59,7 @@ def test_default_preprocessing_follows_channels_and_not_another_stem():
 # -- img_size
 
 
+@pytest.mark.slow
 def test_img_size_sets_the_input_size_that_the_model_reports_and_uses():
     model = zoo.create_model("resnet50", img_size=288)
     cfg = model.pretrained_cfg
@@ -148,6 +149,7 @@ def _vgg_key_for_timm(key: str) -> str:
     return key.replace("features.", "features_", 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("arch", "out_indices"), [("resnet18", None), ("resnet50", (1, 2, 3)),
                                                    ("resnext50_32x4d", (2, 4)), ("vgg11_bn", None)])  # fmt: skip
 def test_features_only_equals_timms(arch, out_indices):
@@ -182,6 +184,7 @@ def test_a_backbones_weights_go_back_into_the_full_model():
     assert backbone.model.training and backbone.layer1.training
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("arch", "indices"), [("resnet50", None), ("resnet18", [1, 3]), ("vgg16_bn", 2)])
 def test_forward_intermediates_equals_timms(arch, indices):
     torch.manual_seed(0)

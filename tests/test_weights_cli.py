@@ -7,12 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from weights_fixtures import mnist_file_fixture, server_fixture, subprocess_env, weights_env_fixture  # noqa: F401
+from helpers import subprocess_env
 
 from zoo.cli import main as cli
 from zoo.pretrained import fetch, manifest
 
 
+@pytest.mark.slow
 def test_download_fetches_verifies_and_prints_the_path(weights_env, mnist_file, server, capsys):
     weights_env.add_hub("mnist_cnn.hub", mnist_file, default=True)
     weights_env.add_hub("mnist_cnn.web", mnist_file)

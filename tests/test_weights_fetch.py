@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from weights_fixtures import entry_for, mnist_file_fixture, server_fixture, subprocess_env, weights_env_fixture  # noqa: F401
+from helpers import entry_for, subprocess_env
 from weights_server import COMMIT
 
 import zoo

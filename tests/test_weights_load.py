@@ -10,15 +10,8 @@ import sys
 import pytest
 import torch
 import torchvision
+from helpers import IMAGENET_FIELDS, subprocess_env
 from safetensors.torch import load_file as st_load
-from weights_fixtures import (  # noqa: F401
-    IMAGENET_FIELDS,
-    mnist_file_fixture,
-    resnet18_file_fixture,
-    server_fixture,
-    subprocess_env,
-    weights_env_fixture,
-)
 
 import zoo
 from zoo.errors import WeightsError, WeightsFileError
@@ -231,6 +224,7 @@ print(json.dumps({"heavy": heavy, "meta": any(t.is_meta for t in m.parameters())
 """
 
 
+@pytest.mark.slow
 def test_pretrained_loading_imports_neither_torchvision_nor_timm(resnet18_env, mnist_file, server):
     resnet18_env.add_hub("mnist_cnn.hub", mnist_file)
     zoo.pretrained.fetch.fetch("mnist_cnn.hub")  # warm the cache

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from weights_fixtures import ROOT, entry_for, mnist_file_fixture, server_fixture, weights_env_fixture  # noqa: F401
+from helpers import ROOT, entry_for
 
 import zoo
 from zoo.pretrained import manifest
@@ -38,6 +38,7 @@ def test_torchvision_imagenet_weights_are_listed(repo_manifest):
     assert manifest.default_tag("resnet50") == "tv2_in1k" and manifest.default_tag("vgg16") == "tv_in1k"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["tools/gen_manifest.py", "docs/gen_tables.py"])
 def test_generated_files_are_current(repo_manifest, script):
     out = subprocess.run([sys.executable, str(ROOT / script), "--check"], capture_output=True, text=True, timeout=300)
@@ -190,6 +191,7 @@ def test_update_entry_takes_a_typed_entry_and_returns_one(weights_env, mnist_fil
     assert data["source"] == {"type": "bundled", "path": "t.safetensors"} and data["mean"] == [0.1307]
 
 
+@pytest.mark.slow
 def test_the_weights_tables_params_are_those_of_the_model_the_weights_are_for():
     """Each row's parameter count is the model's its weights build: builder arguments, classes and channels."""
     from zoo.pretrained.load import empty_init

@@ -90,6 +90,7 @@ def test_torch_hub_entries_take_weights_default():
     assert model.pretrained_cfg["tag"] == manifest.default_tag("resnet20")
 
 
+@pytest.mark.slow
 def test_weights_objects_import_nothing_heavy():
     code = (
         "import sys, zoo; w = zoo.get_weights('resnet50'); w.metrics; w.preprocessing; zoo.list_weights();"

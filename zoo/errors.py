@@ -1,20 +1,8 @@
-"""zoo's exception types. Each message names the file or value at fault and what would be valid.
-
-Every type derives from :class:`ZooError`, the mark of an *expected* failure (bad input, a missing or
-broken file, a full disk): the command line prints it as one line, ``zoo CMD: error: <what> — <what to
-do>``, and exits with code 2. Anything else that escapes a command is a bug and keeps its traceback.
-
-Each type also derives from the built-in type a caller would otherwise catch (``RuntimeError``,
-``ValueError``), so code written against those keeps working.
-"""
+"""zoo's exception types. A :class:`ZooError` is an expected failure (bad input, a broken file, a full disk): the
+command line prints it as one line, ``zoo CMD: error: <what> — <what to do>``, exit code 2. Each also derives from
+the built-in type a caller would otherwise catch (``ValueError``, ``RuntimeError``)."""
 
 from __future__ import annotations
-
-__all__ = [
-    "ArgumentValueError", "DataError", "DependencyError", "DeviceError", "IntegrityError", "ManifestError",
-    "ModelArgumentError", "NotPublishedError", "OfflineError", "OutputFolderError", "PublishError", "RecipeError",
-    "RunError", "TrainingDiverged", "WeightsError", "WeightsFileError", "ZooError",
-]  # fmt: skip
 
 
 class ZooError(Exception):

@@ -1,13 +1,10 @@
-"""Evaluation: top-1, top-5, loss, per-class accuracy and a confusion matrix.
-
-:func:`evaluate` takes any model and dataset (or an iterable of batches) and is what training, ``zoo eval`` and
-``zoo publish`` use; under ``torch.distributed`` every rank returns the metrics of the whole set.
-:func:`evaluate_weights` is what ``zoo eval`` does: a run's checkpoint or published weights on a dataset's split.
-"""
+"""Evaluation: top-1, top-5, loss, per-class accuracy and a confusion matrix of any model on any dataset
+(:func:`evaluate`), and what ``zoo eval`` does with a run's or published weights (:func:`evaluate_weights`)."""
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -18,21 +15,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.errors import ArgumentValueError, DataError
+from zoo.errors import ArgumentValueError, DataError, WeightsError
+from zoo.registry import split_model_name_tag
+from zoo.runs import RUN_JSON, label_names, load_model, printable, read_run, refuse_tag_with_checkpoint
+from zoo.utils import parse_device
 from zoo.utils.files import atomic_path
-
-
-def _batches(dataset: Any, batch_size: int, workers: int, device: torch.device, rank: int, world: int) -> Iterable:
-    """Batches of ``dataset`` in order; under ``torch.distributed`` only this rank's share (no padding)."""
-    from zoo.data import TensorImageDataset, TensorLoader
-
-    if isinstance(dataset, TensorImageDataset):
-        return TensorLoader(dataset, batch_size, rank=rank, world_size=world, pad=False, device=device)
-    if not isinstance(dataset, Dataset):
-        return dataset  # already batches
-    pin, order = device.type == "cuda", torch.Generator().manual_seed(0)
-    indices = list(range(rank, len(dataset), world))  # type: ignore[arg-type]
-    return DataLoader(dataset, batch_size, sampler=indices, num_workers=workers, pin_memory=pin, generator=order)
 
 
 @torch.no_grad()
@@ -49,13 +36,11 @@ def evaluate(
     channels_last: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Top-1/top-5 accuracy (%), mean cross-entropy loss, per-class accuracy and the confusion matrix.
-
-    ``dataset`` yields ``(image, label)`` samples (or is an iterable of batches). Returns a dict with
-    ``acc1``, ``acc5``, ``loss``, ``count``, ``per_class_acc`` (list, None for classes absent from the set),
-    ``confusion`` (``confusion[true][pred]`` counts, a list of lists) and ``label_names``.
-    """
+    """``acc1``, ``acc5`` (%), ``loss``, ``count``, ``per_class_acc``, ``confusion`` (``[true][pred]`` counts) and
+    ``label_names`` of ``model`` on ``dataset`` (or batches); under torch.distributed, of the whole set."""
     import torch.distributed as dist
+
+    from zoo.data import TensorImageDataset, TensorLoader
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     grouped = dist.is_available() and dist.is_initialized()
@@ -63,9 +48,14 @@ def evaluate(
     num_classes = num_classes or getattr(model, "num_classes", None)
     was_training = model.training
     model.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1, top-5, count
+    sums = torch.zeros(5, dtype=torch.float64, device=device)  # loss, top-1, top-5, count, non-finite outputs
     confusion = None
-    batches = _batches(dataset, batch_size, workers, device, rank, world)
+    batches: Any = dataset  # already batches, unless a dataset: then in order, only this rank's share (no padding)
+    if isinstance(dataset, TensorImageDataset):
+        batches = TensorLoader(dataset, batch_size, rank=rank, world_size=world, pad=False, device=device)
+    elif isinstance(dataset, Dataset):
+        pin, order, share = device.type == "cuda", torch.Generator().manual_seed(0), range(rank, len(dataset), world)
+        batches = DataLoader(dataset, batch_size, sampler=share, num_workers=workers, pin_memory=pin, generator=order)
     if progress:
         from zoo.utils import progress as bar
 
@@ -90,6 +80,7 @@ def evaluate(
             sums[1] += hit[:, 0].sum()
             sums[2] += hit.any(dim=1).sum()
             sums[3] += len(targets)
+            sums[4] += (~torch.isfinite(logits)).any(dim=1).sum()
             confusion += torch.bincount(targets * num_classes + top[:, 0], minlength=num_classes**2).view_as(confusion)
     finally:
         model.train(was_training)
@@ -98,9 +89,14 @@ def evaluate(
     if world > 1:
         dist.all_reduce(sums)
         dist.all_reduce(confusion)
-    count = int(sums[3].item())
+    count, broken = int(sums[3].item()), int(sums[4].item())
     if count == 0:
         raise DataError("evaluate: the dataset is empty")
+    if broken:  # the scores of NaN or infinite outputs would mean nothing
+        raise WeightsError(
+            f"the model's outputs are NaN or infinite for {broken} of {count} images",
+            hint="the weights, or the normalisation (mean, std) they came with, are broken",
+        )
     cm = confusion.cpu()
     per_class_total = cm.sum(1)
     per_class = [None if t == 0 else 100.0 * float(cm[i, i]) / float(t) for i, t in enumerate(per_class_total.tolist())]
@@ -126,6 +122,7 @@ def format_results(results: dict[str, Any], title: str = "") -> str:
         f"({results['count']} images)"
     )
     names = results["label_names"]
+    names = [printable(n) for n in names]  # from a file: never a terminal escape or a forged line
     width = max([len("class"), *map(len, names)])
     lines.append(f"{'class':<{width}}  {'accuracy':>8}  {'images':>6}")
     for i, (name, acc) in enumerate(zip(names, results["per_class_acc"], strict=True)):
@@ -167,21 +164,12 @@ def plot_confusion(
     im = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     if n <= 30:
-        ax.set_xticks(range(n), labels=list(label_names), rotation=45, ha="right")
-        ax.set_yticks(range(n), labels=list(label_names))
-    if n <= 20:
-        for i in range(n):
-            for j in range(n):
-                if cm[i, j]:
-                    ax.text(
-                        j,
-                        i,
-                        int(cm[i, j]),
-                        ha="center",
-                        va="center",
-                        fontsize=8,
-                        color="white" if rates[i, j] > 0.5 else "black",
-                    )
+        ax.set_xticks(range(n), labels=[printable(s) for s in label_names], rotation=45, ha="right")
+        ax.set_yticks(range(n), labels=[printable(s) for s in label_names])
+    cells = [(i, j) for i in range(n) for j in range(n) if cm[i, j]] if n <= 20 else []
+    for i, j in cells:
+        color = "white" if rates[i, j] > 0.5 else "black"
+        ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8, color=color)
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
     fig.tight_layout()
     path = Path(path)
@@ -208,23 +196,11 @@ def evaluate_weights(
     download: bool = False,
     skip_bad_images: bool = False,
 ) -> dict[str, Any]:
-    """What ``zoo eval`` measures: a run's ``checkpoint`` (a run folder, its best.safetensors or last.pt) or the
-    ``pretrained`` weights of ``model`` on a split of ``dataset``.
-
-    ``split``: ``test`` (the official test split; for the image folder a run trained on, its held-out images,
-    split again with the run's seed and fraction; ``val`` is the same), ``train`` or ``all``; default ``test``,
-    but ``all`` of an image folder that is not the run's and has no val/ or test/. Held-out images other than
-    the ones the run validated on are warned about. Returns :func:`evaluate`'s results with the ``model``,
-    ``source``, ``dataset`` and ``eval_set`` they are of.
-    """
-    import warnings
-
+    """What ``zoo eval`` measures (docs/training.md, "Evaluation"): a run's ``checkpoint`` or the ``pretrained``
+    weights of ``model`` on a ``split`` of ``dataset``; :func:`evaluate`'s results with what they are of."""
     from zoo.data import create_datasets, data_fingerprint, dataset_shape, parse_dataset
     from zoo.data.transforms import create_transform
     from zoo.factory import create_model
-    from zoo.registry import split_model_name_tag
-    from zoo.runs import RUN_JSON, load_model, read_run, refuse_tag_with_checkpoint
-    from zoo.utils import parse_device
 
     if not checkpoint and not pretrained:
         raise ArgumentValueError("give --checkpoint PATH (a `zoo train` run) or --pretrained")
@@ -281,9 +257,9 @@ def evaluate_weights(
         )
     if net.num_classes != info.num_classes:
         raise ArgumentValueError(f"{model} predicts {net.num_classes} classes but {info.name} has {info.num_classes}")
-    known = cfg.get("label_names")
+    known = label_names(net, source) if cfg.get("label_names") else None
     if kind == "imagefolder" and known:
-        _check_same_classes([str(n) for n in known], list(info.classes), source, dataset)
+        _check_same_classes(known, list(info.classes), source, dataset)
     net.to(dev)
     results = evaluate(
         net,
@@ -309,24 +285,22 @@ def _same_folder(recorded: str | None, folder: Path, checkpoint: Path) -> bool:
     return any(c.resolve() == folder.resolve() for c in candidates)
 
 
-def _check_same_classes(known: list[str], found: list[str], source: str, dataset: str, shown: int = 10) -> None:
+def _check_same_classes(known: list[str], found: list[str], source: str, dataset: str) -> None:
     """An image folder's classes must be the weights' own, in order: output k means the weights' class k."""
     if known == found:
         return
     differ = next(
-        (i for i, (a, b) in enumerate(zip(known, found, strict=False)) if a != b), min(len(known), len(found))
+        (i for i, (a, b) in enumerate(zip(known, found, strict=False)) if a != b), min(map(len, (known, found)))
     )
-
-    def listed(names: list[str]) -> str:  # 1000 ImageNet classes would make the line unreadable
-        return ", ".join(names[:shown]) + (f", … ({len(names)} classes)" if len(names) > shown else "")
-
-    def at(names: list[str]) -> str:
-        return repr(names[differ]) if differ < len(names) else "missing"
-
-    where = f"; class {differ} is {at(known)} for the weights, {at(found)} there" if differ >= shown else ""
+    at = [repr(names[differ]) if differ < len(names) else "missing" for names in (known, found)]
+    where = f"; class {differ} is {at[0]} for the weights, {at[1]} there" if differ >= 10 else ""
+    # The first ten of each: 1000 ImageNet classes would make the line unreadable.
+    shown = [
+        ", ".join(map(printable, n[:10])) + (f", … ({len(n)} classes)" if len(n) > 10 else "") for n in (known, found)
+    ]
     raise ArgumentValueError(
-        f"{source} was trained on the classes {listed(known)} but {dataset} has {listed(found)}{where}: "
-        "a model cannot be scored on classes it does not know",
+        f"{source} was trained on the classes {shown[0]} but {dataset} has {shown[1]}{where}: a model cannot be "
+        "scored on classes it does not know",
         hint="evaluate it on a folder with one sub-folder per class it was trained on, named as in training",
     )
 
@@ -334,9 +308,9 @@ def _check_same_classes(known: list[str], found: list[str], source: str, dataset
 def load_run_model(
     name: str, checkpoint: str | os.PathLike[str], *, default_kwargs: dict[str, Any] | None = None
 ) -> tuple[nn.Module, Any]:
-    """The model of a run's checkpoint and the run's config.json (None without one): :func:`zoo.runs.load_model`."""
-    from zoo.registry import split_model_name_tag
-    from zoo.runs import CONFIG_JSON, load_model, read_config
+    """The model of a run's checkpoint and its config.json (None without one); :func:`zoo.runs.load_model` is the
+    loader."""
+    from zoo.runs import CONFIG_JSON, read_config
 
     folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
     config = read_config(folder) if (folder / CONFIG_JSON).is_file() else None

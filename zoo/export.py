@@ -1,15 +1,11 @@
-"""``zoo export``: a model with its weights as ONNX or a ``torch.export`` program, checked against eager.
-
-The bundled sample images go through the exported model (ONNX Runtime, or the reloaded program) and the eager one;
-the export is kept only when every output agrees within ``atol + rtol * |eager|``. Its preprocessing is written
-beside it as JSON, so that a deployment does not guess the input size, resizing, mean, std or class names.
-"""
+"""``zoo export``: a model with its weights as ONNX or a ``torch.export`` program, kept only when its outputs on the
+bundled sample images are finite and agree with eager's, with its preprocessing beside it as JSON."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,14 +15,20 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from zoo.errors import ArgumentValueError, DependencyError, ZooError
-from zoo.utils.files import atomic_path, write_text_atomic
+from zoo.errors import DependencyError, ZooError
+from zoo.runs import json_of
+from zoo.utils.checks import int_in, number_in, one_of, reported
+from zoo.utils.files import atomic_path, check_output_file, remove_stale_temp_files, write_text_atomic
 
 FORMATS = {"onnx": ".onnx", "pt2": ".pt2"}
+# The keys of the JSON zoo writes beside an export: a file with them (and an export beside it) is zoo's to replace.
+SIDECAR_KEYS = frozenset(
+    {"model", "architecture", "format", "input", "preprocessing", "output", "label_names", "checked"}
+)
 
 
 class ExportError(ZooError, RuntimeError):
-    """An export whose outputs differ from the eager model's beyond the tolerance (nothing is kept)."""
+    """An export whose outputs are NaN, infinite or beyond the tolerance from the eager model's (nothing is kept)."""
 
 
 @dataclass
@@ -75,7 +77,7 @@ def _preprocessing(model: nn.Module, name: str, fmt: str, batch: int | None, ima
     }
 
 
-def _onnx_session(path: Path, threads: int | None = None) -> Any:
+def _onnx_session(model: bytes, threads: int | None = None) -> Any:
     try:
         import onnxruntime as ort
     except ImportError:
@@ -83,42 +85,25 @@ def _onnx_session(path: Path, threads: int | None = None) -> Any:
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
-def _run_onnx(path: Path, x: torch.Tensor) -> torch.Tensor:
-    session = _onnx_session(path)
-    return torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
-
-
-def _to_onnx(model: nn.Module, example: torch.Tensor, path: Path, dims: Any = None) -> None:
+def _to_onnx(model: nn.Module, example: torch.Tensor, dims: Any = None) -> bytes:
     try:
         import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
     except ImportError:
         raise DependencyError("ONNX export needs onnx and onnxscript", hint="pip install 'zoo[export]'") from None
-    torch.onnx.export(
-        model,
-        (example,),
-        str(path),
-        dynamo=True,
-        dynamic_shapes=dims,
-        external_data=False,
-        input_names=["image"],
-        output_names=["logits"],
-        verbose=False,
-    )
+    names = {"input_names": ["image"], "output_names": ["logits"]}
+    program = torch.onnx.export(model, (example,), dynamo=True, dynamic_shapes=dims, verbose=False, **names)
+    return program.model_proto.SerializeToString()
 
 
 def onnx_runner(model: nn.Module, example: torch.Tensor, threads: int | None = None) -> Callable[[], Any]:
-    """``model`` (float32, CPU, eval) exported to ONNX at ``example``'s shape in a temporary folder, loaded in
-    an ONNX Runtime session with ``threads`` intra-op threads (its default when None); the returned function
-    runs that session on ``example`` (what ``zoo bench --runtime onnxruntime`` times)."""
+    """``model`` (float32, CPU, eval) exported to ONNX at ``example``'s shape and loaded in an ONNX Runtime session
+    with ``threads`` intra-op threads (its default when None): a function that runs it on ``example``."""
     model = model.eval().float().cpu()
-    with tempfile.TemporaryDirectory(prefix="zoo-onnx-") as tmp:
-        path = Path(tmp) / "model.onnx"
-        with torch.no_grad():
-            _to_onnx(model, example, path)
-        session = _onnx_session(path, threads)  # the session holds the model; the file can go
+    with torch.no_grad():
+        session = _onnx_session(_to_onnx(model, example), threads)
     feed = {session.get_inputs()[0].name: example.contiguous().numpy()}
     return lambda: session.run(None, feed)
 
@@ -132,14 +117,20 @@ def export_model(
     atol: float = 1e-4,
     rtol: float = 1e-3,
 ) -> ExportResult:
-    """Export ``model`` (eval mode, float32, CPU) to ``out`` as ``fmt`` ("onnx" or "pt2"), with a dynamic batch
-    (``batch`` None) or a fixed one; check it against eager on the sample images, and write
-    ``<out>.json`` with the preprocessing. An export that disagrees raises :class:`ExportError`, keeping nothing."""
-    if fmt not in FORMATS:
-        raise ArgumentValueError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    if batch is not None and batch < 1:
-        raise ArgumentValueError(f"--batch {batch}: give a positive batch size, or leave it out for a dynamic batch")
+    """Export ``model`` to ``out`` as ``fmt`` with a dynamic batch (``batch`` None) or a fixed one, and
+    ``<out>.json`` with its preprocessing, once its outputs on the sample images agree with eager's."""
+    with reported("the export", hint="give a format of zoo export, a batch of 1 or more, finite tolerances >= 0"):
+        one_of("--format", fmt, tuple(FORMATS))
+        if batch is not None:
+            int_in("--batch", batch, 1)
+        number_in("--atol", atol, 0)
+        number_in("--rtol", rtol, 0)
     out = Path(out)
+    meta = out.with_name(out.name + ".json")
+    # An existing export is zoo's, known by its sidecar; any other file, a link or a folder is never replaced.
+    check_output_file(out, "--output", lambda p: json_of(meta, SIDECAR_KEYS) is not None)
+    check_output_file(meta, "--output", lambda p: json_of(p, SIDECAR_KEYS) is not None)
+    remove_stale_temp_files(out.parent, (out.name, meta.name))  # a killed export's, of this file
     model = model.eval().float().cpu()
     start = time.perf_counter()
     x = sample_inputs(model)
@@ -148,24 +139,34 @@ def export_model(
     dims = ({0: torch.export.Dim("batch", min=1, max=4096)},) if batch is None else None
     with torch.no_grad():
         eager = model(checked)
-        with atomic_path(out, suffix=f".part{FORMATS[fmt]}") as tmp:  # torch.export.load wants its suffix
-            if fmt == "pt2":
-                program = torch.export.export(model, (example,), dynamic_shapes=dims)
-                torch.export.save(program, tmp)
-                got = torch.export.load(tmp).module()(checked)
-            else:
-                _to_onnx(model, example, tmp, dims)
-                got = _run_onnx(tmp, checked)
-            diff = (got - eager).abs()
-            limit = atol + rtol * eager.abs()
-            worst = float(diff.max())
-            if got.shape != eager.shape or bool((diff > limit).any()):
-                raise ExportError(
-                    f"the {fmt} export of {name or 'the model'} differs from the eager model by up to {worst:.3g} "
-                    f"on {len(checked)} sample images (allowed: {atol} + {rtol} x |output|); nothing was written"
-                )
-    meta = out.with_name(out.name + ".json")
-    write_text_atomic(meta, json.dumps(_preprocessing(model, name or "", fmt, batch, len(checked), worst), indent=1))
+        if fmt == "pt2":
+            buffer = io.BytesIO()  # written by torch in memory: a full disk is then Python's OSError, not an abort
+            torch.export.save(torch.export.export(model, (example,), dynamic_shapes=dims), buffer)
+            data = buffer.getvalue()
+            got = torch.export.load(io.BytesIO(data)).module()(checked)
+        else:
+            data = _to_onnx(model, example, dims)
+            session = _onnx_session(data)
+            got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: checked.numpy()})[0])
+    what = f"the {fmt} export of {name or 'the model'}"
+    if not bool(torch.isfinite(eager).all() and torch.isfinite(got).all()):
+        hint = "the weights, or the normalisation (mean, std) they came with, are broken"
+        raise ExportError(f"{what} gives NaN or infinite outputs on the sample images; nothing was written", hint=hint)
+    worst = float((got - eager).abs().max()) if got.shape == eager.shape else math.inf
+    if got.shape != eager.shape or bool(((got - eager).abs() > atol + rtol * eager.abs()).any()):
+        raise ExportError(
+            f"{what} differs from the eager model by up to {worst:.3g} on {len(checked)} sample images "
+            f"(allowed: {atol} + {rtol} x |output|); nothing was written",
+            hint="a model that is not deterministic cannot be exported; or raise --atol/--rtol",
+        )
+    try:
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(data)
+        write_text_atomic(
+            meta, json.dumps(_preprocessing(model, name or "", fmt, batch, len(checked), worst), indent=1)
+        )
+    except OSError as e:  # a write names no file: a full disk is said of the one asked for
+        raise OSError(e.errno, e.strerror, str(out)) from None
     return ExportResult(out, meta, fmt, len(checked), worst, time.perf_counter() - start)
 
 

@@ -13,21 +13,14 @@ from zoo.registry import filter_names, is_model, list_archs, model_entrypoint, r
 from zoo.utils import gc_paused
 from zoo.utils.checks import MAX_INPUT_SIDE, Invalid, int_in, reported
 
-__all__ = ["create_model", "list_models"]
-
 
 def list_models(
     filter: str | Iterable[str] = "",  # noqa: A002 - the name users know from timm
     exclude_filters: str | Iterable[str] = (),
     pretrained: bool = False,
 ) -> list[str]:
-    """Registered names in natural order that match a ``filter`` pattern and no ``exclude_filters`` one.
-
-    Patterns are ``fnmatch`` style (``"resnet*"``); a list matches when any of its patterns does.
-
-    With ``pretrained=True`` the names are ``arch.tag`` for every set of weights in the manifest
-    whose architecture is registered.
-    """
+    """Registered names in natural order matching a ``filter`` pattern (fnmatch; a list: any of them) and no
+    ``exclude_filters`` one; with ``pretrained=True`` every ``arch.tag`` with weights in the manifest."""
     if not pretrained:
         return list_archs(filter, exclude_filters)
     from zoo.pretrained import manifest
@@ -46,35 +39,18 @@ def create_model(
     out_indices: int | Sequence[int] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build a registered model, optionally with weights.
+    """Build a registered model, optionally with weights, as timm's ``create_model``.
 
-    Args:
-        model_name: ``arch`` (``"resnet50"``) or ``arch.tag`` (``"resnet50.tv2_in1k"``); the tag picks
-            a set of weights from the manifest, and without a tag ``pretrained=True`` takes the arch's
-            default weights.
-        pretrained: load the manifest's weights (downloaded and verified, or bundled).
-        checkpoint_path: load this local safetensors file instead.
-        pretrained_cfg_overlay: entries that replace those of the model's ``pretrained_cfg``, resolved before the
-            build as in timm: ``num_classes`` and ``input_size`` give the builder's defaults, and with ``pretrained``
-            a ``file`` or ``hf_hub_id`` in it is where the weights come from.
-        features_only: return a model whose forward gives the list of stage feature maps (for detection and
-            segmentation), described by its ``feature_info`` (``channels()``, ``reduction()``); the layers
-            those stages do not need, the classifier included, are removed after the weights are loaded.
-        out_indices: the stages ``features_only`` returns (indices into ``model.feature_info``, negative
-            from the end, or an int n for the last n); default all.
-        **kwargs: ``weights`` (torchvision's keyword): a :class:`zoo.weights.Weights`, ``"arch.tag"``, a tag, or
-            ``"DEFAULT"``, the same as naming the tag with ``pretrained=True``. ``img_size`` (timm's keyword: a
-            side or (height, width)) sets the input size in ``pretrained_cfg``, which the transforms, ``zoo info``,
-            ``zoo bench`` and ``zoo export`` use; the MNIST CNNs, sized for 28x28, refuse another one. timm's
-            ``scriptable``, ``exportable`` and ``no_jit`` are accepted and ignored. The others are passed to the
-            builder (``num_classes``, ``in_chans``, ``stem``, ``global_pool``, ``drop_path_rate``, ...). A
-            ``num_classes`` or ``in_chans`` that differs from the weights adapts them (new head, or
-            first conv summed/repeated).
-
-    Without weights, a registered architecture's ``pretrained_cfg`` gives the preprocessing of its default
-    weights, as timm's does (``resnet50``: crop_pct 0.9655 of ``resnet50.tv2_in1k``), but no tag, class
-    names or source.
-    """
+    ``model_name`` is ``arch`` or ``arch.tag`` (a set of weights of the manifest); ``pretrained`` loads the
+    manifest's weights (the arch's default without a tag), verified; ``checkpoint_path`` a local safetensors file
+    instead. ``pretrained_cfg_overlay`` replaces entries of ``pretrained_cfg`` before the build, as in timm (its
+    ``num_classes``/``input_size`` are builder defaults, its ``file``/``hf_hub_id`` where pretrained weights come
+    from). ``features_only`` returns the stage feature maps (``out_indices`` picks them), described by
+    ``feature_info``. ``kwargs``: torchvision's ``weights`` (a :class:`zoo.weights.Weights`, ``"arch.tag"``, a tag or
+    ``"DEFAULT"``), timm's ``img_size`` (a side or (height, width) for ``pretrained_cfg``), and the builder's
+    arguments (``num_classes``, ``in_chans``, ``stem``, ``global_pool``, ...); a ``num_classes`` or ``in_chans``
+    other than the weights' adapts them (a new head, the first convolution summed or repeated). A model built
+    without weights describes its default weights' preprocessing, as in timm."""
     img_size = _img_size(kwargs.pop("img_size", None))
     if pretrained_cfg_overlay:
         # As in timm, the overlay is resolved before the build: its classes and channels are the builder's
@@ -89,16 +65,8 @@ def create_model(
         elif pretrained and overlay.get("hf_hub_id") and not checkpoint_path:
             model_name = f"hf-hub:{overlay['hf_hub_id']}"
     if isinstance(model_name, str) and model_name.startswith(("local-dir:", "hf-hub:")):
-        return _create_from_folder(
-            model_name,
-            pretrained,
-            checkpoint_path,
-            pretrained_cfg_overlay,
-            features_only,
-            out_indices,
-            kwargs,
-            img_size,
-        )
+        arch, model = _create_from_folder(model_name, pretrained, checkpoint_path, kwargs)
+        return _finish(model, arch, pretrained_cfg_overlay, features_only, out_indices, img_size)
     arch, tag = split_model_name_tag(model_name)
     if kwargs.get("weights") is not None:
         tag, pretrained = _weights_tag(arch, tag, kwargs.pop("weights")), True
@@ -125,7 +93,7 @@ def _finish(
     overlay: dict[str, Any] | None,
     features_only: bool,
     out_indices: int | Sequence[int] | None,
-    img_size: tuple[int, int] | None = None,
+    img_size: tuple[int, int] | None,
 ) -> nn.Module:
     """``img_size`` and the overlay on ``pretrained_cfg``, then ``features_only``'s wrapper."""
     if img_size is not None:
@@ -174,15 +142,8 @@ def _weights_tag(arch: str, tag: str, weights: Any) -> str:
 
 
 def _create_from_folder(
-    name: str,
-    pretrained: bool,
-    checkpoint_path: str | None,
-    overlay: dict[str, Any] | None,
-    features_only: bool,
-    out_indices: int | Sequence[int] | None,
-    kwargs: dict[str, Any],
-    img_size: tuple[int, int] | None = None,
-) -> nn.Module:
+    name: str, pretrained: bool, checkpoint_path: str | None, kwargs: dict[str, Any]
+) -> tuple[str, nn.Module]:
     """timm's ``local-dir:PATH`` and ``hf-hub:ORG/NAME``: a folder's config.json chooses the architecture and
     preprocessing, its model.safetensors (with ``pretrained``) the weights (zoo.pretrained.fetch)."""
     from zoo.pretrained.fetch import resolve_folder
@@ -213,4 +174,4 @@ def _create_from_folder(
                 folder_cfg=folder.pretrained_cfg,
             )
     model.pretrained_cfg = {**model.pretrained_cfg, "source": name}
-    return _finish(model, folder.arch, overlay, features_only, out_indices, img_size)
+    return folder.arch, model

@@ -6,8 +6,7 @@ Each convolution and pooling row shows how its output size follows from the inpu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -15,15 +14,14 @@ import torch.nn as nn
 from zoo.errors import ArgumentValueError
 
 
-@dataclass
-class LayerRow:
+class LayerRow(NamedTuple):
     """One leaf module of a forward pass."""
 
     name: str
     kind: str
     output_shape: tuple[int, ...]
     params: int
-    formula: str = ""
+    formula: str
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -33,17 +31,11 @@ def _pair(v: Any) -> tuple[int, int]:
 def _size_formula(module: nn.Module, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> str:
     if not isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
         return ""
-    k = _pair(module.kernel_size)
-    s = _pair(module.stride)
-    p = _pair(module.padding)
-    ceil = getattr(module, "ceil_mode", False)
-    parts = []
+    k, s, p = _pair(module.kernel_size), _pair(module.stride), _pair(module.padding)
+    rnd = "ceil" if getattr(module, "ceil_mode", False) else "floor"
     # Both spatial axes are the same for every model here; show one when they agree.
     axes = [0] if (k[0], s[0], p[0], in_hw[0]) == (k[1], s[1], p[1], in_hw[1]) else [0, 1]
-    for a in axes:
-        rnd = "ceil" if ceil else "floor"
-        parts.append(f"{rnd}(({in_hw[a]} - {k[a]} + 2*{p[a]}) / {s[a]}) + 1 = {out_hw[a]}")
-    return "; ".join(parts)
+    return "; ".join(f"{rnd}(({in_hw[a]} - {k[a]} + 2*{p[a]}) / {s[a]}) + 1 = {out_hw[a]}" for a in axes)
 
 
 def layer_table(model: nn.Module, input_size: tuple[int, ...]) -> list[LayerRow]:
@@ -77,22 +69,22 @@ def layer_table(model: nn.Module, input_size: tuple[int, ...]) -> list[LayerRow]
     return rows
 
 
-def count_params(model: nn.Module) -> int:
-    """Total number of parameters."""
-    return sum(p.numel() for p in model.parameters())
-
-
-def model_info(model_name: str, input_size: tuple[int, ...] | None = None, **kwargs: Any) -> dict[str, Any]:
-    """A dict describing ``model_name`` (built with ``kwargs``): parameters, config and layer table."""
+def model_info(
+    model_name: str, input_size: tuple[int, ...] | None = None, img_size: int | None = None, **kwargs: Any
+) -> dict[str, Any]:
+    """A dict describing ``model_name`` (built with ``kwargs``): parameters, config and layer table for an input of
+    ``input_size`` (C, H, W; the model's by default), its sides replaced by ``img_size`` if given."""
     from zoo.factory import create_model
+    from zoo.utils.checks import Invalid, reported
+    from zoo.utils.checks import input_size as check_size
 
     model = create_model(model_name, **kwargs)
     cfg = dict(model.pretrained_cfg)
-    size = tuple(input_size) if input_size else tuple(cfg["input_size"])
-    if len(size) != 3 or any(not isinstance(v, int) or v < 1 for v in size):
-        raise ArgumentValueError(f"input_size={size!r} is invalid: give three positive ints, channels height width")
-    if size[0] != model.in_chans:
-        raise ArgumentValueError(f"input_size has {size[0]} channels but {model_name} takes in_chans={model.in_chans}")
+    size = (input_size or cfg["input_size"])[:1] + (img_size, img_size) if img_size else input_size or cfg["input_size"]
+    with reported(model_name, ArgumentValueError):
+        size = check_size("input_size", size)
+        if size[0] != model.in_chans:
+            raise Invalid("input_size", size, f"must have {model.in_chans} channels, {model_name}'s in_chans")
     try:
         rows = layer_table(model, size)
     except RuntimeError as e:
@@ -100,7 +92,7 @@ def model_info(model_name: str, input_size: tuple[int, ...] | None = None, **kwa
     return {
         "name": model_name,
         "class": type(model).__name__,
-        "params": count_params(model),
+        "params": sum(p.numel() for p in model.parameters()),
         "num_classes": model.num_classes,
         # timm >= 1.0's meanings: channels of forward_features' map, and the width of the pre-logits vector.
         "num_features": model.num_features,
@@ -123,14 +115,8 @@ def format_info(info: dict[str, Any]) -> str:
         ("global_pool", repr(info["global_pool"])),
         ("input size", f"{' x '.join(map(str, info['input_size']))} (C x H x W)"),
     ]
-    lines = [
-        f"{info['name']}  ({info['class']})",
-        *(f"  {k:<16} {v}" for k, v in facts),
-        "  default config:",
-    ]
-    for key, value in info["pretrained_cfg"].items():
-        if value is not None and key not in ("label_names",):
-            lines.append(f"    {key:<16} {value}")
+    lines = [f"{info['name']}  ({info['class']})", *(f"  {k:<16} {v}" for k, v in facts), "  default config:"]
+    lines += [f"    {k:<16} {v}" for k, v in info["pretrained_cfg"].items() if v is not None and k != "label_names"]
     rows: list[LayerRow] = info["layers"]
     name_w = max([len(r.name) for r in rows] + [5])
     kind_w = max([len(r.kind) for r in rows] + [4])
@@ -169,11 +155,8 @@ def describe_weights(name: str, stem: str | None = None) -> str:
     lines = ["pretrained weights:"] if entries else []
     for t, e in entries.items():
         metrics, size = e.metrics or {}, f"{e.size / 2**20:.1f} MiB ({e.size:,} bytes)" if e.size else "not recorded"
-        checked = (
-            "the Hub's X-Linked-Etag or torchvision's hash prefix, then this machine's pin"
-            if e.third_party
-            else (f"sha256 {e.sha256}, size {size}")
-        )
+        pin = "the Hub's X-Linked-Etag or torchvision's hash prefix, then this machine's pin"
+        checked = pin if e.third_party else f"sha256 {e.sha256}, size {size}"
         lines += [
             f"  {arch}.{t}{'  (default)' if t == default else ''}",
             f"    status       {e.status}",

@@ -1,9 +1,5 @@
-"""Prediction: classify image files with a model's weights and the preprocessing that came with them.
-
-Images of any size or mode go through the weights' own transform (``zoo.create_transform(model.pretrained_cfg)``);
-high-bit-depth images are scaled to 8 bits first, not clipped; images beyond Pillow's decompression-bomb limit
-(``PIL.Image.MAX_IMAGE_PIXELS``) are refused before they are decoded.
-"""
+"""Prediction: classify image files of any size or mode with a model's weights and the preprocessing that came with
+them (``zoo.create_transform(model.pretrained_cfg)``)."""
 
 from __future__ import annotations
 
@@ -18,8 +14,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from zoo.data.transforms import to_8_bit
-from zoo.errors import ArgumentValueError, DataError, WeightsFileError
+from zoo.data.transforms import ImageTooLarge, check_image_size, create_transform, to_8_bit
+from zoo.errors import ArgumentValueError, DataError
+from zoo.runs import label_names, load_model, printable, refuse_tag_with_checkpoint
+from zoo.utils import checks
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "samples"
 # The weights that classify each bundled sample set when `zoo predict` runs without arguments.
@@ -38,8 +36,8 @@ _IMAGE_KINDS = "give PNG, JPEG, BMP, GIF, TIFF or WebP files"
 
 
 def load_image(path: str | os.PathLike[str]) -> Any:
-    """Open an image file fully (scaled to 8 bits), with an error that names the file when it is missing, not
-    an image, or so large that decoding it would exhaust memory (a decompression bomb)."""
+    """An image file, read fully and scaled to 8 bits (not clipped); a missing file, not an image, or one beyond
+    Pillow's decompression-bomb limit or zoo's side limit (refused before it is decoded) is an error naming it."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -49,8 +47,11 @@ def load_image(path: str | os.PathLike[str]) -> Any:
         raise DataError(f"{path}: not a file", hint=_IMAGE_KINDS)
     try:
         with Image.open(path) as img:
+            check_image_size(img, where=path)
             img.load()
             return to_8_bit(img.copy())
+    except ImageTooLarge:  # names the file already
+        raise
     except Image.DecompressionBombError as e:  # Pillow's message: "Image size (N pixels) exceeds limit of M pixels"
         raise DataError(
             f"{path}: {str(e).rstrip('.')}",
@@ -60,28 +61,13 @@ def load_image(path: str | os.PathLike[str]) -> Any:
         raise DataError(f"{path}: not a readable image ({e})", hint=_IMAGE_KINDS) from None
 
 
-def _label_names(model: nn.Module) -> list[str]:
-    names = model.pretrained_cfg.get("label_names")
-    if not names:
-        return [str(i) for i in range(model.num_classes)]
-    if len(names) != model.num_classes:
-        raise WeightsFileError(
-            f"the weights name {len(names)} classes (label_names) but the model predicts {model.num_classes}",
-            hint="fix label_names in the file's metadata (one name per class), or remove them to get class numbers",
-        )
-    return list(names)
-
-
 @torch.inference_mode()
 def predict(model: nn.Module, images: Sequence[Any], topk: int = 5) -> list[Prediction]:
     """Top-``topk`` labels and probabilities of each PIL image, preprocessed as the weights expect."""
-    from zoo.data.transforms import create_transform
-
-    if topk < 1:
-        raise ArgumentValueError(f"topk={topk} is invalid: use 1 or more")
+    checks.int_in("topk", topk, 1)
     transform = create_transform(model.pretrained_cfg)
-    batch = torch.stack([transform(img) for img in images])
-    names = _label_names(model)
+    batch = torch.stack([transform(check_image_size(img, transform, f"image {i}")) for i, img in enumerate(images, 1)])
+    names = label_names(model)
     model.eval()
     probs = model(batch).softmax(dim=1)
     top = probs.topk(min(topk, probs.shape[1]), dim=1)
@@ -92,10 +78,9 @@ def predict(model: nn.Module, images: Sequence[Any], topk: int = 5) -> list[Pred
 
 
 def create_for_prediction(model_name: str | None, checkpoint: str | os.PathLike[str] | None) -> nn.Module:
-    """The weights ``model_name`` (``arch.tag``), or those of a local ``checkpoint`` (a file, a run or a published
-    folder, :func:`zoo.runs.load_model`; ``model_name`` is then its architecture, or None for the recorded one)."""
+    """The weights ``model_name`` (``arch.tag``), or those of a local ``checkpoint`` (:func:`zoo.runs.load_model`;
+    ``model_name`` is then its architecture, or None for the recorded one)."""
     from zoo.factory import create_model
-    from zoo.runs import load_model, refuse_tag_with_checkpoint
 
     if checkpoint:
         refuse_tag_with_checkpoint(model_name, checkpoint, "predict", f"drop --checkpoint to use {model_name}")
@@ -106,8 +91,8 @@ def create_for_prediction(model_name: str | None, checkpoint: str | os.PathLike[
 
 
 def below_promise(hits: int, n: int, top1: float | None, alpha: float = 0.01) -> bool:
-    """Whether ``hits`` right out of ``n`` is below what a test-set top-1 of ``top1`` % makes plausible: a model
-    with that accuracy would score this few or fewer with probability under ``alpha`` (the binomial tail)."""
+    """Whether ``hits`` right out of ``n`` is below what a test-set top-1 of ``top1`` % makes plausible: the binomial
+    tail of this few or fewer is under ``alpha``."""
     if top1 is None or n == 0:
         return False
     p = min(max(top1 / 100.0, 0.0), 1.0)
@@ -116,8 +101,8 @@ def below_promise(hits: int, n: int, top1: float | None, alpha: float = 0.01) ->
 
 
 def run_samples() -> int:
-    """Classify the bundled sample images (the first test image of each class), mark each right or wrong, and
-    return 1 when some weights score below what their manifest top-1 promises (:func:`below_promise`), else 0."""
+    """Classify the bundled sample images, each marked right or wrong; 1 when some weights score below what their
+    manifest top-1 promises (:func:`below_promise`), else 0."""
     from zoo.pretrained.manifest import get_entry
 
     records = json.loads((SAMPLES_DIR / "samples.json").read_text())
@@ -133,7 +118,7 @@ def run_samples() -> int:
             ok = pred.labels[0] == record["label"]
             hits += ok
             print(
-                f"  {record['file']:<40} true {record['label']:<12} predicted {pred.labels[0]:<12} "
+                f"  {record['file']:<40} true {record['label']:<12} predicted {printable(pred.labels[0]):<12} "
                 f"{pred.probs[0]:6.1%}  {'right' if ok else 'WRONG'}"
             )
         top1 = (get_entry(*model_name.split(".", 1)).metrics or {}).get("top1")

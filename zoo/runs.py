@@ -1,9 +1,5 @@
-"""A training run's folder: its files, the typed records of its run.json and config.json, and the one loader
-that turns a checkpoint (a run, a published folder or a weights file) into a model.
-
-A run folder holds ``run.json`` (what it trained on, its recipe and how it went), ``config.json`` (how to
-rebuild its model), ``last.pt`` (the resume point) and ``best.safetensors`` (the kept weights).
-"""
+"""A training run's folder (run.json, config.json, last.pt, best.safetensors): the typed records of its files, and
+the one loader that turns a checkpoint (a run, a published folder or a weights file) into a model."""
 
 from __future__ import annotations
 
@@ -18,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from zoo.errors import ArgumentValueError, RunError, WeightsFileError
+from zoo.errors import ArgumentValueError, ModelArgumentError, RunError, WeightsFileError
 from zoo.registry import split_model_name_tag
 from zoo.utils import checks, shorten
 from zoo.utils.files import json_default, parse_json, write_json
@@ -30,6 +26,9 @@ _MAX_JSON = 64 << 20  # a run's records are kilobytes; a larger file is not one 
 _HINT = "restore it, or give another run folder"
 # A run writes its run.json before any other file; until then its folder holds its lock and that file's temporary.
 _RUN_TEMP = re.compile(r"^\.run\.json\.\d+\.\d+\.(tmp|part)$")
+# Keys every run.json zoo writes holds (zoo.training.trainer), with a recipe holding these of its settings.
+RUN_KEYS = frozenset({"status", "error", "architecture", "model_args", "recipe", "epochs_done", "torch", "updated"})
+_RECIPE_KEYS = frozenset({"name", "epochs", "batch_size", "opt", "lr", "sched", "seed"})
 
 
 def _maybe(check: Any, name: str, value: Any, *args: Any) -> Any:
@@ -39,12 +38,6 @@ def _maybe(check: Any, name: str, value: Any, *args: Any) -> Any:
 def _texts(name: str, value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise checks.Invalid(name, value, "must be a list of strings")
-    return value
-
-
-def _list(name: str, value: Any) -> list[Any]:
-    if not isinstance(value, list):
-        raise checks.Invalid(name, value, "must be a list")
     return value
 
 
@@ -73,8 +66,7 @@ class RunConfig:
 
 @dataclass
 class RunRecord:
-    """run.json: the facts zoo reads back (what the run trained on, its recipe, how it went); zoo.fit's
-    ``run_info`` may add others, which are not read."""
+    """run.json: the facts zoo reads back (what the run trained on, its recipe, how it went)."""
 
     dataset: str | None = None
     dataset_kind: str | None = None
@@ -101,42 +93,36 @@ class RunRecord:
     schedule_changes: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _maybe(checks.text, "dataset", self.dataset)
-        _maybe(checks.text, "dataset_kind", self.dataset_kind)
-        _maybe(checks.text, "data_dir", self.data_dir)
-        checks.json_object("data", self.data)
-        _maybe(checks.int_in, "seed", self.seed)
-        _maybe(checks.number_in, "val_split", self.val_split, 0, 1)
-        _maybe(checks.int_in, "val_images", self.val_images, 0)
-        _maybe(checks.int_in, "test_images", self.test_images, 0)
-        _maybe(checks.text, "selection", self.selection)
-        _maybe(checks.text, "command", self.command, 1 << 16)
-        _maybe(checks.text, "zoo_command", self.zoo_command, 1 << 16)
-        _texts("resumed_with", self.resumed_with)
-        checks.json_object("model_args", self.model_args)
-        for key, value in checks.json_object("data_identity", self.data_identity).items():
+        for name in ("dataset", "dataset_kind", "data_dir", "selection", "device", "precision", "torch"):
+            _maybe(checks.text, name, getattr(self, name))
+        for name in ("command", "zoo_command"):
+            _maybe(checks.text, name, getattr(self, name), 1 << 16)
+        for name, low in (("seed", None), ("val_images", 0), ("test_images", 0), ("epochs_done", 0), ("best_epoch", 1)):
+            _maybe(checks.int_in, name, getattr(self, name), low)
+        for name in ("data", "model_args", "data_identity"):
+            checks.json_object(name, getattr(self, name))
+        for key, value in self.data_identity.items():
             _maybe(checks.json_object, f"data_identity.{key}", value)
         _maybe(checks.json_object, "recipe", self.recipe)
-        _maybe(checks.text, "device", self.device)
-        _maybe(checks.text, "precision", self.precision)
-        _maybe(checks.text, "torch", self.torch)
-        _maybe(checks.int_in, "epochs_done", self.epochs_done, 0)
-        _maybe(checks.int_in, "best_epoch", self.best_epoch, 1)
+        _maybe(checks.number_in, "val_split", self.val_split, 0, 1)
         _maybe(checks.number_in, "best_metric", self.best_metric)
         _maybe(checks.one_of, "best_metric_name", self.best_metric_name, ("val_acc1", "last_epoch"))
-        _list("schedule_changes", self.schedule_changes)
+        _texts("resumed_with", self.resumed_with)
+        if not isinstance(self.schedule_changes, list):
+            raise checks.Invalid("schedule_changes", self.schedule_changes, "must be a list")
 
 
-def _read_json(path: Path) -> Any:
+def _read(cls: Any, path: Path) -> Any:
+    """The ``cls`` record in the JSON file ``path`` (of run.json, the fields zoo reads); a wrong value is a RunError
+    naming the file and the field."""
     with checks.reported(str(path), RunError, _HINT):
         data = checks.read_bounded(path, _MAX_JSON, path.name)
     try:
-        return parse_json(data)
+        data = parse_json(data)
     except ValueError as e:  # not UTF-8, not JSON, nested too deeply
         raise RunError(f"{path} is not valid JSON ({shorten(str(e).splitlines()[0], 200)})", hint=_HINT) from None
-
-
-def _record(cls: Any, data: Any, path: Path) -> Any:
+    if cls is RunRecord and isinstance(data, dict):  # zoo.fit's run_info may add facts zoo does not read
+        data = {k: v for k, v in data.items() if k in {f.name for f in fields(RunRecord)}}
     try:
         return checks.record(cls, data, str(path), RunError)
     except RunError as e:
@@ -145,19 +131,13 @@ def _record(cls: Any, data: Any, path: Path) -> Any:
 
 
 def read_config(folder: str | os.PathLike[str]) -> RunConfig:
-    """A run's config.json; a wrong value is a RunError naming the file and the field."""
-    path = Path(folder) / CONFIG_JSON
-    return _record(RunConfig, _read_json(path), path)
+    """A run's config.json, checked."""
+    return _read(RunConfig, Path(folder) / CONFIG_JSON)
 
 
 def read_run(folder: str | os.PathLike[str]) -> RunRecord:
-    """A run's run.json; a wrong value is a RunError naming the file and the field."""
-    path = Path(folder) / RUN_JSON
-    data = _read_json(path)
-    if isinstance(data, dict):
-        names = {f.name for f in fields(RunRecord)}
-        data = {k: v for k, v in data.items() if k in names}
-    return _record(RunRecord, data, path)
+    """A run's run.json, checked."""
+    return _read(RunRecord, Path(folder) / RUN_JSON)
 
 
 def write_run(folder: str | os.PathLike[str], data: dict[str, Any], final: bool = False) -> None:
@@ -176,17 +156,32 @@ def write_run(folder: str | os.PathLike[str], data: dict[str, Any], final: bool 
             warnings.warn(f"could not record the run's end ({data.get('status')}) in {path}: {e}", stacklevel=3)
 
 
+def json_of(path: str | os.PathLike[str], keys: frozenset[str]) -> dict[str, Any] | None:
+    """The JSON object in the regular file ``path`` when it holds ``keys`` (a file of zoo's, known by its content);
+    None when it is unreadable, too large, not JSON or another object."""
+    try:
+        data = parse_json(checks.read_bounded(path, _MAX_JSON))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.keys() >= keys else None
+
+
 def is_run_folder(folder: str | os.PathLike[str]) -> bool:
-    """Whether ``folder`` holds a training run of zoo's: its run.json says so, or the run was killed before writing
-    it (nothing but its lock and a temporary run.json). Files named like a run's do not make one."""
+    """Whether ``folder`` holds a training run of zoo's, known by its content: a run.json as zoo writes it (and a
+    config.json, if any, too), or only the lock and temporary run.json of a run killed before writing it."""
     try:
         names = os.listdir(folder)
-        data = parse_json(checks.read_bounded(Path(folder) / RUN_JSON, _MAX_JSON)) if RUN_JSON in names else None
-    except (OSError, ValueError):  # unreadable: nobody's run
+        if RUN_JSON not in names:
+            return bool(names) and all(n == LOCK_NAME or _RUN_TEMP.match(n) for n in names)
+        data = json_of(Path(folder) / RUN_JSON, RUN_KEYS)
+        if data is None or not isinstance(data["recipe"], dict) or not data["recipe"].keys() >= _RECIPE_KEYS:
+            return False
+        read_run(folder)
+        if CONFIG_JSON in names:
+            read_config(folder)
+    except (OSError, RunError):  # unreadable, or not what zoo writes: nobody's run
         return False
-    if isinstance(data, dict) and {"status", "recipe"} <= data.keys():
-        return True
-    return bool(names) and all(n == LOCK_NAME or _RUN_TEMP.match(n) for n in names)
+    return True
 
 
 def resume_point(resume: str | os.PathLike[str]) -> Path:
@@ -199,8 +194,7 @@ def resume_point(resume: str | os.PathLike[str]) -> Path:
 
 
 def weights_file(checkpoint: str | os.PathLike[str]) -> Path:
-    """The weights of ``checkpoint``: the file itself, or those of a run folder (best.safetensors) or of a
-    published folder (model.safetensors)."""
+    """The weights of ``checkpoint``: the file itself, or a run's best.safetensors or a published model.safetensors."""
     path = Path(checkpoint)
     if not path.is_dir():
         if not path.exists():
@@ -237,26 +231,13 @@ def refuse_tag_with_checkpoint(model_name: str | None, checkpoint: Any, command:
 def load_model(
     checkpoint: str | os.PathLike[str], arch: str | None = None, config: RunConfig | None = None, **defaults: Any
 ) -> nn.Module:
-    """The model ``checkpoint`` holds (see :func:`weights_file`), built as it was trained.
-
-    A safetensors file whose header records its model (zoo writes it) is built by ``create_model(arch,
-    checkpoint_path=...)``. Any other file (a run's ``last.pt``, a bare state dict) is built with the run's
-    ``config`` (default: the config.json beside it), else with ``defaults``, and must fit exactly. ``arch``
-    (default: the recorded one) must be the architecture the file records.
-    """
+    """The model ``checkpoint`` holds (:func:`weights_file`), built as it was trained: from the header zoo wrote into
+    a safetensors file, else from the run's ``config`` (default: the config.json beside it), else ``defaults``."""
     from zoo.factory import create_model
-    from zoo.pretrained.files import WeightsMetadata, load_file, read_metadata, read_pickle_checkpoint
+    from zoo.pretrained.files import WeightsMetadata, load_file, read_pickle_checkpoint
 
     path = weights_file(checkpoint)
-    meta = None
-    if path.suffix == ".safetensors":
-        header = read_metadata(path)
-        try:
-            meta = WeightsMetadata.from_header(header)
-        except ValueError as e:  # names the header key: name the file too
-            raise WeightsFileError(
-                f"{path}: {e.args[0]}", hint="the file's metadata is damaged; fix or remove it"
-            ) from None
+    meta = WeightsMetadata.read(path) if path.suffix == ".safetensors" else None
     described = meta is not None and (meta.model_args is not None or meta.pretrained_cfg is not None)
     if not described and config is None and (path.parent / CONFIG_JSON).is_file():
         config = read_config(path.parent)
@@ -268,7 +249,10 @@ def load_model(
     if not arch:
         raise WeightsFileError(f"{path} does not record its architecture", hint="name the architecture it holds")
     if described:
+        _check_builder_args(arch, meta.model_args or {}, path)  # type: ignore[union-attr]
         return create_model(arch, checkpoint_path=str(path))
+    if config is not None:
+        _check_builder_args(arch, config.model_args, path.parent / CONFIG_JSON)
     kwargs = config.model_args if config else defaults
     model = create_model(arch, **kwargs)
     state = load_file(path) if meta is not None else read_pickle_checkpoint(path, prefer_ema=True)
@@ -288,4 +272,42 @@ def load_model(
     if config:
         labels = {"label_names": tuple(config.label_names)} if config.label_names else {}
         model.pretrained_cfg = {**model.pretrained_cfg, **config.pretrained_cfg, **labels}
+        label_names(model, str(path.parent / CONFIG_JSON))  # one name per output, or the file is refused
     return model
+
+
+def _check_builder_args(arch: str, model_args: dict[str, Any], where: Path) -> None:
+    """A file's ``model_args`` are the builder's own, never create_model's (``pretrained``, ``checkpoint_path`` ...):
+    the builder, run on the meta device, refuses a keyword it lacks."""
+    from zoo.models import parametric_entrypoint
+    from zoo.pretrained.load import empty_init
+    from zoo.registry import is_model, model_entrypoint
+
+    builder = (None if is_model(arch) else parametric_entrypoint(arch)) or model_entrypoint(arch)
+    try:
+        with empty_init():
+            builder(**model_args)
+    except ModelArgumentError as e:
+        raise WeightsFileError(
+            f"{where}: model_args: {e.args[0]}", hint="remove what the builder does not take"
+        ) from None
+
+
+def label_names(model: nn.Module, where: str = "the weights") -> list[str]:
+    """The class names of ``model``'s outputs (its ``pretrained_cfg``'s, else the class numbers); names that do not
+    count its outputs are a WeightsFileError naming ``where``."""
+    names = model.pretrained_cfg.get("label_names")
+    if not names:
+        return [str(i) for i in range(model.num_classes)]
+    if len(names) != model.num_classes:
+        raise WeightsFileError(
+            f"{where}: label_names holds {len(names)} names, but the model predicts {model.num_classes} classes",
+            hint="fix label_names (one name per class), or remove them to get class numbers",
+        )
+    return [str(n) for n in names]
+
+
+def printable(text: str) -> str:
+    """``text`` as it may be printed: escaped (``repr``) when it holds a control character, so that a name from a
+    file can neither retitle a terminal (an ANSI escape) nor forge an output line (a newline)."""
+    return text if text.isprintable() else repr(text)

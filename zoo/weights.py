@@ -21,8 +21,6 @@ from zoo.errors import ManifestError
 from zoo.pretrained import manifest
 from zoo.registry import split_model_name_tag
 
-__all__ = ["Weights", "get_weights", "list_weights"]
-
 
 def _frozen(value: Any) -> Any:
     """A read-only copy: mappings become MappingProxyType, lists tuples."""
@@ -94,22 +92,17 @@ class Weights:
 
 def _weights(arch: str, tag: str) -> Weights:
     entry = manifest.get_entry(arch, tag)
+    same = {f: getattr(entry, f) for f in ("default", "status", "num_classes", "dataset", "sha256", "size", "license")}
     return Weights(
+        **same,
         name=f"{arch}.{tag}",
         arch=arch,
         tag=tag,
-        default=entry.default,
-        status=entry.status,
-        num_classes=entry.num_classes,
         label_names=manifest.label_names(entry),
-        dataset=entry.dataset,
         metrics=_frozen(entry.metrics or {}),
         preprocessing=_frozen(entry.preprocessing()),
         model_args=_frozen(entry.model_args or {}),
         source=manifest.describe_source(entry),
-        sha256=entry.sha256,
-        size=entry.size,
-        license=entry.license,
     )
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from adversarial_fixtures import cli, mnist_dir_fixture, one_error_line  # noqa: F401
+from helpers import cli, one_error_line
 
 from zoo.errors import ArgumentValueError, DeviceError, RecipeError
 

@@ -11,14 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from adversarial_fixtures import cli, readonly_fs_fixture, small_fs_fixture  # noqa: F401
-from weights_fixtures import (  # noqa: F401
-    entry_for,
-    mnist_file_fixture,
-    server_fixture,
-    subprocess_env,
-    weights_env_fixture,
-)
+from helpers import cli, entry_for, subprocess_env
 from weights_server import COMMIT
 
 import zoo

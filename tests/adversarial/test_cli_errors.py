@@ -6,15 +6,7 @@ import os
 import shutil
 
 import pytest
-from adversarial_fixtures import (  # noqa: F401
-    ERROR_LINE,
-    cli,
-    finished_run_fixture,
-    mnist_dir_fixture,
-    one_error_line,
-    run_copy_fixture,
-)
-from weights_fixtures import mnist_file_fixture, server_fixture, weights_env_fixture  # noqa: F401
+from helpers import ERROR_LINE, cli, one_error_line
 
 import zoo.cli.list_models
 

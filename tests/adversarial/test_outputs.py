@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from adversarial_fixtures import cli, one_error_line
+from helpers import cli, one_error_line
 
 import zoo
 

@@ -11,14 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from adversarial_fixtures import (  # noqa: F401
-    cli,
-    finished_run_fixture,
-    mnist_dir_fixture,
-    one_error_line,
-    run_copy_fixture,
-    train_argv,
-)
+from helpers import cli, one_error_line, train_argv
 from synth_data import make_image_folder
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from adversarial_fixtures import one_error_line
+from helpers import one_error_line
 
 
 @pytest.mark.slow

@@ -13,17 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from adversarial_fixtures import (  # noqa: F401
-    cli,
-    fashion_dir_fixture,
-    finished_run_fixture,
-    mnist_dir_fixture,
-    one_error_line,
-    run_copy_fixture,
-    small_fs_fixture,
-    train_argv,
-)
-from weights_fixtures import subprocess_env
+from helpers import cli, one_error_line, subprocess_env, train_argv
 
 from zoo.training.loggers import read_metrics
 

@@ -15,6 +15,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from importlib import import_module
+from typing import Any
 
 from zoo.errors import ArgumentValueError, ZooError
 from zoo.utils import env_flag
@@ -58,24 +59,16 @@ def build_parser(command: str) -> tuple[argparse.ArgumentParser, object]:
     return parser, module.main
 
 
-# What to do about an OSError, by its errno (the message already says what happened and to which file).
-_OS_HINTS = {
+# What to do about an OSError, by its errno or type (the message already says what happened and to which file).
+_OS_HINTS: dict[Any, str] = {
     errno.ENOSPC: "free some disk space, or write to a disk with room",
     errno.EDQUOT: "free some space in your quota, or write elsewhere",
     errno.EROFS: "that file system is read-only: choose a writable place",
-    errno.EACCES: "check the permissions, or choose a place you may use",
-    errno.EPERM: "check the permissions, or choose a place you may use",
-    errno.ENOENT: "check the path",
-    errno.EISDIR: "give a file, not a folder",
-    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
-    errno.EEXIST: "choose another path",
-}
-_OS_TYPES = {
-    FileNotFoundError: errno.ENOENT,
-    IsADirectoryError: errno.EISDIR,
-    NotADirectoryError: errno.ENOTDIR,
-    PermissionError: errno.EACCES,
-    FileExistsError: errno.EEXIST,
+    PermissionError: "check the permissions, or choose a place you may use",
+    FileNotFoundError: "check the path",
+    IsADirectoryError: "give a file, not a folder",
+    NotADirectoryError: "a part of the path is a file, not a folder: check the path",
+    FileExistsError: "choose another path",
 }
 
 
@@ -92,17 +85,13 @@ def _what_and_hint(error: BaseException) -> tuple[str, str | None]:
     if _out_of_memory(error):
         first = str(error).strip().splitlines()[0]
         return first, "use a smaller --batch-size or input size, or another device"
-    code = (
-        error.errno
-        if error.errno is not None
-        else next(  # type: ignore[attr-defined]
-            (c for t, c in _OS_TYPES.items() if isinstance(error, t)), None
-        )
-    )
+    hint = _OS_HINTS.get(error.errno) or next(
+        (h for t, h in _OS_HINTS.items() if type(t) is type and isinstance(error, t)), None
+    )  # type: ignore[attr-defined]
     if error.strerror and error.filename is not None:  # type: ignore[attr-defined]
         where = f"{error.filename}" + (f" -> {error.filename2}" if error.filename2 is not None else "")  # type: ignore[attr-defined]
-        return f"{where}: {error.strerror}", _OS_HINTS.get(code)  # type: ignore[attr-defined]
-    return str(error) or type(error).__name__, _OS_HINTS.get(code)
+        return f"{where}: {error.strerror}", hint  # type: ignore[attr-defined]
+    return str(error) or type(error).__name__, hint
 
 
 def error_lines(command: str, error: BaseException) -> str:
@@ -113,6 +102,13 @@ def error_lines(command: str, error: BaseException) -> str:
         return "\n".join([f"zoo {command}: error: {first}", *rest, f"  — {hint}"])
     head = f"zoo {command}: error: {first}" + (f" — {hint}" if hint else "")
     return "\n".join([head, *rest])
+
+
+def options_for(function: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed options that are parameters of ``function``: a command's options carry its library's names."""
+    import inspect
+
+    return {k: v for k, v in vars(args).items() if k in inspect.signature(function).parameters}
 
 
 def check_size_options(img_size: int | None, input_size: Sequence[int] | None) -> None:

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from zoo.cli import check_size_options
+from zoo.cli import check_size_options, options_for
 from zoo.errors import ArgumentValueError
 from zoo.utils import parse_device, set_threads, write_text_atomic
 from zoo.utils.files import check_output_file
@@ -51,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--compile",
+        dest="compile_mode",
         nargs="?",
         const="default",
         metavar="MODE",
@@ -132,44 +133,29 @@ def main(args: argparse.Namespace) -> int:
         names += matched
     runtimes = list(dict.fromkeys(args.runtime))
     if "onnxruntime" in runtimes and args.mode == "train":
-        raise ArgumentValueError("--runtime onnxruntime times inference only; use --mode inference or both")
+        raise ArgumentValueError("--runtime onnxruntime times inference only", hint="use --mode inference or both")
     check_size_options(args.img_size, args.input_size)
     if args.output:  # checked before anything is measured
         check_output_file(args.output, "--output", _is_bench_output, args.force)
     set_threads(args.threads)
     device = str(parse_device("cpu" if args.device == "auto" and runtimes == ["onnxruntime"] else args.device))
     kwargs = {k: v for k, v in (("stem", args.stem), ("num_classes", args.num_classes)) if v is not None}
+    options = {**options_for(benchmark_model, args), "input_size": args.input_size or args.img_size, "device": device}
+    options.pop("runtime")  # one row per runtime
     rows = []
     for name in dict.fromkeys(names):
-        size = tuple(args.input_size) if args.input_size else None
-        if args.img_size is not None:
-            from zoo.factory import create_model
-
-            channels = create_model(name, **kwargs).in_chans
-            size = (channels, args.img_size, args.img_size)
         for runtime in runtimes:
+            train = args.mode in ("both", "train") and runtime == "eager"
+            inference = args.mode in ("both", "inference")
             result = benchmark_model(
-                name,
-                batch_size=args.batch_size,
-                input_size=size,
-                device=device,
-                dtype=args.dtype,
-                channels_last=args.channels_last,
-                compile_mode=args.compile,
-                warmup=args.warmup,
-                steps=args.steps,
-                inference=args.mode in ("both", "inference"),
-                train=args.mode in ("both", "train") and runtime == "eager",
-                model_kwargs=kwargs,
-                runtime=runtime,
-                threads=args.threads,
+                name, **options, inference=inference, train=train, model_kwargs=kwargs, runtime=runtime
             )
             rows.append(result.as_dict())
         if args.format == "table" and args.output is None and len(names) > 1:
             print(f"{name}: done", file=sys.stderr, flush=True)
     text = _format(rows, args.format)
     if args.output:
-        write_text_atomic(args.output, text)  # replaces a link at that path, never writes through it
+        write_text_atomic(args.output, text)
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)

@@ -4,12 +4,12 @@ per-class accuracy, confusion matrix."""
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import time
 from pathlib import Path
 
+from zoo.cli import options_for
 from zoo.errors import ArgumentValueError, OutputFolderError
 from zoo.utils.files import check_output_file, check_output_folder, write_text_atomic
 
@@ -77,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
 
     out_dir = _eval_output(args, parse_dataset(args.dataset, args.data_dir)[0])
     _check_result_files(args)  # before any data or weights are read, as the output folder is
-    given = {k: v for k, v in vars(args).items() if k in inspect.signature(evaluate_weights).parameters}
+    given = options_for(evaluate_weights, args)
     results = evaluate_weights(**given)  # the options are named as its parameters
     title = f"{args.model} on {results['dataset']} ({results['eval_set']}): {results['source']}"
     print(format_results(results, title))
@@ -93,25 +93,14 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_results_json(path: Path) -> bool:
-    """Whether ``path`` holds the results of an earlier ``zoo eval`` (which a new one may replace)."""
-    from zoo.utils.checks import read_bounded
-    from zoo.utils.files import parse_json
-
-    try:  # a results JSON is a few MB at most (a 1000-class confusion matrix)
-        record = parse_json(read_bounded(path, 64 << 20))
-    except (OSError, ValueError):  # unreadable, too large, not UTF-8, not JSON
-        return False
-    return isinstance(record, dict) and record.keys() >= RESULT_KEYS
-
-
 def _check_result_files(args: argparse.Namespace) -> None:
     """``--json`` and ``--confusion``: the rule of every user-named output (a new file, or an earlier result of
     ``zoo eval``; never a link or a user's file), and never a file in a run's folder."""
     from zoo.evaluation import is_confusion_png
-    from zoo.runs import is_run_folder
+    from zoo.runs import is_run_folder, json_of
 
-    options = (("--confusion", args.confusion, is_confusion_png), ("--json", args.json_out, _is_results_json))
+    is_results = lambda p: json_of(p, RESULT_KEYS) is not None  # noqa: E731  (an earlier result of zoo eval)
+    options = (("--confusion", args.confusion, is_confusion_png), ("--json", args.json_out, is_results))
     targets = [(option, Path(p), ours) for option, p, ours in options if p]
     if len(targets) == 2 and os.path.realpath(targets[0][1]) == os.path.realpath(targets[1][1]):
         raise ArgumentValueError(f"--confusion and --json both name {targets[0][1]}", hint="give two different files")

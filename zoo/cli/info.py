@@ -21,18 +21,10 @@ def main(args: argparse.Namespace) -> int:
     from zoo.info import describe_weights, format_info, model_info
 
     check_size_options(args.img_size, args.input_size)
-    kwargs = {k: v for k, v in (("stem", args.stem), ("num_classes", args.num_classes),
-                                ("in_chans", args.in_chans)) if v is not None}  # fmt: skip
+    kwargs = {k: v for k in ("stem", "num_classes", "in_chans") if (v := getattr(args, k)) is not None}
     size = tuple(args.input_size) if args.input_size else None
-    if args.img_size is not None:
-        channels = size[0] if size else kwargs.get("in_chans")
-        if channels is None:
-            from zoo.factory import create_model
-
-            channels = create_model(args.model, **kwargs).in_chans
-        size = (channels, args.img_size, args.img_size)
     # Everything is worked out before anything is printed: a bad manifest entry is one error, not half a page.
-    info = format_info(model_info(args.model, input_size=size, **kwargs))
+    info = format_info(model_info(args.model, size, args.img_size, **kwargs))
     text = describe_weights(args.model, args.stem)
     print(info)
     if text:

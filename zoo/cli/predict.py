@@ -14,10 +14,12 @@ from zoo.errors import ArgumentValueError
 
 
 def _print_predictions(model_name: str, paths: Sequence[str], predictions: list) -> None:
-    print(f"{model_name}:")
+    from zoo.runs import printable  # names from a file: never a terminal escape or a forged line
+
+    print(f"{printable(model_name)}:")
     for path, pred in zip(paths, predictions, strict=True):
-        ranked = ", ".join(f"{label} {p:.1%}" for label, p in zip(pred.labels, pred.probs, strict=True))
-        print(f"  {path}: {ranked}")
+        ranked = ", ".join(f"{printable(label)} {p:.1%}" for label, p in zip(pred.labels, pred.probs, strict=True))
+        print(f"  {printable(path)}: {ranked}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

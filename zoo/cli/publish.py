@@ -7,7 +7,8 @@ zoo publish runs/resnet20-fmnist --name resnet20.fashion_mnist --repo-id ORG/res
 from __future__ import annotations
 
 import argparse
-import inspect
+
+from zoo.cli import options_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
     from zoo.publish import publish
 
     # The options are named as publish's parameters. A failed check or a bad input is a PublishError.
-    result = publish(**{k: v for k, v in vars(args).items() if k in inspect.signature(publish).parameters})
+    result = publish(**options_for(publish, args))
     print("checks:")
     print("\n".join(c.line() for c in result.checks))
     print(f"model.safetensors  sha256 {result.sha256}  {result.size:,} bytes")

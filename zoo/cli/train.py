@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import typing
 from typing import Any
 
+from zoo.cli import options_for
 from zoo.errors import ArgumentValueError
 from zoo.utils import set_threads
 
@@ -151,7 +151,7 @@ def main(args: argparse.Namespace) -> int:
     if args.stem:
         model_args["stem"] = args.stem
     args.resume = True if args.resume == "" else args.resume  # `--resume` alone: the run in --output
-    given = {k: v for k, v in vars(args).items() if k in inspect.signature(train).parameters}  # the same names
+    given = options_for(train, args)
     visdom = {k: getattr(args, k) for k in ("visdom_server", "visdom_port", "visdom_env")}
     result = train(**given, settings=settings, model_args=model_args, loggers=args.logger, logger_options=visdom)
     # Stopped by a signal: exit as a shell reports it, 128 + its number (130 Ctrl-C, 143 SIGTERM).

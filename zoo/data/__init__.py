@@ -1,39 +1,37 @@
-"""Datasets for training and evaluation: MNIST-style IDX files, CIFAR-10/100 and image folders.
-
-Each kind of data set is a row of :data:`KINDS`. Every set whose images are small and of one size (MNIST,
-Fashion-MNIST, CIFAR as pickled batches or as image files, small image folders through the on-disk cache of
-:mod:`zoo.data.folder_cache`) is a :class:`~zoo.data.tensor.TensorImageDataset`, train and test alike, which
-:class:`~zoo.data.tensor.TensorLoader` batches and augments as whole tensors. Larger image folders stream through
-DataLoader workers with timm's training transform and zoo's eval transform.
-"""
+"""Datasets for training and evaluation: MNIST-style IDX files, CIFAR-10/100 and image folders, one row of
+:data:`KINDS` each. Small images of one size are a :class:`TensorImageDataset`, batched and augmented as whole
+tensors by :class:`TensorLoader`; larger image folders stream through DataLoader workers."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
-from zoo.data.archive import data_cache_dir, extract_archive, is_archive
-from zoo.data.cifar import cifar_root, find_cifar, load_cifar
+from zoo.data.archive import data_cache_dir, env_number, extract_archive, is_archive
+from zoo.data.cifar import find_cifar, load_cifar
 from zoo.data.folder import (
+    MAX_SIDE,
     ImageFolderDataset,
+    cached_images,
     class_folders,
     eval_folder,
     scan_image_folder,
     stratified_split,
     verify_images,
 )
-from zoo.data.folder_cache import MAX_SIDE, cache_budget, cached_images
 from zoo.data.idx import IDX_DATASETS, find_idx_files, load_idx_dataset, read_idx
 from zoo.data.tensor import TensorImageDataset, TensorLoader, TransformedImages
 from zoo.data.transforms import Augment, folder_transforms
 from zoo.errors import DataError
 from zoo.models import cfg as stats
-from zoo.models.cfg import fit_channels
 from zoo.utils.checks import Invalid
 
 __all__ = [
@@ -75,9 +73,7 @@ class DataInfo:
     std: tuple[float, ...]
     root: str
     extra: dict[str, Any] = field(default_factory=dict)
-    # The second set create_datasets returns: "test", an official split (reported, never used to choose weights),
-    # or "holdout", a seeded part of the training images, which may choose them.
-    eval_split: str = "test"
+    eval_split: str = "test"  # or "holdout": part of the training images, which may choose weights; a test split never
 
     @property
     def eval_set_name(self) -> str:
@@ -102,9 +98,7 @@ class _Sets(NamedTuple):
 
 
 @dataclass(frozen=True)
-class _Request:
-    """What create_datasets asks of a kind's loader."""
-
+class _Request:  # what create_datasets asks of a kind's loader
     kind: DatasetKind
     size: tuple[int, int]
     mean: tuple[float, ...]
@@ -120,8 +114,7 @@ class _Request:
 
 @dataclass(frozen=True)
 class DatasetKind:
-    """One kind of data set: its classes (None: an image folder's class folders), channels, statistics, image size
-    (None: the model's input size) and the loader that reads it."""
+    """A row of :data:`KINDS`: classes and image size (None: the folder's, the model's), channels, stats, loader."""
 
     name: str
     num_classes: int | None
@@ -145,10 +138,8 @@ class DatasetSpec(NamedTuple):
 
 def _idx_sets(folder: Path, r: _Request) -> _Sets:
     name = r.kind.name
-    train, val = (
-        load_idx_dataset(name, folder, split, r.mean, r.std) if want in r.splits else None
-        for split, want in zip(("train", "test"), _SPLITS, strict=True)
-    )
+    load = partial(load_idx_dataset, name, folder, mean=r.mean, std=r.std)
+    train, val = (load(s) if want in r.splits else None for s, want in zip(("train", "test"), _SPLITS, strict=True))
     return _Sets(train, val, list(IDX_DATASETS[name][0]), find_idx_files(name, folder)["train"][0].parent, {})
 
 
@@ -157,23 +148,21 @@ def _cifar_sets(folder: Path, r: _Request) -> _Sets:
     if found is not None and found[0] == "folder":  # CIFAR as image files (the JPEG tar.gz, extracted)
         return _folder_sets(found[1], r)
     root = found[1] if found is not None else folder
-    train, val = (
-        load_cifar(r.kind.name, root, split, download=r.download, mean=r.mean, std=r.std) if want in r.splits else None
-        for split, want in zip(("train", "test"), _SPLITS, strict=True)
-    )
+    load = partial(load_cifar, r.kind.name, root, download=r.download, mean=r.mean, std=r.std)
+    train, val = (load(s) if want in r.splits else None for s, want in zip(("train", "test"), _SPLITS, strict=True))
     classes = (train if train is not None else val).classes  # type: ignore[union-attr]
-    return _Sets(train, val, classes, cifar_root(r.kind.name, root), {"layout": "batches"})
+    return _Sets(train, val, classes, root, {"layout": "batches"})
 
 
 def _folder_sets(folder: Path, r: _Request) -> _Sets:
-    """An image folder's sets at ``r.size``: ``train/`` beside ``val/``, ``validation/`` or ``test/``, else one
-    folder split by a seeded fraction. Small images of that size are cached tensors; others stream."""
+    """An image folder's sets at ``r.size``: small images of that size as cached tensors, others streamed."""
     if is_archive(folder):
         folder = extract_archive(folder)
     val_dir = eval_folder(folder)
     base = folder / "train" if (folder / "train").is_dir() else folder
     classes, samples = scan_image_folder(base)
-    budget, skipped, caches = cache_budget(), [], []
+    budget = env_number("ZOO_IMAGE_CACHE_MB", 4096) * 2**20  # 0 turns the image cache off
+    skipped, caches = [], []
 
     def read(samples: list[tuple[str, int]]) -> Dataset:
         """The readable ``samples`` as a tensor set where they can be, else as files."""
@@ -203,18 +192,17 @@ def _folder_sets(folder: Path, r: _Request) -> _Sets:
         train, val = (_rows(whole, rows[i]) if rows[i] and want in r.splits else None for i, want in enumerate(_SPLITS))
         layout = f"{base} split {1 - fraction:.2g}/{fraction:.2g} with seed {r.seed}"
     if isinstance(train, ImageFolderDataset) or isinstance(val, ImageFolderDataset):
-        train_tf, eval_tf = r.transforms()  # type: ignore[misc]
-        for ds, tf in ((train, train_tf), (val, eval_tf)):
+        for ds, tf in zip((train, val), r.transforms(), strict=True):  # type: ignore[misc]
             if isinstance(ds, ImageFolderDataset):
                 ds.transform = tf
     extra = {"layout": layout, "skipped_images": skipped, "image_cache": caches}
     return _Sets(train, val, classes, folder, extra, official_eval=val_dir is not None)
 
 
-def _rows(dataset: Dataset, rows: list[int]) -> Dataset:
+def _rows(dataset: Dataset, rows: list[int], transform: Callable | None = None) -> Dataset:
     if isinstance(dataset, TensorImageDataset):
         return dataset.subset(torch.tensor(rows, dtype=torch.long))
-    return ImageFolderDataset([dataset.samples[i] for i in rows], dataset.classes)  # type: ignore[attr-defined]
+    return ImageFolderDataset([dataset.samples[i] for i in rows], dataset.classes, transform)  # type: ignore
 
 
 KINDS = {
@@ -230,8 +218,7 @@ KINDS = {
 
 
 def parse_dataset(spec: str | DatasetSpec, data_dir: str | None = None) -> DatasetSpec:
-    """``"mnist"`` and a data folder, or ``"imagefolder:PATH"``, as a :class:`DatasetSpec` (a ``(kind, folder)``
-    pair); a DatasetSpec is returned as it is, so that a run parses its ``--dataset`` once."""
+    """``"mnist"`` and a data folder, or ``"imagefolder:PATH"``, as a :class:`DatasetSpec` (one given as it is)."""
     if isinstance(spec, DatasetSpec):
         return spec
     name, _, path = spec.partition(":")
@@ -247,8 +234,7 @@ def parse_dataset(spec: str | DatasetSpec, data_dir: str | None = None) -> Datas
 
 
 def dataset_shape(spec: str | DatasetSpec, data_dir: str | None = None) -> tuple[int, int] | None:
-    """(classes, channels) of a data set before any image is read, so that a model can be built for it first: an
-    image folder's (or its archive's, extracted once) class folders, None when it has none."""
+    """(classes, channels) of a data set before any image is read (an image folder's class folders), or None."""
     spec = parse_dataset(spec, data_dir)
     if spec.kind.num_classes is not None:
         return spec.kind.num_classes, spec.kind.channels
@@ -271,13 +257,8 @@ def create_datasets(
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     splits: Sequence[str] = ("train", "val"),
 ) -> tuple[Dataset | None, Dataset | None, DataInfo]:
-    """Train and evaluation sets (None where not in ``splits``, and not read) and their :class:`DataInfo`.
-
-    The evaluation set is the official test split, an image folder's ``val/``/``validation/``/``test/``, else a
-    seeded ``val_split`` of its images (default 0.1). ``model_cfg`` sets an image folder's input size, statistics
-    and transforms; ``normalization`` (mean, std) replaces any set's statistics; ``eval_transform`` reads the
-    evaluation images one at a time through it. ``strict_images=False`` leaves unreadable images out.
-    """
+    """Train and evaluation sets (None where not in ``splits``) and their :class:`DataInfo`; the evaluation set is the
+    official test split, an image folder's ``val/``, ``validation/`` or ``test/``, else a seeded ``val_split``."""
     spec = parse_dataset(spec, data_dir)
     kind = spec.kind
     if val_split is not None and kind.num_classes is not None:
@@ -285,53 +266,29 @@ def create_datasets(
     cfg = dict(model_cfg or {}) if kind.size is None else {}
     size = kind.size or tuple(cfg.get("input_size", (3, 224, 224)))[1:]
     given = normalization or (cfg.get("mean", kind.mean), cfg.get("std", kind.std))
-    # Statistics for another channel count (RGB weights on grey digits) are averaged, as the first convolution is
-    # when the model's input channels are adapted.
-    mean, std = (fit_channels(tuple(s), kind.channels) for s in given)
+    # RGB statistics on grey digits are averaged, as the first convolution is when the input channels are adapted.
+    mean, std = (stats.fit_channels(tuple(s), kind.channels) for s in given)
     cfg.update(input_size=(kind.channels, *size), mean=mean, std=std)
 
-    def transforms() -> tuple[Callable, Callable]:
-        return folder_transforms(cfg, augment or Augment(), eval_transform)
-
-    request = _Request(
-        kind,
-        size,
-        mean,
-        std,
-        tuple(splits),
-        strict_images,
-        download,
-        val_split,
-        seed,
-        transforms if kind.size is None else None,
-    )
+    streams = partial(folder_transforms, cfg, augment or Augment(), eval_transform) if kind.size is None else None
+    request = _Request(kind, size, mean, std, tuple(splits), strict_images, download, val_split, seed, streams)
     sets = kind.loader(spec.folder, request)
     if kind.num_classes is not None and len(sets.classes) != kind.num_classes:
         raise DataError(f"{kind.name} has {kind.num_classes} classes, but {sets.root} has {len(sets.classes)}")
     ref = sets.train if sets.train is not None else sets.val
     input_size = ref.input_size if isinstance(ref, TensorImageDataset) else (kind.channels, *size)
-    val = sets.val
-    if eval_transform is not None and isinstance(val, TensorImageDataset):
-        val = TransformedImages(val, eval_transform)
-    eval_split = "test" if sets.official_eval else "holdout"
+    tensors = eval_transform is not None and isinstance(sets.val, TensorImageDataset)
+    val = TransformedImages(sets.val, eval_transform) if tensors else sets.val  # type: ignore[arg-type]
+    classes = list(sets.classes)
+    split = "test" if sets.official_eval else "holdout"
     info = DataInfo(
-        kind.name,
-        len(sets.classes),
-        kind.channels,
-        input_size,
-        list(sets.classes),
-        mean,
-        std,
-        str(sets.root),
-        sets.extra,
-        eval_split,
+        kind.name, len(classes), kind.channels, input_size, classes, mean, std, str(sets.root), sets.extra, split
     )
     return sets.train, val, info
 
 
 def subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
-    """A seeded random subset of ``n`` items (all of ``dataset`` when ``n`` is None or not smaller), keeping the
-    dataset's ``classes``, ``mean`` and ``std``."""
+    """A seeded random subset of ``n`` items (all when ``n`` is None or not smaller), keeping classes, mean and std."""
     if n is None or n >= len(dataset):  # type: ignore[arg-type]
         return dataset
     if n < 1:
@@ -339,8 +296,6 @@ def subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
     idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n]  # type: ignore[arg-type]
     if isinstance(dataset, TensorImageDataset):
         return dataset.subset(idx)
-    from torch.utils.data import Subset
-
     sub = Subset(dataset, idx.tolist())
     for attr in ("classes", "mean", "std"):
         if hasattr(dataset, attr):
@@ -349,13 +304,8 @@ def subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
 
 
 def data_fingerprint(dataset: Dataset | None) -> dict[str, Any] | None:
-    """What a split holds, as a content hash a run records and a resume compares: a tensor set's pixels and labels,
-    a streamed folder's file names, sizes and labels (reading every file would cost an epoch); None otherwise."""
-    import hashlib
-    import os
-
-    from torch.utils.data import Subset
-
+    """A content hash of a split, which a run records and a resume compares: a tensor set's pixels and labels, a
+    streamed folder's file names, sizes and labels (reading every file would cost an epoch); None otherwise."""
     if isinstance(dataset, TransformedImages):
         return data_fingerprint(dataset.dataset)
     digest = hashlib.sha256()
@@ -373,8 +323,7 @@ def data_fingerprint(dataset: Dataset | None) -> dict[str, Any] | None:
         how = "pixels and labels"
     elif isinstance(dataset, ImageFolderDataset):
         for path, label in dataset.samples:
-            p = Path(path)
-            digest.update(f"{p.parent.name}/{p.name}\t{os.stat(path).st_size}\t{label}\n".encode())
+            digest.update(f"{'/'.join(Path(path).parts[-2:])}\t{os.stat(path).st_size}\t{label}\n".encode())
         how = "file names, sizes and labels"
     else:
         return None
@@ -384,30 +333,13 @@ def data_fingerprint(dataset: Dataset | None) -> dict[str, Any] | None:
 def holdout_split(
     dataset: Dataset, fraction: float, seed: int, eval_transform: Callable | None = None
 ) -> tuple[Dataset, Dataset]:
-    """(train, held-out validation): a seeded ``fraction`` of each class's images, which then choose a run's
-    weights instead of the official test split. The held-out part is not augmented: a streamed
-    :class:`ImageFolderDataset`'s takes ``eval_transform`` (required for one)."""
-    if isinstance(dataset, TensorImageDataset):
-        labels = dataset.targets.tolist()
-    elif isinstance(dataset, ImageFolderDataset):
-        if eval_transform is None:
-            raise Invalid("eval_transform", None, "is required to hold out part of a streamed image folder")
-        labels = dataset.targets
-    else:
-        raise TypeError(
-            f"holdout_split: cannot split a {type(dataset).__name__}; give a TensorImageDataset or an "
-            "ImageFolderDataset"
-        )
-    train, val = stratified_split(labels, fraction, seed)
+    """(train, held-out validation): a seeded ``fraction`` of each class's images, which then choose a run's weights;
+    a streamed :class:`ImageFolderDataset`'s held-out part takes ``eval_transform`` (required), not augmentation."""
+    if not isinstance(dataset, (TensorImageDataset, ImageFolderDataset)):
+        raise TypeError(f"holdout_split: cannot split a {type(dataset).__name__}; give a TensorImageDataset or folder")
+    if isinstance(dataset, ImageFolderDataset) and eval_transform is None:
+        raise Invalid("eval_transform", None, "is required to hold out part of a streamed image folder")
+    train, val = stratified_split([int(t) for t in dataset.targets], fraction, seed)
     if not val:
-        raise DataError(
-            f"--val-split {fraction} of {len(labels)} training images leaves no image to hold out "
-            "(every class has a single image)"
-        )
-    if isinstance(dataset, TensorImageDataset):
-        return dataset.subset(torch.tensor(train)), dataset.subset(torch.tensor(val))
-    samples = dataset.samples  # type: ignore[attr-defined]
-    return (
-        ImageFolderDataset([samples[i] for i in train], dataset.classes, dataset.transform),
-        ImageFolderDataset([samples[i] for i in val], dataset.classes, eval_transform),
-    )
+        raise DataError(f"--val-split {fraction} of {len(train)} training images holds none out: each class has one")
+    return _rows(dataset, train, getattr(dataset, "transform", None)), _rows(dataset, val, eval_transform)

@@ -1,7 +1,5 @@
-"""CIFAR-10/100 in either of its real layouts: torchvision's pickled batches (``cifar-10-batches-py``,
-``cifar-100-python``) or an image folder with ``train/`` and ``test/`` (CIFAR-10 as JPEGs), also as its
-``.tar.gz``, which is extracted into zoo's data cache once.
-"""
+"""CIFAR-10/100 as torchvision's pickled batches (``cifar-10-batches-py``, ``cifar-100-python``) or as image folders
+``train/`` and ``test/`` (CIFAR-10 as JPEGs), also in a ``.tar.gz``, extracted into zoo's data cache once."""
 
 from __future__ import annotations
 
@@ -9,6 +7,7 @@ import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,26 +19,26 @@ from zoo.data.tensor import TensorImageDataset, TransformedImages
 from zoo.errors import DataError
 
 # torchvision's python format: folder, training files, test files, metadata file, label key, class-name key.
+_CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 CIFAR_LAYOUTS = {
-    "cifar10": (
-        "cifar-10-batches-py",
-        [f"data_batch_{i}" for i in range(1, 6)],
-        ["test_batch"],
-        "batches.meta",
-        "labels",
-        "label_names",
-    ),
+    "cifar10": ("cifar-10-batches-py", _CIFAR10_TRAIN, ["test_batch"], "batches.meta", "labels", "label_names"),
     "cifar100": ("cifar-100-python", ["train"], ["test"], "meta", "fine_labels", "fine_label_names"),
 }
+_NUMPY_NAMES = ("ndarray", "dtype", "_reconstruct")  # what a pickled numpy array names
 
 
-def cifar_root(name: str, data_dir: Path) -> Path:
-    """The folder holding ``name``'s batches folder: ``data_dir``, its ``name``/``NAME`` sub-folder, or the
-    parent of the batches folder itself."""
-    folder = CIFAR_LAYOUTS[name][0]
-    if data_dir.name == folder:
-        return data_dir.parent
-    return next((r for r in (data_dir, data_dir / name, data_dir / name.upper()) if (r / folder).is_dir()), data_dir)
+class _Batch(pickle.Unpickler):
+    """A CIFAR batch file: dicts, lists and numpy arrays only (a pickle may name any function for loading to call)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray") and name in _NUMPY_NAMES:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a CIFAR batch")
+
+
+def _unpickle(path: Path) -> Any:
+    with open(path, "rb") as f:
+        return _Batch(f, encoding="latin1").load()
 
 
 def load_cifar(
@@ -51,11 +50,11 @@ def load_cifar(
     mean: tuple | None = None,
     std: tuple | None = None,
 ) -> Dataset:
-    """CIFAR-10 or CIFAR-100 ``split`` (``train``/``test``) from torchvision's pickled batches under ``data_dir``:
-    a :class:`TensorImageDataset`, or with ``transform`` its images as PIL images through it."""
+    """CIFAR-10/100 ``split`` from torchvision's batches as a TensorImageDataset (with ``transform``: PIL images)."""
     if split not in ("train", "test"):
         raise DataError(f"split={split!r}: {name} has the splits train, test")
-    root = cifar_root(name, Path(data_dir).expanduser())
+    found = find_cifar(name, Path(data_dir).expanduser())
+    root = found[1] if found and found[0] == "batches" else Path(data_dir).expanduser()
     folder, train_files, test_files, meta, label_key, class_key = CIFAR_LAYOUTS[name]
     files = [*train_files, *test_files, meta]
     missing = [f for f in files if not (root / folder / f).is_file()]
@@ -70,17 +69,11 @@ def load_cifar(
             "train/ and test/ image folders (CIFAR-10 as JPEGs), or its .tar.gz"
         )
     try:
-        rows, labels = [], []
-        for file in train_files if split == "train" else test_files:
-            with open(root / folder / file, "rb") as f:
-                entry = pickle.load(f, encoding="latin1")
-            rows.append(entry["data"])
-            labels += entry[label_key]
-        with open(root / folder / meta, "rb") as f:
-            classes = pickle.load(f, encoding="latin1")[class_key]
+        entries = [_unpickle(root / folder / file) for file in (train_files if split == "train" else test_files)]
+        classes = _unpickle(root / folder / meta)[class_key]
         # A row is the red plane, then green, then blue.
-        images = torch.from_numpy(np.vstack(rows).reshape(-1, 3, 32, 32).astype(np.uint8, copy=False))
-        targets = torch.tensor(labels, dtype=torch.long)
+        images = np.vstack([entry["data"] for entry in entries]).reshape(-1, 3, 32, 32).astype(np.uint8, copy=False)
+        targets = torch.tensor([label for entry in entries for label in entry[label_key]], dtype=torch.long)
     except Exception as e:  # pickle, key and reshape errors from a malformed file
         raise DataError(f"{name}: could not read the batches in {root / folder}: {type(e).__name__}: {e}") from None
     if len(targets) != len(images) or (len(targets) and not 0 <= targets.min() <= targets.max() < len(classes)):
@@ -89,13 +82,12 @@ def load_cifar(
         from zoo.data import KINDS
 
         mean, std = KINDS[name].mean, KINDS[name].std
-    dataset = TensorImageDataset(images, targets, classes, mean, std)
+    dataset = TensorImageDataset(torch.from_numpy(images), targets, classes, mean, std)
     return TransformedImages(dataset, transform) if transform else dataset
 
 
 def _image_folders(root: Path, archive: Path) -> Path:
-    """The folder holding ``train/`` and ``test/`` (or ``val/``) in an extracted ``archive``: ``root`` or a
-    sub-folder of it."""
+    """The folder holding ``train/`` and ``test/`` (or ``val/``) in ``archive``'s extraction ``root``."""
     found = next((c for c in (root, *sorted(p for p in root.iterdir() if p.is_dir())) if eval_folder(c)), None)
     if found is None:
         raise DataError(f"{archive} holds no train/ and test/ image folders (extracted into {root})")
@@ -103,8 +95,7 @@ def _image_folders(root: Path, archive: Path) -> Path:
 
 
 def extract_cifar10_jpg(archive: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
-    """Extract CIFAR-10 as JPEGs (``train/<class>/*.jpg``, ``test/<class>/*.jpg`` in a ``.tar.gz``) once, safely,
-    into ``dest`` (default: zoo's data cache) and return the folder holding ``train/`` and ``test/``."""
+    """Extract CIFAR-10 as JPEGs (``train/`` and ``test/`` in a ``.tar.gz``) once into ``dest``; the folder of both."""
     found = _image_folders(extract_archive(archive, dest), Path(archive))
     if len(class_folders(found / "train")) != 10:
         raise DataError(f"{archive}: CIFAR-10 has 10 classes, but {found / 'train'} does not have 10 class folders")
@@ -112,10 +103,8 @@ def extract_cifar10_jpg(archive: str | os.PathLike, dest: str | os.PathLike | No
 
 
 def find_cifar(name: str, data_dir: Path) -> tuple[str, Path] | None:
-    """Where ``cifar10``/``cifar100`` is under ``data_dir``: ``("batches", root)`` for torchvision's pickled
-    batches, ``("folder", root)`` for image folders ``root/train`` + ``root/test`` (or ``val/``), extracting a
-    ``.tar.gz`` given as ``data_dir`` or found in it; None if neither. ``data_dir`` may be the layout itself or
-    a folder holding it, directly or in ``cifar10/`` or ``CIFAR10/``."""
+    """``("batches", root)`` or ``("folder", root)``: where ``name``'s pickled batches or image folders are in
+    ``data_dir``, its ``name/`` or ``NAME/`` (a ``.tar.gz`` given or found there extracted); None if neither."""
     batches = CIFAR_LAYOUTS[name][0]
     if is_archive(data_dir):
         return "folder", _image_folders(extract_archive(data_dir), data_dir)

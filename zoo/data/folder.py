@@ -1,31 +1,40 @@
-"""Image folders: one sub-folder per class, scanned, verified once, split and read with PIL."""
+"""Image folders: one sub-folder per class, scanned, verified once, split and read with PIL; small images of one
+size decoded once into a uint8 tensor in ``data_cache_dir()/image-cache`` and memory-mapped from there."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from zoo.data.transforms import to_8_bit, to_rgb
+from zoo.data.archive import data_cache_dir
+from zoo.data.transforms import ImageTooLarge, check_image_size, to_8_bit, to_rgb
 from zoo.errors import DataError
-from zoo.utils.checks import Invalid, is_number
+from zoo.utils.checks import Invalid, is_number, json_object, read_bounded
+from zoo.utils.files import atomic_path, parse_json, remove_stale_temp_files, write_json
 
 # What to do about unreadable images, said wherever a folder is checked.
 SKIP_HINT = "remove or replace them, or leave them out: zoo train/eval --skip-bad-images (strict_images=False)"
 
-# torchvision's IMG_EXTENSIONS (tests/test_data.py checks they agree), here so that importing zoo.data
-# does not import torchvision.
+# torchvision's IMG_EXTENSIONS (a test checks they agree), here so that importing zoo.data does not import it.
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
-# The sub-folder beside train/ that an image folder is evaluated on, in order of preference: a validation
-# split before a test split.
+# The sub-folder beside train/ that an image folder is evaluated on, a validation split before a test split.
 EVAL_FOLDERS = ("val", "validation", "test")
+
+MAX_SIDE = 64  # the largest images the cache holds; larger ones stream through DataLoader workers
+_VERSION = 1
+_META_LIMIT = 64 << 20  # the cache's meta JSON lists skipped files: generous, but never a whole disk read
 
 
 def eval_folder(root: str | os.PathLike) -> Path | None:
@@ -37,8 +46,7 @@ def eval_folder(root: str | os.PathLike) -> Path | None:
 
 
 def class_folders(root: Path) -> list[str]:
-    """The class names of an image folder: its sub-folders (links to folders too), sorted, hidden ones left out;
-    none when ``root`` is not a folder."""
+    """The sorted class sub-folders of ``root`` (links to folders too, hidden ones left out); none if not a folder."""
     if not root.is_dir():
         return []
     return sorted(d.name for d in os.scandir(root) if d.is_dir() and not d.name.startswith("."))
@@ -47,13 +55,8 @@ def class_folders(root: Path) -> list[str]:
 def scan_image_folder(
     root: str | os.PathLike, classes: Sequence[str] | None = None
 ) -> tuple[list[str], list[tuple[str, int]]]:
-    """Classes (sorted sub-folder names) and ``(path, label)`` samples of a one-folder-per-class tree.
-
-    The samples are what torchvision's ``ImageFolder`` lists, each real file and folder once (loops and second
-    links add nothing); a link to the image folder or a folder above it is refused. ``classes`` maps the folders
-    onto another tree's labels (``val/`` onto ``train/``'s). Every class needs a readable image, and a training
-    tree (``classes`` None) two classes or more.
-    """
+    """Classes and ``(path, label)`` samples of a one-folder-per-class tree as torchvision's ``ImageFolder`` lists
+    them, each real file once (``classes``: ``train/``'s, for ``val/``); every class needs a readable image."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
@@ -70,18 +73,18 @@ def scan_image_folder(
     index = {c: i for i, c in enumerate(classes)}
     listed = [(path, real, index[name]) for name in found for path, real in _class_images(root, root / name)]
     # One sample per real file: where links give a file several names, a name that is not a link is kept.
-    keep: dict[str, tuple[str, bool]] = {}
-    for path, real, _ in listed:
-        plain = not os.path.islink(path)
-        if real not in keep or (plain and not keep[real][1]):
-            keep[real] = (path, plain)
-    samples = [(path, label) for path, real, label in listed if keep[real][0] == path]
-    held = {label for _, label in samples}
-    empty = [name for name in found if index[name] not in held]
+    keep: dict[str, str] = {}
+    for path, real, _ in sorted(listed, key=lambda item: os.path.islink(item[0])):  # stable: listed order otherwise
+        keep.setdefault(real, path)
+    by_class: dict[str, list[str]] = {name: [] for name in found}
+    samples = [(path, label) for path, real, label in listed if keep[real] == path]
+    for path, label in samples:
+        by_class[classes[label]].append(path)
     if not samples:
         raise FileNotFoundError(f"image folder {root} has no images ({', '.join(IMG_EXTENSIONS)}) in its class folders")
     # In val/ or test/ an empty class folder is one whose images went missing: the other classes alone are scored.
     why = "a class without images cannot be learned" if training else "its images are missing from this tree"
+    empty = [name for name, paths in by_class.items() if not paths]
     if empty:
         raise DataError(
             f"image folder {root}: class folder(s) {', '.join(empty)} hold no images",
@@ -89,12 +92,12 @@ def scan_image_folder(
         )
     # A class whose every file is unreadable is empty once --skip-bad-images leaves them out (and without it,
     # skipping would not help): found here, before any file is skipped, by one readable image per class.
-    unreadable = _classes_without_readable_images(samples, found, index)
+    with ThreadPoolExecutor(4) as pool:
+        checked = dict(zip(by_class, pool.map(_unreadable, by_class.values()), strict=True))
+    unreadable = {name: bad for name, bad in checked.items() if bad}
     if unreadable:
         # One line: each class with its count and the first file's reason (they are usually all alike).
-        listing = "; ".join(
-            f"{name}: {len(bad)} file(s), e.g. {bad[0][0]}: {bad[0][1]}" for name, bad in unreadable.items()
-        )
+        listing = "; ".join(f"{n}: {len(bad)} file(s), e.g. {bad[0][0]}: {bad[0][1]}" for n, bad in unreadable.items())
         raise DataError(
             f"image folder {root}: class folder(s) {', '.join(unreadable)} hold no readable images ({listing})",
             hint=f"add readable images to them or remove them: {why}",
@@ -107,25 +110,22 @@ def scan_image_folder(
     return list(classes), samples
 
 
-def _holds(real: str, real_root: str) -> bool:
-    """Whether the real folder ``real`` is the image folder ``real_root`` or a folder above it."""
-    return real == real_root or real_root.startswith(real.rstrip(os.sep) + os.sep)
+def _refuse_link_up(path: str, real: str, real_root: str) -> None:
+    """Refuse a link to the image folder or above: followed, it would file every image (or disk) under one class."""
+    if real == real_root or real_root.startswith(real.rstrip(os.sep) + os.sep):
+        what = "the image folder itself" if real == real_root else "a folder above the image folder"
+        raise DataError(
+            f"{path} is linked to {real}, {what} ({real_root})",
+            hint="link a class folder, or a folder inside it, only to folders of that class's images",
+        )
 
 
 def _class_images(root: Path, folder: Path) -> list[tuple[str, str]]:
-    """``(path, real path)`` of the image files under ``folder`` in torchvision's order, each folder walked once.
-
-    A link below ``folder`` to the image folder or a folder above it is refused before it is entered: followed,
-    it would file every image of every class (or of the whole disk) under this one.
-    """
-    real_root, real = os.path.realpath(root), os.path.realpath(folder)
-    if _holds(real, real_root):
-        raise DataError(
-            f"{folder} is linked to {real}, which holds the image folder itself",
-            hint="link a class folder only to a folder of that class's images",
-        )
+    """``(path, real path)`` of the image files under ``folder`` in torchvision's order, each folder walked once."""
+    real_root = os.path.realpath(root)
+    reals = {os.fspath(folder): os.path.realpath(folder)}  # each folder's real path, found by the folder above it
+    _refuse_link_up(os.fspath(folder), reals[os.fspath(folder)], real_root)
     seen_dirs: set[str] = set()
-    reals = {os.fspath(folder): real}  # each folder's real path, found once by the folder above it
     found: list[tuple[str, str, list[str]]] = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         here = reals[dirpath]
@@ -138,13 +138,7 @@ def _class_images(root: Path, folder: Path) -> list[tuple[str, str]]:
         for name in sorted(dirnames):  # sorted: which of two links to one folder is walked does not vary
             sub = os.path.join(dirpath, name)
             reals[sub] = os.path.realpath(sub)
-            if _holds(reals[sub], real_root):
-                what = "the image folder itself" if reals[sub] == real_root else "a folder above the image folder"
-                raise DataError(
-                    f"{sub} in class folder {folder} is linked to {reals[sub]}, {what} ({root})",
-                    hint="link inside a class folder only to folders of that class's images, never to the image "
-                    "folder or a folder above it",
-                )
+            _refuse_link_up(sub, reals[sub], real_root)
             if reals[sub] not in seen_dirs:  # else a loop: a link back to a folder on the way down
                 keep.append(name)
         dirnames[:] = keep
@@ -158,28 +152,15 @@ def _class_images(root: Path, folder: Path) -> list[tuple[str, str]]:
     return out
 
 
-def _classes_without_readable_images(
-    samples: Sequence[tuple[str, int]], names: Sequence[str], index: dict[str, int], workers: int = 4
-) -> dict[str, list[tuple[str, str]]]:
-    """The class folders among ``names`` none of whose ``samples`` is readable, with their ``(path, reason)``s;
-    a sound class costs one check (its files are checked up to the first readable one)."""
-    by_label: dict[int, list[str]] = {}
-    for path, label in samples:
-        by_label.setdefault(label, []).append(path)
-
-    def unreadable(paths: list[str]) -> list[tuple[str, str]] | None:
-        bad = []
-        for path in paths:
-            reason = _check_image(path)
-            if reason is None:
-                return None
-            bad.append((path, reason))
-        return bad
-
-    held = [name for name in names if index[name] in by_label]
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        results = list(pool.map(unreadable, [by_label[index[name]] for name in held]))
-    return {name: bad for name, bad in zip(held, results, strict=True) if bad is not None}
+def _unreadable(paths: list[str]) -> list[tuple[str, str]]:
+    """``(path, reason)`` of each of ``paths`` when none is readable (checked up to the first readable one)."""
+    bad = []
+    for path in paths:
+        reason = _check_image(path)
+        if reason is None:
+            return []
+        bad.append((path, reason))
+    return bad
 
 
 def _check_image(path: str) -> str | None:
@@ -187,12 +168,12 @@ def _check_image(path: str) -> str | None:
 
     try:
         with Image.open(path) as im:
+            check_image_size(im)
             im.verify()  # structure and checksums, without decoding
         with Image.open(path) as im:
             im.draft(im.mode, (64, 64))  # JPEG decodes at reduced scale: fast, still reads the whole stream
             im.load()
-            # What reading it will do to a 16-bit or float image: NaN or infinite pixels fail here, so the
-            # file is a bad image now rather than a read error in the middle of a run.
+            # NaN or infinite pixels of a float image fail here, not in the middle of a run.
             to_8_bit(im)
     except Exception as e:  # PIL raises many types for bad files
         return f"{type(e).__name__}: {e}"
@@ -212,8 +193,7 @@ def report_unreadable(bad: Sequence[tuple[str, str]], strict: bool) -> None:
 def verify_images(
     samples: Sequence[tuple[str, int]], strict: bool = False, workers: int = 4
 ) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
-    """Decode every image once: the readable samples and ``(path, reason)`` of the others, which are left out
-    (or with ``strict`` a DataError), so a corrupt file is never found deep inside a loader worker."""
+    """Decode every image once, before a loader worker meets one: the readable samples, ``(path, reason)`` of others."""
     with ThreadPoolExecutor(max(1, workers)) as pool:
         reasons = list(pool.map(_check_image, [p for p, _ in samples]))
     bad = [(p, r) for (p, _), r in zip(samples, reasons, strict=True) if r is not None]
@@ -222,11 +202,8 @@ def verify_images(
 
 
 class ImageFolderDataset(Dataset):
-    """``(path, label)`` samples read with PIL as RGB and passed through ``transform``.
-
-    A file that breaks after :func:`verify_images` is a DataError naming it: reading a neighbour instead would
-    train on, or count, another image under this label.
-    """
+    """``(path, label)`` samples read with PIL as RGB and passed through ``transform``; a file that breaks after
+    :func:`verify_images` is a DataError naming it (a neighbour read instead would train on a wrong label)."""
 
     def __init__(self, samples: Sequence[tuple[str, int]], classes: Sequence[str], transform: Callable | None = None):
         if not samples:
@@ -245,7 +222,9 @@ class ImageFolderDataset(Dataset):
         path, target = self.samples[index]
         try:
             with Image.open(path) as im:
-                img = to_rgb(im)
+                img = to_rgb(check_image_size(im, self.transform, path))
+        except ImageTooLarge:  # for the transform's resize: the file itself is as it was
+            raise
         except Exception as e:  # PIL raises many kinds for a damaged file
             raise DataError(
                 f"{path} cannot be read any more ({type(e).__name__}: {e}); it was readable when the folder was "
@@ -256,8 +235,7 @@ class ImageFolderDataset(Dataset):
 
 
 def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Seeded per-class split of positions ``0..len(labels)-1`` into sorted (train, held-out) lists: about
-    ``fraction`` of each class, at least one image of every class that has two or more."""
+    """Seeded split of positions into sorted (train, held-out) lists: ``fraction`` of each class of two or more."""
     if not (is_number(fraction) and 0 < fraction < 1):
         raise Invalid("--val-split", fraction, "must be the held-out fraction of the training images, in (0, 1)")
     by_class: dict[int, list[int]] = {}
@@ -270,3 +248,105 @@ def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple
         k = min(max(round(len(idx) * fraction), 1 if len(idx) > 1 else 0), len(idx) - 1)
         held.update(idx[p] for p in torch.randperm(len(idx), generator=g)[:k].tolist())
     return [i for i in range(len(labels)) if i not in held], sorted(held)
+
+
+@dataclass
+class CachedImages:
+    """The decoded images of the readable ``samples`` (in order), and what was left out."""
+
+    images: torch.Tensor  # uint8 (N, 3, H, W), memory-mapped when ``path`` is set
+    samples: list[tuple[str, int]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    path: Path | None = None  # the .npy file, or None when the images are held in memory only
+
+
+def _decode(samples: Sequence[tuple[str, int]], size: tuple[int, int]) -> tuple[np.ndarray, list, str | None]:
+    """The readable images of ``samples``, ``(path, reason)`` of the others, and why not when one is not ``size``."""
+    from PIL import Image
+
+    h, w = size
+    out = np.empty((len(samples), 3, h, w), dtype=np.uint8)
+    bad: list[tuple[str, str]] = []
+    n = 0
+    for path, _ in samples:
+        try:
+            with Image.open(path) as im:  # an image of another size is never decoded: its header says its size
+                found = im.size
+                arr = np.asarray(to_rgb(im)) if found == (w, h) else None  # as ImageFolderDataset reads it
+        except Exception as e:  # PIL raises many types for bad files
+            bad.append((path, f"{type(e).__name__}: {e}"))
+            continue
+        if arr is None:
+            return out[:n], bad, f"{path} is {found[0]}x{found[1]}, not {w}x{h}"
+        out[n] = arr.transpose(2, 0, 1)
+        n += 1
+    return out[:n], bad, None
+
+
+def _load(npy: Path, meta: Path, key: str, samples: Sequence[tuple[str, int]]) -> CachedImages | None:
+    try:
+        info = json_object("image cache", parse_json(read_bounded(meta, _META_LIMIT, str(meta))))
+        if info.get("key") != key or not npy.is_file():
+            return None
+        skipped = [(str(p), str(r)) for p, r in info.get("skipped", [])]
+        bad = {p for p, _ in skipped}
+        kept = [s for s in samples if s[0] not in bad]
+        arr = np.load(npy, mmap_mode="c")  # copy-on-write: writable for torch, the file is never changed
+    except (OSError, TypeError, ValueError):  # a damaged cache is rebuilt
+        return None
+    if arr.dtype != np.uint8 or arr.ndim != 4 or len(arr) != len(kept):
+        return None
+    return CachedImages(torch.from_numpy(arr), kept, skipped, npy)  # type: ignore[arg-type]
+
+
+def cached_images(
+    samples: Sequence[tuple[str, int]],
+    size: tuple[int, int],
+    *,
+    strict: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+    write: bool = True,
+    required: str | os.PathLike[str] | None = None,
+) -> CachedImages | None:
+    """The readable images of ``samples`` as one uint8 tensor of ``size`` (height, width), cached (in memory only
+    without ``write``); an image of another size gives None, or a DataError if the folder ``required`` (CIFAR)."""
+    folder = Path(cache_dir) if cache_dir is not None else data_cache_dir() / "image-cache"
+    # The key: every file's path, label, size, and times (the change time catches a write that set the mtime back).
+    h = hashlib.sha256(json.dumps({"version": _VERSION, "size": list(size)}).encode())
+    for path, label in samples:
+        st = os.stat(path)
+        h.update(f"{path}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode())
+    key = h.hexdigest()
+    root = os.path.commonpath([os.path.abspath(p) for p, _ in samples]) if samples else ""
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(root).name)[:40] or "images"
+    stem = f"{name}-{hashlib.sha256(root.encode()).hexdigest()[:8]}"
+    npy = folder / f"{stem}-{key[:16]}.npy"
+    meta = npy.with_suffix(".json")
+    found = _load(npy, meta, key, samples) if meta.is_file() else None
+    if found is not None:
+        report_unreadable(found.skipped, strict)
+        return found
+    arr, bad, other = _decode(samples, size)
+    if other is not None:
+        if required is not None:
+            raise DataError(other, hint=f"use --dataset imagefolder:{required} for images of other sizes")
+        if len(arr):  # images of the size came first: say why the folder is not cached after all
+            print(f"note: not caching the images: {other}", file=sys.stderr)
+        return None
+    report_unreadable(bad, strict)
+    bad_paths = {p for p, _ in bad}
+    in_memory = CachedImages(torch.from_numpy(arr), [s for s in samples if s[0] not in bad_paths], bad, None)
+    if not write:
+        return in_memory
+    try:
+        remove_stale_temp_files(folder)  # what a run killed mid-write left
+        with atomic_path(npy) as tmp, open(tmp, "wb") as f:
+            np.save(f, arr)
+        write_json({"key": key, "shape": list(arr.shape), "skipped": bad, "samples": len(samples)}, meta)
+    except OSError as e:
+        print(f"note: could not write the image cache in {folder} ({e}); keeping them in memory", file=sys.stderr)
+        return in_memory
+    for old in folder.glob(f"{stem}-*"):  # caches of earlier versions of this folder
+        if old not in (npy, meta) and not old.name.startswith("."):
+            old.unlink(missing_ok=True)
+    return _load(npy, meta, key, samples) or in_memory

@@ -1,13 +1,12 @@
 """What every zoo model shares: argument checks, the head, the default config and timm's interface.
 
-Each family keeps a ``default_cfgs`` table (architecture -> stem -> :class:`PretrainedCfg`) outside its model class,
-as timm does, and names its architecture from its structure: ``ResNet(Bottleneck, [3, 4, 6, 3])`` is ``resnet50``.
 timm is imported only inside what needs it (feature maps, ``"avgmax"`` pooling): importing it takes seconds.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,6 +18,7 @@ from torch.utils.checkpoint import checkpoint
 
 from zoo.errors import ModelArgumentError
 from zoo.models.cfg import PretrainedCfg
+from zoo.registry import register_model
 from zoo.utils import checks
 from zoo.utils.checks import MAX_CHANNELS, MAX_NUM_CLASSES, Invalid
 
@@ -102,8 +102,8 @@ def family_cfgs(
 
 
 def build_model(model_cls: type[nn.Module], arch: str, kwargs: dict[str, Any], **fixed: Any) -> nn.Module:
-    """``model_cls`` for ``arch``: ``fixed`` is what the name decides; a keyword the class does not take, or that
-    the name fixes, is a ModelArgumentError (a TypeError) listing those it accepts."""
+    """``model_cls(**fixed, **kwargs)``; a keyword it does not take, or that ``fixed`` (the name) fixes, is a
+    ModelArgumentError (a TypeError) listing those it accepts."""
     params = inspect.signature(model_cls.__init__).parameters.items()
     accepted = [n for n, p in params if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     accepted = [n for n in accepted if n not in fixed]
@@ -116,13 +116,31 @@ def build_model(model_cls: type[nn.Module], arch: str, kwargs: dict[str, Any], *
     return model_cls(**fixed, **kwargs)
 
 
+def named_builder(name: str, doc: str, module: str, build: Callable[[dict[str, Any]], nn.Module]) -> Callable:
+    """A builder ``name(**kwargs)`` of ``module``, as a ``@register_model`` function defined there would be."""
+
+    def builder(**kwargs: Any) -> nn.Module:
+        return build(kwargs)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = doc
+    builder.__module__ = module
+    return builder
+
+
+def register_family(namespace: dict[str, Any], docs: Mapping[str, str], build: Callable[..., nn.Module]) -> None:
+    """Register ``arch(**kwargs)``, ``build(arch, kwargs)``, for each ``arch: docstring`` of ``docs`` in the family
+    module whose globals are ``namespace``."""
+    for arch, doc in docs.items():
+        builder = named_builder(arch, doc, namespace["__name__"], functools.partial(build, arch))
+        namespace[arch] = register_model(builder)
+
+
 class ZooModel(nn.Module):
     """timm >= 1.0's model interface: head API, feature maps and a compile-friendly forward.
 
-    A family calls :meth:`_setup` first and :meth:`_set_default_cfg` last in ``__init__`` and implements
-    ``forward_features``, ``forward_head``, ``group_matcher``, ``_stages`` (one list of callables per ``feature_info``
-    entry) and ``_prune_stages``. A global head (``grid_head=False``) pools to 1x1; a grid head (VGG, the MNIST CNNs)
-    pools to the grid its hidden layers were sized for, or with ``global_pool=""`` flattens the map as it is.
+    A family calls :meth:`_setup` first and :meth:`_set_default_cfg` last in ``__init__``, and implements ``_trunk``,
+    ``forward_head``, ``group_matcher``, ``_stages`` (callables per ``feature_info`` entry) and ``_prune_stages``.
     """
 
     # TorchScript compiles properties; this one returns a dict of mixed types it cannot type.
@@ -130,7 +148,7 @@ class ZooModel(nn.Module):
 
     default_cfgs: ClassVar[dict[str, dict[str, PretrainedCfg]]] = {}
     stem_cfgs: ClassVar[dict[str, PretrainedCfg]] = {}  # for structures no registered name describes
-    grid_head: ClassVar[bool] = False
+    grid_head: ClassVar[bool] = False  # True: pools to the grid its hidden layers were sized for (VGG, MNIST), not 1x1
     pool_attr: ClassVar[str] = "avgpool"
     classifier_attr: ClassVar[str] = "fc"
     classifier_init: ClassVar[str] = "default"  # PyTorch's; "normal" is VGG's N(0, 0.01), "xavier" the course's
@@ -181,8 +199,6 @@ class ZooModel(nn.Module):
             if zero_init_last and isinstance(m, zero_init_last):
                 m.zero_init_last()
 
-    # ---- head -----------------------------------------------------------------------------------------
-
     def _new_classifier(self, num_classes: int) -> nn.Module:
         if num_classes == 0:
             return nn.Identity()
@@ -214,10 +230,17 @@ class ZooModel(nn.Module):
         self._replace_classifier(self._new_classifier(num_classes))
         self.pretrained_cfg = {**self.pretrained_cfg, "num_classes": num_classes, "label_names": None}
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map, before pooling."""
+        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
+            for units in self._stages():
+                for unit in units:
+                    x = checkpoint(unit, x, use_reentrant=False)
+            return x
+        return self._trunk(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-    # ---- timm's training hooks --------------------------------------------------------------------------
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each stage's activations in backward (training mode only); batch norm sees each batch twice."""
@@ -227,8 +250,6 @@ class ZooModel(nn.Module):
         """Parameter names to keep out of weight decay (none beyond timm's own 1-d rule)."""
         return set()
 
-    # ---- feature maps -----------------------------------------------------------------------------------
-
     def _remove_head(self) -> None:
         """No pooling, no hidden layers, no classifier: ``forward_head`` returns the feature map."""
         setattr(self, self.pool_attr, nn.Identity())
@@ -237,12 +258,6 @@ class ZooModel(nn.Module):
         self.num_classes = 0
         self.head_hidden_size = self.num_features
         self._replace_classifier(nn.Identity())
-
-    def _forward_checkpointed(self, x: torch.Tensor) -> torch.Tensor:
-        for units in self._stages():
-            for unit in units:
-                x = checkpoint(unit, x, use_reentrant=False)
-        return x
 
     def forward_intermediates(
         self,
@@ -282,11 +297,7 @@ class ZooModel(nn.Module):
 
 class FeatureGetterNet(nn.Module):
     """``features_only=True``: the stage maps ``out_indices`` names, from the model pruned of what they do not need.
-
-    timm's FeatureGetterNet holds the model as ``.model``, prefixing every ``state_dict`` key with ``model.``; here
-    the model's layers are this module's own children, so the keys are the model's (``conv1.weight``, as timm's
-    ResNet backbones have) and a backbone's weights load into the full model and back.
-    """
+    Its layers are its own children (timm's holds ``.model``), so its keys are the model's, as timm's ResNet's are."""
 
     def __init__(self, model: nn.Module, out_indices: int | Sequence[int] | None = None) -> None:
         from timm.models import FeatureInfo

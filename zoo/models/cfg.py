@@ -1,20 +1,16 @@
-"""The one preprocessing/config type, :class:`PretrainedCfg`, its check and the datasets' normalisation constants.
-
-A model's ``pretrained_cfg``, a manifest entry's preprocessing and a weights file's ``zoo.pretrained_cfg`` are the
-same fields; :func:`check_preprocessing` says what a valid value is. The source keys (:data:`SOURCE_KEYS`) belong to
-a loaded model's cfg, as in timm, but never to a new file (:func:`without_source`).
-"""
+"""The one preprocessing/config type, :class:`PretrainedCfg` (a model's ``pretrained_cfg``, a manifest entry's and a
+weights file's preprocessing), its check :func:`check_preprocessing` and the datasets' normalisation constants."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from zoo.errors import ArgumentValueError, WeightsFileError, ZooError
 from zoo.utils import checks
-from zoo.utils.checks import MAX_CHANNELS, MAX_INPUT_SIDE, MAX_NUM_CLASSES, MAX_RESIZE_SIDE, MIN_STD, Invalid
+from zoo.utils.checks import MAX_CHANNELS, MAX_NUM_CLASSES, MAX_RESIZE_SIDE, MIN_STD, Invalid
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -29,15 +25,10 @@ FASHION_MNIST_STD = (0.3530,)
 
 Interpolation = Literal["nearest", "bilinear", "bicubic"]
 INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
-INPUT_LIMITS = f"at most {MAX_CHANNELS} channels and sides of at most {MAX_INPUT_SIDE} pixels"
 # What a transform reads: the fields default weights give a bare model, and that weights may replace.
 PREPROCESSING = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std")
+# Where a model's weights came from: in a loaded model's cfg, as in timm, but never in a new file (without_source).
 SOURCE_KEYS = ("file", "sha256", "source", "url", "hf_hub_id", "hf_hub_filename", "tag")
-
-
-def input_size_within_limits(size: Sequence[int]) -> bool:
-    """Whether ``size`` ([channels, height, width], positive) is within :data:`INPUT_LIMITS`."""
-    return size[0] <= MAX_CHANNELS and max(size[1:]) <= MAX_INPUT_SIDE
 
 
 def without_source(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -59,13 +50,17 @@ def check_preprocessing(
     model_cfg: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``cfg`` as a dict once its preprocessing values are checked (absent ones are not): an ``error`` naming ``where``
-    and the first bad field. ``model_cfg``, the cfg ``cfg`` will be merged into, fills in ``input_size`` and
-    ``crop_pct`` for the resize bound (side / crop_pct at most ``MAX_RESIZE_SIDE``)."""
-    out = dict(cfg)
+    and the first bad field. ``model_cfg``, the cfg of the model ``cfg`` will be merged into, fills in ``input_size``
+    (the channels mean/std must match, a fixed size) and ``crop_pct`` (side / crop_pct at most ``MAX_RESIZE_SIDE``)."""
+    out, model_cfg = dict(cfg), model_cfg or {}
     with checks.reported(where, error):
         size = out.get("input_size")
         if size is not None:
             checks.input_size("input_size", size)
+            fixed = model_cfg.get("fixed_input_size") and tuple(model_cfg["input_size"])
+            if fixed and tuple(size[1:]) != fixed[1:]:
+                raise Invalid("input_size", size, f"must be {list(fixed)}: the model takes no other size")
+        channels = (size or model_cfg.get("input_size") or (None,))[0]
         for key in ("mean", "std"):
             values = out.get(key)
             if values is None:
@@ -74,8 +69,8 @@ def check_preprocessing(
                 raise Invalid(key, values, "must be a list of finite numbers, one per channel")
             for v in values:
                 checks.number_in(key, v, MIN_STD if key == "std" else None)  # a smaller std overflows float32
-            if size is not None and len(values) != size[0]:
-                raise Invalid(key, values, f"must have one value per channel ({size[0]})")
+            if channels is not None and len(values) != channels:
+                raise Invalid(key, values, f"must have one value per channel ({channels})")
         if out.get("crop_pct") is not None:
             checks.number_in("crop_pct", out["crop_pct"], 1 / MAX_RESIZE_SIDE, 1.0)
         if out.get("interpolation") is not None:
@@ -85,7 +80,7 @@ def check_preprocessing(
         labels = out.get("label_names")
         if labels is not None and not (isinstance(labels, (list, tuple)) and all(isinstance(n, str) for n in labels)):
             raise Invalid("label_names", labels, "must be a list of names")
-        merged = {**(model_cfg or {}), **{k: v for k, v in out.items() if v is not None}}
+        merged = {**model_cfg, **{k: v for k, v in out.items() if v is not None}}
         side, crop = max(merged.get("input_size", (0, 0, 0))[1:]), merged.get("crop_pct")
         if crop and side / crop > MAX_RESIZE_SIDE:
             raise Invalid("crop_pct", crop, f"with input side {side}, resizes beyond {MAX_RESIZE_SIDE} pixels")
@@ -94,11 +89,8 @@ def check_preprocessing(
 
 @dataclass(frozen=True)
 class PretrainedCfg:
-    """A model's default preprocessing and head description, field for field timm's ``pretrained_cfg``.
-
-    ``pool_size`` is ``forward_features``' output size at ``input_size``; ``fixed_input_size`` says the model takes
-    no other size. Models carry it as the dict :meth:`to_dict` gives.
-    """
+    """A model's default preprocessing and head description, field for field timm's ``pretrained_cfg``: ``pool_size``
+    is ``forward_features``' output size at ``input_size``; ``fixed_input_size`` says the model takes no other."""
 
     architecture: str | None = None
     tag: str | None = None

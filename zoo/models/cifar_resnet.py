@@ -1,24 +1,20 @@
 """The CIFAR-10 ResNets of He et al. (2015), section 4.2: 6n+2 layers in three stages of n BasicBlocks with 16, 32
-and 64 filters, for 32x32 inputs, with torchvision's ResNet module names.
-
-Shortcut option A (the paper's, the default) subsamples and zero-pads the new channels, without parameters;
-option B projects with a 1x1 convolution and batch norm where shapes change.
-"""
+and 64 filters, for 32x32 inputs, with torchvision's ResNet module names and the paper's shortcut options A and B."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zoo.models.base import Stages, build_model, family_cfgs, make_pool
+from zoo.models.base import Stages, build_model, family_cfgs, make_pool, named_builder, register_family
 from zoo.models.cfg import CIFAR10_MEAN, CIFAR10_STD, PretrainedCfg
 from zoo.models.resnet import ResNetBase
-from zoo.registry import register_model
 from zoo.utils import checks
 from zoo.utils.checks import Invalid
 
@@ -142,12 +138,8 @@ class CifarResNet(ResNetBase):
     def _stages(self) -> Stages:
         return [[self._stem], [*self.layer1], [*self.layer2], [*self.layer3]]
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last stage's 64-channel feature map, before pooling."""
-        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
-            return self._forward_checkpointed(x)
-        x = self.relu(self.bn1(self.conv1(x)))
-        return self.layer3(self.layer2(self.layer1(x)))
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer3(self.layer2(self.layer1(self.relu(self.bn1(self.conv1(x))))))
 
 
 def make_cifar_resnet(depth: int = 20, **kwargs: Any) -> CifarResNet:
@@ -162,50 +154,22 @@ def cifar_resnet_entrypoint(name: str) -> Callable[..., CifarResNet] | None:
         return None
     depth = int(match[1])
     _check_depth(depth)
-
-    def builder(**kwargs: Any) -> CifarResNet:
-        return _cifar(depth, kwargs)
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"CIFAR ResNet-{depth} (n={(depth - 2) // 6})."
-    return builder
+    return named_builder(name, f"CIFAR ResNet-{depth} (n={(depth - 2) // 6}).", __name__, partial(_cifar, depth))
 
 
 def _cifar(depth: int, kwargs: dict[str, Any]) -> CifarResNet:
     return build_model(CifarResNet, cifar_resnet_arch(depth), kwargs, depth=depth)  # type: ignore[return-value]
 
 
-@register_model
-def resnet20(**kwargs: Any) -> CifarResNet:
-    """CIFAR ResNet-20 (n=3), the paper's Table 6."""
-    return _cifar(20, kwargs)
-
-
-@register_model
-def resnet32(**kwargs: Any) -> CifarResNet:
-    """CIFAR ResNet-32 (n=5)."""
-    return _cifar(32, kwargs)
-
-
-@register_model
-def resnet44(**kwargs: Any) -> CifarResNet:
-    """CIFAR ResNet-44 (n=7)."""
-    return _cifar(44, kwargs)
-
-
-@register_model
-def resnet56(**kwargs: Any) -> CifarResNet:
-    """CIFAR ResNet-56 (n=9)."""
-    return _cifar(56, kwargs)
-
-
-@register_model
-def resnet110(**kwargs: Any) -> CifarResNet:
-    """CIFAR ResNet-110 (n=18)."""
-    return _cifar(110, kwargs)
-
-
-@register_model
-def resnet1202(**kwargs: Any) -> CifarResNet:
-    """CIFAR ResNet-1202 (n=200), the paper's over-deep network."""
-    return _cifar(1202, kwargs)
+register_family(
+    globals(),
+    {
+        "resnet20": "CIFAR ResNet-20 (n=3), the paper's Table 6.",
+        "resnet32": "CIFAR ResNet-32 (n=5).",
+        "resnet44": "CIFAR ResNet-44 (n=7).",
+        "resnet56": "CIFAR ResNet-56 (n=9).",
+        "resnet110": "CIFAR ResNet-110 (n=18).",
+        "resnet1202": "CIFAR ResNet-1202 (n=200), the paper's over-deep network.",
+    },
+    lambda arch, kwargs: _cifar(int(arch[6:]), kwargs),
+)

@@ -1,7 +1,6 @@
 """The seed course's MNIST CNN (Lab10-1 to Lab10-3) and a deeper variant, for 28x28 grey images, with its names.
 
-Both flatten the last feature map as the course does (``global_pool=""``), so they take 28x28 inputs only; a
-pooling type pools to the same 7x7 (4x4) grid first.
+Both flatten the last feature map as the course does (``global_pool=""``); a pooling type pools to that grid first.
 """
 
 from __future__ import annotations
@@ -12,9 +11,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from zoo.models.base import Stages, ZooModel, build_model, family_cfgs, make_pool
+from zoo.models.base import Stages, ZooModel, build_model, family_cfgs, make_pool, register_family
 from zoo.models.cfg import MNIST_MEAN, MNIST_STD, PretrainedCfg
-from zoo.registry import register_model
 
 
 def _block(in_ch: int, out_ch: int, pool_padding: int = 0) -> nn.Sequential:
@@ -73,10 +71,7 @@ class MnistCNN(_MnistBase):
         self.fc = self._new_classifier(num_classes)
         self._set_default_cfg("mnist_cnn", "mnist")
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The 64x7x7 feature map."""
-        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
-            return self._forward_checkpointed(x)
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer2(self.layer1(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -111,15 +106,11 @@ class MnistDeepCNN(_MnistBase):
         self.layer4 = nn.Sequential()
         super()._remove_head()
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The 128x4x4 feature map."""
-        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
-            return self._forward_checkpointed(x)
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer3(self.layer2(self.layer1(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Flatten (after pooling, if ``global_pool`` asks for it), the 625-wide hidden layer and, unless
-        ``pre_logits``, the classifier."""
+        """Pool (if ``global_pool`` asks), flatten, the 625-wide hidden layer and, unless ``pre_logits``, classify."""
         x = self.pool(x)
         if self.head_flatten:
             x = torch.flatten(x, 1)
@@ -127,13 +118,11 @@ class MnistDeepCNN(_MnistBase):
         return x if pre_logits else self.fc2(x)
 
 
-@register_model
-def mnist_cnn(**kwargs: Any) -> MnistCNN:
-    """The seed course's first CNN (Lab10-2) for 28x28 MNIST digits."""
-    return build_model(MnistCNN, "mnist_cnn", kwargs)  # type: ignore[return-value]
-
-
-@register_model
-def mnist_cnn_deep(**kwargs: Any) -> MnistDeepCNN:
-    """A deeper variant of the seed course's CNN: three conv blocks and a 625-wide hidden layer."""
-    return build_model(MnistDeepCNN, "mnist_cnn_deep", kwargs)  # type: ignore[return-value]
+register_family(
+    globals(),
+    {
+        "mnist_cnn": "The seed course's first CNN (Lab10-2) for 28x28 MNIST digits.",
+        "mnist_cnn_deep": "A deeper variant of the seed course's CNN: three conv blocks and a 625-wide hidden layer.",
+    },
+    lambda arch, kwargs: build_model(MnistCNN if arch == "mnist_cnn" else MnistDeepCNN, arch, kwargs),
+)

@@ -1,9 +1,5 @@
 """ResNet-18 to 152 (He et al., 2015), ResNeXt (Xie et al., 2017) and wide ResNets (Zagoruyko & Komodakis, 2016) as
-torchvision builds them ("ResNet v1.5": the stride on the 3x3 convolution), with its options and ``state_dict()``.
-
-``stem="imagenet"`` is the 7x7/2 convolution and 3x3/2 max-pool; ``stem="cifar"`` a 3x3/1 convolution and no max-pool
-for 32x32 inputs, whose keys are the same (only ``conv1.weight`` changes shape).
-"""
+torchvision builds them ("ResNet v1.5"), with its options and ``state_dict()``; ``stem="cifar"`` is a 3x3/1 stem."""
 
 from __future__ import annotations
 
@@ -14,9 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zoo.models.base import STEMS, Stages, ZooModel, build_model, family_cfgs, make_pool
+from zoo.models.base import STEMS, Stages, ZooModel, build_model, family_cfgs, make_pool, register_family
 from zoo.models.cfg import CIFAR10_MEAN, CIFAR10_STD, PretrainedCfg
-from zoo.registry import register_model
 from zoo.utils import checks
 from zoo.utils.checks import Invalid
 
@@ -305,15 +300,9 @@ class ResNet(ResNetBase):
     def _stages(self) -> Stages:
         return [[self._stem], [self.maxpool, *self.layer1], [*self.layer2], [*self.layer3], [*self.layer4]]
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last stage's feature map, before pooling."""
-        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
-            return self._forward_checkpointed(x)
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        return self.layer4(x)
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
+        return self.layer4(self.layer3(self.layer2(x)))
 
 
 def make_resnet(depth: int = 50, **kwargs: Any) -> ResNet:
@@ -331,61 +320,19 @@ def _resnet(arch: str, kwargs: dict[str, Any]) -> ResNet:
     return build_model(ResNet, arch, kwargs, **fixed)  # type: ignore[return-value]
 
 
-@register_model
-def resnet18(**kwargs: Any) -> ResNet:
-    """ResNet-18: BasicBlock, stages [2, 2, 2, 2]."""
-    return _resnet("resnet18", kwargs)
-
-
-@register_model
-def resnet34(**kwargs: Any) -> ResNet:
-    """ResNet-34: BasicBlock, stages [3, 4, 6, 3]."""
-    return _resnet("resnet34", kwargs)
-
-
-@register_model
-def resnet50(**kwargs: Any) -> ResNet:
-    """ResNet-50: Bottleneck, stages [3, 4, 6, 3]."""
-    return _resnet("resnet50", kwargs)
-
-
-@register_model
-def resnet101(**kwargs: Any) -> ResNet:
-    """ResNet-101: Bottleneck, stages [3, 4, 23, 3]."""
-    return _resnet("resnet101", kwargs)
-
-
-@register_model
-def resnet152(**kwargs: Any) -> ResNet:
-    """ResNet-152: Bottleneck, stages [3, 8, 36, 3]."""
-    return _resnet("resnet152", kwargs)
-
-
-@register_model
-def resnext50_32x4d(**kwargs: Any) -> ResNet:
-    """ResNeXt-50 32x4d: ResNet-50 with 32 groups of 4 channels in each 3x3 convolution."""
-    return _resnet("resnext50_32x4d", kwargs)
-
-
-@register_model
-def resnext101_32x8d(**kwargs: Any) -> ResNet:
-    """ResNeXt-101 32x8d: ResNet-101 with 32 groups of 8 channels in each 3x3 convolution."""
-    return _resnet("resnext101_32x8d", kwargs)
-
-
-@register_model
-def resnext101_64x4d(**kwargs: Any) -> ResNet:
-    """ResNeXt-101 64x4d: ResNet-101 with 64 groups of 4 channels in each 3x3 convolution."""
-    return _resnet("resnext101_64x4d", kwargs)
-
-
-@register_model
-def wide_resnet50_2(**kwargs: Any) -> ResNet:
-    """Wide ResNet-50-2: ResNet-50 with bottlenecks twice as wide (128 channels per group)."""
-    return _resnet("wide_resnet50_2", kwargs)
-
-
-@register_model
-def wide_resnet101_2(**kwargs: Any) -> ResNet:
-    """Wide ResNet-101-2: ResNet-101 with bottlenecks twice as wide (128 channels per group)."""
-    return _resnet("wide_resnet101_2", kwargs)
+register_family(
+    globals(),
+    {
+        "resnet18": "ResNet-18: BasicBlock, stages [2, 2, 2, 2].",
+        "resnet34": "ResNet-34: BasicBlock, stages [3, 4, 6, 3].",
+        "resnet50": "ResNet-50: Bottleneck, stages [3, 4, 6, 3].",
+        "resnet101": "ResNet-101: Bottleneck, stages [3, 4, 23, 3].",
+        "resnet152": "ResNet-152: Bottleneck, stages [3, 8, 36, 3].",
+        "resnext50_32x4d": "ResNeXt-50 32x4d: ResNet-50 with 32 groups of 4 channels in each 3x3 convolution.",
+        "resnext101_32x8d": "ResNeXt-101 32x8d: ResNet-101 with 32 groups of 8 channels in each 3x3 convolution.",
+        "resnext101_64x4d": "ResNeXt-101 64x4d: ResNet-101 with 64 groups of 4 channels in each 3x3 convolution.",
+        "wide_resnet50_2": "Wide ResNet-50-2: ResNet-50 with bottlenecks twice as wide (128 channels per group).",
+        "wide_resnet101_2": "Wide ResNet-101-2: ResNet-101 with bottlenecks twice as wide (128 channels per group).",
+    },
+    _resnet,
+)

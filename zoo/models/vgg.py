@@ -1,8 +1,5 @@
-"""VGG: every configuration of Table 1 of Simonyan & Zisserman (2014), with torchvision's layout.
-
-The ImageNet stem's module tree and ``state_dict()`` are torchvision's; the CIFAR stem keeps ``features`` but ends
-in a global pool and a 512-wide classifier instead of the 25088-wide layer.
-"""
+"""VGG: every configuration of Table 1 of Simonyan & Zisserman (2014), with torchvision's layout and ``state_dict()``;
+the CIFAR stem ends in a global pool and a 512-wide classifier instead of the 25088-wide layer."""
 
 from __future__ import annotations
 
@@ -13,9 +10,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from zoo.models.base import STEMS, Stages, ZooModel, build_model, family_cfgs, make_pool
+from zoo.models.base import STEMS, Stages, ZooModel, build_model, family_cfgs, make_pool, register_family
 from zoo.models.cfg import CIFAR10_MEAN, CIFAR10_STD, PretrainedCfg
-from zoo.registry import register_model
 from zoo.utils import checks
 from zoo.utils.checks import Invalid
 
@@ -210,10 +206,7 @@ class VGG(ZooModel):
     def _prune_stages(self, last: int) -> None:
         self.features = nn.Sequential(*list(self.features)[: self.feature_ends[last] + 1])
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The convolutional feature map, before pooling."""
-        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
-            return self._forward_checkpointed(x)
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -238,67 +231,20 @@ def _vgg(arch: str, kwargs: dict[str, Any]) -> VGG:
     return build_model(VGG, arch, kwargs, cfg=cfg, batch_norm=batch_norm)  # type: ignore[return-value]
 
 
-@register_model
-def vgg11(**kwargs: Any) -> VGG:
-    """VGG-11 (config A, 11 weight layers)."""
-    return _vgg("vgg11", kwargs)
-
-
-@register_model
-def vgg11_lrn(**kwargs: Any) -> VGG:
-    """VGG-11 with local response normalisation after the first conv (config A-LRN)."""
-    return _vgg("vgg11_lrn", kwargs)
-
-
-@register_model
-def vgg13(**kwargs: Any) -> VGG:
-    """VGG-13 (config B, 13 weight layers)."""
-    return _vgg("vgg13", kwargs)
-
-
-@register_model
-def vgg16c(**kwargs: Any) -> VGG:
-    """VGG-16 config C: 1x1 convolutions as the last conv of stages 3-5."""
-    return _vgg("vgg16c", kwargs)
-
-
-@register_model
-def vgg16(**kwargs: Any) -> VGG:
-    """VGG-16 (config D, 16 weight layers)."""
-    return _vgg("vgg16", kwargs)
-
-
-@register_model
-def vgg19(**kwargs: Any) -> VGG:
-    """VGG-19 (config E, 19 weight layers)."""
-    return _vgg("vgg19", kwargs)
-
-
-@register_model
-def vgg11_bn(**kwargs: Any) -> VGG:
-    """VGG-11 (config A) with batch normalisation after every conv."""
-    return _vgg("vgg11_bn", kwargs)
-
-
-@register_model
-def vgg13_bn(**kwargs: Any) -> VGG:
-    """VGG-13 (config B) with batch normalisation after every conv."""
-    return _vgg("vgg13_bn", kwargs)
-
-
-@register_model
-def vgg16c_bn(**kwargs: Any) -> VGG:
-    """VGG-16 config C (1x1 convs in stages 3-5) with batch normalisation after every conv."""
-    return _vgg("vgg16c_bn", kwargs)
-
-
-@register_model
-def vgg16_bn(**kwargs: Any) -> VGG:
-    """VGG-16 (config D) with batch normalisation after every conv."""
-    return _vgg("vgg16_bn", kwargs)
-
-
-@register_model
-def vgg19_bn(**kwargs: Any) -> VGG:
-    """VGG-19 (config E) with batch normalisation after every conv."""
-    return _vgg("vgg19_bn", kwargs)
+register_family(
+    globals(),
+    {
+        "vgg11": "VGG-11 (config A, 11 weight layers).",
+        "vgg11_lrn": "VGG-11 with local response normalisation after the first conv (config A-LRN).",
+        "vgg13": "VGG-13 (config B, 13 weight layers).",
+        "vgg16c": "VGG-16 config C: 1x1 convolutions as the last conv of stages 3-5.",
+        "vgg16": "VGG-16 (config D, 16 weight layers).",
+        "vgg19": "VGG-19 (config E, 19 weight layers).",
+        "vgg11_bn": "VGG-11 (config A) with batch normalisation after every conv.",
+        "vgg13_bn": "VGG-13 (config B) with batch normalisation after every conv.",
+        "vgg16c_bn": "VGG-16 config C (1x1 convs in stages 3-5) with batch normalisation after every conv.",
+        "vgg16_bn": "VGG-16 (config D) with batch normalisation after every conv.",
+        "vgg19_bn": "VGG-19 (config E) with batch normalisation after every conv.",
+    },
+    _vgg,
+)

@@ -1,14 +1,7 @@
-"""zoo's cache folder (``ZOO_CACHE_DIR``, default ``~/.cache/zoo``): what this machine has verified and holds.
-
-* ``files/<sha256><suffix>``: every file zoo downloads or converts, named by the SHA-256 it was verified against.
-* ``pins/<arch.tag>.json``: the one trust store for third-party files, what this machine verified on the first
-  download (the Hub commit, the SHA-256 and size; for a torchvision ``.pth`` also the SHA-256 of the
-  safetensors file made from it). A later download must match it.
-* ``verified/``: markers that spare a full SHA-256 of a large file until the file changes (size, mtime, ctime
-  and inode; ctime cannot be set from user space), and remember that its tensors were found finite.
-* ``locks/``: one lock per weights name, so that concurrent processes download a file once.
-
-huggingface_hub's and torchvision's caches are read (hash-checked, without importing either), never written.
+"""zoo's cache (``ZOO_CACHE_DIR``, default ``~/.cache/zoo``): ``files/<sha256>`` (every file zoo fetches or converts),
+``pins/`` (the one trust store for third-party files: what this machine verified on the first download),
+``verified/`` (markers sparing a full hash until a file changes) and ``locks/``. huggingface_hub's and
+torchvision's caches are read, never written.
 """
 
 from __future__ import annotations

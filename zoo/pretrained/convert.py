@@ -1,13 +1,5 @@
-"""Conversion (``zoo convert``): torchvision, timm or pickle checkpoints -> a verified safetensors file.
-
-    zoo convert torchvision resnet50 --weights IMAGENET1K_V2 [--file resnet50-11ad3fa6.pth]
-    zoo convert timm resnet50.a1_in1k [--file model.safetensors]
-    zoo convert checkpoint my_run.pth --model mnist_cnn [--out my_run.safetensors]
-
-The result is checked key by key against zoo's model, written atomically, read back and compared tensor by
-tensor, and its SHA-256 and size go into the manifest. The file goes where ``create_model(...,
-pretrained=True)`` looks for locally converted weights (``ZOO_CACHE_DIR/converted/arch.tag.safetensors``)
-unless ``--out`` says otherwise.
+"""``zoo convert``: torchvision, timm or pickle checkpoints -> a verified safetensors file in zoo's layout, checked
+against zoo's model, read back tensor by tensor, and recorded (in the manifest, or pinned for upstream's entries).
 """
 
 from __future__ import annotations
@@ -46,8 +38,6 @@ CONVERTIBLE = (
     "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
     "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
 )  # fmt: skip
-
-
 IMAGENET_LABELS = "imagenet_classes.json"
 
 
@@ -141,10 +131,6 @@ def timm_to_zoo(arch: str, state_dict: Mapping[str, torch.Tensor]) -> dict[str, 
     return dict(from_timm_layout(state_dict))
 
 
-def _timm_dataset(tag: str) -> str:
-    return "imagenet-1k" if tag.endswith("in1k") else "imagenet-21k" if "in21k" in tag else "unknown"
-
-
 def timm_entry(name: str) -> tuple[str, str, WeightsEntry]:
     """(arch, tag, manifest entry) for timm's pretrained ``arch.tag``, from timm's pretrained_cfg."""
     import timm
@@ -155,7 +141,7 @@ def timm_entry(name: str) -> tuple[str, str, WeightsEntry]:
     if cfg is None or not tag:
         known = ", ".join(timm.list_pretrained(f"{arch}.*")) or "none"
         raise ArgumentValueError(f"timm has no pretrained weights {name!r}; those of {arch}: {known}")
-    dataset = _timm_dataset(tag)
+    dataset = "imagenet-1k" if tag.endswith("in1k") else "imagenet-21k" if "in21k" in tag else "unknown"
     entry = WeightsEntry(
         status="unpublished",
         source=hub_source(arch, tag),
@@ -173,20 +159,9 @@ def timm_entry(name: str) -> tuple[str, str, WeightsEntry]:
     return arch, tag, entry
 
 
-def _timm_state_dict(name: str, file: str | None) -> dict[str, torch.Tensor]:
-    if file is None:
-        file = str(timm_hub_file(name))
-    if Path(file).suffix == ".safetensors":
-        return load_file(file)
-    return read_pickle_checkpoint(file, prefer_ema=True)  # timm's training checkpoints: their EMA weights
-
-
 def timm_hub_file(name: str) -> Path:
-    """timm's safetensors file of ``name`` from its Hub repo, downloaded and verified as zoo downloads weights.
-
-    Not through ``timm.create_model(pretrained=True)``: that calls ``hf_hub_download``, which names the files
-    it writes after the server's ETag and commit headers unchecked (docs/weights.md, "Known upstream issues").
-    """
+    """timm's file of ``name`` from its Hub repo, fetched and verified as zoo fetches weights (not through
+    ``timm.create_model(pretrained=True)``, whose huggingface_hub names files after unchecked headers)."""
     import timm
 
     cfg = timm.models.get_pretrained_cfg(name)
@@ -211,13 +186,8 @@ def convert_state_dict(
     entry: WeightsEntry | None = None,
     **model_kwargs: Any,
 ) -> SavedWeights:
-    """Check ``state_dict`` against zoo's ``arch`` (built with ``model_kwargs``), save it and verify the file.
-
-    The preprocessing of ``entry`` (or the model's defaults) is stored in the file's metadata, so that
-    ``create_model(arch, checkpoint_path=file)`` gets it back. The file is read back and every tensor
-    compared with the input: a file that passes is exactly the upstream weights in zoo's layout.
-    """
-
+    """Check ``state_dict`` against zoo's ``arch`` (built with ``model_kwargs``), save it with ``entry``'s
+    preprocessing (or the model's) in its header, read it back and compare every tensor."""
     builder = model_entrypoint(arch)
     with empty_init():
         model = builder(**model_kwargs)
@@ -281,19 +251,18 @@ def convert_upstream(
     out: str | os.PathLike[str] | None = None,
     record_as: str | None = None,
 ) -> tuple[str, SavedWeights]:
-    """torchvision's (``library="torchvision"``, ``model`` an arch) or timm's (``model`` an ``arch.tag``)
-    weights -> a verified safetensors file in zoo's layout; returns ``(arch.tag, saved file)``.
-
-    ``out`` defaults to where ``pretrained=True`` looks for converted files. With ``record_as`` (the
-    command line that did it) the file's SHA-256 and size go into the manifest entry.
-    """
+    """torchvision's (``model`` an arch) or timm's (``model`` an ``arch.tag``) weights -> a verified safetensors
+    file in zoo's layout (default: where ``pretrained=True`` looks for converted files); with ``record_as``, the
+    command that did it, the file's hash goes into the manifest (or its pin). Returns ``(arch.tag, saved file)``."""
     if library == "torchvision":
-        tag, entry = torchvision_entry(model, weights)
-        arch = model
+        arch, (tag, entry) = model, torchvision_entry(model, weights)
         state = _torchvision_state_dict(arch, weights, file, check_hash=check_hash)
     elif library == "timm":
         arch, tag, entry = timm_entry(model)
-        state = timm_to_zoo(arch, _timm_state_dict(model, file))
+        file = str(file or timm_hub_file(model))
+        # timm's training checkpoints (pickles): their EMA weights
+        state = load_file(file) if file.endswith(".safetensors") else read_pickle_checkpoint(file, prefer_ema=True)
+        state = timm_to_zoo(arch, state)
     else:
         raise ArgumentValueError(f"library={library!r}: convert from 'torchvision' or 'timm'")
     name = f"{arch}.{tag}"

@@ -1,11 +1,7 @@
 """Getting a verified file of a manifest entry, or of a ``local-dir:``/``hf-hub:`` folder, onto this machine.
 
-Every file zoo fetches goes through :func:`download`: one streamer (urllib), a size cap even when the server
-announces none, the SHA-256 (or torchvision's hash prefix) checked while streaming, and the file kept in zoo's
-cache under the SHA-256 it was verified against. Hub files are asked for their commit and SHA-256 first (a
-``HEAD`` of the resolve URL), and fetched at that commit; every name zoo writes comes from a checked hash, never
-from a header. huggingface_hub's and torchvision's caches are reused when a file there hashes as it must. The
-trust story (what is checked against what) is in docs/weights.md.
+Every file goes through :func:`download` into ``ZOO_CACHE_DIR/files/<sha256>``; Hub files are fetched at the commit
+a ``HEAD`` named, so every name zoo writes comes from a checked hash. The trust story is in docs/weights.md.
 """
 
 from __future__ import annotations
@@ -15,11 +11,9 @@ import hashlib
 import http.client
 import os
 import socket
-import sys
 import urllib.error
 import urllib.request
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -148,13 +142,10 @@ def download(
     suffix: str = ".safetensors",
     mismatch: Any = None,
 ) -> Path:
-    """Stream ``url`` into zoo's cache as ``files/<sha256><suffix>`` and return that path.
-
-    The file must have ``size`` bytes and SHA-256 ``sha256`` (or one that starts with ``prefix``) when given;
-    at most ``size`` or ``limit`` bytes are read. ``mismatch(actual_sha)`` makes the error for another SHA-256.
-    Any failure is a :class:`WeightsError` (:class:`IntegrityError` for a file that is not the one expected), and
-    nothing is kept.
-    """
+    """Stream ``url`` into ``ZOO_CACHE_DIR/files/<its sha256><suffix>`` and return that path; the file must have
+    ``size`` bytes and SHA-256 ``sha256`` (or one starting with ``prefix``), and at most ``size`` or ``limit`` bytes
+    are read. ``mismatch(actual_sha)`` makes the error for another hash. Any failure is a :class:`WeightsError`
+    (an :class:`IntegrityError` for a file that is not the one expected), and nothing is kept."""
     folder = cache_dir() / "files"
     cap = size if size is not None else limit or MAX_DOWNLOAD
     digest, received = hashlib.sha256(), 0
@@ -170,8 +161,7 @@ def download(
             total = int(announced) if announced.isdigit() else None
             if total is not None and total > cap:
                 raise IntegrityError(f"{url} announces {total:,} bytes for {what}, more than the {cap:,} expected")
-            quiet = env_flag("ZOO_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS") or not sys.stderr.isatty()
-            with progress(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=what, disable=quiet) as bar:
+            with progress(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=what) as bar:
                 for block in iter(lambda: response.read(CHUNK), b""):
                     received += len(block)
                     if received > cap:
@@ -217,8 +207,13 @@ def how_to_get_it(name: str, entry: WeightsEntry | None = None) -> str:
     return "; or ".join(ways)
 
 
-def _offline(name: str) -> OfflineError:
-    return OfflineError(f"{name} is not in the local cache and offline mode is on", hint=how_to_get_it(name))
+def _offline(name: str, entry: WeightsEntry | None = None) -> OfflineError:
+    """The one error for offline mode: the weights, where they would come from, and what to do."""
+    flag = "HF_HUB_OFFLINE" if env_flag("HF_HUB_OFFLINE") else "ZOO_OFFLINE"
+    where = f"; it would come from {manifest.describe_source(entry)}" if entry else ""
+    return OfflineError(
+        f"{name} is not in the local cache and offline mode is on ({flag}=1){where}", hint=how_to_get_it(name, entry)
+    )
 
 
 def _usable(path: Path | None, sha: str, size: int | None, name: str) -> Path | None:
@@ -357,27 +352,6 @@ class Fetched(NamedTuple):
     source: Source | None
 
 
-def offline_error(name: str, entry: WeightsEntry) -> OfflineError:
-    """The one error for offline mode: the weights, where they would come from, and what to do."""
-    flag = "HF_HUB_OFFLINE" if env_flag("HF_HUB_OFFLINE") else "ZOO_OFFLINE"
-    return OfflineError(
-        f"{name} is not in the local cache and offline mode is on ({flag}=1); it would come from "
-        f"{manifest.describe_source(entry)}",
-        hint=how_to_get_it(name, entry),
-    )
-
-
-def not_published_error(name: str, entry: WeightsEntry) -> NotPublishedError:
-    """An unpublished entry has no file to fetch: what works today."""
-    command = (entry.origin or {}).get("command")
-    how = f"convert it locally with `{command}` (into {converted_path(name)}), " if command else ""
-    return NotPublishedError(
-        f"{name} is listed in the manifest but its file has not been published yet (it is to be hosted at "
-        f"{manifest.describe_source(entry)})",
-        hint=f"{how}or load a file of your own with checkpoint_path=PATH or local-dir:FOLDER",
-    )
-
-
 def _local(name: str, entry: WeightsEntry, sources: tuple[Source, ...]) -> Fetched | None:
     """A bundled file or a ``zoo convert`` result, checked; None when neither serves."""
     if sources[0].type == "bundled":
@@ -415,20 +389,23 @@ def _from(name: str, entry: WeightsEntry, raw: Source, force: bool, network: boo
 
 
 def fetch_file(name: str, force: bool = False, entry: WeightsEntry | None = None) -> Fetched:
-    """A verified local file of the manifest entry ``name`` and the source it came from.
-
-    Bundled and locally converted files serve in place; then a verified copy from any source already on this
-    machine (no network, no lock); then the sources in order, under the entry's lock. A source that cannot be
-    reached passes to the next, with a warning naming the one that served; a file that fails verification stops
-    everything (:class:`IntegrityError`). ``force`` downloads again.
-    """
+    """A verified local file of the manifest entry ``name`` and the source that served it (None: converted here):
+    a bundled or converted file in place, else a verified copy from any source already here (no network, no lock),
+    else the sources in order under the entry's lock; an unreachable source passes to the next with a warning, a
+    file failing verification stops everything. ``force`` downloads again."""
     entry = entry or manifest.get_entry(*name.split(".", 1))
     sources = tuple(s.resolved() for s in entry.sources)
     local = None if force and sources[0].type != "bundled" else _local(name, entry, sources)
     if local is not None:
         return local
-    if not entry.published:
-        raise not_published_error(name, entry)
+    if not entry.published:  # no file to fetch: what works today
+        command = (entry.origin or {}).get("command")
+        how = f"convert it locally with `{command}` (into {converted_path(name)}), " if command else ""
+        raise NotPublishedError(
+            f"{name} is listed in the manifest but its file has not been published yet (it is to be hosted at "
+            f"{manifest.describe_source(entry)})",
+            hint=f"{how}or load a file of your own with checkpoint_path=PATH or local-dir:FOLDER",
+        )
     for raw, source in zip(entry.sources, sources, strict=True) if not force else ():
         path = _from(name, entry, raw, False, network=False)
         if path is not None:
@@ -451,7 +428,7 @@ def fetch_file(name: str, force: bool = False, entry: WeightsEntry | None = None
     finally:
         lock.release()
     if all(isinstance(e, OfflineError) for _, e in failures):
-        raise offline_error(name, entry)
+        raise _offline(name, entry)
     lines = "\n".join(f"  {i}. {s.describe()}: {e.args[0]}" for i, (s, e) in enumerate(failures, 1))
     hints = list(dict.fromkeys([*(e.hint for _, e in failures if e.hint), how_to_get_it(name, entry)]))
     if len(failures) == 1:
@@ -476,27 +453,21 @@ def cached_state(name: str) -> str:
         )
     except WeightsError as e:
         return f"not usable: {e.args[0]}"
-    if found is not None:
-        return (
-            "bundled"
-            if found.source and found.source.type == "bundled"
-            else "converted locally"
-            if found.source is None
-            else "cached"
-        ) + f" at {found.path} (verified)"
-    return "not cached" if entry.published else "not published yet"
+    if found is None:
+        return "not cached" if entry.published else "not published yet"
+    how = "converted locally" if found.source is None else "bundled" if found.source.type == "bundled" else "cached"
+    return f"{how} at {found.path} (verified)"
 
 
-@dataclass
-class FolderWeights:
+class FolderWeights(NamedTuple):
     """What ``local-dir:PATH`` or ``hf-hub:ORG/NAME`` stands for: the architecture, its builder arguments, the
     preprocessing from ``config.json`` and (with ``pretrained``) the weights file."""
 
     name: str
     arch: str
-    model_args: dict[str, Any] = field(default_factory=dict)
-    pretrained_cfg: dict[str, Any] = field(default_factory=dict)
-    weights: Path | None = None
+    model_args: dict[str, Any]
+    pretrained_cfg: dict[str, Any]
+    weights: Path | None
 
 
 def read_config(data: bytes, where: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -532,9 +503,13 @@ def read_config(data: bytes, where: str) -> tuple[str, dict[str, Any], dict[str,
     return arch, args, checked
 
 
+def _hub_pin_name(repo: str) -> str:
+    return "hf_hub." + "".join(c if c.isalnum() or c in "_-" else "-" for c in repo)[:110]
+
+
 def _hf_hub_config(repo: str, rev: str, force: bool) -> bytes:
     """A Hub repo's config.json (a git file: no SHA-256 on the Hub), pinned on this machine by its commit."""
-    name, key = "hf_hub." + "".join(c if c.isalnum() or c in "_-" else "-" for c in repo)[:110], f"hub:{repo}/{CONFIG}"
+    name, key = _hub_pin_name(repo), f"hub:{repo}/{CONFIG}"
     pin = read_pin(name, key)
     if pin and not force and check_file(file_path(pin["sha256"], ".json"), pin["sha256"]) is None:
         return file_path(pin["sha256"], ".json").read_bytes()
@@ -582,7 +557,7 @@ def resolve_folder(name: str, pretrained: bool, force: bool = False) -> FolderWe
     arch, args, cfg = read_config(_hf_hub_config(repo, rev or "main", force), f"{CONFIG} of hf-hub:{repo}")
     weights = None
     if pretrained:
-        pin_name = "hf_hub." + "".join(c if c.isalnum() or c in "_-" else "-" for c in repo)[:110]
+        pin_name = _hub_pin_name(repo)
         source = Source(type="hub", repo_id=repo, filename=WEIGHTS, revision=rev or "main")
         lock = entry_lock(pin_name)
         try:

@@ -1,8 +1,5 @@
-"""Weight files: safetensors read and written, zoo's metadata in their header, and the weights-only pickle reader.
-
-Only safetensors files are loaded into models (:func:`load_file` refuses a pickle by its name or first bytes);
-:func:`read_pickle_checkpoint` reads ``torch.save`` files for their tensors only, for conversion and training
-checkpoints. :class:`WeightsMetadata` is the one place that names zoo's header keys (``zoo.<field>``).
+"""Weight files: safetensors read and written (pickles refused), zoo's metadata in their header
+(:class:`WeightsMetadata`, each field under ``zoo.<field>``), and the weights-only pickle reader.
 """
 
 from __future__ import annotations
@@ -52,11 +49,8 @@ def unpickling_problem(error: BaseException) -> str:
 
 
 def read_pickle_checkpoint(path: str | os.PathLike[str], prefer_ema: bool = False) -> dict[str, torch.Tensor]:
-    """The tensors of a ``torch.save`` file, read with ``weights_only=True`` (no code is run).
-
-    A training checkpoint's model is found under ``state_dict``/``model``/...; with ``prefer_ema`` the EMA weights
-    (of a ``zoo train`` checkpoint that evaluated them, or timm's ``state_dict_ema``). Wrapper prefixes go.
-    """
+    """The tensors of a ``torch.save`` file, read with ``weights_only=True`` (no code is run): a training
+    checkpoint's model under ``state_dict``/``model``/..., with ``prefer_ema`` its EMA weights; wrapper prefixes go."""
     import argparse
 
     with reported("the checkpoint", WeightsFileError):
@@ -132,10 +126,10 @@ class WeightsMetadata:
         return dict(sorted(header.items()))
 
     @classmethod
-    def from_header(cls, header: Mapping[str, str] | None) -> WeightsMetadata:
+    def from_header(cls, header: Mapping[str, str] | None, where: str = "the file's header") -> WeightsMetadata:
         """A header's metadata; a value that is not what its field holds is a WeightsFileError naming the key."""
         extra, values = dict(header or {}), {}
-        with reported("the file's header", WeightsFileError, hint="the file's metadata is damaged; fix or remove it"):
+        with reported(where, WeightsFileError, hint="the file's metadata is damaged; fix or remove it"):
             for f in dataclasses.fields(cls):
                 raw = extra.pop(f"zoo.{f.name}", None)
                 if raw is None or f.name == "extra":
@@ -147,6 +141,11 @@ class WeightsMetadata:
                     must = {"int": "an int", "float": "a number"}.get(kind, "a JSON object")
                     raise Invalid(f"zoo.{f.name}", raw, f"must be {must}") from None
             return cls(**values, extra=extra)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> WeightsMetadata:
+        """The metadata of the safetensors file ``path``; errors name the file."""
+        return cls.from_header(read_metadata(path), f"{path}: the header")
 
 
 class SavedWeights(NamedTuple):
@@ -162,12 +161,10 @@ def save_weights(
     path: str | os.PathLike[str],
     metadata: WeightsMetadata | Mapping[str, Any] | None = None,
 ) -> SavedWeights:
-    """Write a model's (or a state dict's) tensors to a safetensors file, atomically and reproducibly.
-
-    A model's ``pretrained_cfg`` (less the keys naming the file it came from) goes into the metadata, so that
-    ``create_model(arch, checkpoint_path=path)`` gets its preprocessing and classes back. ``metadata`` may also be
-    a plain mapping of header keys (values that are not strings are stored as JSON).
-    """
+    """Write a model's (or a state dict's) tensors to a safetensors file, atomically and reproducibly, with the
+    model's ``pretrained_cfg`` (less the keys naming the file it came from) in its header, so that
+    ``create_model(arch, checkpoint_path=path)`` gets its preprocessing and classes back; ``metadata`` may also be
+    a mapping of header keys."""
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 

@@ -1,10 +1,5 @@
-"""Loading weights into a model: build it around them fast, fit the state dict, adapt what may be adapted.
-
-``create_model(name, pretrained=True)`` ends in :func:`build_with_weights`: the model is built on the meta device
-without initialising anything, the verified safetensors file is memory-mapped and its tensors become the
-parameters (``load_state_dict(assign=True)``); only a new classifier is initialised for real.
-:func:`fit_state_dict` matches key by key, shape by shape and dtype by dtype, adapting a classifier of another
-size or a first convolution with other input channels when asked, and lists everything else that does not fit.
+"""Loading weights into a model: built on the meta device around the memory-mapped file (``assign=True``), the state
+dict checked key by key, shape by shape and dtype by dtype, a classifier or first convolution adapted when asked.
 """
 
 from __future__ import annotations
@@ -26,7 +21,7 @@ from zoo.models.cfg import check_preprocessing, fit_channels, without_source
 from zoo.pretrained import manifest
 from zoo.pretrained.cache import mark_finite, marked_finite
 from zoo.pretrained.fetch import fetch, fetch_file
-from zoo.pretrained.files import WeightsMetadata, load_file, read_metadata, strip_wrapper_prefix
+from zoo.pretrained.files import WeightsMetadata, load_file, strip_wrapper_prefix
 from zoo.pretrained.manifest import WeightsEntry
 
 _MAX_LISTED = 12
@@ -34,12 +29,9 @@ _TIMM_VGG_HEAD = {"pre_logits.fc1.": "classifier.0.", "pre_logits.fc2.": "classi
 
 
 def from_timm_layout(state_dict: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
-    """timm's VGG layout -> torchvision's (zoo's); any other state dict as it is.
-
-    timm holds VGG's classifier as ``pre_logits.fc1`` (a 7x7 conv), ``pre_logits.fc2`` (a 1x1 conv) and ``head.fc``.
-    A 7x7 conv over the 512x7x7 map is the Linear over its flattening, so each weight is a view: nothing is
-    copied, and a memory-mapped file stays memory-mapped.
-    """
+    """timm's VGG layout -> torchvision's (zoo's), any other state dict as it is: timm's classifier is a 7x7 conv
+    (the Linear over the flattened 512x7x7 map), a 1x1 conv and ``head.fc``, so each weight is a view (nothing is
+    copied; a memory-mapped file stays mapped)."""
     if "pre_logits.fc1.weight" not in state_dict:
         return state_dict
     out: dict[str, torch.Tensor] = {}
@@ -53,12 +45,8 @@ def from_timm_layout(state_dict: Mapping[str, torch.Tensor]) -> Mapping[str, tor
 
 
 def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
-    """A first-convolution weight ``(out, C, kh, kw)`` for ``in_chans`` channels: one channel sums the C channels;
-    N channels repeat them, scaled by C/N.
-
-    timm's ``adapt_input_conv`` does the same from 3 channels only: it leaves a grey model's weight as it is for
-    RGB inputs (a shape error) and refuses 4-channel weights; zoo fine-tunes grey weights on RGB images.
-    """
+    """A first-convolution weight ``(out, C, kh, kw)`` for ``in_chans`` channels: summed for one, else repeated and
+    scaled by C/N. timm's does this from 3 channels only (grey weights on RGB images would fail)."""
     channels = weight.shape[1]
     if in_chans == channels:
         return weight
@@ -81,14 +69,11 @@ def fit_state_dict(
     stacklevel: int,
     adapt_stem: bool = False,
 ) -> tuple[dict[str, torch.Tensor], bool]:
-    """``state_dict`` checked against ``model`` and adapted where allowed; returns it and whether the classifier was
-    dropped (the model keeps a new one).
-
-    ``adapt_in_chans``: a first convolution with other input channels is summed or repeated (timm's
-    ``adapt_input_conv``). ``adapt_head``: a classifier of another size is left out. ``adapt_stem``: a first
-    convolution with another kernel (ImageNet 7x7 into CIFAR 3x3) and a head of other shapes are left out. Each
-    adaptation warns naming the keys; anything else that does not fit is one error listing every key.
-    """
+    """``state_dict`` checked against ``model`` key by key, shape and dtype, adapted where allowed; returns it and
+    whether the classifier was dropped. ``adapt_in_chans``: another first-convolution channel count is adapted;
+    ``adapt_head``: a classifier of another size is left out; ``adapt_stem``: a first convolution of another kernel
+    and a head of other shapes are left out. Each adaptation warns naming the keys; anything else that does not
+    fit is one error listing every key (``missing``, ``unexpected``, ``mismatched``)."""
     expected = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     sd = dict(state_dict)
@@ -200,29 +185,9 @@ def check_finite(state_dict: Mapping[str, torch.Tensor], what: str, hint: str | 
         )
 
 
-_INIT_OPS = frozenset(
-    {
-        "normal_",
-        "uniform_",
-        "fill_",
-        "zero_",
-        "random_",
-        "bernoulli_",
-        "exponential_",
-        "trunc_normal_",
-        "kaiming_normal_",
-        "kaiming_uniform_",
-        "xavier_normal_",
-        "xavier_uniform_",
-        "constant_",
-        "zeros_",
-        "ones_",
-        "orthogonal_",
-        "eye_",
-        "dirac_",
-        "sparse_",
-    }
-)
+_INIT_NAMES = """normal_ uniform_ fill_ zero_ random_ bernoulli_ exponential_ trunc_normal_ kaiming_normal_
+kaiming_uniform_ xavier_normal_ xavier_uniform_ constant_ zeros_ ones_ orthogonal_ eye_ dirac_ sparse_"""
+_INIT_OPS = frozenset(_INIT_NAMES.split())
 
 
 class _SkipInitOnMeta(TorchFunctionMode):
@@ -275,12 +240,9 @@ def _load_into(
 def load_weights(
     model: nn.Module, source: str | os.PathLike[str], *, adapt: bool = False, allow_nonfinite: bool = False
 ) -> nn.Module:
-    """Load a safetensors file (or the weights ``arch.tag`` of the manifest) into ``model``; returns it.
-
-    Strict: a file that does not fit raises an error listing missing, unexpected, mismatched and wrongly typed
-    keys. ``adapt=True`` skips a classifier of another size and adapts a first convolution with other input
-    channels, each with a warning. NaN or infinite weights are refused unless ``allow_nonfinite=True``.
-    """
+    """Load a safetensors file (or the manifest's ``arch.tag``) into ``model``, strictly; ``adapt=True`` adapts a
+    classifier of another size and a first convolution of other channels (with a warning). NaN or infinite weights
+    are refused unless ``allow_nonfinite``."""
     path = Path(source)
     if not path.exists():
         name = str(source)
@@ -305,24 +267,6 @@ def resolve_name(name: str) -> tuple[str, str]:
     return arch, tag
 
 
-def _check_against_model(model: nn.Module, arch: str, info: Mapping[str, Any], what: str) -> None:
-    """The weights' preprocessing must suit the model: its fixed input size, one mean/std value per channel."""
-    own, size = model.pretrained_cfg, info.get("input_size")
-    if size and own.get("fixed_input_size") and tuple(size[1:]) != tuple(own["input_size"][1:]):
-        raise WeightsFileError(
-            f"{arch} takes only {'x'.join(map(str, own['input_size']))} inputs, but {what} "
-            f"declares input_size {list(size)}",
-            hint=f"these weights are not {arch}'s",
-        )
-    channels = size[0] if size else model.in_chans
-    for key in ("mean", "std"):
-        if info.get(key) and len(info[key]) != channels:
-            raise WeightsFileError(
-                f"{what} has {key}={list(info[key])} for {channels} input channel(s): one value per channel is needed",
-                hint="fix the file's zoo.pretrained_cfg",
-            )
-
-
 def build_with_weights(
     arch: str,
     tag: str,
@@ -332,14 +276,10 @@ def build_with_weights(
     checkpoint_path: str | os.PathLike[str] | None = None,
     folder_cfg: Mapping[str, Any] | None = None,
 ) -> nn.Module:
-    """Build ``arch`` with weights: the manifest's ``arch.tag`` (or the default tag) or a local file.
-
-    A tag without ``pretrained`` gives the tag's preprocessing and classes with random weights; ``pretrained`` the
-    verified file; ``checkpoint_path`` a local safetensors file, whose header (or ``folder_cfg``, a folder's
-    checked config.json) gives the preprocessing and builder defaults. The weights' classes, channels and
-    ``model_args`` are builder defaults; a ``num_classes`` or ``in_chans`` in ``kwargs`` that differs adapts them.
-    ``kwargs["allow_nonfinite"]`` lets weights with NaN or infinite values load.
-    """
+    """Build ``arch`` around weights: the manifest's ``arch.tag`` (the default tag with ``pretrained``), or a local
+    ``checkpoint_path`` whose header (or ``folder_cfg``, a folder's config.json) gives preprocessing and builder
+    defaults. A tag without ``pretrained`` gives its preprocessing with random weights; a ``num_classes`` or
+    ``in_chans`` in ``kwargs`` other than the weights' adapts them; ``kwargs["allow_nonfinite"]`` loads NaN weights."""
     kwargs = dict(kwargs)
     allow_nonfinite = bool(kwargs.pop("allow_nonfinite", False))
     if not tag and pretrained and checkpoint_path is None:
@@ -353,7 +293,7 @@ def build_with_weights(
     path: Path | None = None
     if checkpoint_path is not None:
         path = Path(checkpoint_path)
-        meta = WeightsMetadata.from_header(read_metadata(path))
+        meta = WeightsMetadata.read(path)
         if not entry:
             try:  # the header is untrusted: every value is checked before it becomes a size or an argument
                 info = check_preprocessing(folder_cfg if folder_cfg is not None else meta.pretrained_cfg or {})
@@ -384,8 +324,7 @@ def build_with_weights(
     else:
         with empty_init():
             model = builder(**{**defaults, **kwargs})
-    _check_against_model(model, arch, info, what)
-    check_preprocessing(info, what, WeightsFileError, model_cfg=model.pretrained_cfg)  # the cfg it will make
+    check_preprocessing(info, what, WeightsFileError, model_cfg=model.pretrained_cfg)  # with the model's it will make
     if path is not None:
         _load_into(model, path, what, "num_classes" in kwargs, "in_chans" in kwargs, 5, allow_nonfinite)
     # The model's pretrained_cfg takes the preprocessing and class names of its weights.

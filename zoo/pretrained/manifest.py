@@ -1,8 +1,5 @@
-"""The weights manifest (``weights/manifest.json``): one typed, validated entry per ``arch.tag``.
-
-:class:`WeightsEntry` and its :class:`Source` are plain frozen dataclasses whose ``__post_init__`` checks every
-field with :mod:`zoo.utils.checks`; holding one means holding a valid one. ``{org}`` in a Hub repo id is
-``ZOO_HUB_ORG`` (default: the manifest's ``hub_org``). docs/weights.md describes the fields.
+"""The weights manifest (``weights/manifest.json``): :class:`WeightsEntry` and :class:`Source` are frozen dataclasses
+checked field by field with :mod:`zoo.utils.checks`, so holding one means holding a valid one.
 """
 
 from __future__ import annotations
@@ -98,10 +95,8 @@ class Source:
         """``{org}`` filled in and the Hub revision defaulted to ``main``."""
         if self.type != "hub":
             return self
-        org = os.environ.get("ZOO_HUB_ORG") or load_manifest().get("hub_org") or DEFAULT_HUB_ORG
-        return dataclasses.replace(
-            self, repo_id=str(self.repo_id).replace("{org}", org), revision=self.revision or "main"
-        )
+        repo = str(self.repo_id).replace("{org}", hub_org())
+        return dataclasses.replace(self, repo_id=repo, revision=self.revision or "main")
 
     def describe(self) -> str:
         """One line saying where the (resolved) file comes from."""

@@ -1,11 +1,5 @@
-"""Publishing: turn a finished training run into a verified model folder ready for the Hugging Face Hub.
-
-The folder holds ``model.safetensors`` (architecture, tag, classes and preprocessing in its metadata), timm's
-``config.json``, a ``README.md`` model card, the training curves and a fresh evaluation's confusion matrix. Nothing
-is written unless three checks pass: the safetensors round trip gives back every tensor bit for bit; torchvision's
-model of the same architecture, where there is one, loads the file and gives the same outputs; a fresh evaluation
-of the file reproduces the run's recorded top-1 within ``tolerance`` points. The manifest entry comes last.
-"""
+"""Publishing: a finished training run's weights as a Hub-ready folder, written only once they pass the round trip,
+torchvision and fresh-evaluation checks (docs/publishing.md)."""
 
 from __future__ import annotations
 
@@ -18,15 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch.nn as nn
-
-from zoo.errors import ManifestError, PublishError
+from zoo.errors import ManifestError, PublishError, ZooError
 from zoo.pretrained.files import WeightsMetadata
 from zoo.pretrained.manifest import Source, WeightsEntry, check_name
-from zoo.publish.card import WEIGHTS_FILE, model_card, timm_config
+from zoo.publish.card import CONFIG_KEYS, model_card, timm_config
 from zoo.publish.checks import Check, check_eval, check_round_trip, check_torchvision
 from zoo.registry import is_model, split_model_name_tag
-from zoo.runs import CONFIG_JSON, RUN_JSON, RunConfig, RunRecord, read_config, read_run
+from zoo.runs import CONFIG_JSON, PUBLISHED, RUN_JSON, RunConfig, RunRecord, json_of, load_model, read_config, read_run
 from zoo.utils.files import atomic_path, check_output_folder, current_umask, fsync_dir, pid_alive
 
 
@@ -70,15 +62,9 @@ def _train_seconds(run_dir: Path) -> float | None:
 
 
 def _recorded_top1(ckpt: Path, run: RunRecord) -> float | None:
-    """The top-1 the run recorded for these weights on the set that publishing evaluates, or None.
-
-    A run with a test set recorded that set's top-1 at the kept epoch (``zoo.test_acc1``); one whose only
-    evaluation set is an image folder's held-out split recorded its validation top-1; one kept by being the last
-    epoch has none.
-    """
-    from zoo.pretrained.files import read_metadata
-
-    meta = WeightsMetadata.from_header(read_metadata(ckpt))
+    """The top-1 the run recorded for these weights on the set publishing evaluates: its test top-1 at the kept epoch,
+    else an image folder's held-out top-1, and None for an epoch kept for being the last."""
+    meta = WeightsMetadata.read(ckpt)
     if meta.extra.get("zoo.test_acc1") is not None:
         return float(meta.extra["zoo.test_acc1"])
     if meta.extra.get("zoo.selected_by", "val_acc1") != "val_acc1":
@@ -86,15 +72,6 @@ def _recorded_top1(ckpt: Path, run: RunRecord) -> float | None:
     if meta.metric is not None:
         return meta.metric
     return run.best_metric if run.best_metric_name == "val_acc1" else None
-
-
-def _build(arch: str, config: RunConfig, ckpt: Path, tag: str) -> nn.Module:
-    """The checkpoint's model (:func:`zoo.runs.load_model`), its pretrained_cfg naming the published weights."""
-    from zoo.runs import load_model
-
-    model = load_model(ckpt, arch, config).eval()
-    model.pretrained_cfg = {**model.pretrained_cfg, "architecture": arch, "tag": tag, "num_classes": model.num_classes}
-    return model
 
 
 def _check_out(out: Path, run_dir: Path) -> None:
@@ -109,14 +86,21 @@ def _check_out(out: Path, run_dir: Path) -> None:
         raise PublishError(f"--out {out} holds the current folder {here}", hint="give a new folder, e.g. hub/NAME")
 
 
-# What publish writes; a folder holding only these, with the weights, is one zoo published (and may replace).
-PUBLISHED_FILES = frozenset({WEIGHTS_FILE, "config.json", "README.md", "eval.json", "confusion.png", "curves.png"})
+# What publish writes: a folder of these regular files alone, whose config.json and weights are zoo's, is one it
+# published (and may replace with --force).
+PUBLISHED_FILES = frozenset({PUBLISHED, "config.json", "README.md", "eval.json", "confusion.png", "curves.png"})
 
 
 def is_published_folder(folder: Path) -> bool:
-    """Whether ``folder`` is a folder zoo published: its weights and nothing but the files publish writes."""
-    names = set(os.listdir(folder))
-    return WEIGHTS_FILE in names and names <= PUBLISHED_FILES
+    """Whether ``folder`` is one zoo published, known by its content: its files are regular files named as publish
+    writes them, its config.json is timm's config as publish writes it and its weights' header names the same model."""
+    config = json_of(folder / "config.json", CONFIG_KEYS)
+    try:
+        files = all(e.name in PUBLISHED_FILES and e.is_file(follow_symlinks=False) for e in os.scandir(folder))
+        meta = WeightsMetadata.read(folder / PUBLISHED) if config and files else None
+    except (OSError, ValueError, ZooError):  # unreadable, not safetensors: nobody's publication
+        return False
+    return meta is not None and meta.tag is not None and config["architecture"] == meta.architecture
 
 
 def _remove_stale_staging(parent: Path, name: str) -> None:
@@ -127,12 +111,10 @@ def _remove_stale_staging(parent: Path, name: str) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def _install(staging: Path, out_dir: Path, force: bool) -> None:
-    """Move the staged folder to ``out_dir``; an existing folder (``force``) is swapped out, then removed."""
+def _install(staging: Path, out_dir: Path) -> None:
+    """Move the staged folder to ``out_dir``; an existing folder (--force) is swapped out, then removed."""
     old = None
     if out_dir.exists():
-        if not force:
-            raise PublishError(f"{out_dir} exists; pass --force to replace it")
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
         os.replace(out_dir, old)
     os.replace(staging, out_dir)
@@ -180,12 +162,8 @@ def publish(
     batch_size: int = 1000,
     api: Any = None,
 ) -> PublishResult:
-    """Check a training run's weights and write them as a Hub-ready folder (see the module docstring).
-
-    ``bundle`` also copies the weights into ``weights/``; ``push`` uploads the folder to ``repo_id`` (``api``
-    replaces huggingface_hub's ``HfApi``); ``dry_run`` runs every check and writes nothing. ``default`` makes them
-    the weights ``pretrained=True`` picks for the bare arch (None: only if no others of the arch are).
-    """
+    """Check a run's weights and write them as a Hub-ready folder (``zoo publish``; ``api`` replaces huggingface_hub's
+    ``HfApi``); ``default`` None makes them the arch's default weights only if it has none."""
     arch, tag = split_model_name_tag(name)
     if not tag:
         raise PublishError(f"--name {name!r} needs a weights tag: 'arch.tag', e.g. '{arch}.mnist'")
@@ -201,8 +179,8 @@ def publish(
     if out is not None:
         _check_out(out, Path(run_dir))
         check_output_folder(out, "--out", "published folder", is_published_folder)
-    if out is not None and out.exists() and not force and not dry_run:
-        raise PublishError(f"{out} exists; pass --force to replace it")
+        if out.exists() and not force and not dry_run:
+            raise PublishError(f"{out} exists; pass --force to replace it")
     if update_manifest:
         _check_manifest_name(name, bundle, force)
     if push and not repo_id:
@@ -212,9 +190,9 @@ def publish(
     config, run, ckpt = _load_run(Path(run_dir), Path(checkpoint) if checkpoint else None)
     if config.architecture != arch:
         raise PublishError(f"{run_dir} trained {config.architecture!r}, not {arch!r} (from --name {name!r})")
-    model = _build(arch, config, ckpt, tag)
-    recorded = _recorded_top1(ckpt, run)
-    original = model.state_dict()
+    model = load_model(ckpt, arch, config).eval()
+    model.pretrained_cfg = {**model.pretrained_cfg, "architecture": arch, "tag": tag, "num_classes": model.num_classes}
+    recorded, original = _recorded_top1(ckpt, run), model.state_dict()
 
     from zoo.evaluation import plot_confusion
     from zoo.pretrained.files import save_weights
@@ -226,10 +204,8 @@ def publish(
     try:
         os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it 0700; the published folder is a plain one
         meta = WeightsMetadata(architecture=arch, tag=tag, num_classes=model.num_classes, model_args=config.model_args)
-        saved = save_weights(model, staging / WEIGHTS_FILE, meta)
+        saved = save_weights(model, staging / PUBLISHED, meta)
         checks = [check_round_trip(original, saved.path), check_torchvision(arch, model, saved.path)]
-        data_hint = shlex.quote(str(data_dir or run.data_dir or "DATA"))
-        eval_command = f"zoo eval {name} --pretrained --dataset {run.dataset} --data-dir {data_hint}"
         if checks[0].passed:
             check, results, info = check_eval(saved.path, run, recorded, data_dir, tolerance, batch_size)
             checks.append(check)
@@ -238,44 +214,15 @@ def publish(
             report = "\n".join(c.line() for c in checks)
             raise PublishError(f"{name} was not published: {', '.join(c.name for c in failed)} failed\n{report}")
 
-        extra_files = []
-        if (Path(run_dir) / "curves.png").is_file():
-            shutil.copyfile(Path(run_dir) / "curves.png", staging / "curves.png")
-            extra_files.append("curves.png")
-        title = f"{name} ({info.name} test)"
-        plot_confusion(results["confusion"], results["label_names"], staging / "confusion.png", title)
-        extra_files.append("confusion.png")
-        (staging / "config.json").write_text(json.dumps(timm_config(model, arch, vars(config)), indent=2) + "\n")
-        train_seconds = _train_seconds(Path(run_dir))
-        card = model_card(
-            name,
-            model,
-            config,
-            run,
-            train_seconds,
-            results,
-            info,
-            checks,
-            license_id,
-            repo_id,
-            eval_command,
-            extra_files,
-        )
-        (staging / "README.md").write_text(card, encoding="utf-8")
-        keep = ("acc1", "acc5", "loss", "count", "per_class_acc", "label_names", "confusion")
-        (staging / "eval.json").write_text(json.dumps({k: results[k] for k in keep}, indent=1) + "\n", encoding="utf-8")
-        files = sorted(p.name for p in staging.iterdir())
+        data_hint = shlex.quote(str(data_dir or run.data_dir or "DATA"))
+        eval_command = f"zoo eval {name} --pretrained --dataset {run.dataset} --data-dir {data_hint}"
         metrics = {"top1": round(results["acc1"], 2), "top5": round(results["acc5"], 2), "command": eval_command}
-        result = PublishResult(name, out, saved.sha256, saved.size, metrics, checks, files)
-        if dry_run:
-            result.out_dir = None
-            return result
         if default is None:
             from zoo.pretrained.manifest import entries_for_arch
 
             # Publishing new weights must not silently change what other users' pretrained=True loads.
             default = not any(e.default for t, e in entries_for_arch(arch).items() if t != tag)
-        source = Source(type="hub", repo_id=repo_id or f"{{org}}/{name}", filename=WEIGHTS_FILE, revision="main")
+        source = Source(type="hub", repo_id=repo_id or f"{{org}}/{name}", filename=PUBLISHED, revision="main")
         cfg, fresh = model.pretrained_cfg, "zoo publish (fresh evaluation of the exported file)"
         entry = WeightsEntry(
             status="published" if bundle or push else "unpublished",
@@ -302,22 +249,37 @@ def publish(
                 "best_epoch": run.best_epoch,
                 "epochs": run.epochs_done,
                 "selection": run.selection or run.best_metric_name,  # how best_epoch was chosen: never by the test
-                "train_seconds": train_seconds,
+                "train_seconds": _train_seconds(Path(run_dir)),
                 "device": run.device,
                 "precision": run.precision,
                 "published_by": f"zoo publish {name}",
             },
-        )  # a typed record: a bad entry fails here, before any file is moved
+        )  # a typed record: a bad entry fails here, before any file is written
+        curves = Path(run_dir) / "curves.png"
+        if curves.is_file():
+            shutil.copyfile(curves, staging / "curves.png")
+        title = f"{name} ({info.name} test)"
+        plot_confusion(results["confusion"], results["label_names"], staging / "confusion.png", title)
+        (staging / "config.json").write_text(json.dumps(timm_config(model, arch, vars(config)), indent=2) + "\n")
+        card = model_card(name, model, run, entry, results, checks, repo_id, curves.is_file())
+        (staging / "README.md").write_text(card, encoding="utf-8")
+        keep = ("acc1", "acc5", "loss", "count", "per_class_acc", "label_names", "confusion")
+        (staging / "eval.json").write_text(json.dumps({k: results[k] for k in keep}, indent=1) + "\n", encoding="utf-8")
+        files = sorted(p.name for p in staging.iterdir())
+        result = PublishResult(name, out, saved.sha256, saved.size, metrics, checks, files)
+        if dry_run:
+            result.out_dir = None
+            return result
         if push:
             result.commit_url = _push(staging, repo_id, name, force, api)  # type: ignore[arg-type]
         assert out is not None
-        _install(staging, out, force)
+        _install(staging, out)
         if update_manifest:
             from zoo.pretrained.manifest import update_entry, weights_dir
 
             if bundle:
                 with atomic_path(weights_dir() / f"{name}.safetensors") as tmp:
-                    shutil.copyfile(out / WEIGHTS_FILE, tmp)
+                    shutil.copyfile(out / PUBLISHED, tmp)
             result.manifest_entry = update_entry(name, entry)
         return result
     finally:
@@ -330,8 +292,8 @@ def _push(folder: Path, repo_id: str, name: str, force: bool, api: Any) -> str:
 
         api = HfApi()
     api.create_repo(repo_id=repo_id, repo_type="model", exist_ok=True)
-    if api.file_exists(repo_id=repo_id, filename=WEIGHTS_FILE) and not force:
-        raise PublishError(f"{repo_id} already has a {WEIGHTS_FILE}; pass --force to publish a new revision over it")
+    if api.file_exists(repo_id=repo_id, filename=PUBLISHED) and not force:
+        raise PublishError(f"{repo_id} already has a {PUBLISHED}; pass --force to publish a new revision over it")
     commit = api.upload_folder(
         repo_id=repo_id, repo_type="model", folder_path=str(folder), commit_message=f"zoo publish {name}"
     )

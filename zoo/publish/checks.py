@@ -26,35 +26,6 @@ class Check:
         return f"  {self.name:<22} {state:<8} {self.detail}"
 
 
-def eval_set(run: RunRecord, model: nn.Module, data_dir: str | None) -> tuple[Any, Any]:
-    """The images the run's weights are evaluated on afresh: its evaluation split, read as the run read it."""
-    from zoo.data import create_datasets, subset
-
-    cfg = model.pretrained_cfg
-    if not run.dataset:
-        raise PublishError("the run's run.json does not name its dataset: there is nothing to re-evaluate on")
-    folder = (run.dataset_kind or run.dataset).startswith("imagefolder")
-    try:
-        _, val_set, info = create_datasets(
-            run.dataset,
-            data_dir or run.data_dir,
-            model_cfg=cfg,
-            val_split=run.val_split if folder else None,
-            seed=run.seed or 0,
-            normalization=(cfg["mean"], cfg["std"]),
-            splits=("val",),
-            strict_images=not run.data.get("skipped_images"),  # as the run read its folder
-        )
-    except (FileNotFoundError, ValueError) as e:
-        raise PublishError(f"cannot re-evaluate on {run.dataset}: {e} (pass --data-dir)") from None
-    if val_set is None:
-        raise PublishError(f"{run.dataset} has no validation images to re-evaluate on")
-    recorded = run.test_images if info.eval_split == "test" else run.val_images
-    if recorded and recorded < len(val_set):  # the run evaluated a seeded subset (--val-subset): the same images
-        val_set = subset(val_set, recorded, (run.seed or 0) + 1)
-    return val_set, info
-
-
 def check_round_trip(original: dict[str, torch.Tensor], staged: Path) -> Check:
     """The written file gives back every tensor of the checkpoint, bit for bit and with its dtype."""
     from zoo.pretrained.files import load_file
@@ -70,11 +41,11 @@ def check_round_trip(original: dict[str, torch.Tensor], staged: Path) -> Check:
 
 
 def check_torchvision(arch: str, model: nn.Module, staged: Path) -> Check:
+    """torchvision's model of ``arch``, where there is one of the same layout, loads the file and gives the same
+    outputs."""
+    import torchvision
+
     name = "torchvision layout"
-    try:
-        import torchvision
-    except ImportError:
-        return Check(name, None, "torchvision is not installed")
     if arch not in torchvision.models.list_models(module=torchvision.models):
         return Check(name, None, f"torchvision has no {arch}")
     from zoo.pretrained.files import load_file
@@ -99,13 +70,35 @@ def check_torchvision(arch: str, model: nn.Module, staged: Path) -> Check:
 def check_eval(
     staged: Path, run: RunRecord, recorded: float | None, data_dir: str | None, tolerance: float, batch_size: int
 ) -> tuple[Check, dict[str, Any], Any]:
-    """Evaluate the exported file afresh; it must reproduce the run's ``recorded`` top-1 within ``tolerance`` (a run
-    without one, kept by being the last epoch, has nothing to reproduce: the fresh top-1 is what gets published)."""
+    """Evaluate the exported file afresh on the run's evaluation split, read as the run read it; it must reproduce
+    the run's ``recorded`` top-1 within ``tolerance`` (a run kept by being the last epoch has none to reproduce)."""
+    from zoo.data import create_datasets, subset
     from zoo.evaluation import evaluate
     from zoo.runs import load_model
 
     exported = load_model(staged)  # as users load it: the file's header builds the model
-    dataset, info = eval_set(run, exported, data_dir)
+    cfg = exported.pretrained_cfg
+    if not run.dataset:
+        raise PublishError("the run's run.json does not name its dataset: there is nothing to re-evaluate on")
+    folder = (run.dataset_kind or run.dataset).startswith("imagefolder")
+    try:
+        _, dataset, info = create_datasets(
+            run.dataset,
+            data_dir or run.data_dir,
+            model_cfg=cfg,
+            val_split=run.val_split if folder else None,
+            seed=run.seed or 0,
+            normalization=(cfg["mean"], cfg["std"]),
+            splits=("val",),
+            strict_images=not run.data.get("skipped_images"),  # as the run read its folder
+        )
+    except (FileNotFoundError, ValueError) as e:
+        raise PublishError(f"cannot re-evaluate on {run.dataset}: {e} (pass --data-dir)") from None
+    if dataset is None:
+        raise PublishError(f"{run.dataset} has no validation images to re-evaluate on")
+    evaluated = run.test_images if info.eval_split == "test" else run.val_images
+    if evaluated and evaluated < len(dataset):  # the run evaluated a seeded subset (--val-subset): the same images
+        dataset = subset(dataset, evaluated, (run.seed or 0) + 1)
     results = evaluate(exported, dataset, batch_size=batch_size, label_names=info.classes)
     measured = f"top-1 {results['acc1']:.2f} % on {results['count']} {info.name} images ({info.eval_set_name})"
     if recorded is None:

@@ -1,8 +1,5 @@
-"""Checkpoints: everything a run needs to resume exactly (``last.pt``, written atomically), and the run's lock.
-
-``last.pt`` holds the model, optimiser, scheduler, AMP scaler, EMA, each rank's RNG states, the epoch, the best
-metric and what the run trains (model, dataset, classes, data); a resume checks all of it before using any.
-"""
+"""Checkpoints: everything a run needs to resume exactly (``last.pt``, a typed :class:`Checkpoint` checked before
+any of it is used), and the run folder's lock."""
 
 from __future__ import annotations
 
@@ -112,21 +109,16 @@ class Checkpoint(RunState):
     def __post_init__(self) -> None:
         one_of("version", self.version, (CHECKPOINT_VERSION,))
         text("arch", self.arch, 200)
-        _of("model", self.model, dict)
-        _of("optimizer", self.optimizer, dict)
-        _of("scheduler", self.scheduler, (dict, type(None)))
-        _of("scaler", self.scaler, (dict, type(None)))
-        _of("ema", self.ema, (dict, type(None)))
+        for name in ("model", "optimizer", "recipe", "trains"):
+            _of(name, getattr(self, name), dict)
+        for name in ("scheduler", "scaler", "ema", "partial"):
+            _of(name, getattr(self, name), (dict, type(None)))
+        for name in ("ranks", "history", "schedule_changes"):
+            _of(name, getattr(self, name), list)
         one_of("eval_weights", self.eval_weights, ("ema", "model"))
-        _of("ranks", self.ranks, list)
         if self.best_metric is not None:
             number_in("best_metric", self.best_metric)
         one_of("best_metric_name", self.best_metric_name, ("val_acc1", "last_epoch"))
-        _of("schedule_changes", self.schedule_changes, list)
-        _of("partial", self.partial, (dict, type(None)))
-        _of("history", self.history, list)
-        _of("recipe", self.recipe, dict)
-        _of("trains", self.trains, dict)
         int_in("batch", self.batch, 0)
         int_in("global_step", self.global_step, 0)
         int_in("epoch", self.epoch, len(self.history), len(self.history))  # the epochs its history holds
@@ -152,11 +144,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
 
 
 @contextlib.contextmanager
-def run_lock(out_dir: Path | None) -> Iterator[None]:
+def run_lock(out_dir: Path) -> Iterator[None]:
     """Hold the run folder ``out_dir`` (new, empty or a run) for this process: a second writer is a RunError."""
-    if out_dir is None:
-        yield
-        return
     from filelock import FileLock, Timeout
 
     check_output_folder(out_dir, "the run folder", "training run", is_run_folder)
@@ -176,8 +165,7 @@ def run_lock(out_dir: Path | None) -> Iterator[None]:
 
 
 def check_resume(saved: dict[str, Any], now: dict[str, Any], folder: Path) -> None:
-    """Refuse to continue the run in ``folder`` (which trains ``saved``) with another model, dataset, class set
-    or data than ``now``."""
+    """Refuse to continue the run in ``folder`` (``saved``) with another model, dataset, class set or data (``now``)."""
     labels = {
         "arch": "trains {}",
         "model_args": "builds the model with {}",
@@ -266,11 +254,8 @@ def _restore(ckpt: Checkpoint, path: Path, parts: Any, recipe: Recipe, rank: int
 
 
 def _reschedule(parts: Any, state: RunState, recipe: Recipe, planned: int, warn: bool) -> None:
-    """Continue a run planned for ``planned`` epochs under a schedule for ``recipe.epochs``.
-
-    timm's ``load_state_dict`` would bring back the old length and train the extra epochs at ``min_lr``: the
-    scheduler built for the new length is kept instead, placed at the current step, and the change recorded.
-    """
+    """Continue a run planned for ``planned`` epochs under the schedule built for ``recipe.epochs``, placed at the
+    current step, and record the change (timm's ``load_state_dict`` would train the extra epochs at ``min_lr``)."""
     r = recipe
     before = parts.optimizer.param_groups[0]["lr"]
     if r.sched_on_updates:
@@ -278,16 +263,8 @@ def _reschedule(parts: Any, state: RunState, recipe: Recipe, planned: int, warn:
     else:
         parts.scheduler.step(state.epoch)
     after = parts.optimizer.param_groups[0]["lr"]
-    state.schedule_changes.append(
-        {
-            "at_epoch": state.epoch,
-            "at_step": state.global_step,
-            "from_epochs": planned,
-            "to_epochs": r.epochs,
-            "lr_before": before,
-            "lr_after": after,
-        }
-    )
+    change = {"at_epoch": state.epoch, "at_step": state.global_step, "from_epochs": planned, "to_epochs": r.epochs}
+    state.schedule_changes.append({**change, "lr_before": before, "lr_after": after})
     if warn:
         warnings.warn(
             f"the run was planned for {planned} epochs and now runs {r.epochs}: its {r.sched} schedule is "

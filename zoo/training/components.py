@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from zoo.errors import ArgumentValueError, DataError
+from zoo.errors import DataError
 from zoo.runs import model_arch
 from zoo.training.distributed import rank_world
 from zoo.training.recipes import Recipe
@@ -21,8 +23,7 @@ from zoo.training.recipes import Recipe
 
 @functools.cache
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower
-    than float32, so mixed precision stays off there."""
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX); emulated, bf16 is slower than float32."""
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:
@@ -36,31 +37,24 @@ def cpu_has_native_bf16() -> bool:
 
 
 def amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
-    """The autocast dtype of a recipe's ``amp`` on ``device``: float16 on CUDA (with a gradient scaler), bfloat16
-    on a CPU with native bf16 (1.65x faster for resnet20: benchmarks/cifar_epoch.py), else None."""
+    """The autocast dtype of a recipe's ``amp`` on ``device``: float16 on CUDA, bfloat16 on a CPU with native bf16
+    (1.65x faster for resnet20: benchmarks/cifar_epoch.py), else None."""
     if amp and device.type == "cuda":
         return torch.float16
     return torch.bfloat16 if amp and device.type == "cpu" and cpu_has_native_bf16() else None
 
 
-class SkipSampler(Sampler):
-    """Wraps a sampler to drop its first ``skip`` indices (to resume in the middle of an epoch)."""
+class SkipSampler(DistributedSampler):
+    """A seeded, epoch-aware shuffler (for one process too) that drops its first ``skip`` indices, to resume in the
+    middle of an epoch."""
 
-    def __init__(self, sampler: Sampler, skip: int = 0) -> None:
-        self.sampler, self.skip = sampler, skip
+    skip = 0
 
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        self.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
-        self.skip = skip
-
-    def __iter__(self):
-        it = iter(self.sampler)
-        for _ in range(self.skip):
-            next(it, None)
-        yield from it
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(super().__iter__(), self.skip, None)
 
     def __len__(self) -> int:
-        return max(0, len(self.sampler) - self.skip)  # type: ignore[arg-type]
+        return max(0, super().__len__() - self.skip)
 
 
 def seed_worker(worker_id: int) -> None:
@@ -96,41 +90,12 @@ class Components:
         if self.sampler is None:
             self.train_loader.set_epoch(epoch, start_batch)
             return
-        self.sampler.set_epoch(epoch, start_batch * batch_size)
+        self.sampler.set_epoch(epoch)
+        self.sampler.skip = start_batch * batch_size
         # Worker seeds come from this generator: fixed per epoch, so a resumed epoch augments the same way,
         # and per rank, so that the ranks of a DDP run augment their shares differently.
         epoch_seed = seed * 1_000_003 + epoch
         self.loader_generator.manual_seed(epoch_seed * 1_000_003 + rank if rank else epoch_seed)  # type: ignore[union-attr]
-
-
-def num_classes_of(model: nn.Module, label_names: list[str]) -> int:
-    """The class count of a run: the model's ``num_classes``, else the number of label names."""
-    n = getattr(model, "num_classes", None) or len(label_names)
-    if not n:
-        raise ArgumentValueError("cannot tell the number of classes: give the model a num_classes or pass label_names")
-    return int(n)
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int) -> Any:
-    """timm's scheduler for the recipe (None for ``sched`` ``""``/``"none"``)."""
-    r = recipe
-    if r.sched in ("", "none"):
-        return None
-    from timm.scheduler import create_scheduler_v2
-
-    scheduler, _ = create_scheduler_v2(
-        optimizer,
-        r.sched,
-        r.epochs,
-        decay_epochs=r.decay_epochs or 1,
-        decay_rate=r.decay_rate,
-        min_lr=r.min_lr,
-        warmup_lr=r.warmup_lr,
-        warmup_epochs=r.warmup_epochs if r.sched_on_updates else int(round(r.warmup_epochs)),
-        step_on_epochs=not r.sched_on_updates,
-        updates_per_epoch=steps_per_epoch,
-    )
-    return scheduler
 
 
 def make_train_loader(
@@ -142,33 +107,13 @@ def make_train_loader(
     r, (rank, world) = recipe, rank_world()
     if isinstance(train_set, TensorImageDataset):
         augment = {"shift": r.crop_pad, "hflip": r.hflip, "rand_augment": r.rand_augment}
-        loader = TensorLoader(
-            train_set,
-            batch_size,
-            shuffle=True,
-            drop_last=drop_last,
-            **augment,
-            seed=r.seed,
-            rank=rank,
-            world_size=world,
-            device=device,
-        )
-        return loader, None, None
-    from torch.utils.data import DistributedSampler
-
-    # DistributedSampler is also a seeded, epoch-aware shuffler for one process.
-    sampler = SkipSampler(DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=r.seed))
+        share = {"seed": r.seed, "rank": rank, "world_size": world, "device": device}
+        return TensorLoader(train_set, batch_size, shuffle=True, drop_last=drop_last, **augment, **share), None, None
+    sampler = SkipSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=r.seed)
     generator = torch.Generator()
-    loader = DataLoader(
-        train_set,
-        batch_size,
-        sampler=sampler,
-        num_workers=r.workers,
-        drop_last=drop_last,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=seed_worker,
-        generator=generator,
-    )
+    workers = {"num_workers": r.workers, "worker_init_fn": seed_worker, "generator": generator}
+    pin = device.type == "cuda"
+    loader = DataLoader(train_set, batch_size, sampler=sampler, drop_last=drop_last, pin_memory=pin, **workers)
     return loader, sampler, generator
 
 
@@ -194,7 +139,7 @@ def build_components(
     optimizer = create_optimizer_v2(
         bare, r.opt, r.lr, r.weight_decay, r.momentum, filter_bias_and_bn=r.filter_bias_and_bn
     )
-    ema = mixup = None
+    ema = mixup = scheduler = None
     if r.ema:
         from timm.utils import ModelEmaV3
 
@@ -208,7 +153,15 @@ def build_components(
     if not mixing and r.label_smoothing == 0:
         criterion = nn.CrossEntropyLoss()
     scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")  # bf16 needs no scaling
-    scheduler = make_scheduler(optimizer, r, len(loader))
+    if r.sched not in ("", "none"):
+        from timm.scheduler import create_scheduler_v2
+
+        warmup = r.warmup_epochs if r.sched_on_updates else int(round(r.warmup_epochs))
+        decay = {"decay_epochs": r.decay_epochs or 1, "decay_rate": r.decay_rate, "min_lr": r.min_lr}
+        steps = {"step_on_epochs": not r.sched_on_updates, "updates_per_epoch": len(loader)}
+        scheduler, _ = create_scheduler_v2(
+            optimizer, r.sched, r.epochs, warmup_lr=r.warmup_lr, warmup_epochs=warmup, **decay, **steps
+        )
     return Components(
         model, bare, loader, len(loader), optimizer, scheduler, scaler, ema, mixup, criterion, sampler, generator
     )

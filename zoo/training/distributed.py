@@ -35,8 +35,8 @@ def any_rank(flag: bool, device: torch.device) -> bool:
 
 @contextmanager
 def rank_zero_first() -> Iterator[None]:
-    """Run the block on rank 0, then on the other ranks: what rank 0 downloads, the others read. Rank 0 leaves its
-    barrier even when the block fails, so the others run it and fail with their own message."""
+    """Run the block on rank 0, then on the other ranks (what rank 0 downloads, they read); rank 0 leaves its barrier
+    even when the block fails, so that the others fail with their own message."""
     d = current_group()
     first = d is None or d.get_rank() == 0
     if not first:
@@ -48,37 +48,26 @@ def rank_zero_first() -> Iterator[None]:
             d.barrier()
 
 
-def init_distributed(device_arg: str) -> tuple[int, int, torch.device]:
-    """Join the process group ``torchrun`` describes (gloo on CPU, nccl on CUDA); returns (rank, world, device)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+@contextmanager
+def distributed_session(device_arg: str) -> Iterator[tuple[int, int, torch.device]]:
+    """(rank, world, device) in the process group ``torchrun`` describes (gloo on CPU, nccl on CUDA), joined for the
+    block; at its end a barrier, so that no rank tears the group down while another still writes (skipped on an
+    error: the others may never reach it), then ``destroy_process_group``."""
     if device_arg in ("auto", "cuda"):
         cuda = device_arg == "cuda" or torch.cuda.is_available()
         device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if cuda else "cpu")
     else:
         device = torch.device(device_arg)
-    use_cuda = device.type == "cuda"
-    if world > 1:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            if use_cuda:
+            if device.type == "cuda":
                 torch.cuda.set_device(device)
-            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-        return dist.get_rank(), dist.get_world_size(), device
-    return 0, 1, device
-
-
-@contextmanager
-def distributed_session(device_arg: str) -> Iterator[tuple[int, int, torch.device]]:
-    """``init_distributed`` for the length of a block, then a barrier and ``destroy_process_group`` on every rank.
-
-    The barrier keeps a rank from tearing its group down while another still writes (a one-sided teardown aborts
-    the others); on an error it is skipped, since the other ranks may never reach it.
-    """
-    rank, world, device = init_distributed(device_arg)
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     failed = False
     try:
-        yield rank, world, device
+        yield *rank_world(), device
     except BaseException:
         failed = True
         raise

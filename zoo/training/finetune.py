@@ -13,9 +13,8 @@ from zoo.errors import ArgumentValueError
 def build_training_model(
     name: str, pretrained: bool = False, checkpoint_path: str | None = None, **kwargs: Any
 ) -> nn.Module:
-    """``create_model(name, pretrained=pretrained, **kwargs)``, where ``stem`` may differ from the weights' (every
-    tensor but the first convolution's is kept; the model keeps its own input size with the weights'
-    normalisation). ``checkpoint_path`` starts from a local safetensors file instead (``--initial-checkpoint``)."""
+    """``create_model(name, pretrained=pretrained, **kwargs)``, where ``stem`` may differ from the weights' (all but the
+    first convolution is kept), or from a local ``checkpoint_path`` (``--initial-checkpoint``)."""
     from zoo.factory import create_model
 
     if checkpoint_path is not None:

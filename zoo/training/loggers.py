@@ -1,5 +1,4 @@
-"""Seeing a run: metrics.csv, curves.png, TensorBoard and Visdom, each behind one small interface (``log_step``,
-``log_epoch``, ``log_samples``, ``close``) that :class:`RunLoggers` fans out."""
+"""Seeing a run: metrics.csv and curves.png always, TensorBoard and Visdom when asked, behind :class:`RunLoggers`."""
 
 from __future__ import annotations
 
@@ -17,34 +16,8 @@ from zoo.errors import ArgumentValueError, DependencyError, RunError
 from zoo.utils import shorten
 from zoo.utils.files import atomic_path
 
-METRIC_FIELDS = [
-    "epoch",
-    "lr",
-    "train_loss",
-    "train_acc1",
-    "val_loss",
-    "val_acc1",
-    "val_acc5",
-    "test_loss",
-    "test_acc1",
-    "test_acc5",
-    "epoch_time",
-    "img_per_s",
-    "time",
-]
-
-
-class _Logger:
-    """``log_step``: every few batches, ``loss`` and ``lr``; ``log_epoch``: a finished epoch's row and every row so
-    far; ``log_samples``: images in [0, 1] with their 'pred / true' titles."""
-
-    def log_step(self, step: int, values: dict[str, float]) -> None: ...
-
-    def log_epoch(self, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None: ...
-
-    def log_samples(self, epoch: int, images: torch.Tensor, titles: list[str]) -> None: ...
-
-    def close(self) -> None: ...
+_SPLIT_METRICS = ("train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "test_loss", "test_acc1", "test_acc5")
+METRIC_FIELDS = ["epoch", "lr", *_SPLIT_METRICS, "epoch_time", "img_per_s", "time"]  # metrics.csv's columns
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -75,11 +48,8 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
             raise damaged(f"row {n} has {len(header) + len(row[None])} cells, its header {len(header)}")
         parsed: dict[str, Any] = {}
         for k, v in row.items():
-            if v in ("", None):
-                parsed[k] = None
-                continue
             try:
-                parsed[k] = int(v) if k == "epoch" else float(v)
+                parsed[k] = None if v in ("", None) else int(v) if k == "epoch" else float(v)
             except ValueError:
                 # Columns zoo writes hold numbers; a resume compares epochs and plots the metrics.
                 if k in METRIC_FIELDS:
@@ -89,51 +59,9 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     return out
 
 
-class CSVLogger(_Logger):
-    """Appends one row per epoch to ``metrics.csv``; a resumed run first drops rows past its checkpoint."""
-
-    def __init__(self, path: str | os.PathLike, resume_epoch: int | None = None) -> None:
-        self.path = Path(path)
-        if resume_epoch is not None and self.path.is_file():
-            keep = [r for r in read_metrics(self.path) if r["epoch"] is not None and r["epoch"] <= resume_epoch]
-            self._rewrite(keep)
-        elif self.path.exists() and resume_epoch is None:
-            self.path.unlink()
-
-    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
-        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, METRIC_FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
-
-    def log_epoch(self, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
-        new = not self.path.is_file()
-        with open(self.path, "a", newline="") as f:
-            writer = csv.DictWriter(f, METRIC_FIELDS, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: _fmt(metrics.get(k)) for k in METRIC_FIELDS})
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def _fmt(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return repr(v)  # full precision, so resumed and uninterrupted runs compare exactly
-    return v
-
-
-class CurvesPlot(_Logger):
-    """Rewrites ``curves.png`` (loss and accuracy, train and val, per epoch) after every epoch."""
-
-    def __init__(self, path: str | os.PathLike, title: str = "") -> None:
-        self.path = Path(path)
-        self.title = title
-
-    def log_epoch(self, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
-        plot_curves(history, self.path, self.title)
+def _cell(v: Any) -> Any:
+    # repr: full precision, so that resumed and uninterrupted runs compare exactly
+    return "" if v is None else repr(v) if isinstance(v, float) else v
 
 
 def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = "") -> None:
@@ -167,12 +95,9 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike, titl
         fig.savefig(tmp, format="png")
 
 
-class TensorBoardLogger(_Logger):
-    """Scalars (loss, lr, accuracy) and a sample grid with ``torch.utils.tensorboard``.
-
-    ``purge_step``, a resumed run's first new step, hides the earlier session's events from that step on, so
-    the steps trained again after a crash appear once (epoch numbers never exceed step counts: right for both).
-    """
+class TensorBoardLogger:
+    """Scalars (loss, lr, accuracy) and a sample grid with ``torch.utils.tensorboard``; ``purge_step``, a resumed
+    run's first new step, hides the earlier session's events from it on, so that steps trained again appear once."""
 
     def __init__(self, log_dir: str | os.PathLike, purge_step: int | None = None) -> None:
         try:
@@ -188,12 +113,9 @@ class TensorBoardLogger(_Logger):
             self.writer.add_scalar(f"step/{k}", v, step)
 
     def log_epoch(self, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
-        for k in ("train_loss", "val_loss", "test_loss"):
+        for k in _SPLIT_METRICS:
             if metrics.get(k) is not None:
-                self.writer.add_scalar(f"loss/{k[:-5]}", metrics[k], epoch)
-        for k in ("train_acc1", "val_acc1", "val_acc5", "test_acc1", "test_acc5"):
-            if metrics.get(k) is not None:
-                self.writer.add_scalar(f"accuracy/{k}", metrics[k], epoch)
+                self.writer.add_scalar(f"loss/{k[:-5]}" if k.endswith("_loss") else f"accuracy/{k}", metrics[k], epoch)
         if metrics.get("lr") is not None:
             self.writer.add_scalar("lr", metrics["lr"], epoch)
         self.writer.flush()
@@ -208,7 +130,7 @@ class TensorBoardLogger(_Logger):
         self.writer.close()
 
 
-class VisdomLogger(_Logger):
+class VisdomLogger:
     """The seed's Lab10-3 live plots: loss per step, loss and accuracy per epoch, sample predictions; without a
     server (``python -m visdom.server``) training goes on and a warning says so."""
 
@@ -245,16 +167,9 @@ class VisdomLogger(_Logger):
         for name, y in ys.items():
             # The first trace creates the window; later ones (and new trace names) are appended to it.
             if self.ok and y is not None and math.isfinite(y):
+                point = {"X": torch.tensor([float(x)]), "Y": torch.tensor([float(y)]), "name": name, "opts": opts}
                 update = "append" if key in self._started else None
-                if self._send(
-                    "line",
-                    X=torch.tensor([float(x)]),
-                    Y=torch.tensor([float(y)]),
-                    win=f"{self.env}_{key}",
-                    name=name,
-                    update=update,
-                    opts=opts,
-                ):
+                if self._send("line", win=f"{self.env}_{key}", update=update, **point):
                     self._started.add(key)
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
@@ -272,61 +187,69 @@ class VisdomLogger(_Logger):
             html = f"<b>epoch {epoch}: prediction / truth</b><ol start=0>{rows}</ol>"
             self._send("text", html, win=f"{self.env}_predictions")
 
+    def close(self) -> None:
+        """Nothing to close: each call went to the server."""
+
 
 class RunLoggers:
-    """Several loggers behind one interface: each call goes to every one of them."""
+    """metrics.csv and curves.png, and the live loggers named (``tensorboard``, ``visdom``); a resumed run passes the
+    epochs and steps its checkpoint holds, and what was logged after them is dropped."""
 
-    def __init__(self, loggers: Sequence[_Logger]) -> None:
-        self.loggers = list(loggers)
-        self.wants_samples = any(isinstance(lg, (TensorBoardLogger, VisdomLogger)) for lg in self.loggers)
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        names: Sequence[str] = (),
+        *,
+        resume_epoch: int | None = None,
+        resume_step: int | None = None,
+        title: str = "",
+        visdom_server: str = "http://localhost",
+        visdom_port: int = 8097,
+        visdom_env: str | None = None,
+    ) -> None:
+        out_dir = Path(out_dir)
+        self.csv, self.curves, self.title = out_dir / "metrics.csv", out_dir / "curves.png", title
+        if resume_epoch is None:  # a new run starts a new metrics.csv; a resumed one drops rows past its checkpoint
+            self.csv.unlink(missing_ok=True)
+        elif self.csv.is_file():
+            keep = [r for r in read_metrics(self.csv) if r["epoch"] is not None and r["epoch"] <= resume_epoch]
+            with atomic_path(self.csv) as tmp, open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, METRIC_FIELDS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows({k: _cell(v) for k, v in r.items()} for r in keep)
+        self.live: list[Any] = []  # the loggers that also show steps and sample predictions
+        for name in names:
+            if name == "tensorboard":
+                purge = None if resume_step is None else resume_step + 1
+                self.live.append(TensorBoardLogger(out_dir / "tensorboard", purge_step=purge))
+            elif name == "visdom":
+                env = visdom_env or "".join(c if c.isalnum() or c in "-_" else "_" for c in out_dir.name)
+                self.live.append(VisdomLogger(visdom_server, visdom_port, env, title))
+            elif name != "csv":
+                raise ArgumentValueError(f"unknown logger {name!r}; choose from csv, tensorboard, visdom")
+        self.wants_samples = bool(self.live)
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
-        for lg in self.loggers:
+        for lg in self.live:
             lg.log_step(step, values)
 
     def log_epoch(self, epoch: int, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
-        for lg in self.loggers:
+        new = not self.csv.is_file()
+        with open(self.csv, "a", newline="") as f:
+            writer = csv.DictWriter(f, METRIC_FIELDS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: _cell(metrics.get(k)) for k in METRIC_FIELDS})
+            f.flush()
+            os.fsync(f.fileno())
+        plot_curves(history, self.curves, self.title)
+        for lg in self.live:
             lg.log_epoch(epoch, metrics, history)
 
     def log_samples(self, epoch: int, images: torch.Tensor, titles: list[str]) -> None:
-        for lg in self.loggers:
+        for lg in self.live:
             lg.log_samples(epoch, images, titles)
 
     def close(self) -> None:
-        for lg in self.loggers:
+        for lg in self.live:
             lg.close()
-
-
-LOGGERS = ("csv", "tensorboard", "visdom")
-
-
-def create_loggers(
-    out_dir: str | os.PathLike,
-    names: Sequence[str] = (),
-    *,
-    resume_epoch: int | None = None,
-    resume_step: int | None = None,
-    title: str = "",
-    visdom_server: str = "http://localhost",
-    visdom_port: int = 8097,
-    visdom_env: str | None = None,
-) -> RunLoggers:
-    """metrics.csv and curves.png always, plus the named extra loggers (``tensorboard``, ``visdom``); a resumed
-    run passes the epochs and steps its checkpoint holds, and what was logged after them is dropped."""
-    out_dir = Path(out_dir)
-    loggers: list[_Logger] = [
-        CSVLogger(out_dir / "metrics.csv", resume_epoch),
-        CurvesPlot(out_dir / "curves.png", title),
-    ]
-    for name in names:
-        if name == "csv":
-            continue
-        if name == "tensorboard":
-            purge = None if resume_step is None else resume_step + 1
-            loggers.append(TensorBoardLogger(out_dir / "tensorboard", purge_step=purge))
-        elif name == "visdom":
-            env = visdom_env or "".join(c if c.isalnum() or c in "-_" else "_" for c in out_dir.name)
-            loggers.append(VisdomLogger(visdom_server, visdom_port, env, title))
-        else:
-            raise ArgumentValueError(f"unknown logger {name!r}; choose from {', '.join(LOGGERS)}")
-    return RunLoggers(loggers)

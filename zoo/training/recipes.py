@@ -1,8 +1,5 @@
-"""Training recipes: named, printable sets of hyper-parameters that command-line options override.
-
-The ``seed-*`` recipes are the seed course's labs as written; ``fast`` is a modern recipe tuned for short runs, with
-values per dataset kind (``get_recipe("fast", "cifar10")``).
-"""
+"""Training recipes: named, printable sets of hyper-parameters that command-line options override; the ``seed-*``
+ones are the seed course's labs as written, ``fast`` is tuned for short runs per dataset kind."""
 
 from __future__ import annotations
 
@@ -15,6 +12,9 @@ from typing import Any
 from zoo.errors import RecipeError, RunError
 from zoo.utils.checks import Invalid, int_in, number_in, one_of, record, reported, text
 
+# The ranges of the fields whose range is not "finite and >= 0" (for a number) or ">= 0" (for an int).
+_BELOW_ONE, _AT_MOST_ONE = ("momentum", "label_smoothing", "ema_decay"), ("mixup_prob", "hflip")
+_AT_LEAST_ONE = ("epochs", "batch_size", "eval_batch_size")
 # Recipe fields a resumed run may change: they decide how long it runs and how fast, not what it computes.
 RESUME_MAY_CHANGE = ("epochs", "workers", "eval_batch_size")
 
@@ -65,38 +65,19 @@ class Recipe:
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        # Each field is checked by its type, within its range (above), text short, a flag True or False.
         with reported("recipe", RecipeError, hint="`zoo train --print-recipe` shows every setting of a recipe"):
-            text("name", self.name, 200)
-            text("description", self.description)
-            int_in("epochs", self.epochs, 1)
-            int_in("batch_size", self.batch_size, 1)
-            text("opt", self.opt, 100)
-            self.lr = float(number_in("lr", self.lr, 0))
-            self.momentum = float(number_in("momentum", self.momentum, 0, below=1))
-            self.weight_decay = float(number_in("weight_decay", self.weight_decay, 0))
-            one_of("filter_bias_and_bn", self.filter_bias_and_bn, (True, False))
-            text("sched", self.sched, 100)
-            one_of("sched_on_updates", self.sched_on_updates, (True, False))
-            self.decay_epochs = float(number_in("decay_epochs", self.decay_epochs, 0))
-            self.decay_rate = float(number_in("decay_rate", self.decay_rate, 0))
-            self.warmup_epochs = float(number_in("warmup_epochs", self.warmup_epochs, 0))
-            self.warmup_lr = float(number_in("warmup_lr", self.warmup_lr, 0))
-            self.min_lr = float(number_in("min_lr", self.min_lr, 0))
-            self.label_smoothing = float(number_in("label_smoothing", self.label_smoothing, 0, below=1))
-            self.mixup = float(number_in("mixup", self.mixup, 0))
-            self.cutmix = float(number_in("cutmix", self.cutmix, 0))
-            self.mixup_prob = float(number_in("mixup_prob", self.mixup_prob, 0, 1))
-            one_of("ema", self.ema, (True, False))
-            self.ema_decay = float(number_in("ema_decay", self.ema_decay, 0, below=1))
-            self.grad_clip = float(number_in("grad_clip", self.grad_clip, 0))
-            int_in("crop_pad", self.crop_pad, 0)
-            self.hflip = float(number_in("hflip", self.hflip, 0, 1))
-            text("rand_augment", self.rand_augment, 200)
-            one_of("amp", self.amp, (True, False))
-            one_of("channels_last", self.channels_last, (True, False))
-            int_in("workers", self.workers, 0)
-            int_in("eval_batch_size", self.eval_batch_size, 1)
-            int_in("seed", self.seed)
+            for f in dataclasses.fields(self):
+                value = getattr(self, f.name)
+                if f.type == "float":
+                    high, below = 1 if f.name in _AT_MOST_ONE else None, 1 if f.name in _BELOW_ONE else None
+                    setattr(self, f.name, float(number_in(f.name, value, 0, high, below=below)))
+                elif f.type == "int":
+                    int_in(f.name, value, 1 if f.name in _AT_LEAST_ONE else None if f.name == "seed" else 0)
+                elif f.type == "bool":
+                    one_of(f.name, value, (True, False))
+                elif f.type == "str":
+                    text(f.name, value, 4096 if f.name == "description" else 200)
             one_of("eval_model", self.eval_model, ("ema", "model"))
             if not isinstance(self.notes, list) or not all(isinstance(n, str) for n in self.notes):
                 raise Invalid("notes", self.notes, "must be a list of strings")
@@ -109,122 +90,50 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
-# The seed labs ran in float32 and decayed every parameter; channels_last only changes speed, so it stays on.
-_SEED = {"amp": False, "filter_bias_and_bn": False, "eval_model": "model"}
-
-# name -> (base values, {dataset kind -> values that differ for it})
-RECIPES: dict[str, tuple[dict[str, Any], dict[str, dict[str, Any]]]] = {
-    "seed-mnist": (
-        dict(
-            description="Lab10-2: Adam 1e-3, batch 100, 15 epochs, no schedule or augmentation",
-            epochs=15,
-            batch_size=100,
-            opt="adam",
-            lr=1e-3,
-            **_SEED,
-        ),
-        {},
-    ),
-    "seed-vgg-cifar": (
-        dict(
-            description="Lab10-5: SGD 0.005 momentum 0.9, StepLR(5, 0.9), batch 512, 50 epochs",
-            epochs=50,
-            batch_size=512,
-            opt="momentum",
-            lr=0.005,
-            momentum=0.9,
-            sched="step",
-            decay_epochs=5,
-            decay_rate=0.9,
-            **_SEED,
-        ),
-        {},
-    ),
-    "seed-resnet-cifar": (
-        dict(
-            description="Lab10-6: SGD 0.1 momentum 0.9 wd 5e-4, StepLR(10, 0.5), batch 256, random crop",
-            epochs=150,
-            batch_size=256,
-            opt="momentum",
-            lr=0.1,
-            momentum=0.9,
-            weight_decay=5e-4,
-            sched="step",
-            decay_epochs=10,
-            decay_rate=0.5,
-            crop_pad=4,
-            **_SEED,
-        ),
-        {},
-    ),
-    "fast": (
-        dict(
-            description="cosine with warm-up per batch, label smoothing, EMA, augmentation fitted to the dataset",
-            sched="cosine",
-            sched_on_updates=True,
-            label_smoothing=0.1,
-            ema=True,
-        ),
-        {
-            # Tuned on this project's 2-core CPU: >= 99.2 % MNIST test accuracy inside 90 s (benchmarks/).
-            # Over 4 seeds: +-1 px shifts beat +-2 px and none, lr 5e-3 beat 3e-3 (final 99.25-99.32 %).
-            "mnist": dict(
-                epochs=4,
-                batch_size=128,
-                opt="adamw",
-                lr=5e-3,
-                weight_decay=0.01,
-                warmup_epochs=0.3,
-                warmup_lr=1e-4,
-                min_lr=1e-5,
-                crop_pad=1,
-                ema_decay=0.998,
-            ),
-            "fashion_mnist": dict(
-                epochs=10,
-                batch_size=128,
-                opt="adamw",
-                lr=3e-3,
-                weight_decay=0.05,
-                warmup_epochs=0.5,
-                warmup_lr=1e-4,
-                min_lr=1e-5,
-                crop_pad=2,
-                hflip=0.5,
-                ema_decay=0.998,
-            ),
-            "cifar10": dict(
-                epochs=30,
-                batch_size=256,
-                opt="sgd",
-                lr=0.2,
-                momentum=0.9,
-                weight_decay=5e-4,
-                warmup_epochs=1,
-                warmup_lr=0.01,
-                crop_pad=4,
-                hflip=0.5,
-                rand_augment="rand-m5-n2-mstd0.5",
-                ema_decay=0.999,
-            ),
-            "imagefolder": dict(
-                epochs=30,
-                batch_size=64,
-                opt="adamw",
-                lr=1e-3,
-                weight_decay=0.05,
-                warmup_epochs=2,
-                hflip=0.5,
-                rand_augment="rand-m9-mstd0.5-inc1",
-                mixup=0.2,
-                cutmix=1.0,
-                mixup_prob=0.5,
-                ema_decay=0.998,
-            ),
-        },
-    ),
+# The built-in recipes, a column each (fast's, one per dataset kind); a field not listed keeps Recipe's default.
+# The seed labs ran in float32 and decayed every parameter. fast's mnist column is tuned on this project's 2-core
+# CPU: >= 99.2 % MNIST test accuracy inside 90 s (benchmarks/); over 4 seeds +-1 px shifts beat +-2 px and none,
+# lr 5e-3 beat 3e-3.
+_NAMES = ("seed-mnist", "seed-vgg-cifar", "seed-resnet-cifar", "fast", "fast", "fast", "fast", "fast")
+_KINDS = ("", "", "", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
+_RA_CIFAR, _RA_FOLDER = "rand-m5-n2-mstd0.5", "rand-m9-mstd0.5-inc1"
+_TABLE = (  # aligned, a row reads as one setting across the recipes
+    #                      seed-mnist seed-vgg    seed-resnet fast:mnist fashion   cifar10    cifar100   imagefolder
+    ("epochs",             15,        50,         150,        4,         10,       30,        40,        30),
+    ("batch_size",         100,       512,        256,        128,       128,      256,       256,       64),
+    ("opt",                "adam",    "momentum", "momentum", "adamw",   "adamw",  "sgd",     "sgd",     "adamw"),
+    ("lr",                 1e-3,      0.005,      0.1,        5e-3,      3e-3,     0.2,       0.2,       1e-3),
+    ("weight_decay",       0.0,       0.0,        5e-4,       0.01,      0.05,     5e-4,      5e-4,      0.05),
+    ("filter_bias_and_bn", False,     False,      False,      True,      True,     True,      True,      True),
+    ("sched",              "none",    "step",     "step",     "cosine",  "cosine", "cosine",  "cosine",  "cosine"),
+    ("sched_on_updates",   False,     False,      False,      True,      True,     True,      True,      True),
+    ("decay_epochs",       0,         5,          10,         0,         0,        0,         0,         0),
+    ("decay_rate",         0.1,       0.9,        0.5,        0.1,       0.1,      0.1,       0.1,       0.1),
+    ("warmup_epochs",      0,         0,          0,          0.3,       0.5,      1,         1,         2),
+    ("warmup_lr",          1e-5,      1e-5,       1e-5,       1e-4,      1e-4,     0.01,      0.01,      1e-5),
+    ("min_lr",             0.0,       0.0,        0.0,        1e-5,      1e-5,     0.0,       0.0,       0.0),
+    ("label_smoothing",    0.0,       0.0,        0.0,        0.1,       0.1,      0.1,       0.1,       0.1),
+    ("mixup",              0.0,       0.0,        0.0,        0.0,       0.0,      0.0,       0.0,       0.2),
+    ("cutmix",             0.0,       0.0,        0.0,        0.0,       0.0,      0.0,       0.0,       1.0),
+    ("mixup_prob",         1.0,       1.0,        1.0,        1.0,       1.0,      1.0,       1.0,       0.5),
+    ("ema",                False,     False,      False,      True,      True,     True,      True,      True),
+    ("ema_decay",          0.999,     0.999,      0.999,      0.998,     0.998,    0.999,     0.999,     0.998),
+    ("crop_pad",           0,         0,          4,          1,         2,        4,         4,         0),
+    ("hflip",              0.0,       0.0,        0.0,        0.0,       0.5,      0.5,       0.5,       0.5),
+    ("rand_augment",       "",        "",         "",         "",        "",       _RA_CIFAR, _RA_CIFAR, _RA_FOLDER),
+    ("amp",                False,     False,      False,      True,      True,     True,      True,      True),
+    ("eval_model",         "model",   "model",    "model",    "ema",     "ema",    "ema",     "ema",     "ema"),
+)  # fmt: skip
+DESCRIPTIONS = {
+    "seed-mnist": "Lab10-2: Adam 1e-3, batch 100, 15 epochs, no schedule or augmentation",
+    "seed-vgg-cifar": "Lab10-5: SGD 0.005 momentum 0.9, StepLR(5, 0.9), batch 512, 50 epochs",
+    "seed-resnet-cifar": "Lab10-6: SGD 0.1 momentum 0.9 wd 5e-4, StepLR(10, 0.5), batch 256, random crop",
+    "fast": "cosine with warm-up per batch, label smoothing, EMA, augmentation fitted to the dataset",
 }
-RECIPES["fast"][1]["cifar100"] = {**RECIPES["fast"][1]["cifar10"], "epochs": 40}
+# name -> {dataset kind ("" where one set serves every kind) -> the recipe's settings for it}
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in DESCRIPTIONS}
+for _i, (_name, _kind) in enumerate(zip(_NAMES, _KINDS, strict=True)):
+    RECIPES[_name][_kind] = {"description": DESCRIPTIONS[_name], **{f: values[_i] for f, *values in _TABLE}}
 
 
 def list_recipes() -> list[str]:
@@ -233,26 +142,20 @@ def list_recipes() -> list[str]:
 
 
 def get_recipe(name: str, dataset: str | None = None, **overrides: Any) -> Recipe:
-    """The recipe ``name`` resolved for a dataset kind (``mnist``, ``cifar10``, ``imagefolder`` ...), with overrides.
-
-    Values a recipe gives for other dataset kinds only are ignored; a recipe without values for this
-    kind falls back to its base values (``fast`` then uses ``mnist``'s for unknown kinds).
-    """
+    """The recipe ``name`` for a dataset kind (``mnist``, ``cifar10``, ``imagefolder`` ...), with ``overrides``;
+    ``fast`` uses its ``mnist`` settings for a kind it has none for, and says so in ``notes``."""
     if name not in RECIPES:
         raise RecipeError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
-    base, per_dataset = RECIPES[name]
-    values: dict[str, Any] = {"name": name, **base}
-    if per_dataset:
-        kind = dataset if dataset in per_dataset else next(iter(per_dataset))
-        values.update(per_dataset[kind])
-        if dataset not in per_dataset:
-            said = f"no {name} settings for {dataset}" if dataset else "no dataset kind was given"
-            values["notes"] = [f"{said}; using the {name} recipe's settings for {kind}"]
-            if not dataset:  # zoo.fit(model, data) without one: say so rather than train with MNIST's settings
-                warnings.warn(
-                    f"{values['notes'][0]} (pass run_info={{'dataset_kind': ...}} to zoo.fit, or a Recipe)",
-                    stacklevel=3,
-                )
+    per_kind = RECIPES[name]
+    kind = dataset if dataset in per_kind else next(iter(per_kind))
+    values: dict[str, Any] = {"name": name, **per_kind[kind]}
+    if "" not in per_kind and kind != dataset:
+        said = f"no {name} settings for {dataset}" if dataset else "no dataset kind was given"
+        values["notes"] = [f"{said}; using the {name} recipe's settings for {kind}"]
+        if not dataset:  # zoo.fit(model, data) without one: say so rather than train with MNIST's settings
+            warnings.warn(
+                f"{values['notes'][0]} (pass run_info={{'dataset_kind': ...}} to zoo.fit, or a Recipe)", stacklevel=3
+            )
     return Recipe().replace(**values).replace(**overrides)
 
 
@@ -262,13 +165,9 @@ MIN_STEPS_FOR_MIXUP = 1000
 
 
 def fit_recipe_to_data(recipe: Recipe, train_images: int, explicit: Collection[str] = ()) -> Recipe:
-    """``recipe`` scaled to a small training set, each change said in ``notes``; fields in ``explicit`` (set by
-    the user) are left as they are.
-
-    A recipe tuned for 30 epochs of thousands of images fails on a few hundred: so at least
-    ``MIN_STEPS_PER_EPOCH`` steps an epoch (a smaller batch, not below 8), warm-up at most a tenth of the run, an
-    EMA horizon at most a fifth of it (none under 50 steps), and no mixup/CutMix under ``MIN_STEPS_FOR_MIXUP`` steps.
-    """
+    """``recipe`` scaled to a small training set (each change said in ``notes``), leaving the fields in ``explicit``
+    (set by the user) as they are."""
+    # A recipe made for thousands of images fails on a few hundred: docs/training.md says how it is scaled.
     changes: dict[str, Any] = {}
     notes = list(recipe.notes)
     batch = recipe.batch_size
@@ -298,11 +197,6 @@ def fit_recipe_to_data(recipe: Recipe, train_images: int, explicit: Collection[s
     return recipe.replace(**changes, notes=notes) if changes else recipe
 
 
-def resolve_recipe(recipe: Recipe | str | None, dataset_kind: str | None) -> Recipe:
-    """A :class:`Recipe` as given, a recipe name resolved for ``dataset_kind``, or None: the ``fast`` recipe."""
-    return recipe if isinstance(recipe, Recipe) else get_recipe(recipe or "fast", dataset_kind)
-
-
 def format_recipe(recipe: Recipe) -> str:
     """``key: value`` lines, in field order, for ``--print-recipe``."""
     d = recipe.to_dict()
@@ -324,11 +218,8 @@ def read_recipe(data: Any, where: str, hint: str | None = None) -> Recipe:
 
 
 def resume_recipe(saved: Recipe, given: Recipe, explicit: Collection[str] | None = None) -> Recipe:
-    """The recipe a resumed run continues under: the run's own, with ``given``'s values of RESUME_MAY_CHANGE.
-
-    ``explicit`` names the fields the caller set (default: every setting); one of them that differs from the run's
-    and may not change is a RunError naming it and both values: half-way, it would make a run no recipe describes.
-    """
+    """The run's own recipe with ``given``'s values of RESUME_MAY_CHANGE; another field set (``explicit``, default
+    every one) that differs is a RunError naming it: half-way, it would make a run no recipe describes."""
     settings = [f.name for f in dataclasses.fields(Recipe) if f.name not in ("name", "description", "notes")]
     compared = [k for k in (settings if explicit is None else explicit) if k not in RESUME_MAY_CHANGE]
     changed = [

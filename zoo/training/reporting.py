@@ -1,10 +1,8 @@
-"""What a run reports: the loss sums, divergence, weights that score about chance, sample predictions, the epoch
-line."""
+"""What a run reports: the loss sums, weights that score about chance, sample predictions, the epoch line."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,15 +11,6 @@ import torch.nn as nn
 from zoo.data.tensor import channel_stats
 from zoo.errors import TrainingDiverged
 from zoo.training.checkpoint import rng_state, set_rng_state
-
-
-def denormalize(images: torch.Tensor, mean: Any, std: Any) -> torch.Tensor:
-    """Undo normalisation for display (min-max scaling when the statistics are unknown)."""
-    if mean is None or std is None:
-        lo = images.amin(dim=(1, 2, 3), keepdim=True)
-        hi = images.amax(dim=(1, 2, 3), keepdim=True)
-        return (images - lo) / (hi - lo).clamp(min=1e-6)
-    return (images * channel_stats(std, images.device) + channel_stats(mean, images.device)).clamp(0, 1)
 
 
 def sum_losses(window: list[tuple[int, torch.Tensor, int]], diverged: Callable[[int, float], str]) -> float:
@@ -37,19 +26,6 @@ def sum_losses(window: list[tuple[int, torch.Tensor, int]], diverged: Callable[[
     sizes = torch.tensor([n for _, _, n in window], dtype=torch.float64)
     window.clear()
     return float((losses.double() * sizes).sum())
-
-
-def divergence_message(epoch: int, batch: int, value: float, lr: float, out_dir: Path | None, epochs_done: int) -> str:
-    """What to say when the loss of ``batch`` in ``epoch`` became ``value`` (NaN or infinite)."""
-    kept = (
-        f"the last good checkpoint, {out_dir / 'last.pt'} (after epoch {epochs_done}), is kept"
-        if out_dir is not None and (out_dir / "last.pt").exists()
-        else "no checkpoint was written yet"
-    )
-    return (
-        f"the training loss became {value} at epoch {epoch + 1}, batch {batch + 1} (lr {lr:.3g}); stopping. "
-        f"{kept}. Lower the learning rate (--lr) or check the data for NaN/inf values."
-    )
 
 
 def chance_warning(history: list[dict[str, Any]], best_epoch: int | None, num_classes: int) -> list[str]:
@@ -74,7 +50,7 @@ def chance_warning(history: list[dict[str, Any]], best_epoch: int | None, num_cl
 def sample_predictions(
     module: nn.Module, dataset: Any, label_names: list[str], device: torch.device, channels_last: bool, n: int = 16
 ) -> tuple[torch.Tensor, list[str]]:
-    """``n`` images spread over ``dataset``, ready to show, and "predicted / true" titles for them."""
+    """``n`` images spread over ``dataset``, unnormalised to show, and "predicted / true" titles for them."""
     step = max(1, len(dataset) // n)
     # Reading samples runs the dataset's transforms, which may draw random numbers: put the RNG states
     # back, so that a run resumed from this epoch's checkpoint (saved before) matches an uninterrupted one.
@@ -88,13 +64,15 @@ def sample_predictions(
     was_training = module.training
     module.eval()
     with torch.no_grad():
-        x = images.to(device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        preds = module(x).argmax(1).tolist()
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        preds = module(images.to(device).contiguous(memory_format=layout)).argmax(1).tolist()
     module.train(was_training)
     titles = [f"{label_names[p]} / {label_names[t]}" for p, t in zip(preds, labels, strict=True)]
-    return denormalize(images, getattr(dataset, "mean", None), getattr(dataset, "std", None)), titles
+    mean, std = getattr(dataset, "mean", None), getattr(dataset, "std", None)
+    if mean is None or std is None:  # statistics unknown: scaled to [0, 1] image by image
+        lo, hi = images.amin(dim=(1, 2, 3), keepdim=True), images.amax(dim=(1, 2, 3), keepdim=True)
+        return (images - lo) / (hi - lo).clamp(min=1e-6), titles
+    return (images * channel_stats(std, images.device) + channel_stats(mean, images.device)).clamp(0, 1), titles
 
 
 def epoch_line(row: dict[str, Any], epochs: int, world: int, is_best: bool) -> str:

@@ -1,11 +1,5 @@
-"""What ``zoo train`` does, as a library function: :func:`train` prepares a model and its data, then calls :func:`fit`.
-
-The model is built before any image is read (a dataset's classes and channels are known first), so that its input
-size and, from weights, its normalisation size the images. A held-out part of the training images (``val_split``)
-chooses the kept epoch; an official test split is only reported. ``train_subset``/``val_subset`` take seeded
-subsets. A small image folder gets its recipe scaled to it (each change printed). A resume continues under the
-run's own recipe: a setting given that would change it is refused by name.
-"""
+"""What ``zoo train`` does, as a library function: :func:`train` builds the model (before any image is read, so
+that it sizes them), its data and recipe, then calls :func:`~zoo.training.trainer.fit`."""
 
 from __future__ import annotations
 
@@ -50,13 +44,8 @@ def train(
     deterministic: bool | None = None,
     argv: Sequence[str] | None = None,
 ) -> FitResult:
-    """Train ``model`` (an arch, or arch.tag with ``pretrained``) on ``dataset`` as ``zoo train`` does.
-
-    ``recipe`` (default ``fast``) is resolved for the dataset kind and ``settings`` (recipe fields the user set)
-    override it. ``output`` is the run folder (default ``runs/<model>-<dataset>-<time>``); ``resume`` continues
-    the run there (True) or in the given folder or ``last.pt``. ``argv``: the words after ``zoo train``, recorded
-    in run.json. Returns :func:`~zoo.training.trainer.fit`'s result.
-    """
+    """Train ``model`` on ``dataset`` as ``zoo train`` does: ``settings`` (recipe fields) override ``recipe``,
+    ``resume`` continues the run in ``output`` (True) or the given one; ``argv`` is recorded in run.json."""
     from zoo.data import create_datasets, dataset_shape, holdout_split, parse_dataset, subset
     from zoo.data.transforms import Augment
     from zoo.training import trainer

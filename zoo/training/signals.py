@@ -1,10 +1,5 @@
-"""Signals during training: Ctrl-C and SIGTERM stop cleanly, and a test hook raises signals at chosen steps.
-
-Once, the run finishes its batch, saves, records ``interrupted`` and ``zoo train`` exits with 128 + the signal
-number; twice, it aborts (still recording ``interrupted``). ``ZOO_TRAIN_SIGNAL=NAME@STEP[,NAME@STEP...]`` (e.g.
-``SIGKILL@13``) makes the process send itself each signal right after optimiser step ``STEP``: the crash and
-Ctrl-C recovery tests stop runs at a known point this way.
-"""
+"""Signals during training: Ctrl-C and SIGTERM stop cleanly (once: save and stop; twice: abort), and
+``ZOO_TRAIN_SIGNAL=SIGKILL@13`` sends a signal after a chosen step, for the recovery tests."""
 
 from __future__ import annotations
 
@@ -23,15 +18,11 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class StopFlag:
     """Ctrl-C or SIGTERM once: finish the current batch, save and stop (``signum`` says which). Twice: abort."""
 
-    def __init__(self) -> None:
-        self.requested = False
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
+    requested, signum = False, None  # set by the first signal
 
     def __enter__(self) -> StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            for sig in _STOP_SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
+        main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in _STOP_SIGNALS} if main else {}
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -45,7 +36,6 @@ class StopFlag:
     def __exit__(self, *exc: Any) -> None:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
-        self._previous = {}
 
 
 class SignalHook:
@@ -55,17 +45,14 @@ class SignalHook:
         value = os.environ.get(SIGNAL_HOOK_ENV, "") if value is None else value
         self.plan: list[tuple[int, int]] = []  # (step, signal), in the order given
         for item in value.split(",") if value.strip() else []:
-            name, at, step = item.strip().partition("@")
-            name = name.upper() if name.upper().startswith("SIG") else f"SIG{name.upper()}"
-            try:
-                signum, when = int(signal.Signals[name]), int(step)
-            except (KeyError, ValueError):
+            name, _, step = item.strip().upper().partition("@")
+            name = name if name.startswith("SIG") else f"SIG{name}"
+            if name not in signal.Signals.__members__ or not step.isdigit() or int(step) < 1:
                 raise ArgumentValueError(
-                    f"{SIGNAL_HOOK_ENV}={value!r}: expected SIGNAL@STEP[,SIGNAL@STEP...], e.g. SIGKILL@13 or SIGINT@13"
-                ) from None
-            if not at or when < 1:
-                raise ArgumentValueError(f"{SIGNAL_HOOK_ENV}={value!r}: the step after @ must be an integer >= 1")
-            self.plan.append((when, signum))
+                    f"{SIGNAL_HOOK_ENV}={value!r}: expected SIGNAL@STEP[,SIGNAL@STEP...] with a step of at least 1, "
+                    "e.g. SIGKILL@13 or SIGINT@13"
+                )
+            self.plan.append((int(step), int(signal.Signals[name])))
 
     def after_step(self, global_step: int) -> None:
         """Raise the signals planned for ``global_step`` (a Python handler runs before each call returns)."""

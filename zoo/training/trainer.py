@@ -1,10 +1,5 @@
-"""Training: :func:`fit` for any model and ``torch.utils.data.Dataset``.
-
-On CPU a run is deterministic for its seed: each batch's data order and augmentation derive from (seed, epoch,
-batch) and every RNG state is checkpointed, so a resume after SIGKILL or Ctrl-C ends with exactly an uninterrupted
-run's metrics and weights. Under ``torchrun`` each rank trains its share with its own augmentation stream and only
-rank 0 writes the run's files (:mod:`zoo.runs`).
-"""
+"""Training: :func:`fit` for any model and ``torch.utils.data.Dataset``; on CPU a run resumed after SIGKILL or Ctrl-C
+ends exactly as an uninterrupted one (docs/training.md, "The run folder")."""
 
 from __future__ import annotations
 
@@ -16,21 +11,25 @@ import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from zoo.errors import RecipeError, RunError, TrainingDiverged
+from zoo.errors import ArgumentValueError, RecipeError, RunError, TrainingDiverged
 from zoo.runs import BEST, CONFIG_JSON, LAST, RunConfig, model_arch, resume_point, write_run
 from zoo.training import checkpoint, reporting
 from zoo.training.checkpoint import Checkpoint, RunState
-from zoo.training.components import amp_dtype, build_components, check_input, num_classes_of
+from zoo.training.components import amp_dtype, build_components, check_input
 from zoo.training.distributed import any_rank, current_group, rank_world
-from zoo.training.recipes import Recipe, read_recipe, resolve_recipe, resume_recipe
+from zoo.training.recipes import Recipe, get_recipe, read_recipe, resume_recipe
 from zoo.training.signals import SignalHook, StopFlag
+from zoo.utils import progress as progress_bar
 from zoo.utils.files import remove_stale_temp_files, write_json
+
+_ABORTED = "aborted by a second interrupt before it could save; last.pt holds the last saved state"
 
 
 @dataclass
@@ -72,29 +71,10 @@ def fit(
     progress: bool = True,
     test_set: Dataset | None = None,
 ) -> FitResult:
-    """Train ``model`` on ``train_set``; validate on ``val_set`` and test on ``test_set`` after every epoch.
-
-    Args:
-        model: any classifier returning logits; zoo models also get a ``config.json`` for publishing.
-        train_set: ``(image tensor, int label)`` samples; a :class:`zoo.data.TensorImageDataset` is batched and
-            augmented as whole tensors, any other set goes through a ``DataLoader``.
-        val_set: images held out of the training data: the best top-1 on them chooses the kept epoch (None: the
-            last epoch is kept). ``test_set`` is only reported, never chooses.
-        recipe: a :class:`~zoo.training.recipes.Recipe` or a recipe name (default ``fast``).
-        out_dir: the run folder (None: nothing on disk); ``resume``: a run folder or its ``last.pt``, continued
-            under its own recipe (only ``epochs``, ``workers`` and ``eval_batch_size`` may change) on its own model,
-            dataset, classes and data.
-        loggers: ``"tensorboard"`` and/or ``"visdom"`` (metrics.csv and curves.png are always written), with
-            ``logger_options`` (``visdom_server``, ``visdom_port``, ``visdom_env``).
-        run_info: facts for run.json (its ``dataset_kind`` picks a named recipe's settings); ``model_args``: the
-            ``create_model`` arguments, for config.json; ``label_names``: default ``train_set.classes``.
-
-    On return ``model`` holds the kept epoch's weights (the EMA's when the recipe evaluates them), as
-    ``best.safetensors`` does. A NaN or infinite loss raises :class:`TrainingDiverged`; another process writing to
-    ``out_dir``, or a resume that would change the run, a :class:`zoo.errors.RunError`.
-    """
+    """Train ``model`` on ``train_set``, keeping the epoch of best top-1 on ``val_set`` (the last without one) and
+    reporting ``test_set``; ``out_dir`` is the run folder, ``resume`` one to continue (docs/training.md)."""
     arguments = dict(locals())  # the Trainer takes fit's own arguments
-    with checkpoint.run_lock(Path(out_dir) if out_dir is not None and rank_world()[0] == 0 else None):
+    with checkpoint.run_lock(Path(out_dir)) if out_dir is not None and rank_world()[0] == 0 else nullcontext():
         return Trainer(**arguments).run()
 
 
@@ -102,40 +82,23 @@ class Trainer:
     """One training run, :func:`fit`'s engine: the run's settings, its :class:`~zoo.training.components.Components`
     (built once) and its :class:`~zoo.training.checkpoint.RunState`; the rest are plain functions of those."""
 
-    def __init__(
-        self,
-        model: nn.Module,
-        train_set: Dataset,
-        val_set: Dataset | None,
-        recipe: Recipe | str | None,
-        out_dir: str | os.PathLike | None,
-        *,
-        resume: str | os.PathLike | None,
-        loggers: tuple[str, ...] | list[str],
-        device: torch.device | str | None,
-        deterministic: bool | None,
-        label_names: list[str] | None,
-        model_args: dict[str, Any] | None,
-        run_info: dict[str, Any] | None,
-        logger_options: dict[str, Any] | None,
-        progress: bool,
-        test_set: Dataset | None,
-    ) -> None:
+    def __init__(self, **fit_args: Any) -> None:
+        a = SimpleNamespace(**fit_args)
         self.rank, self.world = rank_world()
         self.is_main = self.rank == 0
-        self.run_info = dict(run_info or {})
-        self.recipe = resolve_recipe(recipe, self.run_info.get("dataset_kind"))
-        if device is None:
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        self.deterministic = self.device.type == "cpu" if deterministic is None else deterministic
-        self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.model, self.train_set, self.val_set, self.test_set = model, train_set, val_set, test_set
-        self.label_names = [str(n) for n in label_names or getattr(train_set, "classes", None) or []]
-        self.model_args = dict(model_args or {})
-        self.logger_names, self.logger_options = tuple(loggers), logger_options or {}
-        self.show_progress = progress and self.is_main
-        self.resume_path = resume_point(resume) if resume else None
+        self.run_info = dict(a.run_info or {})
+        recipe, kind = a.recipe, self.run_info.get("dataset_kind")
+        self.recipe = recipe if isinstance(recipe, Recipe) else get_recipe(recipe or "fast", kind)
+        local = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(local if a.device is None else a.device)
+        self.deterministic = self.device.type == "cpu" if a.deterministic is None else a.deterministic
+        self.out_dir = Path(a.out_dir) if a.out_dir is not None else None
+        self.model, self.train_set, self.val_set, self.test_set = a.model, a.train_set, a.val_set, a.test_set
+        self.label_names = [str(n) for n in a.label_names or getattr(a.train_set, "classes", None) or []]
+        self.model_args = dict(a.model_args or {})
+        self.logger_names, self.logger_options = tuple(a.loggers), a.logger_options or {}
+        self.show_progress = a.progress and self.is_main
+        self.resume_path = resume_point(a.resume) if a.resume else None
         self.checkpoint: Checkpoint | None = None
         if self.resume_path is not None:
             ckpt = self.checkpoint = checkpoint.load_checkpoint(self.resume_path)
@@ -153,7 +116,7 @@ class Trainer:
         if r.batch_size % self.world:
             raise RecipeError(f"batch size {r.batch_size} does not split evenly over {self.world} processes")
         self.batch_size = r.batch_size // self.world
-        self.best_metric_name = "val_acc1" if val_set is not None else "last_epoch"
+        self.best_metric_name = "val_acc1" if a.val_set is not None else "last_epoch"
         self.warnings: list[str] = []
         self.best_state: dict[str, torch.Tensor] | None = None  # the kept epoch's weights, for the end of fit()
         self.signal_hook = SignalHook()  # ZOO_TRAIN_SIGNAL: stop at a chosen step, for the recovery tests
@@ -173,12 +136,14 @@ class Trainer:
         r = self.recipe
         if self.out_dir is not None and self.is_main:
             remove_stale_temp_files(self.out_dir)  # a run killed mid-write left them; we hold the folder
-        self.num_classes = num_classes_of(self.model, self.label_names)
+        self.num_classes = int(getattr(self.model, "num_classes", None) or len(self.label_names))
+        if not self.num_classes:
+            raise ArgumentValueError("cannot tell the number of classes: give the model a num_classes or label_names")
         if self.device.type == "cuda" and not self.deterministic:
             torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
         self.parts = build_components(self.model, self.train_set, r, self.device, self.num_classes, self.amp)
         resumed = self.checkpoint is not None
-        if self.checkpoint is not None:
+        if resumed:
             self.state = checkpoint.restore_checkpoint(self.checkpoint, self.resume_path, self.parts, r)
             self.state.best_metric_name = self.best_metric_name
         else:
@@ -190,12 +155,12 @@ class Trainer:
             check_input(self.train_set, self.parts.model_without_ddp, self.device)
         self.loggers = None
         if self.out_dir is not None and self.is_main:
-            from zoo.training.loggers import create_loggers
+            from zoo.training.loggers import RunLoggers
 
             if not resumed:  # a new run's run.json first: a folder with a run's files but no run.json is no run
                 self._write_run_json("running")
             write_json(dataclasses.asdict(self._config()), self.out_dir / CONFIG_JSON)
-            self.loggers = create_loggers(
+            self.loggers = RunLoggers(
                 self.out_dir,
                 self.logger_names,
                 resume_epoch=len(self.state.history) if resumed else None,
@@ -229,17 +194,13 @@ class Trainer:
                         status = "interrupted" if epoch + 1 < r.epochs else "finished"
                         break
             except BaseException as e:  # run.json must not stay "running": say how the run ended
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                status, error = f"failed: {first[:200]}", f"{type(e).__name__}: {e}"
                 if isinstance(e, TrainingDiverged):
-                    self._write_run_json("diverged", str(e), final=True)
+                    status, error = "diverged", str(e)
                 elif isinstance(e, KeyboardInterrupt):
-                    self._write_run_json(
-                        "interrupted",
-                        "aborted by a second interrupt before it could save; last.pt holds the last saved state",
-                        final=True,
-                    )
-                else:
-                    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                    self._write_run_json(f"failed: {first[:200]}", f"{type(e).__name__}: {e}", final=True)
+                    status, error = "interrupted", _ABORTED
+                self._write_run_json(status, error, final=True)
                 raise
             finally:
                 if self.loggers is not None:
@@ -255,17 +216,10 @@ class Trainer:
         if d is not None:
             d.barrier()  # every rank leaves fit() together, after rank 0 has written the run's files
         self._load_best_weights()
-        st = self.state
+        st, by = self.state, self.stop.signum if status == "interrupted" else None
+        epochs, name = len(st.history), self.best_metric_name
         return FitResult(
-            self.out_dir,
-            status,
-            len(st.history),
-            st.best_metric,
-            st.best_epoch,
-            st.history,
-            self.best_metric_name,
-            self.stop.signum if status == "interrupted" else None,
-            self.warnings,
+            self.out_dir, status, epochs, st.best_metric, st.best_epoch, st.history, name, by, self.warnings
         )
 
     def _train_epoch(self, epoch: int, start_batch: int) -> dict[str, float] | None:
@@ -280,13 +234,14 @@ class Trainer:
         t0 = time.perf_counter()
         autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp else nullcontext()
         d = current_group()
-        bar = None
-        if self.show_progress:
-            from zoo.utils import progress
-
-            bar = progress(
-                total=parts.steps_per_epoch, initial=start_batch, desc=f"epoch {epoch + 1}/{r.epochs}", unit="batch"
-            )
+        shown = {} if self.show_progress else {"disable": True}
+        bar = progress_bar(
+            total=parts.steps_per_epoch,
+            initial=start_batch,
+            desc=f"epoch {epoch + 1}/{r.epochs}",
+            unit="batch",
+            **shown,
+        )
         log_every = max(1, parts.steps_per_epoch // 20)
         batch_idx = start_batch
         diverged = functools.partial(self._diverged, epoch)
@@ -331,36 +286,25 @@ class Trainer:
             if parts.mixup is None:
                 correct_t += (logits.detach().argmax(1) == hard_targets).sum()
             batch_idx += 1
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
             if batch_idx % log_every == 0:
                 loss_sum += reporting.sum_losses(window, diverged)
                 lr = optimizer.param_groups[0]["lr"]
-                if bar is not None:
-                    spent = elapsed + time.perf_counter() - t0
-                    bar.set_postfix(
-                        loss=f"{loss_sum / count:.4f}",
-                        lr=f"{lr:.2e}",
-                        img_s=f"{count * self.world / max(spent, 1e-9):.0f}",
-                    )
+                spent = elapsed + time.perf_counter() - t0
+                speed = f"{count * self.world / max(spent, 1e-9):.0f}"
+                bar.set_postfix(loss=f"{loss_sum / count:.4f}", lr=f"{lr:.2e}", img_s=speed)
                 if self.loggers is not None:
                     self.loggers.log_step(state.global_step, {"loss": float(loss_value), "lr": lr})
             self.signal_hook.after_step(state.global_step)
             if (self.stop.requested or stop_now) and batch_idx < parts.steps_per_epoch:
-                if bar is not None:
-                    bar.close()
+                bar.close()
                 loss_sum += reporting.sum_losses(window, diverged)
-                partial = {
-                    "loss_sum": loss_sum,
-                    "correct": correct + float(correct_t),
-                    "count": count,
-                    "time": elapsed + time.perf_counter() - t0,
-                }
+                sums = (loss_sum, correct + float(correct_t), count, elapsed + time.perf_counter() - t0)
+                partial = dict(zip(keys, sums, strict=True))
                 self.stop.requested = True
                 self._save_checkpoint(epoch, batch_idx, partial)
                 return None
-        if bar is not None:
-            bar.close()
+        bar.close()
         loss_sum += reporting.sum_losses(window, diverged)
         sums = torch.tensor([loss_sum, correct + float(correct_t), count], dtype=torch.float64, device=self.device)
         if d is not None:
@@ -447,8 +391,15 @@ class Trainer:
             )
 
     def _diverged(self, epoch: int, batch: int, value: float) -> str:
-        lr = self.parts.optimizer.param_groups[0]["lr"]
-        return reporting.divergence_message(epoch, batch, value, lr, self.out_dir, len(self.state.history))
+        """What to say when the loss of ``batch`` in ``epoch`` became ``value`` (NaN or infinite)."""
+        lr, last = self.parts.optimizer.param_groups[0]["lr"], self.out_dir / LAST if self.out_dir else None
+        kept = "no checkpoint was written yet"
+        if last is not None and last.exists():
+            kept = f"the last good checkpoint, {last} (after epoch {len(self.state.history)}), is kept"
+        return (
+            f"the training loss became {value} at epoch {epoch + 1}, batch {batch + 1} (lr {lr:.3g}); stopping. "
+            f"{kept}. Lower the learning rate (--lr) or check the data for NaN/inf values."
+        )
 
     @functools.cached_property
     def _data_identity(self) -> dict[str, Any]:
@@ -487,18 +438,11 @@ class Trainer:
         from zoo.pretrained.files import WeightsMetadata, save_weights
 
         config, test = self._config(), row.get("test_acc1")
-        extra = {
-            "zoo.selected_by": self.best_metric_name,
-            **({"zoo.test_acc1": repr(test)} if test is not None else {}),
-        }
-        meta = WeightsMetadata(
-            architecture=config.architecture,
-            epoch=epoch,
-            metric=row.get("val_acc1"),
-            model_args=config.model_args,
-            pretrained_cfg=config.pretrained_cfg,
-            extra=extra,
-        )
+        extra = {"zoo.selected_by": self.best_metric_name}
+        if test is not None:
+            extra["zoo.test_acc1"] = repr(test)
+        described = {"model_args": config.model_args, "pretrained_cfg": config.pretrained_cfg, "extra": extra}
+        meta = WeightsMetadata(architecture=config.architecture, epoch=epoch, metric=row.get("val_acc1"), **described)
         save_weights(module.state_dict(), self.out_dir / BEST, meta)
 
     def _save_checkpoint(self, epoch: int, batch: int = 0, partial: dict[str, float] | None = None) -> None:

@@ -10,25 +10,17 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from zoo.utils.checks import shorten
-from zoo.utils.files import atomic_path, fsync_dir, write_json, write_text_atomic
-
-__all__ = [
-    "atomic_path", "env_flag", "fsync_dir", "gc_paused", "max_threads", "natural_key", "parse_device", "progress",
-    "set_threads", "shorten", "write_json", "write_text_atomic",
-]  # fmt: skip
+from zoo.utils.checks import shorten as shorten  # re-exported: the helpers every layer uses
+from zoo.utils.files import write_json as write_json
+from zoo.utils.files import write_text_atomic as write_text_atomic
 
 _TRUE = ("1", "true", "yes", "on")
 
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside the block (the previous setting is restored after it).
-
-    Building a model and importing the loading code allocate thousands of small objects that live on; the
-    collections they set off also scan the hundreds of thousands of objects torch created at import, which
-    cost about 2 ms of a 10 ms pretrained load. Nothing collectable is lost: it waits for the next run.
-    """
+    """No cyclic garbage collection inside the block: building a model allocates thousands of objects whose
+    collections also scan the ones torch made at import (2 ms of a 10 ms pretrained load). Nothing is lost."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -49,22 +41,20 @@ def natural_key(name: str) -> list[int | str]:
 
 
 def progress(iterable: Iterable | None = None, **kwargs: Any) -> Any:
-    """A tqdm bar that stays silent when stderr is not a terminal (logs, CI, subprocesses)."""
+    """A tqdm bar, silent when stderr is not a terminal (logs, CI, subprocesses) or with ZOO_DISABLE_PROGRESS_BARS or
+    HF_HUB_DISABLE_PROGRESS_BARS set."""
     from tqdm.auto import tqdm
 
-    kwargs.setdefault("disable", not sys.stderr.isatty())
+    quiet = env_flag("ZOO_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS")
+    kwargs.setdefault("disable", quiet or not sys.stderr.isatty())
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("leave", False)
     return tqdm(iterable, **kwargs)
 
 
 def parse_device(name: str | None) -> Any:
-    """``--device``: ``auto`` (or None: CUDA when torch sees a GPU, else the CPU), ``cpu``, ``cuda``, ``cuda:N``
-    or ``mps`` (an Apple GPU).
-
-    Raises :class:`zoo.errors.ZooError`-typed ``ValueError`` naming what is valid for anything else, and for a
-    GPU that torch does not see, instead of torch's own RuntimeError.
-    """
+    """``--device``: ``auto`` (or None: CUDA when torch sees a GPU, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or
+    ``mps``; anything else, or a GPU torch does not see, is a :class:`zoo.errors.DeviceError` naming what is valid."""
     import torch
 
     from zoo.errors import DeviceError

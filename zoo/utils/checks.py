@@ -21,12 +21,6 @@ from typing import Any, TypeVar
 
 from zoo.errors import ArgumentValueError, ZooError
 
-__all__ = [
-    "MAX_CHANNELS", "MAX_INPUT_SIDE", "MAX_NUM_CLASSES", "MAX_RESIZE_SIDE", "MIN_STD", "Invalid", "input_size",
-    "int_in", "is_int", "is_number", "json_object", "number_in", "one_of", "read_bounded", "record", "relative_path",
-    "regular_file", "reported", "repo_id", "revision", "sha256", "shorten", "text",
-]  # fmt: skip
-
 # What a file or an option may ask for: a header is untrusted input, and a 10^6-pixel side, a 10^4-channel mean or
 # a 10^9-class head would make zoo allocate what no image classifier needs.
 MAX_INPUT_SIDE = 4096

@@ -1,14 +1,6 @@
-"""Atomic file writing: a file is either its old self or completely new, never half written.
-
-Checkpoints, weights, the manifest, metrics, plots and downloads are all written this way: to a temporary
-file in the same folder, synced to disk, renamed over the target (a rename within a folder is atomic),
-then the folder itself is synced so that the rename survives a power cut.
-
-The temporary file is created new (never through a link an attacker left under its name), the rename
-replaces a link at the target rather than writing through it, and the file gets the mode an ordinary
-``open(path, "w")`` would give it (``0o666`` less the umask), whatever the library that filled it used.
-A process killed mid-write leaves its temporary file (``.NAME.PID.THREAD.tmp``) behind;
-:func:`remove_stale_temp_files` clears those of dead processes from a folder.
+"""Files zoo writes: atomically (a temporary file beside the target, synced, renamed over it, the folder synced;
+a link at the target is replaced, never written through), and only where the rules for user-named files and
+folders allow. A killed writer's temporary file (``.NAME.PID.THREAD.tmp|part``) is cleared by a later one.
 """
 
 from __future__ import annotations
@@ -17,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -24,21 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import OutputFolderError
-
-__all__ = [
-    "atomic_path",
-    "check_output_file",
-    "check_output_folder",
-    "current_umask",
-    "fsync_dir",
-    "json_default",
-    "parse_json",
-    "pid_alive",
-    "remove_stale_temp_files",
-    "sha256_file",
-    "write_json",
-    "write_text_atomic",
-]
 
 _UMASK_LOCK = threading.Lock()
 # What temp_path_for names: ".<target>.<pid>.<thread>.<suffix>".
@@ -83,12 +61,9 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 def atomic_path(
     path: str | os.PathLike[str], suffix: str = ".tmp", name: Callable[[], str] | None = None
 ) -> Iterator[Path]:
-    """Yield a new, empty temporary file beside ``path``; when the block succeeds it is synced and renamed
-    to ``path`` (replacing a link there, never writing through it), with the mode the umask gives. ``name``, if
-    given, is called after the block for the file name in ``path``'s folder (a file named by its content).
-
-    If the block raises, the temporary file is removed and ``path`` is left as it was.
-    """
+    """A new, empty temporary file beside ``path``, synced and renamed to ``path`` when the block succeeds (a link
+    there is replaced, never written through; ``name()``, if given, names the file after the block: a file named by
+    its content), with the mode the umask gives; removed, ``path`` untouched, when the block raises."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(target, suffix)
@@ -123,11 +98,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temp_files(folder: str | os.PathLike[str], names: tuple[str, ...] | None = None) -> list[Path]:
-    """Remove the temporary files :func:`atomic_path` left in ``folder`` when its process died mid-write.
-
-    Only entries named as :func:`atomic_path` names them (for targets in ``names``, if given) whose process is
-    gone are removed, as entries: a link is never followed. Returns what was removed.
-    """
+    """Remove, as entries (a link is never followed), the temporary files and folders (an extraction's) named by
+    :func:`temp_path_for` in ``folder`` (for targets in ``names``, if given) whose process is gone; returns them."""
     removed = []
     try:
         entries = list(os.scandir(folder))
@@ -137,13 +109,13 @@ def remove_stale_temp_files(folder: str | os.PathLike[str], names: tuple[str, ..
         match = _TEMP_RE.match(entry.name)
         if not match or (names is not None and match["target"] not in names):
             continue
-        if entry.is_dir(follow_symlinks=False) or pid_alive(int(match["pid"])):
+        if pid_alive(int(match["pid"])):
             continue
-        try:
-            os.unlink(entry.path)
-            removed.append(Path(entry.path))
-        except FileNotFoundError:
-            pass
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            Path(entry.path).unlink(missing_ok=True)
+        removed.append(Path(entry.path))
     return removed
 
 
@@ -171,12 +143,9 @@ def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def check_output_folder(folder: str | os.PathLike[str], option: str, kind: str, ours: Callable[[Path], bool]) -> None:
-    """The one rule for the folders zoo writes (and, with ``--force``, replaces): ``folder`` must be new, empty,
-    or one of zoo's own ``kind`` folders, which ``ours`` recognises by what zoo writes there.
-
-    Anything else (a data set, ``weights/``, a home folder) is an :class:`OutputFolderError` that names what is
-    there, before anything is written: zoo never writes into, or removes, files that it did not write.
-    """
+    """The one rule for the folders zoo writes (and, with ``--force``, replaces): ``folder`` must be new, empty, or one
+    of zoo's own ``kind`` folders that ``ours`` knows by its content; anything else is an :class:`OutputFolderError`
+    naming what is there, before anything is written."""
     path = Path(folder)
     if not path.exists():
         return

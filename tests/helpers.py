@@ -1,28 +1,29 @@
-"""Fixtures for the weights tests: a private manifest folder and caches per test, a loopback server, and
-small real weights files (mnist_cnn's, and torchvision's randomly initialised resnet18 as the reference).
-
-A test module imports the fixtures it uses under their function names (the fixture names are
-``server``, ``mnist_file``, ``resnet18_file`` and ``weights_env``), e.g.
-``from weights_fixtures import weights_env_fixture  # noqa: F401``.
-"""
+"""Helpers the tests share (their fixtures are in the conftest.py files): real weights files and manifest entries, a
+private weights environment, running ``zoo`` in this process or a child one, and the one-line error form."""
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
+import os
+import re
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
 from weights_server import WeightsServer
 
+from zoo.cli import main as zoo_main
+
 ROOT = Path(__file__).resolve().parent.parent
-_counter = itertools.count()
+# CI and developers have the read-only real data at ../shared/data; a user's fresh clone does not.
+SHARED_DATA = Path(os.environ.get("ZOO_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+# The one line every expected failure prints: what went wrong, then after " — " what to do.
+ERROR_LINE = re.compile(r"^zoo [a-z]+: error: \S.* — \S.*$")
+TINY_TRAIN = ("--recipe", "fast", "--batch-size", "16", "--train-subset", "64", "--val-subset", "32")
 
 
 @dataclass
@@ -39,46 +40,13 @@ class WeightsFile:
         return len(self.data)
 
 
-def _saved(model: torch.nn.Module, path: Path) -> WeightsFile:
+def saved_file(model: torch.nn.Module, path: Path) -> WeightsFile:
     from zoo.pretrained.files import save_weights
 
     saved = save_weights(model.state_dict(), path)
     data = saved.path.read_bytes()
     assert hashlib.sha256(data).hexdigest() == saved.sha256
     return WeightsFile(saved.path, data, saved.sha256, model.eval())
-
-
-@pytest.fixture(scope="session", name="server")
-def server_fixture():
-    """One loopback server for the session; each test serves its files under its own paths."""
-    with WeightsServer() as s:
-        yield s
-
-
-@pytest.fixture(scope="session", name="mnist_file")
-def mnist_file_fixture(tmp_path_factory: pytest.TempPathFactory) -> WeightsFile:
-    """mnist_cnn weights (200 KB): small enough for every download test."""
-    import zoo
-
-    torch.manual_seed(0)
-    return _saved(zoo.create_model("mnist_cnn"), tmp_path_factory.mktemp("mnist") / "mnist_cnn.safetensors")
-
-
-@pytest.fixture(scope="session", name="resnet18_file")
-def resnet18_file_fixture(tmp_path_factory: pytest.TempPathFactory) -> WeightsFile:
-    """torchvision's resnet18, randomly initialised (BN statistics perturbed so that they matter)."""
-    import torchvision
-
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
-    return _saved(model, tmp_path_factory.mktemp("resnet18") / "resnet18.safetensors")
 
 
 def entry_for(file: WeightsFile | None, source: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -151,33 +119,27 @@ class WeightsEnv:
         return [p for p in (self.hf_home / "hub").rglob("*") if p.is_file()]
 
 
-@pytest.fixture(name="weights_env")
-def weights_env_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: WeightsServer) -> WeightsEnv:
-    """Point zoo at an empty manifest and fresh caches, and the Hub at the loopback server."""
-    env = WeightsEnv(tmp_path, server, org=f"org{next(_counter)}")
-    env.dir.mkdir()
-    shutil.copyfile(ROOT / "weights" / "imagenet_classes.json", env.dir / "imagenet_classes.json")
-    (env.dir / "manifest.json").write_text(json.dumps({"schema": 1, "hub_org": "zoo-models", "weights": {}}))
-    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(env.dir))
-    monkeypatch.setenv("ZOO_CACHE_DIR", str(env.cache))
-    monkeypatch.setenv("HF_HOME", str(env.hf_home))
-    monkeypatch.setenv("ZOO_HUB_ORG", env.org)
-    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
-    # No request may leave 127.0.0.1: huggingface_hub's telemetry would go to its import-time endpoint.
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("ZOO_DISABLE_PROGRESS_BARS", "1")
-    for var in ("HF_HUB_OFFLINE", "ZOO_OFFLINE", "HF_HUB_CACHE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.delenv(var, raising=False)
-    if "huggingface_hub.constants" in sys.modules:
-        monkeypatch.setattr(sys.modules["huggingface_hub.constants"], "HF_HUB_DISABLE_TELEMETRY", True)
-    return env
-
-
 def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The current environment (with the test's variables) for a child Python process."""
-    import os
-
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.update(extra or {})
     return env
+
+
+def cli(*argv: str) -> int:
+    """Run ``zoo ARGV`` in this process; returns its exit code."""
+    return zoo_main([str(a) for a in argv])
+
+
+def one_error_line(err: str) -> str:
+    """``err`` (a failed command's stderr), checked to be one line of the form every zoo error takes."""
+    err = err.strip()
+    assert len(err.splitlines()) == 1 and ERROR_LINE.match(err), err[:2000]
+    return err
+
+
+def train_argv(data: Path, out: Path, *extra: str, epochs: int = 1, dataset: str = "mnist") -> list[str]:
+    """``zoo train mnist_cnn`` on a synthetic IDX folder: 4 steps per epoch."""
+    return ["train", "mnist_cnn", "--dataset", dataset, "--data-dir", str(data), *TINY_TRAIN,
+            "--epochs", str(epochs), "--output", str(out), *extra]  # fmt: skip

@@ -1,8 +1,4 @@
-"""Fixtures for the adversarial suite: tiny runs, small and read-only file systems, and ``cli``.
-
-A test module imports the fixtures it uses under their function names (``mnist_dir_fixture`` ...), as the
-weights tests import ``weights_fixtures``; there is no conftest.py here, so that ``from conftest import``
-in the other test modules keeps meaning tests/conftest.py.
+"""Fixtures of the adversarial suite: tiny runs, small and read-only file systems.
 
 Every case here is something a careless user or an attacker can do: a test reproduces it with real files,
 real processes and a real HTTP server on 127.0.0.1, and checks that zoo either does the right thing or
@@ -13,7 +9,6 @@ cache, run folders and output folders.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -21,31 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from helpers import cli, train_argv
 from synth_data import make_idx_dataset
-
-from zoo.cli import main as zoo_main
-
-# The one line every expected failure prints: what went wrong, then after " — " what to do.
-ERROR_LINE = re.compile(r"^zoo [a-z]+: error: \S.* — \S.*$")
-TINY_TRAIN = ("--recipe", "fast", "--batch-size", "16", "--train-subset", "64", "--val-subset", "32")
-
-
-def cli(*argv: str) -> int:
-    """Run ``zoo ARGV`` in this process; returns its exit code."""
-    return zoo_main([str(a) for a in argv])
-
-
-def one_error_line(err: str) -> str:
-    """``err`` (a failed command's stderr), checked to be one line of the form every zoo error takes."""
-    err = err.strip()
-    assert len(err.splitlines()) == 1 and ERROR_LINE.match(err), err[:2000]
-    return err
-
-
-def train_argv(data: Path, out: Path, *extra: str, epochs: int = 1, dataset: str = "mnist") -> list[str]:
-    """``zoo train mnist_cnn`` on a synthetic IDX folder: 4 steps per epoch."""
-    return ["train", "mnist_cnn", "--dataset", dataset, "--data-dir", str(data), *TINY_TRAIN,
-            "--epochs", str(epochs), "--output", str(out), *extra]  # fmt: skip
 
 
 @pytest.fixture(scope="session", name="mnist_dir")
@@ -70,9 +42,6 @@ def finished_run_fixture(mnist_dir: Path, tmp_path_factory: pytest.TempPathFacto
 def run_copy_fixture(finished_run: Path, tmp_path: Path) -> Path:
     """A private copy of the finished run."""
     return Path(shutil.copytree(finished_run, tmp_path / "run"))
-
-
-# ------------------------------------------------------------------------------------------- file systems
 
 
 def _mount(*args: str) -> bool:

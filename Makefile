@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test test-floors lint bench bench-gpu bench-quick docs site serve-docs clean
+.PHONY: venv demo test test-fast test-floors lint bench bench-gpu bench-quick docs site serve-docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: venv  ## lint, import contracts, then the whole test suite
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+test-fast: venv  ## the loop for edits: lint, then the tests not marked slow (about a minute on 2 cores)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 FLOORS := .floors
 FLOOR_TESTS := tests/test_timm_interface.py tests/test_transforms.py tests/test_batch_augment.py tests/test_finetune.py \
@@ -59,6 +63,7 @@ bench-quick: venv  ## every benchmark script once on tiny settings (CI): checks 
 	$(BIN)/python benchmarks/train_timm.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/models.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/lab_runs.py --quick --out $$(mktemp -d)
+	$(BIN)/python benchmarks/profile_load.py
 
 docs: venv  ## rewrite the committed tables in docs/ from the registry and the manifest
 	$(BIN)/python docs/gen_tables.py

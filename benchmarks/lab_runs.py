@@ -114,7 +114,7 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", metavar="LAB_OR_RUN", help="the labs or runs to make (default: all)")
     parser.add_argument("--per-class", type=int, default=300, help="Lab10-4's images per class (default 300)")
     parser.add_argument("--plots", type=Path, help="write the curves the lab pages show, <lab>-<run>-curves.png, here")
-    parser.add_argument("--quick", action="store_true", help="one run per lab, 1 epoch on a few hundred images, nothing kept")
+    parser.add_argument("--quick", action="store_true", help="a run per lab, 1 epoch, a few hundred images")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
     args = parser.parse_args()
     runs = [r for r in RUNS if not args.only or r[0] in args.only or r[1] in args.only]

@@ -26,7 +26,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     torch.set_num_threads(1)
 
-from helpers import ROOT, SHARED_DATA, WeightsEnv, WeightsFile, saved_file  # noqa: E402 - after the thread setting
+import torch  # noqa: E402 - after the thread setting
+from helpers import ROOT, SHARED_DATA, WeightsEnv, WeightsFile, saved_file  # noqa: E402
 from weights_server import WeightsServer  # noqa: E402
 
 _counter = itertools.count()

@@ -143,6 +143,34 @@ def test_zoo_eval_run_folder_and_errors(trained, tmp_path, capsys):
     assert str(damaged / "config.json") in err and "model_args=[1, 2]" in err
 
 
+def test_zoo_eval_replaces_only_an_evaluation_folder_it_wrote(trained, tmp_path, capsys):
+    """Rule 2 of the hostile-input issue: a folder is zoo eval's by its content, never by its entries' names."""
+    data, run = trained
+    argv = ["eval", "mnist_cnn", "--checkpoint", str(run), "--dataset", "mnist", "--data-dir", str(data)]
+    out = tmp_path / "ev"
+    assert cli_main([*argv, "--output", str(out)]) == 0
+    assert cli_main([*argv, "--output", str(out)]) == 0  # its own folder: written again
+    (tmp_path / "user" / "results.json").mkdir(parents=True)  # a folder named as zoo eval's file
+    (tmp_path / "user" / "results.json" / "thesis.tex").write_text("mine")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "results.json").write_text('{"notes": 1}')  # a JSON file that is not a result
+    for folder in (tmp_path / "user", tmp_path / "mine"):
+        assert cli_main([*argv, "--output", str(folder)]) == 2
+        assert str(folder) in capsys.readouterr().err
+    assert (tmp_path / "user" / "results.json" / "thesis.tex").read_text() == "mine"
+    assert json.loads((tmp_path / "mine" / "results.json").read_text()) == {"notes": 1}
+
+
+def test_zoo_eval_of_arch_tag_evaluates_those_weights(trained, tmp_path):
+    """Weights named as arch.tag are evaluated without --pretrained, as zoo predict takes them."""
+    data, _ = trained
+    out = tmp_path / "ev"
+    argv = ["eval", "mnist_cnn.mnist", "--dataset", "mnist", "--data-dir", str(data), "--output", str(out)]
+    assert cli_main(argv) == 0
+    assert json.loads((out / "results.json").read_text())["source"] == "mnist_cnn.mnist (pretrained)"
+    assert cli_main(["eval", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(data)]) == 2  # no weights named
+
+
 @pytest.mark.slow
 def test_zoo_eval_refuses_a_diverged_checkpoint(trained, tmp_path, capsys):
     from safetensors.torch import save_file

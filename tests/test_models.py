@@ -301,7 +301,7 @@ def test_cifar_resnet_shortcuts():
 def test_unregistered_cifar_depth_is_named_apart_and_evaluates(tmp_path):
     # Bug: make_cifar_resnet(50) called itself "resnet50", so evaluating its run built ImageNet's ResNet-50.
     from zoo.data import TensorImageDataset
-    from zoo.evaluation import load_run_model
+    from zoo.runs import load_model
     from zoo.training import fit, get_recipe
 
     torch.manual_seed(0)
@@ -315,10 +315,10 @@ def test_unregistered_cifar_depth_is_named_apart_and_evaluates(tmp_path):
     fit(model, data, data, recipe, tmp_path, device="cpu", progress=False, model_args={"num_classes": 3})
     assert json.loads((tmp_path / "config.json").read_text())["architecture"] == "cifar_resnet50"
 
-    rebuilt, _ = load_run_model("cifar_resnet50", tmp_path)
+    rebuilt = load_model(tmp_path, "cifar_resnet50")
     assert isinstance(rebuilt, zoo.models.CifarResNet) and rebuilt.depth == 50
     with pytest.raises(ValueError) as e:
-        load_run_model("resnet50", tmp_path)
+        load_model(tmp_path, "resnet50")
     assert "cifar_resnet50" in str(e.value)  # the run's own architecture
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():

@@ -79,7 +79,6 @@ def test_register_a_user_model_and_create_it():
         assert zoo.create_model("tiny_test_net", num_classes=3).out_features == 3
     finally:
         registry._entrypoints.pop("tiny_test_net", None)
-        registry._arch_modules.pop("tiny_test_net", None)
 
 
 # ---- torch.hub ---------------------------------------------------------------------------------------------

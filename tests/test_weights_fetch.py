@@ -240,6 +240,17 @@ def test_unpublished_entry_says_what_works_today(weights_env, server):
     assert len(server.requests) == requests  # nothing was asked of the Hub
 
 
+def test_an_unpublished_trained_entry_offers_no_conversion(weights_env):
+    """A training command in `origin` converts nothing: the hint names what loads today, not `zoo train ...`."""
+    command = "zoo train mnist_cnn --dataset mnist --data-dir DATA --output runs/x"
+    source = {"type": "hub", "repo_id": "{org}/mnist_cnn.t", "filename": "model.safetensors"}
+    weights_env.add("mnist_cnn.t", entry_for(None, source, status="unpublished", origin={"command": command}))
+    with pytest.raises(NotPublishedError) as err:
+        zoo.create_model("mnist_cnn.t", pretrained=True)
+    assert "zoo train" not in err.value.hint and "converted" not in err.value.hint
+    assert "checkpoint_path" in err.value.hint and "local-dir:" in err.value.hint
+
+
 def test_server_errors_are_reported_with_their_status(weights_env, mnist_file):
     weights_env.add(
         "mnist_cnn.gone",

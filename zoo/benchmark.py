@@ -97,8 +97,9 @@ def _peak_memory(device: torch.device, result: BenchResult) -> Iterator[None]:
     result.peak_memory_mb = (max(peak[0], _rss()) - base) / 2**20 if base else None
 
 
-def _ram_bytes() -> int | None:
-    """This machine's memory in bytes, or a container's smaller cgroup limit; None where neither can be read."""
+def device_memory_bytes(device: torch.device) -> int | None:
+    """Memory the benchmark's tensors can live in on ``device``: the machine's, or a container's smaller cgroup limit
+    (a GPU's counts only up to that: the input batch is made there first); None where it cannot be told."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
@@ -109,16 +110,9 @@ def _ram_bytes() -> int | None:
             if text.isdigit():  # "max" means no limit
                 total = min(total or int(text), int(text))
             break
-    return total
-
-
-def device_memory_bytes(device: torch.device) -> int | None:
-    """Memory the benchmark's tensors can live in on ``device`` (a GPU's counts only up to the machine's, where the
-    input batch is made first); None where it cannot be told."""
-    ram = _ram_bytes()
     if device.type == "cuda" and torch.cuda.is_available():
-        return min(torch.cuda.get_device_properties(device).total_memory, ram or 2**62)
-    return ram
+        return min(torch.cuda.get_device_properties(device).total_memory, total or 2**62)
+    return total
 
 
 def check_bench_size(batch_size: int, size: tuple[int, int, int], device: torch.device) -> None:
@@ -210,11 +204,11 @@ def benchmark_model(
     result = BenchResult(model_name, str(dev), runtime, batch_size, (0, 0, 0), params=0, gmacs=0.0, **cfg)
     memory = torch.channels_last if result.channels_last else torch.contiguous_format
     g = torch.Generator().manual_seed(0)
-    autocast = (
-        contextlib.nullcontext
-        if dtype == "fp32"
-        else lambda: torch.autocast(dev.type, dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
-    )
+    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
+
+    def autocast() -> Any:
+        return torch.autocast(dev.type, dtype=low) if low else contextlib.nullcontext()
+
     with _peak_memory(dev, result):  # the model, its input and its steps
         model = create_model(model_name, **(model_kwargs or {}))
         size = input_size or model.pretrained_cfg["input_size"]

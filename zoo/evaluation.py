@@ -11,14 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from zoo.data import TensorImageDataset, TensorLoader, create_datasets, data_fingerprint, dataset_shape, parse_dataset
+from zoo.data.transforms import create_transform
 from zoo.errors import ArgumentValueError, DataError, WeightsError
+from zoo.factory import create_model
 from zoo.registry import split_model_name_tag
 from zoo.runs import RUN_JSON, label_names, load_model, printable, read_run, refuse_tag_with_checkpoint
 from zoo.utils import parse_device
+from zoo.utils import progress as progress_bar
 from zoo.utils.files import atomic_path
 
 
@@ -38,10 +43,6 @@ def evaluate(
 ) -> dict[str, Any]:
     """``acc1``, ``acc5`` (%), ``loss``, ``count``, ``per_class_acc``, ``confusion`` (``[true][pred]`` counts) and
     ``label_names`` of ``model`` on ``dataset`` (or batches); under torch.distributed, of the whole set."""
-    import torch.distributed as dist
-
-    from zoo.data import TensorImageDataset, TensorLoader
-
     device = torch.device(device) if device is not None else next(model.parameters()).device
     grouped = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if grouped else (0, 1)
@@ -57,9 +58,7 @@ def evaluate(
         pin, order, share = device.type == "cuda", torch.Generator().manual_seed(0), range(rank, len(dataset), world)
         batches = DataLoader(dataset, batch_size, sampler=share, num_workers=workers, pin_memory=pin, generator=order)
     if progress:
-        from zoo.utils import progress as bar
-
-        batches = bar(batches, desc="eval", unit="batch", total=len(batches) if hasattr(batches, "__len__") else None)
+        batches = progress_bar(batches, desc="eval", unit="batch")  # tqdm takes the total from len(), if any
     autocast = torch.autocast(device.type, dtype=torch.float16) if amp and device.type == "cuda" else nullcontext()
     try:
         for images, targets in batches:
@@ -68,13 +67,11 @@ def evaluate(
             if channels_last and images.dim() == 4:
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast:
-                logits = model(images)
-            logits = logits.float()
+                logits = model(images).float()
             if confusion is None:
                 num_classes = num_classes or logits.shape[1]
                 confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
-            k = min(5, logits.shape[1])
-            top = logits.topk(k, dim=1).indices
+            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
             hit = top == targets.view(-1, 1)
             sums[0] += F.cross_entropy(logits, targets, reduction="sum").double()
             sums[1] += hit[:, 0].sum()
@@ -98,8 +95,7 @@ def evaluate(
             hint="the weights, or the normalisation (mean, std) they came with, are broken",
         )
     cm = confusion.cpu()
-    per_class_total = cm.sum(1)
-    per_class = [None if t == 0 else 100.0 * float(cm[i, i]) / float(t) for i, t in enumerate(per_class_total.tolist())]
+    per_class = [None if t == 0 else 100.0 * float(cm[i, i]) / float(t) for i, t in enumerate(cm.sum(1).tolist())]
     names = list(label_names) if label_names else list(getattr(dataset, "classes", None) or [])
     if len(names) != cm.shape[0]:
         names = [str(i) for i in range(cm.shape[0])]
@@ -121,8 +117,7 @@ def format_results(results: dict[str, Any], title: str = "") -> str:
         f"top-1 {results['acc1']:.2f} %   top-5 {results['acc5']:.2f} %   loss {results['loss']:.4f}   "
         f"({results['count']} images)"
     )
-    names = results["label_names"]
-    names = [printable(n) for n in names]  # from a file: never a terminal escape or a forged line
+    names = [printable(n) for n in results["label_names"]]  # from a file: never a terminal escape or a forged line
     width = max([len("class"), *map(len, names)])
     lines.append(f"{'class':<{width}}  {'accuracy':>8}  {'images':>6}")
     for i, (name, acc) in enumerate(zip(names, results["per_class_acc"], strict=True)):
@@ -173,8 +168,7 @@ def plot_confusion(
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:  # it makes the folder too
         fig.savefig(tmp, format="png", metadata={CONFUSION_PNG_KEY: CONFUSION_PNG_VALUE})
     return path
 
@@ -197,13 +191,10 @@ def evaluate_weights(
     skip_bad_images: bool = False,
 ) -> dict[str, Any]:
     """What ``zoo eval`` measures (docs/training.md, "Evaluation"): a run's ``checkpoint`` or the ``pretrained``
-    weights of ``model`` on a ``split`` of ``dataset``; :func:`evaluate`'s results with what they are of."""
-    from zoo.data import create_datasets, data_fingerprint, dataset_shape, parse_dataset
-    from zoo.data.transforms import create_transform
-    from zoo.factory import create_model
-
-    if not checkpoint and not pretrained:
-        raise ArgumentValueError("give --checkpoint PATH (a `zoo train` run) or --pretrained")
+    weights of ``model`` (implied by an ``arch.tag``, as in ``zoo predict``) on a ``split`` of ``dataset``;
+    :func:`evaluate`'s results with what they are of."""
+    if not checkpoint and not pretrained and not split_model_name_tag(model)[1]:
+        raise ArgumentValueError("give --checkpoint PATH (a `zoo train` run), --pretrained, or weights as arch.tag")
     refuse_tag_with_checkpoint(model, checkpoint, "eval", "--pretrained instead of --checkpoint")
     dev = parse_device(device)  # before any data or weights are read
     kind, folder = parse_dataset(dataset, data_dir)
@@ -220,7 +211,7 @@ def evaluate_weights(
     cfg = net.pretrained_cfg
     # The image folder a run trained on is split again as the run split it, so that only its held-out images are
     # evaluated; another folder is new to the model: all of it.
-    own = run is not None and _same_folder(run.data_dir, folder, Path(checkpoint))
+    own = run is not None and _same_folder(run.data_dir, folder, run_dir)
     chosen = split or ("all" if kind == "imagefolder" and not own and val_split is None else "test")
     seed = seed if seed is not None else run.seed if run is not None and run.seed is not None else 42
     val_split = val_split if val_split is not None or not own else run.val_split
@@ -274,11 +265,10 @@ def evaluate_weights(
     return {"model": model, "source": source, "dataset": info.name, "eval_set": described, **results}
 
 
-def _same_folder(recorded: str | None, folder: Path, checkpoint: Path) -> bool:
+def _same_folder(recorded: str | None, folder: Path, run_dir: Path) -> bool:
     """Whether ``folder`` is the data folder a run recorded (relative to where it was trained, or to the run)."""
     if not recorded:
         return False
-    run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
     candidates = [Path(recorded).expanduser()]
     if not Path(recorded).is_absolute():
         candidates.append(run_dir.parent.parent / recorded)  # runs/NAME beside the working folder it was made in
@@ -303,15 +293,3 @@ def _check_same_classes(known: list[str], found: list[str], source: str, dataset
         "scored on classes it does not know",
         hint="evaluate it on a folder with one sub-folder per class it was trained on, named as in training",
     )
-
-
-def load_run_model(
-    name: str, checkpoint: str | os.PathLike[str], *, default_kwargs: dict[str, Any] | None = None
-) -> tuple[nn.Module, Any]:
-    """The model of a run's checkpoint and its config.json (None without one); :func:`zoo.runs.load_model` is the
-    loader."""
-    from zoo.runs import CONFIG_JSON, read_config
-
-    folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
-    config = read_config(folder) if (folder / CONFIG_JSON).is_file() else None
-    return load_model(checkpoint, split_model_name_tag(name)[0], **(default_kwargs or {})), config

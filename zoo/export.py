@@ -15,7 +15,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from zoo.data.transforms import create_transform
 from zoo.errors import DependencyError, ZooError
+from zoo.predict import SAMPLES_DIR, load_image
 from zoo.runs import json_of
 from zoo.utils.checks import int_in, number_in, one_of, reported
 from zoo.utils.files import atomic_path, check_output_file, remove_stale_temp_files, write_text_atomic
@@ -45,9 +47,6 @@ class ExportResult:
 
 def sample_inputs(model: nn.Module) -> torch.Tensor:
     """The bundled sample images through the model's eval transform: a real batch of the model's input size."""
-    from zoo.data.transforms import create_transform
-    from zoo.predict import SAMPLES_DIR, load_image
-
     transform = create_transform(model.pretrained_cfg)
     files = sorted(SAMPLES_DIR.glob("*.png"))
     return torch.stack([transform(load_image(f)) for f in files])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch.nn as nn
@@ -141,21 +141,31 @@ def _weights_tag(arch: str, tag: str, weights: Any) -> str:
     return wanted
 
 
+def check_model_args(arch: str, model_args: Mapping[str, Any], where: object) -> None:
+    """A file's ``model_args`` are the builder's own, never create_model's (``pretrained``, ``checkpoint_path``,
+    ``features_only`` ...): the builder, run on the meta device, refuses a keyword it lacks (a WeightsFileError)."""
+    from zoo.pretrained.load import empty_init
+
+    builder = (None if is_model(arch) else parametric_entrypoint(arch)) or model_entrypoint(arch)
+    try:
+        with empty_init():
+            builder(**model_args)
+    except ModelArgumentError as e:
+        raise WeightsFileError(
+            f"{where}: model_args: {e.args[0]}", hint="remove what its builder does not take"
+        ) from None
+
+
 def _create_from_folder(
     name: str, pretrained: bool, checkpoint_path: str | None, kwargs: dict[str, Any]
 ) -> tuple[str, nn.Module]:
     """timm's ``local-dir:PATH`` and ``hf-hub:ORG/NAME``: a folder's config.json chooses the architecture and
     preprocessing, its model.safetensors (with ``pretrained``) the weights (zoo.pretrained.fetch)."""
     from zoo.pretrained.fetch import resolve_folder
-    from zoo.pretrained.load import empty_init
 
     folder = resolve_folder(name, pretrained and checkpoint_path is None)
+    check_model_args(folder.arch, folder.model_args, f"{name}: its config.json")
     builder = model_entrypoint(folder.arch)
-    try:  # a file's model_args are the builder's own: never create_model's (pretrained, checkpoint_path ...)
-        with empty_init():
-            builder(**folder.model_args)
-    except ModelArgumentError as e:
-        raise WeightsFileError(f"{name}: the model_args of its config.json: {e.args[0]}") from None
     weights = checkpoint_path or folder.weights
     if weights is None:  # timm's meaning: the folder's architecture and preprocessing, random weights
         kwargs.pop("allow_nonfinite", None)

@@ -134,8 +134,6 @@ def format_info(info: dict[str, Any]) -> str:
 def describe_weights(name: str, stem: str | None = None) -> str:
     """What ``zoo info`` prints about the weights of ``name`` (an arch: all its tags; ``arch.tag``: that one); with
     ``stem``, only the weights trained with that stem."""
-    import inspect
-
     from zoo.pretrained import manifest
     from zoo.pretrained.fetch import cached_state
     from zoo.registry import model_entrypoint
@@ -147,9 +145,7 @@ def describe_weights(name: str, stem: str | None = None) -> str:
         from zoo.pretrained.load import empty_init
 
         with empty_init():  # the builder's default stem, on the meta device: nothing is allocated
-            built = model_entrypoint(arch)()
-        param = inspect.signature(type(built).__init__).parameters.get("stem")
-        own = param.default if param is not None else None
+            own = getattr(model_entrypoint(arch)(), "stem", None)
         entries = {t: e for t, e in entries.items() if (e.model_args or {}).get("stem", own) == stem}
     default = manifest.default_tag(arch) if entries else None
     lines = ["pretrained weights:"] if entries else []

@@ -16,6 +16,8 @@ import torch.nn as nn
 
 from zoo.data.transforms import ImageTooLarge, check_image_size, create_transform, to_8_bit
 from zoo.errors import ArgumentValueError, DataError
+from zoo.factory import create_model
+from zoo.pretrained.manifest import get_entry
 from zoo.runs import label_names, load_model, printable, refuse_tag_with_checkpoint
 from zoo.utils import checks
 
@@ -80,8 +82,6 @@ def predict(model: nn.Module, images: Sequence[Any], topk: int = 5) -> list[Pred
 def create_for_prediction(model_name: str | None, checkpoint: str | os.PathLike[str] | None) -> nn.Module:
     """The weights ``model_name`` (``arch.tag``), or those of a local ``checkpoint`` (:func:`zoo.runs.load_model`;
     ``model_name`` is then its architecture, or None for the recorded one)."""
-    from zoo.factory import create_model
-
     if checkpoint:
         refuse_tag_with_checkpoint(model_name, checkpoint, "predict", f"drop --checkpoint to use {model_name}")
         return load_model(checkpoint, model_name)
@@ -96,15 +96,12 @@ def below_promise(hits: int, n: int, top1: float | None, alpha: float = 0.01) ->
     if top1 is None or n == 0:
         return False
     p = min(max(top1 / 100.0, 0.0), 1.0)
-    tail = sum(math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(hits + 1))
-    return tail < alpha
+    return sum(math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(hits + 1)) < alpha  # the binomial tail
 
 
 def run_samples() -> int:
     """Classify the bundled sample images, each marked right or wrong; 1 when some weights score below what their
     manifest top-1 promises (:func:`below_promise`), else 0."""
-    from zoo.pretrained.manifest import get_entry
-
     records = json.loads((SAMPLES_DIR / "samples.json").read_text())
     total = correct = 0
     broken: list[str] = []

@@ -1,8 +1,5 @@
-"""The model registry: architecture names and their builders.
-
-A model name is ``arch`` or ``arch.tag`` (timm's convention): ``arch`` picks the builder, ``tag`` one set of
-weights for it from the manifest in ``weights/``.
-"""
+"""The model registry: architecture names and their builders. A model name is ``arch`` or ``arch.tag`` (timm's
+convention): ``arch`` picks the builder, ``tag`` one set of weights for it from the manifest in ``weights/``."""
 
 from __future__ import annotations
 
@@ -17,7 +14,6 @@ from zoo.errors import ArgumentValueError
 from zoo.utils import natural_key
 
 _entrypoints: dict[str, Callable[..., nn.Module]] = {}
-_arch_modules: dict[str, str] = {}
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -27,10 +23,9 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         raise ArgumentValueError(f"model name {name!r} must not contain '.': the part after a dot is a weights tag")
     if name in _entrypoints:
         raise ArgumentValueError(
-            f"model {name!r} is already registered (by {_arch_modules[name]}); pick another function name"
+            f"model {name!r} is already registered (by {_entrypoints[name].__module__}); pick another function name"
         )
     _entrypoints[name] = fn
-    _arch_modules[name] = fn.__module__
     return fn
 
 
@@ -87,8 +82,7 @@ def model_summary_line(name: str) -> str:
 
 def get_arch_module(name: str) -> str:
     """The module that registered ``name`` (its model family)."""
-    model_entrypoint(name)
-    return _arch_modules[split_model_name_tag(name)[0]]
+    return model_entrypoint(name).__module__
 
 
 def registered() -> dict[str, Any]:

@@ -14,7 +14,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from zoo.errors import ArgumentValueError, ModelArgumentError, RunError, WeightsFileError
+from zoo.errors import ArgumentValueError, RunError, WeightsFileError
+from zoo.factory import check_model_args, create_model
+from zoo.pretrained.files import WeightsMetadata, load_file, read_pickle_checkpoint
 from zoo.registry import split_model_name_tag
 from zoo.utils import checks, shorten
 from zoo.utils.files import json_default, parse_json, write_json
@@ -233,9 +235,6 @@ def load_model(
 ) -> nn.Module:
     """The model ``checkpoint`` holds (:func:`weights_file`), built as it was trained: from the header zoo wrote into
     a safetensors file, else from the run's ``config`` (default: the config.json beside it), else ``defaults``."""
-    from zoo.factory import create_model
-    from zoo.pretrained.files import WeightsMetadata, load_file, read_pickle_checkpoint
-
     path = weights_file(checkpoint)
     meta = WeightsMetadata.read(path) if path.suffix == ".safetensors" else None
     described = meta is not None and (meta.model_args is not None or meta.pretrained_cfg is not None)
@@ -249,10 +248,10 @@ def load_model(
     if not arch:
         raise WeightsFileError(f"{path} does not record its architecture", hint="name the architecture it holds")
     if described:
-        _check_builder_args(arch, meta.model_args or {}, path)  # type: ignore[union-attr]
+        check_model_args(arch, meta.model_args or {}, path)  # type: ignore[union-attr]
         return create_model(arch, checkpoint_path=str(path))
     if config is not None:
-        _check_builder_args(arch, config.model_args, path.parent / CONFIG_JSON)
+        check_model_args(arch, config.model_args, path.parent / CONFIG_JSON)
     kwargs = config.model_args if config else defaults
     model = create_model(arch, **kwargs)
     state = load_file(path) if meta is not None else read_pickle_checkpoint(path, prefer_ema=True)
@@ -274,23 +273,6 @@ def load_model(
         model.pretrained_cfg = {**model.pretrained_cfg, **config.pretrained_cfg, **labels}
         label_names(model, str(path.parent / CONFIG_JSON))  # one name per output, or the file is refused
     return model
-
-
-def _check_builder_args(arch: str, model_args: dict[str, Any], where: Path) -> None:
-    """A file's ``model_args`` are the builder's own, never create_model's (``pretrained``, ``checkpoint_path`` ...):
-    the builder, run on the meta device, refuses a keyword it lacks."""
-    from zoo.models import parametric_entrypoint
-    from zoo.pretrained.load import empty_init
-    from zoo.registry import is_model, model_entrypoint
-
-    builder = (None if is_model(arch) else parametric_entrypoint(arch)) or model_entrypoint(arch)
-    try:
-        with empty_init():
-            builder(**model_args)
-    except ModelArgumentError as e:
-        raise WeightsFileError(
-            f"{where}: model_args: {e.args[0]}", hint="remove what the builder does not take"
-        ) from None
 
 
 def label_names(model: nn.Module, where: str = "the weights") -> list[str]:

@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--out", help="where to write the .safetensors file")
     for p in (tv, tm):
         p.add_argument("--no-manifest", action="store_true", help="do not record the file in the manifest")
+    tm.set_defaults(weights="IMAGENET1K_V1", no_check_hash=False)  # torchvision's options, unused by timm
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -48,17 +49,14 @@ def main(args: argparse.Namespace) -> int:
     from zoo.pretrained.convert import convert_checkpoint, convert_upstream
 
     if args.source == "checkpoint":
-        kwargs = {k: v for k, v in (("num_classes", args.num_classes), ("in_chans", args.in_chans),
-                                    ("stem", args.stem)) if v is not None}  # fmt: skip
+        kwargs = {k: v for k in ("num_classes", "in_chans", "stem") if (v := getattr(args, k)) is not None}
         saved = convert_checkpoint(args.file, args.model, args.out, **kwargs)
         print(f"wrote {saved.path} ({saved.size:,} bytes, sha256 {saved.sha256})")
         print(f"load it with zoo.create_model({args.model!r}, checkpoint_path={str(saved.path)!r})")
         return 0
-    name, saved = convert_upstream(
-        args.source, args.model, weights=getattr(args, "weights", "IMAGENET1K_V1"), file=args.file,
-        check_hash=not getattr(args, "no_check_hash", False), out=args.out,
-        record_as=None if args.no_manifest else _command(args),
-    )  # fmt: skip
+    record_as = None if args.no_manifest else _command(args)
+    options = {"file": args.file, "check_hash": not args.no_check_hash, "out": args.out, "record_as": record_as}
+    name, saved = convert_upstream(args.source, args.model, weights=args.weights, **options)
     print(f"wrote {saved.path} ({saved.size:,} bytes, sha256 {saved.sha256})")
     if not args.no_manifest:
         entry = manifest.get_entry(*name.split(".", 1))

@@ -8,15 +8,10 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``zoo download``."""
-    parser.add_argument(
-        "names", nargs="+", metavar="NAME",
-        help="arch (its default weights), arch.tag, or a pattern over arch.tag names such as 'resnet*'",
-    )  # fmt: skip
+    parser.add_argument("names", nargs="+", metavar="NAME", help="arch (its default weights), arch.tag or 'resnet*'")
     parser.add_argument("--force", action="store_true", help="download again even if a verified copy is cached")
-    parser.add_argument(
-        "--unpin", action="store_true",
-        help="forget what this machine pinned for the weights (after a legitimate upstream change), then fetch",
-    )  # fmt: skip
+    unpin = "forget what this machine pinned for the weights (after a legitimate upstream change), then fetch"
+    parser.add_argument("--unpin", action="store_true", help=unpin)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -13,7 +13,6 @@ from zoo.cli import options_for
 from zoo.errors import ArgumentValueError, OutputFolderError
 from zoo.utils.files import check_output_file, check_output_folder, write_text_atomic
 
-EVAL_FILES = frozenset({"confusion.png", "results.json"})
 # The keys every results JSON of zoo eval holds: an existing --json file with them is an earlier result.
 RESULT_KEYS = frozenset({"model", "source", "dataset", "eval_set", "acc1", "confusion"})
 
@@ -75,10 +74,16 @@ def main(args: argparse.Namespace) -> int:
     from zoo.data import parse_dataset
     from zoo.evaluation import evaluate_weights, format_results, plot_confusion
 
-    out_dir = _eval_output(args, parse_dataset(args.dataset, args.data_dir)[0])
+    # A new folder (numbered when one of that name exists), or one of zoo's evaluation folders; never a run's.
+    kind = parse_dataset(args.dataset, args.data_dir)[0]
+    base = f"{args.model.replace('.', '_')}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir, n = Path(args.output or Path("evals") / base), 1
+    while not args.output and out_dir.exists():
+        n += 1
+        out_dir = out_dir.with_name(f"{base}-{n}")
+    check_output_folder(out_dir, "--output", "evaluation folder", _is_eval_folder)
     _check_result_files(args)  # before any data or weights are read, as the output folder is
-    given = options_for(evaluate_weights, args)
-    results = evaluate_weights(**given)  # the options are named as its parameters
+    results = evaluate_weights(**options_for(evaluate_weights, args))  # the options are named as its parameters
     title = f"{args.model} on {results['dataset']} ({results['eval_set']}): {results['source']}"
     print(format_results(results, title))
     text = json.dumps(results, indent=1)
@@ -91,6 +96,16 @@ def main(args: argparse.Namespace) -> int:
     if args.json_out:
         write_text_atomic(args.json_out, text)
     return 0
+
+
+def _is_eval_folder(folder: Path) -> bool:
+    """A folder zoo eval wrote, known by its content: regular files, each a result zoo eval wrote."""
+    from zoo.evaluation import is_confusion_png
+    from zoo.runs import json_of
+
+    ours = {"results.json": lambda p: json_of(p, RESULT_KEYS) is not None, "confusion.png": is_confusion_png}
+    entries = list(os.scandir(folder))
+    return all(e.name in ours and e.is_file(follow_symlinks=False) and ours[e.name](e.path) for e in entries)
 
 
 def _check_result_files(args: argparse.Namespace) -> None:
@@ -112,16 +127,3 @@ def _check_result_files(args: argparse.Namespace) -> None:
                 hint="give a path outside the run, or --output DIR for a new folder",
             )
         check_output_file(path, option, ours)
-
-
-def _eval_output(args: argparse.Namespace, kind: str) -> Path:
-    """The folder this evaluation writes: new (or one of zoo's evaluation folders), never a run's."""
-    out = Path(args.output) if args.output else None
-    if out is None:
-        base = f"{args.model.replace('.', '_')}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-        out, n = Path("evals") / base, 1
-        while out.exists():
-            n += 1
-            out = out.with_name(f"{base}-{n}")
-    check_output_folder(out, "--output", "evaluation folder", lambda f: set(os.listdir(f)) <= EVAL_FILES)
-    return out

@@ -37,17 +37,14 @@ def main(args: argparse.Namespace) -> int:
     from zoo.predict import create_for_prediction
     from zoo.registry import is_model, split_model_name_tag
 
-    if is_model(split_model_name_tag(args.model)[0]) and not Path(args.model).exists():
-        if not split_model_name_tag(args.model)[1]:
-            raise ArgumentValueError(
-                f"{args.model!r} has no weights named: give arch.tag (e.g. resnet20.cifar10) or a file"
-            )
-        model, name = create_for_prediction(args.model, None), args.model
-    elif Path(args.model).exists():
+    arch, tag = split_model_name_tag(args.model)
+    if Path(args.model).exists():
         model = create_for_prediction(None, args.model)
         name = Path(args.model).resolve().name.removesuffix(".safetensors")
+    elif is_model(arch) and tag:
+        model, name = create_for_prediction(args.model, None), args.model
     else:
-        raise ArgumentValueError(f"{args.model!r} is neither a model's weights (arch.tag) nor a file or folder")
+        raise ArgumentValueError(f"{args.model!r} is neither weights, arch.tag (e.g. resnet20.cifar10), nor a file")
     out = Path(args.output) if args.output else Path("exports") / f"{name}{FORMATS[args.format]}"
     print(describe(export_model(model, out, args.format, name=name, batch=args.batch, atol=args.atol, rtol=args.rtol)))
     return 0

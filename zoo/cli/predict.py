@@ -7,19 +7,9 @@ zoo predict                                           # the sample images bundle
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 
 from zoo.errors import ArgumentValueError
-
-
-def _print_predictions(model_name: str, paths: Sequence[str], predictions: list) -> None:
-    from zoo.runs import printable  # names from a file: never a terminal escape or a forged line
-
-    print(f"{printable(model_name)}:")
-    for path, pred in zip(paths, predictions, strict=True):
-        ranked = ", ".join(f"{printable(label)} {p:.1%}" for label, p in zip(pred.labels, pred.probs, strict=True))
-        print(f"  {printable(path)}: {ranked}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +33,7 @@ def main(args: argparse.Namespace) -> int:
     """Run ``zoo predict``."""
     from zoo.predict import create_for_prediction, load_image, predict, run_samples
     from zoo.registry import is_model
+    from zoo.runs import printable  # names from a file: never a terminal escape or a forged line
 
     model_name, images = args.model, list(args.images)
     if model_name is None and not args.checkpoint:
@@ -64,5 +55,9 @@ def main(args: argparse.Namespace) -> int:
     # With --checkpoint the heading names the file: the weights used are its, whatever architecture was named.
     arch = model_name or model.pretrained_cfg.get("architecture", "")
     shown = f"{arch} ({args.checkpoint})".strip() if args.checkpoint else model_name
-    _print_predictions(shown, images, predict(model, loaded, topk=args.topk))
+    predictions = predict(model, loaded, topk=args.topk)
+    print(f"{printable(shown)}:")
+    for path, pred in zip(images, predictions, strict=True):
+        ranked = ", ".join(f"{printable(label)} {p:.1%}" for label, p in zip(pred.labels, pred.probs, strict=True))
+        print(f"  {printable(path)}: {ranked}")
     return 0

@@ -122,20 +122,15 @@ def _parse(text: str, typ: type | None = None) -> Any:
     return text
 
 
-def explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The recipe fields set on the command line (options and --set)."""
-    types = recipe_options()
-    given = {k: getattr(args, k) for k in types if getattr(args, k, None) is not None}
-    return {**_key_values(args.set, "--set", types), **given}
-
-
 def main(args: argparse.Namespace) -> int:
     """Run ``zoo train``."""
     from zoo.data import parse_dataset
     from zoo.training import train
     from zoo.training.recipes import format_recipe, get_recipe
 
-    settings = explicit_settings(args)
+    types = recipe_options()  # the recipe fields set on the command line: options and --set
+    options = {k: getattr(args, k) for k in types if getattr(args, k, None) is not None}
+    settings = {**_key_values(args.set, "--set", types), **options}
     if args.print_recipe:
         kind = parse_dataset(args.dataset, args.data_dir or ".")[0] if args.dataset else None
         recipe = get_recipe(args.recipe or "fast", kind).replace(**settings)

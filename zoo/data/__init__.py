@@ -94,7 +94,7 @@ class _Sets(NamedTuple):
     classes: list[str]
     root: Path
     extra: dict[str, Any]
-    official_eval: bool = True  # val is the data set's own test split, not a part of its training images
+    split: str = "test"  # val is the data set's own test split; "holdout": a part of its training images
 
 
 @dataclass(frozen=True)
@@ -156,8 +156,7 @@ def _cifar_sets(folder: Path, r: _Request) -> _Sets:
 
 def _folder_sets(folder: Path, r: _Request) -> _Sets:
     """An image folder's sets at ``r.size``: small images of that size as cached tensors, others streamed."""
-    if is_archive(folder):
-        folder = extract_archive(folder)
+    folder = extract_archive(folder) if is_archive(folder) else folder
     val_dir = eval_folder(folder)
     base = folder / "train" if (folder / "train").is_dir() else folder
     classes, samples = scan_image_folder(base)
@@ -196,7 +195,7 @@ def _folder_sets(folder: Path, r: _Request) -> _Sets:
             if isinstance(ds, ImageFolderDataset):
                 ds.transform = tf
     extra = {"layout": layout, "skipped_images": skipped, "image_cache": caches}
-    return _Sets(train, val, classes, folder, extra, official_eval=val_dir is not None)
+    return _Sets(train, val, classes, folder, extra, "test" if val_dir is not None else "holdout")
 
 
 def _rows(dataset: Dataset, rows: list[int], transform: Callable | None = None) -> Dataset:
@@ -280,9 +279,8 @@ def create_datasets(
     tensors = eval_transform is not None and isinstance(sets.val, TensorImageDataset)
     val = TransformedImages(sets.val, eval_transform) if tensors else sets.val  # type: ignore[arg-type]
     classes = list(sets.classes)
-    split = "test" if sets.official_eval else "holdout"
     info = DataInfo(
-        kind.name, len(classes), kind.channels, input_size, classes, mean, std, str(sets.root), sets.extra, split
+        kind.name, len(classes), kind.channels, input_size, classes, mean, std, str(sets.root), sets.extra, sets.split
     )
     return sets.train, val, info
 
@@ -297,9 +295,7 @@ def subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
     if isinstance(dataset, TensorImageDataset):
         return dataset.subset(idx)
     sub = Subset(dataset, idx.tolist())
-    for attr in ("classes", "mean", "std"):
-        if hasattr(dataset, attr):
-            setattr(sub, attr, getattr(dataset, attr))
+    sub.classes = getattr(dataset, "classes", None)  # type: ignore[attr-defined]
     return sub
 
 

@@ -18,19 +18,13 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.archive import data_cache_dir
-from zoo.data.transforms import ImageTooLarge, check_image_size, to_8_bit, to_rgb
+from zoo.data.transforms import ImageTooLarge, check_image_size, to_8_bit
 from zoo.errors import DataError
 from zoo.utils.checks import Invalid, is_number, json_object, read_bounded
 from zoo.utils.files import atomic_path, parse_json, remove_stale_temp_files, write_json
 
-# What to do about unreadable images, said wherever a folder is checked.
-SKIP_HINT = "remove or replace them, or leave them out: zoo train/eval --skip-bad-images (strict_images=False)"
-
 # torchvision's IMG_EXTENSIONS (a test checks they agree), here so that importing zoo.data does not import it.
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-
-# The sub-folder beside train/ that an image folder is evaluated on, a validation split before a test split.
-EVAL_FOLDERS = ("val", "validation", "test")
 
 MAX_SIDE = 64  # the largest images the cache holds; larger ones stream through DataLoader workers
 _VERSION = 1
@@ -42,7 +36,7 @@ def eval_folder(root: str | os.PathLike) -> Path | None:
     root = Path(root)
     if not (root / "train").is_dir():
         return None
-    return next((root / d for d in EVAL_FOLDERS if (root / d).is_dir()), None)
+    return next((root / d for d in ("val", "validation", "test") if (root / d).is_dir()), None)
 
 
 def class_folders(root: Path) -> list[str]:
@@ -64,12 +58,10 @@ def scan_image_folder(
     if not found:
         raise FileNotFoundError(f"image folder {root} has no class sub-folders; expected {root}/<class>/<image>.png")
     training = classes is None
-    if classes is None:
-        classes = found
-    else:
-        unknown = sorted(set(found) - set(classes))
-        if unknown:
-            raise DataError(f"{root} has class folders {unknown} that the training set does not have")
+    classes = found if classes is None else classes
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise DataError(f"{root} has class folders {unknown} that the training set does not have")
     index = {c: i for i, c in enumerate(classes)}
     listed = [(path, real, index[name]) for name in found for path, real in _class_images(root, root / name)]
     # One sample per real file: where links give a file several names, a name that is not a link is kept.
@@ -186,7 +178,8 @@ def report_unreadable(bad: Sequence[tuple[str, str]], strict: bool) -> None:
         return
     listing = "\n".join(f"  {p}: {r}" for p, r in bad)
     if strict:
-        raise DataError(f"{len(bad)} unreadable image(s):\n{listing}", hint=SKIP_HINT)
+        hint = "remove or replace them, or leave them out: zoo train/eval --skip-bad-images (strict_images=False)"
+        raise DataError(f"{len(bad)} unreadable image(s):\n{listing}", hint=hint)
     print(f"warning: skipping {len(bad)} unreadable image(s):\n{listing}", file=sys.stderr)
 
 
@@ -222,7 +215,7 @@ class ImageFolderDataset(Dataset):
         path, target = self.samples[index]
         try:
             with Image.open(path) as im:
-                img = to_rgb(check_image_size(im, self.transform, path))
+                img = to_8_bit(check_image_size(im, self.transform, path)).convert("RGB")  # as torchvision reads it
         except ImageTooLarge:  # for the transform's resize: the file itself is as it was
             raise
         except Exception as e:  # PIL raises many kinds for a damaged file
@@ -272,7 +265,7 @@ def _decode(samples: Sequence[tuple[str, int]], size: tuple[int, int]) -> tuple[
         try:
             with Image.open(path) as im:  # an image of another size is never decoded: its header says its size
                 found = im.size
-                arr = np.asarray(to_rgb(im)) if found == (w, h) else None  # as ImageFolderDataset reads it
+                arr = np.asarray(to_8_bit(im).convert("RGB")) if found == (w, h) else None  # as ImageFolderDataset
         except Exception as e:  # PIL raises many types for bad files
             bad.append((path, f"{type(e).__name__}: {e}"))
             continue

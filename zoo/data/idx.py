@@ -13,6 +13,7 @@ import torch
 
 from zoo.data.tensor import TensorImageDataset
 from zoo.errors import DataError
+from zoo.utils import checks
 
 _IDX_LIMIT = 1 << 30  # bytes of one IDX file, uncompressed: EMNIST's largest holds 0.6 GB
 # IDX type byte -> big-endian numpy dtype (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT").
@@ -110,10 +111,8 @@ def load_idx_dataset(
     name: str, data_dir: str | os.PathLike, split: str = "train", mean: tuple | None = None, std: tuple | None = None
 ) -> TensorImageDataset:
     """MNIST or Fashion-MNIST ``split`` as an in-memory uint8 dataset, normalised with ``mean``/``std`` (or its own)."""
-    if name not in IDX_DATASETS or split not in IDX_FILES:
-        raise DataError(f"{name!r} split {split!r}: choose one of {', '.join(IDX_DATASETS)}, split train or test")
-    classes = IDX_DATASETS[name][0]
-    img_path, lbl_path = find_idx_files(name, data_dir)[split]
+    classes = IDX_DATASETS[checks.one_of("name", name, tuple(IDX_DATASETS))][0]
+    img_path, lbl_path = find_idx_files(name, data_dir)[checks.one_of("split", split, tuple(IDX_FILES))]
     img_raw, lbl_raw = _raw_idx(img_path), _raw_idx(lbl_path)
     for path, raw in ((img_path, img_raw), (lbl_path, lbl_raw)):
         other = OFFICIAL_SHA256.get(hashlib.sha256(raw).hexdigest(), name)

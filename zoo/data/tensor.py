@@ -30,8 +30,6 @@ class TensorImageDataset(Dataset):
     std: Sequence[float]
 
     def __post_init__(self) -> None:
-        if self.images.dim() == 3:
-            self.images = self.images.unsqueeze(1)
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
             raise DataError(f"images must be uint8 (N, C, H, W), not {self.images.dtype} {tuple(self.images.shape)}")
         if len(self.targets) != len(self.images):
@@ -226,8 +224,7 @@ def _posterize(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
 
 
 def _solarize(x: torch.Tensor, thresh: torch.Tensor) -> torch.Tensor:
-    t = thresh.view(-1, 1, 1, 1)
-    return torch.where(x.int() >= t, 255 - x, x)
+    return torch.where(x.int() >= thresh.view(-1, 1, 1, 1), 255 - x, x)
 
 
 def _solarize_add(x: torch.Tensor, add: torch.Tensor) -> torch.Tensor:

@@ -43,11 +43,6 @@ def to_8_bit(img: Any) -> Any:
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
 
 
-def to_rgb(img: Any) -> Any:
-    """``img.convert("RGB")``, as torchvision's ImageFolder reads an image, after :func:`to_8_bit`."""
-    return to_8_bit(img).convert("RGB")
-
-
 class ImageTooLarge(DataError):
     """An image whose side, or whose side once a transform resizes it, exceeds :data:`MAX_IMAGE_SIDE`."""
 
@@ -154,9 +149,8 @@ def create_transform(
 
 def posterize_keep_one_bit(img: Any, bits_to_keep: int, **kwargs: Any) -> Any:
     """timm's posterize, keeping at least one bit per channel."""
-    # timm lets the end of the magnitude range ask for 0 bits (PosterizeIncreasing at magnitude 10, which
-    # rand-m9-mstd0.5 reaches in about 2 % of draws); Pillow 13 raises ValueError for it, which killed a DataLoader
-    # worker about once in 700 images. One bit is what the reference RandAugment keeps at level 0.
+    # timm's PosterizeIncreasing asks for 0 bits at magnitude 10 (2 % of rand-m9-mstd0.5's draws), which Pillow 13
+    # refuses with a ValueError that killed a DataLoader worker; the reference RandAugment keeps one bit at level 0.
     from timm.data.auto_augment import posterize
 
     return posterize(img, max(1, int(bits_to_keep)), **kwargs)

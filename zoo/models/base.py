@@ -1,7 +1,5 @@
-"""What every zoo model shares: argument checks, the head, the default config and timm's interface.
-
-timm is imported only inside what needs it (feature maps, ``"avgmax"`` pooling): importing it takes seconds.
-"""
+"""What every zoo model shares: argument checks, the head, the default config and timm's interface. timm is
+imported only inside what needs it (feature maps, ``"avgmax"`` pooling): importing it takes seconds."""
 
 from __future__ import annotations
 
@@ -17,7 +15,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from zoo.errors import ModelArgumentError
-from zoo.models.cfg import PretrainedCfg
+from zoo.models.cfg import PretrainedCfg, fit_channels
 from zoo.registry import register_model
 from zoo.utils import checks
 from zoo.utils.checks import MAX_CHANNELS, MAX_NUM_CLASSES, Invalid
@@ -90,11 +88,10 @@ def with_input_size(model: nn.Module, cfg: Mapping[str, Any], height: int, width
 
 
 def family_cfgs(
-    archs: Iterable[str], stems: Mapping[str, PretrainedCfg], weights: Mapping[str, Mapping[str, Any]] | None = None
+    archs: Iterable[str], stems: Mapping[str, PretrainedCfg], weights: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, dict[str, PretrainedCfg]]:
     """A family's ``default_cfgs``: per architecture and stem, the stem's template with what differs in the
     preprocessing of the architecture's default weights (``weights``: stem -> arch -> fields)."""
-    weights = weights or {}
     return {
         a: {s: dataclasses.replace(c, architecture=a, **weights.get(s, {}).get(a, {})) for s, c in stems.items()}
         for a in archs
@@ -104,9 +101,8 @@ def family_cfgs(
 def build_model(model_cls: type[nn.Module], arch: str, kwargs: dict[str, Any], **fixed: Any) -> nn.Module:
     """``model_cls(**fixed, **kwargs)``; a keyword it does not take, or that ``fixed`` (the name) fixes, is a
     ModelArgumentError (a TypeError) listing those it accepts."""
-    params = inspect.signature(model_cls.__init__).parameters.items()
-    accepted = [n for n, p in params if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    accepted = [n for n in accepted if n not in fixed]
+    params = inspect.signature(model_cls).parameters.items()  # __init__'s, without self
+    accepted = [n for n, p in params if n not in fixed and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise ModelArgumentError(
@@ -137,11 +133,9 @@ def register_family(namespace: dict[str, Any], docs: Mapping[str, str], build: C
 
 
 class ZooModel(nn.Module):
-    """timm >= 1.0's model interface: head API, feature maps and a compile-friendly forward.
-
-    A family calls :meth:`_setup` first and :meth:`_set_default_cfg` last in ``__init__``, and implements ``_trunk``,
-    ``forward_head``, ``group_matcher``, ``_stages`` (callables per ``feature_info`` entry) and ``_prune_stages``.
-    """
+    """timm >= 1.0's model interface. A family calls :meth:`_setup` first and :meth:`_set_default_cfg` last in
+    ``__init__``, and implements ``_trunk``, ``forward_head``, ``group_matcher``, ``_stages`` (callables per
+    ``feature_info`` entry) and ``_prune_stages``."""
 
     # TorchScript compiles properties; this one returns a dict of mixed types it cannot type.
     __jit_unused_properties__: ClassVar[list[str]] = ["default_cfg"]
@@ -168,9 +162,16 @@ class ZooModel(nn.Module):
         # A name outside the table (``cifar_resnet50``) takes its stem's template under its own name.
         template = self.default_cfgs.get(arch or "", {}).get(stem) or self.stem_cfgs[stem]
         reduction = self.feature_info[-1]["reduction"]
-        pool_size = tuple(math.ceil(s / reduction) for s in template.input_size[1:])
-        cfg = dataclasses.replace(template, architecture=arch).for_model(self.in_chans, self.num_classes, pool_size)
-        self.pretrained_cfg = cfg.to_dict()
+        cfg = dataclasses.replace(
+            template,
+            architecture=arch,
+            input_size=(self.in_chans, *template.input_size[1:]),
+            mean=fit_channels(template.mean, self.in_chans),
+            std=fit_channels(template.std, self.in_chans),
+            num_classes=self.num_classes,
+            pool_size=tuple(math.ceil(s / reduction) for s in template.input_size[1:]),
+        )
+        self.pretrained_cfg = dataclasses.asdict(cfg)
 
     @property
     def default_cfg(self) -> dict[str, Any]:
@@ -242,6 +243,9 @@ class ZooModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def _flatten(self, pooled: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(pooled, 1) if self.head_flatten else pooled
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each stage's activations in backward (training mode only); batch norm sees each batch twice."""
         self.grad_checkpointing = bool(enable)
@@ -304,9 +308,7 @@ class FeatureGetterNet(nn.Module):
 
         super().__init__()
         if any(True for _ in model.parameters(recurse=False)) or any(True for _ in model.buffers(recurse=False)):
-            raise TypeError(
-                f"{type(model).__name__} keeps tensors outside its layers; FeatureGetterNet cannot adopt it"
-            )
+            raise TypeError(f"{type(model).__name__} has tensors outside its layers; FeatureGetterNet cannot adopt it")
         take = model.prune_intermediate_layers(len(model.feature_info) if out_indices is None else out_indices)
         for name, child in model.named_children():
             self.add_module(name, child)

@@ -112,23 +112,11 @@ class PretrainedCfg:
         checked = (*PREPROCESSING, "num_classes", "label_names")
         check_preprocessing({k: getattr(self, k) for k in checked}, "PretrainedCfg", ArgumentValueError)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The dict form models carry as ``pretrained_cfg``."""
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> PretrainedCfg:
         """The fields of ``cfg`` this class knows (JSON lists become tuples), checked; other keys are left out."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k in names})
 
-    def for_model(self, in_chans: int, num_classes: int, pool_size: tuple[int, int] | None) -> PretrainedCfg:
-        """This config adapted to a model's input channels, class count and feature-map size."""
-        return dataclasses.replace(
-            self,
-            input_size=(in_chans, *self.input_size[1:]),
-            mean=fit_channels(self.mean, in_chans),
-            std=fit_channels(self.std, in_chans),
-            num_classes=num_classes,
-            pool_size=pool_size,
-        )
+
+CIFAR_CFG = PretrainedCfg(input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, crop_pct=1.0)

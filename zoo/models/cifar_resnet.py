@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -13,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zoo.models.base import Stages, build_model, family_cfgs, make_pool, named_builder, register_family
-from zoo.models.cfg import CIFAR10_MEAN, CIFAR10_STD, PretrainedCfg
+from zoo.models.cfg import CIFAR_CFG
 from zoo.models.resnet import ResNetBase
 from zoo.utils import checks
 from zoo.utils.checks import Invalid
@@ -71,9 +72,7 @@ class CifarBasicBlock(nn.Module):
 # ``resnet50``), a name create_model rebuilds it from.
 CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
 
-_STEM_CFGS = {
-    "cifar": PretrainedCfg(input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, crop_pct=1.0, num_classes=10)
-}
+_STEM_CFGS = {"cifar": replace(CIFAR_CFG, num_classes=10)}
 # The default weights' preprocessing where it differs from the stem's: tools/gen_default_cfgs.py writes it.
 _WEIGHTS_CFGS: dict[str, dict[str, dict[str, Any]]] = {}
 default_cfgs = family_cfgs([f"resnet{d}" for d in CIFAR_DEPTHS], _STEM_CFGS, _WEIGHTS_CFGS)
@@ -82,11 +81,6 @@ default_cfgs = family_cfgs([f"resnet{d}" for d in CIFAR_DEPTHS], _STEM_CFGS, _WE
 def cifar_resnet_arch(depth: int) -> str:
     """The architecture name of the CIFAR ResNet of ``depth`` layers."""
     return f"resnet{depth}" if depth in CIFAR_DEPTHS else f"cifar_resnet{depth}"
-
-
-def _check_depth(depth: int) -> None:
-    if checks.int_in("depth", depth, 8) % 6 != 2:
-        raise Invalid("depth", depth, "must be 6n+2 (20, 32, 44, 56, 110, 1202, ...)")
 
 
 class CifarResNet(ResNetBase):
@@ -110,7 +104,8 @@ class CifarResNet(ResNetBase):
         self._setup(num_classes, in_chans, drop_rate, global_pool, head_grid=1)
         checks.one_of("shortcut", shortcut, ("A", "B"))
         checks.one_of("stem", stem, ("cifar",))  # the one stem, taken so that `--stem cifar` works for every family
-        _check_depth(depth)
+        if checks.int_in("depth", depth, 8) % 6 != 2:
+            raise Invalid("depth", depth, "must be 6n+2 (20, 32, 44, 56, 110, 1202, ...)")
         n = (depth - 2) // 6
         self.depth = depth
         self.shortcut = shortcut
@@ -148,12 +143,11 @@ def make_cifar_resnet(depth: int = 20, **kwargs: Any) -> CifarResNet:
 
 
 def cifar_resnet_entrypoint(name: str) -> Callable[..., CifarResNet] | None:
-    """The builder for a ``cifar_resnet<depth>`` name (any 6n+2 depth), or None for another name."""
+    """The builder for a ``cifar_resnet<depth>`` name (any 6n+2 depth, checked as it builds), or None for another."""
     match = re.fullmatch(r"cifar_resnet(\d+)", name)
     if match is None:
         return None
     depth = int(match[1])
-    _check_depth(depth)
     return named_builder(name, f"CIFAR ResNet-{depth} (n={(depth - 2) // 6}).", __name__, partial(_cifar, depth))
 
 

@@ -1,7 +1,5 @@
-"""The seed course's MNIST CNN (Lab10-1 to Lab10-3) and a deeper variant, for 28x28 grey images, with its names.
-
-Both flatten the last feature map as the course does (``global_pool=""``); a pooling type pools to that grid first.
-"""
+"""The seed course's MNIST CNN (Lab10-1 to Lab10-3) and a deeper variant, for 28x28 grey images. Both flatten the
+last feature map as the course does (``global_pool=""``); a pooling type pools to that grid first."""
 
 from __future__ import annotations
 
@@ -76,9 +74,7 @@ class MnistCNN(_MnistBase):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Flatten (after pooling, if ``global_pool`` asks for it) and, unless ``pre_logits``, classify."""
-        x = self.pool(x)
-        if self.head_flatten:
-            x = torch.flatten(x, 1)
+        x = self._flatten(self.pool(x))
         return x if pre_logits else self.fc(x)
 
 
@@ -111,10 +107,7 @@ class MnistDeepCNN(_MnistBase):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool (if ``global_pool`` asks), flatten, the 625-wide hidden layer and, unless ``pre_logits``, classify."""
-        x = self.pool(x)
-        if self.head_flatten:
-            x = torch.flatten(x, 1)
-        x = self.layer4(x)
+        x = self.layer4(self._flatten(self.pool(x)))
         return x if pre_logits else self.fc2(x)
 
 

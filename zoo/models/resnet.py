@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zoo.models.base import STEMS, Stages, ZooModel, build_model, family_cfgs, make_pool, register_family
-from zoo.models.cfg import CIFAR10_MEAN, CIFAR10_STD, PretrainedCfg
+from zoo.models.cfg import CIFAR_CFG, PretrainedCfg
 from zoo.utils import checks
 from zoo.utils.checks import Invalid
 
@@ -140,7 +140,7 @@ RESNET_DEPTHS: dict[int, tuple[Block, list[int]]] = {
 
 _STEM_CFGS = {
     "imagenet": PretrainedCfg(),
-    "cifar": PretrainedCfg(input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD, crop_pct=1.0),
+    "cifar": CIFAR_CFG,
 }
 # The default weights' preprocessing where it differs from the stem's: tools/gen_default_cfgs.py writes it.
 _WEIGHTS_CFGS: dict[str, dict[str, dict[str, Any]]] = {
@@ -180,9 +180,7 @@ class ResNetBase(ZooModel):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Global pool, dropout and, unless ``pre_logits``, the classifier."""
-        x = self.avgpool(x)
-        if self.head_flatten:
-            x = torch.flatten(x, 1)
+        x = self._flatten(self.avgpool(x))
         if self.drop_rate > 0.0:
             x = F.dropout(x, p=self.drop_rate, training=self.training)
         return x if pre_logits else self.fc(x)
@@ -252,15 +250,13 @@ class ResNet(ResNetBase):
         for i, planes in enumerate((64, 128, 256, 512)):
             dilated = i > 0 and dilate[i - 1]
             layer_stride = 1 if i == 0 else 2
-            setattr(
-                self, f"layer{i + 1}", self._make_layer(block, planes, layers[i], layer_stride, dilated, norm_layer)
-            )
+            layer = self._make_layer(block, planes, layers[i], layer_stride, dilated, norm_layer)
+            setattr(self, f"layer{i + 1}", layer)
             stride *= 1 if dilated else layer_stride
             self.feature_info.append(dict(num_chs=planes * block.expansion, reduction=stride, module=f"layer{i + 1}"))
         self.avgpool = make_pool(global_pool, 1)
         self.num_features = self.head_hidden_size = 512 * block.expansion
         self.fc = self._new_classifier(num_classes)
-
         self._init_weights(zero_init_last=(BasicBlock, Bottleneck) if zero_init_residual else ())
         self._set_default_cfg(resnet_arch(block, layers, groups, width_per_group), stem)
         if drop_path_rate or drop_block_rate:

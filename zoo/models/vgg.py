@@ -4,6 +4,7 @@ the CIFAR stem ends in a global pool and a 512-wide classifier instead of the 25
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -11,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from zoo.models.base import STEMS, Stages, ZooModel, build_model, family_cfgs, make_pool, register_family
-from zoo.models.cfg import CIFAR10_MEAN, CIFAR10_STD, PretrainedCfg
+from zoo.models.cfg import CIFAR_CFG, PretrainedCfg
 from zoo.utils import checks
 from zoo.utils.checks import Invalid
 
@@ -73,22 +74,18 @@ def _resolve_cfg(cfg: str | Sequence[LayerSpec]) -> list[LayerSpec]:
 
 
 def _feature_info(features: nn.Sequential) -> tuple[list[dict[str, Any]], list[int]]:
-    """timm's taps: each stage's output just before its max-pool, and the trunk's last layer."""
+    """timm's taps, each stage's output just before its max-pool and the trunk's last layer, and their indices."""
     info: list[dict[str, Any]] = []
-    ends: list[int] = []
     channels, reduction = 0, 1
     for i, layer in enumerate(features):
         if isinstance(layer, nn.MaxPool2d):
-            if i > 0 and (not ends or ends[-1] != i - 1):
+            if i > 0:
                 info.append(dict(num_chs=channels, reduction=reduction, module=f"features.{i - 1}"))
-                ends.append(i - 1)
             reduction *= 2
         elif isinstance(layer, nn.Conv2d):
             channels = layer.out_channels
-    if not ends or ends[-1] != len(features) - 1:
-        info.append(dict(num_chs=channels, reduction=reduction, module=f"features.{len(features) - 1}"))
-        ends.append(len(features) - 1)
-    return info, ends
+    info.append(dict(num_chs=channels, reduction=reduction, module=f"features.{len(features) - 1}"))
+    return info, [int(tap["module"].split(".")[1]) for tap in info]
 
 
 # What each registered name fixes: config and batch norm; other configs have no name.
@@ -108,14 +105,7 @@ VGG_ARCHS: dict[str, tuple[str, bool]] = {
 
 _STEM_CFGS = {
     "imagenet": PretrainedCfg(first_conv="features.0", classifier="classifier.6"),
-    "cifar": PretrainedCfg(
-        input_size=(3, 32, 32),
-        mean=CIFAR10_MEAN,
-        std=CIFAR10_STD,
-        crop_pct=1.0,
-        first_conv="features.0",
-        classifier="classifier.3",
-    ),
+    "cifar": replace(CIFAR_CFG, first_conv="features.0", classifier="classifier.3"),
 }
 # The default weights' preprocessing where it differs from the stem's: tools/gen_default_cfgs.py writes it.
 _WEIGHTS_CFGS: dict[str, dict[str, dict[str, Any]]] = {}
@@ -152,8 +142,7 @@ class VGG(ZooModel):
         checks.one_of("stem", stem, STEMS)
         # The ImageNet head pools to torchvision's 7x7 grid for its 25088-wide layer; the CIFAR head to 1x1.
         self._setup(num_classes, in_chans, drop_rate, global_pool, head_grid=7 if stem == "imagenet" else 1)
-        layers = _resolve_cfg(cfg)
-        self.cfg = layers
+        self.cfg = layers = _resolve_cfg(cfg)
         self.stem = stem
         # The CIFAR head rounds pooled sizes up so that 28x28 inputs (MNIST) survive five pools.
         self.features = make_features(layers, in_chans, batch_norm, ceil_mode=stem == "cifar")
@@ -211,9 +200,7 @@ class VGG(ZooModel):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, run the hidden layers and, unless ``pre_logits``, the final layer."""
-        x = self.avgpool(x)
-        if self.head_flatten:
-            x = torch.flatten(x, 1)
+        x = self._flatten(self.avgpool(x))
         for i, layer in enumerate(self.classifier):
             if i < self.classifier_index or not pre_logits:
                 x = layer(x)

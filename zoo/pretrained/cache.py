@@ -17,11 +17,10 @@ from typing import Any
 from zoo.errors import WeightsError
 from zoo.pretrained.manifest import check_name
 from zoo.utils import env_flag
-from zoo.utils.checks import is_int
+from zoo.utils.checks import is_hex, is_int
 from zoo.utils.files import parse_json, sha256_file, write_text_atomic
 
 CHUNK = 1 << 20
-_SHA = "0123456789abcdef"
 
 
 def is_offline() -> bool:
@@ -52,8 +51,8 @@ def _stamp(st: os.stat_result) -> dict[str, int]:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
 
 
-def _facts(path: Path) -> dict[str, Any]:
-    """What the marker of ``path`` records, if the file has not changed since it was written."""
+def marked(path: Path) -> dict[str, Any]:
+    """What the marker of ``path`` records (``sha256``, ``finite``), if the file has not changed since."""
     try:
         record = parse_json(_marker(path).read_text(encoding="utf-8"))
         stamp = _stamp(path.stat())
@@ -63,27 +62,10 @@ def _facts(path: Path) -> dict[str, Any]:
     return record if ok else {}
 
 
-def _mark(path: Path, **facts: Any) -> None:
+def mark(path: Path, **facts: Any) -> None:
+    """Record ``facts`` of ``path`` as it is now: its ``sha256``, ``finite=True`` (every float tensor is finite)."""
     with contextlib.suppress(OSError):  # a read-only cache still loads, it only verifies again next time
-        write_text_atomic(_marker(path), json.dumps({**_facts(path), **facts, **_stamp(path.stat())}))
-
-
-def mark_verified(path: Path, sha256: str) -> None:
-    """Record that ``path``, as it is now, has SHA-256 ``sha256``."""
-    _mark(path, sha256=sha256)
-
-
-def has_valid_marker(path: Path, sha256: str) -> bool:
-    return _facts(path).get("sha256") == sha256
-
-
-def marked_finite(path: Path) -> bool:
-    """Every floating-point tensor of ``path`` was found finite, and the file has not changed since."""
-    return _facts(path).get("finite") is True
-
-
-def mark_finite(path: Path) -> None:
-    _mark(path, finite=True)
+        write_text_atomic(_marker(path), json.dumps({**marked(path), **facts, **_stamp(path.stat())}))
 
 
 def check_file(path: Path, sha256: str, size: int | None = None) -> str | None:
@@ -93,14 +75,14 @@ def check_file(path: Path, sha256: str, size: int | None = None) -> str | None:
         actual_size = path.stat().st_size
         if size is not None and actual_size != size:
             return f"has {actual_size:,} bytes instead of {size:,} (truncated or replaced)"
-        if has_valid_marker(path, sha256):
+        if marked(path).get("sha256") == sha256:
             return None
         actual = sha256_file(path)
     except OSError as e:
         return f"cannot be read ({e.strerror or e})"
     if actual != sha256:
         return f"has SHA-256 {actual} instead of {sha256} (corrupted or replaced)"
-    mark_verified(path, sha256)
+    mark(path, sha256=sha256)
     return None
 
 
@@ -141,20 +123,15 @@ def _pins(name: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _sha_ok(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 64 and set(value) <= set(_SHA)
-
-
 def read_pin(name: str, key: str) -> dict[str, Any] | None:
     """What this machine verified of the file ``key`` (``hub:REPO/FILE``, ``url:URL`` or ``converted``) of ``name``;
     a record that is not well formed counts as none (the file is verified against upstream again)."""
     record = _pins(name).get(key)
-    if not isinstance(record, dict) or not _sha_ok(record.get("sha256")) or not is_int(record.get("size")):
+    if not isinstance(record, dict) or not is_hex(record.get("sha256"), 64) or not is_int(record.get("size")):
         return None
-    commit = record.get("commit")
-    if key.startswith("hub:") and not (isinstance(commit, str) and len(commit) == 40 and set(commit) <= set(_SHA)):
+    if key.startswith("hub:") and not is_hex(record.get("commit"), 40):
         return None
-    if key.startswith("url:") and not _sha_ok(record.get("converted_sha256")):
+    if key.startswith("url:") and not is_hex(record.get("converted_sha256"), 64):
         return None
     return record
 
@@ -197,12 +174,12 @@ def hub_cached_file(repo_id: str, filename: str, revision: str) -> Path | None:
     importing it, which costs more than loading a small model."""
     folder = hf_hub_cache() / ("models--" + repo_id.replace("/", "--"))
     commit = revision
-    if not (len(revision) == 40 and set(revision) <= set(_SHA)):
+    if not is_hex(revision, 40):
         try:
             commit = (folder / "refs" / revision).read_text().strip()
         except OSError:
             return None
-    if not (len(commit) == 40 and set(commit) <= set(_SHA)):
+    if not is_hex(commit, 40):
         return None
     path = folder / "snapshots" / commit / filename
     return path if path.is_file() else None

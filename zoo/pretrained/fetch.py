@@ -37,7 +37,7 @@ from zoo.pretrained.cache import (
     file_path,
     hub_cached_file,
     is_offline,
-    mark_verified,
+    mark,
     read_pin,
     sha256_file,
     torchvision_cache_file,
@@ -46,7 +46,7 @@ from zoo.pretrained.cache import (
 from zoo.pretrained.files import read_pickle_checkpoint, save_weights
 from zoo.pretrained.manifest import Source, WeightsEntry, weights_dir
 from zoo.utils import env_flag, progress
-from zoo.utils.checks import Invalid, read_bounded, repo_id, reported, revision
+from zoo.utils.checks import Invalid, is_hex, read_bounded, repo_id, reported, revision
 from zoo.utils.files import atomic_path, parse_json, remove_stale_temp_files
 
 MAX_DOWNLOAD = 4 << 30  # larger than any weights zoo lists (vgg19_bn's .pth is 549 MB)
@@ -123,11 +123,11 @@ def hub_file_info(repo: str, filename: str, rev: str, what: str) -> tuple[str, s
     with _open(hub_url(repo, filename, rev), what, "HEAD") as response:
         head = response.headers
     commit = (head.get("X-Repo-Commit") or "").strip()
-    if len(commit) != 40 or set(commit) - set("0123456789abcdef"):
+    if not is_hex(commit, 40):
         raise WeightsError(f"the Hub did not say which commit serves {what} (X-Repo-Commit {commit[:80]!r})")
     etag = (head.get("X-Linked-Etag") or "").strip().removeprefix("W/").strip('"').lower()
     size = head.get("X-Linked-Size") or head.get("Content-Length") or ""
-    sha = etag if len(etag) == 64 and not set(etag) - set("0123456789abcdef") else None
+    sha = etag if is_hex(etag, 64) else None
     return commit, sha, int(size) if size.isdigit() else None
 
 
@@ -188,7 +188,7 @@ def download(
             raise cache_error(e, f"writing {what}") from None
         raise WeightsError(f"could not download {what} from {url}: {e}") from None
     path = folder / (actual + suffix)
-    mark_verified(path, actual)
+    mark(path, sha256=actual)
     return path
 
 
@@ -339,7 +339,7 @@ def _convert_pth(name: str, key: str, pth: Path, sha: str, where: str) -> Path:
         raise cache_error(e, f"converting {where}") from None
     path = file_path(saved.sha256)
     os.replace(saved.path, path)
-    mark_verified(path, saved.sha256)
+    mark(path, sha256=saved.sha256)
     record = {"sha256": sha, "size": pth.stat().st_size, "converted_sha256": saved.sha256, "converted_size": saved.size}
     write_pin(name, key, record)
     return path
@@ -399,12 +399,14 @@ def fetch_file(name: str, force: bool = False, entry: WeightsEntry | None = None
     if local is not None:
         return local
     if not entry.published:  # no file to fetch: what works today
-        command = (entry.origin or {}).get("command")
-        how = f"convert it locally with `{command}` (into {converted_path(name)}), " if command else ""
+        command = str((entry.origin or {}).get("command") or "")  # a training command converts nothing
+        ways = ["load a file with checkpoint_path=PATH, or a folder zoo publish wrote with local-dir:FOLDER"]
+        if command.startswith("zoo convert"):
+            ways.insert(0, f"convert it with `{command}` (into {converted_path(name)})")
         raise NotPublishedError(
             f"{name} is listed in the manifest but its file has not been published yet (it is to be hosted at "
             f"{manifest.describe_source(entry)})",
-            hint=f"{how}or load a file of your own with checkpoint_path=PATH or local-dir:FOLDER",
+            hint="; or ".join(ways),
         )
     for raw, source in zip(entry.sources, sources, strict=True) if not force else ():
         path = _from(name, entry, raw, False, network=False)

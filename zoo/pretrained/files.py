@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from zoo.errors import ArgumentValueError, WeightsFileError
 from zoo.models.cfg import without_source
-from zoo.pretrained.cache import mark_verified, sha256_file
+from zoo.pretrained.cache import mark, sha256_file
 from zoo.utils.checks import Invalid, int_in, json_object, number_in, regular_file, reported, text
 from zoo.utils.files import atomic_path, parse_json
 
@@ -197,7 +197,7 @@ def save_weights(
             raise OSError(number, os.strerror(number) if number in errno.errorcode else str(e), str(path)) from None
         _sort_header(tmp)
     sha = sha256_file(path)
-    mark_verified(path, sha)
+    mark(path, sha256=sha)
     return SavedWeights(path, sha, path.stat().st_size)
 
 

@@ -19,7 +19,7 @@ from torch.overrides import TorchFunctionMode
 from zoo.errors import ManifestError, WeightsError, WeightsFileError
 from zoo.models.cfg import check_preprocessing, fit_channels, without_source
 from zoo.pretrained import manifest
-from zoo.pretrained.cache import mark_finite, marked_finite
+from zoo.pretrained.cache import mark, marked
 from zoo.pretrained.fetch import fetch, fetch_file
 from zoo.pretrained.files import WeightsMetadata, load_file, strip_wrapper_prefix
 from zoo.pretrained.manifest import WeightsEntry
@@ -87,47 +87,33 @@ def fit_state_dict(
             f"{what}: {conv} adapted from {have[1]} to {want[1]} input channels ({how} the original channels)",
             stacklevel=stacklevel,
         )
-    fresh: set[str] = set()
+    fresh: set[str] = set()  # the model's keys left as initialised
+
+    def drop(ours: Callable[[str], bool], message: str) -> None:
+        for k in [k for k in sd if ours(k)]:
+            del sd[k]
+        fresh.update(k for k in expected if ours(k))
+        warnings.warn(f"{what}: {message}", stacklevel=stacklevel + 1)
+
     if adapt_stem and have and want and have[2:] != want[2:]:
-        fresh.add(conv)
-        del sd[conv]
-        warnings.warn(
-            f"{what}: {conv} is freshly initialised: the weights' first convolution has a "
-            f"{'x'.join(map(str, have[2:]))} kernel, the model's stem {'x'.join(map(str, want[2:]))}; every "
-            "other tensor is loaded",
-            stacklevel=stacklevel,
-        )
+        shapes = f"a {'x'.join(map(str, have[2:]))} kernel, the model's stem {'x'.join(map(str, want[2:]))}"
+        drop(lambda k: k == conv, f"{conv} is freshly initialised: the weights' first convolution has {shapes}")
     # VGG's CIFAR stem also ends in its own head (512 wide, not 25088 -> 4096 -> 4096): keep none of it.
     prefix = (cfg.get("classifier") or "").rpartition(".")[0] + "."
-    if (
-        adapt_stem
-        and prefix != "."
-        and any(k.startswith(prefix) and expected.get(k, (0,))[0] != sd[k].shape for k in sd)
-    ):
-        dropped = [k for k in sd if k.startswith(prefix)]
-        for k in dropped:
-            del sd[k]
-        fresh |= {k for k in expected if k.startswith(prefix)}
-        warnings.warn(
-            f"{what}: the model's {prefix[:-1]} is freshly initialised: its layers differ in shape from "
-            f"the weights' ({', '.join(dropped[:4])})",
-            stacklevel=stacklevel,
-        )
+    differ = [k for k in sd if k.startswith(prefix) and expected.get(k, (0,))[0] != sd[k].shape]
+    if adapt_stem and prefix != "." and differ:
+        dropped = ", ".join([k for k in sd if k.startswith(prefix)][:4])
+        drop(lambda k: k.startswith(prefix), f"the model's {prefix[:-1]} is freshly initialised ({dropped} differ)")
     head = cfg.get("classifier")
     head_keys = sorted((k for k in sd if head and k.rsplit(".", 1)[0] == head), key=lambda k: (k.endswith("bias"), k))
     head_differs = any(expected.get(k, (0,))[0] != tuple(sd[k].shape) for k in head_keys)
     head_dropped = adapt_head and head_differs
     if head_dropped:
         old, new = sd[head_keys[0]].shape[0], getattr(model, "num_classes", "?")
-        for k in head_keys:
-            del sd[k]
-        fresh |= {k for k in expected if k.rsplit(".", 1)[0] == head}
         fate = "the model has no classifier" if new == 0 else f"the model's {head} is freshly initialised"
-        warnings.warn(
-            f"{what}: dropped the classifier keys {', '.join(head_keys)} (the weights have {old} classes, "
-            f"the model {new}); {fate}",
-            stacklevel=stacklevel,
-        )
+        keys = ", ".join(head_keys)
+        message = f"dropped the classifier keys {keys} (the weights have {old} classes, the model {new}); {fate}"
+        drop(lambda k: k.rsplit(".", 1)[0] == head, message)
     missing = [k for k in expected if k not in sd and k not in fresh]
     unexpected = [k for k in sd if k not in expected]
     mismatched = [
@@ -222,9 +208,9 @@ def _load_into(
     state_dict = load_file(path)
     # The NaN/Inf check reads every tensor (60 ms for resnet50 against 5 ms for the mapped load): paid once per
     # file, its verified marker remembers the result.
-    if not allow_nonfinite and not marked_finite(path):
+    if not allow_nonfinite and not marked(path).get("finite"):
         check_finite(state_dict, what)
-        mark_finite(path)
+        mark(path, finite=True)
     state_dict = from_timm_layout(strip_wrapper_prefix(state_dict))
     sd, head_dropped = fit_state_dict(model, state_dict, what, adapt_head, adapt_in_chans, stacklevel)
     on_meta = any(t.is_meta for t in (*model.parameters(), *model.buffers()))

@@ -249,7 +249,7 @@ class WeightsEntry:
             elif isinstance(value, tuple):
                 value = [v.to_dict() if isinstance(v, Source) else v for v in value]
             elif isinstance(value, dict):
-                value = json.loads(json.dumps(value))
+                value = json.loads(json.dumps(value, sort_keys=True))
             out[f] = value
         return out
 
@@ -427,26 +427,11 @@ def _render(value: Any, indent: int = 0) -> str:
 def dumps(data: Mapping[str, Any]) -> str:
     """The manifest as stable, diff-friendly JSON: entries in natural order, fields in schema order, the free-form
     objects sorted by key."""
-
-    def ordered(entry: Mapping[str, Any]) -> dict[str, Any]:
-        def sort(value: Any) -> Any:
-            return {k: sort(value[k]) for k in sorted(value)} if isinstance(value, dict) else value
-
-        def source(value: Any) -> Any:
-            keys = [f.name for f in dataclasses.fields(Source)]
-            return {k: value[k] for k in keys if k in value} if isinstance(value, dict) else value
-
-        out = {k: sort(entry[k]) for k in WeightsEntry.field_names() if k in entry}
-        if "source" in out:
-            out["source"] = source(out["source"])
-        if isinstance(out.get("fallbacks"), list):
-            out["fallbacks"] = [source(f) for f in out["fallbacks"]]
-        return out
-
     weights = data.get("weights", {})
     top = {k: v for k, v in data.items() if k not in ("schema", "weights")}
     result = {"schema": data.get("schema", SCHEMA), **dict(sorted(top.items()))}
-    result["weights"] = {n: ordered(weights[n]) for n in sorted(weights, key=natural_key)}
+    order = sorted(weights, key=natural_key)
+    result["weights"] = {n: WeightsEntry.from_dict(weights[n], n).to_dict() for n in order}
     return _render(result) + "\n"
 
 

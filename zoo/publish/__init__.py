@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ManifestError, PublishError, ZooError
-from zoo.pretrained.files import WeightsMetadata
+from zoo.evaluation import plot_confusion
+from zoo.pretrained import manifest
+from zoo.pretrained.files import WeightsMetadata, save_weights
 from zoo.pretrained.manifest import Source, WeightsEntry, check_name
 from zoo.publish.card import CONFIG_KEYS, model_card, timm_config
 from zoo.publish.checks import Check, check_eval, check_round_trip, check_torchvision
 from zoo.registry import is_model, split_model_name_tag
 from zoo.runs import CONFIG_JSON, PUBLISHED, RUN_JSON, RunConfig, RunRecord, json_of, load_model, read_config, read_run
+from zoo.training.loggers import read_metrics
 from zoo.utils.files import atomic_path, check_output_folder, current_umask, fsync_dir, pid_alive
 
 
@@ -51,14 +54,6 @@ def _load_run(run_dir: Path, checkpoint: Path | None) -> tuple[RunConfig, RunRec
             "first finished epoch; pass --checkpoint FILE to publish another safetensors file)"
         )
     return config, run, ckpt
-
-
-def _train_seconds(run_dir: Path) -> float | None:
-    """The run's training time: the sum of its epochs' times in metrics.csv (None if it has none)."""
-    from zoo.training.loggers import read_metrics
-
-    per_epoch = {r["epoch"]: r["epoch_time"] for r in read_metrics(run_dir / "metrics.csv") if r.get("epoch_time")}
-    return round(sum(per_epoch.values()), 1) if per_epoch else None
 
 
 def _recorded_top1(ckpt: Path, run: RunRecord) -> float | None:
@@ -113,28 +108,24 @@ def _remove_stale_staging(parent: Path, name: str) -> None:
 
 def _install(staging: Path, out_dir: Path) -> None:
     """Move the staged folder to ``out_dir``; an existing folder (--force) is swapped out, then removed."""
-    old = None
+    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
     if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
         os.replace(out_dir, old)
     os.replace(staging, out_dir)
     fsync_dir(out_dir.parent)  # the swap survives a power cut, as atomic_path's renames do
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _check_manifest_name(name: str, bundle: bool, force: bool) -> None:
     """Publishing under a name the manifest has replaces what ``pretrained=True`` loads for it: only with
     --force. A bundled file zoo did not record is a user's file, never replaced."""
-    from zoo.pretrained.manifest import load_manifest, weights_dir
-
-    listed = load_manifest()["weights"].get(name)
+    listed = manifest.load_manifest()["weights"].get(name)
     if listed is not None and not force:
         raise PublishError(
             f"the manifest already has weights {name!r}; publishing would replace them for every "
             "`pretrained=True` user: pass --force to replace them, or choose another --name"
         )
-    target = weights_dir() / f"{name}.safetensors"
+    target = manifest.weights_dir() / f"{name}.safetensors"
     ours = listed is not None and (listed.get("source") or {}).get("path") == target.name
     if bundle and (target.exists() or target.is_symlink()) and not ours:
         raise PublishError(
@@ -165,10 +156,9 @@ def publish(
     """Check a run's weights and write them as a Hub-ready folder (``zoo publish``; ``api`` replaces huggingface_hub's
     ``HfApi``); ``default`` None makes them the arch's default weights only if it has none."""
     arch, tag = split_model_name_tag(name)
-    if not tag:
-        raise PublishError(f"--name {name!r} needs a weights tag: 'arch.tag', e.g. '{arch}.mnist'")
+    run_dir = Path(run_dir)
     try:
-        check_name(name)  # it becomes file and folder names: no '/', no '..'
+        check_name(name)  # 'arch.tag', and it becomes file and folder names: no '/', no '..'
     except ManifestError as e:
         raise PublishError(f"--name: {e.args[0]}", hint=f"e.g. '{arch}.mnist'") from None
     if not is_model(arch):
@@ -177,26 +167,20 @@ def publish(
         raise PublishError("give --out FOLDER for the published files")
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
-        _check_out(out, Path(run_dir))
+        _check_out(out, run_dir)
         check_output_folder(out, "--out", "published folder", is_published_folder)
         if out.exists() and not force and not dry_run:
             raise PublishError(f"{out} exists; pass --force to replace it")
     if update_manifest:
         _check_manifest_name(name, bundle, force)
     if push and not repo_id:
-        from zoo.pretrained.manifest import hub_org
-
-        repo_id = f"{hub_org()}/{name}"
-    config, run, ckpt = _load_run(Path(run_dir), Path(checkpoint) if checkpoint else None)
+        repo_id = f"{manifest.hub_org()}/{name}"
+    config, run, ckpt = _load_run(run_dir, Path(checkpoint) if checkpoint else None)
     if config.architecture != arch:
         raise PublishError(f"{run_dir} trained {config.architecture!r}, not {arch!r} (from --name {name!r})")
     model = load_model(ckpt, arch, config).eval()
     model.pretrained_cfg = {**model.pretrained_cfg, "architecture": arch, "tag": tag, "num_classes": model.num_classes}
     recorded, original = _recorded_top1(ckpt, run), model.state_dict()
-
-    from zoo.evaluation import plot_confusion
-    from zoo.pretrained.files import save_weights
-
     parent = (out.parent if out is not None else Path(tempfile.gettempdir())).resolve()
     parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_staging(parent, name)
@@ -218,12 +202,12 @@ def publish(
         eval_command = f"zoo eval {name} --pretrained --dataset {run.dataset} --data-dir {data_hint}"
         metrics = {"top1": round(results["acc1"], 2), "top5": round(results["acc5"], 2), "command": eval_command}
         if default is None:
-            from zoo.pretrained.manifest import entries_for_arch
-
             # Publishing new weights must not silently change what other users' pretrained=True loads.
-            default = not any(e.default for t, e in entries_for_arch(arch).items() if t != tag)
+            default = not any(e.default for t, e in manifest.entries_for_arch(arch).items() if t != tag)
         source = Source(type="hub", repo_id=repo_id or f"{{org}}/{name}", filename=PUBLISHED, revision="main")
         cfg, fresh = model.pretrained_cfg, "zoo publish (fresh evaluation of the exported file)"
+        # The run's training time: the sum of its epochs' times in metrics.csv.
+        per_epoch = {r["epoch"]: r["epoch_time"] for r in read_metrics(run_dir / "metrics.csv") if r.get("epoch_time")}
         entry = WeightsEntry(
             status="published" if bundle or push else "unpublished",
             default=default,
@@ -231,12 +215,10 @@ def publish(
             sha256=saved.sha256,
             size=saved.size,
             num_classes=model.num_classes,
-            label_names=tuple(cfg.get("label_names") or ()) or None,
-            input_size=tuple(cfg["input_size"]),
+            label_names=cfg.get("label_names") or None,
+            **{k: cfg[k] for k in ("input_size", "mean", "std")},  # the entry makes them tuples
             interpolation=cfg.get("interpolation", "bilinear"),
             crop_pct=cfg.get("crop_pct", 1.0),
-            mean=tuple(cfg["mean"]),
-            std=tuple(cfg["std"]),
             model_args={k: v for k, v in run.model_args.items() if k not in ("num_classes", "in_chans")},
             dataset=info.name,
             metrics={**metrics, "eval_set": info.eval_set_name, "measured_by": fresh},
@@ -249,13 +231,13 @@ def publish(
                 "best_epoch": run.best_epoch,
                 "epochs": run.epochs_done,
                 "selection": run.selection or run.best_metric_name,  # how best_epoch was chosen: never by the test
-                "train_seconds": _train_seconds(Path(run_dir)),
+                "train_seconds": round(sum(per_epoch.values()), 1) if per_epoch else None,
                 "device": run.device,
                 "precision": run.precision,
                 "published_by": f"zoo publish {name}",
             },
         )  # a typed record: a bad entry fails here, before any file is written
-        curves = Path(run_dir) / "curves.png"
+        curves = run_dir / "curves.png"
         if curves.is_file():
             shutil.copyfile(curves, staging / "curves.png")
         title = f"{name} ({info.name} test)"
@@ -266,21 +248,18 @@ def publish(
         keep = ("acc1", "acc5", "loss", "count", "per_class_acc", "label_names", "confusion")
         (staging / "eval.json").write_text(json.dumps({k: results[k] for k in keep}, indent=1) + "\n", encoding="utf-8")
         files = sorted(p.name for p in staging.iterdir())
-        result = PublishResult(name, out, saved.sha256, saved.size, metrics, checks, files)
+        result = PublishResult(name, None if dry_run else out, saved.sha256, saved.size, metrics, checks, files)
         if dry_run:
-            result.out_dir = None
             return result
         if push:
             result.commit_url = _push(staging, repo_id, name, force, api)  # type: ignore[arg-type]
         assert out is not None
         _install(staging, out)
         if update_manifest:
-            from zoo.pretrained.manifest import update_entry, weights_dir
-
             if bundle:
-                with atomic_path(weights_dir() / f"{name}.safetensors") as tmp:
+                with atomic_path(manifest.weights_dir() / f"{name}.safetensors") as tmp:
                     shutil.copyfile(out / PUBLISHED, tmp)
-            result.manifest_entry = update_entry(name, entry)
+            result.manifest_entry = manifest.update_entry(name, entry)
         return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)

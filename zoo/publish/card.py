@@ -100,6 +100,9 @@ folder `timm.create_model("local-dir:PATH", pretrained=True)`."""
     (chans, h, w), seconds = cfg["input_size"], origin.get("train_seconds")
     done = {True: "passed", None: "not applicable"}
     check_lines = "".join(f"- {c.name}: {done[c.passed]} ({c.detail})\n" for c in checks)
+    # How the run chose the published epoch; the test set never does.
+    held_out = "best top-1 on images held out of the training set" if run.test_images else "best validation top-1"
+    selection = "the last epoch" if run.best_metric_name == "last_epoch" else held_out
     body = f"""# {name}
 
 The zoo model `{arch}` trained on {display} ({chans}x{h}x{w} inputs, {model.num_classes} classes, \
@@ -143,7 +146,7 @@ Reproduce: `{(entry.metrics or {})["command"]}`
 
 Command: `{origin.get("command") or "unknown"}`
 
-Kept epoch {run.best_epoch} of {run.epochs_done} ({_selection(run)}); \
+Kept epoch {run.best_epoch} of {run.epochs_done} ({selection}); \
 {f"{seconds:.0f} s of training " if seconds else ""}on {run.device or "cpu"}, torch {run.torch or torch.__version__}.
 
 {curves_md}Recipe `{recipe.get("name", "custom")}`: {recipe.get("description", "")}
@@ -187,10 +190,3 @@ does exactly this.
         eval_results=accuracies,
     )
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
-
-
-def _selection(run: RunRecord) -> str:
-    """How the run chose the published epoch, in words; the test set never does."""
-    if run.best_metric_name == "last_epoch":
-        return "the last epoch"
-    return "best top-1 on images held out of the training set" if run.test_images else "best validation top-1"

@@ -9,8 +9,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from zoo.data import create_datasets, subset
 from zoo.errors import PublishError
-from zoo.runs import RunRecord
+from zoo.evaluation import evaluate
+from zoo.pretrained.files import load_file
+from zoo.pretrained.load import empty_init
+from zoo.runs import RunRecord, load_model
 
 
 @dataclass
@@ -28,8 +32,6 @@ class Check:
 
 def check_round_trip(original: dict[str, torch.Tensor], staged: Path) -> Check:
     """The written file gives back every tensor of the checkpoint, bit for bit and with its dtype."""
-    from zoo.pretrained.files import load_file
-
     back = load_file(staged)
     missing, extra = original.keys() - back.keys(), back.keys() - original.keys()
     same = {k for k in original.keys() & back.keys() if back[k].dtype == original[k].dtype}
@@ -48,9 +50,6 @@ def check_torchvision(arch: str, model: nn.Module, staged: Path) -> Check:
     name = "torchvision layout"
     if arch not in torchvision.models.list_models(module=torchvision.models):
         return Check(name, None, f"torchvision has no {arch}")
-    from zoo.pretrained.files import load_file
-    from zoo.pretrained.load import empty_init
-
     state = load_file(staged)
     with empty_init():
         reference = torchvision.models.get_model(arch, num_classes=model.num_classes)
@@ -72,10 +71,6 @@ def check_eval(
 ) -> tuple[Check, dict[str, Any], Any]:
     """Evaluate the exported file afresh on the run's evaluation split, read as the run read it; it must reproduce
     the run's ``recorded`` top-1 within ``tolerance`` (a run kept by being the last epoch has none to reproduce)."""
-    from zoo.data import create_datasets, subset
-    from zoo.evaluation import evaluate
-    from zoo.runs import load_model
-
     exported = load_model(staged)  # as users load it: the file's header builds the model
     cfg = exported.pretrained_cfg
     if not run.dataset:

@@ -212,45 +212,43 @@ def rank_states(partial: dict[str, float] | None, loader_generator: torch.Genera
 def restore_checkpoint(ckpt: Checkpoint, path: Path, parts: Any, recipe: Recipe) -> RunState:
     """Load ``ckpt`` (read from ``path``) into ``parts`` and this process's RNGs; the run's state to go on from.
     Anything that does not fit is a RunError naming the file."""
+    rank, world = rank_world()
     try:
-        return _restore(ckpt, path, parts, recipe, *rank_world())
+        parts.model_without_ddp.load_state_dict(ckpt.model)
+        parts.optimizer.load_state_dict(ckpt.optimizer)
+        state = RunState(**{f.name: getattr(ckpt, f.name) for f in fields(RunState)})
+        if parts.scheduler is not None and ckpt.scheduler is not None:
+            planned = ckpt.recipe.get("epochs", recipe.epochs)
+            if planned == recipe.epochs:
+                parts.scheduler.load_state_dict(ckpt.scheduler)
+            else:
+                _reschedule(parts, state, recipe, planned, warn=rank == 0)
+        if parts.scaler is not None and ckpt.scaler is not None:
+            parts.scaler.load_state_dict(ckpt.scaler)
+        if parts.ema is not None and ckpt.ema is not None:
+            parts.ema.module.load_state_dict(ckpt.ema)
+        if len(ckpt.ranks) != world:
+            if rank == 0:
+                warnings.warn(
+                    f"{path} was written by {len(ckpt.ranks)} process(es) and this run has {world}: the data order "
+                    "and each process's random streams restart, so the resumed run is not identical to an "
+                    "uninterrupted one",
+                    stacklevel=4,
+                )
+            seed_everything(recipe.seed + state.global_step + rank)
+            return state
+        mine = ckpt.ranks[rank]
+        state.partial = mine.get("partial", state.partial)
+        set_rng_state(mine["rng"])
+        if mine.get("loader_generator") is not None and parts.loader_generator is not None:
+            parts.loader_generator.set_state(mine["loader_generator"])
+        return state
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise RunError(
             f"{path} does not fit this run ({type(e).__name__}: {first[:300]})",
             hint="it is damaged or from another run: start a new run in another --output",
         ) from None
-
-
-def _restore(ckpt: Checkpoint, path: Path, parts: Any, recipe: Recipe, rank: int, world: int) -> RunState:
-    parts.model_without_ddp.load_state_dict(ckpt.model)
-    parts.optimizer.load_state_dict(ckpt.optimizer)
-    state = RunState(**{f.name: getattr(ckpt, f.name) for f in fields(RunState)})
-    if parts.scheduler is not None and ckpt.scheduler is not None:
-        planned = ckpt.recipe.get("epochs", recipe.epochs)
-        if planned == recipe.epochs:
-            parts.scheduler.load_state_dict(ckpt.scheduler)
-        else:
-            _reschedule(parts, state, recipe, planned, warn=rank == 0)
-    if parts.scaler is not None and ckpt.scaler is not None:
-        parts.scaler.load_state_dict(ckpt.scaler)
-    if parts.ema is not None and ckpt.ema is not None:
-        parts.ema.module.load_state_dict(ckpt.ema)
-    if len(ckpt.ranks) != world:
-        if rank == 0:
-            warnings.warn(
-                f"{path} was written by {len(ckpt.ranks)} process(es) and this run has {world}: the data order and "
-                "each process's random streams restart, so the resumed run is not identical to an uninterrupted one",
-                stacklevel=5,
-            )
-        seed_everything(recipe.seed + state.global_step + rank)
-        return state
-    mine = ckpt.ranks[rank]
-    state.partial = mine.get("partial", state.partial)
-    set_rng_state(mine["rng"])
-    if mine.get("loader_generator") is not None and parts.loader_generator is not None:
-        parts.loader_generator.set_state(mine["loader_generator"])
-    return state
 
 
 def _reschedule(parts: Any, state: RunState, recipe: Recipe, planned: int, warn: bool) -> None:
@@ -269,5 +267,5 @@ def _reschedule(parts: Any, state: RunState, recipe: Recipe, planned: int, warn:
         warnings.warn(
             f"the run was planned for {planned} epochs and now runs {r.epochs}: its {r.sched} schedule is "
             f"recomputed for {r.epochs} epochs from step {state.global_step} (lr {before:.3g} -> {after:.3g})",
-            stacklevel=6,
+            stacklevel=5,
         )

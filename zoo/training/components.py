@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from zoo.data.tensor import TensorImageDataset, TensorLoader
 from zoo.errors import DataError
 from zoo.runs import model_arch
 from zoo.training.distributed import rank_world
@@ -102,8 +103,6 @@ def make_train_loader(
     train_set: Dataset, recipe: Recipe, batch_size: int, device: torch.device, drop_last: bool
 ) -> tuple[Any, SkipSampler | None, torch.Generator | None]:
     """The training loader, its sampler and its workers' seed generator (None, None for a tensor dataset)."""
-    from zoo.data.tensor import TensorImageDataset, TensorLoader
-
     r, (rank, world) = recipe, rank_world()
     if isinstance(train_set, TensorImageDataset):
         augment = {"shift": r.crop_pad, "hflip": r.hflip, "rand_augment": r.rand_augment}

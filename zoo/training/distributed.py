@@ -65,16 +65,11 @@ def distributed_session(device_arg: str) -> Iterator[tuple[int, int, torch.devic
             if device.type == "cuda":
                 torch.cuda.set_device(device)
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    failed = False
     try:
         yield *rank_world(), device
-    except BaseException:
-        failed = True
-        raise
+        if current_group() is not None:  # reached on success only: after an error the others may never reach it
+            current_group().barrier()
     finally:
-        d = current_group()
-        if d is not None:
-            if not failed:
-                d.barrier()
+        if current_group() is not None:
             with suppress(Exception):
-                d.destroy_process_group()
+                current_group().destroy_process_group()

@@ -8,6 +8,9 @@ from typing import Any
 import torch.nn as nn
 
 from zoo.errors import ArgumentValueError
+from zoo.factory import create_model
+from zoo.pretrained.load import fit_state_dict
+from zoo.registry import split_model_name_tag
 
 
 def build_training_model(
@@ -15,8 +18,6 @@ def build_training_model(
 ) -> nn.Module:
     """``create_model(name, pretrained=pretrained, **kwargs)``, where ``stem`` may differ from the weights' (all but the
     first convolution is kept), or from a local ``checkpoint_path`` (``--initial-checkpoint``)."""
-    from zoo.factory import create_model
-
     if checkpoint_path is not None:
         if pretrained:
             raise ArgumentValueError(
@@ -32,17 +33,10 @@ def build_training_model(
     if not hasattr(weights, "stem"):
         return create_model(name, pretrained=True, stem=stem, **kwargs)  # the builder's own error for `stem`
 
-    from zoo.pretrained.load import fit_state_dict
-    from zoo.registry import split_model_name_tag
-
     model = create_model(split_model_name_tag(name)[0], stem=stem, **kwargs)
     what = f"weights {name} ({weights.stem} stem)"
     state, _ = fit_state_dict(model, weights.state_dict(), what, False, False, stacklevel=3, adapt_stem=True)
     model.load_state_dict(state, strict=False)  # fit_state_dict checked that only the first conv is left out
     # The model's own input size (its stem's), with the normalisation the weights were trained with.
-    model.pretrained_cfg = {
-        **model.pretrained_cfg,
-        "mean": weights.pretrained_cfg["mean"],
-        "std": weights.pretrained_cfg["std"],
-    }
+    model.pretrained_cfg = {**model.pretrained_cfg, **{k: weights.pretrained_cfg[k] for k in ("mean", "std")}}
     return model

@@ -69,18 +69,13 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike, titl
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    path = Path(path)
     fig = Figure(figsize=(10, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax_loss, ax_acc = fig.subplots(1, 2)
     epochs = [r["epoch"] for r in history]
-
-    def series(key: str) -> list[float]:
-        return [math.nan if r.get(key) is None else float(r[key]) for r in history]
-
     for ax, suffix in ((ax_loss, "loss"), (ax_acc, "acc1")):
         for key in (f"train_{suffix}", f"val_{suffix}", f"test_{suffix}"):
-            values = series(key)
+            values = [math.nan if r.get(key) is None else float(r[key]) for r in history]
             if any(not math.isnan(v) for v in values):  # a run without a validation or test set has no line
                 ax.plot(epochs, values, marker="o", label=key.split("_")[0] + (" top-1" if "acc" in key else ""))
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
@@ -104,7 +99,7 @@ class TensorBoardLogger:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:
             raise DependencyError(
-                f"--logger tensorboard needs the tensorboard package (pip install tensorboard): {e}"
+                f"--logger tensorboard needs tensorboard: {e}", hint="pip install tensorboard"
             ) from None
         self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
 
@@ -217,7 +212,7 @@ class RunLoggers:
                 writer = csv.DictWriter(f, METRIC_FIELDS, extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows({k: _cell(v) for k, v in r.items()} for r in keep)
-        self.live: list[Any] = []  # the loggers that also show steps and sample predictions
+        self.live: list[Any] = []  # the loggers that also show steps and sample predictions (wanted when any)
         for name in names:
             if name == "tensorboard":
                 purge = None if resume_step is None else resume_step + 1
@@ -227,7 +222,6 @@ class RunLoggers:
                 self.live.append(VisdomLogger(visdom_server, visdom_port, env, title))
             elif name != "csv":
                 raise ArgumentValueError(f"unknown logger {name!r}; choose from csv, tensorboard, visdom")
-        self.wants_samples = bool(self.live)
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
         for lg in self.live:

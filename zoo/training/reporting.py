@@ -30,14 +30,10 @@ def sum_losses(window: list[tuple[int, torch.Tensor, int]], diverged: Callable[[
 
 def chance_warning(history: list[dict[str, Any]], best_epoch: int | None, num_classes: int) -> list[str]:
     """A kept epoch that scores about what guessing would (held-out images first, else the test set)."""
-    if best_epoch is None or not history:
-        return []
-    row = history[best_epoch - 1]
+    row = history[best_epoch - 1] if best_epoch is not None else {}
     split = "val" if row.get("val_acc1") is not None else "test" if row.get("test_acc1") is not None else None
-    if split is None or num_classes < 2:
-        return []
-    chance = 100.0 / num_classes
-    if row[f"{split}_acc1"] > 1.25 * chance:
+    chance = 100.0 / max(num_classes, 1)
+    if split is None or num_classes < 2 or row[f"{split}_acc1"] > 1.25 * chance:
         return []
     where = "the held-out images" if split == "val" else "the test images"
     return [

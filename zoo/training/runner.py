@@ -67,7 +67,9 @@ def train(
         aug = Augment(crop_pad=plan.crop_pad, hflip=plan.hflip, rand_augment=plan.rand_augment)
         with rank_zero_first():  # under torchrun, rank 0 downloads (weights, data) before the other ranks read
             shape = dataset_shape(dataset, data_dir)
-            built = build_training_model(model, **start, **args, **_shape(shape)) if shape is not None else None
+            built = None
+            if shape is not None:
+                built = build_training_model(model, **start, **args, num_classes=shape[0], in_chans=shape[1])
             cfg = built.pretrained_cfg if built is not None else None
             weights = pretrained or initial_checkpoint is not None
             train_set, eval_set, info = create_datasets(
@@ -93,7 +95,7 @@ def train(
                 for note in fitted.notes[len(plan.notes) :]:
                     print(f"recipe: {note} (set the option to keep the recipe's value)", flush=True)
             plan = fitted
-        args.update(_shape((info.num_classes, info.in_chans)))
+        args.update(num_classes=info.num_classes, in_chans=info.in_chans)
         if shape != (info.num_classes, info.in_chans):  # the folder's class folders changed while it was read
             built = build_training_model(model, **start, **args)
         run_info = {
@@ -137,10 +139,6 @@ def train(
     if rank == 0 and result.status == "finished":
         print(f"done: {_best_line(result)}; run folder {out_dir}")
     return result
-
-
-def _shape(shape: tuple[int, int]) -> dict[str, int]:
-    return {"num_classes": shape[0], "in_chans": shape[1]}
 
 
 def _run_folder(model: str, kind: str, output: Any, resume: Any) -> tuple[Path, Any]:

@@ -16,14 +16,20 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
+from zoo.data import data_fingerprint
 from zoo.errors import ArgumentValueError, RecipeError, RunError, TrainingDiverged
+from zoo.evaluation import evaluate
+from zoo.models.cfg import without_source
+from zoo.pretrained.files import WeightsMetadata, save_weights
 from zoo.runs import BEST, CONFIG_JSON, LAST, RunConfig, model_arch, resume_point, write_run
 from zoo.training import checkpoint, reporting
 from zoo.training.checkpoint import Checkpoint, RunState
 from zoo.training.components import amp_dtype, build_components, check_input
 from zoo.training.distributed import any_rank, current_group, rank_world
+from zoo.training.loggers import RunLoggers
 from zoo.training.recipes import Recipe, get_recipe, read_recipe, resume_recipe
 from zoo.training.signals import SignalHook, StopFlag
 from zoo.utils import progress as progress_bar
@@ -155,8 +161,6 @@ class Trainer:
             check_input(self.train_set, self.parts.model_without_ddp, self.device)
         self.loggers = None
         if self.out_dir is not None and self.is_main:
-            from zoo.training.loggers import RunLoggers
-
             if not resumed:  # a new run's run.json first: a folder with a run's files but no run.json is no run
                 self._write_run_json("running")
             write_json(dataclasses.asdict(self._config()), self.out_dir / CONFIG_JSON)
@@ -325,8 +329,6 @@ class Trainer:
         }
 
     def _end_epoch(self, epoch: int, train_metrics: dict[str, float]) -> None:
-        from zoo.evaluation import evaluate
-
         r, parts, state = self.recipe, self.parts, self.state
         if parts.scheduler is not None and not r.sched_on_updates:
             parts.scheduler.step(epoch + 1)
@@ -365,7 +367,7 @@ class Trainer:
                 self._write_run_json("running")
             if self.loggers is not None:
                 self.loggers.log_epoch(epoch + 1, row, state.history)
-                if self.loggers.wants_samples:
+                if self.loggers.live:
                     dataset = next(d for d in (self.val_set, self.test_set, self.train_set) if d is not None)
                     names = self.label_names or [str(i) for i in range(self.num_classes)]
                     shown, titles = reporting.sample_predictions(module, dataset, names, self.device, r.channels_last)
@@ -380,8 +382,6 @@ class Trainer:
         state = self.best_state
         best_file = self.out_dir / BEST if self.out_dir is not None else None
         if state is None and self.state.best_epoch is not None and best_file is not None and best_file.is_file():
-            from safetensors.torch import load_file
-
             state = load_file(best_file)  # the best epoch came before this resume
         if state is not None:
             self.parts.model_without_ddp.load_state_dict(state)
@@ -404,8 +404,6 @@ class Trainer:
     @functools.cached_property
     def _data_identity(self) -> dict[str, Any]:
         """The content of the run's training and held-out images, hashed once (CIFAR's pixels take 0.25 s)."""
-        from zoo.data import data_fingerprint
-
         return {"train_data": data_fingerprint(self.train_set), "val_data": data_fingerprint(self.val_set)}
 
     def _identity(self) -> dict[str, Any]:
@@ -416,8 +414,6 @@ class Trainer:
 
     def _config(self) -> RunConfig:
         """config.json: how to rebuild the model, with the preprocessing it was trained with."""
-        from zoo.models.cfg import without_source
-
         cfg = without_source(getattr(self.model, "pretrained_cfg", None) or {})  # the run's weights are its own
         cfg["num_classes"] = self.num_classes
         if self.label_names:
@@ -435,8 +431,6 @@ class Trainer:
     def _save_best(self, module: nn.Module, epoch: int, row: dict[str, Any]) -> None:
         """best.safetensors, with the run's config in its header (``create_model(arch, checkpoint_path=...)``
         rebuilds the model as trained), the held-out top-1 that chose it and, apart, its test top-1 for publish."""
-        from zoo.pretrained.files import WeightsMetadata, save_weights
-
         config, test = self._config(), row.get("test_acc1")
         extra = {"zoo.selected_by": self.best_metric_name}
         if test is not None:

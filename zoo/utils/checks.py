@@ -28,7 +28,6 @@ MAX_RESIZE_SIDE = 8192  # the side an image is resized to before the centre crop
 MAX_CHANNELS = 1024  # multispectral inputs run to a few hundred bands
 MAX_NUM_CLASSES = 1_000_000  # 46 times ImageNet-21k, yet a head a machine can hold
 MIN_STD = 1e-6  # a smaller std overflows float32 once an image is divided by it
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 _REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 T = TypeVar("T")
@@ -122,9 +121,14 @@ def json_object(name: str, value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def is_hex(value: Any, length: int) -> bool:
+    """Whether ``value`` is ``length`` lower-case hex digits (a SHA-256 has 64, a git commit 40)."""
+    return isinstance(value, str) and len(value) == length and not set(value) - set("0123456789abcdef")
+
+
 def sha256(name: str, value: Any) -> str:
     """A full SHA-256: 64 lower-case hex digits."""
-    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+    if not is_hex(value, 64):
         raise Invalid(name, value, "must be a SHA-256 (64 lower-case hex digits)")
     return value
 

@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+VISDOM_PAGE := $(VENV)/.visdom-page-stamp
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -14,7 +15,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -c "import torch, torchvision, timm, safetensors, huggingface_hub, zoo"
 	touch $(STAMP)
 
-venv: $(STAMP)
+# Visdom's web page (JavaScript, CSS, fonts) from the npm registry, so that `python -m visdom.server` needs no CDN;
+# skipped when installed for this visdom version, and only a note (never a failure) without npm.
+$(VISDOM_PAGE): $(STAMP) tools/visdom_offline_assets.py
+	$(BIN)/python tools/visdom_offline_assets.py --optional
+	touch $(VISDOM_PAGE)
+
+venv: $(STAMP) $(VISDOM_PAGE)
 
 demo: venv  ## the main job: classify the bundled samples with the bundled weights; fails below the manifest's promise
 	$(BIN)/zoo predict
@@ -63,6 +70,7 @@ bench-quick: venv  ## every benchmark script once on tiny settings (CI): checks 
 	$(BIN)/python benchmarks/train_timm.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/models.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/lab_runs.py --quick --out $$(mktemp -d)
+	$(BIN)/python benchmarks/course_vgg.py --quick --out $$(mktemp -d)
 	$(BIN)/python benchmarks/profile_load.py
 
 docs: venv  ## rewrite the committed tables in docs/ from the registry and the manifest

@@ -1,16 +1,16 @@
-"""The tutorials' own runs on the real data: the seed course's recipes for a few epochs (Lab10-5, Lab10-6)
-and training from scratch against fine-tuning on a folder of photos (Lab10-4).
+"""The tutorials' own runs on the real data: the course's recipes for a few epochs (Lab10-5, Lab10-6)
+and training from scratch against fine-tuning on a folder of real photos, ../shared/data/hymenoptera (Lab10-4).
 
-    python benchmarks/lab_runs.py                                   # all five runs, about 20 minutes on 2 cores
+    python benchmarks/lab_runs.py                                   # all five runs (tens of minutes on 2 cores)
     python benchmarks/lab_runs.py --only lab10-4                    # one lab's runs
     python benchmarks/lab_runs.py --plots docs/assets/tutorials     # also draw the curves the lab pages show
     python benchmarks/lab_runs.py --quick                           # tiny settings: checks that the script runs
 
 Each run is a fresh ``zoo train`` process exactly as the lab page prints it; the results file keeps its
 command (data paths relative to this checkout), the top-1 after every epoch, the epoch it kept and its
-training time, and the lab pages render their tables and figures from it. The seed runs test on all
-10,000 CIFAR-10 test images after every epoch and keep the last; the folder runs hold out 10 % of the
-folder and keep their best epoch on it (there is no test set in the folder).
+training time, and the lab pages render their tables and figures from it. The course's runs test on all
+10,000 CIFAR-10 test images after every epoch and keep the last; so do the folder runs, on the 153 photos of
+the folder's val/, which zoo takes as its test split (nothing is held out of train/ to choose an epoch).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -35,14 +34,13 @@ from zoo.training.loggers import plot_curves, read_metrics  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_info, print_machine, write_results  # noqa: E402
 
-JPEG_ARCHIVE = Path("CIFAR10") / "cifar10-jpg.tar.gz"
+PHOTOS = Path("hymenoptera")  # Lab10-4's photos: train/ and val/, ants and bees
 BATCHES = Path("CIFAR10") / "cifar-10-batches-py"
-PHOTO_CLASSES = ("cat", "dog", "horse")
 
 # (lab, name, zoo train arguments after the architecture; "{cifar}" and "{photos}" are filled in)
 RUNS: list[tuple[str, str, list[str]]] = [
-    ("lab10-4", "scratch", ["resnet20", "--dataset", "imagefolder:{photos}"]),
-    ("lab10-4", "finetuned", ["resnet20", "--pretrained", "--dataset", "imagefolder:{photos}"]),
+    ("lab10-4", "scratch", ["resnet20", "--dataset", "imagefolder:{photos}", "--epochs", "20"]),
+    ("lab10-4", "finetuned", ["resnet20", "--pretrained", "--dataset", "imagefolder:{photos}", "--epochs", "20"]),
     ("lab10-5", "vgg11-seed", ["vgg11", "--stem", "cifar", "--dataset", "cifar10", "--data-dir", "{cifar}",
                                "--recipe", "seed-vgg-cifar", "--epochs", "3", "--train-subset", "20000"]),
     ("lab10-5", "vgg11_bn-seed", ["vgg11_bn", "--stem", "cifar", "--dataset", "cifar10", "--data-dir", "{cifar}",
@@ -50,22 +48,8 @@ RUNS: list[tuple[str, str, list[str]]] = [
     ("lab10-6", "resnet20-seed", ["resnet20", "--dataset", "cifar10", "--data-dir", "{cifar}",
                                   "--recipe", "seed-resnet-cifar", "--epochs", "5"]),
 ]  # fmt: skip
-PLOTTED = {"finetuned", "vgg11_bn-seed", "resnet20-seed"}  # the runs whose curves the lab pages show
+PLOTTED = {"scratch", "finetuned", "vgg11_bn-seed", "resnet20-seed"}  # the runs whose curves the lab pages show
 QUICK = ["--epochs", "1", "--train-subset", "256", "--val-subset", "128"]
-
-
-def make_photos(data: Path, out: Path, per_class: int) -> Path:
-    """Lab10-4's folder: the first ``per_class`` cats, dogs and horses of the CIFAR-10 JPEG test set."""
-    wanted = dict.fromkeys(PHOTO_CLASSES, per_class)
-    with tarfile.open(data / JPEG_ARCHIVE) as tar:
-        for member in tar:
-            parts = member.name.split("/")
-            if member.isfile() and len(parts) == 3 and parts[0] == "test" and wanted.get(parts[1], 0) > 0:
-                wanted[parts[1]] -= 1
-                target = out / parts[1] / parts[2]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(tar.extractfile(member).read())
-    return out
 
 
 def train(argv: list[str], out: Path) -> tuple[list[dict], dict, float]:
@@ -95,6 +79,7 @@ def summarise(lab: str, name: str, shown: list[str], rows: list[dict], run: dict
         "train_images": run.get("train_images"),  # zoo train records it; a bare fit() run does not
         "epochs": len(rows),
         "measured_on": split,
+        "measured_images": int(rows[-1].get(f"{split}_count") or 0) or None,  # the images each top-1 rests on
         "train_top1_per_epoch": _curve(rows, "train_acc1"),
         "top1_per_epoch": _curve(rows, f"{split}_acc1"),
         "kept_epoch": kept,
@@ -112,7 +97,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--only", nargs="+", metavar="LAB_OR_RUN", help="the labs or runs to make (default: all)")
-    parser.add_argument("--per-class", type=int, default=300, help="Lab10-4's images per class (default 300)")
     parser.add_argument("--plots", type=Path, help="write the curves the lab pages show, <lab>-<run>-curves.png, here")
     parser.add_argument("--quick", action="store_true", help="a run per lab, 1 epoch, a few hundred images")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
@@ -122,7 +106,7 @@ def main() -> int:
         runs = list({lab: (lab, name, argv) for lab, name, argv in reversed(runs)}.values())[::-1]
     if not runs:
         parser.error(f"--only {' '.join(args.only)} names no run; the runs: {', '.join(r[1] for r in RUNS)}")
-    needs = {JPEG_ARCHIVE if lab == "lab10-4" else BATCHES / "test_batch" for lab, _, _ in runs}
+    needs = {PHOTOS / "val" if lab == "lab10-4" else BATCHES / "test_batch" for lab, _, _ in runs}
     missing = [str(args.data_dir / p) for p in needs if not (args.data_dir / p).exists()]
     if missing:
         print(f"the data is not in {args.data_dir} ({', '.join(missing)}): nothing to measure (pass --data-dir)")
@@ -131,14 +115,13 @@ def main() -> int:
     print_machine(info)
     results = []
     with tempfile.TemporaryDirectory(prefix="zoo-labs-") as tmp:
-        photos = None
-        if any(r[0] == "lab10-4" for r in runs):
-            photos = make_photos(args.data_dir, Path(tmp) / "photos", 20 if args.quick else args.per_class)
+        photos = args.data_dir / PHOTOS
         cifar = args.data_dir / BATCHES.parent
         for lab, name, template in runs:
             argv = [a.replace("{photos}", str(photos)).replace("{cifar}", str(cifar)) for a in template]
             argv += QUICK if args.quick else []
-            shown = [a.replace("{photos}", "photos").replace("{cifar}", os.path.relpath(cifar, ROOT)) for a in template]
+            shown = [a.replace("{photos}", os.path.relpath(photos, ROOT)) for a in template]
+            shown = [a.replace("{cifar}", os.path.relpath(cifar, ROOT)) for a in shown]
             out = Path(tmp) / name
             rows, run, wall = train(argv, out)
             row = summarise(lab, name, shown, rows, run, wall)
@@ -154,9 +137,13 @@ def main() -> int:
         previous = (args.out or ROOT / "benchmarks" / "results") / "lab_runs.json"
         if previous.is_file():
             done = {(r["lab"], r["run"]) for r in results}
-            old = [r for r in json.loads(previous.read_text())["rows"] if (r["lab"], r["run"]) not in done]
+            before = json.loads(previous.read_text())
+            # Rows measured at different times: each keeps the machine and date it was measured on.
+            old = [{**r, "machine": r.get("machine", before["machine"])} for r in before["rows"]
+                   if (r["lab"], r["run"]) not in done]  # fmt: skip
             order = [(lab, run) for lab, run, _ in RUNS]
-            results = sorted(old + results, key=lambda r: order.index((r["lab"], r["run"])))
+            results = sorted(old + [{**r, "machine": info} for r in results],
+                             key=lambda r: order.index((r["lab"], r["run"])))  # fmt: skip
     print(f"wrote {write_results(name, results, info, args.out)}")
     return 0
 

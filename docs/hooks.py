@@ -50,7 +50,7 @@ def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
     render = gen_tables.TABLES.get(page.file.src_uri)
     if render is not None:
         return render()
-    for placeholder, table in paper_tables.PLACEHOLDERS.items():
+    for placeholder, table in {**paper_tables.PLACEHOLDERS, **gen_tables.PLACEHOLDERS}.items():
         if placeholder in markdown:
             markdown = markdown.replace(placeholder, table())
     markdown = _outside_code(RESULT, lambda m: paper_tables.result(m[1]), markdown)

@@ -143,3 +143,20 @@ def train_argv(data: Path, out: Path, *extra: str, epochs: int = 1, dataset: str
     """``zoo train mnist_cnn`` on a synthetic IDX folder: 4 steps per epoch."""
     return ["train", "mnist_cnn", "--dataset", dataset, "--data-dir", str(data), *TINY_TRAIN,
             "--epochs", str(epochs), "--output", str(out), *extra]  # fmt: skip
+
+
+def epoch_lines_match(stdout: str, rows: list[dict[str, Any]]) -> None:
+    """The console's epoch lines say what metrics.csv's rows say: losses, right/images of each accuracy, the lr
+    the epoch trained with and the images per second of all processes (issue: the console once doubled it)."""
+    lines = [line for line in stdout.splitlines() if re.match(r"epoch \d+/\d+  train loss", line)]
+    assert len(lines) == len(rows), (lines, rows)
+    for line, row in zip(lines, rows, strict=True):
+        parts = [f"epoch {row['epoch']}/", f"train loss {row['train_loss']:.4f}", f"lr {row['lr']:.2e}"]
+        parts.append(f"({row['img_per_s']:.0f} img/s)")
+        for split in ("train", "val", "test"):
+            if row.get(f"{split}_acc1") is not None:
+                count = int(row[f"{split}_count"])
+                parts.append(f"({round(row[f'{split}_acc1'] * count / 100):,}/{count:,}")
+            if split != "train" and row.get(f"{split}_loss") is not None:
+                parts.append(f"{split} loss {row[f'{split}_loss']:.4f} top-1 ")
+        assert all(p in line for p in parts), (line, [p for p in parts if p not in line])

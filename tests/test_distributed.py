@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from helpers import epoch_lines_match
 from synth_data import ROOT, make_idx_dataset
 
 from zoo.training.loggers import read_metrics
@@ -169,3 +170,4 @@ def test_torchrun_zoo_train_module(fashion_dir, tmp_path):
     assert len(read_metrics(out / "metrics.csv")) == 1 and (out / "best.safetensors").is_file()
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "finished" and run["world_size"] == 2
+    epoch_lines_match(res.stdout, read_metrics(out / "metrics.csv"))  # img/s counted once for both processes

@@ -112,7 +112,7 @@ def test_a_third_party_set_of_weights_shows_where_it_comes_from(gen):
     assert "[`timm/resnet50.tv2_in1k`](https://huggingface.co/timm/resnet50.tv2_in1k)" in section
     assert f"[torchvision .pth]({entry.fallbacks[0].url})" in section
     assert entry.origin["upstream"] in section and "the ImageNet-1k validation set" in section
-    assert "resize to 232, centre crop 224×224, bilinear" in section
+    assert "resize the shorter side to 232, centre crop 224×224, bilinear" in section
 
 
 def test_builder_options_are_those_the_builder_takes_with_the_architectures_values(gen):

@@ -55,6 +55,18 @@ def test_stored_outputs_show_what_a_terminal_shows():
     assert (
         notebooks.tidy("saved /m/c/run/x and /m/c/data", {"/m/c/": "", "/m/c/data": "data"}) == "saved run/x and data"
     )
+    warned = "/m/c/zoo/x.py:30: UserWarning: dropped fc.weight\n  weights = create_model(name)  # a zoo line\nnext\n"
+    assert notebooks.tidy(warned, {"/m/c/": ""}) == "UserWarning: dropped fc.weight\nnext\n"
+
+
+def _visdom_page_installed() -> bool:
+    """Visdom is installed and tools/visdom_offline_assets.py (make venv) filled its static/ for this version."""
+    try:
+        import visdom
+    except ImportError:
+        return False
+    built = Path(visdom.__file__).parent / "static" / "version.built"
+    return built.is_file() and built.read_text().strip() == visdom.__version__
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -65,6 +77,8 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     needs_data = any("DATA" in c.source for c in nb.cells if c.cell_type == "code" and c.source != notebooks.SETUP)
     if needs_data and not (SHARED_DATA / "MNIST" / "raw").is_dir():
         pytest.skip(f"{name} needs the real data in {SHARED_DATA}")
+    if name == "lab10-3" and not _visdom_page_installed():  # its server starts offline from those files
+        pytest.skip("lab10-3 needs Visdom and its page's files: python tools/visdom_offline_assets.py")
     monkeypatch.setenv("ZOO_DATA", str(SHARED_DATA))
     monkeypatch.setenv("ZOO_NOTEBOOK_QUICK", "1")
     notebooks.run(nb, tmp_path, timeout=600)
@@ -72,6 +86,6 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     text = "\n".join(o.get("text", "") for o in outputs)
     # Each lab shows what it is about: the course's sizes, and accuracies of trained weights.
     expected = {"lab10-1": "torch.Size([1, 1, 55, 55]) 55", "lab10-2": "top-1",
-                "lab10-3": "test_acc1", "lab10-4": "'cat'", "lab10-5": "top-1",
+                "lab10-3": "test_acc1", "lab10-4": "accuracy on val/: ", "lab10-5": "top-1",
                 "lab10-6": "resnet32.cifar10: top-1"}  # fmt: skip
     assert expected[name] in text

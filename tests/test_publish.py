@@ -18,6 +18,7 @@ from zoo.errors import PublishError
 from zoo.pretrained import cache, files
 from zoo.pretrained.files import WeightsMetadata
 from zoo.publish import publish
+from zoo.utils import scores
 
 
 def _train(args: list[str]) -> None:
@@ -72,7 +73,7 @@ def test_publish_writes_a_checked_hub_folder(mnist_run, weights_env, tmp_path):
     fresh = evaluation.evaluate(model, test_set)
     card = (out / "README.md").read_text()
     _check_front_matter(out / "README.md", fresh)
-    assert f"| top-1 | {fresh['acc1']:.2f} % |" in card
+    assert f"| top-1 | {scores.score_text(fresh['acc1'], fresh['count'])} |" in card  # with its images
     assert "zoo train mnist_cnn --dataset mnist" in card and "![training curves](curves.png)" in card
     assert json.loads((out / "eval.json").read_text())["acc1"] == pytest.approx(fresh["acc1"])
 
@@ -89,7 +90,7 @@ def test_publish_writes_a_checked_hub_folder(mnist_run, weights_env, tmp_path):
         "path": "mnist_cnn.synth.safetensors",
     }
     assert entry["sha256"] == cache.sha256_file(out / "model.safetensors")
-    assert entry["metrics"]["top1"] == round(fresh["acc1"], 2)
+    assert entry["metrics"]["top1"] == round(fresh["acc1"], 2) and entry["metrics"]["images"] == fresh["count"]
     assert entry["metrics"]["command"].startswith("zoo eval mnist_cnn.synth --pretrained --dataset mnist")
     assert entry["origin"]["command"].startswith("zoo train mnist_cnn")
     assert model.pretrained_cfg["label_names"] == tuple(str(i) for i in range(10))
@@ -117,7 +118,7 @@ def _check_front_matter(readme: Path, fresh: dict) -> None:
 def test_publishing_over_an_existing_folder_needs_force(mnist_run, weights_env, tmp_path, capsys):
     run, _ = mnist_run
     out = tmp_path / "out"
-    assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(out), "--no-manifest"]) == 0
+    assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(out)]) == 0
     first = _snapshot(out)
     assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -127,6 +128,8 @@ def test_publishing_over_an_existing_folder_needs_force(mnist_run, weights_env, 
 
     assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(out), "--force"]) == 0
     assert (out / "model.safetensors").is_file() and not list(tmp_path.glob(".mnist_cnn.synth.*"))
+    assert "mnist_cnn.synth" not in weights_env.manifest()["weights"]  # the installed manifest only when asked
+    assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(out), "--force", "--manifest"]) == 0
     assert weights_env.manifest()["weights"]["mnist_cnn.synth"]["status"] == "unpublished"  # not pushed, not bundled
 
 
@@ -180,7 +183,7 @@ def test_a_killed_publish_leaves_no_staging_folder_for_good(mnist_run, weights_e
     (stale / "model.safetensors").write_bytes(b"half")
     live = tmp_path / f".mnist_cnn.synth.staging-{os.getpid()}-abc"  # a publish still running
     live.mkdir()
-    assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(tmp_path / "out"), "--no-manifest"]) == 0
+    assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(tmp_path / "out")]) == 0
     assert not stale.exists() and live.is_dir()
 
 
@@ -196,15 +199,35 @@ def test_new_weights_do_not_take_the_default_from_published_ones(mnist_run, weig
     run, _ = mnist_run
     weights = lambda: weights_env.manifest()["weights"]  # noqa: E731
     is_default = lambda name: weights()[name].get("default", False)  # noqa: E731  (false is not written)
-    assert cli(["publish", str(run), "--name", "mnist_cnn.first", "--out", str(tmp_path / "a")]) == 0
+    assert cli(["publish", str(run), "--name", "mnist_cnn.first", "--out", str(tmp_path / "a"), "--manifest"]) == 0
     assert is_default("mnist_cnn.first")  # the arch had no weights: these become its default
-    assert cli(["publish", str(run), "--name", "mnist_cnn.second", "--out", str(tmp_path / "b")]) == 0
+    assert cli(["publish", str(run), "--name", "mnist_cnn.second", "--out", str(tmp_path / "b"), "--manifest"]) == 0
     assert is_default("mnist_cnn.first") and not is_default("mnist_cnn.second")
-    assert cli(["publish", str(run), "--name", "mnist_cnn.first", "--out", str(tmp_path / "a"), "--force"]) == 0
+    assert (
+        cli(["publish", str(run), "--name", "mnist_cnn.first", "--out", str(tmp_path / "a"), "--force", "--manifest"])
+        == 0
+    )
     assert is_default("mnist_cnn.first")  # republishing the default keeps it the default
-    assert cli(["publish", str(run), "--name", "mnist_cnn.third", "--out", str(tmp_path / "c"), "--default"]) == 0
+    assert (
+        cli(["publish", str(run), "--name", "mnist_cnn.third", "--out", str(tmp_path / "c"), "--default", "--manifest"])
+        == 0
+    )
     assert [n for n in weights() if is_default(n)] == ["mnist_cnn.third"]  # asked for: it moves
-    assert cli(["publish", str(run), "--name", "mnist_cnn.fourth", "--out", str(tmp_path / "d"), "--no-default"]) == 0
+    assert (
+        cli(
+            [
+                "publish",
+                str(run),
+                "--name",
+                "mnist_cnn.fourth",
+                "--out",
+                str(tmp_path / "d"),
+                "--no-default",
+                "--manifest",
+            ]
+        )
+        == 0
+    )
     assert not is_default("mnist_cnn.fourth")
 
 
@@ -284,7 +307,9 @@ def test_push_uploads_the_checked_folder(mnist_run, weights_env, tmp_path):
     run, _ = mnist_run
     api = RecordingHfApi()
     out = tmp_path / "pushed"
-    result = publish(run, "mnist_cnn.synth", out, repo_id="me/mnist_cnn.synth", push=True, api=api)
+    result = publish(
+        run, "mnist_cnn.synth", out, repo_id="me/mnist_cnn.synth", push=True, api=api, update_manifest=True
+    )
     assert [c[0] for c in api.calls] == ["create_repo", "file_exists", "upload_folder"]
     assert api.calls[2][1]["repo_id"] == "me/mnist_cnn.synth"
     assert api.uploaded == _snapshot(out)
@@ -312,9 +337,17 @@ def test_dry_run_writes_nothing(mnist_run, weights_env, tmp_path, capsys):
     assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(tmp_path / "o"), "--dry-run",
                 "--push", "--repo-id", "me/m"]) == 0  # fmt: skip
     out = capsys.readouterr().out
-    written = out.splitlines()[-1]
+    written = out[out.index("dry run") :]
     assert all(name in written for name in ("README.md", "config.json", "model.safetensors", "me/m")), written
+    assert "manifest.json" not in written  # the installed package's files only when asked
+    assert cli(["publish", str(run), "--name", "mnist_cnn.synth", "--out", str(tmp_path / "o"), "--dry-run",
+                "--bundle"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    listed = {Path(line.strip()) for line in out[out.index("dry run") :].splitlines()[1:]}
+    assert {weights_env.dir / "manifest.json", weights_env.dir / "mnist_cnn.synth.safetensors"} <= listed
+    assert tmp_path / "o" / "model.safetensors" in listed
     assert not (tmp_path / "o").exists() and weights_env.manifest()["weights"] == {}
+    assert not (weights_env.dir / "mnist_cnn.synth.safetensors").exists()
 
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ def test_publish_measures_the_top1_a_run_without_validation_lacks(weights_env, t
     assert run["best_metric_name"] == "last_epoch" and run["best_epoch"] == 1
 
     out = tmp_path / "published"
-    published = publish(tmp_path / "run", "mnist_cnn.noval", out)
+    published = publish(tmp_path / "run", "mnist_cnn.noval", out, update_manifest=True)
     check = next(c for c in published.checks if c.name == "fresh evaluation")
     assert check.passed is None and "no top-1 to compare" in check.detail
     # The top-1 recorded is the one measured on the exported file, not the run's training loss.

@@ -17,6 +17,7 @@ from zoo.pretrained.files import read_metadata
 from zoo.training import fit
 from zoo.training.loggers import read_metrics
 from zoo.training.recipes import get_recipe
+from zoo.utils.scores import score_text
 
 
 class Stripes(Dataset):
@@ -148,7 +149,8 @@ def test_zoo_train_holds_out_part_of_the_training_images_and_publish_reproduces_
     best_val = max(r["val_acc1"] for r in rows)
     assert record["best_epoch"] == next(r["epoch"] for r in rows if r["val_acc1"] == best_val)
     kept = rows[record["best_epoch"] - 1]
-    assert f"{kept['test_acc1']:.2f}" in res.stdout.splitlines()[-1]  # the kept epoch's test top-1, reported
+    shown = score_text(kept["test_acc1"], kept["test_count"])
+    assert f"test top-1 {shown}" in res.stdout.splitlines()[-1]  # the kept epoch's test top-1, reported
     published = publish(run, "mnist_cnn.heldout", tmp_path / "published", data_dir=str(data))
     check = next(c for c in published.checks if c.name == "fresh evaluation")
     assert check.passed is True and f"recorded {kept['test_acc1']:.2f} %" in check.detail

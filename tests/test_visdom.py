@@ -1,16 +1,20 @@
-"""Visdom end to end: a real server on 127.0.0.1, a short run with ``--logger visdom``, the plots read back.
-
-``python -m visdom.server`` first downloads its JavaScript from CDNs and fails offline, so the test starts
-visdom's tornado ``Application`` itself, which serves the API without that step.
+"""Visdom end to end, offline, as a user runs it: ``python -m visdom.server`` on 127.0.0.1 serves its page from the
+files that ``make venv`` installs from the npm registry (tools/visdom_offline_assets.py), and a short run with
+``--logger visdom`` sends its plots there; the page's files and the plots are read back.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 import warnings
+from pathlib import Path
 
 import pytest
 from synth_data import make_idx_dataset, run_zoo
@@ -18,38 +22,46 @@ from synth_data import make_idx_dataset, run_zoo
 from zoo.training.loggers import VisdomLogger, read_metrics
 
 visdom = pytest.importorskip("visdom")
+BUILT = Path(visdom.__file__).parent / "static" / "version.built"  # what the script writes last, per visdom version
 
-SERVER = """
-import sys
-import tornado.httpserver
-import tornado.ioloop
-import tornado.netutil
-from visdom.server.app import Application
 
-# Bind the listening socket first, on a port the kernel picks, and keep it: the port printed is already
-# accepting connections, and no other process can take it in between.
-sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-port = sockets[0].getsockname()[1]
-app = Application(port=port, env_path=sys.argv[1])
-server = tornado.httpserver.HTTPServer(app, max_buffer_size=1024**3)
-server.add_sockets(sockets)
-print(port, flush=True)
-tornado.ioloop.IOLoop.current().start()
-"""
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        return r.status, r.read()
 
 
 @pytest.fixture
 def visdom_server(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(tmp_path / "envs")], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    try:
-        line = proc.stdout.readline()  # the port, printed once the socket listens
-        if not line.strip().isdigit():
-            raise AssertionError(f"visdom server did not start: {line}{proc.stdout.read() if proc.poll() else ''}")
-        yield int(line)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    if not (BUILT.is_file() and BUILT.read_text().strip() == visdom.__version__):
+        pytest.skip("Visdom's page files are not installed: python tools/visdom_offline_assets.py (make venv runs it)")
+    # No network for the server: its proxy is a port held by a socket that never listens, so a download from a CDN
+    # fails as it does offline. A free port for the server, as the kernel picks one.
+    with socket.socket() as offline, socket.socket() as free:
+        offline.bind(("127.0.0.1", 0))
+        free.bind(("127.0.0.1", 0))
+        proxy, port = f"http://127.0.0.1:{offline.getsockname()[1]}", free.getsockname()[1]
+        free.close()
+        env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+        env.update(dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"), proxy))
+        log = tmp_path / "server.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "visdom.server", "-port", str(port), "-env_path",
+                                     str(tmp_path / "envs"), "-bind_local"], stdout=out, stderr=subprocess.STDOUT,
+                                    env=env)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    _get(port, "/")
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise AssertionError(f"visdom server did not start:\n{log.read_text()}") from None
+                    time.sleep(0.2)
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def _traces(vis, win: str, env: str) -> dict[str, tuple[list[float], list[float]]]:
@@ -59,6 +71,17 @@ def _traces(vis, win: str, env: str) -> dict[str, tuple[list[float], list[float]
 
 @pytest.mark.slow
 def test_training_plots_live_to_visdom(visdom_server, tmp_path):
+    # The page and every file it names under /static/ (but Visdom's optional user/style.css), served offline.
+    status, page = _get(visdom_server, "/")
+    assets = [u for u in re.findall(r"(?:src|href)=['\"]?(/static/[^\s'\">]+)", page.decode()) if "/user/" not in u]
+    assert status == 200 and len(assets) >= 15
+    sizes = {}
+    for url in assets:
+        status, body = _get(visdom_server, url)
+        assert status == 200 and body, url
+        sizes[url.split("?")[0]] = len(body)
+    assert sizes["/static/js/plotly-plotly.min.js"] > 1_000_000 and sizes["/static/css/bootstrap.min.css"] > 10_000
+
     make_idx_dataset(tmp_path / "data", n_train=96, n_test=32)
     out = tmp_path / "run"
     res = run_zoo("zoo", "train", "mnist_cnn", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--epochs",

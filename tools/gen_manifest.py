@@ -4,7 +4,9 @@ Nothing is typed in by hand; every value comes from a source this script names:
 
 * torchvision's weights (``tv_in1k``, ``tv2_in1k``): preprocessing, accuracy, class names and the download
   URL from torchvision's own ``Weights`` metadata in the installed package
-  (``zoo.pretrained.convert.torchvision_entry``).
+  (``zoo.pretrained.convert.torchvision_entry``), and the size of the ``.pth`` file at that URL,
+  ``origin.url_size_mib`` (torchvision's ``meta["_file_size"]``: bytes / 2**20, to three decimals), which
+  the docs show; ``size`` stays null, as it is the verified byte size of a file of this project's own.
   Their first source is the Hugging Face repo where timm publishes the same weights as safetensors
   (``timm/<arch>.<tag>``, from timm's pretrained cfg ``hf_hub_id``); torchvision's ``.pth`` URL is the fallback.
 * timm's other ImageNet-1k weights for the architectures zoo builds (``resnet50.a1_in1k`` ...): preprocessing
@@ -89,7 +91,10 @@ def _torchvision_entries(weights: dict[str, Any]) -> list[str]:
             new.update(status="published", sha256=None, size=None, source=_hub(cfg.hf_hub_id),
                        fallbacks=[{"type": "url", "url": w.url}])  # fmt: skip
             origin = {k: v for k, v in new["origin"].items() if k != "command"}
-            new["origin"] = {**origin, "hf_hub": f"{cfg.hf_hub_id} (timm's copy of torchvision's weights)"}
+            origin["hf_hub"] = f"{cfg.hf_hub_id} (timm's copy of torchvision's weights)"
+            if w.meta.get("_file_size"):  # for the docs only: fetching checks the .pth by its hash prefix
+                origin["url_size_mib"] = w.meta["_file_size"]
+            new["origin"] = origin
             weights[name] = new
             names = list(w.meta["categories"])
             if categories is not None and names != categories:

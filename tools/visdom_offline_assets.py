@@ -6,13 +6,18 @@ from the npm registry (or a mirror of it) as well; this script fetches each pack
 copies the file Visdom expects under the name it expects into Visdom's ``static/`` folder and marks the
 folder as built for the installed Visdom version, after which the server starts without network access.
 
-    python tools/visdom_offline_assets.py            # into the installed visdom package
+    python tools/visdom_offline_assets.py            # into the installed visdom package (make venv runs it)
     python -m visdom.server -port 8097               # then open http://localhost:8097
+
+It does nothing when the folder is already built for the installed Visdom version (``--force`` fetches again).
+``--optional`` (what ``make venv`` passes) turns a failure, such as npm not being installed, into a one-line note
+and exit status 0: the server then downloads the files from the CDNs on its first start, as it does without zoo.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -69,7 +74,10 @@ def _unpack(spec: str, work: Path) -> Path:
     if folder.is_dir():
         return folder / "package"
     folder.mkdir()
-    out = subprocess.run(["npm", "pack", spec, "--silent"], cwd=folder, capture_output=True, text=True)
+    try:
+        out = subprocess.run(["npm", "pack", spec, "--silent"], cwd=folder, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"npm pack {spec} timed out (is the npm registry reachable?)") from None
     if out.returncode != 0:
         raise SystemExit(f"npm pack {spec} failed: {out.stderr.strip()}")
     with tarfile.open(folder / out.stdout.strip().splitlines()[-1]) as tar:
@@ -77,31 +85,62 @@ def _unpack(spec: str, work: Path) -> Path:
     return folder / "package"
 
 
-def main() -> int:
-    import visdom
+def _visdom() -> tuple[Path, str]:
+    """The installed visdom package's folder and version (as ``visdom.__version__`` reads it), without importing it:
+    importing visdom takes seconds, and ``make`` runs this script on every set-up."""
+    spec = importlib.util.find_spec("visdom")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("visdom is not installed (pip install 'zoo[visdom]')")
+    folder = Path(spec.submodule_search_locations[0])
+    version = folder / "VERSION"
+    return folder, version.read_text().strip() if version.is_file() else "no_version_file"
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--static", type=Path, default=Path(visdom.__file__).parent / "static",
-                        help="Visdom's static folder (default: the installed package's)")  # fmt: skip
-    args = parser.parse_args()
+
+def _targets(static: Path) -> list[Path]:
+    return [static / dest for _, _, dest in FILES] + [static / "js" / "mathjax" / "2.7.5" / i for i in MATHJAX]
+
+
+def install(static: Path, version: str, force: bool = False) -> str:
+    """Fill ``static`` for Visdom ``version``; what was done, in one line."""
+    built = static / "version.built"
+    done = built.is_file() and built.read_text().strip() == version and all(t.is_file() for t in _targets(static))
+    if done and not force:
+        return f"Visdom {version}'s page files are already installed"
     if shutil.which("npm") is None:
-        raise SystemExit("npm is needed (apt install npm); it fetches the files from the npm registry")
+        raise SystemExit("npm is not installed (apt install npm)")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for spec, inner, dest in FILES:
-            target = args.static / dest
+            target = static / dest
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(_unpack(spec, work) / inner, target)
         mathjax = _unpack("mathjax@2.7.5", work)
         for inner in MATHJAX:
-            target = args.static / "js" / "mathjax" / "2.7.5" / inner
+            target = static / "js" / "mathjax" / "2.7.5" / inner
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(mathjax / inner, target)
         # build.py also asks for config/Safe.js, which MathJax 2.7.5 does not have (the CDN answers 404):
         # an empty file stops it from asking on every start.
-        (args.static / "js" / "mathjax" / "2.7.5" / "config" / "Safe.js").touch()
-    (args.static / "version.built").write_text(visdom.__version__)
-    print(f"installed {len(FILES) + len(MATHJAX)} files into {args.static} for visdom {visdom.__version__}")
+        (static / "js" / "mathjax" / "2.7.5" / "config" / "Safe.js").touch()
+    built.write_text(version)
+    return f"installed {len(FILES) + len(MATHJAX)} files into {static} for visdom {version}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--static", type=Path, help="Visdom's static folder (default: the installed package's)")
+    parser.add_argument("--force", action="store_true", help="fetch the files again even if they are installed")
+    parser.add_argument("--optional", action="store_true", help="on failure print a note and exit 0 (make venv)")
+    args = parser.parse_args()
+    try:
+        folder, version = _visdom()
+        print(install(args.static or folder / "static", version, args.force))
+    except (SystemExit, OSError, tarfile.TarError) as e:
+        if not args.optional or (isinstance(e, SystemExit) and e.code in (None, 0)):
+            raise
+        why = e.code if isinstance(e, SystemExit) else f"{type(e).__name__}: {e}"
+        print(f"note: Visdom's page files were not installed from npm: {why}. python -m visdom.server will "
+              "download them from CDNs instead (run python tools/visdom_offline_assets.py to retry)")  # fmt: skip
     return 0
 
 

@@ -1,4 +1,4 @@
-"""zoo: a PyTorch model zoo of VGG, ResNet and the seed course's MNIST CNNs, with verified weights.
+"""zoo: a PyTorch model zoo of VGG, ResNet and the MNIST CNNs of a PyTorch course, with verified weights.
 
 ``import zoo`` stays light: torchvision, timm and huggingface_hub are imported only where used.
 """

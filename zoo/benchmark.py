@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from zoo.errors import ArgumentValueError
+from zoo.utils import train_mode
 from zoo.utils.checks import int_in, one_of, reported
 
 DTYPES = ("fp32", "bf16", "fp16")
@@ -58,7 +59,7 @@ def count_macs(model: nn.Module, example: torch.Tensor) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with _mode(model, training=False), torch.no_grad(), counter:
+    with train_mode(model, training=False), torch.no_grad(), counter:
         model(example)
     return counter.get_total_flops() / 2
 
@@ -130,16 +131,6 @@ def check_bench_size(batch_size: int, size: tuple[int, int, int], device: torch.
             f"copies alone, and the {device.type} has {memory / 2**30:,.1f} GiB",
             hint=f"give a batch size of at most {fits:,} or a smaller input" if fits else "give a smaller input size",
         )
-
-
-@contextlib.contextmanager
-def _mode(model: nn.Module, training: bool) -> Iterator[None]:
-    was_training = model.training
-    model.train(training)
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _median_step(step: Callable[[], Any], warmup: int, steps: int, device: torch.device) -> float:
@@ -231,7 +222,7 @@ def benchmark_model(
                 from zoo.export import onnx_runner
 
                 infer = onnx_runner(model, x, threads or torch.get_num_threads())  # type: ignore[assignment]
-            with _mode(model, training=False):
+            with train_mode(model, training=False):
                 median = _median_step(infer, warmup, steps, dev)
             result.infer_step_ms, result.infer_samples_per_s = median * 1e3, batch_size / median
         if train:
@@ -249,7 +240,7 @@ def benchmark_model(
                 scaler.step(optimizer)
                 scaler.update()
 
-            with _mode(model, training=True):
+            with train_mode(model, training=True):
                 median = _median_step(train_step, warmup, steps, dev)
             result.train_step_ms, result.train_samples_per_s = median * 1e3, batch_size / median
     return result

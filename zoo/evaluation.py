@@ -21,10 +21,11 @@ from zoo.data.transforms import create_transform
 from zoo.errors import ArgumentValueError, DataError, WeightsError
 from zoo.factory import create_model
 from zoo.registry import split_model_name_tag
-from zoo.runs import RUN_JSON, label_names, load_model, printable, read_run, refuse_tag_with_checkpoint
-from zoo.utils import parse_device
+from zoo.runs import CHOSE_EPOCH, RUN_JSON, label_names, load_model, printable, read_run, refuse_tag_with_checkpoint
+from zoo.utils import parse_device, train_mode
 from zoo.utils import progress as progress_bar
 from zoo.utils.files import atomic_path
+from zoo.utils.scores import chance_rate, chance_warning, score_text, wilson_interval
 
 
 @torch.no_grad()
@@ -47,8 +48,6 @@ def evaluate(
     grouped = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if grouped else (0, 1)
     num_classes = num_classes or getattr(model, "num_classes", None)
-    was_training = model.training
-    model.eval()
     sums = torch.zeros(5, dtype=torch.float64, device=device)  # loss, top-1, top-5, count, non-finite outputs
     confusion = None
     batches: Any = dataset  # already batches, unless a dataset: then in order, only this rank's share (no padding)
@@ -60,7 +59,7 @@ def evaluate(
     if progress:
         batches = progress_bar(batches, desc="eval", unit="batch")  # tqdm takes the total from len(), if any
     autocast = torch.autocast(device.type, dtype=torch.float16) if amp and device.type == "cuda" else nullcontext()
-    try:
+    with train_mode(model, False):
         for images, targets in batches:
             images = images.to(device, non_blocking=True)
             targets = torch.as_tensor(targets).to(device, non_blocking=True)
@@ -79,8 +78,6 @@ def evaluate(
             sums[3] += len(targets)
             sums[4] += (~torch.isfinite(logits)).any(dim=1).sum()
             confusion += torch.bincount(targets * num_classes + top[:, 0], minlength=num_classes**2).view_as(confusion)
-    finally:
-        model.train(was_training)
     if confusion is None:
         confusion = torch.zeros(num_classes or 0, num_classes or 0, dtype=torch.long, device=device)
     if world > 1:
@@ -99,11 +96,14 @@ def evaluate(
     names = list(label_names) if label_names else list(getattr(dataset, "classes", None) or [])
     if len(names) != cm.shape[0]:
         names = [str(i) for i in range(cm.shape[0])]
+    hits = int(sums[1].item())
     return {
         "loss": float(sums[0].item()) / count,
-        "acc1": 100.0 * float(sums[1].item()) / count,
+        "acc1": 100.0 * hits / count,
         "acc5": 100.0 * float(sums[2].item()) / count,
         "count": count,
+        "acc1_ci95": list(wilson_interval(hits, count)),
+        "chance": chance_rate(cm.sum(1).tolist()),
         "per_class_acc": per_class,
         "confusion": cm.tolist(),
         "label_names": names,
@@ -113,17 +113,15 @@ def evaluate(
 def format_results(results: dict[str, Any], title: str = "") -> str:
     """A readable report: the headline numbers and a per-class table."""
     lines = [title] if title else []
-    lines.append(
-        f"top-1 {results['acc1']:.2f} %   top-5 {results['acc5']:.2f} %   loss {results['loss']:.4f}   "
-        f"({results['count']} images)"
-    )
+    top5 = f"   top-5 {results['acc5']:.2f} %" if len(results["confusion"]) > 5 else ""
+    lines.append(f"top-1 {score_text(results['acc1'], results['count'])}{top5}   loss {results['loss']:.4f}")
     names = [printable(n) for n in results["label_names"]]  # from a file: never a terminal escape or a forged line
     width = max([len("class"), *map(len, names)])
     lines.append(f"{'class':<{width}}  {'accuracy':>8}  {'images':>6}")
     for i, (name, acc) in enumerate(zip(names, results["per_class_acc"], strict=True)):
         total = sum(results["confusion"][i])
         lines.append(f"{name:<{width}}  {'-' if acc is None else f'{acc:.2f} %':>8}  {total:>6}")
-    return "\n".join(lines)
+    return "\n".join([*lines, *(f"warning: {w}" for w in results.get("warnings", ()))])
 
 
 # The PNG text chunk that marks a confusion matrix as zoo's: ``zoo eval --confusion FILE`` replaces an existing
@@ -237,6 +235,13 @@ def evaluate_weights(
     if data is None:
         raise DataError(f"{dataset} has no {chosen} images")
     described = info.eval_set_name if splits == ("val",) else chosen
+    notes = []
+    if own and splits == ("val",) and run.best_metric_name == "val_acc1":
+        described = CHOSE_EPOCH
+        notes.append(
+            "these images chose the kept epoch, so the score flatters the weights: evaluate on images that "
+            "chose nothing (the folder's test/ or other photos) to report it"
+        )
     recorded = run.data_identity.get("val_data") if own and splits == ("val",) else None
     now = data_fingerprint(data) if recorded else None
     if now is not None and now["sha256"] != recorded.get("sha256"):
@@ -262,7 +267,8 @@ def evaluate_weights(
         amp=dev.type == "cuda",
         progress=True,
     )
-    return {"model": model, "source": source, "dataset": info.name, "eval_set": described, **results}
+    notes += chance_warning(results["acc1"], results["count"], results["chance"], "the evaluation's")
+    return {"model": model, "source": source, "dataset": info.name, "eval_set": described, **results, "warnings": notes}
 
 
 def _same_folder(recorded: str | None, folder: Path, run_dir: Path) -> bool:

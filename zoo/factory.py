@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from zoo.errors import ArgumentValueError, ModelArgumentError, WeightsFileError
 from zoo.models import FeatureGetterNet, parametric_entrypoint
-from zoo.registry import filter_names, is_model, list_archs, model_entrypoint, registered, split_model_name_tag
+from zoo.registry import filter_names, is_model, list_archs, model_entrypoint, split_model_name_tag
 from zoo.utils import gc_paused
 from zoo.utils.checks import MAX_INPUT_SIDE, Invalid, int_in, reported
 
@@ -25,8 +25,7 @@ def list_models(
         return list_archs(filter, exclude_filters)
     from zoo.pretrained import manifest
 
-    archs = registered()
-    names = (n for n in manifest.weight_names() if split_model_name_tag(n)[0] in archs)
+    names = (n for n in manifest.weight_names() if is_model(n))
     return filter_names(names, filter, exclude_filters)
 
 
@@ -166,22 +165,18 @@ def _create_from_folder(
     folder = resolve_folder(name, pretrained and checkpoint_path is None)
     check_model_args(folder.arch, folder.model_args, f"{name}: its config.json")
     builder = model_entrypoint(folder.arch)
+    args = {**folder.model_args, **kwargs}
     weights = checkpoint_path or folder.weights
     if weights is None:  # timm's meaning: the folder's architecture and preprocessing, random weights
-        kwargs.pop("allow_nonfinite", None)
-        model = builder(**{**folder.model_args, **kwargs})
+        args.pop("allow_nonfinite", None)
+        model = builder(**args)
         model.pretrained_cfg = {**model.pretrained_cfg, **folder.pretrained_cfg}
     else:
         with gc_paused():
             from zoo.pretrained import load
 
             model = load.build_with_weights(
-                folder.arch,
-                "",
-                builder,
-                {**folder.model_args, **kwargs},
-                checkpoint_path=weights,
-                folder_cfg=folder.pretrained_cfg,
+                folder.arch, "", builder, args, checkpoint_path=weights, folder_cfg=folder.pretrained_cfg
             )
     model.pretrained_cfg = {**model.pretrained_cfg, "source": name}
     return folder.arch, model

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from zoo.errors import ArgumentValueError
+from zoo.utils import checks, train_mode
 
 
 class LayerRow(NamedTuple):
@@ -57,15 +58,12 @@ def layer_table(model: nn.Module, input_size: tuple[int, ...]) -> list[LayerRow]
     for name, module in model.named_modules():
         if name and not any(True for _ in module.children()):
             hooks.append(module.register_forward_hook(hook(name)))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with train_mode(model, False), torch.no_grad():
             model(torch.zeros(1, *input_size))
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     return rows
 
 
@@ -75,16 +73,14 @@ def model_info(
     """A dict describing ``model_name`` (built with ``kwargs``): parameters, config and layer table for an input of
     ``input_size`` (C, H, W; the model's by default), its sides replaced by ``img_size`` if given."""
     from zoo.factory import create_model
-    from zoo.utils.checks import Invalid, reported
-    from zoo.utils.checks import input_size as check_size
 
     model = create_model(model_name, **kwargs)
     cfg = dict(model.pretrained_cfg)
     size = (input_size or cfg["input_size"])[:1] + (img_size, img_size) if img_size else input_size or cfg["input_size"]
-    with reported(model_name, ArgumentValueError):
-        size = check_size("input_size", size)
+    with checks.reported(model_name, ArgumentValueError):
+        size = checks.input_size("input_size", size)
         if size[0] != model.in_chans:
-            raise Invalid("input_size", size, f"must have {model.in_chans} channels, {model_name}'s in_chans")
+            raise checks.Invalid("input_size", size, f"must have {model.in_chans} channels, {model_name}'s in_chans")
     try:
         rows = layer_table(model, size)
     except RuntimeError as e:

@@ -20,6 +20,7 @@ from zoo.factory import create_model
 from zoo.pretrained.manifest import get_entry
 from zoo.runs import label_names, load_model, printable, refuse_tag_with_checkpoint
 from zoo.utils import checks
+from zoo.utils.scores import score_text
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "samples"
 # The weights that classify each bundled sample set when `zoo predict` runs without arguments.
@@ -118,8 +119,10 @@ def run_samples() -> int:
                 f"  {record['file']:<40} true {record['label']:<12} predicted {printable(pred.labels[0]):<12} "
                 f"{pred.probs[0]:6.1%}  {'right' if ok else 'WRONG'}"
             )
-        top1 = (get_entry(*model_name.split(".", 1)).metrics or {}).get("top1")
-        full = f"; on the whole {dataset} test set: {top1:.2f} %" if top1 is not None else ""
+        metrics = get_entry(*model_name.split(".", 1)).metrics or {}
+        top1, images = metrics.get("top1"), metrics.get("images")
+        promise = score_text(top1, images) if top1 is not None and images else f"{top1:.2f} %"
+        full = f"; on the whole {dataset} test set: {promise}" if top1 is not None else ""
         print(f"  {hits}/{len(samples)} right{full}")
         if below_promise(hits, len(samples), top1):
             broken.append(f"{model_name}: {hits}/{len(samples)} right is below its promised {top1:.2f} % top-1")

@@ -26,6 +26,7 @@ PUBLISHED = "model.safetensors"  # the weights of a folder zoo publish wrote
 LOCK_NAME = ".zoo-train.lock"
 _MAX_JSON = 64 << 20  # a run's records are kilobytes; a larger file is not one of them
 _HINT = "restore it, or give another run folder"
+CHOSE_EPOCH = "validation (selected the kept epoch)"  # what held-out images that chose a run's weights are called
 # A run writes its run.json before any other file; until then its folder holds its lock and that file's temporary.
 _RUN_TEMP = re.compile(r"^\.run\.json\.\d+\.\d+\.(tmp|part)$")
 # Keys every run.json zoo writes holds (zoo.training.trainer), with a recipe holding these of its settings.
@@ -125,11 +126,7 @@ def _read(cls: Any, path: Path) -> Any:
         raise RunError(f"{path} is not valid JSON ({shorten(str(e).splitlines()[0], 200)})", hint=_HINT) from None
     if cls is RunRecord and isinstance(data, dict):  # zoo.fit's run_info may add facts zoo does not read
         data = {k: v for k, v in data.items() if k in {f.name for f in fields(RunRecord)}}
-    try:
-        return checks.record(cls, data, str(path), RunError)
-    except RunError as e:
-        e.hint = e.hint or _HINT
-        raise
+    return checks.record(cls, data, str(path), RunError, _HINT)
 
 
 def read_config(folder: str | os.PathLike[str]) -> RunConfig:

@@ -109,9 +109,7 @@ def _weights(arch: str, tag: str) -> Weights:
 def get_weights(name: str) -> Weights:
     """The weights ``arch.tag``, or an architecture's default weights (``"resnet50"``, or ``"resnet50.DEFAULT"``
     as in torchvision). A ManifestError names what exists when there is no such set."""
-    if not isinstance(name, str):
-        raise TypeError(f"get_weights takes a name such as 'resnet50' or 'resnet50.tv_in1k', not {type(name).__name__}")
-    arch, tag = split_model_name_tag(name)
+    arch, tag = split_model_name_tag(name)  # a TypeError for anything but a name
     if not tag or tag == "DEFAULT":
         tag = manifest.default_tag(arch) or ""
         if not tag:

@@ -64,7 +64,7 @@ def test_published_folders_and_files_honour_the_umask(run_copy, weights_env, tmp
     out = tmp_path / "hub" / "mnist_cnn.x"
     old = os.umask(0o022)
     try:
-        assert cli("publish", str(run_copy), "--name", "mnist_cnn.x", "--out", str(out), "--no-manifest") == 0
+        assert cli("publish", str(run_copy), "--name", "mnist_cnn.x", "--out", str(out)) == 0
     finally:
         os.umask(old)
     assert oct(out.stat().st_mode & 0o777) == oct(0o755)

@@ -101,7 +101,7 @@ def test_a_killed_exports_temporary_file_is_one_zoo_cleans(tmp_path, fmt):
 @pytest.mark.parametrize("users", ["README.md as a folder", "config.json"])
 def test_publish_force_replaces_only_a_folder_zoo_published(finished_run, tmp_path, capsys, users):
     out = tmp_path / "hub"
-    argv = ["publish", finished_run, "--name", "mnist_cnn.x", "--out", out, "--force", "--no-manifest"]
+    argv = ["publish", finished_run, "--name", "mnist_cnn.x", "--out", out, "--force"]
     assert cli(*argv) == 0 and cli(*argv) == 0  # zoo's own publication: replaced
     if users == "config.json":
         (out / "config.json").write_text('{"mine": true}')
@@ -144,7 +144,7 @@ def _commands(run: Path, checkpoint: Path, mnist_dir: Path) -> dict[str, list]:
                  "--output", run.parent / "ev"],
         "predict": ["predict", "--checkpoint", checkpoint, _digit()],
         "export": ["export", checkpoint, "--format", "pt2", "--output", run.parent / "m.pt2"],
-        "publish": ["publish", run, "--name", "mnist_cnn.x", "--out", run.parent / "hub", "--no-manifest",
+        "publish": ["publish", run, "--name", "mnist_cnn.x", "--out", run.parent / "hub",
                     *(["--checkpoint", checkpoint] if checkpoint.suffix == ".safetensors" else [])],
     }  # fmt: skip
 

@@ -292,3 +292,18 @@ def test_a_16_bit_image_is_scaled_not_clipped(tmp_path):
     assert np.array_equal(np.asarray(loaded), np.asarray(eight))
     model = zoo.create_model("mnist_cnn.mnist", pretrained=True)
     assert predict(model, [loaded], topk=3) == predict(model, [eight], topk=3)
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+@pytest.mark.parametrize("in_chans", [1, 3])
+def test_a_first_convolution_of_another_rank_is_named_not_an_index_error(tmp_path, rank, in_chans):
+    from zoo.errors import WeightsError
+    from zoo.pretrained.files import save_weights
+
+    state = {k: v.clone() for k, v in zoo.create_model("mnist_cnn").state_dict().items()}
+    first = next(k for k, v in state.items() if v.dim() == 4)
+    state[first] = state[first].flatten()[: 9 if rank else 1].reshape([9] if rank else [])
+    path = save_weights(state, tmp_path / "rank.safetensors", WeightsMetadata(architecture="mnist_cnn")).path
+    with pytest.raises(WeightsError) as e:  # in_chans 3 asks for the first convolution to be adapted
+        zoo.create_model("mnist_cnn", checkpoint_path=path, in_chans=in_chans)
+    assert first in str(e.value)

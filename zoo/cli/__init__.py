@@ -13,12 +13,13 @@ import errno
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from importlib import import_module
 from typing import Any
 
 from zoo.errors import ArgumentValueError, ZooError
-from zoo.utils import env_flag
+from zoo.utils import checks, env_flag
 
 # name -> one-line help; the command lives in zoo.cli.<name> (``add_arguments`` and ``main``).
 COMMANDS: dict[str, str] = {
@@ -114,8 +115,6 @@ def options_for(function: Any, args: argparse.Namespace) -> dict[str, Any]:
 def check_size_options(img_size: int | None, input_size: Sequence[int] | None) -> None:
     """``--img-size`` and ``--input-size`` within the limits of a model's config, before anything is built: a
     100000-pixel side would otherwise end in an allocator failure."""
-    from zoo.utils import checks
-
     limits = f"sides of 1 to {checks.MAX_INPUT_SIDE} pixels, at most {checks.MAX_CHANNELS} channels"
     with checks.reported("the options", ArgumentValueError, hint=f"give {limits}"):
         if img_size is not None:
@@ -124,17 +123,12 @@ def check_size_options(img_size: int | None, input_size: Sequence[int] | None) -
             checks.input_size("--input-size", input_size)
 
 
-def _debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
-    debug = env_flag("ZOO_DEBUG")
-    while argv and argv[0] == "--debug":
-        debug, argv = True, argv[1:]
-    return debug, argv
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``zoo`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug, argv = _debug_requested(argv)
+    debug = env_flag("ZOO_DEBUG")
+    while argv and argv[0] == "--debug":
+        debug, argv = True, argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
         _top_parser().print_help()
         return 0 if argv else 2
@@ -148,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TypeError:
         args = parser.parse_args(argv[1:])
     args.argv = argv[1:]  # the command's own words, for records such as a training run's command line
+    if not debug:  # a warning is one line, as an error is; --debug keeps Python's file and source line
+        warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
     try:
         return int(run(args) or 0)
     except KeyboardInterrupt:

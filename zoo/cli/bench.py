@@ -121,7 +121,6 @@ def _is_bench_output(path: Path) -> bool:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``zoo bench``."""
-
     from zoo.benchmark import benchmark_model
     from zoo.factory import list_models
 
@@ -142,15 +141,12 @@ def main(args: argparse.Namespace) -> int:
     kwargs = {k: v for k, v in (("stem", args.stem), ("num_classes", args.num_classes)) if v is not None}
     options = {**options_for(benchmark_model, args), "input_size": args.input_size or args.img_size, "device": device}
     options.pop("runtime")  # one row per runtime
+    options.update(inference=args.mode in ("both", "inference"), model_kwargs=kwargs)
     rows = []
     for name in dict.fromkeys(names):
         for runtime in runtimes:
             train = args.mode in ("both", "train") and runtime == "eager"
-            inference = args.mode in ("both", "inference")
-            result = benchmark_model(
-                name, **options, inference=inference, train=train, model_kwargs=kwargs, runtime=runtime
-            )
-            rows.append(result.as_dict())
+            rows.append(benchmark_model(name, **options, train=train, runtime=runtime).as_dict())
         if args.format == "table" and args.output is None and len(names) > 1:
             print(f"{name}: done", file=sys.stderr, flush=True)
     text = _format(rows, args.format)

@@ -36,12 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tm.set_defaults(weights="IMAGENET1K_V1", no_check_hash=False)  # torchvision's options, unused by timm
 
 
-def _command(args: argparse.Namespace) -> str:
-    if args.source == "torchvision":
-        return f"zoo convert torchvision {args.model} --weights {args.weights.split('.')[-1]}"
-    return f"zoo convert timm {args.model}"
-
-
 def main(args: argparse.Namespace) -> int:
     """Run ``zoo convert``."""
     from zoo.pretrained import manifest
@@ -54,7 +48,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"wrote {saved.path} ({saved.size:,} bytes, sha256 {saved.sha256})")
         print(f"load it with zoo.create_model({args.model!r}, checkpoint_path={str(saved.path)!r})")
         return 0
-    record_as = None if args.no_manifest else _command(args)
+    weights = f" --weights {args.weights.split('.')[-1]}" if args.source == "torchvision" else ""
+    record_as = None if args.no_manifest else f"zoo convert {args.source} {args.model}{weights}"
     options = {"file": args.file, "check_hash": not args.no_check_hash, "out": args.out, "record_as": record_as}
     name, saved = convert_upstream(args.source, args.model, weights=args.weights, **options)
     print(f"wrote {saved.path} ({saved.size:,} bytes, sha256 {saved.sha256})")

@@ -40,12 +40,10 @@ def _print_weights(names: list[str], width: int) -> None:
     for name in names:
         entry = manifest.get_entry(*name.split(".", 1))
         where = ", ".join(s.type if s.type != "hub" else f"hub:{s.resolved().repo_id}" for s in entry.sources)
-        checked = "upstream, then pin" if entry.third_party else "manifest"
+        checked = "unpublished" if not entry.published else "upstream, then pin" if entry.third_party else "manifest"
         top1 = (entry.metrics or {}).get("top1")
-        rows.append(
-            (name, where, checked if entry.published else "unpublished", "-" if top1 is None else f"{top1:.2f}")
-        )
-    source_width = max(len(r[1]) for r in rows)
+        rows.append((name, where, checked, "-" if top1 is None else f"{top1:.2f}"))
+    source_width = max(len("sources (tried in order)"), *(len(r[1]) for r in rows))
     print(f"{'weights':<{width}}  {'sources (tried in order)':<{source_width}}  {'sha256 from':<18}  top-1")
     for name, where, checked, top1 in rows:
         print(f"{name:<{width}}  {where:<{source_width}}  {checked:<18}  {top1}")

@@ -24,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing folder or Hub revision")
     parser.add_argument("--bundle", action="store_true", help="also copy the weights into weights/ (small files)")
     parser.add_argument(
-        "--no-manifest", dest="update_manifest", action="store_false", help="leave weights/manifest.json as it is"
+        "--manifest",
+        dest="update_manifest",
+        action="store_true",
+        help="also add the entry to this installation's weights/manifest.json (--bundle implies it)",
     )
     parser.add_argument(
         "--default",
@@ -39,18 +42,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run ``zoo publish``."""
     from zoo.publish import publish
+    from zoo.utils.scores import score_text
 
     # The options are named as publish's parameters. A failed check or a bad input is a PublishError.
     result = publish(**options_for(publish, args))
     print("checks:")
     print("\n".join(c.line() for c in result.checks))
     print(f"model.safetensors  sha256 {result.sha256}  {result.size:,} bytes")
-    print(f"top-1 {result.metrics['top1']:.2f} %  top-5 {result.metrics['top5']:.2f} %")
+    print(f"top-1 {score_text(result.metrics['top1'], result.metrics['images'])} ({result.metrics['eval_set']})")
     if result.out_dir is None:
         upload = f" and upload them to {args.repo_id or 'the Hub'}" if args.push else ""
-        print(f"dry run: would write {', '.join(result.files)}{upload}")
+        print(f"dry run: would write{upload}:\n" + "\n".join(f"  {f}" for f in result.files))
         return 0
-    print(f"wrote {result.out_dir}: {', '.join(result.files)}")
+    print("wrote:\n" + "\n".join(f"  {f}" for f in result.files))
     if result.manifest_entry is not None:
         print(f"manifest entry {args.name}: {result.manifest_entry.status}")
     if result.commit_url:

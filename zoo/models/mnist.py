@@ -1,4 +1,4 @@
-"""The seed course's MNIST CNN (Lab10-1 to Lab10-3) and a deeper variant, for 28x28 grey images. Both flatten the
+"""The course's MNIST CNN (Lab10-1 to Lab10-3) and a deeper variant, for 28x28 grey images. Both flatten the
 last feature map as the course does (``global_pool=""``); a pooling type pools to that grid first."""
 
 from __future__ import annotations
@@ -114,8 +114,8 @@ class MnistDeepCNN(_MnistBase):
 register_family(
     globals(),
     {
-        "mnist_cnn": "The seed course's first CNN (Lab10-2) for 28x28 MNIST digits.",
-        "mnist_cnn_deep": "A deeper variant of the seed course's CNN: three conv blocks and a 625-wide hidden layer.",
+        "mnist_cnn": "The course's first CNN (Lab10-2) for 28x28 MNIST digits.",
+        "mnist_cnn_deep": "A deeper variant of the course's CNN: three conv blocks and a 625-wide hidden layer.",
     },
     lambda arch, kwargs: build_model(MnistCNN if arch == "mnist_cnn" else MnistDeepCNN, arch, kwargs),
 )

@@ -209,7 +209,7 @@ class VGG(ZooModel):
 
 def make_vgg(cfg: str | Sequence[LayerSpec] = "D", batch_norm: bool = False, **kwargs: Any) -> VGG:
     """A VGG from any config: a letter of the paper's Table 1 (``"A"``, ``"A-LRN"``, ``"B"`` to ``"E"``) or a list
-    such as the seed course's ``[64, "M", 128, "M", ...]``."""
+    such as the course's ``[64, "M", 128, "M", ...]``."""
     return build_model(VGG, "vgg", {"cfg": cfg, "batch_norm": batch_norm, **kwargs})  # type: ignore[return-value]
 
 

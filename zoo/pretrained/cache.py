@@ -11,6 +11,7 @@ import errno
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,9 @@ def cache_error(error: OSError, doing: str) -> WeightsError:
     )
 
 
-def entry_lock(name: str):  # noqa: ANN201 - a filelock.FileLock, imported here only
-    """The acquired lock of the weights ``name`` (release it): one process fetches a file at a time."""
+@contextlib.contextmanager
+def entry_lock(name: str) -> Iterator[None]:
+    """The lock of the weights ``name``, held inside the block: one process fetches a file at a time."""
     from filelock import FileLock
 
     path = cache_dir() / "locks" / f"{name}.lock"
@@ -108,7 +110,10 @@ def entry_lock(name: str):  # noqa: ANN201 - a filelock.FileLock, imported here 
         lock.acquire()
     except OSError as e:
         raise cache_error(e, f"creating the lock {path}") from None
-    return lock
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _pin_path(name: str) -> Path:

@@ -171,11 +171,8 @@ def timm_hub_file(name: str) -> Path:
     source = Source(type="hub", repo_id=cfg.hf_hub_id, filename=filename, revision="main")
     if is_offline():
         raise WeightsError(f"offline mode is on: pass timm's {name} file ({cfg.hf_hub_id}, {filename}) with --file")
-    lock = entry_lock(name)
-    try:  # checked against the Hub's SHA-256 and pinned on this machine, as an unpinned manifest source
+    with entry_lock(name):  # checked against the Hub's SHA-256 and pinned on this machine, as an unpinned source
         return hub_file(name, source, None, None, False, network=True)  # type: ignore[return-value]
-    finally:
-        lock.release()
 
 
 def convert_state_dict(
@@ -188,9 +185,8 @@ def convert_state_dict(
 ) -> SavedWeights:
     """Check ``state_dict`` against zoo's ``arch`` (built with ``model_kwargs``), save it with ``entry``'s
     preprocessing (or the model's) in its header, read it back and compare every tensor."""
-    builder = model_entrypoint(arch)
     with empty_init():
-        model = builder(**model_kwargs)
+        model = model_entrypoint(arch)(**model_kwargs)
     sd, _ = fit_state_dict(model, state_dict, f"the {arch} weights", False, False, stacklevel=2)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
     cfg = entry.preprocessing() if entry else dict(model.pretrained_cfg)

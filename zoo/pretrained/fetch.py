@@ -26,27 +26,11 @@ from zoo.errors import (
     WeightsError,
     WeightsFileError,
 )
-from zoo.pretrained import manifest
-from zoo.pretrained.cache import (
-    CHUNK,
-    cache_dir,
-    cache_error,
-    check_file,
-    converted_path,
-    entry_lock,
-    file_path,
-    hub_cached_file,
-    is_offline,
-    mark,
-    read_pin,
-    sha256_file,
-    torchvision_cache_file,
-    write_pin,
-)
+from zoo.pretrained import cache, manifest
 from zoo.pretrained.files import read_pickle_checkpoint, save_weights
 from zoo.pretrained.manifest import Source, WeightsEntry, weights_dir
 from zoo.utils import env_flag, progress
-from zoo.utils.checks import Invalid, is_hex, read_bounded, repo_id, reported, revision
+from zoo.utils.checks import Invalid, is_hex, json_object, read_bounded, repo_id, reported, revision
 from zoo.utils.files import atomic_path, parse_json, remove_stale_temp_files
 
 MAX_DOWNLOAD = 4 << 30  # larger than any weights zoo lists (vgg19_bn's .pth is 549 MB)
@@ -146,7 +130,7 @@ def download(
     ``size`` bytes and SHA-256 ``sha256`` (or one starting with ``prefix``), and at most ``size`` or ``limit`` bytes
     are read. ``mismatch(actual_sha)`` makes the error for another hash. Any failure is a :class:`WeightsError`
     (an :class:`IntegrityError` for a file that is not the one expected), and nothing is kept."""
-    folder = cache_dir() / "files"
+    folder = cache.cache_dir() / "files"
     cap = size if size is not None else limit or MAX_DOWNLOAD
     digest, received = hashlib.sha256(), 0
     try:
@@ -162,7 +146,7 @@ def download(
             if total is not None and total > cap:
                 raise IntegrityError(f"{url} announces {total:,} bytes for {what}, more than the {cap:,} expected")
             with progress(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=what) as bar:
-                for block in iter(lambda: response.read(CHUNK), b""):
+                for block in iter(lambda: response.read(cache.CHUNK), b""):
                     received += len(block)
                     if received > cap:
                         raise IntegrityError(f"{url} sent more than the {cap:,} bytes expected of {what}: zoo stopped")
@@ -185,10 +169,10 @@ def download(
         ) from None
     except OSError as e:
         if e.errno in _CACHE_ERRNOS:
-            raise cache_error(e, f"writing {what}") from None
+            raise cache.cache_error(e, f"writing {what}") from None
         raise WeightsError(f"could not download {what} from {url}: {e}") from None
     path = folder / (actual + suffix)
-    mark(path, sha256=actual)
+    cache.mark(path, sha256=actual)
     return path
 
 
@@ -220,10 +204,10 @@ def _usable(path: Path | None, sha: str, size: int | None, name: str) -> Path | 
     """``path`` if it holds the verified file; a file there that differs is said (and cannot serve offline)."""
     if path is None or not path.exists():
         return None
-    problem = check_file(path, sha, size)
+    problem = cache.check_file(path, sha, size)
     if problem is None:
         return path
-    if is_offline():
+    if cache.is_offline():
         raise IntegrityError(
             f"the cached file {path} of {name} {problem}, and offline mode is on so it cannot be fetched again",
             hint=how_to_get_it(name),
@@ -245,24 +229,24 @@ def hub_file(name: str, source: Source, sha: str | None, size: int | None, force
     then this machine's pin). Without ``network``: the verified local file, or None."""
     repo, filename = str(source.repo_id), str(source.filename)
     key, what = f"hub:{repo}/{filename}", f"{name} ({repo}, {filename})"
-    pin = None if sha else read_pin(name, key)
+    pin = None if sha else cache.read_pin(name, key)
     want, want_size = (sha, size) if sha else ((pin["sha256"], pin["size"]) if pin else (None, None))
     rev = pin["commit"] if pin else source.revision or "main"
-    theirs = hub_cached_file(repo, filename, rev) if not force else None  # huggingface_hub's (timm's) download
+    theirs = cache.hub_cached_file(repo, filename, rev) if not force else None  # huggingface_hub's (timm's) download
     if not force and want:
-        if _usable(file_path(want), want, want_size, name) is not None:
-            return file_path(want)
-        if theirs is not None and check_file(theirs, want, want_size) is None:
+        if _usable(cache.file_path(want), want, want_size, name) is not None:
+            return cache.file_path(want)
+        if theirs is not None and cache.check_file(theirs, want, want_size) is None:
             return theirs
-    if theirs is not None and not want and is_offline():  # never pinned here: the file must hash to its blob name
+    if theirs is not None and not want and cache.is_offline():  # never pinned here: the file must hash to its blob name
         blob = Path(os.readlink(theirs)).name if theirs.is_symlink() else ""
-        if check_file(theirs, blob) is None:
+        if cache.check_file(theirs, blob) is None:
             commit = theirs.parents[len(Path(filename).parts) - 1].name
-            write_pin(name, key, {"commit": commit, "sha256": blob, "size": theirs.stat().st_size})
+            cache.write_pin(name, key, {"commit": commit, "sha256": blob, "size": theirs.stat().st_size})
             return theirs
     if not network:
         return None
-    if is_offline():
+    if cache.is_offline():
         raise _offline(name)
     commit, hub_sha, hub_size = hub_file_info(repo, filename, rev, what)
     if pin and commit != pin["commit"]:
@@ -288,7 +272,7 @@ def hub_file(name: str, source: Source, sha: str | None, size: int | None, force
         ),
     )
     if not sha:
-        write_pin(name, key, {"commit": commit, "sha256": path.name[:64], "size": path.stat().st_size})
+        cache.write_pin(name, key, {"commit": commit, "sha256": path.name[:64], "size": path.stat().st_size})
     return path
 
 
@@ -296,20 +280,21 @@ def _pth(name: str, source: Source, force: bool, network: bool) -> Path | None:
     """torchvision's ``.pth``: checked (this machine's pin, else the hash prefix in its name), converted once to
     safetensors; torchvision's own download of it serves before the network."""
     url, key = str(source.url), f"url:{source.url}"
-    pin, prefix = read_pin(name, key), manifest.hash_prefix(str(source.url))
+    pin, prefix = cache.read_pin(name, key), manifest.hash_prefix(str(source.url))
     if not force and pin:
-        done = _usable(file_path(pin["converted_sha256"]), pin["converted_sha256"], pin.get("converted_size"), name)
+        converted = pin["converted_sha256"]
+        done = _usable(cache.file_path(converted), converted, pin.get("converted_size"), name)
         if done is not None:
             return done
-    local = None if force else torchvision_cache_file(url)
+    local = None if force else cache.torchvision_cache_file(url)
     if local is not None:
-        sha = sha256_file(local)
+        sha = cache.sha256_file(local)
         if sha == (pin["sha256"] if pin else sha) and sha.startswith(prefix or ""):
             return _convert_pth(name, key, local, sha, f"{local} (torchvision's cache)")
         warnings.warn(f"ignoring {local}: its SHA-256 {sha} is not torchvision's file's", stacklevel=4)
     if not network:
         return None
-    if is_offline():
+    if cache.is_offline():
         raise _offline(name)
     pth = download(
         url,
@@ -332,16 +317,16 @@ def _convert_pth(name: str, key: str, pth: Path, sha: str, where: str) -> Path:
         raise IntegrityError(f"the file for {name} from {where} was refused: {e}. Nothing was cached.") from None
     # Named as a temporary file of this process (cleaned if it dies), and the URL as the source wherever the .pth
     # came from: the same .pth always gives the same bytes.
-    temp = cache_dir() / "files" / f".converting.{os.getpid()}.0.tmp"
+    temp = cache.cache_dir() / "files" / f".converting.{os.getpid()}.0.tmp"
     try:
         saved = save_weights(state, temp, {"source": key.removeprefix("url:")})
     except OSError as e:  # a full or read-only cache, said as such
-        raise cache_error(e, f"converting {where}") from None
-    path = file_path(saved.sha256)
+        raise cache.cache_error(e, f"converting {where}") from None
+    path = cache.file_path(saved.sha256)
     os.replace(saved.path, path)
-    mark(path, sha256=saved.sha256)
+    cache.mark(path, sha256=saved.sha256)
     record = {"sha256": sha, "size": pth.stat().st_size, "converted_sha256": saved.sha256, "converted_size": saved.size}
-    write_pin(name, key, record)
+    cache.write_pin(name, key, record)
     return path
 
 
@@ -356,23 +341,23 @@ def _local(name: str, entry: WeightsEntry, sources: tuple[Source, ...]) -> Fetch
     """A bundled file or a ``zoo convert`` result, checked; None when neither serves."""
     if sources[0].type == "bundled":
         path = weights_dir() / str(sources[0].path)
-        problem = check_file(path, str(entry.sha256), entry.size) if entry.published else "is not published"
+        problem = cache.check_file(path, str(entry.sha256), entry.size) if entry.published else "is not published"
         if problem:
             raise IntegrityError(
                 f"the bundled file of {name}, {path}, {problem}",
                 hint="restore it from the repository (git checkout) or reinstall zoo",
             )
         return Fetched(path, sources[0])
-    path = converted_path(name)
+    path = cache.converted_path(name)
     if not path.is_file():
         return None
-    recorded = read_pin(name, "converted") if entry.third_party else {"sha256": entry.sha256, "size": entry.size}
+    recorded = cache.read_pin(name, "converted") if entry.third_party else {"sha256": entry.sha256, "size": entry.size}
     if not recorded or not recorded["sha256"]:
         raise IntegrityError(
             f"{path} was converted locally, but no SHA-256 was recorded for {name} to check it against",
             hint="run `zoo convert` again so that it records one",
         )
-    problem = check_file(path, recorded["sha256"], recorded.get("size"))
+    problem = cache.check_file(path, recorded["sha256"], recorded.get("size"))
     if problem is None:
         return Fetched(path, None)
     warnings.warn(f"ignoring the locally converted {path}: it {problem}", stacklevel=4)
@@ -402,7 +387,7 @@ def fetch_file(name: str, force: bool = False, entry: WeightsEntry | None = None
         command = str((entry.origin or {}).get("command") or "")  # a training command converts nothing
         ways = ["load a file with checkpoint_path=PATH, or a folder zoo publish wrote with local-dir:FOLDER"]
         if command.startswith("zoo convert"):
-            ways.insert(0, f"convert it with `{command}` (into {converted_path(name)})")
+            ways.insert(0, f"convert it with `{command}` (into {cache.converted_path(name)})")
         raise NotPublishedError(
             f"{name} is listed in the manifest but its file has not been published yet (it is to be hosted at "
             f"{manifest.describe_source(entry)})",
@@ -412,9 +397,8 @@ def fetch_file(name: str, force: bool = False, entry: WeightsEntry | None = None
         path = _from(name, entry, raw, False, network=False)
         if path is not None:
             return Fetched(path, source)
-    lock = entry_lock(manifest.check_name(name))
     failures: list[tuple[Source, WeightsError]] = []
-    try:
+    with cache.entry_lock(manifest.check_name(name)):
         for raw, source in zip(entry.sources, sources, strict=True):
             try:
                 path = _from(name, entry, raw, force, network=True)
@@ -427,8 +411,6 @@ def fetch_file(name: str, force: bool = False, entry: WeightsEntry | None = None
                 tried = "; ".join(f"{s.describe()}: {e.args[0]}" for s, e in failures)
                 warnings.warn(f"{name} came from {source.describe()} after {tried}", stacklevel=3)
             return Fetched(path, source)  # type: ignore[arg-type]
-    finally:
-        lock.release()
     if all(isinstance(e, OfflineError) for _, e in failures):
         raise _offline(name, entry)
     lines = "\n".join(f"  {i}. {s.describe()}: {e.args[0]}" for i, (s, e) in enumerate(failures, 1))
@@ -465,7 +447,6 @@ class FolderWeights(NamedTuple):
     """What ``local-dir:PATH`` or ``hf-hub:ORG/NAME`` stands for: the architecture, its builder arguments, the
     preprocessing from ``config.json`` and (with ``pretrained``) the weights file."""
 
-    name: str
     arch: str
     model_args: dict[str, Any]
     pretrained_cfg: dict[str, Any]
@@ -483,15 +464,12 @@ def read_config(data: bytes, where: str) -> tuple[str, dict[str, Any], dict[str,
     except ValueError as e:
         raise WeightsFileError(f"{where} is not valid JSON ({e})") from None
     with reported(where, WeightsFileError):
-        if not isinstance(config, dict):
-            raise Invalid("config", config, "must be a JSON object")
+        config = json_object("config", config)
         arch = config.get("architecture")
         if not isinstance(arch, str) or not is_model(arch):
             raise Invalid("architecture", arch, "must be a registered zoo model (`zoo list`)")
-        model_args, cfg = config.get("model_args") or {}, config.get("pretrained_cfg") or {}
-        for key, value in (("model_args", model_args), ("pretrained_cfg", cfg)):
-            if not isinstance(value, dict):
-                raise Invalid(key, value, "must be an object")
+        model_args = json_object("model_args", config.get("model_args") or {})
+        cfg = json_object("pretrained_cfg", config.get("pretrained_cfg") or {})
     keep = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std", "num_classes", "label_names")
     cfg = {k: v for k, v in {"num_classes": config.get("num_classes"), **cfg}.items() if k in keep and v is not None}
     if config.get("label_names"):
@@ -509,29 +487,26 @@ def _hub_pin_name(repo: str) -> str:
     return "hf_hub." + "".join(c if c.isalnum() or c in "_-" else "-" for c in repo)[:110]
 
 
-def _hf_hub_config(repo: str, rev: str, force: bool) -> bytes:
+def _hf_hub_config(repo: str, rev: str) -> bytes:
     """A Hub repo's config.json (a git file: no SHA-256 on the Hub), pinned on this machine by its commit."""
-    name, key = _hub_pin_name(repo), f"hub:{repo}/{CONFIG}"
-    pin = read_pin(name, key)
-    if pin and not force and check_file(file_path(pin["sha256"], ".json"), pin["sha256"]) is None:
-        return file_path(pin["sha256"], ".json").read_bytes()
-    cached = hub_cached_file(repo, CONFIG, rev)
-    if cached is not None and not force:
+    name, key, what = _hub_pin_name(repo), f"hub:{repo}/{CONFIG}", f"{CONFIG} of {repo}"
+    pin = cache.read_pin(name, key)
+    if pin and cache.check_file(cache.file_path(pin["sha256"], ".json"), pin["sha256"]) is None:
+        return cache.file_path(pin["sha256"], ".json").read_bytes()
+    cached = cache.hub_cached_file(repo, CONFIG, rev)
+    if cached is not None:
         return read_bounded(cached, MAX_CONFIG_BYTES, CONFIG)
-    if is_offline():
+    if cache.is_offline():
         raise OfflineError(f"the {CONFIG} of hf-hub:{repo} is not cached, and offline mode is on")
-    commit, _, size = hub_file_info(repo, CONFIG, rev, f"{CONFIG} of {repo}")
+    commit, _, size = hub_file_info(repo, CONFIG, rev, what)
     path = download(
-        hub_url(repo, CONFIG, commit),
-        f"{CONFIG} of {repo}",
-        limit=min(size or MAX_CONFIG_BYTES, MAX_CONFIG_BYTES),
-        suffix=".json",
+        hub_url(repo, CONFIG, commit), what, limit=min(size or MAX_CONFIG_BYTES, MAX_CONFIG_BYTES), suffix=".json"
     )
-    write_pin(name, key, {"commit": commit, "sha256": path.name[:64], "size": path.stat().st_size})
+    cache.write_pin(name, key, {"commit": commit, "sha256": path.name[:64], "size": path.stat().st_size})
     return path.read_bytes()
 
 
-def resolve_folder(name: str, pretrained: bool, force: bool = False) -> FolderWeights:
+def resolve_folder(name: str, pretrained: bool) -> FolderWeights:
     """The architecture, arguments, preprocessing and (``pretrained``) weights file a folder name stands for."""
     kind, _, spec = name.partition(":")
     if kind == "local-dir":
@@ -541,31 +516,27 @@ def resolve_folder(name: str, pretrained: bool, force: bool = False) -> FolderWe
             raise WeightsFileError(f"{name}: {spec} names no folder") from None
         if not folder.is_dir():
             raise WeightsFileError(f"{name}: {folder} is not a folder")
-        with reported(name, WeightsFileError, hint=f"a folder in timm's layout holds {CONFIG} and {WEIGHTS}"):
-            data = read_bounded(folder / CONFIG, MAX_CONFIG_BYTES, CONFIG) if (folder / CONFIG).exists() else None
-        if data is None:
-            raise WeightsFileError(
-                f"{name} has no {CONFIG}",
-                hint=f"a folder in timm's layout holds {CONFIG} and {WEIGHTS} (what `zoo publish` writes)",
-            )
+        hint = f"a folder in timm's layout holds {CONFIG} and {WEIGHTS} (what `zoo publish` writes)"
+        if not (folder / CONFIG).exists():
+            raise WeightsFileError(f"{name} has no {CONFIG}", hint=hint)
+        with reported(name, WeightsFileError, hint=hint):
+            data = read_bounded(folder / CONFIG, MAX_CONFIG_BYTES, CONFIG)
         weights = folder / WEIGHTS if pretrained else None
         if weights is not None and not weights.is_file():
             raise WeightsFileError(f"{name}: {folder} has no {WEIGHTS}")
-        return FolderWeights(name, *read_config(data, str(folder / CONFIG)), weights)
+        return FolderWeights(*read_config(data, str(folder / CONFIG)), weights)
     repo, _, rev = spec.partition("@")
     with reported(name, ArgumentValueError, hint="give a Hub repo as hf-hub:ORG/NAME (optionally @REVISION)"):
         repo_id("repo", repo)
         revision("revision", rev or "main")
-    arch, args, cfg = read_config(_hf_hub_config(repo, rev or "main", force), f"{CONFIG} of hf-hub:{repo}")
+    arch, args, cfg = read_config(_hf_hub_config(repo, rev or "main"), f"{CONFIG} of hf-hub:{repo}")
     weights = None
     if pretrained:
         pin_name = _hub_pin_name(repo)
         source = Source(type="hub", repo_id=repo, filename=WEIGHTS, revision=rev or "main")
-        lock = entry_lock(pin_name)
-        try:
-            weights = hub_file(pin_name, source, None, None, force, network=True)
-        except WeightsError as e:
-            raise type(e)(f"hf-hub:{repo}: {e.args[0]}", hint=e.hint) from None
-        finally:
-            lock.release()
-    return FolderWeights(name, arch, args, cfg, weights)
+        with cache.entry_lock(pin_name):
+            try:
+                weights = hub_file(pin_name, source, None, None, False, network=True)
+            except WeightsError as e:
+                raise type(e)(f"hf-hub:{repo}: {e.args[0]}", hint=e.hint) from None
+    return FolderWeights(arch, args, cfg, weights)

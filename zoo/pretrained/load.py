@@ -8,7 +8,7 @@ import fnmatch
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -151,23 +151,19 @@ def fit_state_dict(
         elif t.dtype != dtype:
             wrong.append(f"{k}: weights {t.dtype}, model {dtype}")
     if wrong:
-        raise WeightsFileError(
-            "\n".join(
-                [f"{what} has tensors of another type than {type(model).__name__}'s:", *_listing("dtype", wrong)]
-            ),
-            hint="convert them to the model's dtypes",
-        )
+        lines = [f"{what} has tensors of another type than {type(model).__name__}'s:", *_listing("dtype", wrong)]
+        raise WeightsFileError("\n".join(lines), hint="convert them to the model's dtypes")
     return sd, head_dropped
 
 
-def check_finite(state_dict: Mapping[str, torch.Tensor], what: str, hint: str | None = None) -> None:
+def check_finite(state_dict: Mapping[str, torch.Tensor], what: str) -> None:
     """A :class:`WeightsFileError` naming the floating-point tensors that hold NaN or infinite values."""
     bad = [k for k, t in state_dict.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
         more = f" and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
         raise WeightsFileError(
             f"{what} holds NaN or infinite values in {', '.join(bad[:_MAX_LISTED])}{more}",
-            hint=hint or "the weights are broken (a diverged run?); pass allow_nonfinite=True to load them anyway",
+            hint="the weights are broken (a diverged run?); pass allow_nonfinite=True to load them anyway",
         )
 
 
@@ -305,11 +301,8 @@ def build_with_weights(
     if info.get("input_size"):
         defaults["in_chans"] = info["input_size"][0]
     what = f"checkpoint {path}" if checkpoint_path is not None else f"weights {name}" + (f" ({path})" if path else "")
-    if path is None:
+    with empty_init() if path is not None else nullcontext():  # a file fills the model: built on the meta device
         model = builder(**{**defaults, **kwargs})
-    else:
-        with empty_init():
-            model = builder(**{**defaults, **kwargs})
     check_preprocessing(info, what, WeightsFileError, model_cfg=model.pretrained_cfg)  # with the model's it will make
     if path is not None:
         _load_into(model, path, what, "num_classes" in kwargs, "in_chans" in kwargs, 5, allow_nonfinite)

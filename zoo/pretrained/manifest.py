@@ -16,21 +16,8 @@ from typing import Any
 
 from zoo.errors import ManifestError
 from zoo.models.cfg import PREPROCESSING, check_preprocessing
-from zoo.utils import natural_key
-from zoo.utils.checks import (
-    Invalid,
-    int_in,
-    is_number,
-    json_object,
-    one_of,
-    read_bounded,
-    relative_path,
-    repo_id,
-    reported,
-    revision,
-    sha256,
-    text,
-)
+from zoo.utils import checks, natural_key
+from zoo.utils.checks import Invalid
 from zoo.utils.files import parse_json, write_text_atomic
 
 SCHEMA = 1
@@ -65,7 +52,7 @@ class Source:
     path: str | None = None
 
     def __post_init__(self) -> None:
-        one_of("type", self.type, SOURCE_TYPES)
+        checks.one_of("type", self.type, SOURCE_TYPES)
         wanted = {"hub": ("repo_id", "filename"), "url": ("url",), "bundled": ("path",)}[self.type]
         optional = ("revision",) if self.type == "hub" else ()
         for f in ("repo_id", "filename", "revision", "url", "path"):
@@ -74,16 +61,16 @@ class Source:
                 must = f"is needed by a {self.type} source" if value is None else f"is not for a {self.type} source"
                 raise Invalid(f, value, must)
         if self.type == "hub":
-            repo_id("repo_id", self.repo_id, org_placeholder=True)
-            if not relative_path("filename", self.filename).endswith(".safetensors"):
+            checks.repo_id("repo_id", self.repo_id, org_placeholder=True)
+            if not checks.relative_path("filename", self.filename).endswith(".safetensors"):
                 raise Invalid("filename", self.filename, "must be a .safetensors file")
             if self.revision is not None:
-                revision("revision", self.revision)
+                checks.revision("revision", self.revision)
         elif self.type == "url":
-            url = text("url", self.url)
+            url = checks.text("url", self.url)
             if not url.startswith(("https://", "http://")) or hash_prefix(url) is None:
                 raise Invalid("url", url, "must be an http(s) URL of a .pth whose name ends in its SHA-256 prefix")
-        elif not relative_path("path", self.path).endswith(".safetensors"):
+        elif not checks.relative_path("path", self.path).endswith(".safetensors"):
             raise Invalid("path", self.path, "must be a .safetensors file in weights/")
 
     @property
@@ -113,7 +100,7 @@ class Source:
 def _source(name: str, value: Any) -> Source:
     if isinstance(value, Source):
         return value
-    data = json_object(name, value)
+    data = checks.json_object(name, value)
     unknown = sorted(set(data) - {f.name for f in dataclasses.fields(Source)})
     if unknown:
         raise Invalid(f"{name}.{unknown[0]}", data[unknown[0]], "is not a field of a source")
@@ -152,8 +139,8 @@ class WeightsEntry:
         def put(field: str, value: Any) -> None:
             object.__setattr__(self, field, value)
 
-        one_of("status", self.status, STATUSES)
-        one_of("default", self.default, (True, False))
+        checks.one_of("status", self.status, STATUSES)
+        checks.one_of("default", self.default, (True, False))
         put("source", _source("source", self.source))
         if self.fallbacks is not None:
             if not isinstance(self.fallbacks, (list, tuple)):
@@ -162,10 +149,10 @@ class WeightsEntry:
             if any(s.type == "bundled" for s in self.fallbacks):
                 raise Invalid("fallbacks", self.fallbacks, "cannot be bundled files (a bundled file is the only one)")
         if self.sha256 is not None:
-            sha256("sha256", self.sha256)
+            checks.sha256("sha256", self.sha256)
         if self.size is not None:
-            int_in("size", self.size, 1)
-        int_in("num_classes", self.num_classes, 1)
+            checks.int_in("size", self.size, 1)
+        checks.int_in("num_classes", self.num_classes, 1)
         for field in ("input_size", "mean", "std"):
             value = getattr(self, field)
             if not isinstance(value, (list, tuple)):
@@ -177,22 +164,22 @@ class WeightsEntry:
                 raise Invalid("label_names", labels, f"must be {self.num_classes} names, one per class")
             put("label_names", tuple(labels))
         elif labels is not None:
-            relative_path("label_names", labels)
+            checks.relative_path("label_names", labels)
         if self.crop_mode is not None:
-            one_of("crop_mode", self.crop_mode, ("center",))
+            checks.one_of("crop_mode", self.crop_mode, ("center",))
         check_preprocessing(self.preprocessing(), "the entry", ManifestError)
         for field in ("model_args", "metrics", "origin"):
             if getattr(self, field) is not None:
-                put(field, json.loads(json.dumps(json_object(field, getattr(self, field)))))  # a private copy
+                put(field, json.loads(json.dumps(checks.json_object(field, getattr(self, field)))))  # a private copy
         for field in ("dataset", "license", "notes"):
             if getattr(self, field) is not None:
-                text(field, getattr(self, field))
+                checks.text(field, getattr(self, field))
         for key in ("top1", "top5"):
             value = (self.metrics or {}).get(key)
-            if value is not None and not is_number(value):
+            if value is not None and not checks.is_number(value):
                 raise Invalid(f"metrics.{key}", value, "must be a number (percent) or null")
         if self.metrics and any(self.metrics.get(k) is not None for k in ("top1", "top5")):
-            text("metrics.command", self.metrics.get("command"))
+            checks.text("metrics.command", self.metrics.get("command"))
         if self.published and (self.sha256 is None or self.size is None) and not self.third_party:
             raise Invalid("sha256", self.sha256, "is needed, with size, by a published file of this project's own")
 
@@ -215,18 +202,8 @@ class WeightsEntry:
     def from_dict(cls, data: Any, name: str | None = None) -> WeightsEntry:
         """An entry from its manifest object; a ManifestError names the entry and the field."""
         where = f"{manifest_path()}: entry {name!r}" if name else "manifest entry"
-        with reported(where, ManifestError, hint=_FIX):
-            data = json_object("the entry", data)
-            unknown = sorted(set(data) - set(cls.field_names()))
-            if unknown:
-                raise Invalid(
-                    unknown[0], data[unknown[0]], f"is not a field; the fields are {', '.join(cls.field_names())}"
-                )
-            missing = [
-                f.name for f in dataclasses.fields(cls) if f.name not in data and f.default is dataclasses.MISSING
-            ]
-            if missing:
-                raise Invalid(missing[0], None, "is required")
+        with checks.reported(where, ManifestError, hint=_FIX):
+            data = checks.record_fields(cls, data, "the entry")
             try:
                 return cls(**{k: v for k, v in data.items() if not (k == "default" and v is None)})
             except ManifestError as e:  # check_preprocessing's, which names the field but not the entry
@@ -282,7 +259,7 @@ def manifest_path() -> Path:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        data = parse_json(read_bounded(path, MAX_MANIFEST_BYTES, "the manifest"))
+        data = parse_json(checks.read_bounded(path, MAX_MANIFEST_BYTES, "the manifest"))
     except (ValueError, OSError) as e:  # not JSON, not UTF-8, not a regular file, too large
         raise ManifestError(f"{path} is not a readable manifest ({e})", hint=_FIX) from None
     if not isinstance(data, dict) or not isinstance(data.get("weights"), dict):
@@ -369,7 +346,7 @@ def label_names(entry: WeightsEntry) -> tuple[str, ...] | None:
 
 def _label_file(path: Path) -> tuple[str, ...]:
     try:
-        names = parse_json(read_bounded(path, MAX_MANIFEST_BYTES, "label_names"))
+        names = parse_json(checks.read_bounded(path, MAX_MANIFEST_BYTES, "label_names"))
     except (ValueError, OSError) as e:
         raise ManifestError(f"the label file {path} named by the manifest cannot be read ({e})", hint=_FIX) from None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

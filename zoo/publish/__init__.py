@@ -20,7 +20,18 @@ from zoo.pretrained.manifest import Source, WeightsEntry, check_name
 from zoo.publish.card import CONFIG_KEYS, model_card, timm_config
 from zoo.publish.checks import Check, check_eval, check_round_trip, check_torchvision
 from zoo.registry import is_model, split_model_name_tag
-from zoo.runs import CONFIG_JSON, PUBLISHED, RUN_JSON, RunConfig, RunRecord, json_of, load_model, read_config, read_run
+from zoo.runs import (
+    CHOSE_EPOCH,
+    CONFIG_JSON,
+    PUBLISHED,
+    RUN_JSON,
+    RunConfig,
+    RunRecord,
+    json_of,
+    load_model,
+    read_config,
+    read_run,
+)
 from zoo.training.loggers import read_metrics
 from zoo.utils.files import atomic_path, check_output_folder, current_umask, fsync_dir, pid_alive
 
@@ -35,7 +46,7 @@ class PublishResult:
     size: int
     metrics: dict[str, Any]
     checks: list[Check] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # every path written (or, in a dry run, to be written)
     manifest_entry: WeightsEntry | None = None
     commit_url: str | None = None
 
@@ -146,7 +157,7 @@ def publish(
     dry_run: bool = False,
     force: bool = False,
     bundle: bool = False,
-    update_manifest: bool = True,
+    update_manifest: bool = False,
     default: bool | None = None,
     license_id: str = "bsd-3-clause",
     tolerance: float = 0.1,
@@ -154,8 +165,10 @@ def publish(
     api: Any = None,
 ) -> PublishResult:
     """Check a run's weights and write them as a Hub-ready folder (``zoo publish``; ``api`` replaces huggingface_hub's
-    ``HfApi``); ``default`` None makes them the arch's default weights only if it has none."""
+    ``HfApi``); only ``update_manifest`` (implied by ``bundle``) writes into the installed package's manifest;
+    ``default`` None makes them the arch's default weights only if it has none."""
     arch, tag = split_model_name_tag(name)
+    update_manifest = update_manifest or bundle  # a bundled file is one the manifest lists
     run_dir = Path(run_dir)
     try:
         check_name(name)  # 'arch.tag', and it becomes file and folder names: no '/', no '..'
@@ -200,7 +213,16 @@ def publish(
 
         data_hint = shlex.quote(str(data_dir or run.data_dir or "DATA"))
         eval_command = f"zoo eval {name} --pretrained --dataset {run.dataset} --data-dir {data_hint}"
-        metrics = {"top1": round(results["acc1"], 2), "top5": round(results["acc5"], 2), "command": eval_command}
+        eval_set = CHOSE_EPOCH if info.eval_split == "holdout" and run.best_metric_name == "val_acc1" else None
+        eval_set = eval_set or info.eval_set_name  # the images that chose the epoch are never called a test set
+        metrics = {
+            "top1": round(results["acc1"], 2),
+            "top5": round(results["acc5"], 2),
+            "images": results["count"],
+            "top1_ci95": [round(v, 1) for v in results["acc1_ci95"]],
+            "command": eval_command,
+            "eval_set": eval_set,
+        }
         if default is None:
             # Publishing new weights must not silently change what other users' pretrained=True loads.
             default = not any(e.default for t, e in manifest.entries_for_arch(arch).items() if t != tag)
@@ -221,7 +243,7 @@ def publish(
             crop_pct=cfg.get("crop_pct", 1.0),
             model_args={k: v for k, v in run.model_args.items() if k not in ("num_classes", "in_chans")},
             dataset=info.name,
-            metrics={**metrics, "eval_set": info.eval_set_name, "measured_by": fresh},
+            metrics={**metrics, "measured_by": fresh},
             license=license_id,
             origin={
                 "command": run.zoo_command or run.command or "",
@@ -240,14 +262,16 @@ def publish(
         curves = run_dir / "curves.png"
         if curves.is_file():
             shutil.copyfile(curves, staging / "curves.png")
-        title = f"{name} ({info.name} test)"
+        title = f"{name} ({info.name}, {eval_set})"
         plot_confusion(results["confusion"], results["label_names"], staging / "confusion.png", title)
         (staging / "config.json").write_text(json.dumps(timm_config(model, arch, vars(config)), indent=2) + "\n")
         card = model_card(name, model, run, entry, results, checks, repo_id, curves.is_file())
         (staging / "README.md").write_text(card, encoding="utf-8")
         keep = ("acc1", "acc5", "loss", "count", "per_class_acc", "label_names", "confusion")
         (staging / "eval.json").write_text(json.dumps({k: results[k] for k in keep}, indent=1) + "\n", encoding="utf-8")
-        files = sorted(p.name for p in staging.iterdir())
+        files = [str(out / p.name) if out else p.name for p in sorted(staging.iterdir())]
+        if update_manifest:  # the installed package's files, only when asked
+            files += [str(manifest.manifest_path())] + [str(manifest.weights_dir() / f"{name}.safetensors")] * bundle
         result = PublishResult(name, None if dry_run else out, saved.sha256, saved.size, metrics, checks, files)
         if dry_run:
             return result

@@ -11,7 +11,8 @@ import torch.nn as nn
 from zoo.pretrained.manifest import WeightsEntry
 from zoo.publish.checks import Check
 from zoo.registry import split_model_name_tag
-from zoo.runs import PUBLISHED, RunRecord
+from zoo.runs import CHOSE_EPOCH, PUBLISHED, RunRecord
+from zoo.utils.scores import chance_warning, score_text
 
 # What timm_config writes: a config.json with these keys, beside zoo's weights, is one zoo published.
 CONFIG_KEYS = frozenset(
@@ -100,6 +101,11 @@ folder `timm.create_model("local-dir:PATH", pretrained=True)`."""
     (chans, h, w), seconds = cfg["input_size"], origin.get("train_seconds")
     done = {True: "passed", None: "not applicable"}
     check_lines = "".join(f"- {c.name}: {done[c.passed]} ({c.detail})\n" for c in checks)
+    metrics, wide = entry.metrics or {}, model.num_classes > 5  # top-5 says something only for more classes
+    top5 = f"| top-5 | {results['acc5']:.2f} % |\n" if wide else ""
+    chance = chance_warning(results["acc1"], results["count"], results["chance"], "The")
+    chose = metrics["eval_set"] == CHOSE_EPOCH
+    flatters = " These images chose the published epoch, so the score flatters the weights." if chose else ""
     # How the run chose the published epoch; the test set never does.
     held_out = "best top-1 on images held out of the training set" if run.test_images else "best validation top-1"
     selection = "the last epoch" if run.best_metric_name == "last_epoch" else held_out
@@ -126,15 +132,15 @@ With torch.hub: `torch.hub.load("PATH/TO/zoo", "{arch}", source="local", pretrai
 
 ## Evaluation
 
-Measured on the {display} test set ({results["count"]:,} images) from the exported `{PUBLISHED}`:
+Measured on the {display} {metrics["eval_set"]} ({results["count"]:,} images) from the exported `{PUBLISHED}` \
+(the interval is a 95 % Wilson interval).{flatters}{"".join(f" **{w}.**" for w in chance)}
 
 | metric | value |
 |---|---|
-| top-1 | {results["acc1"]:.2f} % |
-| top-5 | {results["acc5"]:.2f} % |
-| loss | {results["loss"]:.4f} |
+| top-1 | {score_text(results["acc1"], results["count"])} |
+{top5}| loss | {results["loss"]:.4f} |
 
-Reproduce: `{(entry.metrics or {})["command"]}`
+Reproduce: `{metrics["command"]}`
 
 | class | accuracy |
 |---|---|
@@ -172,12 +178,12 @@ does exactly this.
             task_type="image-classification",
             dataset_type=hub_dataset or kind,
             dataset_name=display,
-            dataset_split="test",
+            dataset_split="validation" if chose else "test",
             metric_type="accuracy",
             metric_value=round(results[key], 2),
             metric_name=label,
         )
-        for key, label in (("acc1", "top-1 accuracy"), ("acc5", "top-5 accuracy"))
+        for key, label in (("acc1", "top-1 accuracy"), ("acc5", "top-5 accuracy"))[: 1 + wide]
     ]
     data = ModelCardData(
         license=entry.license,

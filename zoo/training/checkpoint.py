@@ -136,11 +136,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
             f"{shorten(' '.join(str(e).split()), 200)}",
             hint="it is not a checkpoint zoo train wrote (or it is damaged); start a new run in another --output",
         ) from None
-    try:
-        return record(Checkpoint, data, str(path), RunError)
-    except RunError as e:
-        e.hint = _DAMAGED_HINT
-        raise
+    return record(Checkpoint, data, str(path), RunError, _DAMAGED_HINT)
 
 
 @contextlib.contextmanager
@@ -254,18 +250,17 @@ def restore_checkpoint(ckpt: Checkpoint, path: Path, parts: Any, recipe: Recipe)
 def _reschedule(parts: Any, state: RunState, recipe: Recipe, planned: int, warn: bool) -> None:
     """Continue a run planned for ``planned`` epochs under the schedule built for ``recipe.epochs``, placed at the
     current step, and record the change (timm's ``load_state_dict`` would train the extra epochs at ``min_lr``)."""
-    r = recipe
     before = parts.optimizer.param_groups[0]["lr"]
-    if r.sched_on_updates:
+    if recipe.sched_on_updates:
         parts.scheduler.step_update(num_updates=state.global_step)
     else:
         parts.scheduler.step(state.epoch)
     after = parts.optimizer.param_groups[0]["lr"]
-    change = {"at_epoch": state.epoch, "at_step": state.global_step, "from_epochs": planned, "to_epochs": r.epochs}
+    change = {"at_epoch": state.epoch, "at_step": state.global_step, "from_epochs": planned, "to_epochs": recipe.epochs}
     state.schedule_changes.append({**change, "lr_before": before, "lr_after": after})
     if warn:
         warnings.warn(
-            f"the run was planned for {planned} epochs and now runs {r.epochs}: its {r.sched} schedule is "
-            f"recomputed for {r.epochs} epochs from step {state.global_step} (lr {before:.3g} -> {after:.3g})",
+            f"the run was planned for {planned} epochs and now runs {recipe.epochs}: its {recipe.sched} schedule is "
+            f"recomputed for {recipe.epochs} epochs from step {state.global_step} (lr {before:.3g} -> {after:.3g})",
             stacklevel=5,
         )

@@ -20,6 +20,7 @@ from zoo.errors import DataError
 from zoo.runs import model_arch
 from zoo.training.distributed import rank_world
 from zoo.training.recipes import Recipe
+from zoo.utils import train_mode
 
 
 @functools.cache
@@ -172,14 +173,10 @@ def check_input(train_set: Dataset, model: nn.Module, device: torch.device) -> N
     x = sample[0] if isinstance(sample, (tuple, list)) else sample
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"the training set yields {type(x).__name__} images; fit() needs tensors (add a transform)")
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with train_mode(model, False), torch.no_grad():
             model(x.unsqueeze(0).to(device))
     except RuntimeError as e:
         raise DataError(
             f"{model_arch(model)} cannot take this dataset's images of size {tuple(x.shape)}: {str(e).splitlines()[0]}"
         ) from None
-    finally:
-        model.train(was_training)

@@ -51,8 +51,7 @@ def rank_zero_first() -> Iterator[None]:
 @contextmanager
 def distributed_session(device_arg: str) -> Iterator[tuple[int, int, torch.device]]:
     """(rank, world, device) in the process group ``torchrun`` describes (gloo on CPU, nccl on CUDA), joined for the
-    block; at its end a barrier, so that no rank tears the group down while another still writes (skipped on an
-    error: the others may never reach it), then ``destroy_process_group``."""
+    block; at its end a barrier (no rank ends the group while another still writes), then ``destroy_process_group``."""
     if device_arg in ("auto", "cuda"):
         cuda = device_arg == "cuda" or torch.cuda.is_available()
         device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if cuda else "cpu")

@@ -17,7 +17,9 @@ from zoo.utils import shorten
 from zoo.utils.files import atomic_path
 
 _SPLIT_METRICS = ("train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "test_loss", "test_acc1", "test_acc5")
-METRIC_FIELDS = ["epoch", "lr", *_SPLIT_METRICS, "epoch_time", "img_per_s", "time"]  # metrics.csv's columns
+_COUNTS = ("train_count", "val_count", "test_count")  # the images each accuracy rests on
+# metrics.csv's columns: lr is the rate the epoch trained with, img_per_s counts every process's images.
+METRIC_FIELDS = ["epoch", "lr", *_SPLIT_METRICS, *_COUNTS, "epoch_time", "img_per_s", "time"]
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -49,7 +51,7 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
         parsed: dict[str, Any] = {}
         for k, v in row.items():
             try:
-                parsed[k] = None if v in ("", None) else int(v) if k == "epoch" else float(v)
+                parsed[k] = None if v in ("", None) else int(v) if k == "epoch" or k in _COUNTS else float(v)
             except ValueError:
                 # Columns zoo writes hold numbers; a resume compares epochs and plots the metrics.
                 if k in METRIC_FIELDS:

@@ -209,12 +209,9 @@ def format_recipe(recipe: Recipe) -> str:
 def read_recipe(data: Any, where: str, hint: str | None = None) -> Recipe:
     """The recipe a run recorded (in run.json or last.pt); a wrong value is a RunError naming ``where``."""
     try:
-        return record(Recipe, data, f"{where}: recipe", RunError)
+        return record(Recipe, data, f"{where}: recipe", RunError, hint)
     except RecipeError as e:
         raise RunError(f"{where}: {e.args[0]}", hint=hint) from None
-    except RunError as e:
-        e.hint = e.hint or hint
-        raise
 
 
 def resume_recipe(saved: Recipe, given: Recipe, explicit: Collection[str] | None = None) -> Recipe:

@@ -1,4 +1,5 @@
-"""What a run reports: the loss sums, weights that score about chance, sample predictions, the epoch line."""
+"""What a run reports: the loss sums, a split too small to choose, weights no better than chance, sample
+predictions, the epoch line."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import torch.nn as nn
 from zoo.data.tensor import channel_stats
 from zoo.errors import TrainingDiverged
 from zoo.training.checkpoint import rng_state, set_rng_state
+from zoo.utils import scores, train_mode
+from zoo.utils.scores import MIN_SELECTION_IMAGES, score_text
 
 
 def sum_losses(window: list[tuple[int, torch.Tensor, int]], diverged: Callable[[int, float], str]) -> float:
@@ -28,19 +31,27 @@ def sum_losses(window: list[tuple[int, torch.Tensor, int]], diverged: Callable[[
     return float((losses.double() * sizes).sum())
 
 
+def selection_warning(val_set: Any) -> list[str]:
+    """A held-out split too small to choose an epoch (under ``MIN_SELECTION_IMAGES``), said when the run starts."""
+    n = len(val_set) if val_set is not None else MIN_SELECTION_IMAGES
+    if n >= MIN_SELECTION_IMAGES:
+        return []
+    return [
+        f"the validation split has {n} images, too few to choose an epoch: one image moves its top-1 by "
+        f"{100 / max(n, 1):.1f} points and its 95 % interval is wider than +-10 (under {MIN_SELECTION_IMAGES} "
+        "images). Hold out more (--val-split), or none (--val-split 0) to keep the last epoch"
+    ]
+
+
 def chance_warning(history: list[dict[str, Any]], best_epoch: int | None, num_classes: int) -> list[str]:
-    """A kept epoch that scores about what guessing would (held-out images first, else the test set)."""
+    """The kept epoch's score when it does not beat chance (its validation images first, else the test set)."""
     row = history[best_epoch - 1] if best_epoch is not None else {}
     split = "val" if row.get("val_acc1") is not None else "test" if row.get("test_acc1") is not None else None
-    chance = 100.0 / max(num_classes, 1)
-    if split is None or num_classes < 2 or row[f"{split}_acc1"] > 1.25 * chance:
+    if split is None or not row.get(f"{split}_count"):
         return []
-    where = "the held-out images" if split == "val" else "the test images"
-    return [
-        f"the kept weights (epoch {best_epoch}) score {row[f'{split}_acc1']:.2f} % top-1 on {where}, about "
-        f"chance for {num_classes} classes ({chance:.1f} %): the model has not learned. Train for more epochs, "
-        "with a lower --lr, or on more images"
-    ]
+    chance = row.get(f"{split}_chance") or 100.0 / max(num_classes, 1)
+    what = f"the kept epoch {best_epoch}'s {'validation' if split == 'val' else 'test'}"
+    return scores.chance_warning(row[f"{split}_acc1"], row[f"{split}_count"], chance, what)
 
 
 def sample_predictions(
@@ -57,12 +68,9 @@ def sample_predictions(
         set_rng_state(saved)
     images = torch.stack([x for x, _ in items])
     labels = [int(y) for _, y in items]
-    was_training = module.training
-    module.eval()
-    with torch.no_grad():
+    with torch.no_grad(), train_mode(module, False):
         layout = torch.channels_last if channels_last else torch.contiguous_format
         preds = module(images.to(device).contiguous(memory_format=layout)).argmax(1).tolist()
-    module.train(was_training)
     titles = [f"{label_names[p]} / {label_names[t]}" for p, t in zip(preds, labels, strict=True)]
     mean, std = getattr(dataset, "mean", None), getattr(dataset, "std", None)
     if mean is None or std is None:  # statistics unknown: scaled to [0, 1] image by image
@@ -71,15 +79,17 @@ def sample_predictions(
     return (images * channel_stats(std, images.device) + channel_stats(mean, images.device)).clamp(0, 1), titles
 
 
-def epoch_line(row: dict[str, Any], epochs: int, world: int, is_best: bool) -> str:
-    """The line printed after each epoch (``*`` marks a new best on the held-out images)."""
+def epoch_line(row: dict[str, Any], epochs: int, num_classes: int, is_best: bool) -> str:
+    """The line printed after each epoch, as metrics.csv has it (``*`` marks a new best on the validation images);
+    top-5 only for more than 5 classes, where it says something."""
     parts = [f"epoch {row['epoch']}/{epochs}", f"train loss {row['train_loss']:.4f}"]
     if row.get("train_acc1") is not None:
-        parts.append(f"acc {row['train_acc1']:.2f}")
-    if row.get("val_acc1") is not None:
-        parts.append(f"val loss {row['val_loss']:.4f} top-1 {row['val_acc1']:.2f} top-5 {row['val_acc5']:.2f}")
-    if row.get("test_acc1") is not None:
-        parts.append(f"test top-1 {row['test_acc1']:.2f} top-5 {row['test_acc5']:.2f}")
+        parts.append(f"acc {score_text(row['train_acc1'], row['train_count'])}")
+    for split in ("val", "test"):
+        if row.get(f"{split}_acc1") is not None:
+            top5 = f" top-5 {row[f'{split}_acc5']:.2f} %" if num_classes > 5 else ""
+            top1 = score_text(row[f"{split}_acc1"], row[f"{split}_count"])
+            parts.append(f"{split} loss {row[f'{split}_loss']:.4f} top-1 {top1}{top5}")
     parts.append(f"lr {row['lr']:.2e}")
-    parts.append(f"{row['epoch_time']:.1f}s ({row['img_per_s'] * world:.0f} img/s)")
+    parts.append(f"{row['epoch_time']:.1f}s ({row['img_per_s']:.0f} img/s)")  # all processes' images, as metrics.csv
     return "  ".join(parts) + ("  *" if is_best else "")

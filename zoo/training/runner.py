@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ArgumentValueError
-from zoo.runs import RUN_JSON, is_run_folder, read_run, resume_point
+from zoo.runs import CHOSE_EPOCH, RUN_JSON, is_run_folder, read_run, resume_point
 from zoo.training.checkpoint import seed_everything
 from zoo.training.distributed import distributed_session, rank_zero_first
 from zoo.training.recipes import fit_recipe_to_data, get_recipe, read_recipe, resume_recipe
 from zoo.training.trainer import FitResult
 from zoo.utils import parse_device
 from zoo.utils.files import check_output_folder
+from zoo.utils.scores import score_text
 
 
 def train(
@@ -84,7 +85,7 @@ def train(
                 normalization=(cfg["mean"], cfg["std"]) if weights and cfg is not None else None,
             )
         val_set, test_set = (eval_set, None) if info.eval_split == "holdout" else (None, eval_set)
-        if val_split is not None and val_set is None:  # a streamed folder's held-out part is not augmented
+        if val_split and val_set is None:  # a streamed folder's held-out part is not augmented
             train_set, val_set = holdout_split(train_set, val_split, plan.seed, getattr(test_set, "transform", None))
         train_set = subset(train_set, train_subset, plan.seed)
         val_set = subset(val_set, val_subset, plan.seed + 1) if val_set is not None else None
@@ -108,7 +109,7 @@ def train(
             "val_images": len(val_set) if val_set is not None else 0,
             "test_images": len(test_set) if test_set is not None else 0,
             "val_split": val_split,
-            "selection": "best val_acc1 (held out of the training images)" if val_set is not None else "last epoch",
+            "selection": f"{CHOSE_EPOCH}, held out of the training images" if val_set is not None else "last epoch",
             "seed": plan.seed,
             "pretrained": pretrained,
             "initial_checkpoint": initial_checkpoint,
@@ -175,7 +176,12 @@ def _best_line(result: FitResult) -> str:
     if result.best_metric is None:
         return "no epoch finished"
     kept = next((r for r in result.history if r["epoch"] == result.best_epoch), {})
-    test = f"; its test top-1 {kept['test_acc1']:.2f} %" if kept.get("test_acc1") is not None else ""
+    scores = {
+        s: score_text(kept[f"{s}_acc1"], kept[f"{s}_count"])
+        for s in ("val", "test")
+        if kept.get(f"{s}_acc1") is not None
+    }
+    test = f"; its test top-1 {scores['test']}" if "test" in scores else ""
     if result.best_metric_name == "val_acc1":
-        return f"kept epoch {result.best_epoch}, best held-out val top-1 {result.best_metric:.2f} %{test}"
+        return f"kept epoch {result.best_epoch}, validation top-1 {scores['val']} (the images that chose it){test}"
     return f"kept the last epoch, {result.best_epoch}{test}"

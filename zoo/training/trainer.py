@@ -123,7 +123,7 @@ class Trainer:
             raise RecipeError(f"batch size {r.batch_size} does not split evenly over {self.world} processes")
         self.batch_size = r.batch_size // self.world
         self.best_metric_name = "val_acc1" if a.val_set is not None else "last_epoch"
-        self.warnings: list[str] = []
+        self.warnings = reporting.selection_warning(a.val_set)  # and, at the end, a kept epoch about chance
         self.best_state: dict[str, torch.Tensor] | None = None  # the kept epoch's weights, for the end of fit()
         self.signal_hook = SignalHook()  # ZOO_TRAIN_SIGNAL: stop at a chosen step, for the recovery tests
 
@@ -183,6 +183,8 @@ class Trainer:
                 + (f" -> {self.out_dir}" if self.out_dir else ""),
                 flush=True,
             )
+            for w in self.warnings:
+                print(f"warning: {w}", flush=True)
         status = "finished"
         with StopFlag() as self.stop:
             try:
@@ -209,9 +211,10 @@ class Trainer:
             finally:
                 if self.loggers is not None:
                     self.loggers.close()
-        self.warnings = reporting.chance_warning(self.state.history, self.state.best_epoch, self.num_classes)
+        found = reporting.chance_warning(self.state.history, self.state.best_epoch, self.num_classes)
+        self.warnings += found
         if self.is_main:
-            for w in self.warnings:
+            for w in found:
                 print(f"warning: {w}", flush=True)
         self._write_run_json(status, final=True)
         if self.is_main and status == "interrupted" and self.out_dir is not None:
@@ -232,8 +235,8 @@ class Trainer:
         model.train()
         parts.set_epoch(epoch, start_batch, r.seed, self.rank, self.batch_size)
         part = state.partial if (start_batch and state.partial) else None
-        keys = ("loss_sum", "correct", "count", "time")
-        loss_sum, correct, count, elapsed = (float(part[k]) for k in keys) if part else (0.0, 0.0, 0.0, 0.0)
+        keys = ("loss_sum", "correct", "count", "time", "lr_sum", "steps")  # lr_sum: the rates the steps trained with
+        loss_sum, correct, count, elapsed, lr_sum, steps = (float(part[k]) for k in keys) if part else (0.0,) * 6
         state.partial = None
         t0 = time.perf_counter()
         autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp else nullcontext()
@@ -278,6 +281,8 @@ class Trainer:
             if r.grad_clip:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
+            lr = optimizer.param_groups[0]["lr"]  # this step's rate, before a scheduler moves it
+            lr_sum, steps = lr_sum + lr, steps + 1
             scaler.step(optimizer)
             scaler.update()
             state.global_step += 1
@@ -293,7 +298,6 @@ class Trainer:
             bar.update(1)
             if batch_idx % log_every == 0:
                 loss_sum += reporting.sum_losses(window, diverged)
-                lr = optimizer.param_groups[0]["lr"]
                 spent = elapsed + time.perf_counter() - t0
                 speed = f"{count * self.world / max(spent, 1e-9):.0f}"
                 bar.set_postfix(loss=f"{loss_sum / count:.4f}", lr=f"{lr:.2e}", img_s=speed)
@@ -303,7 +307,7 @@ class Trainer:
             if (self.stop.requested or stop_now) and batch_idx < parts.steps_per_epoch:
                 bar.close()
                 loss_sum += reporting.sum_losses(window, diverged)
-                sums = (loss_sum, correct + float(correct_t), count, elapsed + time.perf_counter() - t0)
+                sums = (loss_sum, correct + float(correct_t), count, elapsed + time.perf_counter() - t0, lr_sum, steps)
                 partial = dict(zip(keys, sums, strict=True))
                 self.stop.requested = True
                 self._save_checkpoint(epoch, batch_idx, partial)
@@ -322,8 +326,10 @@ class Trainer:
                 distribute_bn(parts.ema.module, self.world, reduce=True)
         loss_sum, correct, count = sums.tolist()
         return {
+            "lr": lr_sum / steps if steps else optimizer.param_groups[0]["lr"],  # the mean of the epoch's steps
             "train_loss": loss_sum / max(count, 1),
             "train_acc1": None if parts.mixup is not None else 100.0 * correct / max(count, 1),
+            "train_count": int(count),
             "epoch_time": elapsed + time.perf_counter() - t0,
             "img_per_s": count / max(elapsed + time.perf_counter() - t0, 1e-9),
         }
@@ -332,7 +338,7 @@ class Trainer:
         r, parts, state = self.recipe, self.parts, self.state
         if parts.scheduler is not None and not r.sched_on_updates:
             parts.scheduler.step(epoch + 1)
-        row: dict[str, Any] = {"epoch": epoch + 1, "lr": parts.optimizer.param_groups[0]["lr"], **train_metrics}
+        row: dict[str, Any] = {"epoch": epoch + 1, **train_metrics}
         module = parts.eval_module(r.eval_model)
         for split, dataset in (("val", self.val_set), ("test", self.test_set)):
             if dataset is not None:
@@ -347,7 +353,7 @@ class Trainer:
                     amp=self.amp,
                     channels_last=r.channels_last,
                 )
-                row.update({f"{split}_{k}": results[k] for k in ("loss", "acc1", "acc5")})
+                row.update({f"{split}_{k}": results[k] for k in ("loss", "acc1", "acc5", "count", "chance")})
         row["time"] = time.time()
         state.history.append(row)
         if self.best_metric_name == "val_acc1":
@@ -373,7 +379,7 @@ class Trainer:
                     shown, titles = reporting.sample_predictions(module, dataset, names, self.device, r.channels_last)
                     self.loggers.log_samples(epoch + 1, shown, titles)
             print(
-                reporting.epoch_line(row, r.epochs, self.world, is_best and self.best_metric_name == "val_acc1"),
+                reporting.epoch_line(row, r.epochs, self.num_classes, is_best and self.best_metric_name == "val_acc1"),
                 flush=True,
             )
 

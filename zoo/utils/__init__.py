@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from zoo.errors import DeviceError
+from zoo.utils.checks import int_in, reported
 from zoo.utils.checks import shorten as shorten  # re-exported: the helpers every layer uses
 from zoo.utils.files import write_json as write_json
 from zoo.utils.files import write_text_atomic as write_text_atomic
@@ -28,6 +30,17 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+@contextmanager
+def train_mode(model: Any, training: bool) -> Iterator[None]:
+    """``model`` in training (or eval) mode inside the block, then in the mode it was in."""
+    was_training = model.training
+    model.train(training)
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def env_flag(*names: str) -> bool:
@@ -57,8 +70,6 @@ def parse_device(name: str | None) -> Any:
     ``mps``; anything else, or a GPU torch does not see, is a :class:`zoo.errors.DeviceError` naming what is valid."""
     import torch
 
-    from zoo.errors import DeviceError
-
     text = "auto" if name is None else str(name).strip().lower()
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -87,9 +98,6 @@ def set_threads(threads: int | None) -> None:
     """``--threads``: torch's CPU threads (None leaves torch's choice), checked before torch is asked."""
     if threads is None:
         return
-    from zoo.errors import DeviceError
-    from zoo.utils.checks import int_in, reported
-
     hint = f"give 1 to {os.cpu_count() or 1} (this machine's cores; {max_threads()} at most), or leave it out"
     with reported("the options", DeviceError, hint=hint):
         int_in("--threads", threads, 1, max_threads())

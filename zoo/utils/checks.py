@@ -195,16 +195,23 @@ def read_bounded(path: str | os.PathLike[str], limit: int, what: str = "file") -
     return data
 
 
-def record(cls: type[T], data: Any, where: str, error: type[ZooError] = ArgumentValueError) -> T:
+def record(
+    cls: type[T], data: Any, where: str, error: type[ZooError] = ArgumentValueError, hint: str | None = None
+) -> T:
     """A ``cls`` dataclass from the JSON object ``data``: unknown or missing fields, and any value its
-    ``__post_init__`` checks refuse, are one ``error`` naming ``where`` and the field."""
-    with reported(where, error):
-        data = json_object("the record", data)
-        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise Invalid(unknown[0], data[unknown[0]], f"is not a field; the fields are {', '.join(names)}")
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if f.name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise Invalid(f.name, None, "is required")
-        return cls(**data)
+    ``__post_init__`` checks refuse, are one ``error`` naming ``where`` and the field (with ``hint``)."""
+    with reported(where, error, hint):
+        return cls(**record_fields(cls, data))
+
+
+def record_fields(cls: type, data: Any, name: str = "the record") -> dict[str, Any]:
+    """The JSON object ``data`` as the fields of the dataclass ``cls``: none unknown, none required missing."""
+    data = json_object(name, data)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise Invalid(unknown[0], data[unknown[0]], f"is not a field; the fields are {', '.join(names)}")
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise Invalid(f.name, None, "is required")
+    return data

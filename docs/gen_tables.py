@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -482,20 +483,33 @@ def _weights_section(name: str, e: manifest.WeightsEntry) -> list[str]:
     for label, command in commands.items():
         shown = command if isinstance(command, list) else [command] if command else []
         if shown:
-            lines += ["", f"{label}:", "", "```sh", *map(str, shown), "```"]
+            lines += ["", f"{label}:", "", "```sh", *(_wrapped(str(c)) for c in shown), "```"]
     if any(RECORDED_DATA in str(c) for c in commands.values()):
         lines += ["", f"`{RECORDED_DATA}` is where the data was on the machine that ran these commands: your "
                       "`$DATA` ([Getting started: data sets](../getting-started.md#data-sets))."]  # fmt: skip
     return lines + [""]
 
 
-# Since this date zoo.benchmark measures on the CPU the memory a model's run adds at its peak; a CPU results file
-# dated before holds the process's high-water mark (ru_maxrss), the same for every model measured after the largest.
-CPU_MODEL_MEMORY_SINCE = "2026-12-07"
+def _wrapped(command: str, width: int = 96) -> str:
+    """A recorded command as a shell reads it, broken with `` \\`` before an option where a line would pass
+    ``width`` (the content column at 1400 px holds about 97 characters); quoted words stay whole."""
+    lines, line, units = [], "", []
+    for word in re.findall(r"""(?:[^\s'"]+|'[^']*'|"[^"]*")+""", command):
+        if units and units[-1].startswith("-") and " " not in units[-1] and not word.startswith("-"):
+            units[-1] += f" {word}"  # an option stays on the line of its value
+        else:
+            units.append(word)
+    for word in units:
+        if line and word.startswith("-") and len(line) + 1 + len(word) > width:
+            lines.append(line + " \\")
+            line = "    " + word
+        else:
+            line = f"{line} {word}" if line else word
+    return "\n".join([*lines, line])
 
 
-def _memory(row: dict[str, Any], process_peak: bool) -> str:
-    return "—" if process_peak or row.get("peak_mem_mb") is None else f"{row['peak_mem_mb']:,} MB"
+def _memory(row: dict[str, Any]) -> str:
+    return "—" if row.get("peak_mem_mb") is None else f"{row['peak_mem_mb']:,} MB"
 
 
 def _speed(arch: str) -> list[str]:
@@ -508,7 +522,6 @@ def _speed(arch: str) -> list[str]:
             continue
         m = data["machine"]
         where = f"{m['gpu']} (CUDA {m.get('cuda')})" if m.get("gpu") else f"{m['cpu']}, {m['cores']} cores"
-        process_peak = not m.get("gpu") and str(m["date"]) < CPU_MODEL_MEMORY_SINCE
         lines += [
             "",
             f"On {where}, torch {m['torch']}, {m['date']} (`benchmarks/results/{path.name}`):",
@@ -517,17 +530,10 @@ def _speed(arch: str) -> list[str]:
             "|--:|---|---|--:|--:|--:|",
             *(
                 f"| {r['batch']} | {r['dtype']} | {'yes' if r.get('compiled') else 'no'} | {r['infer_img_s']:,} "
-                f"| {r['train_img_s']:,} | {_memory(r, process_peak)} |"
+                f"| {r['train_img_s']:,} | {_memory(r)} |"
                 for r in rows
             ),
         ]
-        if process_peak:
-            lines += [
-                "",
-                "Peak memory: not shown. This file predates zoo's per-model measure on the CPU: its `peak_mem_mb` "
-                "is the benchmark process's high-water mark so far, not this model's own (rerun "
-                "`python benchmarks/models.py` to measure each model's).",
-            ]
     if not lines:
         return []
     return ["", "## Speed", "", "Measured by `benchmarks/models.py` (median of the timed steps).", *lines]

@@ -249,7 +249,7 @@ def _measured_on(m: dict) -> str:
 
 
 def mnist_recipes() -> str:
-    """The seed course's MNIST recipe against zoo's fast one, from ``benchmarks/results/train_mnist.json``
+    """The course's MNIST recipe against zoo's fast one, from ``benchmarks/results/train_mnist.json``
     (``python benchmarks/train_mnist.py --runs 3 --seed-recipe``)."""
     data = _results("train_mnist.json")
     rows = [row for row in data["rows"] if row.get("test_top1_per_epoch") is not None]
@@ -331,7 +331,7 @@ def _lab_rows(*labs: str) -> tuple[list[dict], dict]:
 
 
 def seed_runs(*labs: str) -> str:
-    """The seed recipes' runs of ``labs`` (``python benchmarks/lab_runs.py``): top-1 after every epoch, and time."""
+    """The course's recipes' runs of ``labs`` (``python benchmarks/lab_runs.py``): top-1 after every epoch, and time."""
     rows, machine = _lab_rows(*labs)
     lines = ["| model | recipe | training images | train top-1 per epoch (augmented) | test top-1 per epoch "
              "| training time |", "| --- | --- | --: | --- | --- | --: |"]  # fmt: skip

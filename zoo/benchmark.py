@@ -7,6 +7,7 @@ slow step does not move the result. MACs come from ``torch.utils.flop_counter`` 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import statistics
 import threading
@@ -82,6 +83,8 @@ def _peak_memory(device: torch.device, result: BenchResult) -> Iterator[None]:
         yield
         result.peak_memory_mb = torch.cuda.max_memory_allocated(device) / 2**20
         return
+    with contextlib.suppress(OSError, AttributeError):  # glibc keeps freed memory resident: give it back first
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     base, peak, done = _rss(), [0], threading.Event()
 
     def sample() -> None:

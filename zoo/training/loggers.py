@@ -128,7 +128,7 @@ class TensorBoardLogger:
 
 
 class VisdomLogger:
-    """The seed's Lab10-3 live plots: loss per step, loss and accuracy per epoch, sample predictions; without a
+    """The course's Lab10-3 live plots: loss per step, loss and accuracy per epoch, sample predictions; without a
     server (``python -m visdom.server``) training goes on and a warning says so."""
 
     def __init__(self, server: str = "http://localhost", port: int = 8097, env: str = "main", title: str = "") -> None:

@@ -1,5 +1,5 @@
 """Training recipes: named, printable sets of hyper-parameters that command-line options override; the ``seed-*``
-ones are the seed course's labs as written, ``fast`` is tuned for short runs per dataset kind."""
+ones are the course's labs as written, ``fast`` is tuned for short runs per dataset kind."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ class Recipe:
 
 
 # The built-in recipes, a column each (fast's, one per dataset kind); a field not listed keeps Recipe's default.
-# The seed labs ran in float32 and decayed every parameter. fast's mnist column is tuned on this project's 2-core
+# The course's labs ran in float32 and decayed every parameter. fast's mnist column is tuned on this project's 2-core
 # CPU: >= 99.2 % MNIST test accuracy inside 90 s (benchmarks/); over 4 seeds +-1 px shifts beat +-2 px and none,
 # lr 5e-3 beat 3e-3.
 _NAMES = ("seed-mnist", "seed-vgg-cifar", "seed-resnet-cifar", "fast", "fast", "fast", "fast", "fast")

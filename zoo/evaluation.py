@@ -21,11 +21,21 @@ from zoo.data.transforms import create_transform
 from zoo.errors import ArgumentValueError, DataError, WeightsError
 from zoo.factory import create_model
 from zoo.registry import split_model_name_tag
-from zoo.runs import CHOSE_EPOCH, RUN_JSON, label_names, load_model, printable, read_run, refuse_tag_with_checkpoint
+from zoo.runs import (
+    CHOSE_EPOCH,
+    FLATTERS,
+    RUN_JSON,
+    images_called,
+    label_names,
+    load_model,
+    printable,
+    read_run,
+    refuse_tag_with_checkpoint,
+)
 from zoo.utils import parse_device, train_mode
 from zoo.utils import progress as progress_bar
 from zoo.utils.files import atomic_path
-from zoo.utils.scores import chance_rate, chance_warning, score_text, wilson_interval
+from zoo.utils.scores import chance_rate, chance_warning, score_text, shows_top5, wilson_interval
 
 
 @torch.no_grad()
@@ -113,7 +123,7 @@ def evaluate(
 def format_results(results: dict[str, Any], title: str = "") -> str:
     """A readable report: the headline numbers and a per-class table."""
     lines = [title] if title else []
-    top5 = f"   top-5 {results['acc5']:.2f} %" if len(results["confusion"]) > 5 else ""
+    top5 = f"   top-5 {results['acc5']:.2f} %" if shows_top5(len(results["confusion"])) else ""
     lines.append(f"top-1 {score_text(results['acc1'], results['count'])}{top5}   loss {results['loss']:.4f}")
     names = [printable(n) for n in results["label_names"]]  # from a file: never a terminal escape or a forged line
     width = max([len("class"), *map(len, names)])
@@ -234,14 +244,9 @@ def evaluate_weights(
     data = parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts) if parts else None
     if data is None:
         raise DataError(f"{dataset} has no {chosen} images")
-    described = info.eval_set_name if splits == ("val",) else chosen
-    notes = []
-    if own and splits == ("val",) and run.best_metric_name == "val_acc1":
-        described = CHOSE_EPOCH
-        notes.append(
-            "these images chose the kept epoch, so the score flatters the weights: evaluate on images that "
-            "chose nothing (the folder's test/ or other photos) to report it"
-        )
+    described = images_called(run, own and splits == ("val",), info.eval_set_name if splits == ("val",) else chosen)
+    report = "evaluate on images that chose nothing (the folder's test/ or other photos) to report it"
+    notes = [f"{FLATTERS}: {report}"] if described == CHOSE_EPOCH else []
     recorded = run.data_identity.get("val_data") if own and splits == ("val",) else None
     now = data_fingerprint(data) if recorded else None
     if now is not None and now["sha256"] != recorded.get("sha256"):

@@ -27,6 +27,7 @@ LOCK_NAME = ".zoo-train.lock"
 _MAX_JSON = 64 << 20  # a run's records are kilobytes; a larger file is not one of them
 _HINT = "restore it, or give another run folder"
 CHOSE_EPOCH = "validation (selected the kept epoch)"  # what held-out images that chose a run's weights are called
+FLATTERS = "these images chose the kept epoch, so the score flatters the weights"
 # A run writes its run.json before any other file; until then its folder holds its lock and that file's temporary.
 _RUN_TEMP = re.compile(r"^\.run\.json\.\d+\.\d+\.(tmp|part)$")
 # Keys every run.json zoo writes holds (zoo.training.trainer), with a recipe holding these of its settings.
@@ -113,6 +114,12 @@ class RunRecord:
         _texts("resumed_with", self.resumed_with)
         if not isinstance(self.schedule_changes, list):
             raise checks.Invalid("schedule_changes", self.schedule_changes, "must be a list")
+
+
+def images_called(run: RunRecord | None, held_out: bool, name: str) -> str:
+    """What to call the images a run's weights are scored on (``held_out``: the run's own held-out images):
+    :data:`CHOSE_EPOCH` where they chose its kept epoch, never a test set; otherwise ``name``."""
+    return CHOSE_EPOCH if run and held_out and run.best_metric_name == "val_acc1" else name
 
 
 def _read(cls: Any, path: Path) -> Any:

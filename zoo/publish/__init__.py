@@ -21,12 +21,12 @@ from zoo.publish.card import CONFIG_KEYS, model_card, timm_config
 from zoo.publish.checks import Check, check_eval, check_round_trip, check_torchvision
 from zoo.registry import is_model, split_model_name_tag
 from zoo.runs import (
-    CHOSE_EPOCH,
     CONFIG_JSON,
     PUBLISHED,
     RUN_JSON,
     RunConfig,
     RunRecord,
+    images_called,
     json_of,
     load_model,
     read_config,
@@ -213,8 +213,7 @@ def publish(
 
         data_hint = shlex.quote(str(data_dir or run.data_dir or "DATA"))
         eval_command = f"zoo eval {name} --pretrained --dataset {run.dataset} --data-dir {data_hint}"
-        eval_set = CHOSE_EPOCH if info.eval_split == "holdout" and run.best_metric_name == "val_acc1" else None
-        eval_set = eval_set or info.eval_set_name  # the images that chose the epoch are never called a test set
+        eval_set = images_called(run, info.eval_split == "holdout", info.eval_set_name)
         metrics = {
             "top1": round(results["acc1"], 2),
             "top5": round(results["acc5"], 2),

@@ -11,8 +11,8 @@ import torch.nn as nn
 from zoo.pretrained.manifest import WeightsEntry
 from zoo.publish.checks import Check
 from zoo.registry import split_model_name_tag
-from zoo.runs import CHOSE_EPOCH, PUBLISHED, RunRecord
-from zoo.utils.scores import chance_warning, score_text
+from zoo.runs import CHOSE_EPOCH, FLATTERS, PUBLISHED, RunRecord
+from zoo.utils.scores import chance_warning, score_text, shows_top5
 
 # What timm_config writes: a config.json with these keys, beside zoo's weights, is one zoo published.
 CONFIG_KEYS = frozenset(
@@ -101,11 +101,11 @@ folder `timm.create_model("local-dir:PATH", pretrained=True)`."""
     (chans, h, w), seconds = cfg["input_size"], origin.get("train_seconds")
     done = {True: "passed", None: "not applicable"}
     check_lines = "".join(f"- {c.name}: {done[c.passed]} ({c.detail})\n" for c in checks)
-    metrics, wide = entry.metrics or {}, model.num_classes > 5  # top-5 says something only for more classes
+    metrics, wide = entry.metrics or {}, shows_top5(model.num_classes)
     top5 = f"| top-5 | {results['acc5']:.2f} % |\n" if wide else ""
     chance = chance_warning(results["acc1"], results["count"], results["chance"], "The")
     chose = metrics["eval_set"] == CHOSE_EPOCH
-    flatters = " These images chose the published epoch, so the score flatters the weights." if chose else ""
+    flatters = f" {FLATTERS.capitalize()}." if chose else ""
     # How the run chose the published epoch; the test set never does.
     held_out = "best top-1 on images held out of the training set" if run.test_images else "best validation top-1"
     selection = "the last epoch" if run.best_metric_name == "last_epoch" else held_out

@@ -81,13 +81,13 @@ def sample_predictions(
 
 def epoch_line(row: dict[str, Any], epochs: int, num_classes: int, is_best: bool) -> str:
     """The line printed after each epoch, as metrics.csv has it (``*`` marks a new best on the validation images);
-    top-5 only for more than 5 classes, where it says something."""
+    top-5 only where it says something."""
     parts = [f"epoch {row['epoch']}/{epochs}", f"train loss {row['train_loss']:.4f}"]
     if row.get("train_acc1") is not None:
         parts.append(f"acc {score_text(row['train_acc1'], row['train_count'])}")
     for split in ("val", "test"):
         if row.get(f"{split}_acc1") is not None:
-            top5 = f" top-5 {row[f'{split}_acc5']:.2f} %" if num_classes > 5 else ""
+            top5 = f" top-5 {row[f'{split}_acc5']:.2f} %" if scores.shows_top5(num_classes) else ""
             top1 = score_text(row[f"{split}_acc1"], row[f"{split}_count"])
             parts.append(f"{split} loss {row[f'{split}_loss']:.4f} top-1 {top1}{top5}")
     parts.append(f"lr {row['lr']:.2e}")

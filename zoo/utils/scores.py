@@ -19,6 +19,11 @@ def wilson_interval(hits: int, count: int, z: float = 1.96) -> tuple[float, floa
     return 100 * max(0.0, (centre - half) / (1 + q)), 100 * min(1.0, (centre + half) / (1 + q))
 
 
+def shows_top5(num_classes: int) -> bool:
+    """Whether top-5 is worth printing: with five classes or fewer every answer is in the top 5 (100 %)."""
+    return num_classes > 5
+
+
 def score_text(acc: float, count: int) -> str:
     """An accuracy (%) with the images it rests on, ``92.20 % (9,220/10,000)``, and its 95 % interval where that is
     wider than +-1 point, ``66.7 % (6/9, 95 % CI 35-88)``."""

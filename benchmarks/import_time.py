@@ -31,10 +31,10 @@ LIBS = ("zoo", "torchvision", "timm")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="2 runs: checks that the script runs")
+    parser.add_argument("--quick", action="store_true", help="1 run: checks that the script runs")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results)")
     args = parser.parse_args()
-    runs = 2 if args.quick else args.runs
+    runs = 1 if args.quick else args.runs
     info = machine_info()
     print_machine(info)
     results: dict[str, list[dict]] = {lib: [] for lib in LIBS}

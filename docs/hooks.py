@@ -2,7 +2,9 @@
 
 ``models_table.md``, ``weights_table.md`` and the architecture pages ``models/<arch>.md`` are also committed
 (readable on GitHub), but the site never shows the committed text: each build renders them again with
-``docs/gen_tables.py``, so every number on the site traces to the code or ``weights/manifest.json``. The
+``docs/gen_tables.py``, so every number on the site traces to the code or ``weights/manifest.json``. A committed
+page that differs from its rendering, or that no architecture renders any more, is a warning (an error in the
+strict build): ``python docs/gen_tables.py`` rewrites them. The
 architecture pages join the nav here, one section per family, so a new architecture needs no nav edit. The
 papers' architecture tables in ``models.md`` are placeholders filled from zoo's config tables
 (``docs/paper_tables.py``). In every table on the site, a model or weights name links to its page.
@@ -10,6 +12,7 @@ papers' architecture tables in ``models.md`` are placeholders filled from zoo's 
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from pathlib import Path
@@ -23,6 +26,7 @@ import gen_tables  # noqa: E402
 import paper_tables  # noqa: E402
 
 NAV_SECTION = "Models"  # the nav section the architecture pages are added to
+log = logging.getLogger("mkdocs.hooks.zoo")  # under "mkdocs": the strict build counts its warnings
 _CELL = re.compile(r"(<(td|th)(?:\s[^>]*)?>)(.*?)(</\2>)", re.S)
 _CODE = re.compile(r"<code>([A-Za-z0-9_]+(?:\.[A-Za-z0-9_\-]+)?)</code>")
 
@@ -49,7 +53,12 @@ def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
     """Replace a generated page's committed text with a fresh rendering."""
     render = gen_tables.TABLES.get(page.file.src_uri)
     if render is not None:
-        return render()
+        text = render()
+        if text != markdown:
+            log.warning(f"docs/{page.file.src_uri} is not current: run python docs/gen_tables.py")
+        return text
+    if page.file.src_uri.startswith(f"{gen_tables.MODEL_PAGES}/") and markdown.startswith(gen_tables.GENERATED):
+        log.warning(f"docs/{page.file.src_uri} is generated for no registered architecture: run docs/gen_tables.py")
     for placeholder, table in {**paper_tables.PLACEHOLDERS, **gen_tables.PLACEHOLDERS}.items():
         if placeholder in markdown:
             markdown = markdown.replace(placeholder, table())

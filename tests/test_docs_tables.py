@@ -143,7 +143,7 @@ def test_the_model_pages_join_the_nav_by_family(gen):
 def test_check_reports_a_page_of_an_architecture_that_is_gone(gen, tmp_path, monkeypatch, capsys):
     (tmp_path / "docs" / "models").mkdir(parents=True)
     stale = tmp_path / "docs" / "models" / "resnet9000.md"
-    stale.write_text(gen._MARK + " ... -->\n")
+    stale.write_text(gen.GENERATED + " ... -->\n")
     kept = tmp_path / "docs" / "models" / "notes.md"  # not generated: left alone
     kept.write_text("# notes\n")
     monkeypatch.setattr(gen, "DOCS", tmp_path / "docs")

@@ -21,6 +21,8 @@ nbformat = pytest.importorskip("nbformat")
 NAMES = list(notebooks.NOTEBOOKS)
 # What no stored output may hold: a folder of the machine that ran it, or a traceback.
 MACHINE_PATH = re.compile(r"(/work/|/tmp/|/home/|/root/|/Users/|[A-Z]:\\)")
+# A shell command (``!zoo ...``) that failed: IPython goes on to the next cell, so its output is what tells.
+FAILED = re.compile(r"^(zoo \w+: error:|Traceback \(most recent call last\))", re.M)
 
 
 def _read(name: str):  # noqa: ANN202
@@ -44,6 +46,7 @@ def test_a_committed_notebook_has_the_generator_cells_and_clean_outputs(name):
     assert outputs and not [o for o in outputs if o.output_type == "error"]
     text = "\n".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
     assert not MACHINE_PATH.search(text), MACHINE_PATH.search(text)
+    assert not FAILED.search(text), FAILED.search(text)
 
 
 def test_stored_outputs_show_what_a_terminal_shows():
@@ -84,6 +87,8 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     notebooks.run(nb, tmp_path, timeout=600)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     text = "\n".join(o.get("text", "") for o in outputs)
+    failed = FAILED.search(text)
+    assert failed is None, text[failed.start() - 1000 : failed.start() + 3000] if failed else ""
     # Each lab shows what it is about: the course's sizes, and accuracies of trained weights.
     expected = {"lab10-1": "torch.Size([1, 1, 55, 55]) 55", "lab10-2": "top-1",
                 "lab10-3": "test_acc1", "lab10-4": "accuracy on val/: ", "lab10-5": "top-1",

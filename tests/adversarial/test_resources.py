@@ -23,7 +23,7 @@ def test_the_cpu_allocators_failure_is_one_line():
         "--img-size",
         "2048",
         "--batch-size",
-        "8",
+        "64",  # large enough that an early allocation fails: no minutes of convolution first
         "--steps",
         "1",
         "--warmup",

@@ -639,6 +639,12 @@ TABLES: dict[str, Callable[[], str]] = {
 }
 
 
+def orphaned(uri: str, text: str) -> bool:
+    """Whether the page ``uri`` (under docs/) with the committed ``text`` is a generated architecture page that no
+    registered architecture renders any more: generated output with no generator left."""
+    return uri.startswith(f"{MODEL_PAGES}/") and uri not in TABLES and text.startswith(GENERATED)
+
+
 def clear_caches() -> None:
     """Forget computed model statistics (the docs server rebuilds in one process)."""
     _stats.cache_clear()
@@ -660,9 +666,8 @@ def main() -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
             print(f"wrote {path.relative_to(ROOT)}")
-    # A page of an architecture that is no longer registered is generated output with no generator left.
     for path in sorted((DOCS / MODEL_PAGES).glob("*.md")):
-        if f"{MODEL_PAGES}/{path.name}" in TABLES or not path.read_text(encoding="utf-8").startswith(GENERATED):
+        if not orphaned(f"{MODEL_PAGES}/{path.name}", path.read_text(encoding="utf-8")):
             continue
         if args.check:
             stale.append(path)

@@ -57,7 +57,7 @@ def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
         if text != markdown:
             log.warning(f"docs/{page.file.src_uri} is not current: run python docs/gen_tables.py")
         return text
-    if page.file.src_uri.startswith(f"{gen_tables.MODEL_PAGES}/") and markdown.startswith(gen_tables.GENERATED):
+    if gen_tables.orphaned(page.file.src_uri, markdown):
         log.warning(f"docs/{page.file.src_uri} is generated for no registered architecture: run docs/gen_tables.py")
     for placeholder, table in {**paper_tables.PLACEHOLDERS, **gen_tables.PLACEHOLDERS}.items():
         if placeholder in markdown:

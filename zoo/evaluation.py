@@ -244,10 +244,11 @@ def evaluate_weights(
     data = parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts) if parts else None
     if data is None:
         raise DataError(f"{dataset} has no {chosen} images")
-    described = images_called(run, own and splits == ("val",), info.eval_set_name if splits == ("val",) else chosen)
+    held_out = own and splits == ("val",)  # the run's own validation images
+    described = images_called(run, held_out, info.eval_set_name if splits == ("val",) else chosen)
     report = "evaluate on images that chose nothing (the folder's test/ or other photos) to report it"
     notes = [f"{FLATTERS}: {report}"] if described == CHOSE_EPOCH else []
-    recorded = run.data_identity.get("val_data") if own and splits == ("val",) else None
+    recorded = run.data_identity.get("val_data") if held_out else None
     now = data_fingerprint(data) if recorded else None
     if now is not None and now["sha256"] != recorded.get("sha256"):
         warnings.warn(
